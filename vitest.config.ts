@@ -16,8 +16,7 @@ export default defineConfig({
           include: ["test/integration/**/*.test.ts"],
           globalSetup: ["test/support/globalSetup.ts"],
           testTimeout: 180_000,
-          hookTimeout: 240_000,
-          fileParallelism: false
+          hookTimeout: 240_000
         }
       }
     ]

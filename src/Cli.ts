@@ -1,0 +1,68 @@
+import { Command, Options } from "@effect/cli"
+import { Console, Duration, Effect, Option } from "effect"
+import { gmailApiEnabled, IntakeConfig } from "./Config.js"
+import { settings } from "./Settings.js"
+import { StartupRefused } from "./Fatal.js"
+import type { PassSummary } from "./pipeline/Intake.js"
+import { Poller } from "./pipeline/Poller.js"
+import { Relay } from "./pipeline/Relay.js"
+
+const once = Options.boolean("once").pipe(
+  Options.withDescription("Run one pass over the mailbox, print a summary and exit.")
+)
+
+const interval = Options.integer("interval").pipe(
+  Options.withDescription("Seconds between passes; overrides IMAP_POLL_INTERVAL (default 60). New mail is taken at once where the server supports IDLE."),
+  Options.optional
+)
+
+const relayWait = Duration.seconds(30)
+
+export const refuseWhenGmailApiOwnsReceiving = Effect.gen(function*() {
+  if (yield* gmailApiEnabled) {
+    return yield* new StartupRefused({
+      reason: "GMAIL_API_ENABLED=true: another worker receives this mailbox through the Gmail API, so mailroom will not poll it. Unset GMAIL_API_ENABLED to let mailroom receive."
+    })
+  }
+})
+
+const describeSummary = (summary: PassSummary) =>
+  `Summary: ${summary.received} received (${summary.ticketsCreated} new ticket(s)), ${summary.duplicates} duplicate(s), ${summary.quarantined} quarantined` +
+  (summary.alreadyRecorded > 0 ? `, ${summary.alreadyRecorded} already recorded` : "")
+
+const runOnce = Effect.gen(function*() {
+  const poller = yield* Poller
+  const relay = yield* Relay
+  const summary = yield* poller.once
+  const relayed = yield* relay.drain.pipe(Effect.timeout(relayWait), Effect.option)
+  if (Option.isNone(relayed)) {
+    yield* Effect.logWarning(`The event bus did not take every event within ${Duration.format(relayWait)}; ${yield* relay.pending} or more are still pending and go out on the next run`)
+  }
+  yield* Console.log(describeSummary(summary))
+})
+
+const runForever = (seconds: Option.Option<number>) =>
+  Effect.gen(function*() {
+    const poller = yield* Poller
+    const relay = yield* Relay
+    const config = yield* IntakeConfig
+    const every = Option.match(seconds, { onNone: () => config.pollInterval, onSome: Duration.seconds })
+    yield* Effect.logInfo(`Watching ${config.mailbox}: a pass every ${Duration.format(every)}, and at once when the server announces new mail`)
+    yield* Effect.all([poller.forever(every), relay.run], { concurrency: "unbounded", discard: true })
+  })
+
+export const run = Command.make("mailroom", { once, interval }, (flags) =>
+  Option.match(flags.interval, {
+    onSome: (seconds) => seconds > 0 ? Effect.void : new StartupRefused({ reason: "--interval takes a whole number of seconds above 0" }),
+    onNone: () => Effect.void
+  }).pipe(Effect.zipRight(Effect.if(flags.once, { onTrue: () => runOnce, onFalse: () => runForever(flags.interval) })))
+).pipe(
+  Command.withDescription(
+    [
+      "Watches a support mailbox over IMAP and records every email once, as an append-only event in PostgreSQL, projected into customers, tickets and messages.",
+      "",
+      "Settings (environment variables, or a .env file in the working directory):",
+      ...settings().map((s) => `  ${s.name}${s.default === undefined ? "" : ` (default ${s.default})`}: ${s.help}`)
+    ].join("\n")
+  )
+)

@@ -1,0 +1,105 @@
+import { Config, Duration, Redacted } from "effect"
+import { setting } from "./Settings.js"
+
+const seconds = (name: string) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
+    Config.map(Duration.seconds)
+  )
+
+const positiveInteger = (name: string) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 })
+  )
+
+/** Gmail shows app passwords in groups of four ("abcd efgh ijkl mnop"); the spaces are not part of it. */
+const appPassword = (name: string) =>
+  Config.redacted(name).pipe(
+    Config.map((secret) => Redacted.make(Redacted.value(secret).replace(/\s+/g, ""))),
+    Config.validate({ message: "Expected a non-empty password", validation: (r) => Redacted.value(r).length > 0 })
+  )
+
+export const mailboxUser = setting(
+  "GMAIL_SENDER_EMAIL",
+  "The mailbox login, e.g. support@yourcompany.com; also the From of replies.",
+  Config.nonEmptyString
+)
+
+export const mailboxPassword = setting(
+  "GMAIL_SENDER_PASSWORD",
+  "The mailbox password: for Gmail a 16-letter app password (spaces are stripped).",
+  appPassword
+)
+
+export const ImapConfig = Config.all({
+  user: mailboxUser,
+  password: mailboxPassword,
+  host: setting("IMAP_HOST", "IMAP server host name.", Config.nonEmptyString, { value: "imap.gmail.com" }),
+  port: setting("IMAP_PORT", "IMAP server port.", Config.port, { value: 993 }),
+  tls: setting("IMAP_TLS", "Connect with TLS (true for port 993; false only on a trusted network).", Config.boolean, {
+    value: true
+  }),
+  connectTimeout: setting("IMAP_CONNECT_TIMEOUT", "Seconds to wait for the IMAP server to greet.", seconds, {
+    value: Duration.seconds(30),
+    shown: "30"
+  })
+})
+export type ImapConfig = Config.Config.Success<typeof ImapConfig>
+
+export type Backfill = "unseen" | "all" | "none"
+
+export const IntakeConfig = Config.all({
+  mailbox: setting("IMAP_MAILBOX", "The mailbox (folder) to watch.", Config.nonEmptyString, { value: "INBOX" }),
+  pollInterval: setting(
+    "IMAP_POLL_INTERVAL",
+    "Seconds between passes (the --interval flag wins).",
+    seconds,
+    { value: Duration.seconds(60), shown: "60" }
+  ),
+  backfill: setting(
+    "IMAP_BACKFILL",
+    "On the first start (or a UIDVALIDITY change): take the unread mail (unseen), every mail (all) or none of the existing mail (none).",
+    (name) => Config.literal("unseen", "all", "none")(name),
+    { value: "unseen" as Backfill }
+  ),
+  maxMessageBytes: setting(
+    "MAX_MESSAGE_BYTES",
+    "Mail larger than this is quarantined (its headers, size and hash are kept).",
+    positiveInteger,
+    { value: 25 * 1024 * 1024, shown: "26214400 (25 MB)" }
+  ),
+  batchSize: setting("IMAP_BATCH_SIZE", "Mails fetched per UID FETCH and committed per transaction.", positiveInteger, {
+    value: 250
+  }),
+  batchBytes: setting("IMAP_BATCH_BYTES", "Upper bound on the bytes of one batch.", positiveInteger, {
+    value: 32 * 1024 * 1024,
+    shown: "33554432 (32 MB)"
+  })
+})
+export type IntakeConfig = Config.Config.Success<typeof IntakeConfig>
+
+export const DatabaseConfig = Config.all({
+  url: setting(
+    "DATABASE_URL",
+    "PostgreSQL connection URL. Unset: an embedded PGlite database under MAILROOM_DATA_DIR.",
+    (name) => Config.option(Config.redacted(name))
+  ),
+  dataDir: setting("MAILROOM_DATA_DIR", "Folder of the embedded database (used without DATABASE_URL).", Config.nonEmptyString, {
+    value: "./data"
+  })
+})
+export type DatabaseConfig = Config.Config.Success<typeof DatabaseConfig>
+
+export const gmailApiEnabled = setting(
+  "GMAIL_API_ENABLED",
+  "When true another worker (the Gmail API push) owns receiving, and mailroom refuses to start.",
+  Config.boolean,
+  { value: false }
+)
+
+export const logFormat = setting(
+  "LOG_FORMAT",
+  "text (one readable line per event) or json (one JSON object per line).",
+  (name) => Config.literal("text", "json")(name),
+  { value: "text" as "text" | "json" }
+)

@@ -1,0 +1,55 @@
+import { Cause, ConfigError, Data, Option } from "effect"
+import { settingHelp } from "./Settings.js"
+
+/** mailroom will not run in this setup, for a reason the user must change. */
+export class StartupRefused extends Data.TaggedError("StartupRefused")<{ readonly reason: string }> {
+  override get message() {
+    return this.reason
+  }
+}
+
+export interface Fatal {
+  readonly line: string
+  /** 2: fix the configuration; 1: a run that failed. */
+  readonly exitCode: 1 | 2
+}
+
+const leaves = (error: ConfigError.ConfigError): Array<ConfigError.ConfigError> => {
+  switch (error._op) {
+    case "And":
+    case "Or":
+      return [...leaves(error.left), ...leaves(error.right)]
+    default:
+      return [error]
+  }
+}
+
+const describeConfig = (error: ConfigError.ConfigError): string => {
+  const leaf = leaves(error)[0]!
+  const name = "path" in leaf ? leaf.path.join("_") : "configuration"
+  const help = settingHelp(name)
+  const problem = leaf._op === "MissingData" ? "is not set" : `is invalid (${"message" in leaf ? leaf.message : "bad value"})`
+  return `${name} ${problem}${help ? `: ${help}` : ""} Set it in the environment or in .env.`
+}
+
+const configErrorOf = (error: unknown): ConfigError.ConfigError | undefined =>
+  ConfigError.isConfigError(error) ? error : undefined
+
+/** One line for a failure a user can act on; undefined for a bug, which deserves its full cause. */
+export const describeFailure = (cause: Cause.Cause<unknown>): Fatal | undefined => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isNone(failure)) return undefined
+  const error = failure.value
+  const configError = configErrorOf(error)
+  if (configError) return { line: describeConfig(configError), exitCode: 2 }
+  if (typeof error !== "object" || error === null || !("_tag" in error)) return undefined
+  switch (error._tag) {
+    case "StartupRefused":
+    case "DataDirInUse":
+      return { line: String((error as unknown as Error).message), exitCode: 2 }
+    case "ValidationError":
+      return { line: "", exitCode: 2 }
+    default:
+      return { line: String((error as unknown as Error).message ?? error._tag), exitCode: 1 }
+  }
+}

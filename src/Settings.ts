@@ -1,0 +1,32 @@
+import { Config } from "effect"
+
+/**
+ * Every environment variable mailroom reads, with the one-line help that `--help`, start-up errors
+ * and the README's settings table share.
+ */
+export interface Setting {
+  readonly name: string
+  readonly default?: string
+  readonly help: string
+}
+
+const registry = new Map<string, Setting>()
+
+export const settings = (): ReadonlyArray<Setting> => [...registry.values()]
+
+export const settingHelp = (name: string): string | undefined => registry.get(name)?.help
+
+export const setting = <A>(
+  name: string,
+  help: string,
+  make: (name: string) => Config.Config<A>,
+  fallback?: { readonly value: A; readonly shown?: string }
+): Config.Config<A> => {
+  registry.set(name, {
+    name,
+    help,
+    ...(fallback ? { default: fallback.shown ?? String(fallback.value) } : {})
+  })
+  const config = make(name).pipe(Config.withDescription(help))
+  return fallback ? Config.withDefault(config, fallback.value) : config
+}

@@ -1,0 +1,12 @@
+import { Migrator } from "@effect/sql"
+import { Effect, Layer } from "effect"
+import events from "./migrations/0001_events.js"
+
+export const migrations = Migrator.fromRecord({
+  "0001_events": events
+})
+
+/** Brings the schema up to date before anything else touches the database. */
+export const MigrationsLive = Layer.effectDiscard(
+  Migrator.make({})({ loader: migrations }).pipe(Effect.withSpan("Migrations.run"))
+)

@@ -1,0 +1,110 @@
+import { mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { PGlite } from "@electric-sql/pglite"
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+import { PgClient } from "@effect/sql-pg"
+import { Data, Effect, Layer, Option, Redacted } from "effect"
+import { DatabaseConfig } from "../Config.js"
+
+export class DataDirInUse extends Data.TaggedError("DataDirInUse")<{ readonly dataDir: string; readonly pid: number }> {
+  override get message() {
+    return `the embedded database in ${this.dataDir} is in use by process ${this.pid}: run one mailroom per data folder, or set DATABASE_URL to share a PostgreSQL server between instances`
+  }
+}
+
+export class EmbeddedDatabaseFailed extends Data.TaggedError("EmbeddedDatabaseFailed")<{
+  readonly dataDir: string
+  readonly cause: unknown
+}> {
+  override get message() {
+    return `could not open the embedded database in ${this.dataDir}: ${String(this.cause)}`
+  }
+}
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** PGlite has no lock of its own: two processes on one folder would corrupt it. */
+const lockDataDir = (dataDir: string) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        await mkdir(dataDir, { recursive: true })
+        const path = join(dataDir, "mailroom.pid")
+        const holder = Number.parseInt(await readFile(path, "utf8").catch(() => ""), 10)
+        if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) return { path, holder }
+        const file = await open(path, "w")
+        await file.writeFile(String(process.pid))
+        await file.close()
+        return { path, holder: undefined }
+      },
+      catch: (cause) => new EmbeddedDatabaseFailed({ dataDir, cause })
+    }).pipe(
+      Effect.filterOrFail(
+        (lock) => lock.holder === undefined,
+        (lock) => new DataDirInUse({ dataDir, pid: lock.holder! })
+      )
+    ),
+    (lock) => Effect.promise(() => rm(lock.path, { force: true }))
+  )
+
+/** Serves an embedded PGlite database on a private Unix socket, so that the same PgClient talks to both. */
+const embedded = (dataDir: string) =>
+  Effect.gen(function*() {
+    yield* lockDataDir(dataDir)
+    const db = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => PGlite.create({ dataDir: join(dataDir, "pglite") }),
+        catch: (cause) => new EmbeddedDatabaseFailed({ dataDir, cause })
+      }),
+      (db) => Effect.promise(() => db.close())
+    )
+    const socketDir = yield* Effect.acquireRelease(
+      Effect.promise(() => mkdtemp(join(tmpdir(), "mailroom-pg-"))),
+      (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+    )
+    yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          const server = new PGLiteSocketServer({ db, path: join(socketDir, ".s.PGSQL.5432"), maxConnections: 1 })
+          await server.start()
+          return server
+        },
+        catch: (cause) => new EmbeddedDatabaseFailed({ dataDir, cause })
+      }),
+      (server) => Effect.promise(() => server.stop())
+    )
+    return PgClient.layer({
+      host: socketDir,
+      port: 5432,
+      username: "postgres",
+      database: "postgres",
+      maxConnections: 1,
+      applicationName: "mailroom"
+    })
+  })
+
+/** PostgreSQL from DATABASE_URL, else the embedded database under MAILROOM_DATA_DIR. */
+export const SqlLive = Layer.unwrapScoped(
+  Effect.gen(function*() {
+    const config = yield* DatabaseConfig
+    if (Option.isSome(config.url)) {
+      return PgClient.layer({ url: config.url.value, applicationName: "mailroom", maxConnections: 4 })
+    }
+    return yield* embedded(resolve(config.dataDir))
+  })
+)
+
+/** A PostgreSQL URL for the same server with another database name, for tests and benchmarks. */
+export const withDatabase = (url: string, database: string): Redacted.Redacted => {
+  const next = new URL(url)
+  next.pathname = `/${database}`
+  return Redacted.make(next.toString())
+}

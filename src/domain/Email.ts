@@ -1,0 +1,67 @@
+import { Schema } from "effect"
+
+export const Address = Schema.Struct({
+  /** lower-cased */
+  address: Schema.String,
+  name: Schema.String
+})
+export type Address = typeof Address.Type
+
+export const Attachment = Schema.Struct({
+  filename: Schema.NullOr(Schema.String),
+  contentType: Schema.String,
+  size: Schema.Number,
+  sha256: Schema.String
+})
+export type Attachment = typeof Attachment.Type
+
+/** Headers the reply guard and the relay need; everything else stays in the raw message. */
+export const GuardHeaders = Schema.Record({ key: Schema.String, value: Schema.String })
+
+export const ParsedEmail = Schema.Struct({
+  messageId: Schema.NullOr(Schema.String),
+  from: Address,
+  to: Schema.Array(Address),
+  cc: Schema.Array(Address),
+  replyTo: Schema.Array(Address),
+  subject: Schema.String,
+  date: Schema.NullOr(Schema.String),
+  inReplyTo: Schema.NullOr(Schema.String),
+  references: Schema.Array(Schema.String),
+  text: Schema.String,
+  html: Schema.NullOr(Schema.String),
+  attachments: Schema.Array(Attachment),
+  headers: GuardHeaders,
+  contentType: Schema.String
+})
+export type ParsedEmail = typeof ParsedEmail.Type
+
+export const QuarantineReason = Schema.Literal("too_large", "unparseable", "no_sender")
+export type QuarantineReason = typeof QuarantineReason.Type
+
+/** What could be read of a mail that is not accepted. */
+export const HeaderGlimpse = Schema.Struct({
+  messageId: Schema.NullOr(Schema.String),
+  from: Schema.NullOr(Schema.String),
+  subject: Schema.NullOr(Schema.String),
+  date: Schema.NullOr(Schema.String)
+})
+export type HeaderGlimpse = typeof HeaderGlimpse.Type
+
+/** The parser's verdict on one mail, before the log decides received or duplicate. */
+export type Parsed =
+  | { readonly _tag: "Accepted"; readonly email: ParsedEmail }
+  | {
+    readonly _tag: "Rejected"
+    readonly reason: QuarantineReason
+    readonly detail: string
+    readonly glimpse: HeaderGlimpse
+  }
+
+/** One mail as fetched from the mailbox. `headersOnly` when it was over the size cap. */
+export interface RawMail {
+  readonly uid: number
+  readonly size: number
+  readonly source: Buffer
+  readonly headersOnly: boolean
+}

@@ -1,0 +1,122 @@
+import { createHash, randomUUID } from "node:crypto"
+import type { Parsed } from "./Email.js"
+import { EmailDuplicate, EmailQuarantined, EmailReceived } from "./Event.js"
+
+/** A fetched and parsed mail on its way into the log. */
+export interface Incoming {
+  readonly uid: number
+  readonly size: number
+  readonly rawSha256: string
+  readonly headersOnly: boolean
+  readonly parsed: Parsed
+}
+
+/** A mail already in the log, found by its Message-ID or, lacking one, by its raw hash. */
+export interface KnownMail {
+  readonly eventId: string
+  readonly ticketId: string
+}
+
+export interface Known {
+  readonly byMessageId: ReadonlyMap<string, KnownMail>
+  readonly byRawSha256: ReadonlyMap<string, KnownMail>
+}
+
+export interface IntakeDecision {
+  readonly eventId: string
+  readonly uid: number
+  readonly ticketId: string | null
+  readonly data: EmailReceived | EmailDuplicate | EmailQuarantined
+}
+
+/** Message-IDs that would place a mail in an existing thread, nearest first. */
+export const threadKeys = (email: { readonly inReplyTo: string | null; readonly references: ReadonlyArray<string> }) => [
+  ...(email.inReplyTo ? [email.inReplyTo] : []),
+  ...[...email.references].reverse()
+]
+
+/** Every Message-ID a batch needs looked up before it can be decided. */
+export const lookupKeys = (items: ReadonlyArray<Incoming>): Array<string> => [
+  ...new Set(items.flatMap((item) =>
+    item.parsed._tag === "Accepted"
+      ? [...(item.parsed.email.messageId ? [item.parsed.email.messageId] : []), ...threadKeys(item.parsed.email)]
+      : []
+  ))
+]
+
+/** Stable per address, so that projections rebuilt from the log keep their ids. */
+export const customerId = (address: string): string => {
+  const hex = createHash("sha256").update(`customer:${address}`).digest("hex")
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`
+}
+
+export interface DecideOptions {
+  readonly newId?: () => string
+}
+
+/**
+ * Decides, in UID order, what each mail of a batch becomes. Mails earlier in the batch count as
+ * known to the ones after them, so a thread delivered in one batch still lands on one ticket.
+ */
+export const decide = (
+  items: ReadonlyArray<Incoming>,
+  known: Known,
+  options: DecideOptions = {}
+): Array<IntakeDecision> => {
+  const newId = options.newId ?? randomUUID
+  const byMessageId = new Map(known.byMessageId)
+  const byRawSha256 = new Map(known.byRawSha256)
+  return items.map((item) => {
+    const eventId = newId()
+    const parsed = item.parsed
+    if (parsed._tag === "Rejected") {
+      return {
+        eventId,
+        uid: item.uid,
+        ticketId: null,
+        data: new EmailQuarantined({
+          reason: parsed.reason,
+          detail: parsed.detail,
+          size: item.size,
+          rawSha256: item.rawSha256,
+          headersOnly: item.headersOnly,
+          headers: parsed.glimpse
+        })
+      }
+    }
+    const email = parsed.email
+    const original = email.messageId ? byMessageId.get(email.messageId) : byRawSha256.get(item.rawSha256)
+    if (original) {
+      return {
+        eventId,
+        uid: item.uid,
+        ticketId: original.ticketId,
+        data: new EmailDuplicate({
+          messageId: email.messageId ?? `sha256:${item.rawSha256}`,
+          duplicateOf: original.eventId,
+          ticketId: original.ticketId,
+          rawSha256: item.rawSha256,
+          size: item.size
+        })
+      }
+    }
+    const thread = threadKeys(email).map((key) => byMessageId.get(key)).find((mail) => mail !== undefined)
+    const ticketId = thread?.ticketId ?? newId()
+    const self = { eventId, ticketId }
+    if (email.messageId) byMessageId.set(email.messageId, self)
+    else byRawSha256.set(item.rawSha256, self)
+    return {
+      eventId,
+      uid: item.uid,
+      ticketId,
+      data: new EmailReceived({
+        ...email,
+        rawSha256: item.rawSha256,
+        size: item.size,
+        ticketId,
+        customerId: customerId(email.from.address),
+        newTicket: thread === undefined
+      })
+    }
+  })
+}

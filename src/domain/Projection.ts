@@ -1,0 +1,94 @@
+import type { IntakeDecision } from "./Intake.js"
+
+export interface CustomerRow {
+  readonly id: string
+  readonly email: string
+  readonly name: string
+  readonly created_at: Date
+}
+
+export interface TicketRow {
+  readonly id: string
+  readonly customer_id: string
+  readonly mailbox: string
+  readonly subject: string
+  readonly status: string
+  readonly created_at: Date
+  readonly updated_at: Date
+}
+
+export interface MessageRow {
+  readonly id: string
+  readonly ticket_id: string
+  readonly mailbox: string
+  readonly direction: "inbound" | "outbound"
+  readonly message_id: string | null
+  readonly in_reply_to: string | null
+  readonly references: ReadonlyArray<string>
+  readonly from_email: string
+  readonly subject: string
+  readonly text: string
+  readonly html: string | null
+  readonly attachments: string
+  readonly raw_sha256: string | null
+  readonly received_at: Date
+}
+
+export interface Projection {
+  readonly customers: ReadonlyArray<CustomerRow>
+  readonly tickets: ReadonlyArray<TicketRow>
+  /** Existing tickets that a follow-up touched. */
+  readonly followedUp: ReadonlyArray<string>
+  readonly messages: ReadonlyArray<MessageRow>
+}
+
+/** The rows that a batch of intake decisions adds to `customers`, `tickets` and `messages`. */
+export const project = (mailbox: string, decisions: ReadonlyArray<IntakeDecision>, at: Date): Projection => {
+  const customers = new Map<string, CustomerRow>()
+  const tickets: Array<TicketRow> = []
+  const followedUp = new Set<string>()
+  const messages: Array<MessageRow> = []
+  for (const { data, eventId } of decisions) {
+    if (data._tag !== "EmailReceived") continue
+    const known = customers.get(data.from.address)
+    if (!known || (known.name === "" && data.from.name !== "")) {
+      customers.set(data.from.address, { id: data.customerId, email: data.from.address, name: data.from.name, created_at: at })
+    }
+    if (data.newTicket) {
+      tickets.push({
+        id: data.ticketId,
+        customer_id: data.customerId,
+        mailbox,
+        subject: data.subject,
+        status: "open",
+        created_at: at,
+        updated_at: at
+      })
+    } else {
+      followedUp.add(data.ticketId)
+    }
+    messages.push({
+      id: eventId,
+      ticket_id: data.ticketId,
+      mailbox,
+      direction: "inbound",
+      message_id: data.messageId,
+      in_reply_to: data.inReplyTo,
+      references: data.references,
+      from_email: data.from.address,
+      subject: data.subject,
+      text: data.text,
+      html: data.html,
+      attachments: JSON.stringify(data.attachments),
+      raw_sha256: data.rawSha256,
+      received_at: at
+    })
+  }
+  const created = new Set(tickets.map((ticket) => ticket.id))
+  return {
+    customers: [...customers.values()],
+    tickets,
+    followedUp: [...followedUp].filter((id) => !created.has(id)),
+    messages
+  }
+}

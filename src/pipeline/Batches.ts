@@ -1,0 +1,34 @@
+/** A run of UIDs fetched with one UID FETCH and committed in one transaction. */
+export interface FetchBatch {
+  readonly uids: ReadonlyArray<number>
+  readonly bytes: number
+  /** Over MAX_MESSAGE_BYTES: only the headers are fetched, and each mail is quarantined. */
+  readonly headersOnly: boolean
+}
+
+export interface BatchLimits {
+  readonly maxMessageBytes: number
+  readonly batchSize: number
+  readonly batchBytes: number
+}
+
+/** Groups mails in UID order, so that committing batch after batch moves the cursor monotonically. */
+export const planBatches = (
+  sizes: ReadonlyArray<{ readonly uid: number; readonly size: number }>,
+  limits: BatchLimits
+): Array<FetchBatch> => {
+  const batches: Array<FetchBatch> = []
+  let current: { uids: Array<number>; bytes: number; headersOnly: boolean } | undefined
+  for (const { uid, size } of [...sizes].sort((a, b) => a.uid - b.uid)) {
+    const headersOnly = size > limits.maxMessageBytes
+    const fits = current !== undefined && current.headersOnly === headersOnly &&
+      current.uids.length < limits.batchSize && (current.uids.length === 0 || current.bytes + size <= limits.batchBytes)
+    if (!fits) {
+      current = { uids: [], bytes: 0, headersOnly }
+      batches.push(current)
+    }
+    current!.uids.push(uid)
+    current!.bytes += headersOnly ? 0 : size
+  }
+  return batches
+}

@@ -1,0 +1,185 @@
+import { Effect, Option, Stream } from "effect"
+import type { Backfill } from "../Config.js"
+import { IntakeConfig } from "../Config.js"
+import type { RawMail } from "../domain/Email.js"
+import type { Incoming } from "../domain/Intake.js"
+import type { ImapSession, MailboxStatus } from "../services/Imap.js"
+import { Parser, sha256 } from "../services/Parser.js"
+import type { Cursor } from "../services/StateStore.js"
+import { StateStore } from "../services/StateStore.js"
+import { TicketRepo } from "../services/TicketRepo.js"
+import type { FetchBatch } from "./Batches.js"
+import { planBatches } from "./Batches.js"
+
+export interface PassSummary {
+  readonly found: number
+  readonly received: number
+  readonly ticketsCreated: number
+  readonly duplicates: number
+  readonly quarantined: number
+  /** Already in the log from an earlier, interrupted run; only their \Seen flag was missing. */
+  readonly alreadyRecorded: number
+}
+
+export const emptySummary: PassSummary = {
+  found: 0,
+  received: 0,
+  ticketsCreated: 0,
+  duplicates: 0,
+  quarantined: 0,
+  alreadyRecorded: 0
+}
+
+export const addSummaries = (a: PassSummary, b: PassSummary): PassSummary => ({
+  found: a.found + b.found,
+  received: a.received + b.received,
+  ticketsCreated: a.ticketsCreated + b.ticketsCreated,
+  duplicates: a.duplicates + b.duplicates,
+  quarantined: a.quarantined + b.quarantined,
+  alreadyRecorded: a.alreadyRecorded + b.alreadyRecorded
+})
+
+/** Where a mailbox seen for the first time (or under a new UIDVALIDITY) starts, per IMAP_BACKFILL. */
+export const startingCursor = (mailbox: string, status: MailboxStatus, backfill: Backfill): Cursor => {
+  const existing = Math.max(0, status.uidNext - 1)
+  switch (backfill) {
+    case "all":
+      return { mailbox, uidValidity: status.uidValidity, lastUid: 0, backfillTo: 0, seenUid: 0 }
+    case "unseen":
+      return { mailbox, uidValidity: status.uidValidity, lastUid: 0, backfillTo: existing, seenUid: 0 }
+    case "none":
+      return { mailbox, uidValidity: status.uidValidity, lastUid: existing, backfillTo: existing, seenUid: existing }
+  }
+}
+
+/** One pass over the mailbox: new UIDs above the cursor → fetch in batches → parse → commit → \Seen. */
+export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
+  effect: Effect.gen(function*() {
+    const config = yield* IntakeConfig
+    const parser = yield* Parser
+    const repo = yield* TicketRepo
+    const state = yield* StateStore
+    const mailbox = config.mailbox
+
+    const cursorFor = Effect.fn("Intake.cursor")(function*(status: MailboxStatus) {
+      const fresh = startingCursor(mailbox, status, config.backfill)
+      const current = yield* state.cursor(mailbox)
+      if (Option.isNone(current)) {
+        yield* state.reset(fresh)
+        yield* Effect.logInfo(
+          `First look at ${mailbox}: ${
+            { unseen: "taking the unread mail", all: "taking every mail", none: "taking only new mail" }[config.backfill]
+          } (IMAP_BACKFILL=${config.backfill})`
+        )
+        return fresh
+      }
+      if (current.value.uidValidity !== status.uidValidity) {
+        yield* repo.resetMailbox(current.value, fresh)
+        yield* Effect.logWarning(
+          `UIDVALIDITY of ${mailbox} changed from ${current.value.uidValidity} to ${status.uidValidity}: rescanning (IMAP_BACKFILL=${config.backfill}); Message-IDs already recorded become duplicates`
+        )
+        return fresh
+      }
+      return current.value
+    })
+
+    /** After a crash between commit and \Seen, the flags of recorded mail are set again. */
+    const repairSeen = Effect.fn("Intake.repairSeen")(function*(session: ImapSession, cursor: Cursor) {
+      if (cursor.seenUid >= cursor.lastUid) return
+      const uids = yield* repo.recordedUids(mailbox, cursor.uidValidity, cursor.seenUid, cursor.lastUid)
+      yield* session.markSeen(uids)
+      yield* state.markSeen(mailbox, cursor.uidValidity, cursor.lastUid)
+    })
+
+    const candidates = (session: ImapSession, cursor: Cursor, status: MailboxStatus) =>
+      Effect.gen(function*() {
+        const backfill = cursor.lastUid < cursor.backfillTo
+          ? yield* session.search({ from: cursor.lastUid + 1, to: cursor.backfillTo }, { unseenOnly: true })
+          : []
+        const from = Math.max(cursor.lastUid, cursor.backfillTo) + 1
+        const fresh = status.uidNext > 0 && from >= status.uidNext ? [] : yield* session.search({ from }, { unseenOnly: false })
+        return [...backfill, ...fresh]
+      })
+
+    const prepare = (raw: RawMail) =>
+      parser.parse(raw).pipe(
+        Effect.map((parsed): Incoming & { readonly source: Buffer } => ({
+          uid: raw.uid,
+          size: raw.size,
+          rawSha256: sha256(raw.source),
+          headersOnly: raw.headersOnly,
+          parsed,
+          source: raw.source
+        }))
+      )
+
+    const logDecisions = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>) =>
+      Effect.forEach(committed.decisions, ({ data, uid }) => {
+        switch (data._tag) {
+          case "EmailReceived":
+            return data.newTicket
+              ? Effect.logInfo(`Created ticket ${data.ticketId} from email: ${data.subject}`)
+              : Effect.logInfo(`Added email to ticket ${data.ticketId}: ${data.subject}`)
+          case "EmailDuplicate":
+            return Effect.logInfo(`Skipped duplicate of ${data.messageId} (UID ${uid})`)
+          case "EmailQuarantined":
+            return Effect.logWarning(`Quarantined UID ${uid} (${data.reason}): ${data.detail}`)
+        }
+      }, { discard: true })
+
+    const summarize = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>): PassSummary => ({
+      found: committed.decisions.length + committed.alreadyRecorded.length,
+      received: committed.decisions.filter((d) => d.data._tag === "EmailReceived").length,
+      ticketsCreated: committed.decisions.filter((d) => d.data._tag === "EmailReceived" && d.data.newTicket).length,
+      duplicates: committed.decisions.filter((d) => d.data._tag === "EmailDuplicate").length,
+      quarantined: committed.decisions.filter((d) => d.data._tag === "EmailQuarantined").length,
+      alreadyRecorded: committed.alreadyRecorded.length
+    })
+
+    const commitBatch = (session: ImapSession, cursor: Cursor, batch: FetchBatch, mails: ReadonlyArray<Incoming & { readonly source: Buffer }>) =>
+      Effect.gen(function*() {
+        const committed = yield* repo.commit({
+          mailbox,
+          uidValidity: cursor.uidValidity,
+          items: mails,
+          cursorTo: Math.max(...batch.uids),
+          trace: null
+        })
+        yield* logDecisions(committed)
+        yield* session.markSeen(mails.map((mail) => mail.uid))
+        yield* state.markSeen(mailbox, cursor.uidValidity, Math.max(...batch.uids))
+        return summarize(committed)
+      })
+
+    const pass = Effect.fn("Intake.pass")(function*(session: ImapSession) {
+      const status = yield* session.open(mailbox)
+      const cursor = yield* cursorFor(status)
+      yield* repairSeen(session, cursor)
+      const uids = yield* candidates(session, cursor, status)
+      yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "messaging.batch.message_count": uids.length })
+      if (uids.length === 0) {
+        yield* Effect.logInfo("No new emails found")
+      } else {
+        yield* Effect.logInfo(`Found ${uids.length} new email(s)`)
+      }
+      const batches = planBatches(yield* session.sizes(uids), config)
+      const summary = yield* Stream.fromIterable(batches).pipe(
+        Stream.mapEffect((batch) => session.fetch(batch.uids, { headersOnly: batch.headersOnly }).pipe(Effect.map((raws) => ({ batch, raws })))),
+        Stream.buffer({ capacity: 1 }),
+        Stream.mapEffect(({ batch, raws }) =>
+          Effect.forEach(raws, prepare, { concurrency: 4 }).pipe(Effect.map((mails) => ({ batch, mails })))
+        ),
+        Stream.mapEffect(({ batch, mails }) => commitBatch(session, cursor, batch, mails)),
+        Stream.runFold(emptySummary, addSummaries)
+      )
+      if (cursor.lastUid < cursor.backfillTo) {
+        yield* state.advance(mailbox, cursor.uidValidity, cursor.backfillTo)
+        yield* state.markSeen(mailbox, cursor.uidValidity, cursor.backfillTo)
+      }
+      if (uids.length > 0) yield* Effect.logInfo(`Processed ${summary.found} email(s)`)
+      return summary
+    })
+
+    return { pass, mailbox } as const
+  })
+}) {}

@@ -1,0 +1,63 @@
+import { Duration, Effect, Ref, Schedule } from "effect"
+import { EventBus, publishRetry } from "../services/EventBus.js"
+import type { PublishFailed } from "../services/EventBus.js"
+import { StateStore } from "../services/StateStore.js"
+import { TicketRepo } from "../services/TicketRepo.js"
+
+const PAGE = 500
+
+/**
+ * The event log is the outbox: the relay publishes committed events in `seq` order and moves its
+ * stored position only after the bus acknowledged them (at-least-once; consumers dedupe by event id).
+ */
+export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
+  effect: Effect.gen(function*() {
+    const repo = yield* TicketRepo
+    const state = yield* StateStore
+    const bus = yield* EventBus
+    const consumer = `relay:${bus.name}`
+    const down = yield* Ref.make<PublishFailed | undefined>(undefined)
+
+    /** One state-change line per outage, not one per retry. */
+    const noteFailure = (error: PublishFailed) =>
+      Ref.getAndSet(down, error).pipe(
+        Effect.flatMap((before) => before ? Effect.void : Effect.logWarning(`${error.message}; ingest goes on, retrying`))
+      )
+    const noteSuccess = Ref.getAndSet(down, undefined).pipe(
+      Effect.flatMap((before) => before ? Effect.logInfo(`${bus.name} is reachable again; catching up`) : Effect.void)
+    )
+
+    const publishPage = Effect.fn("Relay.publish")(function*(after: bigint) {
+      const events = yield* repo.eventsAfter(after, PAGE)
+      if (events.length === 0) return 0
+      yield* Effect.annotateCurrentSpan({ "messaging.batch.message_count": events.length })
+      yield* bus.publish(events).pipe(
+        Effect.tapError(noteFailure),
+        Effect.retry(publishRetry)
+      )
+      yield* noteSuccess
+      yield* state.savePosition(consumer, events.at(-1)!.seq)
+      return events.length
+    })
+
+    /** Publishes everything committed so far; returns how many events went out. */
+    const drain = Effect.gen(function*() {
+      let total = 0
+      while (true) {
+        const sent = yield* publishPage(yield* state.position(consumer))
+        if (sent === 0) return total
+        total += sent
+      }
+    })
+
+    const pending = Effect.gen(function*() {
+      const position = yield* state.position(consumer)
+      return (yield* repo.eventsAfter(position, PAGE)).length
+    })
+
+    /** Drains, then polls the log; picks up events written by this and any other instance. */
+    const run = drain.pipe(Effect.repeat(Schedule.spaced(Duration.millis(250))), Effect.asVoid)
+
+    return { drain, run, pending, consumer } as const
+  })
+}) {}

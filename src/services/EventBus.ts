@@ -1,0 +1,65 @@
+import { Context, Data, Effect, Layer, PubSub, Ref, Schedule } from "effect"
+import type { StoredEvent } from "../domain/Event.js"
+
+/** The broker did not take the events; the relay keeps its position and tries again. */
+export class PublishFailed extends Data.TaggedError("PublishFailed")<{
+  readonly bus: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `publishing to ${this.bus} failed: ${this.reason}`
+  }
+}
+
+/** A broker outage is waited out: from a second doubling to half a minute, for as long as it takes. */
+export const publishRetry = Schedule.exponential("1 second", 2).pipe(
+  Schedule.union(Schedule.spaced("30 seconds")),
+  Schedule.jittered
+)
+
+export interface EventBusShape {
+  /** Names the relay's stored position, so that each bus keeps its own. */
+  readonly name: string
+  /** Delivers in order; resolves only once the bus has acknowledged every event. */
+  readonly publish: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void, PublishFailed>
+}
+
+export class EventBus extends Context.Tag("mailroom/EventBus")<EventBus, EventBusShape>() {}
+
+/** Committed events for consumers in this process (the default without KAFKA_BROKERS). */
+export class InProcessEvents extends Context.Tag("mailroom/InProcessEvents")<InProcessEvents, PubSub.PubSub<StoredEvent>>() {}
+
+export const InProcessEventsLive = Layer.scoped(
+  InProcessEvents,
+  Effect.acquireRelease(PubSub.sliding<StoredEvent>(4096), PubSub.shutdown)
+)
+
+export const EventBusInProcess = Layer.effect(
+  EventBus,
+  Effect.gen(function*() {
+    const pubsub = yield* InProcessEvents
+    return EventBus.of({
+      name: "in-process",
+      publish: (events) => PubSub.publishAll(pubsub, events).pipe(Effect.asVoid)
+    })
+  })
+).pipe(Layer.provideMerge(InProcessEventsLive))
+
+/** Records what was published; `failing` makes the next publishes fail, as a broker outage would. */
+export const makeEventBusTest = Effect.gen(function*() {
+  const published = yield* Ref.make<ReadonlyArray<StoredEvent>>([])
+  const failing = yield* Ref.make(false)
+  const bus = EventBus.of({
+    name: "test",
+    publish: (events) =>
+      Ref.get(failing).pipe(
+        Effect.flatMap((down) =>
+          down
+            ? Effect.fail(new PublishFailed({ bus: "test", reason: "broker down" }))
+            : Ref.update(published, (all) => [...all, ...events])
+        )
+      )
+  })
+  return { bus, published, failing }
+})

@@ -1,0 +1,237 @@
+import { Context, Duration, Effect, Layer, Redacted, Stream } from "effect"
+import type { Scope } from "effect"
+import { ImapFlow } from "imapflow"
+import type { FetchMessageObject } from "imapflow"
+import { ImapConfig } from "../Config.js"
+import type { RawMail } from "../domain/Email.js"
+import type { ImapError } from "./ImapErrors.js"
+import { classify, ConnectionLost } from "./ImapErrors.js"
+
+export interface MailboxStatus {
+  readonly path: string
+  readonly uidValidity: number
+  readonly uidNext: number
+  readonly exists: number
+}
+
+export interface UidRange {
+  readonly from: number
+  /** Inclusive; undefined means up to the newest mail. */
+  readonly to?: number
+}
+
+/** One logged-in connection, with a mailbox selected once `open` succeeded. */
+export interface ImapSession {
+  readonly user: string
+  readonly open: (mailbox: string) => Effect.Effect<MailboxStatus, ImapError>
+  readonly search: (range: UidRange, options: { readonly unseenOnly: boolean }) => Effect.Effect<ReadonlyArray<number>, ImapError>
+  readonly sizes: (uids: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<{ readonly uid: number; readonly size: number }>, ImapError>
+  /** One UID FETCH for the whole batch; BODY.PEEK so that nothing is marked read before it is recorded. */
+  readonly fetch: (uids: ReadonlyArray<number>, options: { readonly headersOnly: boolean }) => Effect.Effect<ReadonlyArray<RawMail>, ImapError>
+  readonly markSeen: (uids: ReadonlyArray<number>) => Effect.Effect<void, ImapError>
+  /** Emits whenever the server announces new mail (IDLE or unsolicited EXISTS); fails when the connection drops. */
+  readonly newMail: Stream.Stream<void, ImapError>
+  readonly supportsIdle: boolean
+}
+
+export interface ImapShape {
+  readonly connect: Effect.Effect<ImapSession, ImapError, Scope.Scope>
+}
+
+export class Imap extends Context.Tag("mailroom/Imap")<Imap, ImapShape>() {}
+
+const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
+
+const make = Effect.gen(function*() {
+  const config = yield* ImapConfig
+  const context = { host: config.host, user: config.user }
+
+  const attempt = <A>(command: string, run: () => Promise<A>, mailbox?: string) =>
+    Effect.tryPromise({
+      try: run,
+      catch: (cause) => classify(cause, { ...context, command, ...(mailbox ? { mailbox } : {}) })
+    })
+
+  const connect = Effect.gen(function*() {
+    const client = new ImapFlow({
+      host: config.host,
+      port: config.port,
+      secure: config.tls,
+      auth: { user: config.user, pass: Redacted.value(config.password) },
+      logger: false,
+      connectionTimeout: Duration.toMillis(config.connectTimeout),
+      greetingTimeout: 16_000,
+      maxIdleTime: 25 * 60 * 1000,
+      missingIdleCommand: "STATUS",
+      clientInfo: { name: "mailroom" }
+    })
+    // imapflow re-emits socket errors; without a listener Node would crash the process.
+    client.on("error", () => {})
+    yield* Effect.acquireRelease(
+      attempt("LOGIN", () => client.connect()),
+      () => Effect.promise(() => client.logout().catch(() => client.close()))
+    ).pipe(Effect.withSpan("Imap.connect", { attributes: { "server.address": config.host, "server.port": config.port } }))
+
+    const dropped = () => new ConnectionLost({ host: config.host, reason: "the server closed the connection" })
+    const newMail = Stream.async<void, ImapError>((emit) => {
+      const onExists = () => void emit.single(undefined)
+      const onClose = () => void emit.fail(dropped())
+      client.on("exists", onExists)
+      client.on("close", onClose)
+      return Effect.sync(() => {
+        client.off("exists", onExists)
+        client.off("close", onClose)
+      })
+    }, { bufferSize: 1, strategy: "sliding" })
+
+    return {
+      user: config.user,
+      supportsIdle: client.capabilities.has("IDLE"),
+      open: Effect.fn("Imap.open")(function*(mailbox: string) {
+        const box = yield* attempt("SELECT", () => client.mailboxOpen(mailbox), mailbox)
+        yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "mailroom.uidvalidity": Number(box.uidValidity) })
+        return { path: box.path, uidValidity: Number(box.uidValidity), uidNext: box.uidNext, exists: box.exists }
+      }),
+      search: (range, options) =>
+        attempt("UID SEARCH", () => client.search({ uid: uidSet(range), ...(options.unseenOnly ? { seen: false } : {}) }, { uid: true })).pipe(
+          Effect.map((uids) =>
+            (uids || []).filter((uid) => uid >= range.from && (range.to === undefined || uid <= range.to)).sort((a, b) => a - b)
+          ),
+          Effect.withSpan("Imap.search")
+        ),
+      sizes: (uids) =>
+        uids.length === 0
+          ? Effect.succeed([])
+          : attempt("UID FETCH RFC822.SIZE", () => client.fetchAll([...uids], { uid: true, size: true }, { uid: true })).pipe(
+            Effect.map((messages) => messages.map((m) => ({ uid: m.uid, size: m.size ?? 0 }))),
+            Effect.withSpan("Imap.sizes", { attributes: { "messaging.batch.message_count": uids.length } })
+          ),
+      fetch: (uids, options) =>
+        uids.length === 0 ? Effect.succeed([]) : attempt(
+          "UID FETCH",
+          () =>
+            client.fetchAll(
+              [...uids],
+              options.headersOnly ? { uid: true, size: true, headers: true } : { uid: true, size: true, source: true },
+              { uid: true }
+            )
+        ).pipe(
+          Effect.map((messages) => messages.map((m) => toRawMail(m, options.headersOnly))),
+          Effect.withSpan("Imap.fetch", {
+            kind: "client",
+            attributes: { "messaging.batch.message_count": uids.length, "mailroom.headers_only": options.headersOnly }
+          })
+        ),
+      markSeen: (uids) =>
+        uids.length === 0 ? Effect.void : attempt("UID STORE +FLAGS (\\Seen)", () => client.messageFlagsAdd([...uids], ["\\Seen"], { uid: true })).pipe(
+          Effect.asVoid,
+          Effect.withSpan("Imap.markSeen", { attributes: { "messaging.batch.message_count": uids.length } })
+        ),
+      newMail
+    } satisfies ImapSession
+  })
+
+  return Imap.of({ connect })
+})
+
+const toRawMail = (message: FetchMessageObject, headersOnly: boolean): RawMail => ({
+  uid: message.uid,
+  size: message.size ?? 0,
+  source: (headersOnly ? message.headers : message.source) ?? Buffer.alloc(0),
+  headersOnly
+})
+
+/**
+ * An IMAP server in memory, for tests: append mail, change UIDVALIDITY, and queue failures that the
+ * next commands meet.
+ */
+export class MemoryMailbox {
+  uidValidity = 1
+  private nextUid = 1
+  readonly messages: Array<{ uid: number; source: Buffer; seen: boolean }> = []
+  readonly failures: Array<{ readonly command: "connect" | "fetch" | "markSeen"; readonly error: ImapError }> = []
+  logins = 0
+  fetches = 0
+  private readonly listeners = new Set<() => void>()
+
+  constructor(readonly path = "INBOX") {}
+
+  append(source: Buffer | string, options: { readonly seen?: boolean } = {}): number {
+    const uid = this.nextUid++
+    this.messages.push({ uid, source: Buffer.from(source), seen: options.seen ?? false })
+    this.listeners.forEach((notify) => notify())
+    return uid
+  }
+
+  resetUidValidity(): void {
+    this.uidValidity += 1
+    this.nextUid = 1
+    for (const message of this.messages) message.uid = this.nextUid++
+  }
+
+  isSeen(uid: number): boolean {
+    return this.messages.find((m) => m.uid === uid)?.seen ?? false
+  }
+
+  failNext(command: "connect" | "fetch" | "markSeen", error: ImapError): void {
+    this.failures.push({ command, error })
+  }
+
+  private fail(command: "connect" | "fetch" | "markSeen"): Effect.Effect<void, ImapError> {
+    const index = this.failures.findIndex((f) => f.command === command)
+    if (index < 0) return Effect.void
+    const [failure] = this.failures.splice(index, 1)
+    return Effect.fail(failure!.error)
+  }
+
+  readonly layer: Layer.Layer<Imap> = Layer.succeed(Imap, Imap.of({ connect: Effect.suspend(() => this.session()) }))
+
+  private session(): Effect.Effect<ImapSession, ImapError> {
+    return this.fail("connect").pipe(
+      Effect.tap(() => void this.logins++),
+      Effect.as<ImapSession>({
+        user: "test@example.com",
+        supportsIdle: true,
+        open: () =>
+          Effect.sync(() => ({ path: this.path, uidValidity: this.uidValidity, uidNext: this.nextUid, exists: this.messages.length })),
+        search: (range, options) =>
+          Effect.sync(() =>
+            this.messages
+              .filter((m) => m.uid >= range.from && (range.to === undefined || m.uid <= range.to))
+              .filter((m) => !options.unseenOnly || !m.seen)
+              .map((m) => m.uid)
+          ),
+        sizes: (uids) =>
+          Effect.sync(() => this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({ uid: m.uid, size: m.source.length }))),
+        fetch: (uids, options) =>
+          this.fail("fetch").pipe(
+            Effect.tap(() => void this.fetches++),
+            Effect.as(
+              this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({
+                uid: m.uid,
+                size: m.source.length,
+                source: options.headersOnly ? headerPart(m.source) : m.source,
+                headersOnly: options.headersOnly
+              }))
+            )
+          ),
+        markSeen: (uids) =>
+          this.fail("markSeen").pipe(
+            Effect.tap(() => this.messages.filter((m) => uids.includes(m.uid)).forEach((m) => (m.seen = true)))
+          ),
+        newMail: Stream.async<void>((emit) => {
+          const notify = () => void emit.single(undefined)
+          this.listeners.add(notify)
+          return Effect.sync(() => this.listeners.delete(notify))
+        }, { bufferSize: 1, strategy: "sliding" })
+      })
+    )
+  }
+}
+
+const headerPart = (source: Buffer): Buffer => {
+  const end = source.indexOf("\r\n\r\n")
+  return end < 0 ? source : source.subarray(0, end + 4)
+}
+
+export const ImapLive = Layer.effect(Imap, make)

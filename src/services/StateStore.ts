@@ -1,0 +1,109 @@
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Context, Effect, Layer, Option, Ref } from "effect"
+
+/**
+ * Where intake stands in a mailbox. UIDs up to `backfillTo` existed before mailroom first looked and
+ * are taken only if unread (IMAP_BACKFILL=unseen); `seenUid` trails `lastUid` until \Seen is set.
+ */
+export interface Cursor {
+  readonly mailbox: string
+  readonly uidValidity: number
+  readonly lastUid: number
+  readonly backfillTo: number
+  readonly seenUid: number
+}
+
+export interface StateStoreShape {
+  readonly cursor: (mailbox: string) => Effect.Effect<Option.Option<Cursor>, SqlError>
+  /** Replaces the cursor; used on the first start and after a UIDVALIDITY change. */
+  readonly reset: (cursor: Cursor) => Effect.Effect<void, SqlError>
+  /** Moves `lastUid` forward (never back) for the same UIDVALIDITY; false when it no longer matches. */
+  readonly advance: (mailbox: string, uidValidity: number, lastUid: number) => Effect.Effect<boolean, SqlError>
+  readonly markSeen: (mailbox: string, uidValidity: number, seenUid: number) => Effect.Effect<void, SqlError>
+  readonly position: (consumer: string) => Effect.Effect<bigint, SqlError>
+  readonly savePosition: (consumer: string, seq: bigint) => Effect.Effect<void, SqlError>
+}
+
+interface CursorRow {
+  readonly mailbox: string
+  readonly uidvalidity: string
+  readonly last_uid: string
+  readonly backfill_to: string
+  readonly seen_uid: string
+}
+
+const fromRow = (row: CursorRow): Cursor => ({
+  mailbox: row.mailbox,
+  uidValidity: Number(row.uidvalidity),
+  lastUid: Number(row.last_uid),
+  backfillTo: Number(row.backfill_to),
+  seenUid: Number(row.seen_uid)
+})
+
+const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  return StateStore.of({
+    cursor: (mailbox) =>
+      sql<CursorRow>`SELECT * FROM cursors WHERE mailbox = ${mailbox}`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), fromRow))
+      ),
+    reset: (cursor) =>
+      sql`
+        INSERT INTO cursors (mailbox, uidvalidity, last_uid, backfill_to, seen_uid)
+        VALUES (${cursor.mailbox}, ${cursor.uidValidity}, ${cursor.lastUid}, ${cursor.backfillTo}, ${cursor.seenUid})
+        ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = EXCLUDED.uidvalidity, last_uid = EXCLUDED.last_uid,
+          backfill_to = EXCLUDED.backfill_to, seen_uid = EXCLUDED.seen_uid, updated_at = now()
+      `.pipe(Effect.asVoid),
+    advance: (mailbox, uidValidity, lastUid) =>
+      sql`
+        UPDATE cursors SET last_uid = GREATEST(last_uid, ${lastUid}), updated_at = now()
+        WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
+        RETURNING mailbox
+      `.pipe(Effect.map((rows) => rows.length === 1)),
+    markSeen: (mailbox, uidValidity, seenUid) =>
+      sql`
+        UPDATE cursors SET seen_uid = GREATEST(seen_uid, ${seenUid})
+        WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
+      `.pipe(Effect.asVoid),
+    position: (consumer) =>
+      sql<{ readonly last_seq: string }>`SELECT last_seq FROM positions WHERE consumer = ${consumer}`.pipe(
+        Effect.map((rows) => BigInt(rows[0]?.last_seq ?? 0))
+      ),
+    savePosition: (consumer, seq) =>
+      sql`
+        INSERT INTO positions (consumer, last_seq) VALUES (${consumer}, ${seq.toString()})
+        ON CONFLICT (consumer) DO UPDATE SET last_seq = GREATEST(positions.last_seq, EXCLUDED.last_seq), updated_at = now()
+      `.pipe(Effect.asVoid)
+  })
+})
+
+/** Cursors and consumer positions, kept in the database beside the events they describe. */
+export class StateStore extends Context.Tag("mailroom/StateStore")<StateStore, StateStoreShape>() {
+  static readonly Live = Layer.effect(StateStore, make)
+
+  static readonly Test = Layer.effect(
+    StateStore,
+    Effect.gen(function*() {
+      const cursors = yield* Ref.make(new Map<string, Cursor>())
+      const positions = yield* Ref.make(new Map<string, bigint>())
+      const update = (mailbox: string, uidValidity: number, f: (cursor: Cursor) => Cursor) =>
+        Ref.modify(cursors, (map) => {
+          const cursor = map.get(mailbox)
+          if (!cursor || cursor.uidValidity !== uidValidity) return [false, map] as const
+          return [true, new Map(map).set(mailbox, f(cursor))] as const
+        })
+      return StateStore.of({
+        cursor: (mailbox) => Ref.get(cursors).pipe(Effect.map((map) => Option.fromNullable(map.get(mailbox)))),
+        reset: (cursor) => Ref.update(cursors, (map) => new Map(map).set(cursor.mailbox, cursor)),
+        advance: (mailbox, uidValidity, lastUid) =>
+          update(mailbox, uidValidity, (c) => ({ ...c, lastUid: Math.max(c.lastUid, lastUid) })),
+        markSeen: (mailbox, uidValidity, seenUid) =>
+          update(mailbox, uidValidity, (c) => ({ ...c, seenUid: Math.max(c.seenUid, seenUid) })).pipe(Effect.asVoid),
+        position: (consumer) => Ref.get(positions).pipe(Effect.map((map) => map.get(consumer) ?? 0n)),
+        savePosition: (consumer, seq) =>
+          Ref.update(positions, (map) => new Map(map).set(consumer, seq > (map.get(consumer) ?? 0n) ? seq : map.get(consumer)!))
+      })
+    })
+  )
+}

@@ -1,0 +1,289 @@
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Context, Data, Effect, Layer, Ref, Schema } from "effect"
+import type { Incoming, IntakeDecision, Known, KnownMail } from "../domain/Intake.js"
+import { decide, lookupKeys } from "../domain/Intake.js"
+import { EventData, MailboxReset } from "../domain/Event.js"
+import type { EventType, StoredEvent } from "../domain/Event.js"
+import { project } from "../domain/Projection.js"
+import type { Cursor } from "./StateStore.js"
+import { StateStore } from "./StateStore.js"
+
+/** The cursor's UIDVALIDITY changed under a batch (another instance reset it): nothing was written. */
+export class CursorMoved extends Data.TaggedError("CursorMoved")<{ readonly mailbox: string }> {
+  override get message() {
+    return `the cursor of ${this.mailbox} moved during the batch; the batch was rolled back and will be fetched again`
+  }
+}
+
+export interface Batch {
+  readonly mailbox: string
+  readonly uidValidity: number
+  readonly items: ReadonlyArray<Incoming & { readonly source: Buffer }>
+  /** The cursor moves here: the highest UID the batch covers, whether or not each UID had mail. */
+  readonly cursorTo: number
+  readonly trace: string | null
+}
+
+export interface Committed {
+  readonly decisions: ReadonlyArray<IntakeDecision>
+  /** UIDs whose intake event was already in the log (written by an earlier run or another instance). */
+  readonly alreadyRecorded: ReadonlyArray<number>
+}
+
+export interface TicketRepoShape {
+  /** Events, projections and the cursor of one batch, in one transaction. */
+  readonly commit: (batch: Batch) => Effect.Effect<Committed, SqlError | CursorMoved>
+  /** Appends MailboxReset and starts the mailbox over under its new UIDVALIDITY, in one transaction. */
+  readonly resetMailbox: (previous: Cursor, next: Cursor) => Effect.Effect<void, SqlError>
+  /** UIDs in (above, upTo] that have an intake event: the mails whose \Seen flag may still be missing. */
+  readonly recordedUids: (
+    mailbox: string,
+    uidValidity: number,
+    above: number,
+    upTo: number
+  ) => Effect.Effect<ReadonlyArray<number>, SqlError>
+  readonly eventsAfter: (seq: bigint, limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
+  readonly countsByType: Effect.Effect<Readonly<Record<string, number>>, SqlError>
+}
+
+const encodeData = Schema.encodeSync(EventData)
+const decodeData = Schema.decodeUnknownSync(EventData)
+
+/** Serialises appends, so that `seq` order is commit order and a relay reading by seq misses nothing. */
+const APPEND_LOCK = 0x6d61696c
+
+interface EventRow {
+  readonly seq: string
+  readonly id: string
+  readonly type: EventType
+  readonly mailbox: string
+  readonly uidvalidity: string | null
+  readonly uid: string | null
+  readonly ticket_id: string | null
+  readonly occurred_at: Date
+  readonly data: unknown
+  readonly trace: string | null
+}
+
+const nullableNumber = (value: string | null) => value === null ? null : Number(value)
+
+const fromRow = (row: EventRow): StoredEvent => ({
+  seq: BigInt(row.seq),
+  id: row.id,
+  type: row.type,
+  mailbox: row.mailbox,
+  uidvalidity: nullableNumber(row.uidvalidity),
+  uid: nullableNumber(row.uid),
+  ticketId: row.ticket_id,
+  occurredAt: row.occurred_at,
+  data: decodeData(typeof row.data === "string" ? JSON.parse(row.data) : row.data),
+  trace: row.trace
+})
+
+const makeSql = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const state = yield* StateStore
+
+  const known = (mailbox: string, items: Batch["items"]) =>
+    Effect.gen(function*() {
+      const ids = lookupKeys(items)
+      const hashes = items.flatMap((item) =>
+        item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
+      )
+      if (ids.length === 0 && hashes.length === 0) return { byMessageId: new Map(), byRawSha256: new Map() }
+      const rows = yield* sql<{ message_id: string | null; raw_sha256: string | null; id: string; ticket_id: string }>`
+        SELECT message_id, raw_sha256, id, ticket_id FROM messages
+        WHERE mailbox = ${mailbox} AND (message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes})))
+      `
+      const byMessageId = new Map<string, KnownMail>()
+      const byRawSha256 = new Map<string, KnownMail>()
+      for (const row of rows) {
+        const mail = { eventId: row.id, ticketId: row.ticket_id }
+        if (row.message_id !== null) byMessageId.set(row.message_id, mail)
+        else if (row.raw_sha256 !== null) byRawSha256.set(row.raw_sha256, mail)
+      }
+      return { byMessageId, byRawSha256 } satisfies Known
+    })
+
+  const insert = (table: string, rows: ReadonlyArray<object>, suffix = "") =>
+    rows.length === 0
+      ? Effect.void
+      : sql`INSERT INTO ${sql(table)} ${sql.insert(rows as ReadonlyArray<Record<string, unknown>>)} ${sql.literal(suffix)}`.pipe(Effect.asVoid)
+
+  const write = (batch: Batch, decisions: ReadonlyArray<IntakeDecision>) =>
+    Effect.gen(function*() {
+      const at = new Date()
+      const sources = new Map(batch.items.map((item) => [item.rawSha256, item]))
+      const rows = project(batch.mailbox, decisions, at)
+      yield* insert(
+        "raw_messages",
+        [...sources.values()].map((item) => ({
+          sha256: item.rawSha256,
+          size: item.size,
+          headers_only: item.headersOnly,
+          bytes: item.source
+        })),
+        "ON CONFLICT (sha256) DO NOTHING"
+      )
+      yield* insert(
+        "events",
+        decisions.map((decision) => ({
+          id: decision.eventId,
+          type: decision.data._tag,
+          mailbox: batch.mailbox,
+          uidvalidity: batch.uidValidity,
+          uid: decision.uid,
+          ticket_id: decision.ticketId,
+          occurred_at: at,
+          data: JSON.stringify(encodeData(decision.data)),
+          trace: batch.trace
+        }))
+      )
+      yield* insert(
+        "customers",
+        rows.customers,
+        "ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name WHERE customers.name = '' AND EXCLUDED.name <> ''"
+      )
+      yield* insert("tickets", rows.tickets)
+      if (rows.followedUp.length > 0) {
+        yield* sql`UPDATE tickets SET updated_at = ${at} WHERE id = ANY(${rows.followedUp})`
+      }
+      yield* insert("messages", rows.messages.map((row) => ({ ...row, references: [...row.references] })))
+    })
+
+  const commit = (batch: Batch) =>
+    Effect.gen(function*() {
+      yield* sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK})`
+      const uids = batch.items.map((item) => item.uid)
+      const recorded = uids.length === 0 ? [] : yield* sql<{ uid: string }>`
+        SELECT uid FROM events WHERE mailbox = ${batch.mailbox} AND uidvalidity = ${batch.uidValidity}
+          AND uid = ANY(${uids}) AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')
+      `
+      const alreadyRecorded = new Set(recorded.map((row) => Number(row.uid)))
+      const fresh = batch.items.filter((item) => !alreadyRecorded.has(item.uid))
+      const decisions = decide(fresh, yield* known(batch.mailbox, fresh))
+      yield* write(batch, decisions)
+      const moved = !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))
+      if (moved) return yield* new CursorMoved({ mailbox: batch.mailbox })
+      return { decisions, alreadyRecorded: [...alreadyRecorded] }
+    }).pipe(
+      sql.withTransaction,
+      Effect.withSpan("TicketRepo.commit", {
+        kind: "client",
+        attributes: {
+          "db.system.name": "postgresql",
+          "db.operation.name": "COMMIT",
+          "mailroom.mailbox": batch.mailbox,
+          "mailroom.batch.size": batch.items.length
+        }
+      })
+    )
+
+  return TicketRepo.of({
+    commit,
+    resetMailbox: (previous, next) =>
+      Effect.gen(function*() {
+        yield* sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK})`
+        const data = new MailboxReset({ previousUidValidity: previous.uidValidity, uidValidity: next.uidValidity })
+        yield* insert("events", [{
+          id: crypto.randomUUID(),
+          type: data._tag,
+          mailbox: next.mailbox,
+          uidvalidity: next.uidValidity,
+          uid: null,
+          ticket_id: null,
+          occurred_at: new Date(),
+          data: JSON.stringify(encodeData(data)),
+          trace: null
+        }])
+        yield* state.reset(next)
+      }).pipe(sql.withTransaction, Effect.withSpan("TicketRepo.resetMailbox")),
+    recordedUids: (mailbox, uidValidity, above, upTo) =>
+      sql<{ uid: string }>`
+        SELECT uid FROM events WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
+          AND uid > ${above} AND uid <= ${upTo} AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')
+        ORDER BY uid
+      `.pipe(Effect.map((rows) => rows.map((row) => Number(row.uid)))),
+    eventsAfter: (seq, limit) =>
+      sql<EventRow>`SELECT * FROM events WHERE seq > ${seq.toString()} ORDER BY seq LIMIT ${limit}`.pipe(
+        Effect.map((rows) => rows.map(fromRow))
+      ),
+    countsByType: sql<{ type: string; count: string }>`SELECT type, count(*) AS count FROM events GROUP BY type`.pipe(
+      Effect.map((rows) => Object.fromEntries(rows.map((row) => [row.type, Number(row.count)])))
+    )
+  })
+})
+
+/** The same contract in memory, for tests: decisions and projections come from the same pure functions. */
+const makeMemory = Effect.gen(function*() {
+  const state = yield* StateStore
+  const events = yield* Ref.make<ReadonlyArray<StoredEvent>>([])
+  const known = yield* Ref.make<Known>({ byMessageId: new Map(), byRawSha256: new Map() })
+  const append = (rows: ReadonlyArray<Omit<StoredEvent, "seq">>) =>
+    Ref.update(events, (all) => [...all, ...rows.map((row, i) => ({ ...row, seq: BigInt(all.length + i + 1) }))])
+  const intakeUids = (mailbox: string, uidValidity: number) =>
+    Ref.get(events).pipe(
+      Effect.map((all) =>
+        all.filter((e) => e.mailbox === mailbox && e.uidvalidity === uidValidity && e.uid !== null).map((e) => e.uid!)
+      )
+    )
+  return TicketRepo.of({
+    commit: (batch) =>
+      Effect.gen(function*() {
+        const recorded = new Set(yield* intakeUids(batch.mailbox, batch.uidValidity))
+        const fresh = batch.items.filter((item) => !recorded.has(item.uid))
+        const decisions = decide(fresh, yield* Ref.get(known))
+        const next = yield* Ref.get(known)
+        const byMessageId = new Map(next.byMessageId)
+        const byRawSha256 = new Map(next.byRawSha256)
+        for (const d of decisions) {
+          if (d.data._tag !== "EmailReceived") continue
+          const mail = { eventId: d.eventId, ticketId: d.data.ticketId }
+          if (d.data.messageId) byMessageId.set(d.data.messageId, mail)
+          else byRawSha256.set(d.data.rawSha256, mail)
+        }
+        if (!(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))) {
+          return yield* new CursorMoved({ mailbox: batch.mailbox })
+        }
+        yield* Ref.set(known, { byMessageId, byRawSha256 })
+        yield* append(decisions.map((d) => ({
+          id: d.eventId,
+          type: d.data._tag,
+          mailbox: batch.mailbox,
+          uidvalidity: batch.uidValidity,
+          uid: d.uid,
+          ticketId: d.ticketId,
+          occurredAt: new Date(),
+          data: d.data,
+          trace: batch.trace
+        })))
+        return { decisions, alreadyRecorded: batch.items.filter((i) => recorded.has(i.uid)).map((i) => i.uid) }
+      }),
+    resetMailbox: (previous, next) =>
+      append([{
+        id: crypto.randomUUID(),
+        type: "MailboxReset",
+        mailbox: next.mailbox,
+        uidvalidity: next.uidValidity,
+        uid: null,
+        ticketId: null,
+        occurredAt: new Date(),
+        data: new MailboxReset({ previousUidValidity: previous.uidValidity, uidValidity: next.uidValidity }),
+        trace: null
+      }]).pipe(Effect.zipRight(state.reset(next))),
+    recordedUids: (mailbox, uidValidity, above, upTo) =>
+      intakeUids(mailbox, uidValidity).pipe(Effect.map((uids) => uids.filter((uid) => uid > above && uid <= upTo))),
+    eventsAfter: (seq, limit) =>
+      Ref.get(events).pipe(Effect.map((all) => all.filter((e) => e.seq > seq).slice(0, limit))),
+    countsByType: Ref.get(events).pipe(
+      Effect.map((all) => all.reduce<Record<string, number>>((acc, e) => ({ ...acc, [e.type]: (acc[e.type] ?? 0) + 1 }), {}))
+    )
+  })
+})
+
+/** The event log and its projections. */
+export class TicketRepo extends Context.Tag("mailroom/TicketRepo")<TicketRepo, TicketRepoShape>() {
+  static readonly Live = Layer.effect(TicketRepo, makeSql)
+  static readonly Test = Layer.effect(TicketRepo, makeMemory)
+}
