@@ -1,0 +1,179 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import type { StoredEvent } from "../../src/domain/Event.js"
+import { Poller } from "../../src/pipeline/Poller.js"
+import { MemoryMailbox } from "../../src/services/Imap.js"
+import { ConnectionLost } from "../../src/services/ImapErrors.js"
+import { StateStore } from "../../src/services/StateStore.js"
+import { TicketRepo } from "../../src/services/TicketRepo.js"
+import { mail, pipelineLayer } from "./layers.js"
+
+const events = Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000))
+const ofType = <T extends StoredEvent["type"]>(all: ReadonlyArray<StoredEvent>, type: T) =>
+  all.filter((e) => e.type === type).map((e) => e.data as Extract<StoredEvent["data"], { _tag: T }>)
+
+const once = Effect.flatMap(Poller, (poller) => poller.once)
+
+const withMailbox = <A, E>(
+  mailbox: MemoryMailbox,
+  env: Record<string, string>,
+  body: Effect.Effect<A, E, Poller | TicketRepo | StateStore>
+) => body.pipe(Effect.provide(pipelineLayer(mailbox, env)))
+
+describe("Intake", () => {
+  it.effect("takes only the unread mail on a first start, and every mail after it", () => {
+    const mailbox = new MemoryMailbox()
+    mailbox.append(mail({ subject: "old and read" }), { seen: true })
+    const unread = mailbox.append(mail({ subject: "old but unread" }))
+    mailbox.append(mail({ subject: "also read" }), { seen: true })
+    return withMailbox(mailbox, {}, Effect.gen(function*() {
+      const first = yield* once
+      expect(first.received).toBe(1)
+      expect(ofType(yield* events, "EmailReceived").map((e) => e.subject)).toEqual(["old but unread"])
+      expect(mailbox.isSeen(unread)).toBe(true)
+      const later = mailbox.append(mail({ subject: "new, read elsewhere already" }), { seen: true })
+      const second = yield* once
+      expect(second.received).toBe(1)
+      expect(ofType(yield* events, "EmailReceived").map((e) => e.subject)).toContain("new, read elsewhere already")
+      expect(mailbox.isSeen(later)).toBe(true)
+    }))
+  })
+
+  it.effect("IMAP_BACKFILL=none ignores existing mail; =all takes it", () => {
+    const make = () => {
+      const mailbox = new MemoryMailbox()
+      mailbox.append(mail(), { seen: true })
+      mailbox.append(mail())
+      return mailbox
+    }
+    return Effect.gen(function*() {
+      const none = yield* withMailbox(make(), { IMAP_BACKFILL: "none" }, once)
+      const all = yield* withMailbox(make(), { IMAP_BACKFILL: "all" }, once)
+      expect(none.found).toBe(0)
+      expect(all.received).toBe(2)
+    })
+  })
+
+  it.effect("joins replies to their ticket by In-Reply-To or References, within one batch too", () => {
+    const mailbox = new MemoryMailbox()
+    mailbox.append(mail({ messageId: "<root@c.test>", subject: "Login broken" }))
+    mailbox.append(mail({ messageId: "<r1@c.test>", inReplyTo: "<root@c.test>", subject: "Re: Login broken" }))
+    mailbox.append(mail({ messageId: "<r2@c.test>", references: ["<root@c.test>", "<unknown@x.test>"], subject: "Re: Re: Login broken" }))
+    mailbox.append(mail({ messageId: "<other@c.test>", subject: "Invoice" }))
+    return withMailbox(mailbox, {}, Effect.gen(function*() {
+      const summary = yield* once
+      const received = ofType(yield* events, "EmailReceived")
+      expect(summary.ticketsCreated).toBe(2)
+      const root = received.find((e) => e.messageId === "<root@c.test>")!
+      expect(received.filter((e) => e.ticketId === root.ticketId).map((e) => e.messageId)).toEqual([
+        "<root@c.test>",
+        "<r1@c.test>",
+        "<r2@c.test>"
+      ])
+      expect(received.find((e) => e.messageId === "<other@c.test>")!.ticketId).not.toBe(root.ticketId)
+      const late = mailbox.append(mail({ messageId: "<r3@c.test>", inReplyTo: "<r2@c.test>" }))
+      yield* once
+      const reply = (yield* events).find((e) => e.uid === late)!
+      expect(reply.ticketId).toBe(root.ticketId)
+    }))
+  })
+
+  it.effect("records a second delivery of a Message-ID as a duplicate without a second ticket", () => {
+    const mailbox = new MemoryMailbox()
+    const copy = mail({ messageId: "<same@c.test>" })
+    mailbox.append(copy)
+    mailbox.append(copy)
+    return withMailbox(mailbox, {}, Effect.gen(function*() {
+      const summary = yield* once
+      expect(summary).toMatchObject({ received: 1, ticketsCreated: 1, duplicates: 1 })
+      const all = yield* events
+      const [original] = all.filter((e) => e.type === "EmailReceived")
+      const [duplicate] = ofType(all, "EmailDuplicate")
+      expect(duplicate!.duplicateOf).toBe(original!.id)
+    }))
+  })
+
+  it.effect("quarantines what it cannot accept, with a reason, and goes on with the mail behind it", () => {
+    const mailbox = new MemoryMailbox()
+    const noSender = mailbox.append(mail({ from: null }))
+    const empty = mailbox.append("")
+    const huge = mailbox.append(mail({ text: "x".repeat(5_000) }))
+    const fine = mailbox.append(mail({ subject: "after the bad ones" }))
+    return withMailbox(mailbox, { MAX_MESSAGE_BYTES: "2000" }, Effect.gen(function*() {
+      const summary = yield* once
+      expect(summary).toMatchObject({ quarantined: 3, received: 1 })
+      const all = yield* events
+      const reasonOf = (uid: number) => {
+        const event = all.find((e) => e.uid === uid)!
+        return event.data._tag === "EmailQuarantined" ? event.data.reason : event.data._tag
+      }
+      expect([reasonOf(noSender), reasonOf(empty), reasonOf(huge), reasonOf(fine)]).toEqual([
+        "no_sender",
+        "unparseable",
+        "too_large",
+        "EmailReceived"
+      ])
+      const tooLarge = ofType(all, "EmailQuarantined").find((q) => q.reason === "too_large")!
+      expect(tooLarge.headersOnly).toBe(true)
+      expect(tooLarge.size).toBeGreaterThan(5_000)
+      expect([noSender, empty, huge, fine].every((uid) => mailbox.isSeen(uid))).toBe(true)
+    }))
+  })
+
+  it.effect("a second pass adds nothing", () => {
+    const mailbox = new MemoryMailbox()
+    for (let i = 0; i < 30; i++) mailbox.append(mail())
+    return withMailbox(mailbox, { IMAP_BATCH_SIZE: "7" }, Effect.gen(function*() {
+      expect((yield* once).received).toBe(30)
+      const before = (yield* events).length
+      expect((yield* once).found).toBe(0)
+      expect((yield* events).length).toBe(before)
+      const cursor = yield* Effect.flatMap(StateStore, (s) => s.cursor("INBOX"))
+      expect(cursor._tag === "Some" && cursor.value.lastUid).toBe(30)
+    }))
+  })
+
+  it.effect("a crash between commit and \\Seen loses and doubles nothing; the flags are set on the next pass", () => {
+    const mailbox = new MemoryMailbox()
+    const uids = [mailbox.append(mail()), mailbox.append(mail())]
+    mailbox.failNext("markSeen", new ConnectionLost({ host: "test", reason: "cut" }))
+    return withMailbox(mailbox, {}, Effect.gen(function*() {
+      const failed = yield* Effect.either(once)
+      expect(failed._tag).toBe("Left")
+      expect(uids.some((uid) => mailbox.isSeen(uid))).toBe(false)
+      expect((yield* events).length).toBe(2)
+      const retry = yield* once
+      expect(retry.found).toBe(0)
+      expect((yield* events).length).toBe(2)
+      expect(uids.every((uid) => mailbox.isSeen(uid))).toBe(true)
+    }))
+  })
+
+  it.effect("a UIDVALIDITY change appends MailboxReset and doubles nothing", () => {
+    const mailbox = new MemoryMailbox()
+    for (let i = 0; i < 5; i++) mailbox.append(mail())
+    return withMailbox(mailbox, { IMAP_BACKFILL: "all" }, Effect.gen(function*() {
+      yield* once
+      mailbox.resetUidValidity()
+      mailbox.append(mail({ subject: "arrived after the reset" }))
+      const after = yield* once
+      const all = yield* events
+      expect(all.filter((e) => e.type === "MailboxReset")).toHaveLength(1)
+      expect(after).toMatchObject({ received: 1, duplicates: 5 })
+      expect(ofType(all, "EmailReceived")).toHaveLength(6)
+    }))
+  })
+})
+
+describe("Poller", () => {
+  it.effect("fails a --once pass with the typed error of the connection", () => {
+    const mailbox = new MemoryMailbox()
+    mailbox.failNext("connect", new ConnectionLost({ host: "imap.test", reason: "ECONNREFUSED" }))
+    return withMailbox(mailbox, {}, Effect.gen(function*() {
+      const error = yield* Effect.flip(once)
+      expect(error._tag).toBe("ConnectionLost")
+      expect(error.message).toContain("ECONNREFUSED")
+    }))
+  })
+})
+

@@ -1,0 +1,57 @@
+import { ConfigProvider, Effect, Layer } from "effect"
+import { Intake } from "../../src/pipeline/Intake.js"
+import { Poller } from "../../src/pipeline/Poller.js"
+import { Relay } from "../../src/pipeline/Relay.js"
+import { EventBus, makeEventBusTest } from "../../src/services/EventBus.js"
+import type { MemoryMailbox } from "../../src/services/Imap.js"
+import { Parser } from "../../src/services/Parser.js"
+import { StateStore } from "../../src/services/StateStore.js"
+import { TicketRepo } from "../../src/services/TicketRepo.js"
+
+export const baseEnv = {
+  GMAIL_SENDER_EMAIL: "support@example.com",
+  GMAIL_SENDER_PASSWORD: "abcd efgh ijkl mnop",
+  IMAP_BACKFILL: "unseen"
+}
+
+export const configLayer = (env: Record<string, string> = {}) =>
+  Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...baseEnv, ...env }))))
+
+/** The whole pipeline on in-memory services: a mailbox, the log, the cursor and a recording bus. */
+export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string> = {}) => {
+  const bus = Layer.effect(EventBus, Effect.map(makeEventBusTest, (test) => test.bus))
+  const stores = TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))
+  return Layer.mergeAll(Poller.Default, Relay.Default, Intake.Default).pipe(
+    Layer.provide(Intake.Default),
+    Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, bus)),
+    Layer.provideMerge(stores),
+    Layer.provide(configLayer(env))
+  )
+}
+
+let counter = 0
+
+/** A small well-formed mail; `null` leaves a header out. */
+export const mail = (options: {
+  readonly from?: string | null
+  readonly subject?: string
+  readonly text?: string
+  readonly messageId?: string | null
+  readonly inReplyTo?: string
+  readonly references?: ReadonlyArray<string>
+  readonly headers?: Record<string, string>
+} = {}): string => {
+  counter += 1
+  const headers = [
+    options.from === null ? undefined : `From: ${options.from ?? "Ada Customer <ada@customer.test>"}`,
+    "To: support@example.com",
+    `Subject: ${options.subject ?? `Question ${counter}`}`,
+    options.messageId === null ? undefined : `Message-ID: ${options.messageId ?? `<m${counter}.${Date.now()}@customer.test>`}`,
+    options.inReplyTo ? `In-Reply-To: ${options.inReplyTo}` : undefined,
+    options.references ? `References: ${options.references.join(" ")}` : undefined,
+    "Date: Tue, 24 Nov 2026 10:00:00 +0000",
+    ...Object.entries(options.headers ?? {}).map(([key, value]) => `${key}: ${value}`),
+    "Content-Type: text/plain; charset=utf-8"
+  ].filter((line) => line !== undefined)
+  return `${headers.join("\r\n")}\r\n\r\n${options.text ?? "Hello, I need help."}\r\n`
+}
