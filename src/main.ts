@@ -4,31 +4,17 @@ import { PlatformConfigProvider } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { refuseWhenGmailApiOwnsReceiving, run } from "./Cli.js"
-import { MigrationsLive } from "./db/Migrations.js"
-import { SqlLive } from "./db/Sql.js"
 import { describeFailure } from "./Fatal.js"
-import { Intake } from "./pipeline/Intake.js"
-import { Poller } from "./pipeline/Poller.js"
-import { Relay } from "./pipeline/Relay.js"
+import { pipelineOn } from "./Layers.js"
 import { EventBusInProcess } from "./services/EventBus.js"
 import { ImapLive } from "./services/Imap.js"
-import { Parser } from "./services/Parser.js"
-import { StateStore } from "./services/StateStore.js"
-import { TicketRepo } from "./services/TicketRepo.js"
 import { LoggingLive } from "./telemetry/Logging.js"
 
-const DatabaseLive = MigrationsLive.pipe(Layer.provideMerge(SqlLive))
-
-const StoreLive = TicketRepo.Live.pipe(Layer.provideMerge(StateStore.Live), Layer.provideMerge(DatabaseLive))
-
-const PipelineLive = Layer.mergeAll(Poller.Default, Relay.Default).pipe(
-  Layer.provide(Intake.Default),
-  Layer.provide(Layer.mergeAll(ImapLive, Parser.Default, EventBusInProcess)),
-  Layer.provide(StoreLive),
+const AppLive = pipelineOn(ImapLive, EventBusInProcess).pipe(
   Layer.provide(Layer.effectDiscard(refuseWhenGmailApiOwnsReceiving))
 )
 
-const cli = Command.run(run.pipe(Command.provide(PipelineLive)), {
+const cli = Command.run(run.pipe(Command.provide(AppLive)), {
   name: "mailroom",
   version: "0.1.0"
 })

@@ -1,0 +1,53 @@
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { Poller } from "../../src/pipeline/Poller.js"
+import { MemoryMailbox } from "../../src/services/Imap.js"
+import { TicketRepo } from "../../src/services/TicketRepo.js"
+import type { Backend } from "../support/stack.js"
+import { sqlPipeline } from "../support/stack.js"
+import { mail } from "../unit/layers.js"
+
+const once = Effect.flatMap(Poller, (poller) => poller.once)
+
+const count = (table: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: string }>`SELECT count(*) AS n FROM ${sql(table)}`).pipe(
+    Effect.map((rows) => Number(rows[0]!.n))
+  )
+
+describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backend) => {
+  it.scoped("records events and projections in one transaction per batch, and refuses UPDATE and DELETE", () => {
+    const mailbox = new MemoryMailbox()
+    mailbox.append(mail({ messageId: "<a@c.test>", from: "Ada <ADA@Customer.test>", subject: "Help" }))
+    mailbox.append(mail({ messageId: "<b@c.test>", inReplyTo: "<a@c.test>", from: "ada@customer.test", subject: "Re: Help" }))
+    mailbox.append(mail({ messageId: "<a@c.test>" }))
+    mailbox.append(mail({ from: null }))
+    mailbox.append(mail({ messageId: null, text: "nul \u0000 byte and lone \ud800 surrogate" }))
+    return Effect.gen(function*() {
+      const summary = yield* once
+      expect(summary).toMatchObject({ received: 3, ticketsCreated: 2, duplicates: 1, quarantined: 1 })
+      expect(yield* count("events")).toBe(5)
+      expect(yield* count("customers")).toBe(1)
+      expect(yield* count("tickets")).toBe(2)
+      expect(yield* count("messages")).toBe(3)
+      expect(yield* count("raw_messages")).toBe(5)
+      const sql = yield* SqlClient.SqlClient
+      const [customer] = yield* sql<{ email: string; name: string }>`SELECT email, name FROM customers`
+      expect(customer).toEqual({ email: "ada@customer.test", name: "Ada" })
+      const texts = yield* sql<{ text: string }>`SELECT text FROM messages WHERE message_id IS NULL`
+      expect(texts[0]!.text).toContain("nul  byte")
+      const update = yield* Effect.either(sql`UPDATE events SET type = 'x'`)
+      const remove = yield* Effect.either(sql`DELETE FROM events`)
+      expect(update._tag).toBe("Left")
+      expect(remove._tag).toBe("Left")
+      expect(String(update._tag === "Left" && update.left.cause)).toContain("append-only")
+      expect(yield* count("events")).toBe(5)
+      const again = yield* once
+      expect(again.found).toBe(0)
+      const repo = yield* TicketRepo
+      const events = yield* repo.eventsAfter(0n, 100)
+      expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => (a < b ? -1 : 1)))
+      expect(events.map((e) => e.type)).toEqual(["EmailReceived", "EmailReceived", "EmailDuplicate", "EmailQuarantined", "EmailReceived"])
+    }).pipe(Effect.provide(sqlPipeline(backend, "store", mailbox.layer)))
+  })
+})

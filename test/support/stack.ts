@@ -1,0 +1,29 @@
+import { Effect, Layer } from "effect"
+import { pipelineOn } from "../../src/Layers.js"
+import { EventBus, makeEventBusTest } from "../../src/services/EventBus.js"
+import type { Imap } from "../../src/services/Imap.js"
+import { configLayer } from "../unit/layers.js"
+import { freshDataDir, freshDatabase } from "./postgres.js"
+
+export type Backend = "postgres" | "pglite"
+
+/** Settings that point the SQL layer at a fresh database of the given kind. */
+export const databaseEnv = (backend: Backend, label: string) =>
+  backend === "postgres"
+    ? Effect.map(freshDatabase(label), (db) => ({ DATABASE_URL: db.url }))
+    : Effect.map(freshDataDir, (dir) => ({ MAILROOM_DATA_DIR: dir }))
+
+/** The live pipeline (real SQL) over the given mailbox layer, with a recording event bus. */
+export const sqlPipeline = <E, R>(
+  backend: Backend,
+  label: string,
+  imap: Layer.Layer<Imap, E, R>,
+  env: Record<string, string> = {}
+) =>
+  Layer.unwrapScoped(
+    Effect.map(databaseEnv(backend, label), (dbEnv) =>
+      pipelineOn(imap, Layer.effect(EventBus, Effect.map(makeEventBusTest, (test) => test.bus))).pipe(
+        Layer.provide(configLayer({ ...dbEnv, ...env }))
+      )
+    )
+  )
