@@ -27,6 +27,7 @@ cli(process.argv).pipe(
   Effect.provide(EnvironmentLive),
   NodeRuntime.runMain({
     disableErrorReporting: true,
+    disablePrettyLogger: true,
     teardown: (exit, onExit) => {
       if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
       const fatal = describeFailure(exit.cause)
