@@ -34,11 +34,15 @@ const runOnce = Effect.gen(function*() {
   const poller = yield* Poller
   const relay = yield* Relay
   const summary = yield* poller.once
+  if (Option.isNone(summary)) {
+    yield* Console.log(`Another instance is ingesting ${poller.mailbox}; this pass is left to it`)
+    return
+  }
   const relayed = yield* relay.drain.pipe(Effect.timeout(relayWait), Effect.option)
   if (Option.isNone(relayed)) {
     yield* Effect.logWarning(`The event bus did not take every event within ${Duration.format(relayWait)}; ${yield* relay.pending} or more are still pending and go out on the next run`)
   }
-  yield* Console.log(describeSummary(summary))
+  yield* Console.log(describeSummary(summary.value))
 })
 
 const runForever = (seconds: Option.Option<number>) =>

@@ -6,6 +6,7 @@ import { Poller } from "./pipeline/Poller.js"
 import { Relay } from "./pipeline/Relay.js"
 import type { EventBus } from "./services/EventBus.js"
 import type { Imap } from "./services/Imap.js"
+import { LeadershipLive } from "./services/Leadership.js"
 import { Parser } from "./services/Parser.js"
 import { StateStore } from "./services/StateStore.js"
 import { TicketRepo } from "./services/TicketRepo.js"
@@ -20,6 +21,6 @@ export const StoreLive = TicketRepo.Live.pipe(Layer.provideMerge(StateStore.Live
 export const pipelineOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: Layer.Layer<EventBus, E2, R2>) =>
   Layer.mergeAll(Poller.Default, Relay.Default).pipe(
     Layer.provide(Intake.Default),
-    Layer.provide(Layer.mergeAll(imap, Parser.Default, bus)),
+    Layer.provide(Layer.mergeAll(imap, Parser.Default, bus, LeadershipLive)),
     Layer.provideMerge(StoreLive)
   )

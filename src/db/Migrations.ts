@@ -1,9 +1,11 @@
 import { Migrator } from "@effect/sql"
 import { Effect, Layer } from "effect"
 import events from "./migrations/0001_events.js"
+import mailboxHealth from "./migrations/0003_mailbox_health.js"
 
 export const migrations = Migrator.fromRecord({
-  "0001_events": events
+  "0001_events": events,
+  "0003_mailbox_health": mailboxHealth
 })
 
 /** Brings the schema up to date before anything else touches the database. */

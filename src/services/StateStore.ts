@@ -14,6 +14,22 @@ export interface Cursor {
   readonly seenUid: number
 }
 
+/** How the instance watching a mailbox is doing, for `status`. */
+export interface Health {
+  readonly mailbox: string
+  readonly instance: string
+  readonly state: string
+  readonly logins: number
+  readonly lastError: string | null
+  readonly lastErrorAt: Date | null
+  readonly updatedAt: Date
+}
+
+export type HealthReport =
+  | { readonly _tag: "State"; readonly state: string }
+  | { readonly _tag: "Login" }
+  | { readonly _tag: "Error"; readonly state: string; readonly error: string }
+
 export interface StateStoreShape {
   readonly cursor: (mailbox: string) => Effect.Effect<Option.Option<Cursor>, SqlError>
   /** Replaces the cursor; used on the first start and after a UIDVALIDITY change. */
@@ -23,6 +39,8 @@ export interface StateStoreShape {
   readonly markSeen: (mailbox: string, uidValidity: number, seenUid: number) => Effect.Effect<void, SqlError>
   readonly position: (consumer: string) => Effect.Effect<bigint, SqlError>
   readonly savePosition: (consumer: string, seq: bigint) => Effect.Effect<void, SqlError>
+  readonly reportHealth: (mailbox: string, instance: string, report: HealthReport) => Effect.Effect<void, SqlError>
+  readonly health: Effect.Effect<ReadonlyArray<Health>, SqlError>
 }
 
 interface CursorRow {
@@ -74,7 +92,42 @@ const make = Effect.gen(function*() {
       sql`
         INSERT INTO positions (consumer, last_seq) VALUES (${consumer}, ${seq.toString()})
         ON CONFLICT (consumer) DO UPDATE SET last_seq = GREATEST(positions.last_seq, EXCLUDED.last_seq), updated_at = now()
+      `.pipe(Effect.asVoid),
+    reportHealth: (mailbox, instance, report) => {
+      const state = report._tag === "Login" ? "connected" : report.state
+      const logins = report._tag === "Login" ? 1 : 0
+      const error = report._tag === "Error" ? report.error : null
+      return sql`
+        INSERT INTO mailbox_health (mailbox, instance, state, logins, last_error, last_error_at)
+        VALUES (${mailbox}, ${instance}, ${state}, ${logins}, ${error}, ${error === null ? null : new Date()})
+        ON CONFLICT (mailbox) DO UPDATE SET instance = EXCLUDED.instance, state = EXCLUDED.state,
+          logins = CASE WHEN mailbox_health.instance = EXCLUDED.instance THEN mailbox_health.logins ELSE 0 END + EXCLUDED.logins,
+          last_error = COALESCE(EXCLUDED.last_error, mailbox_health.last_error),
+          last_error_at = COALESCE(EXCLUDED.last_error_at, mailbox_health.last_error_at),
+          updated_at = now()
       `.pipe(Effect.asVoid)
+    },
+    health: sql<{
+      mailbox: string
+      instance: string
+      state: string
+      logins: string
+      last_error: string | null
+      last_error_at: Date | null
+      updated_at: Date
+    }>`SELECT * FROM mailbox_health ORDER BY mailbox`.pipe(
+      Effect.map((rows) =>
+        rows.map((row) => ({
+          mailbox: row.mailbox,
+          instance: row.instance,
+          state: row.state,
+          logins: Number(row.logins),
+          lastError: row.last_error,
+          lastErrorAt: row.last_error_at,
+          updatedAt: row.updated_at
+        }))
+      )
+    )
   })
 })
 
@@ -87,6 +140,7 @@ export class StateStore extends Context.Tag("mailroom/StateStore")<StateStore, S
     Effect.gen(function*() {
       const cursors = yield* Ref.make(new Map<string, Cursor>())
       const positions = yield* Ref.make(new Map<string, bigint>())
+      const health = yield* Ref.make(new Map<string, Health>())
       const update = (mailbox: string, uidValidity: number, f: (cursor: Cursor) => Cursor) =>
         Ref.modify(cursors, (map) => {
           const cursor = map.get(mailbox)
@@ -102,7 +156,22 @@ export class StateStore extends Context.Tag("mailroom/StateStore")<StateStore, S
           update(mailbox, uidValidity, (c) => ({ ...c, seenUid: Math.max(c.seenUid, seenUid) })).pipe(Effect.asVoid),
         position: (consumer) => Ref.get(positions).pipe(Effect.map((map) => map.get(consumer) ?? 0n)),
         savePosition: (consumer, seq) =>
-          Ref.update(positions, (map) => new Map(map).set(consumer, seq > (map.get(consumer) ?? 0n) ? seq : map.get(consumer)!))
+          Ref.update(positions, (map) => new Map(map).set(consumer, seq > (map.get(consumer) ?? 0n) ? seq : map.get(consumer)!)),
+        reportHealth: (mailbox, instance, report) =>
+          Ref.update(health, (map) => {
+            const before = map.get(mailbox)
+            const next: Health = {
+              mailbox,
+              instance,
+              state: report._tag === "Login" ? "connected" : report.state,
+              logins: (before?.instance === instance ? before.logins : 0) + (report._tag === "Login" ? 1 : 0),
+              lastError: report._tag === "Error" ? report.error : before?.lastError ?? null,
+              lastErrorAt: report._tag === "Error" ? new Date() : before?.lastErrorAt ?? null,
+              updatedAt: new Date()
+            }
+            return new Map(map).set(mailbox, next)
+          }),
+        health: Ref.get(health).pipe(Effect.map((map) => [...map.values()]))
       })
     })
   )

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { Poller } from "../../src/pipeline/Poller.js"
 import { MemoryMailbox } from "../../src/services/Imap.js"
 import { TicketRepo } from "../../src/services/TicketRepo.js"
@@ -8,7 +8,7 @@ import type { Backend } from "../support/stack.js"
 import { sqlPipeline } from "../support/stack.js"
 import { mail } from "../unit/layers.js"
 
-const once = Effect.flatMap(Poller, (poller) => poller.once)
+const once = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Option.getOrThrow))
 
 const count = (table: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: string }>`SELECT count(*) AS n FROM ${sql(table)}`).pipe(

@@ -1,3 +1,5 @@
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Scope } from "effect"
 import { Effect, Layer } from "effect"
 import { pipelineOn } from "../../src/Layers.js"
 import { EventBus, makeEventBusTest } from "../../src/services/EventBus.js"
@@ -8,7 +10,7 @@ import { freshDataDir, freshDatabase } from "./postgres.js"
 export type Backend = "postgres" | "pglite"
 
 /** Settings that point the SQL layer at a fresh database of the given kind. */
-export const databaseEnv = (backend: Backend, label: string) =>
+export const databaseEnv = (backend: Backend, label: string): Effect.Effect<Record<string, string>, SqlError, Scope.Scope> =>
   backend === "postgres"
     ? Effect.map(freshDatabase(label), (db) => ({ DATABASE_URL: db.url }))
     : Effect.map(freshDataDir, (dir) => ({ MAILROOM_DATA_DIR: dir }))

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import type { StoredEvent } from "../../src/domain/Event.js"
 import { Poller } from "../../src/pipeline/Poller.js"
 import { MemoryMailbox } from "../../src/services/Imap.js"
@@ -12,7 +12,7 @@ const events = Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000)
 const ofType = <T extends StoredEvent["type"]>(all: ReadonlyArray<StoredEvent>, type: T) =>
   all.filter((e) => e.type === type).map((e) => e.data as Extract<StoredEvent["data"], { _tag: T }>)
 
-const once = Effect.flatMap(Poller, (poller) => poller.once)
+const once = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Option.getOrThrow))
 
 const withMailbox = <A, E>(
   mailbox: MemoryMailbox,

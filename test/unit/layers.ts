@@ -4,6 +4,7 @@ import { Poller } from "../../src/pipeline/Poller.js"
 import { Relay } from "../../src/pipeline/Relay.js"
 import { EventBus, makeEventBusTest } from "../../src/services/EventBus.js"
 import type { MemoryMailbox } from "../../src/services/Imap.js"
+import { LeadershipTest } from "../../src/services/Leadership.js"
 import { Parser } from "../../src/services/Parser.js"
 import { StateStore } from "../../src/services/StateStore.js"
 import { TicketRepo } from "../../src/services/TicketRepo.js"
@@ -23,7 +24,7 @@ export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string
   const stores = TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))
   return Layer.mergeAll(Poller.Default, Relay.Default, Intake.Default).pipe(
     Layer.provide(Intake.Default),
-    Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, bus)),
+    Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, bus, LeadershipTest)),
     Layer.provideMerge(stores),
     Layer.provide(configLayer(env))
   )
