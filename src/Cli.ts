@@ -6,6 +6,7 @@ import { StartupRefused } from "./Fatal.js"
 import type { PassSummary } from "./pipeline/Intake.js"
 import { Poller } from "./pipeline/Poller.js"
 import { Relay } from "./pipeline/Relay.js"
+import { collectStatus, formatStatus } from "./Status.js"
 
 const once = Options.boolean("once").pipe(
   Options.withDescription("Run one pass over the mailbox, print a summary and exit.")
@@ -68,5 +69,16 @@ export const run = Command.make("mailroom", { once, interval }, (flags) =>
       "Settings (environment variables, or a .env file in the working directory):",
       ...settings().map((s) => `  ${s.name}${s.default === undefined ? "" : ` (default ${s.default})`}: ${s.help}`)
     ].join("\n")
+  )
+)
+
+export const status = Command.make(
+  "status",
+  { json: Options.boolean("json").pipe(Options.withDescription("Print the report as JSON.")) },
+  ({ json }) =>
+    Effect.flatMap(collectStatus, (report) => Console.log(json ? JSON.stringify(report, null, 2) : formatStatus(report)))
+).pipe(
+  Command.withDescription(
+    "Per mailbox: UIDVALIDITY and cursor, backlog on the server, lock holder, connection state, last error; counts by event type; outbox lag. With the embedded database it works while mailroom is stopped."
   )
 )

@@ -3,9 +3,9 @@ import { Command } from "@effect/cli"
 import { PlatformConfigProvider } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer } from "effect"
-import { refuseWhenGmailApiOwnsReceiving, run } from "./Cli.js"
+import { refuseWhenGmailApiOwnsReceiving, run, status } from "./Cli.js"
 import { describeFailure } from "./Fatal.js"
-import { pipelineOn } from "./Layers.js"
+import { pipelineOn, StoreLive } from "./Layers.js"
 import { EventBusInProcess } from "./services/EventBus.js"
 import { ImapLive } from "./services/Imap.js"
 import { LoggingLive } from "./telemetry/Logging.js"
@@ -14,7 +14,9 @@ const AppLive = pipelineOn(ImapLive, EventBusInProcess).pipe(
   Layer.provide(Layer.effectDiscard(refuseWhenGmailApiOwnsReceiving))
 )
 
-const cli = Command.run(run.pipe(Command.provide(AppLive)), {
+const StatusLive = Layer.mergeAll(StoreLive, ImapLive)
+
+const cli = Command.run(run.pipe(Command.provide(AppLive), Command.withSubcommands([status.pipe(Command.provide(StatusLive))])), {
   name: "mailroom",
   version: "0.1.0"
 })

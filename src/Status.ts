@@ -1,0 +1,102 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Option } from "effect"
+import { DatabaseConfig, IntakeConfig } from "./Config.js"
+import { Imap } from "./services/Imap.js"
+import { lockKey } from "./services/Leadership.js"
+import { StateStore } from "./services/StateStore.js"
+import { TicketRepo } from "./services/TicketRepo.js"
+
+export interface MailboxReport {
+  readonly mailbox: string
+  readonly uidValidity: number | null
+  readonly cursor: number | null
+  readonly seenUpTo: number | null
+  /** Mails on the server above the cursor; null when the server could not be asked. */
+  readonly backlog: number | null
+  readonly serverError: string | null
+  readonly lockHolder: string | null
+  readonly instance: string | null
+  readonly connection: string
+  readonly logins: number
+  readonly lastError: string | null
+  readonly lastErrorAt: string | null
+}
+
+export interface StatusReport {
+  readonly mailboxes: ReadonlyArray<MailboxReport>
+  readonly events: Readonly<Record<string, number>>
+  readonly outbox: ReadonlyArray<{ readonly consumer: string; readonly position: string; readonly lag: number }>
+}
+
+/** Who holds a mailbox's advisory lock, from PostgreSQL's own view of its sessions. */
+const lockHolder = (mailbox: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ holder: string }>`
+      SELECT coalesce(a.application_name, '') || ' (pid ' || a.pid || coalesce(', ' || host(a.client_addr), '') || ')' AS holder
+      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted
+        AND ((l.classid::bigint << 32) | l.objid::bigint) = ${lockKey(mailbox)}::bigint
+    `
+    return rows[0]?.holder ?? null
+  })
+
+const serverBacklog = (mailbox: string, lastUid: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const session = yield* (yield* Imap).connect
+    yield* session.open(mailbox)
+    return (yield* session.search({ from: lastUid + 1 }, { unseenOnly: false })).length
+  }))
+
+export const collectStatus = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const state = yield* StateStore
+  const repo = yield* TicketRepo
+  const { mailbox } = yield* IntakeConfig
+  const embedded = Option.isNone((yield* DatabaseConfig).url)
+  const cursor = yield* state.cursor(mailbox)
+  const health = (yield* state.health).find((h) => h.mailbox === mailbox)
+  const backlog = yield* serverBacklog(mailbox, Option.match(cursor, { onNone: () => 0, onSome: (c) => c.lastUid })).pipe(
+    Effect.either
+  )
+  const maxSeq = BigInt((yield* sql<{ max: string | null }>`SELECT max(seq) AS max FROM events`)[0]?.max ?? 0)
+  const positions = yield* sql<{ consumer: string; last_seq: string }>`SELECT consumer, last_seq FROM positions ORDER BY consumer`
+  const report: StatusReport = {
+    mailboxes: [{
+      mailbox,
+      uidValidity: Option.getOrNull(Option.map(cursor, (c) => c.uidValidity)),
+      cursor: Option.getOrNull(Option.map(cursor, (c) => c.lastUid)),
+      seenUpTo: Option.getOrNull(Option.map(cursor, (c) => c.seenUid)),
+      backlog: backlog._tag === "Right" ? backlog.right : null,
+      serverError: backlog._tag === "Left" ? backlog.left.message : null,
+      lockHolder: embedded ? "embedded database (one process)" : yield* lockHolder(mailbox),
+      instance: health?.instance ?? null,
+      connection: health?.state ?? "never started",
+      logins: health?.logins ?? 0,
+      lastError: health?.lastError ?? null,
+      lastErrorAt: health?.lastErrorAt?.toISOString() ?? null
+    }],
+    events: yield* repo.countsByType,
+    outbox: positions.map((p) => ({ consumer: p.consumer, position: p.last_seq, lag: Number(maxSeq - BigInt(p.last_seq)) }))
+  }
+  return report
+})
+
+const line = (label: string, value: unknown) => `  ${label.padEnd(14)} ${value ?? "-"}`
+
+export const formatStatus = (report: StatusReport): string =>
+  [
+    ...report.mailboxes.flatMap((m) => [
+      `${m.mailbox}`,
+      line("uidvalidity", m.uidValidity),
+      line("cursor", m.cursor === null ? "not started" : `UID ${m.cursor} (\\Seen set up to ${m.seenUpTo})`),
+      line("backlog", m.backlog === null ? `unknown (${m.serverError})` : `${m.backlog} mail(s) on the server above the cursor`),
+      line("lock holder", m.lockHolder ?? "nobody"),
+      line("connection", `${m.connection}${m.instance ? ` (${m.instance}, ${m.logins} login(s))` : ""}`),
+      line("last error", m.lastError ? `${m.lastError} at ${m.lastErrorAt}` : "none")
+    ]),
+    "events",
+    ...Object.entries(report.events).sort().map(([type, n]) => line(type, n)),
+    "outbox",
+    ...(report.outbox.length === 0 ? [line("(none yet)", "")] : report.outbox.map((o) => line(o.consumer, `${o.lag} event(s) behind (seq ${o.position})`)))
+  ].join("\n")
