@@ -42,7 +42,13 @@ export const ImapConfig = Config.all({
   connectTimeout: setting("IMAP_CONNECT_TIMEOUT", "Seconds to wait for the IMAP server to greet.", seconds, {
     value: Duration.seconds(30),
     shown: "30"
-  })
+  }),
+  commandTimeout: setting(
+    "IMAP_COMMAND_TIMEOUT",
+    "Seconds one IMAP command (a whole batch FETCH included) may take before the connection is dropped and made again.",
+    seconds,
+    { value: Duration.seconds(120), shown: "120" }
+  )
 })
 export type ImapConfig = Config.Config.Success<typeof ImapConfig>
 

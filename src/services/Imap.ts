@@ -46,11 +46,17 @@ const make = Effect.gen(function*() {
   const config = yield* ImapConfig
   const context = { host: config.host, user: config.user }
 
+  /** A stalled server must not hang the pipeline: past the timeout the command counts as a lost connection. */
   const attempt = <A>(command: string, run: () => Promise<A>, mailbox?: string) =>
     Effect.tryPromise({
       try: run,
       catch: (cause) => classify(cause, { ...context, command, ...(mailbox ? { mailbox } : {}) })
-    })
+    }).pipe(
+      Effect.timeoutFail({
+        duration: config.commandTimeout,
+        onTimeout: () => new ConnectionLost({ host: config.host, reason: `${command} timed out after ${Duration.format(config.commandTimeout)}` })
+      })
+    )
 
   const connect = Effect.gen(function*() {
     const client = new ImapFlow({
@@ -70,7 +76,12 @@ const make = Effect.gen(function*() {
     client.on("error", () => {})
     yield* Effect.acquireRelease(
       attempt("LOGIN", () => client.connect()),
-      () => Effect.promise(() => client.logout().catch(() => client.close()))
+      () =>
+        Effect.tryPromise(() => client.logout()).pipe(
+          Effect.timeout("5 seconds"),
+          Effect.ignore,
+          Effect.ensuring(Effect.sync(() => client.close()))
+        )
     ).pipe(Effect.withSpan("Imap.connect", { attributes: { "server.address": config.host, "server.port": config.port } }))
 
     const dropped = () => new ConnectionLost({ host: config.host, reason: "the server closed the connection" })

@@ -31,3 +31,21 @@ export const freshDataDir = Effect.acquireRelease(
   (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
 )
 
+
+/** Runs one statement on the database at `url`, for assertions in Promise-style tests. */
+export const query = <A extends object>(url: string, statement: string): Promise<ReadonlyArray<A>> =>
+  Effect.runPromise(
+    Effect.flatMap(PgClient.PgClient, (sql) => sql.unsafe<A>(statement)).pipe(
+      Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })),
+      Effect.scoped
+    )
+  )
+
+/** A fresh database as a Promise API: `url` and `drop()`. */
+export const createDatabase = async (label: string) => {
+  const name = `mailroom_${label}_${process.pid}_${Date.now().toString(36)}`.toLowerCase().replace(/[^a-z0-9_]/g, "_")
+  await query(serverUrl, `CREATE DATABASE ${name}`)
+  const url = new URL(serverUrl)
+  url.pathname = `/${name}`
+  return { name, url: url.toString(), drop: () => query(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) }
+}
