@@ -169,6 +169,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         Stream.mapEffect(({ batch, raws }) =>
           Effect.forEach(raws, prepare, { concurrency: 4 }).pipe(Effect.map((mails) => ({ batch, mails })))
         ),
+        Stream.buffer({ capacity: 1 }),
         // A shutdown signal lets the batch in flight finish: commit and \Seen, then stop.
         Stream.mapEffect(({ batch, mails }) => Effect.uninterruptible(commitBatch(session, cursor, batch, mails))),
         Stream.runFold(emptySummary, addSummaries)
