@@ -14,9 +14,10 @@ const positiveInteger = (name: string) =>
 
 /** Gmail shows app passwords in groups of four ("abcd efgh ijkl mnop"); the spaces are not part of it. */
 const appPassword = (name: string) =>
-  Config.redacted(name).pipe(
-    Config.map((secret) => Redacted.make(Redacted.value(secret).replace(/\s+/g, ""))),
-    Config.validate({ message: "Expected a non-empty password", validation: (r) => Redacted.value(r).length > 0 })
+  // Config.string, then Redacted: a validation on Config.redacted loses the variable's name.
+  Config.string(name).pipe(
+    Config.validate({ message: "Expected a non-empty password", validation: (value) => value.trim().length > 0 }),
+    Config.map((value) => Redacted.make(value.replace(/\s+/g, "")))
   )
 
 export const mailboxUser = setting(

@@ -1,0 +1,46 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, ConfigProvider, Effect, Redacted } from "effect"
+import { ImapConfig, IntakeConfig } from "../../src/Config.js"
+import { describeFailure } from "../../src/Fatal.js"
+
+const load = <A, E>(config: Effect.Effect<A, E>, env: Record<string, string>) =>
+  config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+
+const lineFor = <A, E>(config: Effect.Effect<A, E>, env: Record<string, string>) =>
+  load(config, env).pipe(
+    Effect.flip,
+    Effect.map((error) => describeFailure(Cause.fail(error)))
+  )
+
+describe("configuration", () => {
+  it.effect("strips the spaces Gmail shows in app passwords and defaults to Gmail", () =>
+    Effect.gen(function*() {
+      const config = yield* load(ImapConfig, { GMAIL_SENDER_EMAIL: "a@b.test", GMAIL_SENDER_PASSWORD: " abcd efgh ijkl mnop " })
+      expect(Redacted.value(config.password)).toBe("abcdefghijklmnop")
+      expect(String(config.password)).not.toContain("abcd")
+      expect(config).toMatchObject({ host: "imap.gmail.com", port: 993, tls: true })
+    }))
+
+  it.effect("names a missing variable, with its help, as a configuration error (exit code 2)", () =>
+    Effect.gen(function*() {
+      const fatal = yield* lineFor(ImapConfig, { GMAIL_SENDER_PASSWORD: "x" })
+      expect(fatal?.exitCode).toBe(2)
+      expect(fatal?.line).toMatch(/^GMAIL_SENDER_EMAIL is not set: The mailbox login/)
+    }))
+
+  it.effect("names a malformed variable and what it expects", () =>
+    Effect.gen(function*() {
+      const port = yield* lineFor(ImapConfig, { GMAIL_SENDER_EMAIL: "a@b.test", GMAIL_SENDER_PASSWORD: "x", IMAP_PORT: "nine" })
+      expect(port?.line).toMatch(/^IMAP_PORT is invalid/)
+      const interval = yield* lineFor(IntakeConfig, { IMAP_POLL_INTERVAL: "0" })
+      expect(interval?.line).toMatch(/^IMAP_POLL_INTERVAL is invalid \(Expected a whole number of seconds above 0\)/)
+      const backfill = yield* lineFor(IntakeConfig, { IMAP_BACKFILL: "everything" })
+      expect(backfill?.line).toMatch(/^IMAP_BACKFILL is invalid/)
+    }))
+
+  it.effect("an empty password is refused", () =>
+    Effect.gen(function*() {
+      const fatal = yield* lineFor(ImapConfig, { GMAIL_SENDER_EMAIL: "a@b.test", GMAIL_SENDER_PASSWORD: "    " })
+      expect(fatal?.line).toMatch(/^GMAIL_SENDER_PASSWORD is invalid \(Expected a non-empty password\)/)
+    }))
+})

@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest"
+import { Duration } from "effect"
+import { classify } from "../../src/services/ImapErrors.js"
+
+const context = { host: "imap.test", user: "support@example.com", mailbox: "INBOX", command: "LOGIN" }
+
+describe("classify", () => {
+  it("tells a wrong password, a throttled server, a dropped connection and a missing mailbox apart", () => {
+    const auth = classify({ authenticationFailed: true, responseText: "[AUTHENTICATIONFAILED] Invalid credentials (Failure)" }, context)
+    expect(auth._tag).toBe("AuthenticationFailed")
+    expect(auth.message).toContain("check GMAIL_SENDER_PASSWORD")
+
+    const throttled = classify({ responseText: "[THROTTLED] Account exceeded command or bandwidth limits" }, context)
+    expect(throttled._tag).toBe("Throttled")
+    const logins = classify({ authenticationFailed: true, responseText: "Too many login attempts, please try again later" }, context)
+    expect(logins._tag).toBe("Throttled")
+    const asked = classify({ code: "ETHROTTLE", message: "throttled", throttleReset: 12_000 }, context)
+    expect(asked._tag === "Throttled" && asked.retryAfter && Duration.toMillis(asked.retryAfter)).toBe(12_000)
+
+    expect(classify({ code: "ECONNRESET", message: "read ECONNRESET" }, context)._tag).toBe("ConnectionLost")
+    expect(classify({ code: "NoConnection", message: "Connection not available" }, context)._tag).toBe("ConnectionLost")
+    expect(classify({ mailboxMissing: true, responseText: "Mailbox doesn't exist" }, context)._tag).toBe("MailboxNotFound")
+    expect(classify({ responseText: "BAD Error in IMAP command", command: "UID FETCH" }, context)._tag).toBe("ImapProtocolError")
+  })
+
+  it("keeps line breaks from the server out of the message", () => {
+    const error = classify({ authenticationFailed: true, responseText: "bad\r\nInjected: header" }, context)
+    expect(error.message).not.toMatch(/[\r\n]/)
+  })
+})
