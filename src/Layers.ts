@@ -21,6 +21,6 @@ export const StoreLive = TicketRepo.Live.pipe(Layer.provideMerge(StateStore.Live
 export const pipelineOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: Layer.Layer<EventBus, E2, R2>) =>
   Layer.mergeAll(Poller.Default, Relay.Default).pipe(
     Layer.provide(Intake.Default),
-    Layer.provide(Layer.mergeAll(imap, Parser.Default, bus, LeadershipLive)),
+    Layer.provide(Layer.mergeAll(imap, Parser.Live, bus, LeadershipLive)),
     Layer.provideMerge(StoreLive)
   )

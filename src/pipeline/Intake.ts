@@ -4,7 +4,7 @@ import { IntakeConfig } from "../Config.js"
 import type { RawMail } from "../domain/Email.js"
 import type { Incoming } from "../domain/Intake.js"
 import type { ImapSession, MailboxStatus } from "../services/Imap.js"
-import { Parser, sha256 } from "../services/Parser.js"
+import { Parser } from "../services/Parser.js"
 import type { Cursor } from "../services/StateStore.js"
 import { StateStore } from "../services/StateStore.js"
 import { TicketRepo } from "../services/TicketRepo.js"
@@ -103,10 +103,10 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
 
     const prepare = (raw: RawMail) =>
       parser.parse(raw).pipe(
-        Effect.map((parsed): Incoming & { readonly source: Buffer } => ({
+        Effect.map(({ parsed, rawSha256 }): Incoming & { readonly source: Buffer } => ({
           uid: raw.uid,
           size: raw.size,
-          rawSha256: sha256(raw.source),
+          rawSha256,
           headersOnly: raw.headersOnly,
           parsed,
           source: raw.source
@@ -167,7 +167,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         Stream.mapEffect((batch) => session.fetch(batch.uids, { headersOnly: batch.headersOnly }).pipe(Effect.map((raws) => ({ batch, raws })))),
         Stream.buffer({ capacity: 1 }),
         Stream.mapEffect(({ batch, raws }) =>
-          Effect.forEach(raws, prepare, { concurrency: 4 }).pipe(Effect.map((mails) => ({ batch, mails })))
+          Effect.forEach(raws, prepare, { concurrency: 16 }).pipe(Effect.map((mails) => ({ batch, mails })))
         ),
         Stream.buffer({ capacity: 1 }),
         // A shutdown signal lets the batch in flight finish: commit and \Seen, then stop.

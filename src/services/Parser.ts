@@ -1,121 +1,74 @@
-import { createHash } from "node:crypto"
-import { Effect, Layer } from "effect"
-import { simpleParser } from "mailparser"
-import type { AddressObject, ParsedMail } from "mailparser"
-import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "../domain/Email.js"
-import { cleanHeader, cleanText } from "../domain/Text.js"
+import { availableParallelism } from "node:os"
+import { Worker } from "node:worker_threads"
+import { Config, Deferred, Effect, Layer } from "effect"
+import type { Parsed, RawMail } from "../domain/Email.js"
+import { setting } from "../Settings.js"
+import type { ParseResult } from "./ParseMail.js"
+import { parseWithHash, sha256, unparseable } from "./ParseMail.js"
 
-/** Headers kept whole on the event: the reply guard and consumers read them. */
-const keptHeaders = [
-  "auto-submitted",
-  "precedence",
-  "list-id",
-  "list-unsubscribe",
-  "x-autoreply",
-  "x-autorespond",
-  "x-auto-response-suppress",
-  "return-path",
-  "sender"
-]
+export { sha256 }
 
-export const sha256 = (bytes: Uint8Array | string): string => createHash("sha256").update(bytes).digest("hex")
+const parserThreads = setting(
+  "PARSER_THREADS",
+  "Worker threads that parse MIME beside the main thread (0 parses on the main thread).",
+  (name) => Config.integer(name).pipe(Config.validate({ message: "Expected 0 or more", validation: (n) => n >= 0 })),
+  { value: Math.min(4, availableParallelism()), shown: "the number of CPUs, at most 4" }
+)
 
-const headerValues = (mail: ParsedMail): Map<string, string> => {
-  const values = new Map<string, string>()
-  for (const { key, line } of mail.headerLines) {
-    if (!values.has(key)) values.set(key, cleanHeader(line.slice(line.indexOf(":") + 1)))
-  }
-  return values
-}
+const span = (raw: RawMail) =>
+  Effect.withSpan("Parser.parse", { attributes: { "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size } })
 
-const addresses = (field: AddressObject | Array<AddressObject> | undefined): Array<Address> =>
-  (field === undefined ? [] : Array.isArray(field) ? field : [field])
-    .flatMap((group) => group.value)
-    .flatMap((entry) => entry.group ?? [entry])
-    .flatMap((entry) =>
-      entry.address && entry.address.includes("@")
-        ? [{ address: cleanHeader(entry.address).toLowerCase(), name: cleanHeader(entry.name ?? "") }]
-        : []
+const inline = (raw: RawMail): Effect.Effect<ParseResult> =>
+  Effect.promise(() => parseWithHash(raw)).pipe(
+    Effect.catchAllDefect((cause) => Effect.succeed({ parsed: unparseable(raw, cause), rawSha256: sha256(raw.source) })),
+    span(raw)
+  )
+
+/** Spreads parsing over worker threads, so that MIME decoding uses every core while the main thread does I/O. */
+const pooled = (threads: number) =>
+  Effect.gen(function*() {
+    const pending = new Map<number, Deferred.Deferred<ParseResult>>()
+    const workers = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        Array.from({ length: threads }, () => {
+          const worker = new Worker(new URL("./parserWorker.js", import.meta.url))
+          worker.on("message", ({ id, result }: { id: number; result: ParseResult }) => {
+            const waiting = pending.get(id)
+            pending.delete(id)
+            if (waiting) Deferred.unsafeDone(waiting, Effect.succeed(result))
+          })
+          worker.unref()
+          return worker
+        })
+      ),
+      (workers) => Effect.promise(() => Promise.all(workers.map((w) => w.terminate())))
     )
+    let next = 0
+    return (raw: RawMail): Effect.Effect<ParseResult> =>
+      Effect.gen(function*() {
+        const id = next++
+        const done = yield* Deferred.make<ParseResult>()
+        pending.set(id, done)
+        workers[id % workers.length]!.postMessage({ id, raw })
+        const result = yield* Deferred.await(done)
+        return result.rawSha256 ? result : { ...result, rawSha256: sha256(raw.source) }
+      }).pipe(span(raw))
+  })
 
-const messageIds = (value: string | Array<string> | undefined): Array<string> =>
-  (value === undefined ? [] : Array.isArray(value) ? value : value.split(/\s+/))
-    .map(cleanHeader)
-    .filter((id) => id.length > 0)
-
-const validDate = (date: Date | undefined): string | null =>
-  date !== undefined && !Number.isNaN(date.getTime()) ? date.toISOString() : null
-
-const glimpse = (headers: Map<string, string>): HeaderGlimpse => ({
-  messageId: headers.get("message-id") ?? null,
-  from: headers.get("from") ?? null,
-  subject: headers.get("subject") ?? null,
-  date: headers.get("date") ?? null
-})
-
-const toEmail = (mail: ParsedMail, headers: Map<string, string>): ParsedEmail => ({
-  messageId: messageIds(mail.messageId)[0] ?? null,
-  from: addresses(mail.from)[0]!,
-  to: addresses(mail.to),
-  cc: addresses(mail.cc),
-  replyTo: addresses(mail.replyTo),
-  subject: cleanHeader(mail.subject ?? ""),
-  date: validDate(mail.date),
-  inReplyTo: messageIds(mail.inReplyTo)[0] ?? null,
-  references: messageIds(mail.references),
-  text: cleanText(mail.text ?? ""),
-  html: typeof mail.html === "string" ? cleanText(mail.html) : null,
-  attachments: mail.attachments.map((part) => ({
-    filename: part.filename === undefined ? null : cleanHeader(part.filename),
-    contentType: cleanHeader(part.contentType),
-    size: part.size,
-    sha256: sha256(part.content)
-  })),
-  headers: Object.fromEntries(keptHeaders.flatMap((key) => headers.has(key) ? [[key, headers.get(key)!]] : [])),
-  contentType: headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "text/plain"
-})
-
-const verdict = (mail: ParsedMail, raw: RawMail): Parsed => {
-  const headers = headerValues(mail)
-  if (raw.headersOnly) {
-    return {
-      _tag: "Rejected",
-      reason: "too_large",
-      detail: `${raw.size} bytes is over the size cap; headers, size and hash kept`,
-      glimpse: glimpse(headers)
-    }
-  }
-  if (addresses(mail.from).length === 0) {
-    return { _tag: "Rejected", reason: "no_sender", detail: "no usable From address", glimpse: glimpse(headers) }
-  }
-  return { _tag: "Accepted", email: toEmail(mail, headers) }
-}
-
-const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
-  _tag: "Rejected",
-  reason: "unparseable",
-  detail: cleanHeader(cause instanceof Error ? cause.message : String(cause)).slice(0, 500) ||
-    (raw.source.length === 0 ? "empty message" : "parser failed"),
-  glimpse: { messageId: null, from: null, subject: null, date: null }
-})
-
-const parseRaw = (raw: RawMail): Promise<Parsed> =>
-  raw.source.length === 0
-    ? Promise.resolve(unparseable(raw, "empty message"))
-    : simpleParser(raw.source, { skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true, maxHtmlLengthToParse: 2_000_000 })
-      .then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
-
-/** Turns fetched bytes into a checked email or a reason to quarantine it. It never fails. */
+/** Turns fetched bytes into a checked email or a reason to quarantine it, with the raw hash. It never fails. */
 export class Parser extends Effect.Service<Parser>()("mailroom/Parser", {
-  succeed: {
-    parse: (raw: RawMail): Effect.Effect<Parsed> =>
-      Effect.promise(() => parseRaw(raw)).pipe(
-        Effect.catchAllDefect((cause) => Effect.succeed(unparseable(raw, cause))),
-        Effect.withSpan("Parser.parse", { attributes: { "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size } })
-      )
-  }
+  succeed: { parse: inline }
 }) {
+  /** Worker threads when running compiled (dist/), else the main thread: a worker cannot load TypeScript. */
+  static readonly Live = Layer.unwrapScoped(
+    Effect.gen(function*() {
+      const threads = yield* parserThreads
+      if (threads === 0 || import.meta.url.endsWith(".ts")) return Parser.Default
+      return Layer.succeed(Parser, Parser.make({ parse: yield* pooled(threads) }))
+    })
+  )
+
   /** For tests: a parser that answers from a table, so that intake logic runs without MIME. */
   static readonly Test = (answer: (raw: RawMail) => Parsed) =>
-    Layer.succeed(Parser, Parser.make({ parse: (raw) => Effect.sync(() => answer(raw)) }))
+    Layer.succeed(Parser, Parser.make({ parse: (raw) => Effect.sync(() => ({ parsed: answer(raw), rawSha256: sha256(raw.source) })) }))
 }

@@ -1,0 +1,116 @@
+import { createHash } from "node:crypto"
+import { simpleParser } from "mailparser"
+import type { AddressObject, ParsedMail } from "mailparser"
+import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "../domain/Email.js"
+import { cleanHeader, cleanText } from "../domain/Text.js"
+
+/** Headers kept whole on the event: the reply guard and consumers read them. */
+const keptHeaders = [
+  "auto-submitted",
+  "precedence",
+  "list-id",
+  "list-unsubscribe",
+  "x-autoreply",
+  "x-autorespond",
+  "x-auto-response-suppress",
+  "return-path",
+  "sender"
+]
+
+export const sha256 = (bytes: Uint8Array | string): string => createHash("sha256").update(bytes).digest("hex")
+
+const headerValues = (mail: ParsedMail): Map<string, string> => {
+  const values = new Map<string, string>()
+  for (const { key, line } of mail.headerLines) {
+    if (!values.has(key)) values.set(key, cleanHeader(line.slice(line.indexOf(":") + 1)))
+  }
+  return values
+}
+
+const addresses = (field: AddressObject | Array<AddressObject> | undefined): Array<Address> =>
+  (field === undefined ? [] : Array.isArray(field) ? field : [field])
+    .flatMap((group) => group.value)
+    .flatMap((entry) => entry.group ?? [entry])
+    .flatMap((entry) =>
+      entry.address && entry.address.includes("@")
+        ? [{ address: cleanHeader(entry.address).toLowerCase(), name: cleanHeader(entry.name ?? "") }]
+        : []
+    )
+
+const messageIds = (value: string | Array<string> | undefined): Array<string> =>
+  (value === undefined ? [] : Array.isArray(value) ? value : value.split(/\s+/))
+    .map(cleanHeader)
+    .filter((id) => id.length > 0)
+
+const validDate = (date: Date | undefined): string | null =>
+  date !== undefined && !Number.isNaN(date.getTime()) ? date.toISOString() : null
+
+const glimpse = (headers: Map<string, string>): HeaderGlimpse => ({
+  messageId: headers.get("message-id") ?? null,
+  from: headers.get("from") ?? null,
+  subject: headers.get("subject") ?? null,
+  date: headers.get("date") ?? null
+})
+
+const toEmail = (mail: ParsedMail, headers: Map<string, string>): ParsedEmail => ({
+  messageId: messageIds(mail.messageId)[0] ?? null,
+  from: addresses(mail.from)[0]!,
+  to: addresses(mail.to),
+  cc: addresses(mail.cc),
+  replyTo: addresses(mail.replyTo),
+  subject: cleanHeader(mail.subject ?? ""),
+  date: validDate(mail.date),
+  inReplyTo: messageIds(mail.inReplyTo)[0] ?? null,
+  references: messageIds(mail.references),
+  text: cleanText(mail.text ?? ""),
+  html: typeof mail.html === "string" ? cleanText(mail.html) : null,
+  attachments: mail.attachments.map((part) => ({
+    filename: part.filename === undefined ? null : cleanHeader(part.filename),
+    contentType: cleanHeader(part.contentType),
+    size: part.size,
+    sha256: sha256(part.content)
+  })),
+  headers: Object.fromEntries(keptHeaders.flatMap((key) => headers.has(key) ? [[key, headers.get(key)!]] : [])),
+  contentType: headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "text/plain"
+})
+
+const verdict = (mail: ParsedMail, raw: RawMail): Parsed => {
+  const headers = headerValues(mail)
+  if (raw.headersOnly) {
+    return {
+      _tag: "Rejected",
+      reason: "too_large",
+      detail: `${raw.size} bytes is over the size cap; headers, size and hash kept`,
+      glimpse: glimpse(headers)
+    }
+  }
+  if (addresses(mail.from).length === 0) {
+    return { _tag: "Rejected", reason: "no_sender", detail: "no usable From address", glimpse: glimpse(headers) }
+  }
+  return { _tag: "Accepted", email: toEmail(mail, headers) }
+}
+
+export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
+  _tag: "Rejected",
+  reason: "unparseable",
+  detail: cleanHeader(cause instanceof Error ? cause.message : String(cause)).slice(0, 500) ||
+    (raw.source.length === 0 ? "empty message" : "parser failed"),
+  glimpse: { messageId: null, from: null, subject: null, date: null }
+})
+
+/** mailparser → a checked email or a reason to quarantine; never rejects. Plain code, so a worker thread can run it. */
+export const parseRaw = (raw: RawMail): Promise<Parsed> =>
+  raw.source.length === 0
+    ? Promise.resolve(unparseable(raw, "empty message"))
+    : simpleParser(raw.source, { skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true, maxHtmlLengthToParse: 2_000_000 })
+      .then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
+
+export interface ParseResult {
+  readonly parsed: Parsed
+  readonly rawSha256: string
+}
+
+export const parseWithHash = async (raw: RawMail): Promise<ParseResult> => ({
+  parsed: await parseRaw(raw),
+  rawSha256: sha256(raw.source)
+})
