@@ -1,10 +1,12 @@
 import { Migrator } from "@effect/sql"
 import { Effect, Layer } from "effect"
 import events from "./migrations/0001_events.js"
+import replies from "./migrations/0002_replies.js"
 import mailboxHealth from "./migrations/0003_mailbox_health.js"
 
 export const migrations = Migrator.fromRecord({
   "0001_events": events,
+  "0002_replies": replies,
   "0003_mailbox_health": mailboxHealth
 })
 

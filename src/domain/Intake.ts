@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto"
 import type { Parsed } from "./Email.js"
 import { EmailDuplicate, EmailQuarantined, EmailReceived } from "./Event.js"
+import { subjectTokens, ticketToken } from "./Reply.js"
 
 /** A fetched and parsed mail on its way into the log. */
 export interface Incoming {
@@ -20,6 +21,8 @@ export interface KnownMail {
 export interface Known {
   readonly byMessageId: ReadonlyMap<string, KnownMail>
   readonly byRawSha256: ReadonlyMap<string, KnownMail>
+  /** Ticket id by the `[#token]` replies carry in their subject; ambiguous tokens are left out. */
+  readonly byTicketToken: ReadonlyMap<string, string>
 }
 
 export interface IntakeDecision {
@@ -44,6 +47,11 @@ export const lookupKeys = (items: ReadonlyArray<Incoming>): Array<string> => [
   ))
 ]
 
+/** Every subject token a batch needs looked up: the fallback when thread headers are unknown. */
+export const lookupTokens = (items: ReadonlyArray<Incoming>): Array<string> => [
+  ...new Set(items.flatMap((item) => item.parsed._tag === "Accepted" ? subjectTokens(item.parsed.email.subject) : []))
+]
+
 /** Stable per address, so that projections rebuilt from the log keep their ids. */
 export const customerId = (address: string): string => {
   const hex = createHash("sha256").update(`customer:${address}`).digest("hex")
@@ -66,6 +74,7 @@ export const decide = (
   const newId = options.newId ?? randomUUID
   const byMessageId = new Map(known.byMessageId)
   const byRawSha256 = new Map(known.byRawSha256)
+  const byTicketToken = new Map(known.byTicketToken)
   return items.map((item) => {
     const eventId = newId()
     const parsed = item.parsed
@@ -100,8 +109,10 @@ export const decide = (
         })
       }
     }
-    const thread = threadKeys(email).map((key) => byMessageId.get(key)).find((mail) => mail !== undefined)
-    const ticketId = thread?.ticketId ?? newId()
+    const thread = threadKeys(email).map((key) => byMessageId.get(key)).find((mail) => mail !== undefined)?.ticketId ??
+      subjectTokens(email.subject).map((token) => byTicketToken.get(token)).find((id) => id !== undefined)
+    const ticketId = thread ?? newId()
+    if (thread === undefined) byTicketToken.set(ticketToken(ticketId), ticketId)
     const self = { eventId, ticketId }
     if (email.messageId) byMessageId.set(email.messageId, self)
     else byRawSha256.set(item.rawSha256, self)

@@ -2,10 +2,11 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer, Ref, Schema } from "effect"
 import type { Incoming, IntakeDecision, Known, KnownMail } from "../domain/Intake.js"
-import { decide, lookupKeys } from "../domain/Intake.js"
+import { decide, lookupKeys, lookupTokens } from "../domain/Intake.js"
 import { EventData, MailboxReset } from "../domain/Event.js"
-import type { EventType, StoredEvent } from "../domain/Event.js"
+import type { EventType, ReplyEvent, ReplyIntended, ReplyOutcome, StoredEvent } from "../domain/Event.js"
 import { project } from "../domain/Projection.js"
+import { outboundRow, ticketToken } from "../domain/Reply.js"
 import type { Cursor } from "./StateStore.js"
 import { StateStore } from "./StateStore.js"
 
@@ -45,7 +46,46 @@ export interface TicketRepoShape {
   ) => Effect.Effect<ReadonlyArray<number>, SqlError>
   readonly eventsAfter: (seq: bigint, limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
   readonly countsByType: Effect.Effect<Readonly<Record<string, number>>, SqlError>
+  readonly lastSeq: Effect.Effect<bigint, SqlError>
+  /** The reply events recorded for one EmailReceived. */
+  readonly replyState: (emailEventId: string) => Effect.Effect<ReplyState, SqlError>
+  /**
+   * Appends one reply event; a ReplySent also writes the answer's outbound `messages` row (from its
+   * ReplyIntended), in the same transaction. The database refuses a second intent or outcome.
+   */
+  readonly appendReply: (mailbox: string, data: ReplyEvent) => Effect.Effect<string, SqlError>
+  readonly repliesSentSince: (customerId: string, since: Date) => Effect.Effect<number, SqlError>
+  /** The customer and the newest `limit` messages of a ticket, oldest first. */
+  readonly ticketThread: (ticketId: string, limit: number) => Effect.Effect<TicketThread, SqlError>
 }
+
+export interface ReplyState {
+  readonly intent: ReplyIntended | undefined
+  readonly outcome: ReplyOutcome | undefined
+}
+
+export interface ThreadMessage {
+  readonly direction: "inbound" | "outbound"
+  readonly from: string
+  readonly subject: string
+  readonly text: string
+  readonly at: Date
+}
+
+export interface TicketThread {
+  readonly customer: { readonly email: string; readonly name: string } | undefined
+  readonly subject: string
+  readonly messages: ReadonlyArray<ThreadMessage>
+}
+
+const isIntent = (data: EventData): data is ReplyIntended => data._tag === "ReplyIntended"
+const isOutcome = (data: EventData): data is ReplyOutcome =>
+  data._tag === "ReplySent" || data._tag === "ReplySkipped" || data._tag === "ReplyFailed"
+
+const replyStateOf = (events: ReadonlyArray<EventData>): ReplyState => ({
+  intent: events.find(isIntent),
+  outcome: events.find(isOutcome)
+})
 
 const encodeData = Schema.encodeSync(EventData)
 const decodeData = Schema.decodeUnknownSync(EventData)
@@ -91,7 +131,8 @@ const makeSql = Effect.gen(function*() {
       const hashes = items.flatMap((item) =>
         item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
       )
-      if (ids.length === 0 && hashes.length === 0) return { byMessageId: new Map(), byRawSha256: new Map() }
+      const byTicketToken = yield* ticketsByToken(mailbox, lookupTokens(items))
+      if (ids.length === 0 && hashes.length === 0) return { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken }
       const rows = yield* sql<{ message_id: string | null; raw_sha256: string | null; id: string; ticket_id: string }>`
         SELECT message_id, raw_sha256, id, ticket_id FROM messages
         WHERE mailbox = ${mailbox} AND (message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes})))
@@ -103,8 +144,20 @@ const makeSql = Effect.gen(function*() {
         if (row.message_id !== null) byMessageId.set(row.message_id, mail)
         else if (row.raw_sha256 !== null) byRawSha256.set(row.raw_sha256, mail)
       }
-      return { byMessageId, byRawSha256 } satisfies Known
+      return { byMessageId, byRawSha256, byTicketToken } satisfies Known
     })
+
+  const ticketsByToken = (mailbox: string, tokens: ReadonlyArray<string>) =>
+    tokens.length === 0
+      ? Effect.succeed(new Map<string, string>())
+      : sql<{ token: string; id: string }>`
+        SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
+        WHERE mailbox = ${mailbox} AND left(replace(id::text, '-', ''), 12) = ANY(${tokens})
+      `.pipe(Effect.map((rows) => {
+        const ids = new Map<string, Array<string>>()
+        for (const row of rows) ids.set(row.token, [...(ids.get(row.token) ?? []), row.id])
+        return new Map([...ids].flatMap(([token, [id, ...others]]) => others.length === 0 ? [[token, id!] as const] : []))
+      }))
 
   const insert = (table: string, rows: ReadonlyArray<object>, suffix = "") =>
     rows.length === 0
@@ -180,6 +233,67 @@ const makeSql = Effect.gen(function*() {
       })
     )
 
+  const decodeRow = (row: { readonly data: unknown }) => decodeData(typeof row.data === "string" ? JSON.parse(row.data) : row.data)
+
+  const replyState = (emailEventId: string) =>
+    sql<{ data: unknown }>`
+      SELECT data FROM events
+      WHERE type IN ('ReplyIntended', 'ReplySent', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
+      ORDER BY seq
+    `.pipe(Effect.map((rows) => replyStateOf(rows.map(decodeRow))))
+
+  const appendReply = (mailbox: string, data: ReplyEvent) =>
+    Effect.gen(function*() {
+      yield* sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK})`
+      const id = crypto.randomUUID()
+      const at = new Date()
+      yield* insert("events", [{
+        id,
+        type: data._tag,
+        mailbox,
+        uidvalidity: null,
+        uid: null,
+        ticket_id: data.ticketId,
+        occurred_at: at,
+        data: JSON.stringify(encodeData(data)),
+        trace: null
+      }])
+      if (data._tag === "ReplySent") {
+        const { intent } = yield* replyState(data.emailEventId)
+        if (intent !== undefined) {
+          const row = outboundRow(id, mailbox, intent, at)
+          yield* insert("messages", [{ ...row, references: [...row.references] }], "ON CONFLICT DO NOTHING")
+          yield* sql`UPDATE tickets SET updated_at = ${at} WHERE id = ${data.ticketId}`
+        }
+      }
+      return id
+    }).pipe(
+      sql.withTransaction,
+      Effect.withSpan("TicketRepo.appendReply", { kind: "client", attributes: { "mailroom.event.type": data._tag } })
+    )
+
+  const ticketThread = (ticketId: string, limit: number) =>
+    Effect.gen(function*() {
+      const [ticket] = yield* sql<{ subject: string; email: string; name: string }>`
+        SELECT t.subject, c.email, c.name FROM tickets t JOIN customers c ON c.id = t.customer_id WHERE t.id = ${ticketId}
+      `
+      const rows = yield* sql<{ direction: "inbound" | "outbound"; from_email: string; subject: string; text: string; received_at: Date }>`
+        SELECT direction, from_email, subject, text, received_at FROM messages WHERE ticket_id = ${ticketId}
+        ORDER BY received_at DESC, id LIMIT ${limit}
+      `
+      return {
+        customer: ticket ? { email: ticket.email, name: ticket.name } : undefined,
+        subject: ticket?.subject ?? "",
+        messages: [...rows].reverse().map((row) => ({
+          direction: row.direction,
+          from: row.from_email,
+          subject: row.subject,
+          text: row.text,
+          at: row.received_at
+        }))
+      } satisfies TicketThread
+    })
+
   return TicketRepo.of({
     commit,
     resetMailbox: (previous, next) =>
@@ -211,7 +325,18 @@ const makeSql = Effect.gen(function*() {
       ),
     countsByType: sql<{ type: string; count: string }>`SELECT type, count(*) AS count FROM events GROUP BY type`.pipe(
       Effect.map((rows) => Object.fromEntries(rows.map((row) => [row.type, Number(row.count)])))
-    )
+    ),
+    lastSeq: sql<{ seq: string }>`SELECT coalesce(max(seq), 0) AS seq FROM events`.pipe(
+      Effect.map((rows) => BigInt(rows[0]?.seq ?? 0))
+    ),
+    replyState,
+    appendReply,
+    repliesSentSince: (customerId, since) =>
+      sql<{ n: string }>`
+        SELECT count(*) AS n FROM events
+        WHERE type = 'ReplySent' AND data->>'customerId' = ${customerId} AND occurred_at > ${since}
+      `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0))),
+    ticketThread
   })
 })
 
@@ -219,7 +344,7 @@ const makeSql = Effect.gen(function*() {
 const makeMemory = Effect.gen(function*() {
   const state = yield* StateStore
   const events = yield* Ref.make<ReadonlyArray<StoredEvent>>([])
-  const known = yield* Ref.make<Known>({ byMessageId: new Map(), byRawSha256: new Map() })
+  const known = yield* Ref.make<Known>({ byMessageId: new Map(), byRawSha256: new Map(), byTicketToken: new Map() })
   const append = (rows: ReadonlyArray<Omit<StoredEvent, "seq">>) =>
     Ref.update(events, (all) => [...all, ...rows.map((row, i) => ({ ...row, seq: BigInt(all.length + i + 1) }))])
   const intakeUids = (mailbox: string, uidValidity: number) =>
@@ -237,16 +362,18 @@ const makeMemory = Effect.gen(function*() {
         const next = yield* Ref.get(known)
         const byMessageId = new Map(next.byMessageId)
         const byRawSha256 = new Map(next.byRawSha256)
+        const byTicketToken = new Map(next.byTicketToken)
         for (const d of decisions) {
           if (d.data._tag !== "EmailReceived") continue
           const mail = { eventId: d.eventId, ticketId: d.data.ticketId }
           if (d.data.messageId) byMessageId.set(d.data.messageId, mail)
           else byRawSha256.set(d.data.rawSha256, mail)
+          if (d.data.newTicket) byTicketToken.set(ticketToken(d.data.ticketId), d.data.ticketId)
         }
         if (!(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))) {
           return yield* new CursorMoved({ mailbox: batch.mailbox })
         }
-        yield* Ref.set(known, { byMessageId, byRawSha256 })
+        yield* Ref.set(known, { byMessageId, byRawSha256, byTicketToken })
         yield* append(decisions.map((d) => ({
           id: d.eventId,
           type: d.data._tag,
@@ -278,9 +405,51 @@ const makeMemory = Effect.gen(function*() {
       Ref.get(events).pipe(Effect.map((all) => all.filter((e) => e.seq > seq).slice(0, limit))),
     countsByType: Ref.get(events).pipe(
       Effect.map((all) => all.reduce<Record<string, number>>((acc, e) => ({ ...acc, [e.type]: (acc[e.type] ?? 0) + 1 }), {}))
-    )
+    ),
+    lastSeq: Ref.get(events).pipe(Effect.map((all) => all.at(-1)?.seq ?? 0n)),
+    replyState: (emailEventId) => Ref.get(events).pipe(Effect.map((all) => replyStateOf(repliesTo(all, emailEventId)))),
+    appendReply: (mailbox, data) =>
+      Effect.gen(function*() {
+        const before = replyStateOf(repliesTo(yield* Ref.get(events), data.emailEventId))
+        if ((isIntent(data) && before.intent) || (isOutcome(data) && before.outcome)) {
+          return yield* Effect.die(new Error(`a ${data._tag} for ${data.emailEventId} is already recorded`))
+        }
+        const id = crypto.randomUUID()
+        yield* append([{ id, type: data._tag, mailbox, uidvalidity: null, uid: null, ticketId: data.ticketId, occurredAt: new Date(), data, trace: null }])
+        if (data._tag === "ReplySent" && before.intent) {
+          const mail = { eventId: id, ticketId: data.ticketId }
+          yield* Ref.update(known, (k) => ({ ...k, byMessageId: new Map(k.byMessageId).set(before.intent!.messageId, mail) }))
+        }
+        return id
+      }),
+    repliesSentSince: (customerId, since) =>
+      Ref.get(events).pipe(
+        Effect.map((all) =>
+          all.filter((e) => e.data._tag === "ReplySent" && e.data.customerId === customerId && e.occurredAt > since).length
+        )
+      ),
+    ticketThread: (ticketId, limit) =>
+      Ref.get(events).pipe(Effect.map((all) => {
+        const intents = new Map(all.flatMap((e) => isIntent(e.data) ? [[e.data.emailEventId, e.data] as const] : []))
+        const messages = all.filter((e) => e.ticketId === ticketId).flatMap((e): Array<ThreadMessage> => {
+          if (e.data._tag === "EmailReceived") {
+            return [{ direction: "inbound", from: e.data.from.address, subject: e.data.subject, text: e.data.text, at: e.occurredAt }]
+          }
+          const intent = e.data._tag === "ReplySent" ? intents.get(e.data.emailEventId) : undefined
+          return intent ? [{ direction: "outbound", from: intent.from, subject: intent.subject, text: intent.text, at: e.occurredAt }] : []
+        })
+        const first = all.find((e) => e.data._tag === "EmailReceived" && e.data.ticketId === ticketId)?.data
+        return {
+          customer: first?._tag === "EmailReceived" ? { email: first.from.address, name: first.from.name } : undefined,
+          subject: first?._tag === "EmailReceived" ? first.subject : "",
+          messages: messages.slice(-limit)
+        }
+      }))
   })
 })
+
+const repliesTo = (all: ReadonlyArray<StoredEvent>, emailEventId: string) =>
+  all.flatMap((e) => (isIntent(e.data) || isOutcome(e.data)) && e.data.emailEventId === emailEventId ? [e.data] : [])
 
 /** The event log and its projections. */
 export class TicketRepo extends Context.Tag("mailroom/TicketRepo")<TicketRepo, TicketRepoShape>() {
