@@ -39,6 +39,8 @@ export interface StateStoreShape {
   readonly markSeen: (mailbox: string, uidValidity: number, seenUid: number) => Effect.Effect<void, SqlError>
   readonly position: (consumer: string) => Effect.Effect<bigint, SqlError>
   readonly savePosition: (consumer: string, seq: bigint) => Effect.Effect<void, SqlError>
+  /** Stores `seq` as the consumer's position unless it already has one: where a new consumer starts. */
+  readonly initPosition: (consumer: string, seq: bigint) => Effect.Effect<void, SqlError>
   readonly reportHealth: (mailbox: string, instance: string, report: HealthReport) => Effect.Effect<void, SqlError>
   readonly health: Effect.Effect<ReadonlyArray<Health>, SqlError>
 }
@@ -92,6 +94,10 @@ const make = Effect.gen(function*() {
       sql`
         INSERT INTO positions (consumer, last_seq) VALUES (${consumer}, ${seq.toString()})
         ON CONFLICT (consumer) DO UPDATE SET last_seq = GREATEST(positions.last_seq, EXCLUDED.last_seq), updated_at = now()
+      `.pipe(Effect.asVoid),
+    initPosition: (consumer, seq) =>
+      sql`
+        INSERT INTO positions (consumer, last_seq) VALUES (${consumer}, ${seq.toString()}) ON CONFLICT (consumer) DO NOTHING
       `.pipe(Effect.asVoid),
     reportHealth: (mailbox, instance, report) => {
       const state = report._tag === "Login" ? "connected" : report.state
@@ -157,6 +163,7 @@ export class StateStore extends Context.Tag("mailroom/StateStore")<StateStore, S
         position: (consumer) => Ref.get(positions).pipe(Effect.map((map) => map.get(consumer) ?? 0n)),
         savePosition: (consumer, seq) =>
           Ref.update(positions, (map) => new Map(map).set(consumer, seq > (map.get(consumer) ?? 0n) ? seq : map.get(consumer)!)),
+        initPosition: (consumer, seq) => Ref.update(positions, (map) => map.has(consumer) ? map : new Map(map).set(consumer, seq)),
         reportHealth: (mailbox, instance, report) =>
           Ref.update(health, (map) => {
             const before = map.get(mailbox)
