@@ -5,7 +5,7 @@ import type { FetchMessageObject } from "imapflow"
 import { ImapConfig } from "../Config.js"
 import type { RawMail } from "../domain/Email.js"
 import type { ImapError } from "./ImapErrors.js"
-import { classify, ConnectionLost } from "./ImapErrors.js"
+import { classify, ConnectionLost, MailboxNotFound } from "./ImapErrors.js"
 
 export interface MailboxStatus {
   readonly path: string
@@ -29,6 +29,11 @@ export interface ImapSession {
   /** One UID FETCH for the whole batch; BODY.PEEK so that nothing is marked read before it is recorded. */
   readonly fetch: (uids: ReadonlyArray<number>, options: { readonly headersOnly: boolean }) => Effect.Effect<ReadonlyArray<RawMail>, ImapError>
   readonly markSeen: (uids: ReadonlyArray<number>) => Effect.Effect<void, ImapError>
+  /**
+   * UIDs in `mailbox` whose Message-ID header is `messageId` (UID SEARCH HEADER). Selects that mailbox
+   * read-only: `open` the watched mailbox again before working on it.
+   */
+  readonly findByMessageId: (mailbox: string, messageId: string) => Effect.Effect<ReadonlyArray<number>, ImapError>
   /** Emits whenever the server announces new mail (IDLE or unsolicited EXISTS); fails when the connection drops. */
   readonly newMail: Stream.Stream<void, ImapError>
   readonly supportsIdle: boolean
@@ -139,6 +144,14 @@ const make = Effect.gen(function*() {
           Effect.asVoid,
           Effect.withSpan("Imap.markSeen", { attributes: { "messaging.batch.message_count": uids.length } })
         ),
+      findByMessageId: (mailbox, messageId) =>
+        attempt("UID SEARCH HEADER Message-ID", async () => {
+          await client.mailboxOpen(mailbox, { readOnly: true })
+          return client.search({ header: { "message-id": messageId } }, { uid: true })
+        }, mailbox).pipe(
+          Effect.map((uids) => [...(uids || [])].sort((a, b) => a - b)),
+          Effect.withSpan("Imap.findByMessageId", { attributes: { "mailroom.mailbox": mailbox } })
+        ),
       newMail
     } satisfies ImapSession
   })
@@ -153,6 +166,8 @@ const toRawMail = (message: FetchMessageObject, headersOnly: boolean): RawMail =
   headersOnly
 })
 
+type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId"
+
 /**
  * An IMAP server in memory, for tests: append mail, change UIDVALIDITY, and queue failures that the
  * next commands meet.
@@ -161,7 +176,9 @@ export class MemoryMailbox {
   uidValidity = 1
   private nextUid = 1
   readonly messages: Array<{ uid: number; source: Buffer; seen: boolean }> = []
-  readonly failures: Array<{ readonly command: "connect" | "fetch" | "markSeen"; readonly error: ImapError }> = []
+  readonly failures: Array<{ readonly command: MemoryCommand; readonly error: ImapError }> = []
+  /** Other folders, e.g. the sent folder that findByMessageId searches. */
+  readonly folders = new Map<string, Array<Buffer>>()
   logins = 0
   fetches = 0
   private readonly listeners = new Set<() => void>()
@@ -185,11 +202,15 @@ export class MemoryMailbox {
     return this.messages.find((m) => m.uid === uid)?.seen ?? false
   }
 
-  failNext(command: "connect" | "fetch" | "markSeen", error: ImapError): void {
+  appendTo(folder: string, source: Buffer | string): void {
+    this.folders.set(folder, [...(this.folders.get(folder) ?? []), Buffer.from(source)])
+  }
+
+  failNext(command: MemoryCommand, error: ImapError): void {
     this.failures.push({ command, error })
   }
 
-  private fail(command: "connect" | "fetch" | "markSeen"): Effect.Effect<void, ImapError> {
+  private fail(command: MemoryCommand): Effect.Effect<void, ImapError> {
     const index = this.failures.findIndex((f) => f.command === command)
     if (index < 0) return Effect.void
     const [failure] = this.failures.splice(index, 1)
@@ -230,6 +251,16 @@ export class MemoryMailbox {
         markSeen: (uids) =>
           this.fail("markSeen").pipe(
             Effect.tap(() => this.messages.filter((m) => uids.includes(m.uid)).forEach((m) => (m.seen = true)))
+          ),
+        findByMessageId: (folder, messageId) =>
+          this.fail("findByMessageId").pipe(
+            Effect.zipRight(Effect.suspend(() => {
+              const sources = this.folders.get(folder)
+              if (sources === undefined) return Effect.fail(new MailboxNotFound({ mailbox: folder }))
+              return Effect.succeed(sources.flatMap((source, i) =>
+                headerPart(source).toString("utf8").match(/^message-id:[ \t]*(.*)$/im)?.[1]?.trim() === messageId ? [i + 1] : []
+              ))
+            }))
           ),
         newMail: Stream.async<void>((emit) => {
           const notify = () => void emit.single(undefined)
