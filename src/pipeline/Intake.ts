@@ -4,6 +4,7 @@ import { IntakeConfig } from "../Config.js"
 import type { RawMail } from "../domain/Email.js"
 import type { Incoming } from "../domain/Intake.js"
 import type { ImapSession, MailboxStatus } from "../services/Imap.js"
+import { markSeenPolicy } from "../services/Imap.js"
 import { Parser } from "../services/Parser.js"
 import type { Cursor } from "../services/StateStore.js"
 import { StateStore } from "../services/StateStore.js"
@@ -60,6 +61,8 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
     const repo = yield* TicketRepo
     const state = yield* StateStore
     const mailbox = config.mailbox
+    // MARK_SEEN=after-reply: the responder flags received mail once its reply is sent or skipped.
+    const afterReply = (yield* markSeenPolicy) === "after-reply"
 
     const cursorFor = Effect.fn("Intake.cursor")(function*(status: MailboxStatus) {
       const fresh = startingCursor(mailbox, status, config.backfill)
@@ -87,7 +90,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
     const repairSeen = Effect.fn("Intake.repairSeen")(function*(session: ImapSession, cursor: Cursor) {
       if (cursor.seenUid >= cursor.lastUid) return
       const uids = yield* repo.recordedUids(mailbox, cursor.uidValidity, cursor.seenUid, cursor.lastUid)
-      yield* session.markSeen(uids)
+      if (!afterReply) yield* session.markSeen(uids)
       yield* state.markSeen(mailbox, cursor.uidValidity, cursor.lastUid)
     })
 
@@ -146,7 +149,11 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           trace: null
         })
         yield* logDecisions(committed)
-        yield* session.markSeen(mails.map((mail) => mail.uid))
+        yield* session.markSeen(
+          afterReply
+            ? committed.decisions.flatMap((d) => d.data._tag === "EmailReceived" ? [] : [d.uid])
+            : mails.map((mail) => mail.uid)
+        )
         yield* state.markSeen(mailbox, cursor.uidValidity, Math.max(...batch.uids))
         return summarize(committed)
       })

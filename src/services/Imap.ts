@@ -1,8 +1,9 @@
-import { Context, Duration, Effect, Layer, Redacted, Stream } from "effect"
+import { Config, Context, Duration, Effect, Layer, Redacted, Stream } from "effect"
 import type { Scope } from "effect"
 import { ImapFlow } from "imapflow"
 import type { FetchMessageObject } from "imapflow"
 import { ImapConfig } from "../Config.js"
+import { setting } from "../Settings.js"
 import type { RawMail } from "../domain/Email.js"
 import type { ImapError } from "./ImapErrors.js"
 import { classify, ConnectionLost, MailboxNotFound } from "./ImapErrors.js"
@@ -44,6 +45,15 @@ export interface ImapShape {
 }
 
 export class Imap extends Context.Tag("mailroom/Imap")<Imap, ImapShape>() {}
+
+export type MarkSeen = "after-commit" | "after-reply"
+
+export const markSeenPolicy = setting(
+  "MARK_SEEN",
+  "after-commit: flag mail \\Seen as soon as it is recorded; after-reply: only once its reply is sent or skipped (with AGENT=off, never: the external agent does).",
+  (name) => Config.literal("after-commit", "after-reply")(name),
+  { value: "after-commit" as MarkSeen }
+)
 
 const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
 
