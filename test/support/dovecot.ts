@@ -1,0 +1,252 @@
+import { execFile, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import { existsSync } from "node:fs"
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
+import { createServer } from "node:net"
+import type { AddressInfo } from "node:net"
+import { tmpdir, userInfo } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { Effect } from "effect"
+import { ImapFlow } from "imapflow"
+
+const DOVECOT = "/usr/sbin/dovecot"
+const run = promisify(execFile)
+
+export interface DovecotUser {
+  readonly user: string
+  readonly password: string
+}
+
+export interface MailboxOptions {
+  readonly mailbox?: string
+  readonly user?: string
+}
+
+export interface Dovecot {
+  readonly host: "127.0.0.1"
+  readonly port: number
+  readonly user: string
+  readonly password: string
+  readonly baseDir: string
+  maildir(user?: string): string
+  stop(): Promise<void>
+  kill(): Promise<void>
+  restart(): Promise<void>
+  append(raws: ReadonlyArray<Buffer | string>, options?: MailboxOptions & { readonly seen?: boolean }): Promise<Array<number>>
+  uids(options?: MailboxOptions): Promise<Array<number>>
+  flags(options?: MailboxOptions): Promise<Map<number, Set<string>>>
+  uidValidity(options?: MailboxOptions): Promise<number>
+  resetUidValidity(options?: MailboxOptions): Promise<number>
+  setSeen(uids: ReadonlyArray<number>, seen: boolean, options?: MailboxOptions): Promise<void>
+  createMailbox(name: string, options?: Omit<MailboxOptions, "mailbox">): Promise<void>
+}
+
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.on("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+const config = (dir: string, port: number, mailUser: string) => `
+protocols = imap
+listen = 127.0.0.1
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+log_path = ${dir}/dovecot.log
+info_log_path = ${dir}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:${dir}/mail/%u
+mail_uid = ${mailUser}
+mail_gid = ${mailUser}
+first_valid_uid = 1
+default_internal_user = ${mailUser === "root" ? "dovecot" : mailUser}
+default_login_user = ${mailUser === "root" ? "dovenull" : mailUser}
+mail_max_userip_connections = 100
+imap_idle_notify_interval = 1 secs
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = ${port}
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  chroot =
+}
+service anvil {
+  chroot =
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u ${dir}/passwd
+}
+userdb {
+  driver = static
+  args = uid=${mailUser} gid=${mailUser} home=${dir}/home/%u
+}
+namespace inbox {
+  inbox = yes
+  mailbox Sent {
+    auto = subscribe
+    special_use = \\Sent
+  }
+}
+`
+
+const canLogin = async (port: number, user: DovecotUser) => {
+  const client = new ImapFlow({ host: "127.0.0.1", port, secure: false, auth: { user: user.user, pass: user.password }, logger: false })
+  client.on("error", () => {})
+  try {
+    await client.connect()
+    await client.logout()
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Runs a private Dovecot on a free loopback port, with its own config, users and Maildirs. */
+export const startDovecot = async (options: { readonly users?: ReadonlyArray<DovecotUser> } = {}): Promise<Dovecot> => {
+  if (!existsSync(DOVECOT)) throw new Error("dovecot not found: install dovecot-imapd (test/run.sh does this)")
+  const users = options.users ?? [{ user: "support@example.com", password: "secret-app-pass" }]
+  const main = users[0]!
+  // Dovecot refuses to run mail processes as root: as root, mail belongs to the package's own user.
+  const mailUser = userInfo().uid === 0 ? "dovecot" : userInfo().username
+  const dir = await mkdtemp(join(tmpdir(), "mailroom-dovecot-"))
+  await chmod(dir, 0o755)
+  const port = await freePort()
+  for (const sub of ["run", "state", "mail", "home"]) await mkdir(join(dir, sub))
+  if (userInfo().uid === 0) {
+    const { stdout } = await run("id", ["-u", mailUser])
+    const uid = Number(stdout.trim())
+    for (const sub of ["mail", "home"]) await chown(join(dir, sub), uid, uid)
+  }
+  await writeFile(join(dir, "passwd"), users.map((u) => `${u.user}:{PLAIN}${u.password}`).join("\n") + "\n")
+  await writeFile(join(dir, "dovecot.conf"), config(dir, port, mailUser))
+  let process: ChildProcess | undefined
+
+  const launch = async () => {
+    process = spawn(DOVECOT, ["-F", "-c", join(dir, "dovecot.conf")], { stdio: "ignore" })
+    const deadline = Date.now() + 20_000
+    while (!(await canLogin(port, main))) {
+      if (process.exitCode !== null || Date.now() > deadline) {
+        const log = await readFile(join(dir, "dovecot.log"), "utf8").catch(() => "")
+        throw new Error(`dovecot did not start on port ${port}:\n${log.split("\n").slice(-15).join("\n")}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+
+  const halt = async (signal: NodeJS.Signals) => {
+    const child = process
+    if (!child || child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once("exit", resolve))
+    child.kill(signal)
+    await exited
+    // The master's children (imap, auth, log) follow it down; wait until none holds the port.
+    await run("pkill", ["-KILL", "-f", `${dir}/`]).catch(() => undefined)
+  }
+
+  const client = async (user = main.user) => {
+    const credentials = users.find((u) => u.user === user) ?? main
+    const c = new ImapFlow({ host: "127.0.0.1", port, secure: false, auth: { user: credentials.user, pass: credentials.password }, logger: false })
+    c.on("error", () => {})
+    await c.connect()
+    return c
+  }
+
+  const withMailbox = async <A>(options: MailboxOptions, use: (c: ImapFlow) => Promise<A>): Promise<A> => {
+    const c = await client(options.user)
+    try {
+      await c.mailboxOpen(options.mailbox ?? "INBOX")
+      return await use(c)
+    } finally {
+      await c.logout().catch(() => c.close())
+    }
+  }
+
+  await launch()
+
+  const self: Dovecot = {
+    host: "127.0.0.1",
+    port,
+    user: main.user,
+    password: main.password,
+    baseDir: dir,
+    maildir: (user = main.user) => join(dir, "mail", user),
+    stop: async () => {
+      await halt("SIGTERM")
+      await rm(dir, { recursive: true, force: true })
+    },
+    kill: () => halt("SIGKILL"),
+    restart: async () => {
+      await halt("SIGTERM")
+      await launch()
+    },
+    append: async (raws, options = {}) => {
+      const c = await client(options.user)
+      try {
+        const uids: Array<number> = []
+        // Pipelined APPENDs on one connection: imapflow queues them, the server answers in order.
+        const results = await Promise.all(
+          raws.map((raw) => c.append(options.mailbox ?? "INBOX", raw, options.seen ? ["\\Seen"] : []))
+        )
+        for (const result of results) if (result && result.uid) uids.push(result.uid)
+        return uids
+      } finally {
+        await c.logout().catch(() => c.close())
+      }
+    },
+    uids: (options = {}) =>
+      withMailbox(options, async (c) => ((await c.search({ all: true }, { uid: true })) || []).sort((a, b) => a - b)),
+    flags: (options = {}) =>
+      withMailbox(options, async (c) => {
+        const flags = new Map<number, Set<string>>()
+        for await (const m of c.fetch("1:*", { uid: true, flags: true }, { uid: true })) flags.set(m.uid, m.flags ?? new Set())
+        return flags
+      }),
+    uidValidity: (options = {}) => withMailbox(options, async (c) => Number((c.mailbox as { uidValidity: bigint }).uidValidity)),
+    resetUidValidity: async (options = {}) => {
+      const before = await self.uidValidity(options)
+      await halt("SIGTERM")
+      const box = join(self.maildir(options.user), options.mailbox && options.mailbox !== "INBOX" ? `.${options.mailbox}` : "")
+      // Without its uidlist and indexes Dovecot renumbers the mailbox under a new UIDVALIDITY; the
+      // files, and their flags in the file names, stay.
+      for (const name of await readdir(box)) {
+        if (name.startsWith("dovecot")) await rm(join(box, name), { recursive: true, force: true })
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1100))
+      await launch()
+      const after = await self.uidValidity(options)
+      if (after === before) throw new Error("UIDVALIDITY did not change")
+      return after
+    },
+    setSeen: (uids, seen, options = {}) =>
+      withMailbox(options, async (c) => {
+        if (uids.length === 0) return
+        if (seen) await c.messageFlagsAdd([...uids], ["\\Seen"], { uid: true })
+        else await c.messageFlagsRemove([...uids], ["\\Seen"], { uid: true })
+      }),
+    createMailbox: async (name, options = {}) => {
+      const c = await client(options.user)
+      try {
+        await c.mailboxCreate(name).catch(() => undefined)
+      } finally {
+        await c.logout().catch(() => c.close())
+      }
+    }
+  }
+  return self
+}
+
+/** For `it.layer` / scoped tests. */
+export const DovecotResource = (options?: Parameters<typeof startDovecot>[0]) =>
+  Effect.acquireRelease(Effect.promise(() => startDovecot(options)), (dovecot) => Effect.promise(() => dovecot.stop()))
+
