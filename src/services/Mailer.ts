@@ -1,0 +1,193 @@
+import { Config, Context, Data, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import nodemailer from "nodemailer"
+import { mailboxPassword, mailboxUser } from "../Config.js"
+import type { Address } from "../domain/Email.js"
+import { autoReplyHeaders, safeHeader } from "../domain/Reply.js"
+import { setting } from "../Settings.js"
+
+export const SmtpConfig = Config.all({
+  user: mailboxUser,
+  password: mailboxPassword,
+  host: setting("SMTP_HOST", "SMTP server that sends replies.", Config.nonEmptyString, { value: "smtp.gmail.com" }),
+  port: setting("SMTP_PORT", "SMTP server port.", Config.port, { value: 465 }),
+  tls: setting(
+    "SMTP_TLS",
+    "TLS from the first byte (true, port 465); false: a plain connection upgraded with STARTTLS when the server offers it (port 587, or a trusted relay).",
+    Config.boolean,
+    { value: true }
+  ),
+  timeout: setting(
+    "SMTP_TIMEOUT",
+    "Seconds to wait for the SMTP server to connect, greet and answer each command.",
+    (name) =>
+      Config.integer(name).pipe(
+        Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
+        Config.map(Duration.seconds)
+      ),
+    { value: Duration.seconds(30), shown: "30" }
+  )
+})
+export type SmtpConfig = Config.Config.Success<typeof SmtpConfig>
+
+/** One answer, every header value already free of line breaks. */
+export interface OutboundMail {
+  readonly messageId: string
+  readonly from: string
+  readonly to: Address
+  readonly subject: string
+  readonly text: string
+  readonly inReplyTo: string | null
+  readonly references: ReadonlyArray<string>
+}
+
+export interface Delivery {
+  /** The server's final response, e.g. "250 2.0.0 OK". */
+  readonly response: string
+  readonly attempts: number
+}
+
+/** Wrong password or revoked app password: every reply would fail the same way, so replies wait. */
+export class SmtpAuthenticationFailed extends Data.TaggedError("SmtpAuthenticationFailed")<{
+  readonly user: string
+  readonly host: string
+  readonly serverText: string
+}> {
+  override get message() {
+    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): check GMAIL_SENDER_PASSWORD (for Gmail an app password) and SMTP_HOST, SMTP_PORT, SMTP_TLS; replies wait until it works`
+  }
+}
+
+/** Connection refused, timed out, or a temporary (4xx) answer: the reply waits and is tried again. */
+export class SmtpUnavailable extends Data.TaggedError("SmtpUnavailable")<{
+  readonly host: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `the SMTP server ${this.host} is unavailable (${this.reason}): check SMTP_HOST, SMTP_PORT, SMTP_TLS and the network; replies wait and are tried again`
+  }
+}
+
+/** A permanent (5xx) refusal of this one message: retrying cannot help, the reply is recorded as failed. */
+export class SmtpRejected extends Data.TaggedError("SmtpRejected")<{
+  readonly to: string
+  readonly serverText: string
+}> {
+  override get message() {
+    return `the SMTP server refused the reply to ${this.to}: ${this.serverText}`
+  }
+}
+
+export type MailerError = SmtpAuthenticationFailed | SmtpUnavailable | SmtpRejected
+
+/** A blip is retried within the send: from a second, three times. */
+export const smtpRetry = Schedule.exponential("1 second", 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
+
+/** After that, the responder pauses: from 10 s doubling to 5 minutes. */
+export const smtpOutageRetry = Schedule.exponential("10 seconds", 2).pipe(Schedule.union(Schedule.spaced("5 minutes")), Schedule.jittered)
+
+/** Minutes, doubling, up to an hour: a wrong password must not lock the account. */
+export const smtpAuthenticationRetry = Schedule.exponential("2 minutes", 2).pipe(Schedule.union(Schedule.spaced("1 hour")))
+
+interface NodemailerError {
+  readonly code?: string
+  readonly responseCode?: number
+  readonly response?: string
+  readonly message?: string
+}
+
+/** Sorts what nodemailer threw into what the responder can act on. */
+export const classifySmtp = (cause: unknown, context: { readonly host: string; readonly user: string; readonly to: string }): MailerError => {
+  const error = (typeof cause === "object" && cause !== null ? cause : { message: String(cause) }) as NodemailerError
+  const serverText = safeHeader(error.response ?? error.message ?? "").slice(0, 300)
+  if (error.code === "EAUTH" || error.responseCode === 535 || error.responseCode === 534) {
+    return new SmtpAuthenticationFailed({ user: context.user, host: context.host, serverText: serverText || "authentication failed" })
+  }
+  if (error.responseCode !== undefined && error.responseCode >= 500) return new SmtpRejected({ to: context.to, serverText })
+  return new SmtpUnavailable({ host: context.host, reason: [error.code, serverText].filter(Boolean).join(" ") || "unknown error" })
+}
+
+export interface MailerShape {
+  readonly send: (mail: OutboundMail) => Effect.Effect<Delivery, MailerError>
+}
+
+export class Mailer extends Context.Tag("mailroom/Mailer")<Mailer, MailerShape>() {}
+
+const make = Effect.gen(function*() {
+  const config = yield* SmtpConfig
+  const transport = yield* Effect.acquireRelease(
+    Effect.sync(() =>
+      nodemailer.createTransport({
+        host: config.host,
+        port: config.port,
+        secure: config.tls,
+        auth: { user: config.user, pass: Redacted.value(config.password) },
+        connectionTimeout: Duration.toMillis(config.timeout),
+        greetingTimeout: Duration.toMillis(config.timeout),
+        socketTimeout: Duration.toMillis(config.timeout),
+        disableFileAccess: true,
+        disableUrlAccess: true
+      })
+    ),
+    (transport) => Effect.sync(() => transport.close())
+  )
+
+  const attempt = (mail: OutboundMail) =>
+    Effect.tryPromise({
+      try: () =>
+        transport.sendMail({
+          from: mail.from,
+          to: { name: safeHeader(mail.to.name), address: mail.to.address },
+          subject: safeHeader(mail.subject),
+          text: mail.text,
+          messageId: mail.messageId,
+          ...(mail.inReplyTo ? { inReplyTo: mail.inReplyTo } : {}),
+          ...(mail.references.length > 0 ? { references: [...mail.references] } : {}),
+          headers: { ...autoReplyHeaders }
+        }),
+      catch: (cause) => classifySmtp(cause, { host: config.host, user: config.user, to: mail.to.address })
+    })
+
+  return Mailer.of({
+    send: Effect.fn("Mailer.send")(function*(mail: OutboundMail) {
+      yield* Effect.annotateCurrentSpan({
+        "server.address": config.host,
+        "server.port": config.port,
+        "network.protocol.name": "smtp",
+        "mailroom.smtp.message_id": mail.messageId
+      })
+      let attempts = 0
+      const info = yield* Effect.suspend(() => {
+        attempts += 1
+        return attempt(mail)
+      }).pipe(Effect.retry({ schedule: smtpRetry, while: (error) => error._tag === "SmtpUnavailable" }))
+      const response = safeHeader(info.response ?? "")
+      yield* Effect.annotateCurrentSpan({ "mailroom.smtp.response": response, "mailroom.smtp.attempts": attempts })
+      return { response, attempts }
+    })
+  })
+})
+
+export const MailerLive = Layer.scoped(Mailer, make)
+
+/** Records what would be sent; `failNext` queues the errors the next sends meet. */
+export class MemoryMailer {
+  readonly sent: Array<OutboundMail> = []
+  readonly failures: Array<MailerError> = []
+
+  failNext(...errors: ReadonlyArray<MailerError>): void {
+    this.failures.push(...errors)
+  }
+
+  readonly layer: Layer.Layer<Mailer> = Layer.succeed(
+    Mailer,
+    Mailer.of({
+      send: (mail) =>
+        Effect.suspend(() => {
+          const failure = this.failures.shift()
+          if (failure) return Effect.fail(failure)
+          this.sent.push(mail)
+          return Effect.succeed({ response: "250 2.0.0 OK (memory)", attempts: 1 })
+        })
+    })
+  )
+}
