@@ -6,6 +6,8 @@ import { StartupRefused } from "./Fatal.js"
 import type { PassSummary } from "./pipeline/Intake.js"
 import { Poller } from "./pipeline/Poller.js"
 import { Relay } from "./pipeline/Relay.js"
+import type { ReplySummary } from "./pipeline/Responder.js"
+import { Responder } from "./pipeline/Responder.js"
 import { collectStatus, formatStatus } from "./Status.js"
 
 const once = Options.boolean("once").pipe(
@@ -31,6 +33,9 @@ const describeSummary = (summary: PassSummary) =>
   `Summary: ${summary.received} received (${summary.ticketsCreated} new ticket(s)), ${summary.duplicates} duplicate(s), ${summary.quarantined} quarantined` +
   (summary.alreadyRecorded > 0 ? `, ${summary.alreadyRecorded} already recorded` : "")
 
+const describeReplies = (replies: ReplySummary) =>
+  `Replies: ${replies.sent} sent, ${replies.skipped} skipped, ${replies.failed} failed`
+
 const runOnce = Effect.gen(function*() {
   const poller = yield* Poller
   const relay = yield* Relay
@@ -44,16 +49,29 @@ const runOnce = Effect.gen(function*() {
     yield* Effect.logWarning(`The event bus did not take every event within ${Duration.format(relayWait)}; ${yield* relay.pending} or more are still pending and go out on the next run`)
   }
   yield* Console.log(describeSummary(summary.value))
+  const responder = yield* Responder
+  if (!responder.enabled) return
+  // Replies come after ingest and relay, so that an SMTP or LLM failure holds neither back.
+  const replies = yield* Effect.either(responder.drain)
+  yield* relay.drain.pipe(Effect.timeout(relayWait), Effect.ignore)
+  if (replies._tag === "Left") return yield* replies.left
+  yield* Console.log(
+    Option.match(replies.right, {
+      onNone: () => `Another instance is answering ${poller.mailbox}; replies are left to it`,
+      onSome: describeReplies
+    })
+  )
 })
 
 const runForever = (seconds: Option.Option<number>) =>
   Effect.gen(function*() {
     const poller = yield* Poller
     const relay = yield* Relay
+    const responder = yield* Responder
     const config = yield* IntakeConfig
     const every = Option.match(seconds, { onNone: () => config.pollInterval, onSome: Duration.seconds })
     yield* Effect.logInfo(`Watching ${config.mailbox}: a pass every ${Duration.format(every)}, and at once when the server announces new mail`)
-    yield* Effect.all([poller.forever(every), relay.run], { concurrency: "unbounded", discard: true })
+    yield* Effect.all([poller.forever(every), relay.run, responder.run], { concurrency: "unbounded", discard: true })
   })
 
 export const run = Command.make("mailroom", { once, interval }, (flags) =>
