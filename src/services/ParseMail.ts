@@ -52,7 +52,18 @@ const glimpse = (headers: Map<string, string>): HeaderGlimpse => ({
   date: headers.get("date") ?? null
 })
 
-const toEmail = (mail: ParsedMail, headers: Map<string, string>): ParsedEmail => ({
+/** The bytes after the header block, for mail whose MIME structure yields no readable part at all. */
+const bodyOf = (source: Buffer): string => {
+  const crlf = source.indexOf("\r\n\r\n")
+  const lf = source.indexOf("\n\n")
+  const start = crlf >= 0 ? crlf + 4 : lf >= 0 ? lf + 2 : source.length
+  return source.subarray(start).toString("utf8")
+}
+
+const readableText = (mail: ParsedMail, source: Buffer): string =>
+  mail.text || (typeof mail.html !== "string" && mail.attachments.length === 0 ? bodyOf(source) : "")
+
+const toEmail = (mail: ParsedMail, headers: Map<string, string>, source: Buffer): ParsedEmail => ({
   messageId: messageIds(mail.messageId)[0] ?? null,
   from: addresses(mail.from)[0]!,
   to: addresses(mail.to),
@@ -62,7 +73,7 @@ const toEmail = (mail: ParsedMail, headers: Map<string, string>): ParsedEmail =>
   date: validDate(mail.date),
   inReplyTo: messageIds(mail.inReplyTo)[0] ?? null,
   references: messageIds(mail.references),
-  text: cleanText(mail.text ?? ""),
+  text: cleanText(readableText(mail, source)),
   html: typeof mail.html === "string" ? cleanText(mail.html) : null,
   attachments: mail.attachments.map((part) => ({
     filename: part.filename === undefined ? null : cleanHeader(part.filename),
@@ -87,7 +98,7 @@ const verdict = (mail: ParsedMail, raw: RawMail): Parsed => {
   if (addresses(mail.from).length === 0) {
     return { _tag: "Rejected", reason: "no_sender", detail: "no usable From address", glimpse: glimpse(headers) }
   }
-  return { _tag: "Accepted", email: toEmail(mail, headers) }
+  return { _tag: "Accepted", email: toEmail(mail, headers, raw.source) }
 }
 
 export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
