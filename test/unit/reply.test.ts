@@ -1,0 +1,344 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option } from "effect"
+import type { StoredEvent } from "../../src/domain/Event.js"
+import { ReplyIntended } from "../../src/domain/Event.js"
+import { ticketToken } from "../../src/domain/Reply.js"
+import { Intake } from "../../src/pipeline/Intake.js"
+import { Poller } from "../../src/pipeline/Poller.js"
+import { Responder } from "../../src/pipeline/Responder.js"
+import type { AgentKind, AgentShape } from "../../src/services/Agent.js"
+import { AgentFailed, agentTest } from "../../src/services/Agent.js"
+import { MemoryMailbox } from "../../src/services/Imap.js"
+import { ConnectionLost } from "../../src/services/ImapErrors.js"
+import { LeadershipTest } from "../../src/services/Leadership.js"
+import { MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnavailable } from "../../src/services/Mailer.js"
+import { Parser } from "../../src/services/Parser.js"
+import { StateStore } from "../../src/services/StateStore.js"
+import { TicketRepo } from "../../src/services/TicketRepo.js"
+import { configLayer, mail } from "./layers.js"
+
+const SENT = "[Gmail]/Sent Mail"
+
+const echo: AgentShape["reply"] = (request) =>
+  Effect.succeed({ text: `Thanks ${request.email.from.name}, ticket [#${request.ticketToken}].`, agent: "knowledge", model: null })
+
+interface Setup {
+  readonly mailbox?: MemoryMailbox
+  readonly mailer?: MemoryMailer
+  readonly reply?: AgentShape["reply"]
+  readonly env?: Record<string, string>
+  readonly kind?: AgentKind
+}
+
+/** Intake and the responder on in-memory services. */
+const replyLayer = (setup: Setup) => {
+  const stores = TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))
+  return Layer.mergeAll(Poller.Default, Responder.Default).pipe(
+    Layer.provide(Intake.Default),
+    Layer.provide(Layer.mergeAll(
+      (setup.mailbox ?? new MemoryMailbox()).layer,
+      Parser.Default,
+      LeadershipTest,
+      (setup.mailer ?? new MemoryMailer()).layer,
+      agentTest(setup.reply ?? echo, setup.kind)
+    )),
+    Layer.provideMerge(stores),
+    Layer.provide(configLayer(setup.env))
+  )
+}
+
+const ingest = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Option.getOrThrow))
+const drain = Effect.flatMap(Responder, (responder) => responder.drain).pipe(Effect.map(Option.getOrThrow))
+const events = Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000))
+const ofType = <T extends StoredEvent["type"]>(all: ReadonlyArray<StoredEvent>, type: T) =>
+  all.filter((e) => e.type === type).map((e) => e.data as Extract<StoredEvent["data"], { _tag: T }>)
+
+describe("Responder", () => {
+  it.effect("answers a new mail once, threaded, from the mailbox address, with the ticket token", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ messageId: "<q1@customer.test>", references: ["<old@customer.test>"], subject: "Re: Login broken" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      const all = yield* events
+      const [received] = ofType(all, "EmailReceived")
+      const [intent] = ofType(all, "ReplyIntended")
+      const [sent] = ofType(all, "ReplySent")
+      expect(mailer.sent).toHaveLength(1)
+      const out = mailer.sent[0]!
+      expect(out).toMatchObject({
+        from: "support@example.com",
+        to: { address: "ada@customer.test", name: "Ada Customer" },
+        subject: `Re: Login broken [#${ticketToken(received!.ticketId)}]`,
+        inReplyTo: "<q1@customer.test>",
+        references: ["<old@customer.test>", "<q1@customer.test>"]
+      })
+      expect(out.messageId).toMatch(/^<.+\.mailroom@example\.com>$/)
+      expect(intent!.messageId).toBe(out.messageId)
+      expect(sent).toMatchObject({ messageId: out.messageId, foundInSent: false, ticketId: received!.ticketId })
+      expect(all.map((e) => e.type)).toEqual(["EmailReceived", "ReplyIntended", "ReplySent"])
+      expect(yield* drain).toEqual({ sent: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent).toHaveLength(1)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("joins the customer's answer to the same ticket through its headers, or failing those, the subject token", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ messageId: "<q1@customer.test>", subject: "Invoice" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      yield* drain
+      const ours = mailer.sent[0]!
+      mailbox.append(mail({ messageId: "<q2@customer.test>", inReplyTo: ours.messageId, references: [ours.messageId], subject: ours.subject }))
+      mailbox.append(mail({ messageId: "<q3@customer.test>", subject: `Fwd: ${ours.subject}` }))
+      mailbox.append(mail({ messageId: "<q4@customer.test>", subject: "Another question" }))
+      yield* ingest
+      const received = ofType(yield* events, "EmailReceived")
+      const ticket = received[0]!.ticketId
+      expect(received.map((e) => [e.messageId, e.ticketId === ticket, e.newTicket])).toEqual([
+        ["<q1@customer.test>", true, true],
+        ["<q2@customer.test>", true, false],
+        ["<q3@customer.test>", true, false],
+        ["<q4@customer.test>", false, true]
+      ])
+      yield* drain
+      expect(mailer.sent.slice(1).map((m) => m.subject)).toEqual([
+        `Re: Invoice [#${ticketToken(ticket)}]`,
+        `Re: Fwd: Re: Invoice [#${ticketToken(ticket)}]`,
+        `Re: Another question [#${ticketToken(received[3]!.ticketId)}]`
+      ])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("skips every loop case with its reason and sends nothing for them", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    const cases: Array<[Parameters<typeof mail>[0], string]> = [
+      [{ headers: { "Auto-Submitted": "auto-replied" } }, "auto_submitted"],
+      [{ headers: { Precedence: "bulk" } }, "precedence"],
+      [{ headers: { "List-Id": "<news.shop.test>" } }, "mailing_list"],
+      [{ headers: { "List-Unsubscribe": "<mailto:leave@shop.test>" } }, "mailing_list"],
+      [{ headers: { "X-Autoreply": "yes" } }, "auto_reply_header"],
+      [{ headers: { "X-Autorespond": "yes" } }, "auto_reply_header"],
+      [{ headers: { "X-Auto-Response-Suppress": "All" } }, "auto_reply_header"],
+      [{ from: "Mail Delivery Subsystem <MAILER-DAEMON@mx.test>" }, "bounce"],
+      [{ from: "postmaster@mx.test" }, "bounce"],
+      [{ from: "Shop <no-reply@shop.test>" }, "no_reply_sender"],
+      [{ from: "Support <support@example.com>" }, "own_address"]
+    ]
+    for (const [options] of cases) mailbox.append(mail(options))
+    mailbox.append(
+      "From: MAILER-DAEMON@mx.test\r\nTo: support@example.com\r\nSubject: Undelivered\r\nMessage-ID: <dsn@mx.test>\r\n" +
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--b--\r\n"
+    )
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, skipped: cases.length + 1, failed: 0 })
+      expect(ofType(yield* events, "ReplySkipped").map((e) => e.reason)).toEqual([...cases.map(([, reason]) => reason), "bounce"])
+      expect(mailer.sent).toHaveLength(0)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("sends at most REPLY_RATE_LIMIT replies per sender per hour", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    for (let i = 0; i < 4; i++) mailbox.append(mail({ from: "loop@bot.test" }))
+    mailbox.append(mail({ from: "ada@customer.test" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 3, skipped: 2, failed: 0 })
+      const skipped = ofType(yield* events, "ReplySkipped")
+      expect(skipped.map((s) => s.reason)).toEqual(["rate_limited", "rate_limited"])
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["loop@bot.test", "loop@bot.test", "ada@customer.test"])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "2" } })))
+  })
+
+  it.effect("records ReplyFailed with the reason when the agent fails, and goes on with the next mail", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "first" }))
+    mailbox.append(mail({ subject: "second" }))
+    const reply: AgentShape["reply"] = (request) =>
+      request.email.subject === "first"
+        ? Effect.fail(new AgentFailed({ reason: "server_error", detail: "HTTP 500", endpoint: "http://llm.test/v1/chat/completions", attempts: 4 }))
+        : echo(request)
+    return Effect.gen(function*() {
+      expect((yield* ingest).received).toBe(2)
+      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 1 })
+      const [failed] = ofType(yield* events, "ReplyFailed")
+      expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
+      expect(failed!.reason).toContain("server_error: HTTP 500")
+      expect(ofType(yield* events, "ReplyIntended")).toHaveLength(1)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
+  })
+
+  it.effect("records a permanent SMTP refusal as ReplyFailed", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail())
+    mailer.failNext(new SmtpRejected({ to: "ada@customer.test", serverText: "550 5.1.1 no such user" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, skipped: 0, failed: 1 })
+      const [failed] = ofType(yield* events, "ReplyFailed")
+      expect(failed).toMatchObject({ stage: "smtp" })
+      expect(failed!.messageId).toBe(ofType(yield* events, "ReplyIntended")[0]!.messageId)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("an SMTP login failure stops replies with one clear line; once fixed the reply goes out once", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail())
+    mailbox.appendTo(SENT, "Message-ID: <unrelated@example.com>\r\n\r\nx")
+    mailer.failNext(new SmtpAuthenticationFailed({ user: "support@example.com", host: "smtp.gmail.com", serverText: "535 5.7.8 Username and Password not accepted" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      const error = yield* Effect.flip(drain)
+      expect(error._tag).toBe("SmtpAuthenticationFailed")
+      expect(error.message).not.toContain("\n")
+      expect(error.message).toContain("SMTP login failed for support@example.com")
+      expect(error.message).toContain("GMAIL_SENDER_PASSWORD")
+      expect(ofType(yield* events, "ReplySent")).toHaveLength(0)
+      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      expect(mailer.sent).toHaveLength(1)
+      expect(ofType(yield* events, "ReplyIntended")).toHaveLength(1)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("after a crash between intent and send, a reply found in SENT_MAILBOX is not sent again", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "was sent" }))
+    mailbox.append(mail({ subject: "was not sent" }))
+    mailbox.appendTo(SENT, "Message-ID: <unrelated@example.com>\r\n\r\nx")
+    return Effect.gen(function*() {
+      yield* ingest
+      const repo = yield* TicketRepo
+      // What a crash leaves behind: committed intents, no outcome, the position before both mails.
+      const received = (yield* events).filter((e) => e.data._tag === "EmailReceived")
+      for (const event of received) {
+        const data = event.data as Extract<StoredEvent["data"], { _tag: "EmailReceived" }>
+        yield* repo.appendReply("INBOX", new ReplyIntended({
+          emailEventId: event.id,
+          ticketId: data.ticketId,
+          customerId: data.customerId,
+          messageId: `<${data.subject.replace(/ /g, "-")}.mailroom@example.com>`,
+          from: "support@example.com",
+          to: data.from,
+          subject: `Re: ${data.subject}`,
+          inReplyTo: data.messageId,
+          references: [],
+          text: "answer",
+          agent: "knowledge",
+          model: null
+        }))
+      }
+      mailbox.appendTo(SENT, "Message-ID: <was-sent.mailroom@example.com>\r\nSubject: Re: was sent\r\n\r\nanswer")
+      expect(yield* drain).toEqual({ sent: 2, skipped: 0, failed: 0 })
+      expect(mailer.sent.map((m) => m.messageId)).toEqual(["<was-not-sent.mailroom@example.com>"])
+      const sent = ofType(yield* events, "ReplySent")
+      expect(sent.map((s) => [s.messageId, s.foundInSent])).toEqual([
+        ["<was-sent.mailroom@example.com>", true],
+        ["<was-not-sent.mailroom@example.com>", false]
+      ])
+      expect(ofType(yield* events, "ReplyIntended")).toHaveLength(2)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("a missing sent folder holds the pending reply back with a line naming SENT_MAILBOX", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail())
+    mailer.failNext(new SmtpUnavailable({ host: "smtp.gmail.com", reason: "ECONNREFUSED" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect((yield* Effect.flip(drain))._tag).toBe("SmtpUnavailable")
+      const error = yield* Effect.flip(drain)
+      expect(error._tag).toBe("SentMailboxMissing")
+      expect(error.message).toContain("SENT_MAILBOX")
+      expect(mailer.sent).toHaveLength(0)
+      mailbox.appendTo(SENT, "Message-ID: <other@example.com>\r\n\r\nx")
+      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("MARK_SEEN=after-reply flags the customer's mail only once its reply is sent or skipped", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    const answered = mailbox.append(mail({ subject: "answered" }))
+    const skipped = mailbox.append(mail({ from: "noreply@shop.test" }))
+    const failed = mailbox.append(mail({ subject: "agent fails" }))
+    const quarantined = mailbox.append(mail({ from: null }))
+    const reply: AgentShape["reply"] = (request) =>
+      request.email.subject === "agent fails"
+        ? Effect.fail(new AgentFailed({ reason: "timeout", detail: "60 s", endpoint: "http://llm.test", attempts: 4 }))
+        : echo(request)
+    return Effect.gen(function*() {
+      yield* ingest
+      expect([answered, skipped, failed].map((uid) => mailbox.isSeen(uid))).toEqual([false, false, false])
+      expect(mailbox.isSeen(quarantined)).toBe(true)
+      yield* drain
+      expect([answered, skipped, failed].map((uid) => mailbox.isSeen(uid))).toEqual([true, true, false])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, env: { MARK_SEEN: "after-reply" } })))
+  })
+
+  it.effect("an IMAP failure while flagging keeps the position, and the retry flags without answering twice", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    const uid = mailbox.append(mail())
+    return Effect.gen(function*() {
+      yield* ingest
+      mailbox.failNext("markSeen", new ConnectionLost({ host: "imap.test", reason: "cut" }))
+      expect((yield* Effect.flip(drain))._tag).toBe("ConnectionLost")
+      expect(mailbox.isSeen(uid)).toBe(false)
+      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      expect(mailbox.isSeen(uid)).toBe(true)
+      expect(mailer.sent).toHaveLength(1)
+      expect(ofType(yield* events, "ReplySent")).toHaveLength(1)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { MARK_SEEN: "after-reply" } })))
+  })
+
+  it.effect("by default the mail is flagged at commit, and AGENT=off sends nothing", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    const uid = mailbox.append(mail())
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(mailbox.isSeen(uid)).toBe(true)
+      const responder = yield* Responder
+      expect(responder.enabled).toBe(false)
+      expect(yield* responder.drain).toEqual(Option.none())
+      expect(mailer.sent).toHaveLength(0)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, kind: "off" })))
+  })
+
+  it.effect("a responder that starts on an existing log answers only what arrives after it started", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "history" }))
+    return Effect.gen(function*() {
+      const stores = yield* Layer.build(TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test)))
+      const withStores = <A, E, R>(layer: Layer.Layer<A, E, R>) => layer.pipe(Layer.provide(Layer.succeedContext(stores)))
+      const config = configLayer()
+      const intake = withStores(Poller.Default.pipe(
+        Layer.provide(Intake.Default),
+        Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, LeadershipTest)),
+        Layer.provide(config)
+      ))
+      yield* ingest.pipe(Effect.provide(intake))
+      const responder = withStores(Responder.Default.pipe(
+        Layer.provide(Layer.mergeAll(mailbox.layer, LeadershipTest, mailer.layer, agentTest(echo))),
+        Layer.provide(config)
+      ))
+      yield* Effect.gen(function*() {
+        mailbox.append(mail({ subject: "new" }))
+        yield* ingest.pipe(Effect.provide(intake))
+        expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      }).pipe(Effect.provide(responder))
+      expect(mailer.sent.map((m) => m.subject)).toEqual([expect.stringMatching(/^Re: new \[#/)])
+    }).pipe(Effect.scoped)
+  })
+})
