@@ -1,0 +1,219 @@
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { PGlite } from "@electric-sql/pglite"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { runCli, spawnCli } from "../support/cli.js"
+import { generateCorpus } from "../support/corpus.js"
+import type { Dovecot } from "../support/dovecot.js"
+import { startDovecot } from "../support/dovecot.js"
+import { hostileMails, largeAttachmentMail, mail } from "../support/mails.js"
+import { createDatabase, query } from "../support/postgres.js"
+
+const mailboxEnv = (dovecot: Dovecot) => ({
+  GMAIL_SENDER_EMAIL: dovecot.user,
+  GMAIL_SENDER_PASSWORD: dovecot.password,
+  IMAP_HOST: dovecot.host,
+  IMAP_PORT: String(dovecot.port),
+  IMAP_TLS: "false",
+  AGENT: "off"
+})
+
+const count = async (url: string, where = "true") =>
+  Number((await query<{ n: string }>(url, `SELECT count(*) AS n FROM events WHERE ${where}`))[0]!.n)
+
+const countTable = async (url: string, table: string) =>
+  Number((await query<{ n: string }>(url, `SELECT count(*) AS n FROM ${table}`))[0]!.n)
+
+/** Tickets a careful reader would open: one per thread root among the accepted mails, in UID order. */
+const expectedTickets = (accepted: ReadonlyArray<{ readonly messageId: string; readonly threadOf?: string | undefined }>) => {
+  const seen = new Set<string>()
+  let tickets = 0
+  for (const m of accepted) {
+    if (!m.threadOf || !seen.has(m.threadOf)) tickets += 1
+    seen.add(m.messageId)
+  }
+  return tickets
+}
+
+describe("intake against a real Dovecot and PostgreSQL", () => {
+  let dovecot: Dovecot
+  let db: Awaited<ReturnType<typeof createDatabase>>
+  let env: Record<string, string>
+  const corpus = [...generateCorpus(240, { maxAttachmentBytes: 200_000 })]
+  const hostile = hostileMails()
+  const bigAttachment = 30 * 1024 * 1024
+  let preSeen: Array<number> = []
+  let taken: Array<number> = []
+
+  beforeAll(async () => {
+    dovecot = await startDovecot()
+    db = await createDatabase("dovecot")
+    env = { ...mailboxEnv(dovecot), DATABASE_URL: db.url }
+    preSeen = await dovecot.append(Array.from({ length: 10 }, (_, i) => mail({ subject: `read long ago ${i}` })), { seen: true })
+    taken = [
+      ...(await dovecot.append(corpus.map((m) => m.raw))),
+      ...(await dovecot.append(hostile.map((m) => m.raw))),
+      ...(await dovecot.append([largeAttachmentMail(bigAttachment)]))
+    ]
+  })
+
+  afterAll(async () => {
+    await dovecot?.stop()
+    await db?.drop()
+  })
+
+  it("records one intake event per unread UID, opens the right tickets and flags everything \\Seen", async () => {
+    const run = await runCli(["--once"], env)
+    expect(run.stderr).toContain(`Connected to IMAP: ${dovecot.user}`)
+    expect(run.stderr).toContain(`Found ${taken.length} new email(s)`)
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stderr).not.toContain(dovecot.password)
+
+    const uids = await query<{ uid: string; n: string }>(
+      db.url,
+      "SELECT uid, count(*) AS n FROM events WHERE uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint"
+    )
+    expect(uids.map((r) => Number(r.uid))).toEqual(taken)
+    expect(uids.every((r) => r.n === "1")).toBe(true)
+
+    const quarantined = hostile.filter((m) => m.expect === "quarantined").length + 1
+    const duplicates = hostile.filter((m) => m.expect === "duplicate").length
+    expect(await count(db.url, "type = 'EmailQuarantined'")).toBe(quarantined)
+    expect(await count(db.url, "type = 'EmailDuplicate'")).toBe(duplicates)
+    const received = corpus.length + hostile.filter((m) => m.expect === "received").length
+    expect(await count(db.url, "type = 'EmailReceived'")).toBe(received)
+    expect(await countTable(db.url, "messages")).toBe(received)
+
+    const hostileReceived = hostile.filter((m) => m.expect === "received").length
+    expect(await countTable(db.url, "tickets")).toBe(expectedTickets(corpus) + hostileReceived)
+
+    const [big] = await query<{ reason: string; headers_only: boolean; size: number }>(
+      db.url,
+      "SELECT data->>'reason' AS reason, (data->>'headersOnly')::boolean AS headers_only, (data->>'size')::bigint AS size FROM events WHERE uid = " +
+        taken.at(-1)
+    )
+    expect(big).toMatchObject({ reason: "too_large", headers_only: true })
+    expect(Number(big!.size)).toBeGreaterThan(bigAttachment)
+
+    const flags = await dovecot.flags()
+    expect(taken.every((uid) => flags.get(uid)?.has("\\Seen"))).toBe(true)
+    expect(await count(db.url, `uid IN (${preSeen.join(",")})`)).toBe(0)
+  })
+
+  it("keeps every text valid and HTML as inert data", async () => {
+    const rows = await query<{ bad: string }>(
+      db.url,
+      "SELECT count(*) AS bad FROM messages WHERE position(chr(65533) || chr(65533) || chr(65533) in subject) > 0 OR subject ~ '[\\r\\n]'"
+    )
+    expect(rows[0]!.bad).toBe("0")
+    const scripts = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM messages WHERE html LIKE '%<script%'")
+    expect(Number(scripts[0]!.n)).toBeGreaterThanOrEqual(hostile.some((m) => m.raw.includes("<script")) ? 1 : 0)
+  })
+
+  it("a second --once adds nothing", async () => {
+    const before = await count(db.url)
+    const run = await runCli(["--once"], env)
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stderr).toContain("No new emails found")
+    expect(run.stdout).toContain("Summary: 0 received")
+    expect(await count(db.url)).toBe(before)
+  })
+
+  it("a UIDVALIDITY change appends MailboxReset, rescans, and doubles nothing", async () => {
+    const receivedBefore = await count(db.url, "type = 'EmailReceived'")
+    const ticketsBefore = await countTable(db.url, "tickets")
+    await dovecot.resetUidValidity()
+    const uids = await dovecot.uids()
+    await dovecot.setSeen(uids.slice(20, 30), false)
+    const fresh = await dovecot.append([mail({ subject: "after reset 1" }), mail({ subject: "after reset 2" })])
+    const run = await runCli(["--once"], env)
+    expect(run.code, run.stderr).toBe(0)
+    expect(await count(db.url, "type = 'MailboxReset'")).toBe(1)
+    expect(await count(db.url, "type = 'EmailReceived'")).toBe(receivedBefore + fresh.length)
+    expect(await countTable(db.url, "tickets")).toBe(ticketsBefore + fresh.length)
+    const uidValidity = await dovecot.uidValidity()
+    const rescanned = await query<{ uid: string; n: string }>(
+      db.url,
+      `SELECT uid, count(*) AS n FROM events WHERE uidvalidity = ${uidValidity} AND uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint`
+    )
+    expect(rescanned.map((r) => Number(r.uid))).toEqual([...uids.slice(20, 30), ...fresh])
+    expect(rescanned.every((r) => r.n === "1")).toBe(true)
+  })
+})
+
+describe("kill -9 in the middle of a large pass", () => {
+  let dovecot: Dovecot
+  let db: Awaited<ReturnType<typeof createDatabase>>
+
+  beforeAll(async () => {
+    dovecot = await startDovecot()
+    db = await createDatabase("kill")
+  })
+
+  afterAll(async () => {
+    await dovecot?.stop()
+    await db?.drop()
+  })
+
+  it("loses and doubles nothing when rerun", async () => {
+    const corpus = [...generateCorpus(1200, { maxAttachmentBytes: 100_000, seed: 7 })]
+    const uids = await dovecot.append(corpus.map((m) => m.raw))
+    const env = { ...mailboxEnv(dovecot), DATABASE_URL: db.url, IMAP_BATCH_SIZE: "20" }
+    const child = spawnCli(["--once"], env)
+    const exited = new Promise((resolve) => child.on("exit", resolve))
+    while ((await count(db.url).catch(() => 0)) < 100) await new Promise((r) => setTimeout(r, 50))
+    child.kill("SIGKILL")
+    await exited
+    const partial = await count(db.url)
+    expect(partial).toBeLessThan(uids.length)
+
+    const rerun = await runCli(["--once"], env)
+    expect(rerun.code, rerun.stderr).toBe(0)
+    const perUid = await query<{ uid: string; n: string }>(
+      db.url,
+      "SELECT uid, count(*) AS n FROM events WHERE uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint"
+    )
+    expect(perUid.map((r) => Number(r.uid))).toEqual(uids)
+    expect(perUid.every((r) => r.n === "1")).toBe(true)
+    expect(await countTable(db.url, "tickets")).toBe(expectedTickets(corpus))
+    const flags = await dovecot.flags()
+    expect(uids.every((uid) => flags.get(uid)?.has("\\Seen"))).toBe(true)
+  })
+})
+
+describe("the embedded PGlite database", () => {
+  let dovecot: Dovecot
+  let dataDir: string
+
+  beforeAll(async () => {
+    dovecot = await startDovecot()
+    dataDir = await mkdtemp(join(tmpdir(), "mailroom-pglite-"))
+  })
+
+  afterAll(async () => {
+    await dovecot?.stop()
+    await rm(dataDir, { recursive: true, force: true })
+  })
+
+  it("runs --once with only mailbox credentials, twice, and records each mail once", async () => {
+    const corpus = [...generateCorpus(40, { maxAttachmentBytes: 50_000, seed: 3 })]
+    const uids = await dovecot.append(corpus.map((m) => m.raw))
+    const env = { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }
+    const first = await runCli(["--once"], env)
+    expect(first.code, first.stderr).toBe(0)
+    expect(first.stdout).toContain(`Summary: ${uids.length} received`)
+    const second = await runCli(["--once"], env)
+    expect(second.code).toBe(0)
+    expect(second.stdout).toContain("Summary: 0 received")
+    const db = await PGlite.create({ dataDir: join(dataDir, "pglite") })
+    try {
+      const events = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM events WHERE uid IS NOT NULL")
+      const tickets = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM tickets")
+      expect(events.rows[0]!.n).toBe(uids.length)
+      expect(tickets.rows[0]!.n).toBe(expectedTickets(corpus))
+    } finally {
+      await db.close()
+    }
+  })
+})
