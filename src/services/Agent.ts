@@ -8,7 +8,7 @@ import { Config, Context, Data, Duration, Effect, Layer, Option, Ref, Schedule, 
 import type { EmailReceived } from "../domain/Event.js"
 import { setting } from "../Settings.js"
 import type { Ranked } from "./Knowledge.js"
-import { Knowledge } from "./Knowledge.js"
+import { Knowledge, tokenize } from "./Knowledge.js"
 import type { TicketThread } from "./TicketRepo.js"
 
 export type AgentKind = "knowledge" | "openai" | "off"
@@ -101,7 +101,7 @@ const query = (request: ReplyRequest) => `${request.email.subject}\n${unquoted(r
 
 /** Answers from the best passages, else acknowledges the mail with its ticket number. */
 export const knowledgeAnswer = (request: ReplyRequest, passages: ReadonlyArray<Ranked>): string => {
-  const terms = new Set(query(request).toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) ?? []).size
+  const terms = new Set(tokenize(query(request))).size
   const relevant = passages.filter((p) => p.matched >= Math.min(2, terms)).slice(0, 2)
   const token = `[#${request.ticketToken}]`
   return [

@@ -29,9 +29,21 @@ const stopwords = new Set(
     .split(" ")
 )
 
+/** Just enough English stemming that "refunds", "refunded" and "refund" meet. */
+const stem = (term: string): string => {
+  if (term.length <= 3) return term
+  if (term.endsWith("ies")) return `${term.slice(0, -3)}y`
+  if (term.endsWith("ss")) return term
+  if (term.endsWith("s")) return term.slice(0, -1)
+  if (term.length > 5 && term.endsWith("ing")) return term.slice(0, -3)
+  if (term.length > 4 && term.endsWith("ed")) return term.slice(0, -2)
+  return term
+}
+
 export const tokenize = (text: string): Array<string> =>
   text.toLowerCase().normalize("NFKD").replace(/\p{M}/gu, "").split(/[^\p{L}\p{N}]+/u)
     .filter((term) => term.length > 1 && !stopwords.has(term))
+    .map(stem)
 
 const PASSAGE_CHARS = 900
 
