@@ -72,7 +72,9 @@ export const splitMarkdown = (source: string, markdown: string): Array<Passage> 
       heading = title[1]!.trim()
       lines.shift()
     }
-    const rest = lines.join("\n").trim()
+    // Hard-wrapped prose is joined into one line; lists, quotes and tables keep their lines.
+    const rest = lines.reduce((text, line) =>
+      text === "" ? line.trim() : /^\s*([-*+>|]|\d+[.)])\s/.test(line) ? `${text}\n${line.trim()}` : `${text} ${line.trim()}`, "")
     if (rest !== "") paragraphs.push(rest)
   }
   flush()

@@ -69,6 +69,12 @@ describe("knowledge", () => {
     expect(rank(buildIndex(passages), "zebra", 3)).toEqual([])
   })
 
+  it("joins hard-wrapped prose but keeps list items on their own lines", () => {
+    expect(splitMarkdown("a.md", "# Steps\n\nOpen the page\nand sign in.\n\n- first\n- second\n1. one")).toEqual([
+      { source: "a.md", heading: "Steps", text: "Open the page and sign in.\n\n- first\n- second\n1. one" }
+    ])
+  })
+
   it("answers with the best passages and the ticket number, else acknowledges", () => {
     const index = buildIndex(Object.entries(help).flatMap(([file, text]) => splitMarkdown(file, text)))
     const login = request("Forgot password", "I forgot my password and cannot log in")
