@@ -67,7 +67,7 @@ export const loopGuard = (email: GuardInput, ownAddress: string): Skip | undefin
 /** REPLY_RATE_LIMIT: a sender that already got this many replies in the last hour gets no more. */
 export const rateGuard = (sentLastHour: number, limit: number): Skip | undefined =>
   sentLastHour >= limit
-    ? { reason: "rate_limited", detail: `${sentLastHour} replies sent to this customer in the last hour (REPLY_RATE_LIMIT=${limit})` }
+    ? { reason: "rate_limited", detail: `${sentLastHour} replies sent to this sender or address in the last hour (REPLY_RATE_LIMIT=${limit})` }
     : undefined
 
 /** Header values built from customer input carry no line break and no other control character. */

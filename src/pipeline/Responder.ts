@@ -171,7 +171,10 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       Effect.gen(function*() {
         const base = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
         const skip = loopGuard(email, own) ??
-          rateGuard(yield* repo.repliesSentSince(email.customerId, new Date(Date.now() - HOUR)), config.rateLimit)
+          rateGuard(
+            yield* repo.repliesSentSince(email.customerId, recipient(email).address, new Date(Date.now() - HOUR)),
+            config.rateLimit
+          )
         if (skip) return yield* record(new ReplySkipped({ ...base, ...skip }))
         const thread = yield* repo.ticketThread(email.ticketId, THREAD_MESSAGES)
         const reply = yield* agent.reply({ email, mailbox: own, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)

@@ -54,7 +54,8 @@ export interface TicketRepoShape {
    * ReplyIntended), in the same transaction. The database refuses a second intent or outcome.
    */
   readonly appendReply: (mailbox: string, data: ReplyEvent) => Effect.Effect<string, SqlError>
-  readonly repliesSentSince: (customerId: string, since: Date) => Effect.Effect<number, SqlError>
+  /** Replies sent since `since` to this customer or to this address (a Reply-To can point anywhere). */
+  readonly repliesSentSince: (customerId: string, to: string, since: Date) => Effect.Effect<number, SqlError>
   /** The customer and the newest `limit` messages of a ticket, oldest first. */
   readonly ticketThread: (ticketId: string, limit: number) => Effect.Effect<TicketThread, SqlError>
 }
@@ -331,10 +332,10 @@ const makeSql = Effect.gen(function*() {
     ),
     replyState,
     appendReply,
-    repliesSentSince: (customerId, since) =>
+    repliesSentSince: (customerId, to, since) =>
       sql<{ n: string }>`
         SELECT count(*) AS n FROM events
-        WHERE type = 'ReplySent' AND data->>'customerId' = ${customerId} AND occurred_at > ${since}
+        WHERE type = 'ReplySent' AND (data->>'customerId' = ${customerId} OR data->>'to' = ${to}) AND occurred_at > ${since}
       `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0))),
     ticketThread
   })
@@ -422,10 +423,12 @@ const makeMemory = Effect.gen(function*() {
         }
         return id
       }),
-    repliesSentSince: (customerId, since) =>
+    repliesSentSince: (customerId, to, since) =>
       Ref.get(events).pipe(
         Effect.map((all) =>
-          all.filter((e) => e.data._tag === "ReplySent" && e.data.customerId === customerId && e.occurredAt > since).length
+          all.filter((e) =>
+            e.data._tag === "ReplySent" && (e.data.customerId === customerId || e.data.to === to) && e.occurredAt > since
+          ).length
         )
       ),
     ticketThread: (ticketId, limit) =>

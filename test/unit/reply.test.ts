@@ -155,6 +155,17 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "2" } })))
   })
 
+  it.effect("counts replies per recipient too, so that forged senders cannot aim replies at one Reply-To", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    for (let i = 0; i < 3; i++) mailbox.append(mail({ from: `forged${i}@bot.test`, headers: { "Reply-To": "victim@target.test" } }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 2, skipped: 1, failed: 0 })
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["victim@target.test", "victim@target.test"])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "2" } })))
+  })
+
   it.effect("records ReplyFailed with the reason when the agent fails, and goes on with the next mail", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()

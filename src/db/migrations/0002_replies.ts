@@ -17,6 +17,8 @@ export default Effect.gen(function*() {
       WHERE type IN ('ReplyIntended', 'ReplySent', 'ReplySkipped', 'ReplyFailed');
     CREATE INDEX events_replies_sent_by_customer ON events ((data->>'customerId'), occurred_at)
       WHERE type = 'ReplySent';
+    CREATE INDEX events_replies_sent_by_recipient ON events ((data->>'to'), occurred_at)
+      WHERE type = 'ReplySent';
     CREATE INDEX tickets_by_token ON tickets (mailbox, left(replace(id::text, '-', ''), 12));
   `)
 })
