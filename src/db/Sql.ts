@@ -3,9 +3,23 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+import type { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
-import { Data, Effect, Layer, Option, Redacted } from "effect"
+import { Data, Effect, Layer, Option, Schedule } from "effect"
 import { DatabaseConfig } from "../Config.js"
+
+/** PostgreSQL away: pause and retry; every write is one transaction, so nothing is half-written. */
+export const databaseRetry = Schedule.exponential("1 second", 2).pipe(Schedule.union(Schedule.spaced("30 seconds")))
+
+/**
+ * `sql.withTransaction`, except that a ROLLBACK that fails too (the connection is gone) stays a
+ * typed SqlError for the retry policy instead of becoming a defect.
+ */
+export const inTransaction = (sql: SqlClient.SqlClient) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  sql.withTransaction(effect).pipe(
+    Effect.catchSomeDefect((defect) => defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none())
+  )
 
 export class DataDirInUse extends Data.TaggedError("DataDirInUse")<{ readonly dataDir: string; readonly pid: number }> {
   override get message() {
@@ -101,10 +115,3 @@ export const SqlLive = Layer.unwrapScoped(
     return yield* embedded(resolve(config.dataDir))
   })
 )
-
-/** A PostgreSQL URL for the same server with another database name, for tests and benchmarks. */
-export const withDatabase = (url: string, database: string): Redacted.Redacted => {
-  const next = new URL(url)
-  next.pathname = `/${database}`
-  return Redacted.make(next.toString())
-}

@@ -1,5 +1,6 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Duration, Effect, Schedule, Stream } from "effect"
+import { databaseRetry } from "../db/Sql.js"
 import { instanceId } from "../Instance.js"
 import type { ImapSession } from "../services/Imap.js"
 import { Imap } from "../services/Imap.js"
@@ -10,11 +11,9 @@ import { Leadership } from "../services/Leadership.js"
 import { StateStore } from "../services/StateStore.js"
 import type { CursorMoved } from "../services/TicketRepo.js"
 import { Intake } from "./Intake.js"
+import { supervise } from "./Supervise.js"
 
 type PassError = ImapError | SqlError | CursorMoved | LeadershipLost
-
-/** PostgreSQL away: pause intake and retry; every batch is one transaction, so nothing is half-written. */
-export const databaseRetry = Schedule.exponential("1 second", 2).pipe(Schedule.union(Schedule.spaced("30 seconds")))
 
 const scheduleFor = (error: PassError): Schedule.Schedule<unknown, unknown> => {
   switch (error._tag) {
@@ -65,43 +64,28 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
         Stream.runDrain
       )
 
-    /**
-     * Runs until interrupted. Each kind of failure waits by its own Schedule; a success resets them
-     * all, and each change of state is logged once rather than on every retry.
-     */
+    /** Runs until interrupted, leading the mailbox while this instance holds its lock. */
     const forever = (interval: Duration.Duration) =>
-      Effect.gen(function*() {
-        let failing: string | undefined
-        const drivers = new Map<string, Schedule.ScheduleDriver<unknown, unknown, never>>()
-        const recovered = Effect.suspend(() => {
-          if (!failing) return Effect.void
-          const was = failing
-          failing = undefined
-          drivers.clear()
-          return Effect.logInfo(`Recovered from ${was}`)
-        })
-        while (true) {
-          yield* report({ _tag: "State", state: "standby" })
-          const exit = yield* leadership.lead(
-            mailbox,
-            Effect.scoped(Effect.gen(function*() {
-              const session = yield* connect
-              yield* recovered
-              yield* watch(session, interval)
-            }))
-          ).pipe(Effect.either)
-          if (exit._tag === "Right") return
-          const error = exit.left
-          if (failing !== error._tag) yield* Effect.logError(error.message)
-          failing = error._tag
-          yield* report({ _tag: "Error", state: `backing off (${error._tag})`, error: error.message })
-          const driver = drivers.get(error._tag) ?? (yield* Schedule.driver(scheduleFor(error)))
-          drivers.set(error._tag, driver)
-          yield* driver.next(error).pipe(Effect.ignore)
-        }
+      supervise<PassError, never>({
+        work: (healthy) =>
+          report({ _tag: "State", state: "standby" }).pipe(
+            Effect.zipRight(leadership.lead(
+              mailbox,
+              Effect.scoped(Effect.gen(function*() {
+                const session = yield* connect
+                yield* healthy
+                yield* watch(session, interval)
+              }))
+            )),
+            Effect.asVoid
+          ),
+        scheduleFor,
+        onFailure: (error) => report({ _tag: "Error", state: `backing off (${error._tag})`, error: error.message })
       }).pipe(Effect.ensuring(report({ _tag: "State", state: "stopped" })))
 
     return { once, forever, mailbox } as const
   })
 }) {}
 
+// Until the responder imports it from db/Sql.ts.
+export { databaseRetry }

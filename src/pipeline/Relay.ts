@@ -3,6 +3,8 @@ import { EventBus, publishRetry } from "../services/EventBus.js"
 import type { PublishFailed } from "../services/EventBus.js"
 import { StateStore } from "../services/StateStore.js"
 import { TicketRepo } from "../services/TicketRepo.js"
+import { supervise } from "./Supervise.js"
+import { databaseRetry } from "../db/Sql.js"
 
 const PAGE = 500
 
@@ -56,7 +58,11 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
     })
 
     /** Drains, then polls the log; picks up events written by this and any other instance. */
-    const run = drain.pipe(Effect.repeat(Schedule.spaced(Duration.millis(250))), Effect.asVoid)
+    const run = supervise({
+      work: (healthy) => drain.pipe(Effect.zipRight(healthy), Effect.repeat(Schedule.spaced(Duration.millis(250))), Effect.asVoid),
+      scheduleFor: () => databaseRetry,
+      recoveredLine: (was) => `The relay reads the event log again (recovered from ${was})`
+    })
 
     return { drain, run, pending, consumer } as const
   })

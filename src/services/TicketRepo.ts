@@ -9,6 +9,7 @@ import { project } from "../domain/Projection.js"
 import { outboundRow, ticketToken } from "../domain/Reply.js"
 import type { Cursor } from "./StateStore.js"
 import { StateStore } from "./StateStore.js"
+import { inTransaction } from "../db/Sql.js"
 
 /** The cursor's UIDVALIDITY changed under a batch (another instance reset it): nothing was written. */
 export class CursorMoved extends Data.TaggedError("CursorMoved")<{ readonly mailbox: string }> {
@@ -222,7 +223,7 @@ const makeSql = Effect.gen(function*() {
       if (moved) return yield* new CursorMoved({ mailbox: batch.mailbox })
       return { decisions, alreadyRecorded: [...alreadyRecorded] }
     }).pipe(
-      sql.withTransaction,
+      inTransaction(sql),
       Effect.withSpan("TicketRepo.commit", {
         kind: "client",
         attributes: {
@@ -269,7 +270,7 @@ const makeSql = Effect.gen(function*() {
       }
       return id
     }).pipe(
-      sql.withTransaction,
+      inTransaction(sql),
       Effect.withSpan("TicketRepo.appendReply", { kind: "client", attributes: { "mailroom.event.type": data._tag } })
     )
 
@@ -313,7 +314,7 @@ const makeSql = Effect.gen(function*() {
           trace: null
         }])
         yield* state.reset(next)
-      }).pipe(sql.withTransaction, Effect.withSpan("TicketRepo.resetMailbox")),
+      }).pipe(inTransaction(sql), Effect.withSpan("TicketRepo.resetMailbox")),
     recordedUids: (mailbox, uidValidity, above, upTo) =>
       sql<{ uid: string }>`
         SELECT uid FROM events WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
