@@ -8,6 +8,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
 import { Data, Effect, Layer, Option, Schedule } from "effect"
 import { DatabaseConfig } from "../Config.js"
+import { instanceId } from "../Instance.js"
 
 /** PostgreSQL away: pause and retry; every write is one transaction, so nothing is half-written. */
 export const databaseRetry = Schedule.exponential("1 second", 2).pipe(Schedule.union(Schedule.spaced("30 seconds")))
@@ -110,7 +111,7 @@ export const SqlLive = Layer.unwrapScoped(
   Effect.gen(function*() {
     const config = yield* DatabaseConfig
     if (Option.isSome(config.url)) {
-      return PgClient.layer({ url: config.url.value, applicationName: "mailroom", maxConnections: 4 })
+      return PgClient.layer({ url: config.url.value, applicationName: `mailroom ${instanceId}`, maxConnections: 4 })
     }
     return yield* embedded(resolve(config.dataDir))
   })

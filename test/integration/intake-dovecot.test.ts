@@ -206,6 +206,15 @@ describe("the embedded PGlite database", () => {
     const second = await runCli(["--once"], env)
     expect(second.code).toBe(0)
     expect(second.stdout).toContain("Summary: 0 received")
+    const watching = spawnCli(["--interval", "600"], env)
+    let watchingOutput = ""
+    watching.stderr?.on("data", (chunk) => (watchingOutput += chunk))
+    while (!watchingOutput.includes("No new emails found")) await new Promise((r) => setTimeout(r, 100))
+    const refused = await runCli(["--once"], env)
+    expect(refused.code).toBe(2)
+    expect(refused.stderr.trim()).toMatch(/^mailroom: the embedded database in .* is in use by process \d+: /)
+    watching.kill("SIGTERM")
+    expect(await new Promise((resolve) => watching.on("exit", resolve))).toBe(0)
     const db = await PGlite.create({ dataDir: join(dataDir, "pglite") })
     try {
       const events = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM events WHERE uid IS NOT NULL")
