@@ -82,7 +82,7 @@ const make = Effect.gen(function*() {
       logger: false,
       connectionTimeout: Duration.toMillis(config.connectTimeout),
       greetingTimeout: 16_000,
-      autoIdleDelay: 1000,
+      autoIdleDelay: 150,
       maxIdleTime: 25 * 60 * 1000,
       missingIdleCommand: "STATUS",
       clientInfo: { name: "mailroom" }
