@@ -1,6 +1,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Config, Data, Effect, Option, Schedule, Scope } from "effect"
 import { IntakeConfig, mailboxUser } from "../Config.js"
+import { databaseRetry } from "../db/Sql.js"
 import type { EmailReceived, ReplyOutcome, StoredEvent } from "../domain/Event.js"
 import { ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../domain/Event.js"
 import { loopGuard, newMessageId, rateGuard, recipient, replySubject, threading, ticketToken } from "../domain/Reply.js"
@@ -16,7 +17,7 @@ import type { OutboundMail, SmtpAuthenticationFailed, SmtpUnavailable } from "..
 import { Mailer, smtpAuthenticationRetry, smtpOutageRetry } from "../services/Mailer.js"
 import { StateStore } from "../services/StateStore.js"
 import { TicketRepo } from "../services/TicketRepo.js"
-import { databaseRetry } from "./Poller.js"
+import { supervise } from "./Supervise.js"
 
 export const ReplyConfig = Config.all({
   sentMailbox: setting(
@@ -256,34 +257,16 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       : Effect.succeedNone
 
     /** Polls the log until interrupted; each kind of failure waits by its own Schedule and is logged once. */
-    const watch = Effect.gen(function*() {
-      let failing: string | undefined
-      const drivers = new Map<string, Schedule.ScheduleDriver<unknown, unknown, never>>()
-      const recovered = Effect.suspend(() => {
-        if (!failing) return Effect.void
-        const was = failing
-        failing = undefined
-        drivers.clear()
-        return Effect.logInfo(`Replies go out again (recovered from ${was})`)
-      })
-      while (true) {
-        const exit = yield* leadership.lead(
-          consumer,
-          drainAll.pipe(Effect.zipRight(recovered), Effect.repeat(Schedule.spaced("1 second")))
-        ).pipe(Effect.either)
-        if (exit._tag === "Right") return
-        const error = exit.left
-        if (failing !== error._tag) yield* Effect.logError(error.message)
-        failing = error._tag
-        const driver = drivers.get(error._tag) ?? (yield* Schedule.driver(scheduleFor(error)))
-        drivers.set(error._tag, driver)
-        yield* driver.next(error).pipe(Effect.ignore)
-      }
-    })
-
     const run = enabled
       ? Effect.logInfo(`Answering new mail in ${mailbox} with AGENT=${agent.kind}`).pipe(
-        Effect.zipRight(watch),
+        Effect.zipRight(supervise<ResponderError, never>({
+          work: (healthy) =>
+            leadership.lead(consumer, drainAll.pipe(Effect.zipRight(healthy), Effect.repeat(Schedule.spaced("1 second")))).pipe(
+              Effect.asVoid
+            ),
+          scheduleFor,
+          recoveredLine: (was) => `Replies go out again (recovered from ${was})`
+        })),
         Effect.annotateLogs("service", "responder")
       )
       : Effect.void

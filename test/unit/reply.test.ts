@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Fiber, Layer, Option, TestClock } from "effect"
 import type { StoredEvent } from "../../src/domain/Event.js"
 import { ReplyIntended } from "../../src/domain/Event.js"
 import { ticketToken } from "../../src/domain/Reply.js"
@@ -256,6 +256,24 @@ describe("Responder", () => {
         ["<was-not-sent.mailroom@example.com>", false]
       ])
       expect(ofType(yield* events, "ReplyIntended")).toHaveLength(2)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("in continuous mode an SMTP outage pauses replies, which go out once when it passes", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.appendTo(SENT, "Message-ID: <other@example.com>\r\n\r\nx")
+    mailbox.append(mail())
+    mailer.failNext(...Array.from({ length: 3 }, () => new SmtpUnavailable({ host: "smtp.gmail.com", reason: "ECONNREFUSED" })))
+    return Effect.gen(function*() {
+      yield* ingest
+      const fiber = yield* Effect.fork(Effect.flatMap(Responder, (r) => r.run))
+      for (let i = 0; i < 30 && mailer.sent.length === 0; i++) yield* TestClock.adjust("10 seconds")
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.interrupt(fiber)
+      expect(mailer.sent).toHaveLength(1)
+      expect(ofType(yield* events, "ReplyIntended")).toHaveLength(1)
+      expect(ofType(yield* events, "ReplySent")).toHaveLength(1)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
