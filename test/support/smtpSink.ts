@@ -1,0 +1,112 @@
+import type { AddressInfo } from "node:net"
+import { Effect } from "effect"
+import { SMTPServer } from "smtp-server"
+
+export interface SinkMessage {
+  readonly from: string
+  readonly to: ReadonlyArray<string>
+  readonly raw: Buffer
+  /** Lower-cased header names, values unfolded. */
+  readonly headers: ReadonlyMap<string, string>
+  readonly messageId: string | undefined
+}
+
+export interface SmtpSink {
+  readonly host: string
+  readonly port: number
+  readonly messages: ReadonlyArray<SinkMessage>
+  readonly authAttempts: number
+  waitFor(count: number, timeoutMs?: number): Promise<ReadonlyArray<SinkMessage>>
+  /** Rejects the next `n` messages at DATA with `code` (0 stops rejecting). */
+  failNext(n: number, code?: number): void
+  close(): Promise<void>
+}
+
+const headersOf = (raw: Buffer): Map<string, string> => {
+  const text = raw.toString("utf8")
+  const end = text.search(/\r?\n\r?\n/)
+  const block = (end < 0 ? text : text.slice(0, end)).replace(/\r?\n[ \t]+/g, " ")
+  const headers = new Map<string, string>()
+  for (const line of block.split(/\r?\n/)) {
+    const colon = line.indexOf(":")
+    if (colon > 0) {
+      const key = line.slice(0, colon).trim().toLowerCase()
+      if (!headers.has(key)) headers.set(key, line.slice(colon + 1).trim())
+    }
+  }
+  return headers
+}
+
+/** An SMTP server on loopback that keeps what it is sent; with credentials it requires AUTH. */
+export const startSmtpSink = async (options: { readonly user?: string; readonly password?: string } = {}): Promise<SmtpSink> => {
+  const messages: Array<SinkMessage> = []
+  let authAttempts = 0
+  let failing = 0
+  let failCode = 451
+  const waiters: Array<() => void> = []
+  const requireAuth = options.user !== undefined
+  const server = new SMTPServer({
+    secure: false,
+    disabledCommands: requireAuth ? ["STARTTLS"] : ["STARTTLS", "AUTH"],
+    authOptional: !requireAuth,
+    allowInsecureAuth: true,
+    logger: false,
+    onAuth: (auth, _session, callback) => {
+      authAttempts += 1
+      if (auth.username === options.user && auth.password === options.password) return callback(null, { user: auth.username })
+      const error = Object.assign(new Error("Authentication credentials invalid"), { responseCode: 535 })
+      callback(error)
+    },
+    onData: (stream, session, callback) => {
+      const chunks: Array<Buffer> = []
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk))
+      stream.on("end", () => {
+        if (failing > 0) {
+          failing -= 1
+          return callback(Object.assign(new Error("Try again later"), { responseCode: failCode }))
+        }
+        const raw = Buffer.concat(chunks)
+        const headers = headersOf(raw)
+        messages.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+          to: session.envelope.rcptTo.map((r) => r.address),
+          raw,
+          headers,
+          messageId: headers.get("message-id")
+        })
+        waiters.splice(0).forEach((wake) => wake())
+        callback()
+      })
+    }
+  })
+  server.on("error", () => {})
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const port = (server.server.address() as AddressInfo).port
+  return {
+    host: "127.0.0.1",
+    port,
+    messages,
+    get authAttempts() {
+      return authAttempts
+    },
+    waitFor: async (count, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs
+      while (messages.length < count) {
+        if (Date.now() > deadline) throw new Error(`the SMTP sink has ${messages.length} message(s), expected ${count}`)
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve)
+          setTimeout(resolve, 200)
+        })
+      }
+      return messages
+    },
+    failNext: (n, code = 451) => {
+      failing = n
+      failCode = code
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve()))
+  }
+}
+
+export const SmtpSinkResource = (options?: Parameters<typeof startSmtpSink>[0]) =>
+  Effect.acquireRelease(Effect.promise(() => startSmtpSink(options)), (sink) => Effect.promise(() => sink.close()))
