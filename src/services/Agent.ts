@@ -231,13 +231,25 @@ export const chatCompletionsModel = (model: string) =>
     })
   })
 
+/** What the server said, e.g. OpenAI's `{"error":{"message":"Incorrect API key provided"}}`. */
+const serverMessage = (body: string | undefined): string | undefined => {
+  if (!body) return undefined
+  try {
+    const parsed = JSON.parse(body)
+    const message = parsed?.error?.message ?? parsed?.message ?? parsed?.error
+    return typeof message === "string" ? `: ${message.slice(0, 200)}` : undefined
+  } catch {
+    return `: ${body.slice(0, 200)}`
+  }
+}
+
 const reasonOf = (error: AiError.AiError): { readonly reason: FailureReason; readonly detail: string } => {
   switch (error._tag) {
     case "HttpRequestError":
       return { reason: "unreachable", detail: error.description ?? error.reason }
     case "HttpResponseError": {
       const status = error.response.status
-      const detail = `HTTP ${status}${error.description ? ` ${error.description.slice(0, 200)}` : ""}`
+      const detail = `HTTP ${status}${serverMessage(error.body) ?? ""}`
       return { reason: status === 429 ? "rate_limited" : status >= 500 ? "server_error" : "rejected", detail }
     }
     case "MalformedOutput":

@@ -175,7 +175,7 @@ describe("AI replies over SMTP", () => {
       expect(Date.now() - started).toBeLessThan(30_000)
       const [failed] = ofType(await p.events(), "ReplyFailed")
       expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
-      expect(failed!.reason).toContain("server_error")
+      expect(failed!.reason).toContain("server_error: HTTP 500: internal error")
       expect(ofType(await p.events(), "ReplyIntended")).toHaveLength(0)
       expect(sink.messages.length).toBe(before)
     } finally {

@@ -191,7 +191,7 @@ describe("the openai agent", () => {
       const result = yield* replyWithClock(request("Login", "help"))
       expect(result._tag).toBe("Left")
       const error = result._tag === "Left" ? result.left : undefined
-      expect(error).toMatchObject({ reason: "server_error", attempts: 4 })
+      expect(error).toMatchObject({ reason: "server_error", attempts: 4, detail: "HTTP 500: boom" })
       expect(error!.message).toContain("http://llm.test/v1/chat/completions")
       expect(error!.message).toContain("check LLM_BASE_URL, LLM_API_KEY and LLM_MODEL")
       expect(fake.requests).toHaveLength(4)
@@ -212,7 +212,7 @@ describe("the openai agent", () => {
     const empty = openAi([completion("   ")])
     return Effect.gen(function*() {
       const first = yield* replyWithClock(request("Login", "help")).pipe(Effect.provide(refused.layer))
-      expect(first._tag === "Left" && first.left).toMatchObject({ reason: "rejected", attempts: 1 })
+      expect(first._tag === "Left" && first.left).toMatchObject({ reason: "rejected", attempts: 1, detail: "HTTP 401: invalid api key" })
       const second = yield* replyWithClock(request("Login", "help")).pipe(Effect.provide(empty.layer))
       expect(second._tag === "Left" && second.left).toMatchObject({ reason: "empty_answer", attempts: 1 })
     })
