@@ -6,11 +6,11 @@ import { Cause, Effect, Exit, Layer } from "effect"
 import { refuseWhenGmailApiOwnsReceiving, run, status } from "./Cli.js"
 import { describeFailure } from "./Fatal.js"
 import { pipelineOn, StoreLive } from "./Layers.js"
-import { EventBusInProcess } from "./services/EventBus.js"
 import { ImapLive } from "./services/Imap.js"
+import { EventBusLive } from "./services/KafkaBus.js"
 import { LoggingLive } from "./telemetry/Logging.js"
 
-const AppLive = pipelineOn(ImapLive, EventBusInProcess).pipe(
+const AppLive = pipelineOn(ImapLive, EventBusLive).pipe(
   Layer.provide(Layer.effectDiscard(refuseWhenGmailApiOwnsReceiving))
 )
 

@@ -46,7 +46,7 @@ const advisory = Effect.gen(function*() {
         let locked = yield* tryLock
         if (!locked && !options.wait) return Option.none()
         if (!locked) {
-          yield* Effect.logInfo(`Another instance is ingesting ${mailbox}: standing by`)
+          yield* Effect.logInfo(`Another instance holds ${mailbox}: standing by`)
           yield* tryLock.pipe(Effect.repeat({ schedule: standbyPoll, until: (ok) => ok }))
           locked = true
         }
