@@ -1,10 +1,4 @@
-import { AiError, LanguageModel, Prompt } from "@effect/ai"
-import type { Response } from "@effect/ai"
-import { OpenAiClient } from "@effect/ai-openai"
-import { HttpClientRequest, HttpClientResponse } from "@effect/platform"
-import type { HttpClient } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
-import { Config, Context, Data, Duration, Effect, Layer, Option, Ref, Schedule, Schema, Stream } from "effect"
+import { Config, Context, Data, Duration, Effect, Layer, Schedule } from "effect"
 import type { EmailReceived } from "../domain/Event.js"
 import { setting } from "../Settings.js"
 import type { Ranked } from "./Knowledge.js"
@@ -85,7 +79,7 @@ export interface AgentShape {
 
 export class Agent extends Context.Tag("mailroom/Agent")<Agent, AgentShape>() {}
 
-const PASSAGES = 3
+export const PASSAGES = 3
 const THREAD_CHARS = 3000
 
 const greeting = (request: ReplyRequest) => {
@@ -97,7 +91,7 @@ const greeting = (request: ReplyRequest) => {
 const unquoted = (text: string) =>
   text.split("\n").filter((line) => !line.startsWith(">")).join("\n").trim().slice(0, THREAD_CHARS)
 
-const query = (request: ReplyRequest) => `${request.email.subject}\n${unquoted(request.email.text)}`
+export const query = (request: ReplyRequest) => `${request.email.subject}\n${unquoted(request.email.text)}`
 
 /** Answers from the best passages, else acknowledges the mail with its ticket number. */
 export const knowledgeAnswer = (request: ReplyRequest, passages: ReadonlyArray<Ranked>): string => {
@@ -162,172 +156,20 @@ const makeKnowledge = Effect.gen(function*() {
   })
 })
 
-/** Lenient on purpose: OpenAI-compatible servers differ in the optional fields they send. */
-const ChatCompletion = Schema.Struct({
-  id: Schema.optional(Schema.String),
-  model: Schema.optional(Schema.String),
-  choices: Schema.Array(Schema.Struct({
-    message: Schema.Struct({ content: Schema.optional(Schema.NullOr(Schema.String)) }),
-    finish_reason: Schema.optional(Schema.NullOr(Schema.String))
-  })),
-  usage: Schema.optional(Schema.NullOr(Schema.Struct({
-    prompt_tokens: Schema.optional(Schema.Number),
-    completion_tokens: Schema.optional(Schema.Number)
-  })))
-})
-
-const finishReasons: Record<string, Response.FinishReason> = { stop: "stop", length: "length", content_filter: "content-filter" }
-
-const textOf = (parts: ReadonlyArray<{ readonly type: string; readonly text?: string }>) =>
-  parts.flatMap((part) => part.type === "text" && part.text !== undefined ? [part.text] : []).join("")
-
-/**
- * An @effect/ai LanguageModel over POST /chat/completions. @effect/ai-openai's own model speaks the
- * Responses API, which most OpenAI-compatible servers (Ollama, vLLM, llama.cpp) do not offer.
- */
-export const chatCompletionsModel = (model: string) =>
-  Effect.gen(function*() {
-    const http = (yield* OpenAiClient.OpenAiClient).client.httpClient
-    return yield* LanguageModel.make({
-      generateText: (options) =>
-        HttpClientRequest.post("/chat/completions").pipe(
-          HttpClientRequest.bodyUnsafeJson({
-            model,
-            messages: options.prompt.content.flatMap((message) =>
-              message.role === "system"
-                ? [{ role: "system", content: message.content }]
-                : message.role === "user" || message.role === "assistant"
-                ? [{ role: message.role, content: textOf(message.content) }]
-                : []
-            )
-          }),
-          http.execute,
-          Effect.flatMap(HttpClientResponse.filterStatusOk),
-          Effect.flatMap(HttpClientResponse.schemaBodyJson(ChatCompletion)),
-          Effect.scoped,
-          Effect.map((completion): Array<Response.PartEncoded> => {
-            const choice = completion.choices[0]
-            return [
-              { type: "response-metadata", id: completion.id, modelId: completion.model, timestamp: undefined },
-              { type: "text", text: choice?.message.content ?? "" },
-              {
-                type: "finish",
-                reason: finishReasons[choice?.finish_reason ?? "stop"] ?? "other",
-                usage: {
-                  inputTokens: completion.usage?.prompt_tokens,
-                  outputTokens: completion.usage?.completion_tokens,
-                  totalTokens: (completion.usage?.prompt_tokens ?? 0) + (completion.usage?.completion_tokens ?? 0)
-                }
-              }
-            ]
-          }),
-          Effect.catchTags({
-            RequestError: (error) => Effect.fail(AiError.HttpRequestError.fromRequestError({ module: "Agent", method: "chat.completions", error })),
-            ResponseError: (error) => AiError.HttpResponseError.fromResponseError({ module: "Agent", method: "chat.completions", error }),
-            ParseError: (error) => Effect.fail(AiError.MalformedOutput.fromParseError({ module: "Agent", method: "chat.completions", error }))
-          })
-        ),
-      streamText: () => Stream.dieMessage("mailroom asks for whole answers only")
-    })
-  })
-
-/** What the server said, e.g. OpenAI's `{"error":{"message":"Incorrect API key provided"}}`. */
-const serverMessage = (body: string | undefined): string | undefined => {
-  if (!body) return undefined
-  try {
-    const parsed = JSON.parse(body)
-    const message = parsed?.error?.message ?? parsed?.message ?? parsed?.error
-    return typeof message === "string" ? `: ${message.slice(0, 200)}` : undefined
-  } catch {
-    return `: ${body.slice(0, 200)}`
-  }
-}
-
-const reasonOf = (error: AiError.AiError): { readonly reason: FailureReason; readonly detail: string } => {
-  switch (error._tag) {
-    case "HttpRequestError":
-      return { reason: "unreachable", detail: error.description ?? error.reason }
-    case "HttpResponseError": {
-      const status = error.response.status
-      const detail = `HTTP ${status}${serverMessage(error.body) ?? ""}`
-      return { reason: status === 429 ? "rate_limited" : status >= 500 ? "server_error" : "rejected", detail }
-    }
-    case "MalformedOutput":
-    case "MalformedInput":
-      return { reason: "bad_response", detail: (error.description ?? error._tag).slice(0, 200) }
-    case "UnknownError":
-      return { reason: "bad_response", detail: (error.description ?? error._tag).slice(0, 200) }
-  }
-}
-
-const makeOpenAi = Effect.gen(function*() {
-  const config = yield* LlmConfig
-  const knowledge = yield* Knowledge
-  const model = yield* chatCompletionsModel(config.model)
-  const endpoint = `${config.baseUrl.replace(/\/+$/, "")}/chat/completions`
-
-  const ask = (prompt: Prompt.Prompt, attempts: Ref.Ref<number>) =>
-    Ref.updateAndGet(attempts, (n) => n + 1).pipe(
-      Effect.zipRight(model.generateText({ prompt })),
-      Effect.timeoutFail({
-        duration: config.timeout,
-        onTimeout: () => ({ reason: "timeout" as const, detail: `no answer within ${Duration.format(config.timeout)}` })
-      }),
-      Effect.mapError((error) => "_tag" in error ? reasonOf(error) : error),
-      Effect.filterOrFail(
-        (response) => response.text.trim() !== "",
-        () => ({ reason: "empty_answer" as const, detail: "the model returned no text" })
-      ),
-      Effect.catchAll((failure) =>
-        Effect.flatMap(Ref.get(attempts), (n) => Effect.fail(new AgentFailed({ ...failure, endpoint, attempts: n })))
-      )
-    )
-
-  return Agent.of({
-    kind: "openai",
-    reply: Effect.fn("Agent.reply")(function*(request: ReplyRequest) {
-      yield* Effect.annotateCurrentSpan({
-        "gen_ai.system": "openai",
-        "gen_ai.operation.name": "chat",
-        "gen_ai.request.model": config.model,
-        "server.address": new URL(config.baseUrl).hostname
-      })
-      const passages = yield* knowledge.search(query(request), PASSAGES)
-      const { system, user } = promptFor(request, passages)
-      const prompt = Prompt.make([{ role: "system", content: system }, { role: "user", content: user }])
-      const attempts = yield* Ref.make(0)
-      const response = yield* ask(prompt, attempts).pipe(Effect.retry({ schedule: llmRetry, while: (error) => error.retryable }))
-      yield* Effect.annotateCurrentSpan({
-        "gen_ai.usage.input_tokens": response.usage.inputTokens ?? 0,
-        "gen_ai.usage.output_tokens": response.usage.outputTokens ?? 0,
-        "gen_ai.response.finish_reasons": [response.finishReason],
-        "mailroom.llm.attempts": yield* Ref.get(attempts)
-      })
-      return { text: response.text.trim(), agent: "openai", model: config.model } satisfies Answer
-    })
-  })
-})
-
-const openAiClient = Layer.unwrapEffect(
-  Effect.map(LlmConfig, (config) =>
-    OpenAiClient.layer({ apiUrl: config.baseUrl.replace(/\/+$/, ""), apiKey: Option.getOrUndefined(config.apiKey) })
-  )
-)
-
-/** The openai agent over a given HTTP client (tests pass one that answers in memory). */
-export const agentOpenAiWith = <E, R>(http: Layer.Layer<HttpClient.HttpClient, E, R>) =>
-  Layer.effect(Agent, makeOpenAi).pipe(Layer.provide(openAiClient), Layer.provide(http))
-
 export const AgentKnowledge = Layer.effect(Agent, makeKnowledge)
-export const AgentOpenAi = agentOpenAiWith(NodeHttpClient.layer)
 export const AgentOff = Layer.succeed(
   Agent,
   Agent.of({ kind: "off", reply: () => Effect.dieMessage("AGENT=off: the responder does not ask for answers") })
 )
 
+/** @effect/ai-openai builds its whole generated API schema on import (~80 MB): load it only for AGENT=openai. */
+const AgentOpenAiLazy = Layer.unwrapEffect(
+  Effect.promise(() => import("./AgentOpenAi.js")).pipe(Effect.map((module) => module.AgentOpenAi))
+)
+
 /** The agent AGENT names, with the knowledge folder both live agents read. */
 export const AgentLive = Layer.unwrapEffect(
-  Effect.map(agentKind, (kind) => ({ knowledge: AgentKnowledge, openai: AgentOpenAi, off: AgentOff })[kind])
+  Effect.map(agentKind, (kind) => ({ knowledge: AgentKnowledge, openai: AgentOpenAiLazy, off: AgentOff })[kind])
 ).pipe(Layer.provide(Knowledge.Live))
 
 /** For tests: answers from a function. */
