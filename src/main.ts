@@ -9,6 +9,7 @@ import { pipelineOn, StoreLive } from "./Layers.js"
 import { ImapLive } from "./services/Imap.js"
 import { EventBusLive } from "./services/KafkaBus.js"
 import { LoggingLive } from "./telemetry/Logging.js"
+import { TracingLive } from "./telemetry/Tracing.js"
 
 const AppLive = pipelineOn(ImapLive, EventBusLive).pipe(
   Layer.provide(Layer.effectDiscard(refuseWhenGmailApiOwnsReceiving))
@@ -21,7 +22,8 @@ const cli = Command.run(run.pipe(Command.provide(AppLive), Command.withSubcomman
   version: "0.1.0"
 })
 
-const EnvironmentLive = Layer.mergeAll(LoggingLive, PlatformConfigProvider.layerDotEnvAdd(".env")).pipe(
+const EnvironmentLive = Layer.mergeAll(LoggingLive, TracingLive).pipe(
+  Layer.provideMerge(PlatformConfigProvider.layerDotEnvAdd(".env")),
   Layer.provideMerge(NodeContext.layer)
 )
 

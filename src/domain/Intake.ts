@@ -10,6 +10,8 @@ export interface Incoming {
   readonly rawSha256: string
   readonly headersOnly: boolean
   readonly parsed: Parsed
+  /** W3C traceparent of this mail's own trace. */
+  readonly trace?: string | null
 }
 
 /** A mail already in the log, found by its Message-ID or, lacking one, by its raw hash. */

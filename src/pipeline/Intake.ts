@@ -1,4 +1,5 @@
-import { Effect, Option, Stream } from "effect"
+import { Effect, Metric, Option, Stream } from "effect"
+import type { Tracer } from "effect"
 import type { Backfill } from "../Config.js"
 import { IntakeConfig } from "../Config.js"
 import type { RawMail } from "../domain/Email.js"
@@ -11,6 +12,8 @@ import { StateStore } from "../services/StateStore.js"
 import { TicketRepo } from "../services/TicketRepo.js"
 import type { FetchBatch } from "./Batches.js"
 import { planBatches } from "./Batches.js"
+import { backlog, emails, pollCount, processingDuration } from "../telemetry/Metrics.js"
+import { currentTraceparent, includePii, withEventTrace } from "../telemetry/Tracing.js"
 
 export interface PassSummary {
   readonly found: number
@@ -61,6 +64,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
     const repo = yield* TicketRepo
     const state = yield* StateStore
     const mailbox = config.mailbox
+    const pii = yield* includePii
     // MARK_SEEN=after-reply: the responder flags received mail once its reply is sent or skipped.
     const afterReply = (yield* markSeenPolicy) === "after-reply"
 
@@ -104,17 +108,46 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         return [...backfill, ...fresh]
       })
 
-    const prepare = (raw: RawMail) =>
-      parser.parse(raw).pipe(
-        Effect.map(({ parsed, rawSha256 }): Incoming & { readonly source: Buffer } => ({
+    /** Each mail gets a trace of its own, linked to the pass that found it. */
+    const prepare = (pass: Option.Option<Tracer.AnySpan>) => (raw: RawMail) =>
+      Effect.gen(function*() {
+        const { parsed, rawSha256 } = yield* parser.parse(raw)
+        if (parsed._tag === "Accepted" && pii) {
+          yield* Effect.annotateCurrentSpan({ "mailroom.from": parsed.email.from.address, "mailroom.subject": parsed.email.subject })
+        }
+        const mail: Incoming & { readonly source: Buffer } = {
           uid: raw.uid,
           size: raw.size,
           rawSha256,
           headersOnly: raw.headersOnly,
           parsed,
-          source: raw.source
-        }))
+          source: raw.source,
+          trace: yield* currentTraceparent
+        }
+        return mail
+      }).pipe(
+        Effect.withSpan("mailroom.email", {
+          root: true,
+          links: Option.match(pass, { onNone: () => [], onSome: (span) => [{ _tag: "SpanLink", span, attributes: {} }] }),
+          attributes: { "mailroom.mailbox": mailbox, "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size }
+        })
       )
+
+    /** Closes each mail's trace with what became of it. */
+    const traceOutcomes = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>, mails: ReadonlyArray<Incoming>) =>
+      Effect.forEach(committed.decisions, (decision) =>
+        Effect.void.pipe(
+          Effect.withSpan("mailroom.email.recorded", {
+            attributes: {
+              "mailroom.uid": decision.uid,
+              "mailroom.event.type": decision.data._tag,
+              "mailroom.event.id": decision.eventId,
+              ...(decision.ticketId ? { "mailroom.ticket.id": decision.ticketId } : {})
+            }
+          }),
+          withEventTrace({ trace: mails.find((m) => m.uid === decision.uid)?.trace ?? null }),
+          Effect.zipRight(Metric.increment(Metric.tagged(emails, "outcome", decision.data._tag)))
+        ), { discard: true })
 
     const logDecisions = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>) =>
       Effect.forEach(committed.decisions, ({ data, uid }) => {
@@ -145,10 +178,10 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           mailbox,
           uidValidity: cursor.uidValidity,
           items: mails,
-          cursorTo: Math.max(...batch.uids),
-          trace: null
+          cursorTo: Math.max(...batch.uids)
         })
         yield* logDecisions(committed)
+        yield* traceOutcomes(committed, mails)
         yield* session.markSeen(
           afterReply
             ? committed.decisions.flatMap((d) => d.data._tag === "EmailReceived" ? [] : [d.uid])
@@ -164,6 +197,9 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       yield* repairSeen(session, cursor)
       const uids = yield* candidates(session, cursor, status)
       yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "messaging.batch.message_count": uids.length })
+      yield* Metric.increment(pollCount)
+      yield* Metric.set(backlog, uids.length)
+      const span = yield* Effect.option(Effect.currentSpan)
       if (uids.length === 0) {
         yield* Effect.logInfo("No new emails found")
       } else {
@@ -174,11 +210,13 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         Stream.mapEffect((batch) => session.fetch(batch.uids, { headersOnly: batch.headersOnly }).pipe(Effect.map((raws) => ({ batch, raws })))),
         Stream.buffer({ capacity: 1 }),
         Stream.mapEffect(({ batch, raws }) =>
-          Effect.forEach(raws, prepare, { concurrency: 16 }).pipe(Effect.map((mails) => ({ batch, mails })))
+          Effect.forEach(raws, prepare(span), { concurrency: 16 }).pipe(Effect.map((mails) => ({ batch, mails })))
         ),
         Stream.buffer({ capacity: 1 }),
         // A shutdown signal lets the batch in flight finish: commit and \Seen, then stop.
-        Stream.mapEffect(({ batch, mails }) => Effect.uninterruptible(commitBatch(session, cursor, batch, mails))),
+        Stream.mapEffect(({ batch, mails }) =>
+          Effect.uninterruptible(commitBatch(session, cursor, batch, mails)).pipe(Metric.trackDuration(processingDuration))
+        ),
         Stream.runFold(emptySummary, addSummaries)
       )
       if (cursor.lastUid < cursor.backfillTo) {

@@ -1,5 +1,6 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Chunk, Duration, Effect, Schedule, Stream } from "effect"
+import { Chunk, Duration, Effect, Metric, Schedule, Stream } from "effect"
+import { logins, reconnects } from "../telemetry/Metrics.js"
 import { databaseRetry } from "../db/Sql.js"
 import { instanceId } from "../Instance.js"
 import type { ImapSession } from "../services/Imap.js"
@@ -43,10 +44,11 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
     const state = yield* StateStore
     const mailbox = intake.mailbox
     const report = (health: Parameters<typeof state.reportHealth>[2]) =>
-      state.reportHealth(mailbox, instanceId, health).pipe(Effect.ignore)
+      state.reportHealth(mailbox, instanceId, health).pipe(Effect.ignore, Effect.withTracerEnabled(false))
 
     const connect = Effect.gen(function*() {
       const session = yield* imap.connect
+      yield* Metric.increment(logins)
       yield* report({ _tag: "Login" })
       yield* Effect.logInfo(`Connected to IMAP: ${session.user}`)
       return session
@@ -80,7 +82,10 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
             Effect.asVoid
           ),
         scheduleFor,
-        onFailure: (error) => report({ _tag: "Error", state: `backing off (${error._tag})`, error: error.message })
+        onFailure: (error) =>
+          report({ _tag: "Error", state: `backing off (${error._tag})`, error: error.message }).pipe(
+            Effect.zipRight(error._tag === "ConnectionLost" ? Metric.increment(reconnects) : Effect.void)
+          )
       }).pipe(Effect.ensuring(report({ _tag: "State", state: "stopped" })))
 
     return { once, forever, mailbox } as const

@@ -1,4 +1,5 @@
-import { Duration, Effect, Ref, Schedule } from "effect"
+import { Duration, Effect, Metric, Ref, Schedule } from "effect"
+import { outboxLag } from "../telemetry/Metrics.js"
 import { EventBus, publishRetry } from "../services/EventBus.js"
 import type { PublishFailed } from "../services/EventBus.js"
 import { StateStore } from "../services/StateStore.js"
@@ -30,7 +31,8 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
     )
 
     const publishPage = Effect.fn("Relay.publish")(function*(after: bigint) {
-      const events = yield* repo.eventsAfter(after, PAGE)
+      // Polling an empty log every 250 ms would flood the tracer with empty traces.
+      const events = yield* repo.eventsAfter(after, PAGE).pipe(Effect.withTracerEnabled(false))
       if (events.length === 0) return 0
       yield* Effect.annotateCurrentSpan({ "messaging.batch.message_count": events.length })
       yield* bus.publish(events).pipe(
@@ -46,7 +48,8 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
     const drain = Effect.gen(function*() {
       let total = 0
       while (true) {
-        const sent = yield* publishPage(yield* state.position(consumer))
+        const sent = yield* publishPage(yield* state.position(consumer).pipe(Effect.withTracerEnabled(false)))
+        yield* Metric.set(outboxLag, sent)
         if (sent === 0) return total
         total += sent
       }

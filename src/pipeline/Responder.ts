@@ -1,5 +1,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Config, Data, Effect, Option, Schedule, Scope } from "effect"
+import { Config, Data, Effect, Metric, Option, Schedule, Scope } from "effect"
+import { replies } from "../telemetry/Metrics.js"
+import { withEventTrace } from "../telemetry/Tracing.js"
 import { IntakeConfig, mailboxUser } from "../Config.js"
 import { databaseRetry } from "../db/Sql.js"
 import type { EmailReceived, ReplyOutcome, StoredEvent } from "../domain/Event.js"
@@ -235,11 +237,12 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       const session = yield* Effect.cached(Scope.extend(imap.connect, yield* Effect.scope))
       let summary: ReplySummary = { sent: 0, skipped: 0, failed: 0 }
       while (true) {
-        const events = yield* repo.eventsAfter(yield* state.position(consumer), PAGE)
+        const events = yield* repo.eventsAfter(yield* state.position(consumer), PAGE).pipe(Effect.withTracerEnabled(false))
         if (events.length === 0) return summary
         for (const event of events) {
           if (event.data._tag !== "EmailReceived" || event.mailbox !== mailbox) continue
-          const outcome = yield* handle(event, event.data, session)
+          const outcome = yield* handle(event, event.data, session).pipe(withEventTrace(event))
+          yield* Metric.increment(Metric.tagged(replies, "outcome", outcome._tag))
           yield* state.savePosition(consumer, event.seq)
           summary = {
             sent: summary.sent + (outcome._tag === "ReplySent" ? 1 : 0),

@@ -4,6 +4,7 @@ import type { Message, SASLOptions, TopicMessages } from "kafkajs"
 import { EventData } from "../domain/Event.js"
 import type { StoredEvent } from "../domain/Event.js"
 import { setting } from "../Settings.js"
+import { withEventTrace } from "../telemetry/Tracing.js"
 import { EventBus, EventBusInProcess, PublishFailed } from "./EventBus.js"
 
 const list = (name: string) =>
@@ -179,6 +180,21 @@ const make = (brokers: ReadonlyArray<string>) =>
         "messaging.batch.message_count": events.length
       })
       yield* connect
+      // A short span in each email's own trace, so that Jaeger shows the publish under the email.
+      yield* Effect.forEach(events, (event) =>
+        Effect.void.pipe(
+          Effect.withSpan(`send ${config.eventsTopic}`, {
+            kind: "producer",
+            attributes: {
+              "messaging.system": "kafka",
+              "messaging.operation.type": "send",
+              "messaging.destination.name": config.eventsTopic,
+              "messaging.message.id": event.id,
+              "messaging.kafka.message.key": event.ticketId ?? event.mailbox
+            }
+          }),
+          withEventTrace(event)
+        ), { discard: true })
       const records = events.flatMap((event) => toRecords(event, { inbound: config.inboundTopic, events: config.eventsTopic }))
       yield* Effect.tryPromise({
         try: () => producer.sendBatch({ topicMessages: group(records), acks: -1 }),

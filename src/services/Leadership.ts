@@ -47,7 +47,7 @@ const advisory = Effect.gen(function*() {
         if (!locked && !options.wait) return Option.none()
         if (!locked) {
           yield* Effect.logInfo(`Another instance holds ${mailbox}: standing by`)
-          yield* tryLock.pipe(Effect.repeat({ schedule: standbyPoll, until: (ok) => ok }))
+          yield* tryLock.pipe(Effect.repeat({ schedule: standbyPoll, until: (ok) => ok }), Effect.withTracerEnabled(false))
           locked = true
         }
         yield* Effect.addFinalizer(() =>
@@ -55,6 +55,7 @@ const advisory = Effect.gen(function*() {
         )
         yield* Effect.logInfo(`This instance leads ${mailbox}`)
         const alive = connection.execute("SELECT 1", [], undefined).pipe(
+          Effect.withTracerEnabled(false),
           Effect.repeat(heartbeat),
           Effect.catchAll(() => Effect.void),
           Effect.zipRight(Effect.fail(new LeadershipLost({ mailbox })))

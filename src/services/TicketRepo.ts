@@ -10,6 +10,7 @@ import { outboundRow, ticketToken } from "../domain/Reply.js"
 import type { Cursor } from "./StateStore.js"
 import { StateStore } from "./StateStore.js"
 import { inTransaction } from "../db/Sql.js"
+import { currentTraceparent } from "../telemetry/Tracing.js"
 
 /** The cursor's UIDVALIDITY changed under a batch (another instance reset it): nothing was written. */
 export class CursorMoved extends Data.TaggedError("CursorMoved")<{ readonly mailbox: string }> {
@@ -24,7 +25,6 @@ export interface Batch {
   readonly items: ReadonlyArray<Incoming & { readonly source: Buffer }>
   /** The cursor moves here: the highest UID the batch covers, whether or not each UID had mail. */
   readonly cursorTo: number
-  readonly trace: string | null
 }
 
 export interface Committed {
@@ -192,7 +192,7 @@ const makeSql = Effect.gen(function*() {
           ticket_id: decision.ticketId,
           occurred_at: at,
           data: JSON.stringify(encodeData(decision.data)),
-          trace: batch.trace
+          trace: batch.items.find((item) => item.uid === decision.uid)?.trace ?? null
         }))
       )
       yield* insert(
@@ -258,7 +258,7 @@ const makeSql = Effect.gen(function*() {
         ticket_id: data.ticketId,
         occurred_at: at,
         data: JSON.stringify(encodeData(data)),
-        trace: null
+        trace: yield* currentTraceparent
       }])
       if (data._tag === "ReplySent") {
         const { intent } = yield* replyState(data.emailEventId)
@@ -385,7 +385,7 @@ const makeMemory = Effect.gen(function*() {
           ticketId: d.ticketId,
           occurredAt: new Date(),
           data: d.data,
-          trace: batch.trace
+          trace: batch.items.find((item) => item.uid === d.uid)?.trace ?? null
         })))
         return { decisions, alreadyRecorded: batch.items.filter((i) => recorded.has(i.uid)).map((i) => i.uid) }
       }),

@@ -1,19 +1,34 @@
-import { Cause, Effect, HashMap, Inspectable, Layer, Logger } from "effect"
+import { Cause, Context, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, Option, Tracer } from "effect"
 import { logFormat } from "../Config.js"
 
 const render = (value: unknown): string =>
   Array.isArray(value) ? value.map(render).join(" ") : typeof value === "string" ? value : Inspectable.toStringUnknown(value)
 
-/** `2026-11-24T10:00:00.000Z INFO  Connected to IMAP: support@example.com trigger=start` */
-export const textLogger = Logger.make(({ annotations, cause, date, logLevel, message }) => {
-  const fields = [...HashMap.toEntries(annotations)].map(([key, value]) => ` ${key}=${render(value)}`).join("")
+/** The span a log line was written in, so that a line leads to its trace in Jaeger. */
+const spanOf = (context: FiberRefs.FiberRefs) =>
+  Context.getOption(FiberRefs.getOrDefault(context, FiberRef.currentContext), Tracer.ParentSpan)
+
+/** `2026-11-24T10:00:00.000Z INFO  Connected to IMAP: support@example.com trigger=start trace_id=… span_id=…` */
+export const textLogger = Logger.make(({ annotations, cause, context, date, logLevel, message }) => {
+  const span = spanOf(context)
+  const fields = [
+    ...HashMap.toEntries(annotations),
+    ...Option.match(span, { onNone: () => [], onSome: (s) => [["trace_id", s.traceId], ["span_id", s.spanId]] as const })
+  ].map(([key, value]) => ` ${key}=${render(value)}`).join("")
   const failure = Cause.isEmpty(cause) ? "" : ` ${Cause.pretty(cause)}`
   globalThis.console.error(`${date.toISOString()} ${logLevel.label.padEnd(5)} ${render(message)}${fields}${failure}`)
+})
+
+/** Effect's JSON logger with the trace and span ids of the line's span. */
+const jsonLogger = Logger.make((options) => {
+  const line = JSON.parse(Logger.jsonLogger.log(options)) as Record<string, unknown>
+  const span = spanOf(options.context)
+  return JSON.stringify(Option.isSome(span) ? { ...line, trace_id: span.value.traceId, span_id: span.value.spanId } : line)
 })
 
 /** Logs go to stderr so that stdout carries only what a command prints (`status --json`). */
 export const LoggingLive = Layer.unwrapEffect(
   Effect.map(logFormat, (format) =>
-    Logger.replace(Logger.defaultLogger, format === "json" ? Logger.withConsoleError(Logger.jsonLogger) : textLogger)
+    Logger.replace(Logger.defaultLogger, format === "json" ? Logger.withConsoleError(jsonLogger) : textLogger)
   )
 )

@@ -1,0 +1,76 @@
+import { NodeSdk } from "@effect/opentelemetry"
+import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import { PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
+import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { Config, Effect, Layer, Option, Tracer } from "effect"
+import type { StoredEvent } from "../domain/Event.js"
+import { setting } from "../Settings.js"
+
+export const TelemetryConfig = Config.all({
+  endpoint: setting(
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTLP/HTTP endpoint (e.g. http://localhost:4318) for traces and metrics; unset: nothing is exported.",
+    (name) => Config.option(Config.nonEmptyString(name))
+  ),
+  serviceName: setting("OTEL_SERVICE_NAME", "Service name on every span and metric.", Config.nonEmptyString, {
+    value: "mailroom"
+  }),
+  metricInterval: setting(
+    "OTEL_METRIC_EXPORT_INTERVAL",
+    "Milliseconds between metric exports.",
+    Config.integer,
+    { value: 10_000 }
+  )
+})
+
+/** Addresses and subjects are personal data: spans carry them only when this says so. */
+export const includePii = setting(
+  "OTEL_INCLUDE_PII",
+  "Put email addresses and subjects on spans (true) or leave them out (false).",
+  Config.boolean,
+  { value: false }
+)
+
+/**
+ * OpenTelemetry through @effect/opentelemetry when an endpoint is set (OTEL_RESOURCE_ATTRIBUTES and
+ * OTEL_TRACES_SAMPLER are read by the SDK as usual); otherwise no SDK at all.
+ */
+export const TracingLive = Layer.unwrapEffect(
+  Effect.map(TelemetryConfig, (config) =>
+    Option.match(config.endpoint, {
+      onNone: () => Layer.empty,
+      onSome: (endpoint) => {
+        const base = endpoint.replace(/\/+$/, "")
+        return NodeSdk.layer(() => ({
+          resource: { serviceName: config.serviceName, serviceVersion: "0.1.0" },
+          spanProcessor: new BatchSpanProcessor(new OTLPTraceExporter({ url: `${base}/v1/traces` })),
+          metricReader: new PeriodicExportingMetricReader({
+            exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }),
+            exportIntervalMillis: config.metricInterval
+          })
+        }))
+      }
+    })
+  )
+)
+
+/** W3C traceparent of a span, as stored with an event and sent in Kafka headers. */
+export const traceparent = (span: Tracer.AnySpan): string =>
+  `00-${span.traceId}-${span.spanId}-${span._tag === "Span" && !span.sampled ? "00" : "01"}`
+
+export const currentTraceparent: Effect.Effect<string | null> = Effect.currentSpan.pipe(
+  Effect.map(traceparent),
+  Effect.orElseSucceed(() => null)
+)
+
+const parse = (value: string | null): Tracer.ExternalSpan | undefined => {
+  const match = value ? /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(value) : null
+  return match ? Tracer.externalSpan({ traceId: match[1]!, spanId: match[2]!, sampled: match[3] === "01" }) : undefined
+}
+
+/** Continues the trace of the email an event came from: Kafka publish and replies join its trace. */
+export const withEventTrace = (event: Pick<StoredEvent, "trace">) => <A, E, R>(effect: Effect.Effect<A, E, R>) => {
+  const parent = parse(event.trace)
+  return parent ? Effect.withParentSpan(effect, parent) : effect
+}
