@@ -1,7 +1,8 @@
 import { Command, Options } from "@effect/cli"
 import { Console, Duration, Effect, Option } from "effect"
+import type { Layer } from "effect"
 import { gmailApiEnabled, IntakeConfig } from "./Config.js"
-import { settings } from "./Settings.js"
+import { renderEnvExample, settings } from "./Settings.js"
 import { StartupRefused } from "./Fatal.js"
 import type { PassSummary } from "./pipeline/Intake.js"
 import { Poller } from "./pipeline/Poller.js"
@@ -74,29 +75,52 @@ const runForever = (seconds: Option.Option<number>) =>
     yield* Effect.all([poller.forever(every), relay.run, responder.run], { concurrency: "unbounded", discard: true })
   })
 
-export const run = Command.make("mailroom", { once, interval }, (flags) =>
-  Option.match(flags.interval, {
-    onSome: (seconds) => seconds > 0 ? Effect.void : new StartupRefused({ reason: "--interval takes a whole number of seconds above 0" }),
-    onNone: () => Effect.void
-  }).pipe(Effect.zipRight(Effect.if(flags.once, { onTrue: () => runOnce, onFalse: () => runForever(flags.interval) })))
-).pipe(
-  Command.withDescription(
-    [
-      "Watches a support mailbox over IMAP and records every email once, as an append-only event in PostgreSQL, projected into customers, tickets and messages.",
-      "",
-      "Settings (environment variables, or a .env file in the working directory):",
-      ...settings().map((s) => `  ${s.name}${s.default === undefined ? "" : ` (default ${s.default})`}: ${s.help}`)
-    ].join("\n")
-  )
-)
+export interface CliLayers<E1, E2> {
+  /** Poller, relay and responder over the live services. */
+  readonly app: Layer.Layer<Poller | Relay | Responder, E1>
+  /** The stores and the mailbox, for `status`. */
+  readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus>, E2>
+}
 
-export const status = Command.make(
-  "status",
-  { json: Options.boolean("json").pipe(Options.withDescription("Print the report as JSON.")) },
-  ({ json }) =>
-    Effect.flatMap(collectStatus, (report) => Console.log(json ? JSON.stringify(report, null, 2) : formatStatus(report)))
-).pipe(
-  Command.withDescription(
-    "Per mailbox: UIDVALIDITY and cursor, backlog on the server, lock holder, connection state, last error; counts by event type; outbox lag. With the embedded database it works while mailroom is stopped."
+const describeRun = () =>
+  [
+    "Watches a support mailbox over IMAP and records every email once, as an append-only event in PostgreSQL, projected into customers, tickets and messages.",
+    "",
+    "Settings (environment variables, or a .env file in the working directory):",
+    ...settings().map((s) => `  ${s.name}${s.default === undefined ? "" : ` (default ${s.default})`}: ${s.help}`)
+  ].join("\n")
+
+/**
+ * The command tree. Layers are provided inside each handler, so that `--help` and `settings` need no
+ * configuration; built by main.ts after every module has declared its settings.
+ */
+export const makeCli = <E1, E2>(layers: CliLayers<E1, E2>) => {
+  const run = Command.make("mailroom", { once, interval }, (flags) =>
+    Option.match(flags.interval, {
+      onSome: (seconds) => seconds > 0 ? Effect.void : new StartupRefused({ reason: "--interval takes a whole number of seconds above 0" }),
+      onNone: () => Effect.void
+    }).pipe(
+      Effect.zipRight(Effect.if(flags.once, { onTrue: () => runOnce, onFalse: () => runForever(flags.interval) })),
+      Effect.provide(layers.app)
+    )
+  ).pipe(Command.withDescription(describeRun()))
+
+  const status = Command.make(
+    "status",
+    { json: Options.boolean("json").pipe(Options.withDescription("Print the report as JSON.")) },
+    ({ json }) =>
+      Effect.flatMap(collectStatus, (report) => Console.log(json ? JSON.stringify(report, null, 2) : formatStatus(report))).pipe(
+        Effect.provide(layers.status)
+      )
+  ).pipe(
+    Command.withDescription(
+      "Per mailbox: UIDVALIDITY and cursor, backlog on the server, lock holder, connection state, last error; counts by event type; outbox lag. With the embedded database it works while mailroom is stopped."
+    )
   )
-)
+
+  const settingsCommand = Command.make("settings", {}, () => Console.log(renderEnvExample())).pipe(
+    Command.withDescription("Prints every setting with its help and default, as a .env file (.env.example is this output).")
+  )
+
+  return run.pipe(Command.withSubcommands([status, settingsCommand]))
+}

@@ -30,3 +30,18 @@ export const setting = <A>(
   const config = make(name).pipe(Config.withDescription(help))
   return fallback ? Config.withDefault(config, fallback.value) : config
 }
+
+const required = new Set(["GMAIL_SENDER_EMAIL", "GMAIL_SENDER_PASSWORD"])
+
+/** Every setting as a commented .env file: what `mailroom settings` prints and .env.example holds. */
+export const renderEnvExample = (): string =>
+  [
+    "# mailroom settings (node dist/main.js settings prints this file). Copy it to .env and fill in.",
+    "# Only the first two are required; a commented line shows the default or leaves the variable unset.",
+    "",
+    ...settings().flatMap((s) => [
+      `# ${s.help}`,
+      required.has(s.name) ? `${s.name}=` : `# ${s.name}=${s.default ?? ""}`,
+      ""
+    ])
+  ].join("\n")

@@ -3,7 +3,7 @@ import { Command } from "@effect/cli"
 import { PlatformConfigProvider } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer } from "effect"
-import { refuseWhenGmailApiOwnsReceiving, run, status } from "./Cli.js"
+import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./Cli.js"
 import { describeFailure } from "./Fatal.js"
 import { pipelineOn, StoreLive } from "./Layers.js"
 import { ImapLive } from "./services/Imap.js"
@@ -17,7 +17,7 @@ const AppLive = pipelineOn(ImapLive, EventBusLive).pipe(
 
 const StatusLive = Layer.mergeAll(StoreLive, ImapLive)
 
-const cli = Command.run(run.pipe(Command.provide(AppLive), Command.withSubcommands([status.pipe(Command.provide(StatusLive))])), {
+const cli = Command.run(makeCli({ app: AppLive, status: StatusLive }), {
   name: "mailroom",
   version: "0.1.0"
 })
