@@ -37,9 +37,9 @@ const required = new Set(["GMAIL_SENDER_EMAIL", "GMAIL_SENDER_PASSWORD"])
 export const renderEnvExample = (): string =>
   [
     "# mailroom settings (node dist/main.js settings prints this file). Copy it to .env and fill in.",
-    "# Only the first two are required; a commented line shows the default or leaves the variable unset.",
+    "# Only GMAIL_SENDER_EMAIL and GMAIL_SENDER_PASSWORD are required; a commented line shows the default.",
     "",
-    ...settings().flatMap((s) => [
+    ...[...settings()].sort((a, b) => a.name.localeCompare(b.name)).flatMap((s) => [
       `# ${s.help}`,
       required.has(s.name) ? `${s.name}=` : `# ${s.name}=${s.default ?? ""}`,
       ""

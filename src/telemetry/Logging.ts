@@ -1,5 +1,6 @@
 import { Cause, Context, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, Option, Tracer } from "effect"
 import { logFormat } from "../Config.js"
+import { includePii } from "./Tracing.js"
 
 const render = (value: unknown): string =>
   Array.isArray(value) ? value.map(render).join(" ") : typeof value === "string" ? value : Inspectable.toStringUnknown(value)
@@ -26,9 +27,15 @@ const jsonLogger = Logger.make((options) => {
   return JSON.stringify(Option.isSome(span) ? { ...line, trace_id: span.value.traceId, span_id: span.value.spanId } : line)
 })
 
-/** Logs go to stderr so that stdout carries only what a command prints (`status --json`). */
+/**
+ * Logs go to stderr so that stdout carries only what a command prints (`status --json`). Log lines
+ * name subjects and addresses, so they become span events only with OTEL_INCLUDE_PII=true.
+ */
 export const LoggingLive = Layer.unwrapEffect(
-  Effect.map(logFormat, (format) =>
-    Logger.replace(Logger.defaultLogger, format === "json" ? Logger.withConsoleError(jsonLogger) : textLogger)
-  )
+  Effect.gen(function*() {
+    const format = yield* logFormat
+    const pii = yield* includePii
+    const lines = Logger.replace(Logger.defaultLogger, format === "json" ? Logger.withConsoleError(jsonLogger) : textLogger)
+    return pii ? lines : Layer.merge(lines, Logger.remove(Logger.tracerLogger))
+  })
 )

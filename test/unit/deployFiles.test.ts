@@ -1,0 +1,94 @@
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "vitest"
+import { parse } from "yaml"
+import "../../src/Layers.js"
+import "../../src/services/KafkaBus.js"
+import "../../src/telemetry/Logging.js"
+import "../../src/telemetry/Tracing.js"
+import { renderEnvExample, settings } from "../../src/Settings.js"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+const read = (file: string) => readFileSync(join(root, file), "utf8")
+
+const collector = parse(read("otel-collector.yaml"))
+const compose = parse(read("docker-compose.yml"))
+
+describe("otel-collector.yaml", () => {
+  it("receives OTLP over gRPC and HTTP, batches, and exports to Jaeger and the debug log", () => {
+    expect(Object.keys(collector.receivers.otlp.protocols).sort()).toEqual(["grpc", "http"])
+    expect(collector.exporters["otlp/jaeger"].endpoint).toMatch(/^jaeger:4317$/)
+    expect(collector.exporters).toHaveProperty("debug")
+    expect(collector.processors).toHaveProperty("batch")
+  })
+
+  it("every pipeline names receivers, processors and exporters that are defined", () => {
+    const pipelines = Object.entries(collector.service.pipelines) as Array<[string, Record<string, Array<string>>]>
+    expect(pipelines.map(([name]) => name)).toContain("traces")
+    for (const [, pipeline] of pipelines) {
+      for (const kind of ["receivers", "processors", "exporters"] as const) {
+        for (const name of pipeline[kind] ?? []) expect(collector[kind], `${kind}: ${name}`).toHaveProperty([name])
+      }
+    }
+    expect(collector.service.pipelines.traces.exporters).toContain("otlp/jaeger")
+  })
+})
+
+describe("docker-compose.yml", () => {
+  const services = compose.services
+  const env = services.mailroom.environment as Record<string, string>
+
+  it("runs postgres, kafka, the collector, jaeger (UI on 16686) and mailroom built from the Dockerfile", () => {
+    expect(Object.keys(services).sort()).toEqual(["jaeger", "kafka", "mailroom", "otel-collector", "postgres"])
+    expect(services.jaeger.ports).toContain("16686:16686")
+    expect(existsSync(join(root, services.mailroom.build.context, services.mailroom.build.dockerfile))).toBe(true)
+    expect(services.mailroom.env_file).toBe(".env")
+    for (const volume of services["otel-collector"].volumes as Array<string>) {
+      expect(existsSync(join(root, volume.split(":")[0]!))).toBe(true)
+    }
+    expect(services["otel-collector"].command.join(" ")).toContain(
+      (services["otel-collector"].volumes as Array<string>)[0]!.split(":")[1]
+    )
+  })
+
+  it("points mailroom at the services it declares, with settings mailroom knows", () => {
+    const known = new Set(settings().map((s) => s.name))
+    for (const name of Object.keys(env)) expect(known, name).toContain(name)
+    const otlp = new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!)
+    expect(Object.keys(services)).toContain(otlp.hostname)
+    expect(collector.receivers.otlp.protocols.http.endpoint).toContain(`:${otlp.port}`)
+    const database = new URL(env.DATABASE_URL!)
+    expect(database.hostname).toBe("postgres")
+    expect(database.username).toBe(services.postgres.environment.POSTGRES_USER)
+    expect(database.password).toBe(services.postgres.environment.POSTGRES_PASSWORD)
+    expect(database.pathname).toBe(`/${services.postgres.environment.POSTGRES_DB}`)
+    const [kafkaHost, kafkaPort] = env.KAFKA_BROKERS!.split(":")
+    expect(kafkaHost).toBe("kafka")
+    expect(services.kafka.environment.KAFKA_ADVERTISED_LISTENERS).toContain(`kafka:${kafkaPort}`)
+    expect(Object.keys(services.mailroom.depends_on).sort()).toEqual(["kafka", "otel-collector", "postgres"])
+  })
+})
+
+describe("Dockerfile", () => {
+  const dockerfile = read("Dockerfile")
+  it("is multi-stage on slim Node 20, runs as a non-root user, and starts node dist/main.js", () => {
+    expect(dockerfile.match(/^FROM node:20-slim/gm)).toHaveLength(2)
+    expect(dockerfile).toMatch(/^USER node$/m)
+    expect(dockerfile).toMatch(/^CMD \["node", "dist\/main.js"\]$/m)
+    for (const [, source] of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) {
+      expect(existsSync(join(root, source!)), source).toBe(true)
+    }
+  })
+})
+
+describe("documentation of settings", () => {
+  it(".env.example is what `mailroom settings` prints", () => {
+    expect(read(".env.example").trim()).toBe(renderEnvExample().trim())
+  })
+
+  it("the README's settings tables name every setting", () => {
+    const readme = read("README.md")
+    expect(settings().map((s) => s.name).filter((name) => !readme.includes(`\`${name}\``))).toEqual([])
+  })
+})
