@@ -79,8 +79,8 @@ export const IntakeConfig = Config.all({
     value: 250
   }),
   batchBytes: setting("IMAP_BATCH_BYTES", "Upper bound on the bytes of one batch.", positiveInteger, {
-    value: 32 * 1024 * 1024,
-    shown: "33554432 (32 MB)"
+    value: 8 * 1024 * 1024,
+    shown: "8388608 (8 MB)"
   })
 })
 export type IntakeConfig = Config.Config.Success<typeof IntakeConfig>

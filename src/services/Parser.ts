@@ -12,7 +12,8 @@ const parserThreads = setting(
   "PARSER_THREADS",
   "Worker threads that parse MIME beside the main thread (0 parses on the main thread).",
   (name) => Config.integer(name).pipe(Config.validate({ message: "Expected 0 or more", validation: (n) => n >= 0 })),
-  { value: Math.min(4, availableParallelism()), shown: "the number of CPUs, at most 4" }
+  // The main thread and, usually, PostgreSQL need a core each: on 2 cores workers only add memory.
+  { value: Math.max(0, Math.min(4, availableParallelism() - 2)), shown: "CPUs minus 2, at most 4" }
 )
 
 const span = (raw: RawMail) =>
