@@ -1,8 +1,6 @@
 import { mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { PGlite } from "@electric-sql/pglite"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import type { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
@@ -74,6 +72,9 @@ const lockDataDir = (dataDir: string) =>
 const embedded = (dataDir: string) =>
   Effect.gen(function*() {
     yield* lockDataDir(dataDir)
+    // Loaded only for the embedded database.
+    const { PGlite } = yield* Effect.promise(() => import("@electric-sql/pglite"))
+    const { PGLiteSocketServer } = yield* Effect.promise(() => import("@electric-sql/pglite-socket"))
     const db = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () => PGlite.create({ dataDir: join(dataDir, "pglite") }),

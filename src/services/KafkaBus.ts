@@ -1,5 +1,4 @@
 import { Config, Effect, Layer, Option, Redacted, Schema } from "effect"
-import kafkajs from "kafkajs"
 import type { Message, SASLOptions, TopicMessages } from "kafkajs"
 import { EventData } from "../domain/Event.js"
 import type { StoredEvent } from "../domain/Event.js"
@@ -118,6 +117,8 @@ const sasl = (config: KafkaConfig): SASLOptions | undefined =>
 const make = (brokers: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const config = yield* KafkaConfig
+    // Loaded only when KAFKA_BROKERS is set.
+    const { default: kafkajs } = yield* Effect.promise(() => import("kafkajs"))
     const mechanism = sasl(config)
     const kafka = new kafkajs.Kafka({
       clientId: config.clientId,

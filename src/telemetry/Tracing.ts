@@ -1,8 +1,3 @@
-import { NodeSdk } from "@effect/opentelemetry"
-import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
-import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Config, Effect, Layer, Option, Tracer } from "effect"
 import type { StoredEvent } from "../domain/Event.js"
 import { setting } from "../Settings.js"
@@ -34,23 +29,16 @@ export const includePii = setting(
 
 /**
  * OpenTelemetry through @effect/opentelemetry when an endpoint is set (OTEL_RESOURCE_ATTRIBUTES and
- * OTEL_TRACES_SAMPLER are read by the SDK as usual); otherwise no SDK at all.
+ * OTEL_TRACES_SAMPLER are read by the SDK as usual); otherwise the SDK is not even loaded.
  */
 export const TracingLive = Layer.unwrapEffect(
-  Effect.map(TelemetryConfig, (config) =>
+  Effect.flatMap(TelemetryConfig, (config) =>
     Option.match(config.endpoint, {
-      onNone: () => Layer.empty,
-      onSome: (endpoint) => {
-        const base = endpoint.replace(/\/+$/, "")
-        return NodeSdk.layer(() => ({
-          resource: { serviceName: config.serviceName, serviceVersion: "0.1.0" },
-          spanProcessor: new BatchSpanProcessor(new OTLPTraceExporter({ url: `${base}/v1/traces` })),
-          metricReader: new PeriodicExportingMetricReader({
-            exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }),
-            exportIntervalMillis: config.metricInterval
-          })
-        }))
-      }
+      onNone: () => Effect.succeed(Layer.empty),
+      onSome: (endpoint) =>
+        Effect.promise(() => import("./Otlp.js")).pipe(
+          Effect.map((otlp) => otlp.otlpLayer({ endpoint, serviceName: config.serviceName, metricInterval: config.metricInterval }))
+        )
     })
   )
 )
