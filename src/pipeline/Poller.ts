@@ -91,6 +91,3 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
     return { once, forever, mailbox } as const
   })
 }) {}
-
-// Until the responder imports it from db/Sql.ts.
-export { databaseRetry }

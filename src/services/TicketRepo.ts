@@ -170,6 +170,7 @@ const makeSql = Effect.gen(function*() {
     Effect.gen(function*() {
       const at = new Date()
       const sources = new Map(batch.items.map((item) => [item.rawSha256, item]))
+      const traces = new Map(batch.items.map((item) => [item.uid, item.trace ?? null]))
       const rows = project(batch.mailbox, decisions, at)
       yield* insert(
         "raw_messages",
@@ -192,7 +193,7 @@ const makeSql = Effect.gen(function*() {
           ticket_id: decision.ticketId,
           occurred_at: at,
           data: JSON.stringify(encodeData(decision.data)),
-          trace: batch.items.find((item) => item.uid === decision.uid)?.trace ?? null
+          trace: traces.get(decision.uid) ?? null
         }))
       )
       yield* insert(
