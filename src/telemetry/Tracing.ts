@@ -29,12 +29,14 @@ export const includePii = setting(
 
 /**
  * OpenTelemetry through @effect/opentelemetry when an endpoint is set (OTEL_RESOURCE_ATTRIBUTES and
- * OTEL_TRACES_SAMPLER are read by the SDK as usual); otherwise the SDK is not even loaded.
+ * OTEL_TRACES_SAMPLER are read by the SDK as usual); otherwise the SDK is not even loaded and no span
+ * is made.
  */
 export const TracingLive = Layer.unwrapEffect(
   Effect.flatMap(TelemetryConfig, (config) =>
     Option.match(config.endpoint, {
-      onNone: () => Effect.succeed(Layer.empty),
+      // No exporter: spans would only cost time, so the tracer is off and events carry no trace.
+      onNone: () => Effect.succeed(Layer.setTracerEnabled(false)),
       onSome: (endpoint) =>
         Effect.promise(() => import("./Otlp.js")).pipe(
           Effect.map((otlp) => otlp.otlpLayer({ endpoint, serviceName: config.serviceName, metricInterval: config.metricInterval }))
