@@ -1,0 +1,55 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
+import { Intake } from "../../src/pipeline/Intake.js"
+import { Poller } from "../../src/pipeline/Poller.js"
+import { Relay } from "../../src/pipeline/Relay.js"
+import { EventBus, makeEventBusTest } from "../../src/services/EventBus.js"
+import { MemoryMailbox } from "../../src/services/Imap.js"
+import { LeadershipTest } from "../../src/services/Leadership.js"
+import { Parser } from "../../src/services/Parser.js"
+import { StateStore } from "../../src/services/StateStore.js"
+import { TicketRepo } from "../../src/services/TicketRepo.js"
+import { configLayer, mail } from "./layers.js"
+
+const setup = (mailbox: MemoryMailbox) =>
+  Effect.gen(function*() {
+    const bus = yield* makeEventBusTest
+    const layer = Layer.mergeAll(Poller.Default, Relay.Default).pipe(
+      Layer.provide(Intake.Default),
+      Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, Layer.succeed(EventBus, bus.bus), LeadershipTest)),
+      Layer.provideMerge(TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))),
+      Layer.provide(configLayer({ AGENT: "off" }))
+    )
+    return { bus, layer }
+  })
+
+describe("Relay", () => {
+  it.scoped("publishes committed events in order and keeps its position behind an outage, then catches up", () =>
+    Effect.gen(function*() {
+      const mailbox = new MemoryMailbox()
+      for (let i = 0; i < 3; i++) mailbox.append(mail())
+      const { bus, layer } = yield* setup(mailbox)
+      yield* Effect.gen(function*() {
+        const poller = yield* Poller
+        const relay = yield* Relay
+        const state = yield* StateStore
+        yield* poller.once.pipe(Effect.map(Option.getOrThrow))
+        expect(yield* relay.drain).toBe(3)
+        expect((yield* Ref.get(bus.published)).map((e) => e.seq)).toEqual([1n, 2n, 3n])
+
+        yield* Ref.set(bus.failing, true)
+        for (let i = 0; i < 2; i++) mailbox.append(mail())
+        yield* poller.once
+        const draining = yield* Effect.fork(relay.drain)
+        yield* TestClock.adjust("10 seconds")
+        expect(yield* state.position("relay:test")).toBe(3n)
+        expect(yield* relay.pending).toBe(2)
+
+        yield* Ref.set(bus.failing, false)
+        yield* TestClock.adjust("1 minute")
+        expect(yield* Fiber.join(draining)).toBe(2)
+        expect((yield* Ref.get(bus.published)).map((e) => e.seq)).toEqual([1n, 2n, 3n, 4n, 5n])
+        expect(yield* state.position("relay:test")).toBe(5n)
+      }).pipe(Effect.provide(layer))
+    }))
+})
