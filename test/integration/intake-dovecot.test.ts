@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
@@ -203,8 +203,10 @@ describe("the embedded PGlite database", () => {
     const first = await runCli(["--once"], env)
     expect(first.code, first.stderr).toBe(0)
     expect(first.stdout).toContain(`Summary: ${uids.length} received`)
-    const second = await runCli(["--once"], env)
-    expect(second.code).toBe(0)
+    // The second run reads the mailbox settings from a .env file in its working directory.
+    await writeFile(join(dataDir, ".env"), Object.entries(mailboxEnv(dovecot)).map(([k, v]) => `${k}=${v}`).join("\n"))
+    const second = await runCli(["--once"], { MAILROOM_DATA_DIR: dataDir }, { cwd: dataDir })
+    expect(second.code, second.stderr).toBe(0)
     expect(second.stdout).toContain("Summary: 0 received")
     const watching = spawnCli(["--interval", "600"], env)
     let watchingOutput = ""
