@@ -55,7 +55,13 @@ const runOnce = Effect.gen(function*() {
   // Replies come after ingest and relay, so that an SMTP or LLM failure holds neither back.
   const replies = yield* Effect.either(responder.drain)
   yield* relay.drain.pipe(Effect.timeout(relayWait), Effect.ignore)
-  if (replies._tag === "Left") return yield* replies.left
+  if (replies._tag === "Left") {
+    // An outage is transient: what was recorded stays recorded and the replies go out on the next run.
+    if (replies.left._tag !== "SmtpUnavailable") return yield* replies.left
+    yield* Effect.logWarning(replies.left.message)
+    yield* Console.log("Replies: waiting for the SMTP server; they go out on the next run")
+    return
+  }
   yield* Console.log(
     Option.match(replies.right, {
       onNone: () => `Another instance is answering ${poller.mailbox}; replies are left to it`,

@@ -272,4 +272,20 @@ describe("the mailroom command with replies", () => {
       await db.drop()
     }
   })
+
+  it("an SMTP server that cannot be reached leaves the replies waiting; the run still ends 0", async () => {
+    const db = await createDatabase("reply_down")
+    try {
+      const cliEnv = env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_HOST: "127.0.0.1", SMTP_PORT: "1" })
+      expect((await runCli(["--once"], cliEnv)).code).toBe(0)
+      await dovecot.append([mail({ subject: "Anyone there?" })])
+      const result = await runCli(["--once"], cliEnv)
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stdout).toContain("Summary: 1 received")
+      expect(result.stdout).toContain("Replies: waiting for the SMTP server")
+      expect(result.stderr).toMatch(/the SMTP server 127\.0\.0\.1 is unavailable/)
+    } finally {
+      await db.drop()
+    }
+  })
 })
