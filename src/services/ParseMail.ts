@@ -79,7 +79,8 @@ const toEmail = (mail: ParsedMail, headers: Map<string, string>, source: Buffer)
     filename: part.filename === undefined ? null : cleanHeader(part.filename),
     contentType: cleanHeader(part.contentType),
     size: part.size,
-    sha256: sha256(part.content)
+    // mailparser hashes each part as it decodes it (checksumAlgo below): no second pass over the bytes.
+    sha256: part.checksum
   })),
   headers: Object.fromEntries(keptHeaders.flatMap((key) => headers.has(key) ? [[key, headers.get(key)!]] : [])),
   contentType: headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "text/plain"
@@ -113,7 +114,13 @@ export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
 export const parseRaw = (raw: RawMail): Promise<Parsed> =>
   raw.source.length === 0
     ? Promise.resolve(unparseable(raw, "empty message"))
-    : simpleParser(raw.source, { skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true, maxHtmlLengthToParse: 2_000_000 })
+    : simpleParser(raw.source, {
+      checksumAlgo: "sha256",
+      skipImageLinks: true,
+      skipTextToHtml: true,
+      skipTextLinks: true,
+      maxHtmlLengthToParse: 2_000_000
+    })
       .then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
 
 export interface ParseResult {
