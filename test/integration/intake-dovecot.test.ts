@@ -41,7 +41,8 @@ describe("intake against a real Dovecot and PostgreSQL", () => {
   let db: Awaited<ReturnType<typeof createDatabase>>
   let env: Record<string, string>
   const corpus = [...generateCorpus(240, { maxAttachmentBytes: 200_000 })]
-  const hostile = hostileMails()
+  // Dovecot refuses to store a 0-byte message; that case is covered by the unit tests.
+  const hostile = hostileMails().filter((m) => m.raw.length > 0)
   const bigAttachment = 30 * 1024 * 1024
   let preSeen: Array<number> = []
   let taken: Array<number> = []
