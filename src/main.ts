@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { Command } from "@effect/cli"
-import { PlatformConfigProvider } from "@effect/platform"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as PlatformConfigProvider from "@effect/platform/PlatformConfigProvider"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./Cli.js"
 import { describeFailure } from "./Fatal.js"

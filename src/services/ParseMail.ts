@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto"
-import { simpleParser } from "mailparser"
-import type { AddressObject, ParsedMail } from "mailparser"
+import { MailParser } from "mailparser"
+import type { AddressObject, AttachmentStream, HeaderLines, MailParserOptions } from "mailparser"
 import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "../domain/Email.js"
 import { cleanHeader, cleanText } from "../domain/Text.js"
 
@@ -17,9 +17,78 @@ const keptHeaders = [
   "sender"
 ]
 
+/** What one pass of mailparser leaves: the message's headers and text, and each attachment's size and hash. */
+interface ReadMail {
+  readonly headerLines: HeaderLines
+  readonly from: AddressObject | undefined
+  readonly to: AddressObject | Array<AddressObject> | undefined
+  readonly cc: AddressObject | Array<AddressObject> | undefined
+  readonly replyTo: AddressObject | undefined
+  readonly subject: string | undefined
+  readonly date: Date | undefined
+  readonly messageId: string | undefined
+  readonly inReplyTo: string | undefined
+  readonly references: string | Array<string> | undefined
+  readonly text: string | false
+  readonly html: string | false
+  readonly attachments: ReadonlyArray<{ readonly filename?: string; readonly contentType: string; readonly size: number; readonly checksum: string }>
+}
+
+const options: MailParserOptions = {
+  checksumAlgo: "sha256",
+  skipImageLinks: true,
+  skipTextToHtml: true,
+  skipTextLinks: true,
+  maxHtmlLengthToParse: 2_000_000
+}
+
+/**
+ * mailparser's streaming parser, with each attachment drained as it is decoded: mailparser hashes
+ * and counts it on the way (checksumAlgo), so the decoded bytes are never held in memory at once.
+ */
+const readMail = (source: Buffer): Promise<ReadMail> =>
+  new Promise((resolve, reject) => {
+    const parser = new MailParser(options)
+    const attachments: Array<ReadMail["attachments"][number]> = []
+    const drain = (attachment: AttachmentStream) => {
+      attachment.content.on("end", () => {
+        attachments.push({
+          ...(attachment.filename === undefined ? {} : { filename: attachment.filename }),
+          contentType: attachment.contentType,
+          size: attachment.size ?? 0,
+          checksum: attachment.checksum ?? ""
+        })
+        attachment.release?.()
+      })
+      attachment.content.resume()
+    }
+    parser.on("data", (data: AttachmentStream | { readonly type: "text" }) => {
+      if (data.type === "attachment") drain(data)
+    })
+    parser.once("error", reject)
+    parser.once("end", () =>
+      resolve({
+        headerLines: parser.headerLines || [],
+        from: parser.from,
+        to: parser.to,
+        cc: parser.cc,
+        replyTo: parser.replyTo,
+        subject: parser.subject,
+        date: parser.date,
+        messageId: parser.messageId,
+        inReplyTo: parser.inReplyTo,
+        references: parser.references,
+        text: parser.text,
+        html: parser.html,
+        attachments
+      })
+    )
+    parser.end(source)
+  })
+
 export const sha256 = (bytes: Uint8Array | string): string => createHash("sha256").update(bytes).digest("hex")
 
-const headerValues = (mail: ParsedMail): Map<string, string> => {
+const headerValues = (mail: ReadMail): Map<string, string> => {
   const values = new Map<string, string>()
   for (const { key, line } of mail.headerLines) {
     if (!values.has(key)) values.set(key, cleanHeader(line.slice(line.indexOf(":") + 1)))
@@ -60,10 +129,10 @@ const bodyOf = (source: Buffer): string => {
   return source.subarray(start).toString("utf8")
 }
 
-const readableText = (mail: ParsedMail, source: Buffer): string =>
+const readableText = (mail: ReadMail, source: Buffer): string =>
   mail.text || (typeof mail.html !== "string" && mail.attachments.length === 0 ? bodyOf(source) : "")
 
-const toEmail = (mail: ParsedMail, headers: Map<string, string>, source: Buffer): ParsedEmail => ({
+const toEmail = (mail: ReadMail, headers: Map<string, string>, source: Buffer): ParsedEmail => ({
   messageId: messageIds(mail.messageId)[0] ?? null,
   from: addresses(mail.from)[0]!,
   to: addresses(mail.to),
@@ -79,14 +148,13 @@ const toEmail = (mail: ParsedMail, headers: Map<string, string>, source: Buffer)
     filename: part.filename === undefined ? null : cleanHeader(part.filename),
     contentType: cleanHeader(part.contentType),
     size: part.size,
-    // mailparser hashes each part as it decodes it (checksumAlgo below): no second pass over the bytes.
     sha256: part.checksum
   })),
   headers: Object.fromEntries(keptHeaders.flatMap((key) => headers.has(key) ? [[key, headers.get(key)!]] : [])),
   contentType: headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "text/plain"
 })
 
-const verdict = (mail: ParsedMail, raw: RawMail): Parsed => {
+const verdict = (mail: ReadMail, raw: RawMail): Parsed => {
   const headers = headerValues(mail)
   if (raw.headersOnly) {
     return {
@@ -114,14 +182,7 @@ export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
 export const parseRaw = (raw: RawMail): Promise<Parsed> =>
   raw.source.length === 0
     ? Promise.resolve(unparseable(raw, "empty message"))
-    : simpleParser(raw.source, {
-      checksumAlgo: "sha256",
-      skipImageLinks: true,
-      skipTextToHtml: true,
-      skipTextLinks: true,
-      maxHtmlLengthToParse: 2_000_000
-    })
-      .then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
+    : readMail(raw.source).then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
 
 export interface ParseResult {
   readonly parsed: Parsed

@@ -1,0 +1,42 @@
+import { createHash } from "node:crypto"
+import { describe, expect, it } from "@effect/vitest"
+import type { RawMail } from "../../src/domain/Email.js"
+import { parseWithHash } from "../../src/services/ParseMail.js"
+import { largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
+
+const raw = (source: Buffer, uid = 1): RawMail => ({ uid, size: source.length, source, headersOnly: false })
+const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex")
+
+describe("parseWithHash", () => {
+  it("gives each attachment its decoded size and sha256, and the raw bytes their sha256", async () => {
+    const pdf = pseudoRandomBytes(123_457, 7)
+    const notes = Buffer.from("plain notes, ünïcode")
+    const source = mail({
+      text: "see attached",
+      html: `<p>see <img src="cid:logo@x"></p>`,
+      attachments: [
+        { filename: "report.pdf", contentType: "application/pdf", content: pdf },
+        { filename: "notes.txt", contentType: "text/plain", content: notes }
+      ]
+    })
+    const { parsed, rawSha256 } = await parseWithHash(raw(source))
+    expect(rawSha256).toBe(sha256(source))
+    expect(parsed._tag).toBe("Accepted")
+    if (parsed._tag !== "Accepted") return
+    expect(parsed.email.text).toBe("see attached")
+    // cid: links stay links; the attachment is not inlined into the HTML as a data: URL.
+    expect(parsed.email.html).toContain("cid:logo@x")
+    expect(parsed.email.attachments).toEqual([
+      { filename: "report.pdf", contentType: "application/pdf", size: pdf.length, sha256: sha256(pdf) },
+      { filename: "notes.txt", contentType: "text/plain", size: notes.length, sha256: sha256(notes) }
+    ])
+  })
+
+  it("hashes a 12 MB attachment as it streams past", async () => {
+    const size = 12 * 1024 * 1024
+    const { parsed } = await parseWithHash(raw(largeAttachmentMail(size)))
+    expect(parsed._tag === "Accepted" && parsed.email.attachments).toEqual([
+      { filename: "logs.bin", contentType: "application/octet-stream", size, sha256: sha256(pseudoRandomBytes(size, size)) }
+    ])
+  })
+})
