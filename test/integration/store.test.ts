@@ -50,4 +50,18 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       expect(events.map((e) => e.type)).toEqual(["EmailReceived", "EmailReceived", "EmailDuplicate", "EmailQuarantined", "EmailReceived"])
     }).pipe(Effect.provide(sqlPipeline(backend, "store", mailbox.layer)))
   })
+
+  it.scoped("compresses payloads and bodies with lz4 where the server has it, and migrates where it has not", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const columns = yield* sql<{ name: string; method: string }>`
+        SELECT attrelid::regclass || '.' || attname AS name, attcompression AS method FROM pg_attribute
+        WHERE (attrelid, attname) IN (('events'::regclass, 'data'), ('messages'::regclass, 'text'), ('messages'::regclass, 'html'))
+        ORDER BY name`
+      const [lz4] = yield* sql<{ available: boolean }>`
+        SELECT count(*) > 0 AS available FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)`
+      expect(columns.map((c) => c.name)).toEqual(["events.data", "messages.html", "messages.text"])
+      expect(columns.map((c) => c.method)).toEqual(Array(3).fill(lz4!.available ? "l" : ""))
+      if (backend === "postgres") expect(lz4!.available).toBe(true)
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_lz4", new MemoryMailbox().layer))))
 })
