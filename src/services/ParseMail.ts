@@ -3,6 +3,7 @@ import { MailParser } from "mailparser"
 import type { AddressObject, AttachmentStream, HeaderLines, MailParserOptions } from "mailparser"
 import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "../domain/Email.js"
 import { cleanHeader, cleanText } from "../domain/Text.js"
+import { elideLargeParts, restoreDigests } from "./LargeParts.js"
 
 /** Headers kept whole on the event: the reply guard and consumers read them. */
 const keptHeaders = [
@@ -16,6 +17,13 @@ const keptHeaders = [
   "return-path",
   "sender"
 ]
+
+interface ReadAttachment {
+  readonly filename?: string
+  readonly contentType: string
+  readonly size: number
+  readonly checksum: string
+}
 
 /** What one pass of mailparser leaves: the message's headers and text, and each attachment's size and hash. */
 interface ReadMail {
@@ -31,7 +39,7 @@ interface ReadMail {
   readonly references: string | Array<string> | undefined
   readonly text: string | false
   readonly html: string | false
-  readonly attachments: ReadonlyArray<{ readonly filename?: string; readonly contentType: string; readonly size: number; readonly checksum: string }>
+  readonly attachments: ReadonlyArray<ReadAttachment>
 }
 
 const options: MailParserOptions = {
@@ -46,10 +54,10 @@ const options: MailParserOptions = {
  * mailparser's streaming parser, with each attachment drained as it is decoded: mailparser hashes
  * and counts it on the way (checksumAlgo), so the decoded bytes are never held in memory at once.
  */
-const readMail = (source: Buffer): Promise<ReadMail> =>
+const readWhole = (source: Buffer): Promise<ReadMail> =>
   new Promise((resolve, reject) => {
     const parser = new MailParser(options)
-    const attachments: Array<ReadMail["attachments"][number]> = []
+    const attachments: Array<ReadAttachment> = []
     const drain = (attachment: AttachmentStream) => {
       attachment.content.on("end", () => {
         attachments.push({
@@ -85,6 +93,15 @@ const readMail = (source: Buffer): Promise<ReadMail> =>
     )
     parser.end(source)
   })
+
+/** Large base64 parts are hashed natively and cut out first; if mailparser reads the cut message differently, it reads the whole. */
+const readMail = async (source: Buffer): Promise<ReadMail> => {
+  const elided = elideLargeParts(source)
+  if (!elided) return readWhole(source)
+  const mail = await readWhole(elided.source).catch(() => undefined)
+  const attachments = mail && restoreDigests(mail.attachments, elided.parts)
+  return mail && attachments ? { ...mail, attachments } : readWhole(source)
+}
 
 export const sha256 = (bytes: Uint8Array | string): string => createHash("sha256").update(bytes).digest("hex")
 
@@ -178,11 +195,16 @@ export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
   glimpse: { messageId: null, from: null, subject: null, date: null }
 })
 
-/** mailparser → a checked email or a reason to quarantine; never rejects. Plain code, so a worker thread can run it. */
-export const parseRaw = (raw: RawMail): Promise<Parsed> =>
+const parseWith = (read: (source: Buffer) => Promise<ReadMail>) => (raw: RawMail): Promise<Parsed> =>
   raw.source.length === 0
     ? Promise.resolve(unparseable(raw, "empty message"))
-    : readMail(raw.source).then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
+    : read(raw.source).then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
+
+/** mailparser → a checked email or a reason to quarantine; never rejects. Plain code, so a worker thread can run it. */
+export const parseRaw = parseWith(readMail)
+
+/** mailparser over every byte, without cutting large parts out first: what parseRaw must always agree with. */
+export const parseRawWhole = parseWith(readWhole)
 
 export interface ParseResult {
   readonly parsed: Parsed
