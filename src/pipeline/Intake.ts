@@ -126,7 +126,9 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         }
         return mail
       }).pipe(
+        // Per-mail spans share one call site: capturing it 10,000 times per backlog tells nothing new.
         Effect.withSpan("mailroom.email", {
+          captureStackTrace: false,
           root: true,
           links: Option.match(pass, { onNone: () => [], onSome: (span) => [{ _tag: "SpanLink", span, attributes: {} }] }),
           attributes: { "mailroom.mailbox": mailbox, "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size }
@@ -138,6 +140,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       Effect.forEach(committed.decisions, (decision) =>
         Effect.void.pipe(
           Effect.withSpan("mailroom.email.recorded", {
+            captureStackTrace: false,
             attributes: {
               "mailroom.uid": decision.uid,
               "mailroom.event.type": decision.data._tag,

@@ -17,7 +17,7 @@ const parserThreads = setting(
 )
 
 const span = (raw: RawMail) =>
-  Effect.withSpan("Parser.parse", { attributes: { "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size } })
+  Effect.withSpan("Parser.parse", { captureStackTrace: false, attributes: { "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size } })
 
 const inline = (raw: RawMail): Effect.Effect<ParseResult> =>
   Effect.promise(() => parseWithHash(raw)).pipe(
