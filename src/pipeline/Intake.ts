@@ -175,7 +175,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       alreadyRecorded: committed.alreadyRecorded.length
     })
 
-    const commitBatch = (session: ImapSession, cursor: Cursor, batch: FetchBatch, mails: ReadonlyArray<Incoming & { readonly source: Buffer }>) =>
+    const commitBatch = (cursor: Cursor, batch: FetchBatch, mails: ReadonlyArray<Incoming & { readonly source: Buffer }>) =>
       Effect.gen(function*() {
         const committed = yield* repo.commit({
           mailbox,
@@ -185,14 +185,18 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         })
         yield* logDecisions(committed)
         yield* traceOutcomes(committed, mails)
-        yield* session.markSeen(
-          afterReply
+        return {
+          summary: summarize(committed),
+          seen: afterReply
             ? committed.decisions.flatMap((d) => d.data._tag === "EmailReceived" ? [] : [d.uid])
-            : mails.map((mail) => mail.uid)
-        )
-        yield* state.markSeen(mailbox, cursor.uidValidity, Math.max(...batch.uids))
-        return summarize(committed)
+            : mails.map((mail) => mail.uid),
+          seenUpTo: Math.max(...batch.uids)
+        }
       })
+
+    /** \Seen once recorded; the cursor's seen_uid follows, so that repairSeen redoes what a crash cut off. */
+    const markSeen = (session: ImapSession, cursor: Cursor, uids: ReadonlyArray<number>, upTo: number) =>
+      session.markSeen(uids).pipe(Effect.zipRight(state.markSeen(mailbox, cursor.uidValidity, upTo)))
 
     const pass = Effect.fn("Intake.pass")(function*(session: ImapSession) {
       const status = yield* session.open(mailbox)
@@ -218,7 +222,12 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         Stream.buffer({ capacity: 1 }),
         // A shutdown signal lets the batch in flight finish: commit and \Seen, then stop.
         Stream.mapEffect(({ batch, mails }) =>
-          Effect.uninterruptible(commitBatch(session, cursor, batch, mails)).pipe(Metric.trackDuration(processingDuration))
+          Effect.uninterruptible(commitBatch(cursor, batch, mails)).pipe(Metric.trackDuration(processingDuration))
+        ),
+        // UID STORE waits behind the next batch's FETCH on the one connection: the next commit need not.
+        Stream.buffer({ capacity: 1 }),
+        Stream.mapEffect(({ seen, seenUpTo, summary }) =>
+          Effect.uninterruptible(markSeen(session, cursor, seen, seenUpTo)).pipe(Effect.as(summary))
         ),
         Stream.runFold(emptySummary, addSummaries)
       )
