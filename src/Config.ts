@@ -1,4 +1,4 @@
-import { Config, Duration, Redacted } from "effect"
+import { Config, Duration, Option, Redacted } from "effect"
 import { setting } from "./Settings.js"
 
 const seconds = (name: string) =>
@@ -78,10 +78,17 @@ export const IntakeConfig = Config.all({
   batchSize: setting("IMAP_BATCH_SIZE", "Mails fetched per UID FETCH and committed per transaction.", positiveInteger, {
     value: 250
   }),
-  batchBytes: setting("IMAP_BATCH_BYTES", "Upper bound on the bytes of one batch.", positiveInteger, {
-    value: 8 * 1024 * 1024,
-    shown: "8388608 (8 MB)"
-  })
+  batchBytes: Config.all([
+    setting(
+      "IMAP_BATCH_BYTES",
+      "Upper bound on the bytes of one batch. Smaller on the embedded PGlite, whose memory grows to its largest statement and stays there.",
+      (name) => Config.option(positiveInteger(name)),
+      { value: Option.none(), shown: "8388608 (8 MB; 2 MB without DATABASE_URL)" }
+    ),
+    Config.option(Config.string("DATABASE_URL"))
+  ]).pipe(
+    Config.map(([bytes, database]) => Option.getOrElse(bytes, () => Option.isSome(database) ? 8 * 1024 * 1024 : 2 * 1024 * 1024))
+  )
 })
 export type IntakeConfig = Config.Config.Success<typeof IntakeConfig>
 

@@ -77,7 +77,9 @@ const embedded = (dataDir: string) =>
     const { PGLiteSocketServer } = yield* Effect.promise(() => import("@electric-sql/pglite-socket"))
     const db = yield* Effect.acquireRelease(
       Effect.tryPromise({
-        try: () => PGlite.create({ dataDir: join(dataDir, "pglite") }),
+        // PGlite's WebAssembly memory only grows: PostgreSQL's default 128 MB of shared buffers cost
+        // about 145 MB of resident memory for nothing a single-writer mailroom needs.
+        try: () => PGlite.create({ dataDir: join(dataDir, "pglite"), postgresqlconf: ["shared_buffers = 16MB"] }),
         catch: (cause) => new EmbeddedDatabaseFailed({ dataDir, cause })
       }),
       (db) => Effect.promise(() => db.close())
