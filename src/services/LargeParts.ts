@@ -48,7 +48,7 @@ interface Headers {
 const bodyStartAfter = (source: Buffer, start: number, end: number): number => {
   const limit = Math.min(end, start + MAX_HEADER_BYTES)
   for (let i = source.indexOf(LF, start); i >= 0 && i < limit; i = source.indexOf(LF, i + 1)) {
-    if (i === start) return i + 1
+    if (i === start || (i === start + 1 && source[start] === CR)) return i + 1
     if (source[i + 1] === LF) return i + 2
     if (source[i + 1] === CR && source[i + 2] === LF) return i + 3
   }
