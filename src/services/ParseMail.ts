@@ -135,8 +135,11 @@ const messageIds = (value: string | Array<string> | undefined): Array<string> =>
     .map(cleanHeader)
     .filter((id) => id.length > 0)
 
-const validDate = (date: Date | undefined): string | null =>
-  date !== undefined && !Number.isNaN(date.getTime()) ? date.toISOString() : null
+/** mailparser dates mail whose Date header is missing or unreadable "now": that is no date at all. */
+const sentAt = (date: Date | undefined, header: string | undefined): string | null =>
+  date !== undefined && !Number.isNaN(date.getTime()) && header !== undefined && !Number.isNaN(new Date(header).getTime())
+    ? date.toISOString()
+    : null
 
 const glimpse = (headers: Map<string, string>): HeaderGlimpse => ({
   messageId: headers.get("message-id") ?? null,
@@ -163,7 +166,7 @@ const toEmail = (mail: ReadMail, headers: Map<string, string>, source: Buffer): 
   cc: addresses(mail.cc),
   replyTo: addresses(mail.replyTo),
   subject: cleanHeader(mail.subject ?? ""),
-  date: validDate(mail.date),
+  date: sentAt(mail.date, headers.get("date")),
   inReplyTo: messageIds(mail.inReplyTo)[0] ?? null,
   references: messageIds(mail.references),
   text: cleanText(readableText(mail, source)),

@@ -33,6 +33,10 @@ describe("hostile mail", () => {
         expect(single.filter((value) => /[\r\n]/.test(value))).toEqual([])
         expect(event.data.text).not.toContain("\u0000")
       }
+      const undated = events.find((e) => e.uid === uids[hostile.findIndex((m) => m.name === "garbage Date")])!
+      expect(undated.data._tag === "EmailReceived" && undated.data.date).toBeNull()
+      const dated = events.find((e) => e.data._tag === "EmailReceived" && e.data.date !== null)
+      expect(dated).toBeDefined()
       const broken = events.find((e) => e.uid === uids[0])!
       expect(broken.data._tag === "EmailReceived" && broken.data.text).toContain("no part delimiter")
     }).pipe(Effect.provide(pipelineLayer(mailbox)))
