@@ -214,7 +214,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       }
       const batches = planBatches(yield* session.sizes(uids), config)
       const summary = yield* Stream.fromIterable(batches).pipe(
-        Stream.mapEffect((batch) => session.fetch(batch.uids, { headersOnly: batch.headersOnly }).pipe(Effect.map((raws) => ({ batch, raws })))),
+        Stream.mapEffect((batch) => session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes }).pipe(Effect.map((raws) => ({ batch, raws })))),
         Stream.buffer({ capacity: 1 }),
         Stream.mapEffect(({ batch, raws }) =>
           Effect.forEach(raws, prepare(span), { concurrency: 16 }).pipe(Effect.map((mails) => ({ batch, mails })))

@@ -27,8 +27,14 @@ export interface ImapSession {
   readonly open: (mailbox: string) => Effect.Effect<MailboxStatus, ImapError>
   readonly search: (range: UidRange, options: { readonly unseenOnly: boolean }) => Effect.Effect<ReadonlyArray<number>, ImapError>
   readonly sizes: (uids: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<{ readonly uid: number; readonly size: number }>, ImapError>
-  /** One UID FETCH for the whole batch; BODY.PEEK so that nothing is marked read before it is recorded. */
-  readonly fetch: (uids: ReadonlyArray<number>, options: { readonly headersOnly: boolean }) => Effect.Effect<ReadonlyArray<RawMail>, ImapError>
+  /**
+   * One UID FETCH for the whole batch; BODY.PEEK so that nothing is marked read before it is
+   * recorded. A single mail over FETCH_PIECE_BYTES (`bytes`, its RFC822.SIZE) comes in pieces.
+   */
+  readonly fetch: (
+    uids: ReadonlyArray<number>,
+    options: { readonly headersOnly: boolean; readonly bytes?: number }
+  ) => Effect.Effect<ReadonlyArray<RawMail>, ImapError>
   readonly markSeen: (uids: ReadonlyArray<number>) => Effect.Effect<void, ImapError>
   /**
    * UIDs in `mailbox` whose Message-ID header is `messageId` (UID SEARCH HEADER). Selects that mailbox
@@ -56,6 +62,13 @@ export const markSeenPolicy = setting(
 )
 
 const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
+
+/**
+ * A large mail is fetched in partial FETCHes of this size into one buffer of its announced size:
+ * imapflow holds a whole literal twice (its chunks, then their concatenation), and for a 30 MB
+ * attachment that second copy, still uncollected at commit time, was what pushed memory over 256 MB.
+ */
+export const FETCH_PIECE_BYTES = 4 * 1024 * 1024
 
 const make = Effect.gen(function*() {
   const config = yield* ImapConfig
@@ -111,6 +124,31 @@ const make = Effect.gen(function*() {
       })
     }, { bufferSize: 1, strategy: "sliding" })
 
+    const fetchInPieces = (uid: number, size: number) =>
+      attempt("UID FETCH BODY.PEEK[]<partial>", async (): Promise<ReadonlyArray<RawMail>> => {
+        let source = Buffer.allocUnsafe(size)
+        let length = 0
+        for (;;) {
+          const message = await client.fetchOne(String(uid), { uid: true, source: { start: length, maxLength: FETCH_PIECE_BYTES } }, { uid: true })
+          if (!message) return []
+          const piece = message.source ?? Buffer.alloc(0)
+          if (length + piece.length > source.length) {
+            // RFC822.SIZE is the server's word, not a promise: grow rather than cut.
+            const bigger = Buffer.allocUnsafe(Math.max(source.length * 2, length + piece.length))
+            source.copy(bigger, 0, 0, length)
+            source = bigger
+          }
+          length += piece.copy(source, length)
+          if (piece.length < FETCH_PIECE_BYTES) break
+        }
+        return [{ uid, size, source: source.subarray(0, length), headersOnly: false }]
+      }).pipe(
+        Effect.withSpan("Imap.fetch", {
+          kind: "client",
+          attributes: { "messaging.batch.message_count": 1, "messaging.message.body.size": size, "mailroom.partial": true }
+        })
+      )
+
     return {
       user: config.user,
       supportsIdle: client.capabilities.has("IDLE"),
@@ -134,7 +172,9 @@ const make = Effect.gen(function*() {
             Effect.withSpan("Imap.sizes", { attributes: { "messaging.batch.message_count": uids.length } })
           ),
       fetch: (uids, options) =>
-        uids.length === 0 ? Effect.succeed([]) : attempt(
+        uids.length === 0 ? Effect.succeed([]) : uids.length === 1 && !options.headersOnly && (options.bytes ?? 0) > FETCH_PIECE_BYTES
+        ? fetchInPieces(uids[0]!, options.bytes!)
+        : attempt(
           "UID FETCH",
           () =>
             client.fetchAll(

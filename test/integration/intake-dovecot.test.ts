@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -7,7 +8,7 @@ import { runCli, spawnCli } from "../support/cli.js"
 import { generateCorpus } from "../support/corpus.js"
 import type { Dovecot } from "../support/dovecot.js"
 import { startDovecot } from "../support/dovecot.js"
-import { hostileMails, largeAttachmentMail, mail } from "../support/mails.js"
+import { hostileMails, largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
 import { createDatabase, query } from "../support/postgres.js"
 
 const mailboxEnv = (dovecot: Dovecot) => ({
@@ -18,6 +19,8 @@ const mailboxEnv = (dovecot: Dovecot) => ({
   IMAP_TLS: "false",
   AGENT: "off"
 })
+
+const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex")
 
 const count = async (url: string, where = "true") =>
   Number((await query<{ n: string }>(url, `SELECT count(*) AS n FROM events WHERE ${where}`))[0]!.n)
@@ -226,6 +229,36 @@ describe("the embedded PGlite database", () => {
       expect(tickets.rows[0]!.n).toBe(expectedTickets(corpus))
     } finally {
       await db.close()
+    }
+  })
+})
+
+describe("a mail larger than one fetch piece", () => {
+  it("comes in partial FETCHes and is stored byte for byte, with its attachment's size and sha256", async () => {
+    const dovecot = await startDovecot()
+    const db = await createDatabase("pieces")
+    try {
+      // Over two pieces and a part of a third, so that the last partial FETCH comes back short.
+      const size = 10 * 1024 * 1024 + 12_345
+      const big = largeAttachmentMail(size)
+      const [uid] = await dovecot.append([big])
+      await dovecot.append([mail({ subject: "small after big" })])
+      const run = await runCli(["--once"], { ...mailboxEnv(dovecot), DATABASE_URL: db.url, IMAP_BATCH_BYTES: "1048576" })
+      expect(run.code, run.stderr).toBe(0)
+      const [stored] = await query<{ sha256: string; length: number; raw: string; attachments: string }>(
+        db.url,
+        `SELECT r.sha256, length(r.bytes) AS length, e.data->>'rawSha256' AS raw, e.data->'attachments' AS attachments
+         FROM events e JOIN raw_messages r ON r.sha256 = e.data->>'rawSha256' WHERE e.uid = ${uid}`
+      )
+      expect(stored).toMatchObject({ sha256: sha256(big), raw: sha256(big), length: big.length })
+      const attachments = typeof stored!.attachments === "string" ? JSON.parse(stored!.attachments) : stored!.attachments
+      expect(attachments).toEqual([
+        { filename: "logs.bin", contentType: "application/octet-stream", size, sha256: sha256(pseudoRandomBytes(size, size)) }
+      ])
+      expect(await count(db.url, "type = 'EmailReceived'")).toBe(2)
+    } finally {
+      await dovecot.stop()
+      await db.drop()
     }
   })
 })
