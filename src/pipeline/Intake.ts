@@ -220,7 +220,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           Effect.forEach(raws, prepare(span), { concurrency: 16 }).pipe(Effect.map((mails) => ({ batch, mails })))
         ),
         Stream.buffer({ capacity: 1 }),
-        // A shutdown signal lets the batch in flight finish: commit and \Seen, then stop.
+        // A shutdown signal lets the commit in flight finish; a \Seen it cuts off, repairSeen redoes.
         Stream.mapEffect(({ batch, mails }) =>
           Effect.uninterruptible(commitBatch(cursor, batch, mails)).pipe(Metric.trackDuration(processingDuration))
         ),
