@@ -94,16 +94,18 @@ const readWhole = (source: Buffer): Promise<ReadMail> =>
     parser.end(source)
   })
 
+/** A fast path must never be the reason a mail is quarantined: any surprise, and mailparser reads it all. */
+const elideOrNot = (source: Buffer) => {
+  try {
+    return elideLargeParts(source)
+  } catch {
+    return undefined
+  }
+}
+
 /** Large base64 parts are hashed natively and cut out first; if mailparser reads the cut message differently, it reads the whole. */
 const readMail = async (source: Buffer): Promise<ReadMail> => {
-  // A fast path must never be the reason a mail is quarantined: any surprise, and mailparser reads it all.
-  const elided = (() => {
-    try {
-      return elideLargeParts(source)
-    } catch {
-      return undefined
-    }
-  })()
+  const elided = elideOrNot(source)
   if (!elided) return readWhole(source)
   const mail = await readWhole(elided.source).catch(() => undefined)
   const attachments = mail && restoreDigests(mail.attachments, elided.parts)
