@@ -49,7 +49,12 @@ export const TracingLive = Layer.unwrapEffect(
 export const traceparent = (span: Tracer.AnySpan): string =>
   `00-${span.traceId}-${span.spanId}-${span._tag === "Span" && !span.sampled ? "00" : "01"}`
 
+/** With no exporter the tracer is off and every span is Effect's no-op span: it has no ids to pass on. */
+export const isRecorded = (span: Tracer.AnySpan): boolean => span.traceId !== "noop"
+
+/** The current span's traceparent, or null when there is no span worth following (none, or tracing off). */
 export const currentTraceparent: Effect.Effect<string | null> = Effect.currentSpan.pipe(
+  Effect.filterOrFail(isRecorded),
   Effect.map(traceparent),
   Effect.orElseSucceed(() => null)
 )
