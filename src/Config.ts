@@ -55,6 +55,12 @@ export type ImapConfig = Config.Config.Success<typeof ImapConfig>
 
 export type Backfill = "unseen" | "all" | "none"
 
+const databaseUrl = setting(
+  "DATABASE_URL",
+  "PostgreSQL connection URL. Unset: an embedded PGlite database under MAILROOM_DATA_DIR.",
+  (name) => Config.option(Config.redacted(name))
+)
+
 export const IntakeConfig = Config.all({
   mailbox: setting("IMAP_MAILBOX", "The mailbox (folder) to watch.", Config.nonEmptyString, { value: "INBOX" }),
   pollInterval: setting(
@@ -85,7 +91,7 @@ export const IntakeConfig = Config.all({
       (name) => Config.option(positiveInteger(name)),
       { value: Option.none(), shown: "8388608 (8 MB; 2 MB without DATABASE_URL)" }
     ),
-    Config.option(Config.string("DATABASE_URL"))
+    databaseUrl
   ]).pipe(
     Config.map(([bytes, database]) => Option.getOrElse(bytes, () => Option.isSome(database) ? 8 * 1024 * 1024 : 2 * 1024 * 1024))
   )
@@ -93,11 +99,7 @@ export const IntakeConfig = Config.all({
 export type IntakeConfig = Config.Config.Success<typeof IntakeConfig>
 
 export const DatabaseConfig = Config.all({
-  url: setting(
-    "DATABASE_URL",
-    "PostgreSQL connection URL. Unset: an embedded PGlite database under MAILROOM_DATA_DIR.",
-    (name) => Config.option(Config.redacted(name))
-  ),
+  url: databaseUrl,
   dataDir: setting("MAILROOM_DATA_DIR", "Folder of the embedded database (used without DATABASE_URL).", Config.nonEmptyString, {
     value: "./data"
   })

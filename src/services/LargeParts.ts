@@ -80,14 +80,14 @@ const isDelimiter = (source: Buffer, at: number, delimiter: Buffer): boolean => 
   return next === undefined || next === CR || next === LF || next === 0x2d || next === 0x20 || next === 0x09
 }
 
+/** Decoded slices land here rather than in a fresh buffer each: hundreds of MB of garbage fewer per backlog. */
+let scratch = Buffer.allocUnsafe(SLICE_BYTES)
+
 /**
  * Size and sha256 of a base64 body, decoded natively in slices that each hold a multiple of four
  * base64 characters. Undefined when the body is anything but clean base64 (a character Node would
  * skip, padding in the middle), so that mailparser's own decoding decides those.
  */
-/** Decoded slices land here rather than in a fresh buffer each: hundreds of MB of garbage fewer per backlog. */
-let scratch = Buffer.allocUnsafe(SLICE_BYTES)
-
 export const digestBase64 = (source: Buffer, start: number, end: number): PartDigest | undefined => {
   const hash = createHash("sha256")
   let size = 0

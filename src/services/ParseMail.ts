@@ -33,7 +33,6 @@ interface ReadMail {
   readonly cc: AddressObject | Array<AddressObject> | undefined
   readonly replyTo: AddressObject | undefined
   readonly subject: string | undefined
-  readonly date: Date | undefined
   readonly messageId: string | undefined
   readonly inReplyTo: string | undefined
   readonly references: string | Array<string> | undefined
@@ -82,7 +81,6 @@ const readWhole = (source: Buffer): Promise<ReadMail> =>
         cc: parser.cc,
         replyTo: parser.replyTo,
         subject: parser.subject,
-        date: parser.date,
         messageId: parser.messageId,
         inReplyTo: parser.inReplyTo,
         references: parser.references,
@@ -137,11 +135,14 @@ const messageIds = (value: string | Array<string> | undefined): Array<string> =>
     .map(cleanHeader)
     .filter((id) => id.length > 0)
 
-/** mailparser dates mail whose Date header is missing or unreadable "now": that is no date at all. */
-const sentAt = (date: Date | undefined, header: string | undefined): string | null =>
-  date !== undefined && !Number.isNaN(date.getTime()) && header !== undefined && !Number.isNaN(new Date(header).getTime())
-    ? date.toISOString()
-    : null
+/**
+ * The Date header read as mailparser reads it, but without its fallback: it dates mail whose header
+ * is missing or unreadable "now", and that is no date at all.
+ */
+const sentAt = (header: string | undefined): string | null => {
+  const date = header === undefined ? undefined : new Date(header)
+  return date !== undefined && !Number.isNaN(date.getTime()) ? date.toISOString() : null
+}
 
 const glimpse = (headers: Map<string, string>): HeaderGlimpse => ({
   messageId: headers.get("message-id") ?? null,
@@ -168,7 +169,7 @@ const toEmail = (mail: ReadMail, headers: Map<string, string>, source: Buffer): 
   cc: addresses(mail.cc),
   replyTo: addresses(mail.replyTo),
   subject: cleanHeader(mail.subject ?? ""),
-  date: sentAt(mail.date, headers.get("date")),
+  date: sentAt(headers.get("date")),
   inReplyTo: messageIds(mail.inReplyTo)[0] ?? null,
   references: messageIds(mail.references),
   text: cleanText(readableText(mail, source)),
