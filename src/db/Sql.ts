@@ -33,7 +33,7 @@ export class EmbeddedDatabaseFailed extends Data.TaggedError("EmbeddedDatabaseFa
   readonly cause: unknown
 }> {
   override get message() {
-    return `could not open the embedded database in ${this.dataDir}: ${String(this.cause)}`
+    return `could not open the embedded database in ${this.dataDir}: ${String(this.cause)}; MAILROOM_DATA_DIR must be a writable folder of mailroom's own`
   }
 }
 
@@ -74,28 +74,37 @@ const lockDataDir = (dataDir: string) =>
 // 145 MB of resident memory for nothing a single-writer mailroom needs.
 const pgliteConf = ["shared_buffers = 16MB"]
 
+// PGlite fails with Emscripten's ErrnoError, which is no Error: its errno is what says anything.
 const initScript = `
-const { workerData } = require("node:worker_threads")
+const { parentPort, workerData } = require("node:worker_threads")
 import(workerData.pglite).then(async ({ PGlite }) => {
   const db = await PGlite.create({ dataDir: workerData.dir, postgresqlconf: workerData.conf })
   await db.close()
+}).catch((error) => {
+  parentPort.postMessage(error instanceof Error ? error.message : error?.errno !== undefined ? "file system error, errno " + error.errno : String(error))
+  process.exit(1)
 })`
 
 /**
  * The first start runs initdb in a worker thread: PGlite does it with two more WebAssembly instances
  * whose memory the process would otherwise keep for its whole life (~800 MB instead of ~300 MB).
  */
-const initialize = (dir: string) =>
-  Effect.tryPromise(async () => {
-    if (existsSync(join(dir, "PG_VERSION")) || typeof import.meta.resolve !== "function") return
-    const worker = new Worker(initScript, {
-      eval: true,
-      workerData: { pglite: import.meta.resolve("@electric-sql/pglite"), dir, conf: pgliteConf }
-    })
-    await new Promise<void>((resolve, reject) => {
-      worker.once("error", reject)
-      worker.once("exit", (code) => code === 0 ? resolve() : reject(new Error(`initdb worker exited with ${code}`)))
-    })
+const initialize = (dataDir: string, dir: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      if (existsSync(join(dir, "PG_VERSION")) || typeof import.meta.resolve !== "function") return
+      const worker = new Worker(initScript, {
+        eval: true,
+        workerData: { pglite: import.meta.resolve("@electric-sql/pglite"), dir, conf: pgliteConf }
+      })
+      let failure = "no reason given"
+      worker.once("message", (message: string) => (failure = message))
+      await new Promise<void>((resolve, reject) => {
+        worker.once("error", reject)
+        worker.once("exit", (code) => code === 0 ? resolve() : reject(new Error(`initdb failed (${failure})`)))
+      })
+    },
+    catch: (cause) => new EmbeddedDatabaseFailed({ dataDir, cause })
   })
 
 /** Serves an embedded PGlite database on a private Unix socket, so that the same PgClient talks to both. */
@@ -105,7 +114,7 @@ const embedded = (dataDir: string) =>
     // Loaded only for the embedded database.
     const { PGlite } = yield* Effect.promise(() => import("@electric-sql/pglite"))
     const { PGLiteSocketServer } = yield* Effect.promise(() => import("@electric-sql/pglite-socket"))
-    yield* initialize(join(dataDir, "pglite")).pipe(Effect.mapError((cause) => new EmbeddedDatabaseFailed({ dataDir, cause })))
+    yield* initialize(dataDir, join(dataDir, "pglite"))
     const db = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () => PGlite.create({ dataDir: join(dataDir, "pglite"), postgresqlconf: pgliteConf }),

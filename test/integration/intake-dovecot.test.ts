@@ -231,6 +231,18 @@ describe("the embedded PGlite database", () => {
       await db.close()
     }
   })
+  it("says in one line why a data folder it cannot create a database in is refused", async () => {
+    const broken = await mkdtemp(join(tmpdir(), "mailroom-broken-"))
+    try {
+      await writeFile(join(broken, "pglite"), "not a folder")
+      const run = await runCli(["--once"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: broken })
+      expect(run.code).not.toBe(0)
+      expect(run.stderr.trim().split("\n")).toHaveLength(1)
+      expect(run.stderr).toMatch(/^mailroom: could not open the embedded database in .*: Error: initdb failed \(.+\); MAILROOM_DATA_DIR must be a writable folder/)
+    } finally {
+      await rm(broken, { recursive: true, force: true })
+    }
+  })
 })
 
 describe("a mail larger than one fetch piece", () => {
