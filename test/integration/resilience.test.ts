@@ -129,8 +129,9 @@ describe("resilience", () => {
     db = await createDatabase("leader")
     const a = run()
     const b = run()
-    await waitUntil("a leader", async () => /leads INBOX/.test(a.output() + b.output()))
-    await waitUntil("a standby", async () => /standing by/.test(a.output() + b.output()))
+    const both = () => `--- first instance\n${a.output()}\n--- second instance\n${b.output()}`
+    await waitUntil("a leader", async () => /leads INBOX/.test(a.output() + b.output()), 60_000, both)
+    await waitUntil("a standby", async () => /standing by/.test(a.output() + b.output()), 60_000, both)
     const first = await dovecot.append(Array.from({ length: 120 }, (_, i) => mail({ subject: `pair ${i}` })))
     await waitUntil("the first mails", () => recorded(db.url, first))
     const [leader, standby] = /leads INBOX/.test(a.output()) ? [a, b] : [b, a]
