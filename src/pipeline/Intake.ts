@@ -214,10 +214,13 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       }
       const batches = planBatches(yield* session.sizes(uids), config)
       const summary = yield* Stream.fromIterable(batches).pipe(
-        Stream.mapEffect((batch) => session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes }).pipe(Effect.map((raws) => ({ batch, raws })))),
-        Stream.buffer({ capacity: 1 }),
-        Stream.mapEffect(({ batch, raws }) =>
-          Effect.forEach(raws, prepare(span), { concurrency: 16 }).pipe(Effect.map((mails) => ({ batch, mails })))
+        // Fetched and parsed in one stage: Dovecot serves a batch faster than it is parsed, so a fetched
+        // batch waiting for the parser would only hold memory (30 MB more at the peak, no faster).
+        Stream.mapEffect((batch) =>
+          session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes }).pipe(
+            Effect.flatMap((raws) => Effect.forEach(raws, prepare(span), { concurrency: 16 })),
+            Effect.map((mails) => ({ batch, mails }))
+          )
         ),
         Stream.buffer({ capacity: 1 }),
         // A shutdown signal lets the commit in flight finish; a \Seen it cuts off, repairSeen redoes.
