@@ -1,4 +1,4 @@
-import { Config, Effect, Layer, Option, Tracer } from "effect"
+import { Config, Context, Effect, Layer, Option, Tracer } from "effect"
 import type { StoredEvent } from "../domain/Event.js"
 import { setting } from "../Settings.js"
 
@@ -52,12 +52,15 @@ export const traceparent = (span: Tracer.AnySpan): string =>
 /** With no exporter the tracer is off and every span is Effect's no-op span: it has no ids to pass on. */
 export const isRecorded = (span: Tracer.AnySpan): boolean => span.traceId !== "noop"
 
-/** The current span's traceparent, or null when there is no span worth following (none, or tracing off). */
-export const currentTraceparent: Effect.Effect<string | null> = Effect.currentSpan.pipe(
-  Effect.filterOrFail(isRecorded),
-  Effect.map(traceparent),
-  Effect.orElseSucceed(() => null)
-)
+/**
+ * The current span's traceparent, or null when there is no span worth following (none, or tracing off).
+ * Read from the context: failing Effect.currentSpan or filterOrFail builds an exception with a stack
+ * trace, which once per mail cost 0.4 of node's 12 CPU-seconds on a 10,000-mail backlog.
+ */
+export const currentTraceparent: Effect.Effect<string | null> = Effect.map(Effect.context<never>(), (context) => {
+  const span = Context.getOption(context, Tracer.ParentSpan)
+  return Option.isSome(span) && span.value._tag === "Span" && isRecorded(span.value) ? traceparent(span.value) : null
+})
 
 const parse = (value: string | null): Tracer.ExternalSpan | undefined => {
   const match = value ? /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(value) : null
