@@ -7,7 +7,7 @@ import { TicketRepo } from "../services/TicketRepo.js"
 import { supervise } from "./Supervise.js"
 import { databaseRetry } from "../db/Sql.js"
 
-// Events carry each mail's text and HTML: 500 of them took 15 MB more at the end of a 10,000-mail pass.
+// Events carry each mail's text and HTML: pages of 500 took 10–15 MB more at the end of a 10,000-mail pass.
 const PAGE = 200
 
 /**
