@@ -10,6 +10,9 @@ RUN npm run build && npm prune --omit=dev
 
 FROM node:20-slim
 ENV NODE_ENV=production MAILROOM_DATA_DIR=/data KNOWLEDGE_DIR=/app/knowledge
+# glibc hands buffers of 2 MB and more (a batch's Bind message, a large mail) back at once instead of
+# keeping them: a 10,000-mail backlog peaks 10–20 MB lower at the same speed (README, Performance).
+ENV MALLOC_MMAP_THRESHOLD_=2097152
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
