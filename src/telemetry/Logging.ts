@@ -1,13 +1,12 @@
-import { Cause, Context, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, Option, Tracer } from "effect"
+import { Cause, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, Option } from "effect"
 import { logFormat } from "../Config.js"
-import { includePii, isRecorded } from "./Tracing.js"
+import { includePii, recordedSpan } from "./Tracing.js"
 
 const render = (value: unknown): string =>
   Array.isArray(value) ? value.map(render).join(" ") : typeof value === "string" ? value : Inspectable.toStringUnknown(value)
 
 /** The span a log line was written in, so that a line leads to its trace in Jaeger. */
-const spanOf = (context: FiberRefs.FiberRefs) =>
-  Context.getOption(FiberRefs.getOrDefault(context, FiberRef.currentContext), Tracer.ParentSpan).pipe(Option.filter(isRecorded))
+const spanOf = (context: FiberRefs.FiberRefs) => recordedSpan(FiberRefs.getOrDefault(context, FiberRef.currentContext))
 
 /** `2026-11-24T10:00:00.000Z INFO  Connected to IMAP: support@example.com trigger=start trace_id=… span_id=…` */
 export const textLogger = Logger.make(({ annotations, cause, context, date, logLevel, message }) => {
