@@ -113,21 +113,20 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
 
     const record = <A extends ReplyIntended | ReplyOutcome>(data: A) => repo.appendReply(mailbox, data).pipe(Effect.as(data))
 
+    const sent = (intent: ReplyIntended, outcome: Pick<ReplySent, "response" | "attempts" | "foundInSent">) =>
+      new ReplySent({
+        emailEventId: intent.emailEventId,
+        ticketId: intent.ticketId,
+        customerId: intent.customerId,
+        messageId: intent.messageId,
+        to: intent.to.address,
+        ...outcome
+      })
+
     const deliver = (intent: ReplyIntended) =>
       mailer.send(outbound(intent)).pipe(
         Effect.flatMap((delivery) =>
-          record(
-            new ReplySent({
-              emailEventId: intent.emailEventId,
-              ticketId: intent.ticketId,
-              customerId: intent.customerId,
-              messageId: intent.messageId,
-              to: intent.to.address,
-              response: delivery.response,
-              attempts: delivery.attempts,
-              foundInSent: false
-            })
-          )
+          record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }))
         ),
         Effect.catchTag("SmtpRejected", (error) =>
           record(
@@ -156,18 +155,11 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           return yield* deliver(intent)
         }
         yield* Effect.logInfo(`Reply ${intent.messageId} is already in ${config.sentMailbox}: recording it as sent, not sending it again`)
-        return yield* record(
-          new ReplySent({
-            emailEventId: intent.emailEventId,
-            ticketId: intent.ticketId,
-            customerId: intent.customerId,
-            messageId: intent.messageId,
-            to: intent.to.address,
-            response: `found in ${config.sentMailbox} (UID ${found[0]}) after a restart`,
-            attempts: 0,
-            foundInSent: true
-          })
-        )
+        return yield* record(sent(intent, {
+          response: `found in ${config.sentMailbox} (UID ${found[0]}) after a restart`,
+          attempts: 0,
+          foundInSent: true
+        }))
       })
 
     const answer = (event: StoredEvent, email: EmailReceived) =>
