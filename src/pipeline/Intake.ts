@@ -3,7 +3,7 @@ import type { Tracer } from "effect"
 import type { Backfill } from "../Config.js"
 import { IntakeConfig } from "../Config.js"
 import type { RawMail } from "../domain/Email.js"
-import type { Incoming } from "../domain/Intake.js"
+import type { Incoming, IntakeDecision } from "../domain/Intake.js"
 import type { ImapSession, MailboxStatus } from "../services/Imap.js"
 import { markSeenPolicy } from "../services/Imap.js"
 import { Parser } from "../services/Parser.js"
@@ -13,7 +13,7 @@ import { TicketRepo } from "../services/TicketRepo.js"
 import type { FetchBatch } from "./Batches.js"
 import { planBatches } from "./Batches.js"
 import { backlog, emails, pollCount, processingDuration } from "../telemetry/Metrics.js"
-import { currentTraceparent, includePii, withEventTrace } from "../telemetry/Tracing.js"
+import { currentTraceparent, includePii, withEventTrace, withSpanWhenTracing } from "../telemetry/Tracing.js"
 
 export interface PassSummary {
   readonly found: number
@@ -23,6 +23,18 @@ export interface PassSummary {
   readonly quarantined: number
   /** Already in the log from an earlier, interrupted run; only their \Seen flag was missing. */
   readonly alreadyRecorded: number
+}
+
+const emailsBy = {
+  EmailReceived: Metric.tagged(emails, "outcome", "EmailReceived"),
+  EmailDuplicate: Metric.tagged(emails, "outcome", "EmailDuplicate"),
+  EmailQuarantined: Metric.tagged(emails, "outcome", "EmailQuarantined")
+} satisfies Record<IntakeDecision["data"]["_tag"], unknown>
+
+const countBy = <A, K>(items: ReadonlyArray<A>, key: (item: A) => K): Map<K, number> => {
+  const counts = new Map<K, number>()
+  for (const item of items) counts.set(key(item), (counts.get(key(item)) ?? 0) + 1)
+  return counts
 }
 
 export const emptySummary: PassSummary = {
@@ -127,7 +139,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         return mail
       }).pipe(
         // Per-mail spans share one call site: capturing it 10,000 times per backlog tells nothing new.
-        Effect.withSpan("mailroom.email", {
+        withSpanWhenTracing("mailroom.email", {
           captureStackTrace: false,
           root: true,
           links: Option.match(pass, { onNone: () => [], onSome: (span) => [{ _tag: "SpanLink", span, attributes: {} }] }),
@@ -135,22 +147,27 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         })
       )
 
-    /** Closes each mail's trace with what became of it. */
+    /** Counts the outcomes and closes each mail's trace with what became of it. */
     const traceOutcomes = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>, mails: ReadonlyArray<Incoming>) =>
-      Effect.forEach(committed.decisions, (decision) =>
-        Effect.void.pipe(
-          Effect.withSpan("mailroom.email.recorded", {
-            captureStackTrace: false,
-            attributes: {
-              "mailroom.uid": decision.uid,
-              "mailroom.event.type": decision.data._tag,
-              "mailroom.event.id": decision.eventId,
-              ...(decision.ticketId ? { "mailroom.ticket.id": decision.ticketId } : {})
-            }
-          }),
-          withEventTrace({ trace: mails.find((m) => m.uid === decision.uid)?.trace ?? null }),
-          Effect.zipRight(Metric.increment(Metric.tagged(emails, "outcome", decision.data._tag)))
-        ), { discard: true })
+      Effect.gen(function*() {
+        for (const [outcome, count] of countBy(committed.decisions, (decision) => decision.data._tag)) {
+          yield* Metric.incrementBy(emailsBy[outcome], count)
+        }
+        const traces = new Map(mails.map((mail) => [mail.uid, mail.trace ?? null]))
+        yield* Effect.forEach(committed.decisions, (decision) =>
+          Effect.void.pipe(
+            withSpanWhenTracing("mailroom.email.recorded", {
+              captureStackTrace: false,
+              attributes: {
+                "mailroom.uid": decision.uid,
+                "mailroom.event.type": decision.data._tag,
+                "mailroom.event.id": decision.eventId,
+                ...(decision.ticketId ? { "mailroom.ticket.id": decision.ticketId } : {})
+              }
+            }),
+            withEventTrace({ trace: traces.get(decision.uid) ?? null })
+          ), { discard: true })
+      })
 
     const logDecisions = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>) =>
       Effect.forEach(committed.decisions, ({ data, uid }) => {

@@ -3,7 +3,7 @@ import type { Message, SASLOptions, TopicMessages } from "kafkajs"
 import { EventData } from "../domain/Event.js"
 import type { StoredEvent } from "../domain/Event.js"
 import { setting } from "../Settings.js"
-import { withEventTrace } from "../telemetry/Tracing.js"
+import { withEventTrace, withSpanWhenTracing } from "../telemetry/Tracing.js"
 import { EventBus, EventBusInProcess, PublishFailed } from "./EventBus.js"
 
 const list = (name: string) =>
@@ -184,8 +184,9 @@ const make = (brokers: ReadonlyArray<string>) =>
       // A short span in each email's own trace, so that Jaeger shows the publish under the email.
       yield* Effect.forEach(events, (event) =>
         Effect.void.pipe(
-          Effect.withSpan(`send ${config.eventsTopic}`, {
+          withSpanWhenTracing(`send ${config.eventsTopic}`, {
             kind: "producer",
+            captureStackTrace: false,
             attributes: {
               "messaging.system": "kafka",
               "messaging.operation.type": "send",

@@ -3,6 +3,7 @@ import { Worker } from "node:worker_threads"
 import { Config, Deferred, Effect, Layer } from "effect"
 import type { Parsed, RawMail } from "../domain/Email.js"
 import { setting } from "../Settings.js"
+import { withSpanWhenTracing } from "../telemetry/Tracing.js"
 import type { ParseResult } from "./ParseMail.js"
 import { parseWithHash, sha256, unparseable } from "./ParseMail.js"
 
@@ -17,7 +18,7 @@ const parserThreads = setting(
 )
 
 const span = (raw: RawMail) =>
-  Effect.withSpan("Parser.parse", { captureStackTrace: false, attributes: { "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size } })
+  withSpanWhenTracing("Parser.parse", { captureStackTrace: false, attributes: { "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size } })
 
 const inline = (raw: RawMail): Effect.Effect<ParseResult> =>
   Effect.promise(() => parseWithHash(raw)).pipe(

@@ -1,4 +1,4 @@
-import { Config, Context, Effect, Layer, Option, Tracer } from "effect"
+import { Config, Context, Effect, FiberRef, Layer, Option, Tracer } from "effect"
 import type { StoredEvent } from "../domain/Event.js"
 import { setting } from "../Settings.js"
 
@@ -44,6 +44,16 @@ export const TracingLive = Layer.unwrapEffect(
     })
   )
 )
+
+/**
+ * Effect.withSpan while the tracer is on, the effect alone while it is off. For spans made once per
+ * mail: with the tracer off, Effect still builds each no-op span, about 10 µs apiece (three per mail
+ * cost 0.3 s of a 10,000-mail backlog).
+ */
+export const withSpanWhenTracing = (name: string, options?: Tracer.SpanOptions) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (enabled) =>
+      enabled ? Effect.withSpan(effect, name, options) : effect)
 
 /** W3C traceparent of a span, as stored with an event and sent in Kafka headers. */
 export const traceparent = (span: Tracer.AnySpan): string =>

@@ -72,6 +72,10 @@ describe("OpenTelemetry export", () => {
     expect(receiver.metrics.map((m) => m.name)).toEqual(expect.arrayContaining(["imap_poll_count", "mailroom_emails", "mailroom_imap_logins"]))
     const polls = receiver.metrics.find((m) => m.name === "imap_poll_count")!
     expect(polls.points[0]!.value).toBe(1)
+    const byOutcome = Object.fromEntries(
+      receiver.metrics.findLast((m) => m.name === "mailroom_emails")!.points.map((p) => [p.attributes["outcome"], p.value])
+    )
+    expect(byOutcome).toEqual({ EmailReceived: 2, EmailQuarantined: 1 })
     expect(receiver.unsupported).toBe(0)
   })
 

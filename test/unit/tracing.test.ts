@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
-import { currentTraceparent } from "../../src/telemetry/Tracing.js"
+import { Effect, Layer, Option } from "effect"
+import { currentTraceparent, withSpanWhenTracing } from "../../src/telemetry/Tracing.js"
 
 const traceparentIn = (tracing: boolean) =>
   currentTraceparent.pipe(Effect.withSpan("mailroom.email"), Effect.provide(Layer.setTracerEnabled(tracing)))
@@ -13,4 +13,19 @@ describe("currentTraceparent", () => {
     Effect.map(traceparentIn(false), (value) => expect(value).toBeNull()))
 
   it.effect("is null outside any span", () => Effect.map(currentTraceparent, (value) => expect(value).toBeNull()))
+})
+
+describe("withSpanWhenTracing", () => {
+  const spanNameIn = (tracing: boolean) =>
+    Effect.option(Effect.currentSpan).pipe(
+      Effect.map(Option.map((span) => span.name)),
+      withSpanWhenTracing("mailroom.email", { attributes: { "mailroom.uid": 7 } }),
+      Effect.provide(Layer.setTracerEnabled(tracing))
+    )
+
+  it.effect("runs the effect in a span of that name when tracing is on", () =>
+    Effect.map(spanNameIn(true), (name) => expect(name).toEqual(Option.some("mailroom.email"))))
+
+  it.effect("runs the effect without any span when tracing is off", () =>
+    Effect.map(spanNameIn(false), (name) => expect(name).toEqual(Option.none())))
 })
