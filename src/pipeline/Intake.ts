@@ -3,7 +3,7 @@ import type { Tracer } from "effect"
 import type { Backfill } from "../Config.js"
 import { IntakeConfig } from "../Config.js"
 import type { RawMail } from "../domain/Email.js"
-import type { Incoming, IntakeDecision } from "../domain/Intake.js"
+import type { Incoming } from "../domain/Intake.js"
 import type { ImapSession, MailboxStatus } from "../services/Imap.js"
 import { markSeenPolicy } from "../services/Imap.js"
 import { Parser } from "../services/Parser.js"
@@ -23,18 +23,6 @@ export interface PassSummary {
   readonly quarantined: number
   /** Already in the log from an earlier, interrupted run; only their \Seen flag was missing. */
   readonly alreadyRecorded: number
-}
-
-const emailsBy = {
-  EmailReceived: Metric.tagged(emails, "outcome", "EmailReceived"),
-  EmailDuplicate: Metric.tagged(emails, "outcome", "EmailDuplicate"),
-  EmailQuarantined: Metric.tagged(emails, "outcome", "EmailQuarantined")
-} satisfies Record<IntakeDecision["data"]["_tag"], unknown>
-
-const countBy = <A, K>(items: ReadonlyArray<A>, key: (item: A) => K): Map<K, number> => {
-  const counts = new Map<K, number>()
-  for (const item of items) counts.set(key(item), (counts.get(key(item)) ?? 0) + 1)
-  return counts
 }
 
 export const emptySummary: PassSummary = {
@@ -147,14 +135,11 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         })
       )
 
-    /** Counts the outcomes and closes each mail's trace with what became of it. */
+    /** Closes each mail's trace with what became of it. */
     const traceOutcomes = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>, mails: ReadonlyArray<Incoming>) =>
-      Effect.gen(function*() {
-        for (const [outcome, count] of countBy(committed.decisions, (decision) => decision.data._tag)) {
-          yield* Metric.incrementBy(emailsBy[outcome], count)
-        }
+      Effect.suspend(() => {
         const traces = new Map(mails.map((mail) => [mail.uid, mail.trace ?? null]))
-        yield* Effect.forEach(committed.decisions, (decision) =>
+        return Effect.forEach(committed.decisions, (decision) =>
           Effect.void.pipe(
             withSpanWhenTracing("mailroom.email.recorded", {
               captureStackTrace: false,
@@ -168,6 +153,14 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
             withEventTrace({ trace: traces.get(decision.uid) ?? null })
           ), { discard: true })
       })
+
+    /** mailroom_emails by outcome, once per batch rather than once per mail. */
+    const countOutcomes = (summary: PassSummary) =>
+      Effect.forEach(
+        [["EmailReceived", summary.received], ["EmailDuplicate", summary.duplicates], ["EmailQuarantined", summary.quarantined]] as const,
+        ([outcome, count]) => count > 0 ? Metric.incrementBy(Metric.tagged(emails, "outcome", outcome), count) : Effect.void,
+        { discard: true }
+      )
 
     const logDecisions = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>) =>
       Effect.forEach(committed.decisions, ({ data, uid }) => {
@@ -200,10 +193,12 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           items: mails,
           cursorTo: Math.max(...batch.uids)
         })
+        const summary = summarize(committed)
         yield* logDecisions(committed)
         yield* traceOutcomes(committed, mails)
+        yield* countOutcomes(summary)
         return {
-          summary: summarize(committed),
+          summary,
           seen: afterReply
             ? committed.decisions.flatMap((d) => d.data._tag === "EmailReceived" ? [] : [d.uid])
             : mails.map((mail) => mail.uid),
