@@ -13,7 +13,7 @@ import type { Dovecot } from "../test/support/dovecot.js"
 import { freePort, startDovecot } from "../test/support/dovecot.js"
 import { largeAttachmentMail, mail } from "../test/support/mails.js"
 import { createDatabase, query } from "../test/support/postgres.js"
-import { freshDir, percentile, sleep } from "./util.js"
+import { freshDir, imageMemorySettings, percentile, sleep } from "./util.js"
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -120,6 +120,14 @@ const backlog = async (dovecot: Dovecot) => {
     record("mailroom --once, PostgreSQL", count, pg.seconds, bytes, base.msgPerSec, pg.peakRssMb)
   } finally {
     await db.drop()
+  }
+  const image = imageMemorySettings(await readFile(`${root}Dockerfile`, "utf8"))
+  const imageDb = await createDatabase("bench_image")
+  try {
+    const pg = await mailroomOnce({ ...mailboxEnv(dovecot), DATABASE_URL: imageDb.url, ...image })
+    record(`mailroom --once, PostgreSQL, as the Docker image runs it (${Object.entries(image).map(([k, v]) => `${k}=${v}`).join(" ")})`, count, pg.seconds, bytes, base.msgPerSec, pg.peakRssMb)
+  } finally {
+    await imageDb.drop()
   }
   const dir = await freshDir()
   try {

@@ -13,3 +13,14 @@ export const freshDir = async () => {
   const path = await mkdtemp(join(tmpdir(), "mailroom-bench-"))
   return { path, remove: () => rm(path, { recursive: true, force: true }) }
 }
+
+/** The memory settings the Docker image runs mailroom with, read from the Dockerfile's ENV lines. */
+export const imageMemorySettings = (dockerfile: string): Record<string, string> => {
+  const settings: Record<string, string> = {}
+  for (const [, assignments] of dockerfile.matchAll(/^ENV (.+)$/gm)) {
+    for (const [, name, value] of assignments!.matchAll(/(\w+)=("[^"]*"|\S+)/g)) {
+      if (name === "MALLOC_MMAP_THRESHOLD_" || name === "NODE_OPTIONS") settings[name] = value!.replace(/^"|"$/g, "")
+    }
+  }
+  return settings
+}

@@ -8,6 +8,7 @@ import "../../src/services/KafkaBus.js"
 import "../../src/telemetry/Logging.js"
 import "../../src/telemetry/Tracing.js"
 import { renderEnvExample, settings } from "../../src/Settings.js"
+import { imageMemorySettings } from "../../bench/util.js"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const read = (file: string) => readFileSync(join(root, file), "utf8")
@@ -79,6 +80,16 @@ describe("Dockerfile", () => {
     for (const [, source] of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) {
       expect(existsSync(join(root, source!)), source).toBe(true)
     }
+  })
+
+  it("sets the memory settings that `npm run bench` measures as the image's row", () => {
+    expect(imageMemorySettings(dockerfile)).toEqual({
+      MALLOC_MMAP_THRESHOLD_: "2097152",
+      NODE_OPTIONS: "--max-semi-space-size=4"
+    })
+    expect(imageMemorySettings("FROM x\nENV A=1 NODE_OPTIONS=\"--max-semi-space-size=2 --max-old-space-size=200\"\n")).toEqual({
+      NODE_OPTIONS: "--max-semi-space-size=2 --max-old-space-size=200"
+    })
   })
 })
 
