@@ -98,13 +98,14 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       yield* state.markSeen(mailbox, cursor.uidValidity, cursor.lastUid)
     })
 
+    /** The mails to take, with their sizes: the backfill range's unread mail, then everything above it. */
     const candidates = (session: ImapSession, cursor: Cursor, status: MailboxStatus) =>
       Effect.gen(function*() {
         const backfill = cursor.lastUid < cursor.backfillTo
-          ? yield* session.search({ from: cursor.lastUid + 1, to: cursor.backfillTo }, { unseenOnly: true })
+          ? yield* session.sizes(yield* session.search({ from: cursor.lastUid + 1, to: cursor.backfillTo }, { unseenOnly: true }))
           : []
         const from = Math.max(cursor.lastUid, cursor.backfillTo) + 1
-        const fresh = status.uidNext > 0 && from >= status.uidNext ? [] : yield* session.search({ from }, { unseenOnly: false })
+        const fresh = status.uidNext > 0 && from >= status.uidNext ? [] : yield* session.sizesFrom(from)
         return [...backfill, ...fresh]
       })
 
@@ -214,17 +215,17 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       const status = yield* session.open(mailbox)
       const cursor = yield* cursorFor(status)
       yield* repairSeen(session, cursor)
-      const uids = yield* candidates(session, cursor, status)
-      yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "messaging.batch.message_count": uids.length })
+      const found = yield* candidates(session, cursor, status)
+      yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "messaging.batch.message_count": found.length })
       yield* Metric.increment(pollCount)
-      yield* Metric.set(backlog, uids.length)
+      yield* Metric.set(backlog, found.length)
       const span = yield* Effect.option(Effect.currentSpan)
-      if (uids.length === 0) {
+      if (found.length === 0) {
         yield* Effect.logInfo("No new emails found")
       } else {
-        yield* Effect.logInfo(`Found ${uids.length} new email(s)`)
+        yield* Effect.logInfo(`Found ${found.length} new email(s)`)
       }
-      const batches = planBatches(yield* session.sizes(uids), config)
+      const batches = planBatches(found, config)
       const summary = yield* Stream.fromIterable(batches).pipe(
         // Fetched and parsed in one stage: Dovecot serves a batch faster than it is parsed, so a fetched
         // batch waiting for the parser would only hold memory (30 MB more at the peak, no faster).
@@ -250,7 +251,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         yield* state.advance(mailbox, cursor.uidValidity, cursor.backfillTo)
         yield* state.markSeen(mailbox, cursor.uidValidity, cursor.backfillTo)
       }
-      if (uids.length > 0) yield* Effect.logInfo(`Processed ${summary.found} email(s)`)
+      if (found.length > 0) yield* Effect.logInfo(`Processed ${summary.found} email(s)`)
       return summary
     })
 

@@ -124,6 +124,16 @@ describe("intake against a real Dovecot and PostgreSQL", () => {
     expect(await count(db.url)).toBe(before)
   })
 
+  it("takes nothing when the mail above its cursor was expunged unseen (`UID FETCH n:*` then names the newest mail below n)", async () => {
+    const before = await count(db.url)
+    const gone = await dovecot.append([mail({ subject: "withdrawn 1" }), mail({ subject: "withdrawn 2" })])
+    await dovecot.expunge(gone)
+    const run = await runCli(["--once"], env)
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stderr).toContain("No new emails found")
+    expect(await count(db.url)).toBe(before)
+  })
+
   it("a UIDVALIDITY change appends MailboxReset, rescans, and doubles nothing", async () => {
     const receivedBefore = await count(db.url, "type = 'EmailReceived'")
     const ticketsBefore = await countTable(db.url, "tickets")

@@ -40,6 +40,8 @@ export interface Dovecot {
   flags(options?: MailboxOptions): Promise<Map<number, Set<string>>>
   uidValidity(options?: MailboxOptions): Promise<number>
   resetUidValidity(options?: MailboxOptions): Promise<number>
+  /** Deletes these mails for good (\Deleted, then UID EXPUNGE). */
+  expunge(uids: ReadonlyArray<number>, options?: MailboxOptions): Promise<void>
   setSeen(uids: ReadonlyArray<number>, seen: boolean, options?: MailboxOptions): Promise<void>
   createMailbox(name: string, options?: Omit<MailboxOptions, "mailbox">): Promise<void>
 }
@@ -243,6 +245,10 @@ export const startDovecot = async (options: { readonly users?: ReadonlyArray<Dov
       if (after === before) throw new Error("UIDVALIDITY did not change")
       return after
     },
+    expunge: (uids, options = {}) =>
+      withMailbox(options, async (c) => {
+        if (uids.length > 0) await c.messageDelete([...uids], { uid: true })
+      }),
     setSeen: (uids, seen, options = {}) =>
       withMailbox(options, async (c) => {
         if (uids.length === 0) return
