@@ -33,7 +33,7 @@ export interface ImapSession {
   readonly open: (mailbox: string) => Effect.Effect<MailboxStatus, ImapError>
   readonly search: (range: UidRange, options: { readonly unseenOnly: boolean }) => Effect.Effect<ReadonlyArray<number>, ImapError>
   readonly sizes: (uids: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<MailSize>, ImapError>
-  /** Every mail from UID `from` up, with its size: one UID FETCH where SEARCH and then FETCH took two round trips. */
+  /** Every mail from UID `from` up, with its size (in no set order): one UID FETCH where SEARCH and then FETCH took two round trips. */
   readonly sizesFrom: (from: number) => Effect.Effect<ReadonlyArray<MailSize>, ImapError>
   /**
    * One UID FETCH for the whole batch; BODY.PEEK so that nothing is marked read before it is
@@ -176,15 +176,13 @@ const make = Effect.gen(function*() {
         uids.length === 0
           ? Effect.succeed([])
           : attempt("UID FETCH RFC822.SIZE", () => client.fetchAll([...uids], { uid: true, size: true }, { uid: true })).pipe(
-            Effect.map((messages) => messages.map((m) => ({ uid: m.uid, size: m.size ?? 0 }))),
+            Effect.map((messages) => messages.map(toMailSize)),
             Effect.withSpan("Imap.sizes", { attributes: { "messaging.batch.message_count": uids.length } })
           ),
       sizesFrom: (from) =>
         attempt("UID FETCH RFC822.SIZE", () => client.fetchAll(`${from}:*`, { uid: true, size: true }, { uid: true })).pipe(
           // `n:*` with nothing at or above n still names the newest mail (RFC 3501: `*` is the largest UID).
-          Effect.map((messages) =>
-            messages.filter((m) => m.uid >= from).map((m) => ({ uid: m.uid, size: m.size ?? 0 })).sort((a, b) => a.uid - b.uid)
-          ),
+          Effect.map((messages) => messages.filter((m) => m.uid >= from).map(toMailSize)),
           Effect.tap((sizes) => Effect.annotateCurrentSpan({ "messaging.batch.message_count": sizes.length })),
           Effect.withSpan("Imap.sizesFrom", { attributes: { "mailroom.uid.from": from } })
         ),
@@ -225,6 +223,8 @@ const make = Effect.gen(function*() {
 
   return Imap.of({ connect })
 })
+
+const toMailSize = (message: FetchMessageObject): MailSize => ({ uid: message.uid, size: message.size ?? 0 })
 
 const toRawMail = (message: FetchMessageObject, headersOnly: boolean): RawMail => ({
   uid: message.uid,
