@@ -248,7 +248,7 @@ describe("the embedded PGlite database", () => {
       const run = await runCli(["--once"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: broken })
       expect(run.code).not.toBe(0)
       expect(run.stderr.trim().split("\n")).toHaveLength(1)
-      expect(run.stderr).toMatch(/^mailroom: could not open the embedded database in .*: Error: initdb failed \(.+\); MAILROOM_DATA_DIR must be a writable folder/)
+      expect(run.stderr).toMatch(/^mailroom: could not open the embedded database in .*: EEXIST: file already exists, mkdir '.*pglite'; MAILROOM_DATA_DIR must be a writable folder/)
     } finally {
       await rm(broken, { recursive: true, force: true })
     }
