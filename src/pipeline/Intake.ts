@@ -213,6 +213,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
 
     const pass = Effect.fn("Intake.pass")(function*(session: ImapSession) {
       const status = yield* session.open(mailbox)
+      yield* session.hold(mailbox)
       const cursor = yield* cursorFor(status)
       yield* repairSeen(session, cursor)
       const found = yield* candidates(session, cursor, status)
@@ -253,7 +254,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       }
       if (found.length > 0) yield* Effect.logInfo(`Processed ${summary.found} email(s)`)
       return summary
-    })
+    }, Effect.scoped)
 
     return { pass, mailbox } as const
   })

@@ -31,6 +31,12 @@ export interface UidRange {
 export interface ImapSession {
   readonly user: string
   readonly open: (mailbox: string) => Effect.Effect<MailboxStatus, ImapError>
+  /**
+   * Keeps the connection out of IDLE until the scope closes, for a pass over the mailbox `open`
+   * selected: imapflow enters IDLE whenever no command has run for a moment (while a batch is parsed,
+   * say), and the next command must first end it, a round trip more to a distant server.
+   */
+  readonly hold: (mailbox: string) => Effect.Effect<void, ImapError, Scope.Scope>
   readonly search: (range: UidRange, options: { readonly unseenOnly: boolean }) => Effect.Effect<ReadonlyArray<number>, ImapError>
   readonly sizes: (uids: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<MailSize>, ImapError>
   /** Every mail from UID `from` up, with its size (in no set order): one UID FETCH where SEARCH and then FETCH took two round trips. */
@@ -165,6 +171,11 @@ const make = Effect.gen(function*() {
         yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "mailroom.uidvalidity": Number(box.uidValidity) })
         return { path: box.path, uidValidity: Number(box.uidValidity), uidNext: box.uidNext, exists: box.exists }
       }),
+      hold: (mailbox) =>
+        Effect.acquireRelease(
+          attempt("SELECT", () => client.getMailboxLock(mailbox, { maxLockHoldTime: false }), mailbox),
+          (lock) => Effect.sync(() => lock.release())
+        ).pipe(Effect.asVoid),
       search: (range, options) =>
         attempt("UID SEARCH", () => client.search({ uid: uidSet(range), ...(options.unseenOnly ? { seen: false } : {}) }, { uid: true })).pipe(
           Effect.map((uids) =>
@@ -248,6 +259,9 @@ export class MemoryMailbox {
   readonly folders = new Map<string, Array<Buffer>>()
   logins = 0
   fetches = 0
+  /** Passes holding the mailbox now, and the FETCHes and STOREs that ran while none did. */
+  holds = 0
+  readonly unheld: Array<"fetch" | "markSeen"> = []
   private readonly listeners = new Set<() => void>()
 
   constructor(readonly path = "INBOX") {}
@@ -294,6 +308,7 @@ export class MemoryMailbox {
         supportsIdle: true,
         open: () =>
           Effect.sync(() => ({ path: this.path, uidValidity: this.uidValidity, uidNext: this.nextUid, exists: this.messages.length })),
+        hold: () => Effect.acquireRelease(Effect.sync(() => void this.holds++), () => Effect.sync(() => void this.holds--)),
         search: (range, options) =>
           Effect.sync(() =>
             this.messages
@@ -307,7 +322,10 @@ export class MemoryMailbox {
           Effect.sync(() => this.messages.filter((m) => m.uid >= from).map((m) => ({ uid: m.uid, size: m.source.length }))),
         fetch: (uids, options) =>
           this.fail("fetch").pipe(
-            Effect.tap(() => void this.fetches++),
+            Effect.tap(() => {
+              this.fetches++
+              if (this.holds === 0) this.unheld.push("fetch")
+            }),
             Effect.as(
               this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({
                 uid: m.uid,
@@ -319,7 +337,10 @@ export class MemoryMailbox {
           ),
         markSeen: (uids) =>
           this.fail("markSeen").pipe(
-            Effect.tap(() => this.messages.filter((m) => uids.includes(m.uid)).forEach((m) => (m.seen = true)))
+            Effect.tap(() => {
+              if (this.holds === 0) this.unheld.push("markSeen")
+              this.messages.filter((m) => uids.includes(m.uid)).forEach((m) => (m.seen = true))
+            })
           ),
         findByMessageId: (folder, messageId) =>
           this.fail("findByMessageId").pipe(

@@ -3,7 +3,11 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { ImapLive, Imap } from "../../src/services/Imap.js"
+import { startFaultProxy } from "../support/faultProxy.js"
+import { configLayer } from "../unit/layers.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { generateCorpus } from "../support/corpus.js"
 import type { Dovecot } from "../support/dovecot.js"
@@ -251,6 +255,42 @@ describe("the embedded PGlite database", () => {
       expect(run.stderr).toMatch(/^mailroom: could not open the embedded database in .*: EEXIST: file already exists, mkdir '.*pglite'; MAILROOM_DATA_DIR must be a writable folder/)
     } finally {
       await rm(broken, { recursive: true, force: true })
+    }
+  })
+})
+
+describe("an IMAP session during a pass", () => {
+  it("stays out of IDLE while the pass holds the mailbox, and goes back to IDLE after it", async () => {
+    const dovecot = await startDovecot()
+    const proxy = await startFaultProxy(dovecot.port)
+    try {
+      await dovecot.append([mail({ subject: "one" }), mail({ subject: "two" })])
+      const commands = () => proxy.sent().split("\r\n").filter((line) => line !== "").map((line) => line.replace(/^\S+ /, ""))
+      const program = Effect.scoped(Effect.gen(function*() {
+        const session = yield* (yield* Imap).connect
+        yield* session.open("INBOX")
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* session.hold("INBOX")
+          const [first, second] = yield* session.sizesFrom(1)
+          yield* session.fetch([first!.uid], { headersOnly: false })
+          // Longer than imapflow waits before it enters IDLE: a batch being parsed and committed.
+          yield* Effect.sleep("800 millis")
+          yield* session.fetch([second!.uid], { headersOnly: false })
+        }))
+        const during = commands()
+        yield* Effect.sleep("800 millis")
+        return { during, after: commands() }
+      }))
+      const { during, after } = await Effect.runPromise(program.pipe(
+        Effect.provide(ImapLive),
+        Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) }))
+      ))
+      expect(during.filter((command) => command.startsWith("UID FETCH"))).toHaveLength(3)
+      expect(during).not.toContain("IDLE")
+      expect(after.slice(during.length)).toContain("IDLE")
+    } finally {
+      await proxy.close()
+      await dovecot.stop()
     }
   })
 })

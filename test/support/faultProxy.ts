@@ -20,6 +20,8 @@ export interface FaultProxy {
   slow(ms: number): void
   /** Refuses new connections (they are closed at once) until set back to false. */
   refuse(on: boolean): void
+  /** Everything the clients sent so far, as text: for IMAP, their commands. */
+  sent(): string
   close(): Promise<void>
 }
 
@@ -30,6 +32,7 @@ export const startFaultProxy = async (targetPort: number, targetHost = "127.0.0.
   let stalled = false
   let delayMs = 0
   let refusing = false
+  const sent: Array<Buffer> = []
   const waiting: Array<() => void> = []
 
   const server = createServer((client) => {
@@ -46,6 +49,7 @@ export const startFaultProxy = async (targetPort: number, targetHost = "127.0.0.
     }
     client.on("error", drop).on("close", drop)
     upstream.on("error", drop).on("close", drop)
+    client.on("data", (chunk: Buffer) => void sent.push(chunk))
     client.pipe(upstream)
     upstream.on("data", (chunk: Buffer) => {
       const forward = () => {
@@ -80,6 +84,7 @@ export const startFaultProxy = async (targetPort: number, targetHost = "127.0.0.
     },
     slow: (ms) => void (delayMs = ms),
     refuse: (on) => void (refusing = on),
+    sent: () => Buffer.concat(sent).toString("latin1"),
     close: () =>
       new Promise((resolve) => {
         ;[...open].forEach((socket) => socket.destroy())

@@ -133,6 +133,17 @@ describe("Intake", () => {
     }))
   })
 
+  it.effect("holds the mailbox for the whole pass, so that the connection does not IDLE between its commands", () => {
+    const mailbox = new MemoryMailbox()
+    for (let i = 0; i < 20; i++) mailbox.append(mail())
+    return withMailbox(mailbox, { IMAP_BATCH_SIZE: "3" }, Effect.gen(function*() {
+      expect((yield* once).received).toBe(20)
+      expect(mailbox.fetches).toBe(7)
+      expect(mailbox.unheld).toEqual([])
+      expect(mailbox.holds).toBe(0)
+    }))
+  })
+
   it.effect("a crash between commit and \\Seen loses and doubles nothing; the flags are set on the next pass", () => {
     const mailbox = new MemoryMailbox()
     const uids = [mailbox.append(mail()), mailbox.append(mail())]
