@@ -5,15 +5,15 @@ import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { ImapLive, Imap } from "../../src/services/Imap.js"
-import { startFaultProxy } from "../support/faultProxy.js"
-import { configLayer } from "../unit/layers.js"
+import { Imap, ImapLive } from "../../src/services/Imap.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { generateCorpus } from "../support/corpus.js"
 import type { Dovecot } from "../support/dovecot.js"
 import { startDovecot } from "../support/dovecot.js"
+import { startFaultProxy } from "../support/faultProxy.js"
 import { hostileMails, largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
 import { createDatabase, query } from "../support/postgres.js"
+import { configLayer } from "../unit/layers.js"
 
 const mailboxEnv = (dovecot: Dovecot) => ({
   GMAIL_SENDER_EMAIL: dovecot.user,
