@@ -1,4 +1,4 @@
-import { Duration, Effect, Metric, Ref, Schedule } from "effect"
+import { Duration, Effect, Metric, Ref } from "effect"
 import { outboxLag } from "../telemetry/Metrics.js"
 import { EventBus, publishRetry } from "../services/EventBus.js"
 import type { PublishFailed } from "../services/EventBus.js"
@@ -61,9 +61,18 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
       return (yield* repo.eventsAfter(position, PAGE)).length
     })
 
-    /** Drains, then polls the log; picks up events written by this and any other instance. */
+    // Woken by this process's own appends; the poll is for other instances' (only a shared PostgreSQL has them).
+    const poll = repo.appends.othersAppend ? Duration.millis(250) : Duration.seconds(5)
+
+    /** Drains, then waits for the log to grow; picks up events written by this and any other instance. */
     const run = supervise({
-      work: (healthy) => drain.pipe(Effect.zipRight(healthy), Effect.repeat(Schedule.spaced(Duration.millis(250))), Effect.asVoid),
+      work: (healthy) =>
+        Effect.gen(function*() {
+          const seen = yield* repo.appends.count
+          yield* drain
+          yield* healthy
+          yield* repo.appends.after(seen, poll)
+        }).pipe(Effect.forever),
       scheduleFor: () => databaseRetry,
       recoveredLine: (was) => `The relay reads the event log again (recovered from ${was})`
     })

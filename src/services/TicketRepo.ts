@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Data, Effect, Layer, Ref, Schema } from "effect"
+import { Context, Data, Deferred, Duration, Effect, Layer, Ref, Schema } from "effect"
+import { DatabaseConfig } from "../Config.js"
 import type { Incoming, IntakeDecision, Known, KnownMail } from "../domain/Intake.js"
 import { decide, lookupKeys, lookupTokens } from "../domain/Intake.js"
 import { EventData, MailboxReset } from "../domain/Event.js"
@@ -33,7 +34,35 @@ export interface Committed {
   readonly alreadyRecorded: ReadonlyArray<number>
 }
 
+/** Appends this process made to the log, so that its readers (relay, responder) wake at once instead of polling. */
+export interface LogAppends {
+  readonly count: Effect.Effect<number>
+  /** Returns once the count has moved past `seen`, or after `atMost`. */
+  readonly after: (seen: number, atMost: Duration.DurationInput) => Effect.Effect<void>
+  /** Other processes may append too (a shared PostgreSQL): readers must still poll for theirs. */
+  readonly othersAppend: boolean
+}
+
+const makeAppends = (othersAppend: boolean) =>
+  Effect.gen(function*() {
+    const count = yield* Ref.make(0)
+    // Completed, and replaced, at each append: a reader waits on the one it saw.
+    const next = yield* Ref.make(yield* Deferred.make<void>())
+    const bump = Effect.gen(function*() {
+      yield* Ref.update(count, (n) => n + 1)
+      yield* Deferred.succeed(yield* Ref.getAndSet(next, yield* Deferred.make<void>()), undefined)
+    })
+    const after = (seen: number, atMost: Duration.DurationInput) =>
+      Effect.gen(function*() {
+        const appended = yield* Ref.get(next)
+        if ((yield* Ref.get(count)) !== seen) return
+        yield* Deferred.await(appended).pipe(Effect.timeoutOption(atMost))
+      })
+    return { bump, appends: { count: Ref.get(count), after, othersAppend } satisfies LogAppends }
+  })
+
 export interface TicketRepoShape {
+  readonly appends: LogAppends
   /** Events, projections and the cursor of one batch, in one transaction. */
   readonly commit: (batch: Batch) => Effect.Effect<Committed, SqlError | CursorMoved>
   /** Appends MailboxReset and starts the mailbox over under its new UIDVALIDITY, in one transaction. */
@@ -126,6 +155,8 @@ const fromRow = (row: EventRow): StoredEvent => ({
 const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const state = yield* StateStore
+  // Without DATABASE_URL the embedded database is this process's alone (its data folder is locked).
+  const { appends, bump } = yield* makeAppends((yield* DatabaseConfig).url._tag === "Some")
 
   const known = (mailbox: string, items: Batch["items"]) =>
     Effect.gen(function*() {
@@ -225,6 +256,7 @@ const makeSql = Effect.gen(function*() {
       return { decisions, alreadyRecorded: [...alreadyRecorded] }
     }).pipe(
       inTransaction(sql),
+      Effect.tap(() => bump),
       Effect.withSpan("TicketRepo.commit", {
         kind: "client",
         attributes: {
@@ -272,6 +304,7 @@ const makeSql = Effect.gen(function*() {
       return id
     }).pipe(
       inTransaction(sql),
+      Effect.tap(() => bump),
       Effect.withSpan("TicketRepo.appendReply", { kind: "client", attributes: { "mailroom.event.type": data._tag } })
     )
 
@@ -298,6 +331,7 @@ const makeSql = Effect.gen(function*() {
     })
 
   return TicketRepo.of({
+    appends,
     commit,
     resetMailbox: (previous, next) =>
       Effect.gen(function*() {
@@ -315,7 +349,7 @@ const makeSql = Effect.gen(function*() {
           trace: null
         }])
         yield* state.reset(next)
-      }).pipe(inTransaction(sql), Effect.withSpan("TicketRepo.resetMailbox")),
+      }).pipe(inTransaction(sql), Effect.tap(() => bump), Effect.withSpan("TicketRepo.resetMailbox")),
     recordedUids: (mailbox, uidValidity, above, upTo) =>
       sql<{ uid: string }>`
         SELECT uid FROM events WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
@@ -348,8 +382,11 @@ const makeMemory = Effect.gen(function*() {
   const state = yield* StateStore
   const events = yield* Ref.make<ReadonlyArray<StoredEvent>>([])
   const known = yield* Ref.make<Known>({ byMessageId: new Map(), byRawSha256: new Map(), byTicketToken: new Map() })
+  const { appends, bump } = yield* makeAppends(false)
   const append = (rows: ReadonlyArray<Omit<StoredEvent, "seq">>) =>
-    Ref.update(events, (all) => [...all, ...rows.map((row, i) => ({ ...row, seq: BigInt(all.length + i + 1) }))])
+    Ref.update(events, (all) => [...all, ...rows.map((row, i) => ({ ...row, seq: BigInt(all.length + i + 1) }))]).pipe(
+      Effect.zipRight(bump)
+    )
   const intakeUids = (mailbox: string, uidValidity: number) =>
     Ref.get(events).pipe(
       Effect.map((all) =>
@@ -357,6 +394,7 @@ const makeMemory = Effect.gen(function*() {
       )
     )
   return TicketRepo.of({
+    appends,
     commit: (batch) =>
       Effect.gen(function*() {
         const recorded = new Set(yield* intakeUids(batch.mailbox, batch.uidValidity))

@@ -52,4 +52,21 @@ describe("Relay", () => {
         expect(yield* state.position("relay:test")).toBe(5n)
       }).pipe(Effect.provide(layer))
     }))
+
+  it.scoped("publishes what this process commits at once, without waiting for its poll", () =>
+    Effect.gen(function*() {
+      const mailbox = new MemoryMailbox()
+      const { bus, layer } = yield* setup(mailbox)
+      yield* Effect.gen(function*() {
+        const poller = yield* Poller
+        const relay = yield* Relay
+        yield* Effect.forkScoped(relay.run)
+        yield* TestClock.adjust("10 seconds")
+        for (let i = 0; i < 2; i++) mailbox.append(mail())
+        yield* poller.once
+        // The test clock stands still: only the commit itself can have woken the relay.
+        for (let i = 0; i < 50 && (yield* Ref.get(bus.published)).length < 2; i++) yield* Effect.yieldNow()
+        expect((yield* Ref.get(bus.published)).map((e) => e.seq)).toEqual([1n, 2n])
+      }).pipe(Effect.provide(layer))
+    }))
 })
