@@ -1,4 +1,4 @@
-import { Duration, Effect, Metric, Ref } from "effect"
+import { Effect, Metric, Ref } from "effect"
 import { outboxLag } from "../telemetry/Metrics.js"
 import { EventBus, publishRetry } from "../services/EventBus.js"
 import type { PublishFailed } from "../services/EventBus.js"
@@ -61,18 +61,9 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
       return (yield* repo.eventsAfter(position, PAGE)).length
     })
 
-    // Woken by this process's own appends; the poll is for other instances' (only a shared PostgreSQL has them).
-    const poll = repo.appends.othersAppend ? Duration.millis(250) : Duration.seconds(5)
-
-    /** Drains, then waits for the log to grow; picks up events written by this and any other instance. */
+    /** Drains, then again as the log grows; picks up events written by this and any other instance. */
     const run = supervise({
-      work: (healthy) =>
-        Effect.gen(function*() {
-          const seen = yield* repo.appends.count
-          yield* drain
-          yield* healthy
-          yield* repo.appends.after(seen, poll)
-        }).pipe(Effect.forever),
+      work: (healthy) => repo.appends.follow(drain.pipe(Effect.zipRight(healthy)), "250 millis"),
       scheduleFor: () => databaseRetry,
       recoveredLine: (was) => `The relay reads the event log again (recovered from ${was})`
     })

@@ -251,23 +251,14 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       ? leadership.lead(consumer, drainAll, { wait: false })
       : Effect.succeedNone
 
-    // Woken by this process's own appends; the poll is for other instances' (only a shared PostgreSQL has them).
-    const poll = repo.appends.othersAppend ? "1 second" : "5 seconds"
-
     /** Follows the log until interrupted; each kind of failure waits by its own Schedule and is logged once. */
     const run = enabled
       ? Effect.logInfo(`Answering new mail in ${mailbox} with AGENT=${agent.kind}`).pipe(
         Effect.zipRight(supervise<ResponderError, never>({
           work: (healthy) =>
-            leadership.lead(
-              consumer,
-              Effect.gen(function*() {
-                const seen = yield* repo.appends.count
-                yield* drainAll
-                yield* healthy
-                yield* repo.appends.after(seen, poll)
-              }).pipe(Effect.forever)
-            ).pipe(Effect.asVoid),
+            leadership.lead(consumer, repo.appends.follow(drainAll.pipe(Effect.zipRight(healthy)), "1 second")).pipe(
+              Effect.asVoid
+            ),
           scheduleFor,
           recoveredLine: (was) => `Replies go out again (recovered from ${was})`
         })),

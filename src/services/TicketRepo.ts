@@ -36,11 +36,12 @@ export interface Committed {
 
 /** Appends this process made to the log, so that its readers (relay, responder) wake at once instead of polling. */
 export interface LogAppends {
-  readonly count: Effect.Effect<number>
-  /** Returns once the count has moved past `seen`, or after `atMost`. */
-  readonly after: (seen: number, atMost: Duration.DurationInput) => Effect.Effect<void>
-  /** Other processes may append too (a shared PostgreSQL): readers must still poll for theirs. */
-  readonly othersAppend: boolean
+  /**
+   * Runs `step` (a drain of the log), then again whenever this process appends, and at least every
+   * `poll` for what other instances append to a shared PostgreSQL; the embedded database is this
+   * process's alone (its data folder is locked), so there the poll is only a 5 s backstop.
+   */
+  readonly follow: <E, R>(step: Effect.Effect<unknown, E, R>, poll: Duration.DurationInput) => Effect.Effect<never, E, R>
 }
 
 const makeAppends = (othersAppend: boolean) =>
@@ -52,13 +53,15 @@ const makeAppends = (othersAppend: boolean) =>
       yield* Ref.update(count, (n) => n + 1)
       yield* Deferred.succeed(yield* Ref.getAndSet(next, yield* Deferred.make<void>()), undefined)
     })
-    const after = (seen: number, atMost: Duration.DurationInput) =>
+    const follow = <E, R>(step: Effect.Effect<unknown, E, R>, poll: Duration.DurationInput) =>
       Effect.gen(function*() {
+        const seen = yield* Ref.get(count)
+        yield* step
         const appended = yield* Ref.get(next)
         if ((yield* Ref.get(count)) !== seen) return
-        yield* Deferred.await(appended).pipe(Effect.timeoutOption(atMost))
-      })
-    return { bump, appends: { count: Ref.get(count), after, othersAppend } satisfies LogAppends }
+        yield* Deferred.await(appended).pipe(Effect.timeoutOption(othersAppend ? poll : "5 seconds"))
+      }).pipe(Effect.forever)
+    return { bump, appends: { follow } satisfies LogAppends }
   })
 
 export interface TicketRepoShape {
@@ -155,7 +158,6 @@ const fromRow = (row: EventRow): StoredEvent => ({
 const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const state = yield* StateStore
-  // Without DATABASE_URL the embedded database is this process's alone (its data folder is locked).
   const { appends, bump } = yield* makeAppends((yield* DatabaseConfig).url._tag === "Some")
 
   const known = (mailbox: string, items: Batch["items"]) =>
