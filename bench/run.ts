@@ -13,6 +13,8 @@ import type { Dovecot } from "../test/support/dovecot.js"
 import { freePort, startDovecot } from "../test/support/dovecot.js"
 import { largeAttachmentMail, mail } from "../test/support/mails.js"
 import { createDatabase, query } from "../test/support/postgres.js"
+import type { CpuSeconds } from "./cpu.js"
+import { meterCpu } from "./cpu.js"
 import { freshDir, imageMemorySettings, percentile, sleep } from "./util.js"
 
 const run = promisify(execFile)
@@ -39,6 +41,24 @@ interface Row {
 
 const rows: Array<Row> = []
 const extra: Record<string, unknown> = {}
+const cpuSeconds: Record<string, CpuSeconds> = {}
+
+/** Runs a scenario while counting CPU; `report` prints it once the scenario's own line is out. */
+const metered = async <A>(scenario: string, run: () => Promise<A>) => {
+  const stop = await meterCpu()
+  const started = performance.now()
+  const result = await run()
+  const wall = (performance.now() - started) / 1000
+  const cpu = await stop()
+  cpuSeconds[scenario] = cpu
+  const report = () =>
+    console.error(
+      `    CPU-seconds, start-up included: the client ${cpu.client.toFixed(1)}, PostgreSQL ${cpu.postgres.toFixed(1)}, Dovecot ${
+        cpu.dovecot.toFixed(1)
+      }; even with every core on it alone, no less than ${cpu.floor.toFixed(1)} s (it took ${wall.toFixed(1)} s)`
+    )
+  return { result, report }
+}
 
 const baseline = async (port: number, user: string, password: string, limit: number, bytes: number) => {
   if (!shared) throw new Error("../shared/bench/seed_imaplib.py not found: the baseline needs it")
@@ -112,12 +132,15 @@ const backlog = async (dovecot: Dovecot) => {
   })())
   await dovecot.uids()
   console.error(`baseline and mailroom over ${delivered} mails (${(bytes / 1e6).toFixed(0)} MB)`)
-  const base = await baseline(dovecot.port, dovecot.user, dovecot.password, count, bytes)
+  const loop = await metered("guide's imaplib loop", () => baseline(dovecot.port, dovecot.user, dovecot.password, count, bytes))
+  const base = loop.result
   record("guide's imaplib loop", base.messages, base.seconds, bytes)
+  loop.report()
   const db = await createDatabase("bench")
   try {
-    const pg = await mailroomOnce({ ...mailboxEnv(dovecot), DATABASE_URL: db.url })
+    const { report, result: pg } = await metered("mailroom --once, PostgreSQL", () => mailroomOnce({ ...mailboxEnv(dovecot), DATABASE_URL: db.url }))
     record("mailroom --once, PostgreSQL", count, pg.seconds, bytes, base.msgPerSec, pg.peakRssMb)
+    report()
   } finally {
     await db.drop()
   }
@@ -131,8 +154,9 @@ const backlog = async (dovecot: Dovecot) => {
   }
   const dir = await freshDir()
   try {
-    const lite = await mailroomOnce({ ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dir.path })
+    const { report, result: lite } = await metered("mailroom --once, PGlite", () => mailroomOnce({ ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dir.path }))
     record("mailroom --once, PGlite", count, lite.seconds, bytes, base.msgPerSec, lite.peakRssMb)
+    report()
   } finally {
     await dir.remove()
   }
@@ -225,9 +249,9 @@ const main = async () => {
     await dovecot.stop()
   }
   console.table(rows)
-  console.log(JSON.stringify(extra))
+  console.log(JSON.stringify({ ...extra, cpuSeconds }))
   const file = `${root}bench/results/${new Date().toISOString().replace(/[:.]/g, "-")}.json`
-  await writeFile(file, JSON.stringify({ date: new Date().toISOString(), count, rows, ...extra }, null, 2))
+  await writeFile(file, JSON.stringify({ date: new Date().toISOString(), count, rows, ...extra, cpuSeconds }, null, 2))
   console.error(`written to ${file}`)
 }
 
