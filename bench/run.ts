@@ -44,10 +44,10 @@ const extra: Record<string, unknown> = {}
 const cpuSeconds: Record<string, CpuSeconds> = {}
 
 /** Runs a scenario while counting CPU; `report` prints it once the scenario's own line is out. */
-const metered = async <A>(scenario: string, run: () => Promise<A>) => {
+const metered = async <A>(scenario: string, body: () => Promise<A>) => {
   const stop = await meterCpu()
   const started = performance.now()
-  const result = await run()
+  const result = await body()
   const wall = (performance.now() - started) / 1000
   const cpu = await stop()
   cpuSeconds[scenario] = cpu
@@ -147,8 +147,10 @@ const backlog = async (dovecot: Dovecot) => {
   const image = imageMemorySettings(await readFile(`${root}Dockerfile`, "utf8"))
   const imageDb = await createDatabase("bench_image")
   try {
-    const pg = await mailroomOnce({ ...mailboxEnv(dovecot), DATABASE_URL: imageDb.url, ...image })
-    record(`mailroom --once, PostgreSQL, as the Docker image runs it (${Object.entries(image).map(([k, v]) => `${k}=${v}`).join(" ")})`, count, pg.seconds, bytes, base.msgPerSec, pg.peakRssMb)
+    const scenario = `mailroom --once, PostgreSQL, as the Docker image runs it (${Object.entries(image).map(([k, v]) => `${k}=${v}`).join(" ")})`
+    const { report, result: pg } = await metered(scenario, () => mailroomOnce({ ...mailboxEnv(dovecot), DATABASE_URL: imageDb.url, ...image }))
+    record(scenario, count, pg.seconds, bytes, base.msgPerSec, pg.peakRssMb)
+    report()
   } finally {
     await imageDb.drop()
   }
