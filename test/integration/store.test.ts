@@ -3,6 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { Poller } from "../../src/pipeline/Poller.js"
 import { MemoryMailbox } from "../../src/services/Imap.js"
+import { StateStore } from "../../src/services/StateStore.js"
 import { TicketRepo } from "../../src/services/TicketRepo.js"
 import type { Backend } from "../support/stack.js"
 import { sqlPipeline } from "../support/stack.js"
@@ -50,6 +51,20 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       expect(events.map((e) => e.type)).toEqual(["EmailReceived", "EmailReceived", "EmailDuplicate", "EmailQuarantined", "EmailReceived"])
     }).pipe(Effect.provide(sqlPipeline(backend, "store", mailbox.layer)))
   })
+
+  it.scoped("plans a commit's statements generically, and only within its transaction", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const repo = yield* TicketRepo
+      yield* (yield* StateStore).reset({ mailbox: "INBOX", uidValidity: 1, lastUid: 0, backfillTo: 0, seenUid: 0 })
+      const mode = sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.pipe(Effect.map((rows) => rows[0]!.plan_cache_mode))
+      const during = yield* sql.withTransaction(
+        repo.commit({ mailbox: "INBOX", uidValidity: 1, items: [], cursorTo: 0 }).pipe(Effect.zipRight(mode))
+      )
+      expect(during).toBe("force_generic_plan")
+      // PGlite has one connection, so this reads the very session the commit ran on.
+      expect(yield* mode).toBe("auto")
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_plans", new MemoryMailbox().layer))))
 
   it.scoped("compresses payloads and bodies with lz4 where the server has it, and migrates where it has not", () =>
     Effect.gen(function*() {
