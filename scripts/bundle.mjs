@@ -17,7 +17,7 @@ const externalPackages = {
 rmSync("dist", { recursive: true, force: true })
 
 await build({
-  entryPoints: { main: "src/main.ts", parserWorker: "src/services/parserWorker.ts" },
+  entryPoints: { main: "src/main.ts", parserWorker: "src/mail/parserWorker.ts" },
   outdir: "dist",
   bundle: true,
   splitting: true,

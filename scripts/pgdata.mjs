@@ -1,5 +1,5 @@
 // npm run build, after the bundle: dist/pgdata.tar.gz, an empty PGlite database that the embedded
-// default's first start unpacks instead of running initdb (why: openEmbedded in src/db/Sql.ts). It is
+// default's first start unpacks instead of running initdb (why: openEmbedded in src/log/Sql.ts). It is
 // made by the installed PGlite, so it always matches the PostgreSQL that opens it, and kept in
 // node_modules/.cache between builds (making it takes 4–5 s).
 import { existsSync } from "node:fs"

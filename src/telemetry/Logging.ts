@@ -1,5 +1,5 @@
 import { Cause, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, Option } from "effect"
-import { logFormat } from "../Config.js"
+import { logFormat } from "../config/Config.js"
 import { includePii, recordedSpan } from "./Tracing.js"
 
 const render = (value: unknown): string =>

@@ -1,6 +1,6 @@
 import { Config, Context, Effect, FiberRef, Layer, Option, Tracer } from "effect"
-import type { StoredEvent } from "../domain/Event.js"
-import { setting } from "../Settings.js"
+import type { StoredEvent } from "../log/Event.js"
+import { setting } from "../config/Settings.js"
 
 export const TelemetryConfig = Config.all({
   endpoint: setting(

@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url"
 import { PGlite } from "@electric-sql/pglite"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { openEmbedded } from "../../src/db/Sql.js"
+import { openEmbedded } from "../../src/log/Sql.js"
 import { freshDataDir } from "../support/postgres.js"
 
 const closing = (db: PGlite) => Effect.acquireRelease(Effect.succeed(db), (db) => Effect.promise(() => db.close()))

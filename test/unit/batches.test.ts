@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { startingCursor } from "../../src/pipeline/Intake.js"
-import { planBatches } from "../../src/pipeline/Batches.js"
+import { startingCursor } from "../../src/tickets/Intake.js"
+import { planBatches } from "../../src/mailbox/Batches.js"
 
 describe("planBatches", () => {
   const limits = { maxMessageBytes: 1000, batchSize: 3, batchBytes: 2500 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Effect, Redacted } from "effect"
-import { ImapConfig, IntakeConfig } from "../../src/Config.js"
-import { describeFailure } from "../../src/Fatal.js"
+import { ImapConfig, IntakeConfig } from "../../src/config/Config.js"
+import { describeFailure } from "../../src/cli/Fatal.js"
 
 const load = <A, E>(config: Effect.Effect<A, E>, env: Record<string, string>) =>
   config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))

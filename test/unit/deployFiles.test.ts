@@ -4,10 +4,10 @@ import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import { parse } from "yaml"
 import "../../src/Layers.js"
-import "../../src/services/KafkaBus.js"
+import "../../src/bus/KafkaBus.js"
 import "../../src/telemetry/Logging.js"
 import "../../src/telemetry/Tracing.js"
-import { renderEnvExample, settings } from "../../src/Settings.js"
+import { renderEnvExample, settings } from "../../src/config/Settings.js"
 import { imageMemorySettings } from "../../bench/util.js"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))

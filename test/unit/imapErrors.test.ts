@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { Duration } from "effect"
-import { classify } from "../../src/services/ImapErrors.js"
+import { classify } from "../../src/mailbox/ImapErrors.js"
 
 const context = { host: "imap.test", user: "support@example.com", mailbox: "INBOX", command: "LOGIN" }
 

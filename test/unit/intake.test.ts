@@ -1,11 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
-import type { StoredEvent } from "../../src/domain/Event.js"
-import { Poller } from "../../src/pipeline/Poller.js"
-import { MemoryMailbox } from "../../src/services/Imap.js"
-import { ConnectionLost } from "../../src/services/ImapErrors.js"
-import { StateStore } from "../../src/services/StateStore.js"
-import { TicketRepo } from "../../src/services/TicketRepo.js"
+import type { StoredEvent } from "../../src/log/Event.js"
+import { Poller } from "../../src/mailbox/Poller.js"
+import { MemoryMailbox } from "../../src/mailbox/Imap.js"
+import { ConnectionLost } from "../../src/mailbox/ImapErrors.js"
+import { StateStore } from "../../src/log/StateStore.js"
+import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { mail, pipelineLayer } from "./layers.js"
 
 const events = Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000))

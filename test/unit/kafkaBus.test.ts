@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest"
-import { EmailQuarantined, EmailReceived } from "../../src/domain/Event.js"
-import type { StoredEvent } from "../../src/domain/Event.js"
-import { toRecords } from "../../src/services/KafkaBus.js"
+import { EmailQuarantined, EmailReceived } from "../../src/log/Event.js"
+import type { StoredEvent } from "../../src/log/Event.js"
+import { toRecords } from "../../src/bus/KafkaBus.js"
 
 const topics = { inbound: "email_inbound", events: "mailroom.events" }
 const at = new Date("2026-11-24T10:00:00Z")

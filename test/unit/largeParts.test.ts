@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
-import type { RawMail } from "../../src/domain/Email.js"
-import { digestBase64, elideLargeParts } from "../../src/services/LargeParts.js"
-import { parseRaw, parseRawWhole } from "../../src/services/ParseMail.js"
+import type { RawMail } from "../../src/mail/Email.js"
+import { digestBase64, elideLargeParts } from "../../src/mail/LargeParts.js"
+import { parseRaw, parseRawWhole } from "../../src/mail/ParseMail.js"
 import { generateCorpus } from "../support/corpus.js"
 import { hostileMails, largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
 

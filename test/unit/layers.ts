@@ -1,13 +1,13 @@
 import { ConfigProvider, Effect, Layer } from "effect"
-import { Intake } from "../../src/pipeline/Intake.js"
-import { Poller } from "../../src/pipeline/Poller.js"
-import { Relay } from "../../src/pipeline/Relay.js"
-import { EventBus, makeEventBusTest } from "../../src/services/EventBus.js"
-import type { MemoryMailbox } from "../../src/services/Imap.js"
-import { LeadershipTest } from "../../src/services/Leadership.js"
-import { Parser } from "../../src/services/Parser.js"
-import { StateStore } from "../../src/services/StateStore.js"
-import { TicketRepo } from "../../src/services/TicketRepo.js"
+import { Intake } from "../../src/tickets/Intake.js"
+import { Poller } from "../../src/mailbox/Poller.js"
+import { Relay } from "../../src/bus/Relay.js"
+import { EventBus, makeEventBusTest } from "../../src/bus/EventBus.js"
+import type { MemoryMailbox } from "../../src/mailbox/Imap.js"
+import { LeadershipTest } from "../../src/mailbox/Leadership.js"
+import { Parser } from "../../src/mail/Parser.js"
+import { StateStore } from "../../src/log/StateStore.js"
+import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 
 export const baseEnv = {
   GMAIL_SENDER_EMAIL: "support@example.com",

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
-import type { RawMail } from "../../src/domain/Email.js"
-import { parseWithHash } from "../../src/services/ParseMail.js"
+import type { RawMail } from "../../src/mail/Email.js"
+import { parseWithHash } from "../../src/mail/ParseMail.js"
 import { largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
 
 const raw = (source: Buffer, uid = 1): RawMail => ({ uid, size: source.length, source, headersOnly: false })

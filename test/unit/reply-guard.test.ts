@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import type { GuardInput } from "../../src/domain/Reply.js"
+import type { GuardInput } from "../../src/replies/Reply.js"
 import {
   isMessageId,
   loopGuard,
@@ -11,7 +11,7 @@ import {
   subjectTokens,
   threading,
   ticketToken
-} from "../../src/domain/Reply.js"
+} from "../../src/replies/Reply.js"
 
 const own = "support@example.com"
 const ticketId = "0b6f3a2c-5d1e-4f00-a123-456789abcdef"

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto"
-import type { Address } from "./Email.js"
-import type { EmailReceived, ReplyIntended, SkipReason } from "./Event.js"
-import type { MessageRow } from "./Projection.js"
-import { cleanHeader } from "./Text.js"
+import type { Address } from "../mail/Email.js"
+import type { EmailReceived, ReplyIntended, SkipReason } from "../log/Event.js"
+import type { MessageRow } from "../tickets/Projection.js"
+import { cleanHeader } from "../mail/Text.js"
 
 export interface Skip {
   readonly reason: SkipReason

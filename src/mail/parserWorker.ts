@@ -1,5 +1,5 @@
 import { parentPort } from "node:worker_threads"
-import type { RawMail } from "../domain/Email.js"
+import type { RawMail } from "./Email.js"
 import { parseWithHash, unparseable } from "./ParseMail.js"
 
 interface Request {

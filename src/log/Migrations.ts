@@ -1,6 +1,6 @@
 import { Migrator, SqlClient } from "@effect/sql"
 import { Effect, Layer, Option } from "effect"
-import { DatabaseConfig } from "../Config.js"
+import { DatabaseConfig } from "../config/Config.js"
 import events from "./migrations/0001_events.js"
 import replies from "./migrations/0002_replies.js"
 import mailboxHealth from "./migrations/0003_mailbox_health.js"

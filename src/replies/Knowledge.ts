@@ -1,7 +1,7 @@
 import { readdir, readFile } from "node:fs/promises"
 import { join, relative, resolve } from "node:path"
 import { Config, Context, Effect, Layer } from "effect"
-import { setting } from "../Settings.js"
+import { setting } from "../config/Settings.js"
 
 export const knowledgeDir = setting(
   "KNOWLEDGE_DIR",

@@ -1,9 +1,9 @@
 import { Config, Context, Data, Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import nodemailer from "nodemailer"
-import { mailboxPassword, mailboxUser } from "../Config.js"
-import type { Address } from "../domain/Email.js"
-import { autoReplyHeaders, safeHeader } from "../domain/Reply.js"
-import { setting } from "../Settings.js"
+import { mailboxPassword, mailboxUser } from "../config/Config.js"
+import type { Address } from "../mail/Email.js"
+import { autoReplyHeaders, safeHeader } from "./Reply.js"
+import { setting } from "../config/Settings.js"
 
 export const SmtpConfig = Config.all({
   user: mailboxUser,

@@ -2,9 +2,9 @@ import { Config, Context, Duration, Effect, Layer, Redacted, Stream } from "effe
 import type { Scope } from "effect"
 import { ImapFlow } from "imapflow"
 import type { FetchMessageObject } from "imapflow"
-import { ImapConfig } from "../Config.js"
-import { setting } from "../Settings.js"
-import type { RawMail } from "../domain/Email.js"
+import { ImapConfig } from "../config/Config.js"
+import { setting } from "../config/Settings.js"
+import type { RawMail } from "../mail/Email.js"
 import type { ImapError } from "./ImapErrors.js"
 import { classify, ConnectionLost, MailboxNotFound } from "./ImapErrors.js"
 

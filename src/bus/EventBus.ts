@@ -1,5 +1,5 @@
 import { Context, Data, Effect, Layer, PubSub, Ref, Schedule } from "effect"
-import type { StoredEvent } from "../domain/Event.js"
+import type { StoredEvent } from "../log/Event.js"
 
 /** The broker did not take the events; the relay keeps its position and tries again. */
 export class PublishFailed extends Data.TaggedError("PublishFailed")<{

@@ -1,8 +1,8 @@
 import { Config, Effect, Layer, Option, Redacted, Schema } from "effect"
 import type { Message, SASLOptions, TopicMessages } from "kafkajs"
-import { EventData } from "../domain/Event.js"
-import type { StoredEvent } from "../domain/Event.js"
-import { setting } from "../Settings.js"
+import { EventData } from "../log/Event.js"
+import type { StoredEvent } from "../log/Event.js"
+import { setting } from "../config/Settings.js"
 import { withEventTrace, withSpanWhenTracing } from "../telemetry/Tracing.js"
 import { EventBus, EventBusInProcess, PublishFailed } from "./EventBus.js"
 

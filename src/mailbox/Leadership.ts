@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer, Option, Schedule } from "effect"
-import { DatabaseConfig } from "../Config.js"
+import { DatabaseConfig } from "../config/Config.js"
 
 /** The session holding the mailbox lock died (PostgreSQL restarted, network cut): stop ingesting. */
 export class LeadershipLost extends Data.TaggedError("LeadershipLost")<{ readonly mailbox: string }> {

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { Address, HeaderGlimpse, ParsedEmail, QuarantineReason } from "./Email.js"
+import { Address, HeaderGlimpse, ParsedEmail, QuarantineReason } from "../mail/Email.js"
 
 export class MailboxReset extends Schema.TaggedClass<MailboxReset>()("MailboxReset", {
   previousUidValidity: Schema.Number,

@@ -1,10 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
-import { DatabaseConfig, IntakeConfig } from "./Config.js"
-import { Imap } from "./services/Imap.js"
-import { lockKey } from "./services/Leadership.js"
-import { StateStore } from "./services/StateStore.js"
-import { TicketRepo } from "./services/TicketRepo.js"
+import { DatabaseConfig, IntakeConfig } from "../config/Config.js"
+import { Imap } from "../mailbox/Imap.js"
+import { lockKey } from "../mailbox/Leadership.js"
+import { StateStore } from "../log/StateStore.js"
+import { TicketRepo } from "../tickets/TicketRepo.js"
 
 export interface MailboxReport {
   readonly mailbox: string

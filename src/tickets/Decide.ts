@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto"
-import type { Parsed } from "./Email.js"
-import { EmailDuplicate, EmailQuarantined, EmailReceived } from "./Event.js"
-import { subjectTokens, ticketToken } from "./Reply.js"
+import type { Parsed } from "../mail/Email.js"
+import { EmailDuplicate, EmailQuarantined, EmailReceived } from "../log/Event.js"
+import { subjectTokens, ticketToken } from "../replies/Reply.js"
 
 /** A fetched and parsed mail on its way into the log. */
 export interface Incoming {

@@ -1,4 +1,4 @@
-import type { IntakeDecision } from "./Intake.js"
+import type { IntakeDecision } from "./Decide.js"
 
 export interface CustomerRow {
   readonly id: string

@@ -1,9 +1,9 @@
 import { Config, Context, Data, Duration, Effect, Layer, Schedule } from "effect"
-import type { EmailReceived } from "../domain/Event.js"
-import { setting } from "../Settings.js"
+import type { EmailReceived } from "../log/Event.js"
+import { setting } from "../config/Settings.js"
 import type { Ranked } from "./Knowledge.js"
 import { Knowledge, tokenize } from "./Knowledge.js"
-import type { TicketThread } from "./TicketRepo.js"
+import type { TicketThread } from "../tickets/TicketRepo.js"
 
 export type AgentKind = "knowledge" | "openai" | "off"
 

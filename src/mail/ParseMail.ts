@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto"
 import { MailParser } from "mailparser"
 import type { AddressObject, AttachmentStream, HeaderLines, MailParserOptions } from "mailparser"
-import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "../domain/Email.js"
-import { cleanHeader, cleanText } from "../domain/Text.js"
+import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "./Email.js"
+import { cleanHeader, cleanText } from "./Text.js"
 import { elideLargeParts, restoreDigests } from "./LargeParts.js"
 
 /** Headers kept whole on the event: the reply guard and consumers read them. */

@@ -6,8 +6,8 @@ import type { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
 import { Data, Effect, Layer, Option, Schedule } from "effect"
-import { DatabaseConfig } from "../Config.js"
-import { instanceId } from "../Instance.js"
+import { DatabaseConfig } from "../config/Config.js"
+import { instanceId } from "../lib/Instance.js"
 
 /** PostgreSQL away: pause and retry; every write is one transaction, so nothing is half-written. */
 export const databaseRetry = Schedule.exponential("1 second", 2).pipe(Schedule.union(Schedule.spaced("30 seconds")))

@@ -1,11 +1,11 @@
 import { Effect, Metric, Ref } from "effect"
 import { outboxLag } from "../telemetry/Metrics.js"
-import { EventBus, publishRetry } from "../services/EventBus.js"
-import type { PublishFailed } from "../services/EventBus.js"
-import { StateStore } from "../services/StateStore.js"
-import { TicketRepo } from "../services/TicketRepo.js"
-import { supervise } from "./Supervise.js"
-import { databaseRetry } from "../db/Sql.js"
+import { EventBus, publishRetry } from "./EventBus.js"
+import type { PublishFailed } from "./EventBus.js"
+import { StateStore } from "../log/StateStore.js"
+import { TicketRepo } from "../tickets/TicketRepo.js"
+import { supervise } from "../lib/Supervise.js"
+import { databaseRetry } from "../log/Sql.js"
 
 // Events carry each mail's text and HTML: pages of 500 took 10–15 MB more at the end of a 10,000-mail pass.
 const PAGE = 200
