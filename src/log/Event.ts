@@ -6,13 +6,58 @@ export class MailboxReset extends Schema.TaggedClass<MailboxReset>()("MailboxRes
   uidValidity: Schema.Number
 }) {}
 
+/** One DKIM signature's or SPF's result, as a trusted server (or mailroom itself) found it. */
+export const AuthCheck = Schema.Struct({
+  /** pass, fail, softfail, neutral, none, temperror, permerror, policy */
+  result: Schema.String,
+  /** The signing domain (DKIM header.d) or the envelope sender's domain (SPF smtp.mailfrom). */
+  domain: Schema.NullOr(Schema.String),
+  /** Same organisational domain as the From address (DMARC relaxed alignment). */
+  aligned: Schema.Boolean
+})
+export type AuthCheck = typeof AuthCheck.Type
+
+/**
+ * Whether the From address is really the sender's: dmarc=pass, or a DKIM or SPF pass aligned with
+ * the From domain, in the topmost Authentication-Results of a trusted authserv-id (or verified here).
+ */
+export const SenderAuth = Schema.Struct({
+  authenticated: Schema.Boolean,
+  /** header: a trusted Authentication-Results; verified: mailroom checked DKIM/DMARC itself; none. */
+  source: Schema.Literal("header", "verified", "none"),
+  authservId: Schema.NullOr(Schema.String),
+  dmarc: Schema.NullOr(Schema.String),
+  dkim: Schema.Array(AuthCheck),
+  spf: Schema.NullOr(AuthCheck),
+  /** One line for people: why the sender counts as authenticated or not. */
+  reason: Schema.String
+})
+export type SenderAuth = typeof SenderAuth.Type
+
+/** What events recorded before sender authentication existed read as. */
+export const unknownSender: SenderAuth = {
+  authenticated: false,
+  source: "none",
+  authservId: null,
+  dmarc: null,
+  dkim: [],
+  spf: null,
+  reason: "recorded before mailroom checked senders"
+}
+
 export class EmailReceived extends Schema.TaggedClass<EmailReceived>()("EmailReceived", {
   ...ParsedEmail.fields,
   rawSha256: Schema.String,
   size: Schema.Number,
   ticketId: Schema.String,
   customerId: Schema.String,
-  newTicket: Schema.Boolean
+  newTicket: Schema.Boolean,
+  senderAuth: Schema.optionalWith(SenderAuth, { default: () => unknownSender }),
+  /**
+   * The ticket this mail's headers or [#token] pointed at when its sender is not a participant there:
+   * the mail opened a ticket of its own, linked to that one, and sees nothing of it.
+   */
+  linkedTicketId: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null })
 }) {}
 
 export class EmailDuplicate extends Schema.TaggedClass<EmailDuplicate>()("EmailDuplicate", {
@@ -41,7 +86,21 @@ export const SkipReason = Schema.Literal(
   "bounce",
   "no_reply_sender",
   "own_address",
-  "rate_limited"
+  "rate_limited",
+  /** X-Loop names this mailbox: our own answer came back. */
+  "loop",
+  /** The receiving server's spam verdict (X-Spam-Flag, X-Spam-Status, X-Spam). */
+  "spam",
+  /** REPLY_REQUIRE_AUTH: no trusted server vouched for the From address. */
+  "unauthenticated",
+  /** The address an answer would go to is not a valid mailbox address. */
+  "invalid_recipient",
+  /** REPLY_TICKET_LIMIT answers on this ticket in the last 24 hours. */
+  "ticket_limit",
+  /** REPLY_GLOBAL_LIMIT answers in the last hour across the mailbox: the circuit breaker is open. */
+  "global_limit",
+  /** The answer needed a person (a link the help passages do not hold) and no draft could be left. */
+  "needs_human"
 )
 export type SkipReason = typeof SkipReason.Type
 
@@ -60,7 +119,11 @@ export class ReplyIntended extends Schema.TaggedClass<ReplyIntended>()("ReplyInt
   references: Schema.Array(Schema.String),
   text: Schema.String,
   agent: Schema.String,
-  model: Schema.NullOr(Schema.String)
+  model: Schema.NullOr(Schema.String),
+  /** send: over SMTP; draft: left in DRAFTS_MAILBOX for a person (REPLY_MODE=draft, or the checks asked for one). */
+  mode: Schema.optionalWith(Schema.Literal("send", "draft"), { default: () => "send" as const }),
+  /** Why this answer is a draft although REPLY_MODE=send, e.g. a link no help passage holds. */
+  draftReason: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null })
 }) {}
 
 export class ReplySent extends Schema.TaggedClass<ReplySent>()("ReplySent", {
@@ -76,6 +139,21 @@ export class ReplySent extends Schema.TaggedClass<ReplySent>()("ReplySent", {
   foundInSent: Schema.Boolean
 }) {}
 
+/** The answer waits in the drafts folder for a person to check, edit and send. */
+export class ReplyDrafted extends Schema.TaggedClass<ReplyDrafted>()("ReplyDrafted", {
+  emailEventId: Schema.String,
+  ticketId: Schema.String,
+  customerId: Schema.String,
+  messageId: Schema.String,
+  /** The folder the draft is in (DRAFTS_MAILBOX). */
+  mailbox: Schema.String,
+  /** Its UID there, when the server said (UIDPLUS). */
+  uid: Schema.NullOr(Schema.Number),
+  /** True when a restart found the draft already there instead of appending it again. */
+  foundExisting: Schema.Boolean,
+  reason: Schema.NullOr(Schema.String)
+}) {}
+
 export class ReplySkipped extends Schema.TaggedClass<ReplySkipped>()("ReplySkipped", {
   emailEventId: Schema.String,
   ticketId: Schema.String,
@@ -88,14 +166,14 @@ export class ReplyFailed extends Schema.TaggedClass<ReplyFailed>()("ReplyFailed"
   emailEventId: Schema.String,
   ticketId: Schema.String,
   customerId: Schema.String,
-  stage: Schema.Literal("agent", "smtp"),
+  stage: Schema.Literal("agent", "smtp", "drafts"),
   reason: Schema.String,
   attempts: Schema.Number,
   messageId: Schema.NullOr(Schema.String)
 }) {}
 
-export type ReplyEvent = ReplyIntended | ReplySent | ReplySkipped | ReplyFailed
-export type ReplyOutcome = ReplySent | ReplySkipped | ReplyFailed
+export type ReplyEvent = ReplyIntended | ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
+export type ReplyOutcome = ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
 
 export const EventData = Schema.Union(
   MailboxReset,
@@ -104,6 +182,7 @@ export const EventData = Schema.Union(
   EmailQuarantined,
   ReplyIntended,
   ReplySent,
+  ReplyDrafted,
   ReplySkipped,
   ReplyFailed
 )

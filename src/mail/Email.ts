@@ -32,7 +32,17 @@ export const ParsedEmail = Schema.Struct({
   html: Schema.NullOr(Schema.String),
   attachments: Schema.Array(Attachment),
   headers: GuardHeaders,
-  contentType: Schema.String
+  contentType: Schema.String,
+  /**
+   * Every Authentication-Results header (RFC 8601), topmost (added last, by the nearest server) first.
+   * Only those of a trusted authserv-id count: see SenderAuth. Events older than this field have none.
+   */
+  authResults: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
+  /**
+   * Fields cut to keep the event deliverable ("text", "html", "to", "cc", "references", "attachments"):
+   * the whole mail stays reproducible from the stored raw bytes.
+   */
+  truncated: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] })
 })
 export type ParsedEmail = typeof ParsedEmail.Type
 

@@ -29,6 +29,12 @@ export const LlmConfig = Config.all({
         Config.map(Duration.seconds)
       ),
     { value: Duration.seconds(60), shown: "60" }
+  ),
+  maxTokens: setting(
+    "LLM_MAX_TOKENS",
+    "Upper bound on the tokens of one answer (max_tokens on every request); an answer cut at it is left as a draft for a person.",
+    (name) => Config.integer(name).pipe(Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 })),
+    { value: 800 }
   )
 })
 

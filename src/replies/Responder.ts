@@ -198,6 +198,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       switch (outcome._tag) {
         case "ReplySent":
           return outcome.foundInSent ? Effect.void : Effect.logInfo(`Replied to ${outcome.to} on ticket ${outcome.ticketId}`)
+        case "ReplyDrafted":
+          return outcome.foundExisting ? Effect.void : Effect.logInfo(`Left a draft answer on ticket ${outcome.ticketId} in ${outcome.mailbox}`)
         case "ReplySkipped":
           return Effect.logInfo(`No reply to ${email.from.address} (${outcome.reason}): ${outcome.detail}`)
         case "ReplyFailed":
