@@ -51,6 +51,10 @@ export interface Answer {
   readonly text: string
   readonly agent: Exclude<AgentKind, "off">
   readonly model: string | null
+  /** The help passages the agent was given: a link or address in the answer must come from these or the customer's own mail. */
+  readonly material: ReadonlyArray<string>
+  /** The model stopped at LLM_MAX_TOKENS: the answer is cut off and needs a person. */
+  readonly truncated: boolean
 }
 
 export type FailureReason = "timeout" | "rate_limited" | "server_error" | "unreachable" | "rejected" | "bad_response" | "empty_answer"
@@ -157,7 +161,13 @@ const makeKnowledge = Effect.gen(function*() {
     reply: Effect.fn("Agent.reply")(function*(request: ReplyRequest) {
       const passages = yield* knowledge.search(query(request), PASSAGES)
       yield* Effect.annotateCurrentSpan({ "gen_ai.system": "mailroom.knowledge", "mailroom.knowledge.passages": passages.length })
-      return { text: knowledgeAnswer(request, passages), agent: "knowledge", model: null } satisfies Answer
+      return {
+        text: knowledgeAnswer(request, passages),
+        agent: "knowledge",
+        model: null,
+        material: passages.map((p) => `${p.heading}\n${p.text}`),
+        truncated: false
+      } satisfies Answer
     })
   })
 })

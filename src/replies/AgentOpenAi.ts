@@ -150,7 +150,13 @@ const makeOpenAi = Effect.gen(function*() {
         "gen_ai.response.finish_reasons": [response.finishReason],
         "mailroom.llm.attempts": yield* Ref.get(attempts)
       })
-      return { text: response.text.trim(), agent: "openai", model: config.model } satisfies Answer
+      return {
+        text: response.text.trim(),
+        agent: "openai",
+        model: config.model,
+        material: passages.map((p) => `${p.heading}\n${p.text}`),
+        truncated: false
+      } satisfies Answer
     })
   })
 })
