@@ -20,7 +20,7 @@ import { configLayer, mail } from "./layers.js"
 const SENT = "[Gmail]/Sent Mail"
 
 const echo: AgentShape["reply"] = (request) =>
-  Effect.succeed({ text: `Thanks ${request.email.from.name}, ticket [#${request.ticketToken}].`, agent: "knowledge", model: null })
+  Effect.succeed({ text: `Thanks ${request.email.from.name}, ticket [#${request.ticketToken}].`, agent: "knowledge", model: null, material: [], truncated: false })
 
 interface Setup {
   readonly mailbox?: MemoryMailbox
