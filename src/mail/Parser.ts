@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
-import { Config, Deferred, Effect, Layer } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, FiberId, Layer, Runtime } from "effect"
 import type { Parsed, RawMail } from "./Email.js"
 import { setting } from "../config/Settings.js"
 import { withSpanWhenTracing } from "../telemetry/Tracing.js"
@@ -26,34 +26,222 @@ const inline = (raw: RawMail): Effect.Effect<ParseResult> =>
     span(raw)
   )
 
-/** Spreads parsing over worker threads, so that MIME decoding uses every core while the main thread does I/O. */
-const pooled = (threads: number) =>
+/** What a parser worker posts back: once `ready` when it has loaded, then one `result` per mail. */
+export type WorkerReply = { readonly ready: true } | { readonly id: number; readonly result: ParseResult }
+
+export interface PoolOptions {
+  readonly threads: number
+  /** The worker script: dist/parserWorker.js when running compiled, a stand-in in tests. */
+  readonly worker: URL
+  /** How long a worker holding mail may go without answering before it is stopped; one minute unless told. */
+  readonly stallTimeout?: Duration.DurationInput
+}
+
+interface Job {
+  readonly raw: RawMail
+  readonly done: Deferred.Deferred<ParseResult>
+}
+
+/** One worker thread and the mail it holds, by request id. */
+interface Hand {
+  readonly worker: Worker
+  readonly held: Map<number, Job>
+  ready: boolean
+  /** When it started, said it was ready, last answered, or was given mail while idle: the stall watchdog's clock. */
+  since: number
+  error: unknown
+  stopped: "stalled" | "unreadable" | "retired" | undefined
+}
+
+const messageOf = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * Spreads parsing over worker threads, so that MIME decoding uses every core while the main thread does I/O.
+ *
+ * Hand-made rather than @effect/platform's Worker pool: that one fails every request a dead worker held
+ * with the same WorkerError and restarts it a second later, so the failover below would still be needed
+ * on top, and it costs a fiber, a scope and framing per mail.
+ *
+ * When a worker dies (exit, uncaught exception, out of memory, an unreadable reply, or stopped by the
+ * stall watchdog), every mail it held is retried one at a time on a worker of its own, so a second death
+ * is pinned on the one mail that caused it, which is then `unparseable`. Its slot is refilled when next
+ * needed. A worker that dies before it has loaded never read any mail: its mail goes elsewhere uncharged,
+ * its slot is retired, and with no slot left mail is parsed on the main thread.
+ */
+export const makePool = (options: PoolOptions) =>
   Effect.gen(function*() {
-    const pending = new Map<number, Deferred.Deferred<ParseResult>>()
-    const workers = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        Array.from({ length: threads }, () => {
-          const worker = new Worker(new URL("./parserWorker.js", import.meta.url))
-          worker.on("message", ({ id, result }: { id: number; result: ParseResult }) => {
-            const waiting = pending.get(id)
-            pending.delete(id)
-            if (waiting) Deferred.unsafeDone(waiting, Effect.succeed(result))
-          })
-          worker.unref()
-          return worker
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const warn = (message: string, annotations: Record<string, unknown>) =>
+      runFork(Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "Parser", ...annotations })))
+    const stallTimeout = Duration.decode(options.stallTimeout ?? "1 minute")
+    const hands: Array<Hand | undefined> = []
+    const retired = new Set<number>()
+    const suspects: Array<Job> = []
+    let lane: Hand | undefined
+    let closed = false
+    let nextId = 0
+
+    const settle = (job: Job, result: ParseResult) =>
+      Deferred.unsafeDone(job.done, Exit.succeed(result.rawSha256 ? result : { ...result, rawSha256: sha256(job.raw.source) }))
+    const reject = (job: Job, parsed: Parsed) => settle(job, { parsed, rawSha256: "" })
+    const parseHere = (job: Job) => {
+      parseWithHash(job.raw).then((result) => settle(job, result), (cause: unknown) => reject(job, unparseable(job.raw, cause)))
+    }
+    const abandon = (jobs: Iterable<Job>) => {
+      for (const job of jobs) Deferred.unsafeDone(job.done, Exit.interrupt(FiberId.none))
+    }
+
+    const stop = (hand: Hand, reason: NonNullable<Hand["stopped"]>) => {
+      if (hand.stopped) return
+      hand.stopped = reason
+      void hand.worker.terminate()
+    }
+
+    const death = (hand: Hand, code: number): string =>
+      hand.stopped === "stalled"
+        ? `the parser worker stopped answering while reading this mail and was stopped after ${Duration.format(stallTimeout)}`
+        : hand.stopped === "unreadable"
+        ? `the parser worker's answer could not be read (${messageOf(hand.error)})`
+        : `the parser worker died while reading this mail (exit code ${code}${hand.error === undefined ? "" : `: ${messageOf(hand.error)}`})`
+
+    const why = (hand: Hand) => ({
+      ...(hand.stopped ? { stopped: hand.stopped } : {}),
+      ...(hand.error === undefined ? {} : { cause: messageOf(hand.error) })
+    })
+
+    const spawn = (onExit: (hand: Hand, code: number) => void): Hand => {
+      const worker = new Worker(options.worker)
+      const hand: Hand = { worker, held: new Map(), ready: false, since: Date.now(), error: undefined, stopped: undefined }
+      worker.on("message", (reply: WorkerReply) => {
+        if ("ready" in reply) {
+          hand.ready = true
+          hand.since = Date.now()
+          return
+        }
+        const job = hand.held.get(reply.id)
+        if (!job) return
+        hand.held.delete(reply.id)
+        hand.since = Date.now()
+        settle(job, reply.result)
+        if (hand === lane) drainLane()
+      })
+      // Without a listener, an uncaught exception in the worker is rethrown here and ends the process.
+      worker.on("error", (error) => {
+        hand.error = error
+      })
+      worker.on("messageerror", (error) => {
+        hand.error = error
+        stop(hand, "unreadable")
+      })
+      worker.on("exit", (code) => onExit(hand, code))
+      worker.unref()
+      return hand
+    }
+
+    const give = (hand: Hand, job: Job) => {
+      const id = nextId++
+      if (hand.held.size === 0) hand.since = Date.now()
+      hand.held.set(id, job)
+      try {
+        hand.worker.postMessage({ id, raw: job.raw })
+      } catch (cause) {
+        hand.held.delete(id)
+        reject(job, unparseable(job.raw, cause))
+      }
+    }
+
+    const handAt = (slot: number): Hand | undefined => {
+      if (retired.has(slot)) return undefined
+      const hand = hands[slot] ?? spawn((hand, code) => handDied(slot, hand, code))
+      hands[slot] = hand
+      return hand.stopped ? undefined : hand
+    }
+
+    /** To the worker holding the least mail, so that one slow mail does not hold up the others. */
+    const dispatch = (job: Job) => {
+      if (closed) return parseHere(job)
+      let best: Hand | undefined
+      for (let slot = 0; slot < options.threads; slot++) {
+        const hand = handAt(slot)
+        if (hand && (!best || hand.held.size < best.held.size)) best = hand
+      }
+      return best ? give(best, job) : parseHere(job)
+    }
+
+    const handDied = (slot: number, hand: Hand, code: number) => {
+      if (hands[slot] === hand) hands[slot] = undefined
+      const jobs = [...hand.held.values()]
+      hand.held.clear()
+      if (closed) return abandon(jobs)
+      if (!hand.ready) {
+        retired.add(slot)
+        warn("A parser worker could not start; its share of mail is parsed elsewhere", { exitCode: code, ...why(hand) })
+        return jobs.forEach(dispatch)
+      }
+      warn("A parser worker died; the mail it held is retried one at a time", { exitCode: code, mails: jobs.length, ...why(hand) })
+      suspects.push(...jobs)
+      drainLane()
+    }
+
+    /** The suspects, one at a time: a worker that dies here was killed by the mail it held. */
+    const drainLane = () => {
+      if (closed || (lane && lane.held.size > 0)) return
+      const job = suspects.shift()
+      if (!job) {
+        if (lane) stop(lane, "retired")
+        lane = undefined
+        return
+      }
+      lane ??= spawn(laneDied)
+      give(lane, job)
+    }
+
+    const laneDied = (hand: Hand, code: number) => {
+      if (lane === hand) lane = undefined
+      const jobs = [...hand.held.values()]
+      hand.held.clear()
+      if (closed) return abandon(jobs)
+      for (const job of jobs) {
+        if (!hand.ready) parseHere(job)
+        else {
+          warn("A mail killed a parser worker twice: it is kept as unparseable", { uid: job.raw.uid, exitCode: code, ...why(hand) })
+          reject(job, unparseable(job.raw, death(hand, code)))
+        }
+      }
+      drainLane()
+    }
+
+    // A worker still loading on a busy machine is slow, not stuck: stopping it would retire its slot.
+    const startTimeout = Duration.max(stallTimeout, Duration.minutes(1))
+    const watchdog = () => {
+      const now = Date.now()
+      for (const hand of [...hands, lane]) {
+        const limit = hand?.ready ? stallTimeout : startTimeout
+        if (hand && hand.held.size > 0 && now - hand.since > Duration.toMillis(limit)) stop(hand, "stalled")
+      }
+    }
+
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        for (let slot = 0; slot < options.threads; slot++) handAt(slot)
+        const timer = setInterval(watchdog, Math.max(10, Duration.toMillis(stallTimeout) / 4))
+        timer.unref()
+        return timer
+      }),
+      (timer) =>
+        Effect.promise(() => {
+          closed = true
+          clearInterval(timer)
+          abandon(suspects.splice(0))
+          return Promise.all([...hands, lane].flatMap((hand) => (hand ? [hand.worker.terminate()] : [])))
         })
-      ),
-      (workers) => Effect.promise(() => Promise.all(workers.map((w) => w.terminate())))
     )
-    let next = 0
+
     return (raw: RawMail): Effect.Effect<ParseResult> =>
       Effect.gen(function*() {
-        const id = next++
         const done = yield* Deferred.make<ParseResult>()
-        pending.set(id, done)
-        workers[id % workers.length]!.postMessage({ id, raw })
-        const result = yield* Deferred.await(done)
-        return result.rawSha256 ? result : { ...result, rawSha256: sha256(raw.source) }
+        dispatch({ raw, done })
+        return yield* Deferred.await(done)
       }).pipe(span(raw))
   })
 
@@ -66,7 +254,8 @@ export class Parser extends Effect.Service<Parser>()("mailroom/Parser", {
     Effect.gen(function*() {
       const threads = yield* parserThreads
       if (threads === 0 || import.meta.url.endsWith(".ts")) return Parser.Default
-      return Layer.succeed(Parser, Parser.make({ parse: yield* pooled(threads) }))
+      const parse = yield* makePool({ threads, worker: new URL("./parserWorker.js", import.meta.url) })
+      return Layer.succeed(Parser, Parser.make({ parse }))
     })
   )
 
