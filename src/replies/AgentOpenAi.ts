@@ -1,10 +1,9 @@
 import { AiError, LanguageModel, Prompt } from "@effect/ai"
 import type { Response } from "@effect/ai"
 import { OpenAiClient } from "@effect/ai-openai"
-import { HttpClientRequest, HttpClientResponse } from "@effect/platform"
-import type { HttpClient } from "@effect/platform"
+import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Duration, Effect, Layer, Option, Ref, Schema, Stream } from "effect"
+import { Duration, Effect, Layer, Option, Redacted, Ref, Schema, Stream } from "effect"
 import { Agent, AgentFailed, LlmConfig, llmRetry, PASSAGES, promptFor, query } from "./Agent.js"
 import type { Answer, FailureReason, ReplyRequest } from "./Agent.js"
 import { Knowledge } from "./Knowledge.js"
@@ -32,15 +31,16 @@ const textOf = (parts: ReadonlyArray<{ readonly type: string; readonly text?: st
  * An @effect/ai LanguageModel over POST /chat/completions. @effect/ai-openai's own model speaks the
  * Responses API, which most OpenAI-compatible servers (Ollama, vLLM, llama.cpp) do not offer.
  */
-export const chatCompletionsModel = (model: string) =>
+export const chatCompletionsModel = (options: { readonly model: string; readonly maxTokens: number }) =>
   Effect.gen(function*() {
     const http = (yield* OpenAiClient.OpenAiClient).client.httpClient
     return yield* LanguageModel.make({
-      generateText: (options) =>
+      generateText: (request) =>
         HttpClientRequest.post("/chat/completions").pipe(
           HttpClientRequest.bodyUnsafeJson({
-            model,
-            messages: options.prompt.content.flatMap((message) =>
+            model: options.model,
+            max_tokens: options.maxTokens,
+            messages: request.prompt.content.flatMap((message) =>
               message.role === "system"
                 ? [{ role: "system", content: message.content }]
                 : message.role === "user" || message.role === "assistant"
@@ -78,6 +78,50 @@ export const chatCompletionsModel = (model: string) =>
     })
   })
 
+const decoded = (text: string) => {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}
+
+/**
+ * LLM_BASE_URL taken apart: credentials in it (user:password@, ?api-key=) are sent with each request
+ * but never shown, since the endpoint and the failure details land in ReplyFailed events and logs.
+ */
+export const parseBaseUrl = (baseUrl: string, apiKey: Option.Option<Redacted.Redacted>) => {
+  const url = URL.canParse(baseUrl) ? new URL(baseUrl) : undefined
+  const params = url ? [...url.searchParams.entries()] : []
+  const rawPassword = url?.password ?? ""
+  const user = decoded(url?.username ?? "")
+  const password = decoded(rawPassword)
+  if (url) {
+    url.username = ""
+    url.password = ""
+    url.search = ""
+    url.hash = ""
+  }
+  const apiUrl = (url ? url.toString() : baseUrl.replace(/[?#].*$/s, "").replace(/\/\/[^/@]*@/, "//")).replace(/\/+$/, "")
+  const secrets = [
+    ...Option.toArray(Option.map(apiKey, (key) => Redacted.value(key))),
+    password,
+    rawPassword,
+    ...params.map(([, value]) => value),
+    ...(url ? [...baseUrl.matchAll(/[?&][^=&#]*=([^&#]*)/g)].map((match) => match[1]!) : [])
+  ].filter((secret) => secret !== "").sort((a, b) => b.length - a.length)
+  return {
+    apiUrl,
+    /** Where failures say the LLM is: no credentials, no query. */
+    endpoint: `${apiUrl}/chat/completions`,
+    host: url?.hostname ?? "",
+    params,
+    basicAuth: user !== "" || password !== "" ? { user, password } : undefined,
+    /** A text from the server or the transport with every credential of the URL and the key blanked. */
+    scrub: (text: string) => secrets.reduce((scrubbed, secret) => scrubbed.split(secret).join("[redacted]"), text)
+  }
+}
+
 /** What the server said, e.g. OpenAI's `{"error":{"message":"Incorrect API key provided"}}`. */
 const serverMessage = (body: string | undefined): string | undefined => {
   if (!body) return undefined
@@ -90,28 +134,30 @@ const serverMessage = (body: string | undefined): string | undefined => {
   }
 }
 
-const reasonOf = (error: AiError.AiError): { readonly reason: FailureReason; readonly detail: string } => {
+const reasonOf = (
+  error: AiError.AiError,
+  scrub: (text: string) => string
+): { readonly reason: FailureReason; readonly detail: string } => {
   switch (error._tag) {
     case "HttpRequestError":
-      return { reason: "unreachable", detail: error.description ?? error.reason }
+      return { reason: "unreachable", detail: scrub(error.description ?? error.reason) }
     case "HttpResponseError": {
       const status = error.response.status
-      const detail = `HTTP ${status}${serverMessage(error.body) ?? ""}`
+      const detail = `HTTP ${status}${scrub(serverMessage(error.body) ?? "")}`
       return { reason: status === 429 ? "rate_limited" : status >= 500 ? "server_error" : "rejected", detail }
     }
     case "MalformedOutput":
     case "MalformedInput":
-      return { reason: "bad_response", detail: (error.description ?? error._tag).slice(0, 200) }
     case "UnknownError":
-      return { reason: "bad_response", detail: (error.description ?? error._tag).slice(0, 200) }
+      return { reason: "bad_response", detail: scrub((error.description ?? error._tag).slice(0, 200)) }
   }
 }
 
 const makeOpenAi = Effect.gen(function*() {
   const config = yield* LlmConfig
   const knowledge = yield* Knowledge
-  const model = yield* chatCompletionsModel(config.model)
-  const endpoint = `${config.baseUrl.replace(/\/+$/, "")}/chat/completions`
+  const model = yield* chatCompletionsModel({ model: config.model, maxTokens: config.maxTokens })
+  const { endpoint, host, scrub } = parseBaseUrl(config.baseUrl, config.apiKey)
 
   const ask = (prompt: Prompt.Prompt, attempts: Ref.Ref<number>) =>
     Ref.updateAndGet(attempts, (n) => n + 1).pipe(
@@ -120,7 +166,7 @@ const makeOpenAi = Effect.gen(function*() {
         duration: config.timeout,
         onTimeout: () => ({ reason: "timeout" as const, detail: `no answer within ${Duration.format(config.timeout)}` })
       }),
-      Effect.mapError((error) => "_tag" in error ? reasonOf(error) : error),
+      Effect.mapError((error) => "_tag" in error ? reasonOf(error, scrub) : error),
       Effect.filterOrFail(
         (response) => response.text.trim() !== "",
         () => ({ reason: "empty_answer" as const, detail: "the model returned no text" })
@@ -137,7 +183,7 @@ const makeOpenAi = Effect.gen(function*() {
         "gen_ai.system": "openai",
         "gen_ai.operation.name": "chat",
         "gen_ai.request.model": config.model,
-        "server.address": new URL(config.baseUrl).hostname
+        "server.address": host
       })
       const passages = yield* knowledge.search(query(request), PASSAGES)
       const { system, user } = promptFor(request, passages)
@@ -155,16 +201,27 @@ const makeOpenAi = Effect.gen(function*() {
         agent: "openai",
         model: config.model,
         material: passages.map((p) => `${p.heading}\n${p.text}`),
-        truncated: false
+        truncated: response.finishReason === "length"
       } satisfies Answer
     })
   })
 })
 
 const openAiClient = Layer.unwrapEffect(
-  Effect.map(LlmConfig, (config) =>
-    OpenAiClient.layer({ apiUrl: config.baseUrl.replace(/\/+$/, ""), apiKey: Option.getOrUndefined(config.apiKey) })
-  )
+  Effect.map(LlmConfig, (config) => {
+    const { apiUrl, basicAuth, params } = parseBaseUrl(config.baseUrl, config.apiKey)
+    return OpenAiClient.layer({
+      apiUrl,
+      apiKey: Option.getOrUndefined(config.apiKey),
+      transformClient: HttpClient.mapRequest((request) => {
+        const withParams = params.length > 0 ? HttpClientRequest.appendUrlParams(request, params) : request
+        // As node's http would have done with user:password@ in the URL: only when no API key is set.
+        return basicAuth && Option.isNone(config.apiKey)
+          ? HttpClientRequest.basicAuth(withParams, basicAuth.user, basicAuth.password)
+          : withParams
+      })
+    })
+  })
 )
 
 /** The openai agent over a given HTTP client (tests pass one that answers in memory). */

@@ -19,7 +19,10 @@ export const TelemetryConfig = Config.all({
   )
 })
 
-/** Addresses and subjects are personal data: spans carry them only when this says so. */
+/**
+ * Addresses and subjects are personal data: spans carry them only when this says so. When it is
+ * false, the exporter also blanks every address left in a span (see Otlp.ts).
+ */
 export const includePii = setting(
   "OTEL_INCLUDE_PII",
   "Put email addresses and subjects on spans (true) or leave them out (false).",
@@ -33,13 +36,15 @@ export const includePii = setting(
  * is made.
  */
 export const TracingLive = Layer.unwrapEffect(
-  Effect.flatMap(TelemetryConfig, (config) =>
+  Effect.flatMap(Config.all({ config: TelemetryConfig, pii: includePii }), ({ config, pii }) =>
     Option.match(config.endpoint, {
       // No exporter: spans would only cost time, so the tracer is off and events carry no trace.
       onNone: () => Effect.succeed(Layer.setTracerEnabled(false)),
       onSome: (endpoint) =>
         Effect.promise(() => import("./Otlp.js")).pipe(
-          Effect.map((otlp) => otlp.otlpLayer({ endpoint, serviceName: config.serviceName, metricInterval: config.metricInterval }))
+          Effect.map((otlp) =>
+            otlp.otlpLayer({ endpoint, serviceName: config.serviceName, metricInterval: config.metricInterval, includePii: pii })
+          )
         )
     })
   )

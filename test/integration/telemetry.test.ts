@@ -1,4 +1,10 @@
+import { Effect, Layer, ManagedRuntime, Option } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { ImapLive } from "../../src/mailbox/Imap.js"
+import { Poller } from "../../src/mailbox/Poller.js"
+import { Responder } from "../../src/replies/Responder.js"
+import { TracingLive } from "../../src/telemetry/Tracing.js"
+import { configLayer } from "../unit/layers.js"
 import { runCli } from "../support/cli.js"
 import type { Dovecot } from "../support/dovecot.js"
 import { startDovecot } from "../support/dovecot.js"
@@ -6,22 +12,28 @@ import { mail } from "../support/mails.js"
 import type { OtlpReceiver } from "../support/otlpReceiver.js"
 import { startOtlpReceiver } from "../support/otlpReceiver.js"
 import { createDatabase } from "../support/postgres.js"
+import type { SmtpSink } from "../support/smtpSink.js"
+import { startSmtpSink } from "../support/smtpSink.js"
+import { sqlPipeline } from "../support/stack.js"
 
 describe("OpenTelemetry export", () => {
   let dovecot: Dovecot
   let receiver: OtlpReceiver
   let db: Awaited<ReturnType<typeof createDatabase>>
+  let sink: SmtpSink
 
   beforeAll(async () => {
     dovecot = await startDovecot()
     receiver = await startOtlpReceiver()
     db = await createDatabase("otel")
+    sink = await startSmtpSink({ user: dovecot.user, password: dovecot.password })
   })
 
   afterAll(async () => {
     await dovecot?.stop()
     await receiver?.close()
     await db?.drop()
+    await sink?.close()
   })
 
   const env = (extra: Record<string, string>) => ({
@@ -88,5 +100,69 @@ describe("OpenTelemetry export", () => {
     expect(run.stdout).toContain("Summary: 1 received")
     expect(receiver.rawBodies).toBe(before)
     expect(receiver.spans).toHaveLength(0)
+  })
+
+  /**
+   * Ingests one mail from `customer` and has the SMTP sink refuse its reply: the refusal names the
+   * recipient, and Effect records it as the Mailer.send span's status and "exception" event. No
+   * LoggingLive here, so the "Reply to … failed" log line becomes a span event in both modes too.
+   */
+  const refusedReply = async (label: string, customer: string, extra: Record<string, string>) => {
+    receiver.reset()
+    const settings = {
+      ...env({ AGENT: "knowledge", IMAP_BACKFILL: "none", OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, ...extra }),
+      SMTP_HOST: sink.host,
+      SMTP_PORT: String(sink.port),
+      SMTP_TLS: "false",
+      SMTP_TIMEOUT: "5",
+      // The test mail carries no Authentication-Results: answer it anyway.
+      REPLY_REQUIRE_AUTH: "false"
+    }
+    const layer = sqlPipeline("postgres", label, ImapLive, settings).pipe(
+      Layer.provide(TracingLive),
+      Layer.provide(configLayer(settings))
+    )
+    const runtime = ManagedRuntime.make(layer)
+    try {
+      const ingest = () => runtime.runPromise(Effect.flatMap(Poller, (p) => p.once).pipe(Effect.map(Option.getOrThrow)))
+      await ingest()
+      await dovecot.append([mail({ from: `Ada Lovelace <${customer}>`, subject: "Cannot log in", text: `Write to me at ${customer}` })])
+      expect(await ingest()).toMatchObject({ received: 1 })
+      sink.failNext(1, 550)
+      expect(await runtime.runPromise(Effect.flatMap(Responder, (r) => r.drain).pipe(Effect.map(Option.getOrThrow))))
+        .toMatchObject({ sent: 0, failed: 1 })
+    } finally {
+      sink.failNext(0)
+      // Shuts the SDK down, which flushes the batch of spans to the receiver.
+      await runtime.dispose()
+    }
+    await receiver.waitForSpans((spans) => spans.some((s) => s.name === "Mailer.send"))
+    return receiver.spans
+  }
+
+  it("with OTEL_INCLUDE_PII unset, no exported span carries the customer's address, not even a failure naming it", async () => {
+    const customer = "ada.lovelace+pii@customer.test"
+    const spans = await refusedReply("otel_redacted", customer, {})
+    const send = spans.find((s) => s.name === "Mailer.send")!
+    expect(send.status?.code).toBe(2)
+    expect(send.status?.message).toContain("the SMTP server refused the reply to [redacted]")
+    const exception = send.events.find((e) => e.name === "exception")
+    expect(exception?.attributes["exception.message"]).toContain("[redacted]")
+    for (const span of spans) {
+      const exported = JSON.stringify([span.name, span.attributes, span.status, span.events, span.links])
+      expect(exported, span.name).not.toContain(customer)
+      expect(exported, span.name).not.toContain("@customer.test")
+    }
+    // Only addresses go: the rest of a span stays as recorded.
+    expect(send.attributes["server.address"]).toBe(sink.host)
+    expect(send.attributes["network.protocol.name"]).toBe("smtp")
+  })
+
+  it("with OTEL_INCLUDE_PII=true the same run exports the address, so it is the redaction that removed it", async () => {
+    const customer = "ada.lovelace+pii@customer.test"
+    const spans = await refusedReply("otel_pii", customer, { OTEL_INCLUDE_PII: "true" })
+    const send = spans.find((s) => s.name === "Mailer.send")!
+    expect(send.status?.message).toContain(`the SMTP server refused the reply to ${customer}`)
+    expect(JSON.stringify(send.events)).toContain(customer)
   })
 })

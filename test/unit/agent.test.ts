@@ -49,8 +49,6 @@ const request = (subject: string, text: string): ReplyRequest => ({
   mailbox: "support@example.com",
   ticketToken: "0b6f3a2c5d1e",
   thread: {
-    customer: { email: "ada@customer.test", name: "Ada Lovelace" },
-    subject,
     messages: [{ direction: "inbound", from: "ada@customer.test", subject, text: `${text}\n> quoted old text`, at: new Date(0) }]
   }
 })
@@ -143,11 +141,13 @@ const completion = (content: string | null, extra: object = {}) => ({
   }
 })
 
-const openAi = (script: Array<Answer>) => {
+/** `env` overrides the defaults; an undefined value leaves the setting out. */
+const openAi = (script: Array<Answer>, env: Record<string, string | undefined> = {}) => {
   const http = scriptedHttp(script)
+  const settings = { AGENT: "openai", LLM_BASE_URL: "http://llm.test/v1/", LLM_API_KEY: "sk-test", LLM_MODEL: "test-model", LLM_TIMEOUT: "5", ...env }
   const layer = agentOpenAiWith(http.layer).pipe(
     Layer.provide(Knowledge.fromMarkdown(help)),
-    Layer.provide(configLayer({ AGENT: "openai", LLM_BASE_URL: "http://llm.test/v1/", LLM_API_KEY: "sk-test", LLM_MODEL: "test-model", LLM_TIMEOUT: "5" }))
+    Layer.provide(configLayer(Object.fromEntries(Object.entries(settings).flatMap(([k, v]) => v === undefined ? [] : [[k, v]]))))
   )
   return { ...http, layer }
 }
@@ -167,7 +167,7 @@ describe("the openai agent", () => {
     return Effect.gen(function*() {
       const agent = yield* Agent
       const answer = yield* agent.reply(request("Login", "I forgot my password"))
-      expect(answer).toEqual({ text: "Hello Ada, use Forgot password. [#0b6f3a2c5d1e]", agent: "openai", model: "test-model" })
+      expect(answer).toMatchObject({ text: "Hello Ada, use Forgot password. [#0b6f3a2c5d1e]", agent: "openai", model: "test-model", truncated: false })
       const [sent] = fake.requests
       expect(sent!.url).toBe("http://llm.test/v1/chat/completions")
       expect(sent!.headers.authorization).toBe("Bearer sk-test")
@@ -219,6 +219,55 @@ describe("the openai agent", () => {
     })
   })
 
+  it.effect("bounds every request with LLM_MAX_TOKENS, 800 unless set", () => {
+    const configured = openAi([completion("Fine")], { LLM_MAX_TOKENS: "123" })
+    const unset = openAi([completion("Fine")])
+    return Effect.gen(function*() {
+      yield* Effect.flatMap(Agent, (agent) => agent.reply(request("Login", "help"))).pipe(Effect.provide(configured.layer))
+      yield* Effect.flatMap(Agent, (agent) => agent.reply(request("Login", "help"))).pipe(Effect.provide(unset.layer))
+      expect(configured.requests[0]!.body.max_tokens).toBe(123)
+      expect(unset.requests[0]!.body.max_tokens).toBe(800)
+    })
+  })
+
+  it.effect("an answer cut at max_tokens comes back marked truncated", () => {
+    const cut = openAi([{
+      status: 200,
+      body: { choices: [{ message: { role: "assistant", content: "Hello Ada, to reset your pass" }, finish_reason: "length" }] }
+    }])
+    return Effect.gen(function*() {
+      const answer = yield* (yield* Agent).reply(request("Login", "help"))
+      expect(answer).toMatchObject({ text: "Hello Ada, to reset your pass", truncated: true })
+    }).pipe(Effect.provide(cut.layer))
+  })
+
+  it.effect("credentials in LLM_BASE_URL and the key never reach a failure, even when the server echoes them", () => {
+    const key = "sk-live-0123456789abcdef"
+    const fake = openAi(
+      [{ status: 401, body: { error: { message: `Incorrect API key provided: ${key} (api-key=XYZ, user secret)` } } }],
+      { LLM_BASE_URL: "https://user:secret@llm.test/v1?api-key=XYZ", LLM_API_KEY: key }
+    )
+    return Effect.gen(function*() {
+      const result = yield* replyWithClock(request("Login", "help"))
+      const error = result._tag === "Left" ? result.left : undefined
+      expect(error).toMatchObject({ reason: "rejected", endpoint: "https://llm.test/v1/chat/completions" })
+      expect(error!.detail).toBe("HTTP 401: Incorrect API key provided: [redacted] (api-key=[redacted], user [redacted])")
+      for (const secret of ["secret", "XYZ", key, "sk-live"]) expect(error!.message).not.toContain(secret)
+      // The credentials still go to the server, where they belong.
+      expect(fake.requests[0]!.url).toBe("https://llm.test/v1/chat/completions?api-key=XYZ")
+      expect(fake.requests[0]!.headers.authorization).toBe(`Bearer ${key}`)
+    }).pipe(Effect.provide(fake.layer))
+  })
+
+  it.effect("without an API key, user:password in LLM_BASE_URL is sent as basic auth", () => {
+    const fake = openAi([completion("Fine")], { LLM_BASE_URL: "https://user:s%40cret@llm.test/v1", LLM_API_KEY: undefined })
+    return Effect.gen(function*() {
+      yield* (yield* Agent).reply(request("Login", "help"))
+      expect(fake.requests[0]!.url).toBe("https://llm.test/v1/chat/completions")
+      expect(fake.requests[0]!.headers.authorization).toBe(`Basic ${Buffer.from("user:s@cret").toString("base64")}`)
+    }).pipe(Effect.provide(fake.layer))
+  })
+
   it.effect("a server that never answers times out after LLM_TIMEOUT, each attempt", () => {
     const fake = openAi(["hang"])
     return Effect.gen(function*() {
@@ -230,7 +279,7 @@ describe("the openai agent", () => {
 })
 
 describe("classifySmtp", () => {
-  const context = { host: "smtp.gmail.com", user: "support@example.com", to: "ada@customer.test" }
+  const context = { host: "smtp.gmail.com", port: 465, tls: true, user: "support@example.com", to: "ada@customer.test" }
   it("sorts nodemailer's errors into what the responder can act on", () => {
     expect(classifySmtp({ code: "EAUTH", responseCode: 535, response: "535-5.7.8 Username and Password not accepted\r\n" }, context)).toMatchObject({
       _tag: "SmtpAuthenticationFailed",
