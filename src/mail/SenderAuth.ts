@@ -1,0 +1,362 @@
+import { Config, Duration, Effect, Layer } from "effect"
+import type { DNSResolver } from "mailauth"
+import { getDomain } from "tldts"
+import { setting } from "../config/Settings.js"
+import type { AuthCheck, SenderAuth } from "../log/Event.js"
+
+/** A DNS lookup as mailauth makes it: `dns.promises.resolve`'s shape. */
+export type Resolver = (name: string, rrtype: string) => Promise<unknown>
+
+const authservIds = (name: string) =>
+  Config.string(name).pipe(
+    Config.map((text) =>
+      text.split(",").map((id) => id.trim().toLowerCase()).filter((id) => id.length > 0) as ReadonlyArray<string>
+    )
+  )
+
+export type SenderVerify = "headers" | "dkim"
+
+export const SenderAuthConfig = Config.all({
+  trustedAuthservIds: setting(
+    "TRUSTED_AUTHSERV_IDS",
+    "Comma-separated authserv-ids (the first word of an Authentication-Results header) whose verdict counts, e.g. mx.google.com for Gmail; headers from any other server are ignored. Exchange Online writes no authserv-id: use SENDER_VERIFY=dkim there.",
+    authservIds,
+    { value: ["mx.google.com"], shown: "mx.google.com" }
+  ),
+  verify: setting(
+    "SENDER_VERIFY",
+    "headers: trust only the Authentication-Results of TRUSTED_AUTHSERV_IDS; dkim: when a mail has none, verify its DKIM and DMARC here with DNS lookups (for mail servers that add no such header).",
+    (name) => Config.literal("headers", "dkim")(name),
+    { value: "headers" as SenderVerify }
+  )
+})
+export type SenderAuthConfig = Config.Config.Success<typeof SenderAuthConfig>
+
+/** Private suffixes count too, so that alice.github.io and bob.github.io are two organisations. */
+export const organisationalDomain = (domain: string): string => {
+  const lower = domain.trim().toLowerCase().replace(/\.$/, "")
+  return getDomain(lower, { allowPrivateDomains: true }) ?? lower
+}
+
+/** DMARC relaxed alignment: mail.example.com and example.com are one organisation. */
+export const sameOrganisation = (a: string, b: string): boolean =>
+  a.trim() !== "" && b.trim() !== "" && organisationalDomain(a) === organisationalDomain(b)
+
+/** The domain of an address, `@domain` or a bare domain; lower-cased, without anything a header could smuggle in. */
+const domainOf = (value: string | undefined): string | null => {
+  if (value === undefined) return null
+  const domain = value.slice(value.lastIndexOf("@") + 1).replace(/[<>\s]/g, "").replace(/\.$/, "").toLowerCase()
+  return domain === "" || /[\x00-\x1f\x7f]/.test(domain) ? null : domain.slice(0, 253)
+}
+
+// RFC 8601 parsing ------------------------------------------------------------------------------
+
+/**
+ * Drops (comments), nested ones included, keeping "quoted strings" whole: comments hold ";" and "="
+ * in practice (OpenDKIM writes "(2048-bit key; unprotected)", Gmail "(google.com: domain of ...)").
+ */
+const withoutComments = (value: string): string => {
+  let out = ""
+  let depth = 0
+  let quoted = false
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!
+    if (c === "\\") {
+      if (depth === 0) out += value.slice(i, i + 2)
+      i++
+    } else if (quoted) {
+      out += c
+      if (c === "\"") quoted = false
+    } else if (depth > 0) {
+      if (c === "(") depth++
+      else if (c === ")" && --depth === 0) out += " "
+    } else if (c === "(") {
+      depth = 1
+    } else {
+      if (c === "\"") quoted = true
+      out += c
+    }
+  }
+  return out
+}
+
+const splitOutsideQuotes = (value: string, separator: RegExp): Array<string> => {
+  const parts: Array<string> = []
+  let current = ""
+  let quoted = false
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!
+    if (c === "\\" && quoted) {
+      current += value.slice(i, i + 2)
+      i++
+    } else if (c === "\"") {
+      quoted = !quoted
+      current += c
+    } else if (!quoted && separator.test(c)) {
+      parts.push(current)
+      current = ""
+    } else {
+      current += c
+    }
+  }
+  parts.push(current)
+  return parts
+}
+
+const unquote = (value: string): string =>
+  value.startsWith("\"") && value.endsWith("\"") && value.length >= 2
+    ? value.slice(1, -1).replace(/\\(.)/g, "$1")
+    : value
+
+interface Resinfo {
+  readonly method: string
+  readonly result: string
+  /** ptype.property (lower-case) → value */
+  readonly properties: ReadonlyMap<string, string>
+}
+
+export interface AuthenticationResults {
+  /** null when the header has none: Exchange Online starts its header with "spf=". */
+  readonly authservId: string | null
+  readonly results: ReadonlyArray<Resinfo>
+}
+
+/** key=value, where a value may be or contain "quoted strings" ("john;doe"@example.com). */
+const pair = /([^\s="]+)\s*=\s*((?:"(?:[^"\\]|\\.)*"|[^\s"])*)/g
+
+const parseResinfo = (text: string): Resinfo | undefined => {
+  const pairs = [...text.trim().matchAll(pair)]
+  const first = pairs[0]
+  if (first === undefined || first.index !== 0) return undefined
+  const properties = new Map<string, string>()
+  for (const [, key, value] of pairs.slice(1)) {
+    // "ptype . property" with spaces is legal and unheard of; "reason=" and Microsoft's "action=" carry no domain.
+    if (key!.includes(".")) properties.set(key!.toLowerCase(), unquote(value!))
+  }
+  return {
+    method: first[1]!.replace(/\/.*$/, "").toLowerCase(),
+    result: unquote(first[2]!).toLowerCase(),
+    properties
+  }
+}
+
+/** One Authentication-Results header value (RFC 8601), already unfolded. */
+export const parseAuthenticationResults = (header: string): AuthenticationResults => {
+  const [head = "", ...rest] = splitOutsideQuotes(withoutComments(header), /;/)
+  const id = splitOutsideQuotes(head.trim(), /\s/).find((word) => word !== "")
+  const authservId = id === undefined || (id.includes("=") && !id.startsWith("\"")) ? null : unquote(id).toLowerCase()
+  const results = authservId === null ? [] : rest.flatMap((text) => {
+    const resinfo = parseResinfo(text)
+    return resinfo === undefined ? [] : [resinfo]
+  })
+  return { authservId, results }
+}
+
+// The verdict ------------------------------------------------------------------------------------
+
+interface Findings {
+  readonly dmarc: { readonly result: string; readonly from: string | null } | null
+  readonly dkim: ReadonlyArray<AuthCheck>
+  readonly spf: AuthCheck | null
+}
+
+/** DMARC judged the From domain, or (mailauth writes it so) its organisational domain. */
+const dmarcMatches = (headerFrom: string | null, fromDomain: string) =>
+  headerFrom === null || headerFrom === fromDomain || headerFrom === organisationalDomain(fromDomain)
+
+const verdict = (
+  findings: Findings,
+  fromDomain: string,
+  base: Pick<SenderAuth, "source" | "authservId">,
+  where: string
+): SenderAuth => {
+  const done = (authenticated: boolean, reason: string): SenderAuth => ({
+    ...base,
+    authenticated,
+    dmarc: findings.dmarc?.result ?? null,
+    dkim: findings.dkim,
+    spf: findings.spf,
+    reason
+  })
+  const { dmarc, dkim, spf } = findings
+  const dmarcPass = dmarc?.result === "pass" ? dmarc : undefined
+  const dkimPasses = dkim.filter((check) => check.result === "pass")
+  const spfPass = spf?.result === "pass" ? spf : undefined
+  const alignedDkim = dkimPasses.find((check) => check.aligned)
+  if (fromDomain === "") return done(false, `the From address has no domain (${where})`)
+  if (dmarcPass && dmarcMatches(dmarcPass.from, fromDomain)) return done(true, `dmarc=pass ${where}`)
+  if (alignedDkim) return done(true, `dkim=pass for ${alignedDkim.domain}, aligned with ${fromDomain}, ${where}`)
+  if (spfPass?.aligned) return done(true, `spf=pass for ${spfPass.domain}, aligned with ${fromDomain}, ${where}`)
+  if (dmarcPass) return done(false, `dmarc=pass for ${dmarcPass.from} does not match the From domain ${fromDomain} (${where})`)
+  const unaligned = dkimPasses[0] ?? spfPass
+  if (unaligned) {
+    const method = unaligned === spfPass ? "spf" : "dkim"
+    return done(false, `${method}=pass for ${unaligned.domain ?? "no domain"} is not aligned with ${fromDomain} (${where})`)
+  }
+  const seen = [
+    ...dkim.map((check) => `dkim=${check.result}`),
+    ...(spf ? [`spf=${spf.result}`] : []),
+    ...(dmarc ? [`dmarc=${dmarc.result}`] : [])
+  ]
+  return done(false, seen.length > 0 ? `${[...new Set(seen)].join(", ")} ${where}` : `no dkim, spf or dmarc result ${where}`)
+}
+
+const authCheck = (result: string, domain: string | null, fromDomain: string): AuthCheck => ({
+  result,
+  domain,
+  aligned: domain !== null && sameOrganisation(domain, fromDomain)
+})
+
+/**
+ * The verdict of the topmost Authentication-Results of a trusted authserv-id. Lower ones are not read:
+ * anyone can put a header with that id into the mail he sends, and only the receiving server's own
+ * (added last, so topmost) is known to be real. Headers of other ids count for nothing either way.
+ */
+export const readAuthenticationResults = (
+  headers: ReadonlyArray<string>,
+  trusted: ReadonlyArray<string>,
+  fromAddress: string
+): SenderAuth => {
+  const trustedIds = new Set(trusted.map((id) => id.trim().toLowerCase()))
+  const parsed = headers.map(parseAuthenticationResults)
+  const found = parsed.find((header) => header.authservId !== null && trustedIds.has(header.authservId))
+  if (found === undefined) {
+    const anonymous = parsed.filter((header) => header.authservId === null).length
+    const ignored = [
+      ...(parsed.length > anonymous ? [`${parsed.length - anonymous} from other servers`] : []),
+      ...(anonymous > 0 ? [`${anonymous} without an authserv-id, as Exchange Online writes them`] : [])
+    ]
+    return {
+      authenticated: false,
+      source: "none",
+      authservId: null,
+      dmarc: null,
+      dkim: [],
+      spf: null,
+      reason: `no Authentication-Results from a trusted server (TRUSTED_AUTHSERV_IDS=${[...trustedIds].join(",")})${
+        ignored.length > 0 ? `; ignored ${ignored.join(" and ")}` : ""
+      }`
+    }
+  }
+  const fromDomain = domainOf(fromAddress) ?? ""
+  const first = (method: string) => found.results.find((resinfo) => resinfo.method === method)
+  const dmarc = first("dmarc")
+  const spf = first("spf")
+  const findings: Findings = {
+    dmarc: dmarc ? { result: dmarc.result, from: domainOf(dmarc.properties.get("header.from")) } : null,
+    dkim: found.results.filter((resinfo) => resinfo.method === "dkim").map((resinfo) =>
+      authCheck(
+        resinfo.result,
+        domainOf(resinfo.properties.get("header.d")) ?? domainOf(resinfo.properties.get("header.i")),
+        fromDomain
+      )
+    ),
+    spf: spf
+      ? authCheck(spf.result, domainOf(spf.properties.get("smtp.mailfrom")) ?? domainOf(spf.properties.get("smtp.helo")), fromDomain)
+      : null
+  }
+  return verdict(findings, fromDomain, { source: "header", authservId: found.authservId }, `at ${found.authservId}`)
+}
+
+// In-process verification ------------------------------------------------------------------------
+
+/** An error's first line, without any address in it: the reason is stored and shown. */
+const firstLine = (cause: unknown) =>
+  (cause instanceof Error ? cause.message : String(cause)).split(/\r?\n/)[0]!.replace(/\S*@\S+/g, "<address>").slice(0, 200)
+
+/**
+ * DKIM and DMARC checked here, for mail servers that record no verdict. SPF is left out (null): it
+ * judges the IP address that handed the mail to the receiving server, which only that server knows;
+ * mailroom sees the mailbox, not the connection. Never throws.
+ */
+export const verifyInProcess = async (source: Buffer, fromAddress: string, resolver?: Resolver): Promise<SenderAuth> => {
+  const base = { source: "verified", authservId: "mailroom" } as const
+  const fromDomain = domainOf(fromAddress) ?? ""
+  try {
+    // Loaded on first use: mailauth is large, and with SENDER_VERIFY=headers it is never needed.
+    const { authenticate } = await import("mailauth")
+    const result = await authenticate(source, {
+      mta: "mailroom",
+      disableArc: true,
+      disableBimi: true,
+      ...(resolver ? { resolver: resolver as DNSResolver } : {})
+    })
+    const dmarc = result.dmarc
+      ? {
+        result: String(result.dmarc.status.result),
+        from: domainOf((result.dmarc.status.header as { from?: string } | undefined)?.from)
+      }
+      : null
+    const dkim = (result.dkim.results ?? []).map((signature) =>
+      authCheck(String(signature.status.result), domainOf(signature.signingDomain), fromDomain)
+    )
+    return verdict({ dmarc, dkim, spf: null }, fromDomain, base, "verified by mailroom")
+  } catch (cause) {
+    return {
+      ...base,
+      authenticated: false,
+      dmarc: null,
+      dkim: [],
+      spf: null,
+      reason: `DKIM/DMARC verification failed: ${firstLine(cause)}`
+    }
+  }
+}
+
+// The service ------------------------------------------------------------------------------------
+
+/** What `check` reads of a parsed mail. */
+export interface SenderEmail {
+  readonly from: { readonly address: string }
+  readonly authResults: ReadonlyArray<string>
+}
+
+/** DNS that does not answer must not hold up intake: the mail is taken as unauthenticated. */
+const verifyTimeout = Duration.seconds(30)
+
+const make = (config: SenderAuthConfig, resolver?: Resolver) => {
+  const verify = (source: Buffer, fromAddress: string) =>
+    Effect.promise(() => verifyInProcess(source, fromAddress, resolver)).pipe(
+      Effect.timeoutTo({
+        duration: verifyTimeout,
+        onSuccess: (auth): SenderAuth => auth,
+        onTimeout: (): SenderAuth => ({
+          authenticated: false,
+          source: "verified",
+          authservId: "mailroom",
+          dmarc: null,
+          dkim: [],
+          spf: null,
+          reason: `DKIM/DMARC lookups took over ${Duration.format(verifyTimeout)}`
+        })
+      })
+    )
+
+  const check = Effect.fn("SenderAuthenticator.check")(function*(source: Buffer, email: SenderEmail) {
+    const fromHeader = readAuthenticationResults(email.authResults, config.trustedAuthservIds, email.from.address)
+    const auth = fromHeader.source === "none" && config.verify === "dkim"
+      ? yield* verify(source, email.from.address)
+      : fromHeader
+    yield* Effect.annotateCurrentSpan({
+      "mailroom.sender.authenticated": auth.authenticated,
+      "mailroom.sender.auth_source": auth.source,
+      "mailroom.sender.authserv_id": auth.authservId ?? ""
+    })
+    return auth
+  })
+
+  return { check } as const
+}
+
+/**
+ * Whether a mail's From is really its sender's: the trusted receiving server's Authentication-Results,
+ * else (SENDER_VERIFY=dkim) DKIM and DMARC checked here. `check` never fails: a mail that cannot be
+ * judged is unauthenticated, with the reason.
+ */
+export class SenderAuthenticator extends Effect.Service<SenderAuthenticator>()("mailroom/SenderAuthenticator", {
+  effect: Effect.map(SenderAuthConfig, (config) => make(config))
+}) {
+  /** The same, with DNS answered by `resolver`: for tests, which never reach the network. */
+  static readonly layerWithResolver = (resolver: Resolver) =>
+    Layer.effect(SenderAuthenticator, Effect.map(SenderAuthConfig, (config) => SenderAuthenticator.make(make(config, resolver))))
+}
