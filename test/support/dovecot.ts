@@ -38,6 +38,8 @@ export interface Dovecot {
   deliver(raws: Iterable<Buffer>, options?: { readonly user?: string }): Promise<number>
   uids(options?: MailboxOptions): Promise<Array<number>>
   flags(options?: MailboxOptions): Promise<Map<number, Set<string>>>
+  /** Every mail in the mailbox, whole, with its flags, in UID order. */
+  messages(options?: MailboxOptions): Promise<Array<{ readonly uid: number; readonly flags: Set<string>; readonly source: Buffer }>>
   uidValidity(options?: MailboxOptions): Promise<number>
   resetUidValidity(options?: MailboxOptions): Promise<number>
   /** Deletes these mails for good (\Deleted, then UID EXPUNGE). */
@@ -228,6 +230,15 @@ export const startDovecot = async (options: { readonly users?: ReadonlyArray<Dov
         const flags = new Map<number, Set<string>>()
         for await (const m of c.fetch("1:*", { uid: true, flags: true }, { uid: true })) flags.set(m.uid, m.flags ?? new Set())
         return flags
+      }),
+    messages: (options = {}) =>
+      withMailbox(options, async (c) => {
+        const messages: Array<{ uid: number; flags: Set<string>; source: Buffer }> = []
+        if (c.mailbox && c.mailbox.exists === 0) return messages
+        for await (const m of c.fetch("1:*", { uid: true, flags: true, source: true }, { uid: true })) {
+          messages.push({ uid: m.uid, flags: m.flags ?? new Set(), source: m.source ?? Buffer.alloc(0) })
+        }
+        return messages.sort((a, b) => a.uid - b.uid)
       }),
     uidValidity: (options = {}) => withMailbox(options, async (c) => Number((c.mailbox as { uidValidity: bigint }).uidValidity)),
     resetUidValidity: async (options = {}) => {

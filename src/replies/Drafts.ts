@@ -1,0 +1,77 @@
+import { Clock, Config, Context, Data, Effect, Layer } from "effect"
+import { setting } from "../config/Settings.js"
+import type { ImapSession } from "../mailbox/Imap.js"
+import type { ImapError } from "../mailbox/ImapErrors.js"
+import { compose, messageOptions } from "./Compose.js"
+import type { OutboundMail } from "./Mailer.js"
+
+export const draftsMailbox = setting(
+  "DRAFTS_MAILBOX",
+  "The IMAP folder where answers wait for a person to check and send them: Gmail's is \"[Gmail]/Drafts\" (translated with the account's language, e.g. \"[Gmail]/Entwürfe\"); Outlook and Dovecot call it Drafts.",
+  Config.nonEmptyString,
+  { value: "[Gmail]/Drafts" }
+)
+
+/** DRAFTS_MAILBOX is missing: an answer that must wait for a person has nowhere to wait. */
+export class DraftsMailboxMissing extends Data.TaggedError("DraftsMailboxMissing")<{ readonly mailbox: string }> {
+  override get message() {
+    return `the drafts folder "${this.mailbox}" does not exist on the IMAP server: check DRAFTS_MAILBOX (Gmail names it "[Gmail]/Drafts", or its translation; Outlook and Dovecot "Drafts"); drafts wait until it is found`
+  }
+}
+
+export interface SavedDraft {
+  /** Its UID in the drafts folder, when the server said (UIDPLUS) or it was found there. */
+  readonly uid: number | null
+  /** True when the draft was already there (a restart after the APPEND) and nothing was appended. */
+  readonly foundExisting: boolean
+  readonly mailbox: string
+}
+
+export interface DraftsShape {
+  readonly mailbox: string
+  /**
+   * Leaves `mail` in the drafts folder once: a draft with its Message-ID already there is not
+   * appended again. Selects the drafts folder read-only on the way (to search it): `open` the
+   * watched mailbox again before working on it.
+   */
+  readonly save: (session: ImapSession, mail: OutboundMail) => Effect.Effect<SavedDraft, ImapError | DraftsMailboxMissing>
+}
+
+/**
+ * A person sends the draft, so it carries no Auto-Submitted (that would make the customer's
+ * server treat a personal answer as automatic); X-Loop still marks it as ours should it come back.
+ */
+export const draftHeaders = (from: string): Record<string, string> => ({ "X-Loop": from })
+
+const draftFlags = ["\\Draft", "\\Seen"]
+
+const makeDrafts = (mailbox: string): DraftsShape => ({
+  mailbox,
+  save: Effect.fn("Drafts.save")(
+    function*(session: ImapSession, mail: OutboundMail) {
+      yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "mailroom.draft.message_id": mail.messageId })
+      const found = yield* session.findByMessageId(mailbox, mail.messageId)
+      if (found.length > 0) {
+        yield* Effect.annotateCurrentSpan({ "mailroom.draft.found_existing": true })
+        return { uid: found[0]!, foundExisting: true, mailbox }
+      }
+      const now = yield* Clock.currentTimeMillis
+      const source = yield* Effect.promise(() => compose(messageOptions(mail, draftHeaders(mail.from), new Date(now))))
+      const appended = yield* session.append(mailbox, source, draftFlags)
+      return { uid: appended.uid, foundExisting: false, mailbox }
+    },
+    (effect) => Effect.catchTag(effect, "MailboxNotFound", () => new DraftsMailboxMissing({ mailbox }))
+  )
+})
+
+/** Answers left in DRAFTS_MAILBOX for a person to approve (REPLY_MODE=draft, or when the checks ask for one). */
+export class Drafts extends Context.Tag("mailroom/Drafts")<Drafts, DraftsShape>() {
+  static readonly Live = Layer.effect(Drafts, Effect.map(draftsMailbox, (mailbox) => makeDrafts(mailbox)))
+
+  /**
+   * The same drafts over whatever session the test gives, in the folder "Drafts": with a
+   * MemoryMailbox they land in `folders.get("Drafts")`, which a test creates (`folders.set("Drafts", [])`)
+   * or leaves out to meet DraftsMailboxMissing.
+   */
+  static readonly Test = Layer.succeed(Drafts, makeDrafts("Drafts"))
+}
