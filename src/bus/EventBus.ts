@@ -1,16 +1,23 @@
 import { Context, Data, Effect, Layer, PubSub, Ref, Schedule } from "effect"
 import type { StoredEvent } from "../log/Event.js"
 
-/** The broker did not take the events; the relay keeps its position and tries again. */
+/**
+ * The broker did not take the events; the relay keeps its position and tries again. When some were
+ * acknowledged (or dead-lettered) before the failure, `deliveredUpTo` is the last of them.
+ */
 export class PublishFailed extends Data.TaggedError("PublishFailed")<{
   readonly bus: string
   readonly reason: string
   readonly cause?: unknown
+  readonly deliveredUpTo?: bigint
 }> {
   override get message() {
     return `publishing to ${this.bus} failed: ${this.reason}`
   }
 }
+
+/** The consumer name under which the relay keeps its position for a bus, and dead letters are counted. */
+export const relayConsumer = (bus: string) => `relay:${bus}`
 
 /** A broker outage is waited out: from a second doubling to half a minute, for as long as it takes. */
 export const publishRetry = Schedule.exponential("1 second", 2).pipe(
@@ -21,7 +28,10 @@ export const publishRetry = Schedule.exponential("1 second", 2).pipe(
 export interface EventBusShape {
   /** Names the relay's stored position, so that each bus keeps its own. */
   readonly name: string
-  /** Delivers in order; resolves only once the bus has acknowledged every event. */
+  /**
+   * Delivers in order; resolves only once the bus has acknowledged every event, or set aside as a
+   * dead letter one it refuses for its size or content.
+   */
   readonly publish: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void, PublishFailed>
 }
 
@@ -46,20 +56,29 @@ export const EventBusInProcess = Layer.effect(
   })
 ).pipe(Layer.provideMerge(InProcessEventsLive))
 
-/** Records what was published; `failing` makes the next publishes fail, as a broker outage would. */
+/**
+ * Records what was published; `failing` makes the next publishes fail, as a broker outage would;
+ * `takes`, when set, is how many events the next publish delivers before the broker goes down.
+ */
 export const makeEventBusTest = Effect.gen(function*() {
   const published = yield* Ref.make<ReadonlyArray<StoredEvent>>([])
   const failing = yield* Ref.make(false)
+  const takes = yield* Ref.make<number | undefined>(undefined)
+  const down = (delivered?: StoredEvent) =>
+    new PublishFailed({ bus: "test", reason: "broker down", ...(delivered ? { deliveredUpTo: delivered.seq } : {}) })
   const bus = EventBus.of({
     name: "test",
     publish: (events) =>
-      Ref.get(failing).pipe(
-        Effect.flatMap((down) =>
-          down
-            ? Effect.fail(new PublishFailed({ bus: "test", reason: "broker down" }))
-            : Ref.update(published, (all) => [...all, ...events])
-        )
-      )
+      Effect.gen(function*() {
+        if (yield* Ref.get(failing)) return yield* Effect.fail(down())
+        const count = yield* Ref.getAndSet(takes, undefined)
+        const taken = count === undefined ? events : events.slice(0, count)
+        yield* Ref.update(published, (all) => [...all, ...taken])
+        if (taken.length < events.length) {
+          yield* Ref.set(failing, true)
+          return yield* Effect.fail(down(taken.at(-1)))
+        }
+      })
   })
-  return { bus, published, failing }
+  return { bus, published, failing, takes }
 })

@@ -1,10 +1,12 @@
-import { Config, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Config, Effect, Layer, Option, Redacted } from "effect"
 import type { Message, SASLOptions, TopicMessages } from "kafkajs"
-import { EventData } from "../log/Event.js"
 import type { StoredEvent } from "../log/Event.js"
 import { setting } from "../config/Settings.js"
 import { withEventTrace, withSpanWhenTracing } from "../telemetry/Tracing.js"
-import { EventBus, EventBusInProcess, PublishFailed } from "./EventBus.js"
+import { EventBus, EventBusInProcess, PublishFailed, relayConsumer } from "./EventBus.js"
+import { MAX_SEND_RECORDS, makeDeliver, outgoing } from "./KafkaRecords.js"
+import type { DeadLetter, OutRecord } from "./KafkaRecords.js"
 
 const list = (name: string) =>
   Config.string(name).pipe(Config.map((value) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)))
@@ -34,68 +36,24 @@ export const KafkaConfig = Config.all({
   eventsTopic: setting("KAFKA_EVENTS_TOPIC", "Topic of every event of the log.", Config.nonEmptyString, {
     value: "mailroom.events"
   }),
+  dlqTopic: setting(
+    "KAFKA_DLQ_TOPIC",
+    "Topic of dead letters: events the broker refused for their size or content, keyed by event id (the log keeps them whole).",
+    Config.nonEmptyString,
+    { value: "mailroom.events.dlq" }
+  ),
+  maxMessageBytes: setting(
+    "KAFKA_MAX_MESSAGE_BYTES",
+    "The brokers' max.message.bytes: the relay never puts more in one partition's record batch.",
+    positive,
+    { value: 1_000_000 }
+  ),
   partitions: setting("KAFKA_TOPIC_PARTITIONS", "Partitions of topics mailroom creates.", positive, { value: 3 }),
   replication: setting("KAFKA_TOPIC_REPLICATION", "Replication factor of topics mailroom creates.", positive, { value: 1 })
 })
 export type KafkaConfig = Config.Config.Success<typeof KafkaConfig>
 
-const encode = Schema.encodeSync(EventData)
-
-/** The documented value of an `email_inbound` record. */
-export const inboundPayload = (event: StoredEvent) => {
-  if (event.data._tag !== "EmailReceived") return undefined
-  const email = event.data
-  return {
-    eventId: event.id,
-    mailbox: event.mailbox,
-    ticketId: email.ticketId,
-    newTicket: email.newTicket,
-    customer: { email: email.from.address, name: email.from.name },
-    subject: email.subject,
-    text: email.text,
-    html: email.html,
-    messageId: email.messageId,
-    inReplyTo: email.inReplyTo,
-    references: email.references,
-    receivedAt: event.occurredAt.toISOString(),
-    attachments: email.attachments
-  }
-}
-
-/** CloudEvents 1.0 binary mode: the envelope travels in ce_* headers, the data is the record value. */
-export const cloudEventHeaders = (event: StoredEvent): Record<string, string> => ({
-  ce_specversion: "1.0",
-  ce_id: event.id,
-  ce_type: `mailroom.${event.type}`,
-  ce_source: `/mailroom/${encodeURIComponent(event.mailbox)}`,
-  ce_time: event.occurredAt.toISOString(),
-  ...(event.ticketId ? { ce_subject: event.ticketId } : {}),
-  "content-type": "application/json",
-  ...(event.trace ? { traceparent: event.trace } : {})
-})
-
-/** The records one event becomes: always one on the events topic; received mail also on the inbound topic. */
-export const toRecords = (
-  event: StoredEvent,
-  topics: { readonly inbound: string; readonly events: string }
-): Array<{ readonly topic: string; readonly message: Message }> => {
-  const headers = cloudEventHeaders(event)
-  const key = event.ticketId ?? event.mailbox
-  const inbound = inboundPayload(event)
-  return [
-    ...(inbound ? [{ topic: topics.inbound, message: { key, value: JSON.stringify(inbound), headers } }] : []),
-    {
-      topic: topics.events,
-      message: {
-        key,
-        value: JSON.stringify({ seq: event.seq.toString(), uid: event.uid, uidvalidity: event.uidvalidity, data: encode(event.data) }),
-        headers
-      }
-    }
-  ]
-}
-
-const group = (records: ReadonlyArray<{ readonly topic: string; readonly message: Message }>): Array<TopicMessages> => {
+const group = (records: ReadonlyArray<OutRecord>): Array<TopicMessages> => {
   const byTopic = new Map<string, Array<Message>>()
   for (const { topic, message } of records) byTopic.set(topic, [...(byTopic.get(topic) ?? []), message])
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }))
@@ -117,6 +75,8 @@ const sasl = (config: KafkaConfig): SASLOptions | undefined =>
 const make = (brokers: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const config = yield* KafkaConfig
+    const sql = yield* SqlClient.SqlClient
+    const consumer = relayConsumer("kafka")
     // Loaded only when KAFKA_BROKERS is set.
     const { default: kafkajs } = yield* Effect.promise(() => import("kafkajs"))
     const mechanism = sasl(config)
@@ -150,7 +110,7 @@ const make = (brokers: ReadonlyArray<string>) =>
       await admin.connect()
       try {
         const existing = new Set(await admin.listTopics())
-        const missing = [config.inboundTopic, config.eventsTopic].filter((topic) => !existing.has(topic))
+        const missing = [config.inboundTopic, config.eventsTopic, config.dlqTopic].filter((topic) => !existing.has(topic))
         if (missing.length > 0) {
           await admin.createTopics({
             waitForLeaders: true,
@@ -173,6 +133,41 @@ const make = (brokers: ReadonlyArray<string>) =>
       catch: (cause) => new PublishFailed({ bus: "kafka", reason: String((cause as Error).message ?? cause), cause })
     })).pipe(Effect.tapError(() => Effect.promise(reset)))
 
+    const send = (records: ReadonlyArray<OutRecord>) =>
+      connect.pipe(
+        Effect.mapError((error) => error.cause),
+        Effect.zipRight(Effect.tryPromise({
+          try: () => producer.sendBatch({ topicMessages: group(records), acks: -1 }),
+          catch: (cause) => cause
+        }).pipe(Effect.tapError(() => Effect.promise(reset))))
+      )
+
+    const deadLetter = (letter: DeadLetter) =>
+      send([{
+        topic: config.dlqTopic,
+        message: { key: letter.eventId, value: JSON.stringify(letter), headers: { "content-type": "application/json" } }
+      }]).pipe(
+        Effect.zipRight(sql`
+          INSERT INTO dead_letters (event_id, seq, consumer, reason)
+          VALUES (${letter.eventId}, ${letter.seq}, ${consumer}, ${letter.reason})
+          ON CONFLICT (event_id) DO NOTHING
+        `),
+        Effect.zipRight(Effect.logWarning(
+          `Kafka refused event ${letter.eventId} (seq ${letter.seq}, ${letter.size} bytes): ${letter.reason}; ` +
+            `it is on ${config.dlqTopic} and in dead_letters, the log keeps it whole, and delivery goes on`
+        )),
+        Effect.withSpan("EventBus.deadLetter", {
+          attributes: { "messaging.destination.name": config.dlqTopic, "messaging.message.id": letter.eventId }
+        })
+      )
+
+    const deliver = makeDeliver({
+      send,
+      deadLetter,
+      limits: { maxBytes: config.maxMessageBytes, maxRecords: MAX_SEND_RECORDS }
+    })
+    const topics = { inbound: config.inboundTopic, events: config.eventsTopic }
+
     const publish = Effect.fn("EventBus.publish")(function*(events: ReadonlyArray<StoredEvent>) {
       yield* Effect.annotateCurrentSpan({
         "messaging.system": "kafka",
@@ -180,7 +175,6 @@ const make = (brokers: ReadonlyArray<string>) =>
         "messaging.destination.name": config.eventsTopic,
         "messaging.batch.message_count": events.length
       })
-      yield* connect
       // A short span in each email's own trace, so that Jaeger shows the publish under the email.
       yield* Effect.forEach(events, (event) =>
         Effect.void.pipe(
@@ -197,11 +191,7 @@ const make = (brokers: ReadonlyArray<string>) =>
           }),
           withEventTrace(event)
         ), { discard: true })
-      const records = events.flatMap((event) => toRecords(event, { inbound: config.inboundTopic, events: config.eventsTopic }))
-      yield* Effect.tryPromise({
-        try: () => producer.sendBatch({ topicMessages: group(records), acks: -1 }),
-        catch: (cause) => new PublishFailed({ bus: "kafka", reason: String((cause as Error).message ?? cause), cause })
-      }).pipe(Effect.tapError(() => Effect.promise(reset)))
+      yield* deliver(events.map((event) => outgoing(event, topics)))
     })
 
     // Best effort at start-up, so that topics exist before the first event; an absent broker is fine.

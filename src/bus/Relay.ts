@@ -1,6 +1,7 @@
 import { Effect, Metric, Ref } from "effect"
+import type { StoredEvent } from "../log/Event.js"
 import { outboxLag } from "../telemetry/Metrics.js"
-import { EventBus, publishRetry } from "./EventBus.js"
+import { EventBus, publishRetry, relayConsumer } from "./EventBus.js"
 import type { PublishFailed } from "./EventBus.js"
 import { StateStore } from "../log/StateStore.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
@@ -19,7 +20,7 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
     const repo = yield* TicketRepo
     const state = yield* StateStore
     const bus = yield* EventBus
-    const consumer = `relay:${bus.name}`
+    const consumer = relayConsumer(bus.name)
     const down = yield* Ref.make<PublishFailed | undefined>(undefined)
 
     /** One state-change line per outage, not one per retry. */
@@ -31,14 +32,25 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
       Effect.flatMap((before) => before ? Effect.logInfo(`${bus.name} is reachable again; catching up`) : Effect.void)
     )
 
+    /** What the bus took before it failed is not sent again: the position moves past it, the retry sends the rest. */
+    const keepProgress = (rest: Ref.Ref<ReadonlyArray<StoredEvent>>, error: PublishFailed) => {
+      const delivered = error.deliveredUpTo
+      if (delivered === undefined) return Effect.void
+      return Ref.update(rest, (events) => events.filter((e) => e.seq > delivered)).pipe(
+        Effect.zipRight(state.savePosition(consumer, delivered))
+      )
+    }
+
     const publishPage = Effect.fn("Relay.publish")(function*(after: bigint) {
       // Polling an empty log every 250 ms would flood the tracer with empty traces.
       const events = yield* repo.eventsAfter(after, PAGE).pipe(Effect.withTracerEnabled(false))
       if (events.length === 0) return 0
       yield* Effect.annotateCurrentSpan({ "messaging.batch.message_count": events.length })
-      yield* bus.publish(events).pipe(
-        Effect.tapError(noteFailure),
-        Effect.retry(publishRetry)
+      const rest = yield* Ref.make(events)
+      yield* Ref.get(rest).pipe(
+        Effect.flatMap((pending) => bus.publish(pending)),
+        Effect.tapError((error) => Effect.zipRight(noteFailure(error), keepProgress(rest, error))),
+        Effect.retry({ schedule: publishRetry, while: (error) => error._tag === "PublishFailed" })
       )
       yield* noteSuccess
       yield* state.savePosition(consumer, events.at(-1)!.seq)

@@ -7,6 +7,7 @@ import { EventBus, makeEventBusTest } from "../../src/bus/EventBus.js"
 import { MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { LeadershipTest } from "../../src/mailbox/Leadership.js"
 import { Parser } from "../../src/mail/Parser.js"
+import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { StateStore } from "../../src/log/StateStore.js"
 import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { configLayer, mail } from "./layers.js"
@@ -16,7 +17,9 @@ const setup = (mailbox: MemoryMailbox) =>
     const bus = yield* makeEventBusTest
     const layer = Layer.mergeAll(Poller.Default, Relay.Default).pipe(
       Layer.provide(Intake.Default),
-      Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, Layer.succeed(EventBus, bus.bus), LeadershipTest)),
+      Layer.provide(
+        Layer.mergeAll(mailbox.layer, Parser.Default, SenderAuthenticator.Default, Layer.succeed(EventBus, bus.bus), LeadershipTest)
+      ),
       Layer.provideMerge(TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))),
       Layer.provide(configLayer({ AGENT: "off" }))
     )
@@ -48,6 +51,30 @@ describe("Relay", () => {
         yield* Ref.set(bus.failing, false)
         yield* TestClock.adjust("1 minute")
         expect(yield* Fiber.join(draining)).toBe(2)
+        expect((yield* Ref.get(bus.published)).map((e) => e.seq)).toEqual([1n, 2n, 3n, 4n, 5n])
+        expect(yield* state.position("relay:test")).toBe(5n)
+      }).pipe(Effect.provide(layer))
+    }))
+
+  it.scoped("keeps what the bus took before it failed: the position moves past it and the retry sends only the rest", () =>
+    Effect.gen(function*() {
+      const mailbox = new MemoryMailbox()
+      for (let i = 0; i < 5; i++) mailbox.append(mail())
+      const { bus, layer } = yield* setup(mailbox)
+      yield* Effect.gen(function*() {
+        const poller = yield* Poller
+        const relay = yield* Relay
+        const state = yield* StateStore
+        yield* poller.once.pipe(Effect.map(Option.getOrThrow))
+        yield* Ref.set(bus.takes, 2)
+        const draining = yield* Effect.fork(relay.drain)
+        yield* TestClock.adjust("10 seconds")
+        expect(yield* state.position("relay:test")).toBe(2n)
+        expect(yield* relay.pending).toBe(3)
+
+        yield* Ref.set(bus.failing, false)
+        yield* TestClock.adjust("1 minute")
+        expect(yield* Fiber.join(draining)).toBe(5)
         expect((yield* Ref.get(bus.published)).map((e) => e.seq)).toEqual([1n, 2n, 3n, 4n, 5n])
         expect(yield* state.position("relay:test")).toBe(5n)
       }).pipe(Effect.provide(layer))
