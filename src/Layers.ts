@@ -11,6 +11,8 @@ import type { Imap } from "./mailbox/Imap.js"
 import { LeadershipLive } from "./mailbox/Leadership.js"
 import { MailerLive } from "./replies/Mailer.js"
 import { Parser } from "./mail/Parser.js"
+import { SenderAuthenticator } from "./mail/SenderAuth.js"
+import { Drafts } from "./replies/Drafts.js"
 import { StateStore } from "./log/StateStore.js"
 import { TicketRepo } from "./tickets/TicketRepo.js"
 
@@ -20,13 +22,13 @@ export const DatabaseLive = MigrationsLive.pipe(Layer.provideMerge(SqlLive))
 /** The event log, its projections and the cursors. */
 export const StoreLive = TicketRepo.Live.pipe(Layer.provideMerge(StateStore.Live), Layer.provideMerge(DatabaseLive))
 
-/** The agent AGENT names and the SMTP mailer that sends its answers. */
-export const RepliesLive = Layer.mergeAll(AgentLive, MailerLive)
+/** The agent AGENT names, the SMTP mailer that sends its answers and the drafts folder for the rest. */
+export const RepliesLive = Layer.mergeAll(AgentLive, MailerLive, Drafts.Live)
 
 /** The receive and reply paths over a given mailbox and bus; the stores stay visible for `status` and tests. */
 export const pipelineOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: Layer.Layer<EventBus, E2, R2>) =>
   Layer.mergeAll(Poller.Default, Relay.Default, Responder.Default).pipe(
     Layer.provide(Intake.Default),
-    Layer.provide(Layer.mergeAll(imap, Parser.Live, bus, LeadershipLive, RepliesLive)),
+    Layer.provide(Layer.mergeAll(imap, Parser.Live, SenderAuthenticator.Default, bus, LeadershipLive, RepliesLive)),
     Layer.provideMerge(StoreLive)
   )

@@ -35,7 +35,8 @@ const describeSummary = (summary: PassSummary) =>
   (summary.alreadyRecorded > 0 ? `, ${summary.alreadyRecorded} already recorded` : "")
 
 const describeReplies = (replies: ReplySummary) =>
-  `Replies: ${replies.sent} sent, ${replies.skipped} skipped, ${replies.failed} failed`
+  `Replies: ${replies.sent} sent, ${replies.skipped} skipped, ${replies.failed} failed` +
+  (replies.drafted > 0 ? `, ${replies.drafted} left as drafts` : "")
 
 const runOnce = Effect.gen(function*() {
   const poller = yield* Poller

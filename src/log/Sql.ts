@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs"
-import { mkdir, mkdtemp, open as openFile, readFile, rm, writeFile } from "node:fs/promises"
+import { chmod, mkdir, mkdtemp, open as openFile, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import type { SqlClient } from "@effect/sql"
@@ -58,11 +58,16 @@ const lockDataDir = (dataDir: string) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
-        await mkdir(dataDir, { recursive: true })
+        // The folder holds every customer's mail: only mailroom's own user may enter it, whatever
+        // the umask, and a folder made by an older version is closed too. PGlite creates its files
+        // with the process's umask, so that is narrowed as well.
+        process.umask(process.umask() | 0o077)
+        await mkdir(dataDir, { recursive: true, mode: 0o700 })
+        await chmod(dataDir, 0o700)
         const path = join(dataDir, "mailroom.pid")
         const holder = Number.parseInt(await readFile(path, "utf8").catch(() => ""), 10)
         if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) return { path, holder }
-        const file = await openFile(path, "w")
+        const file = await openFile(path, "w", 0o600)
         await file.writeFile(String(process.pid))
         await file.close()
         return { path, holder: undefined }
@@ -100,8 +105,8 @@ export const openEmbedded = (dataDir: string, template: URL = bundledTemplate) =
       if (existsSync(marker)) await rm(dir, { recursive: true, force: true })
       const fresh = !existsSync(join(dir, "PG_VERSION"))
       if (fresh) {
-        await mkdir(dir, { recursive: true })
-        await writeFile(marker, "")
+        await mkdir(dir, { recursive: true, mode: 0o700 })
+        await writeFile(marker, "", { mode: 0o600 })
       }
       const tarball = fresh && existsSync(template) ? await readFile(template) : undefined
       const db = await PGlite.create({

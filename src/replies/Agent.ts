@@ -3,7 +3,8 @@ import type { EmailReceived } from "../log/Event.js"
 import { setting } from "../config/Settings.js"
 import type { Ranked } from "./Knowledge.js"
 import { Knowledge, tokenize } from "./Knowledge.js"
-import type { TicketThread } from "../tickets/TicketRepo.js"
+import type { ThreadMessage, TicketThread } from "../tickets/TicketRepo.js"
+import { safeDisplayName, safeHeader } from "./Reply.js"
 
 export type AgentKind = "knowledge" | "openai" | "off"
 
@@ -90,18 +91,49 @@ export interface AgentShape {
 export class Agent extends Context.Tag("mailroom/Agent")<Agent, AgentShape>() {}
 
 export const PASSAGES = 3
-const THREAD_CHARS = 3000
 
+/** Bounds on what of a mail reaches a prompt or a search: a 900 KB subject must not become a 1.8 MB prompt. */
+export const PROMPT_LIMITS = {
+  subject: 200,
+  name: 60,
+  message: 2000,
+  thread: 8000
+} as const
+
+const bounded = (text: string, chars: number) => text.length > chars ? `${text.slice(0, chars)} […]` : text
+
+/** Only the sender's own display name, and only when it is a name (not an address or a link). */
 const greeting = (request: ReplyRequest) => {
-  const name = (request.thread.customer?.name || request.email.from.name).split(/\s+/)[0]
+  const name = safeDisplayName(request.email.from.name).slice(0, PROMPT_LIMITS.name).split(/\s+/)[0]
   return name ? `Hello ${name},` : "Hello,"
 }
 
 /** Quoted history repeats what the thread already holds: drop it. */
-const unquoted = (text: string) =>
-  text.split("\n").filter((line) => !line.startsWith(">")).join("\n").trim().slice(0, THREAD_CHARS)
+const unquoted = (text: string) => text.split("\n").filter((line) => !line.startsWith(">")).join("\n").trim()
 
-export const query = (request: ReplyRequest) => `${request.email.subject}\n${unquoted(request.email.text)}`
+const subjectOf = (request: ReplyRequest) => bounded(safeHeader(request.email.subject), PROMPT_LIMITS.subject)
+
+export const query = (request: ReplyRequest) =>
+  `${subjectOf(request)}\n${bounded(unquoted(request.email.text), PROMPT_LIMITS.message)}`
+
+/**
+ * This sender's messages on the ticket, newest kept first when they overflow the thread's bound;
+ * the mail being answered when the thread has not caught up with it.
+ */
+const threadFor = (request: ReplyRequest): ReadonlyArray<ThreadMessage> => {
+  const messages = request.thread.messages.length > 0
+    ? request.thread.messages
+    : [{ direction: "inbound" as const, from: request.email.from.address, subject: request.email.subject, text: request.email.text, at: new Date() }]
+  const kept: Array<ThreadMessage> = []
+  let room = PROMPT_LIMITS.thread
+  for (const message of [...messages].reverse()) {
+    const text = bounded(unquoted(message.text), Math.min(PROMPT_LIMITS.message, room))
+    if (room <= 0) break
+    kept.unshift({ ...message, subject: bounded(safeHeader(message.subject), PROMPT_LIMITS.subject), text })
+    room -= text.length
+  }
+  return kept
+}
 
 /** Answers from the best passages, else acknowledges the mail with its ticket number. */
 export const knowledgeAnswer = (request: ReplyRequest, passages: ReadonlyArray<Ranked>): string => {
@@ -127,10 +159,7 @@ export const knowledgeAnswer = (request: ReplyRequest, passages: ReadonlyArray<R
 /** The instructions and the material for the LLM; customer text is data, never instructions. */
 export const promptFor = (request: ReplyRequest, passages: ReadonlyArray<Ranked>) => {
   const token = `[#${request.ticketToken}]`
-  const customer = request.thread.customer ?? { email: request.email.from.address, name: request.email.from.name }
-  const messages = request.thread.messages.length > 0
-    ? request.thread.messages
-    : [{ direction: "inbound" as const, from: request.email.from.address, subject: request.email.subject, text: request.email.text, at: new Date() }]
+  const name = safeDisplayName(request.email.from.name).slice(0, PROMPT_LIMITS.name)
   return {
     system: [
       `You answer customer support email sent to ${request.mailbox}.`,
@@ -140,15 +169,15 @@ export const promptFor = (request: ReplyRequest, passages: ReadonlyArray<Ranked>
       `Mention the ticket number ${token} once. Do not write a subject line.`
     ].join("\n"),
     user: [
-      `Customer: ${customer.name ? `${customer.name} ` : ""}<${customer.email}>`,
-      `Ticket: ${token} ${request.thread.subject || request.email.subject}`,
+      `Customer: ${name ? `${name} ` : ""}<${request.email.from.address}>`,
+      `Ticket: ${token} ${subjectOf(request)}`,
       "",
       "Help passages:",
       ...(passages.length === 0 ? ["(none)"] : passages.map((p) => `### ${p.heading} (${p.source})\n${p.text}`)),
       "",
       "Thread, oldest first:",
-      ...messages.map((m) =>
-        `--- ${m.direction === "inbound" ? "customer" : "support"} <${m.from}> ${m.at.toISOString()}\nSubject: ${m.subject}\n\n${unquoted(m.text)}`
+      ...threadFor(request).map((m) =>
+        `--- ${m.direction === "inbound" ? "customer" : "support"} ${m.at.toISOString()}\nSubject: ${m.subject}\n\n${m.text}`
       )
     ].join("\n")
   }

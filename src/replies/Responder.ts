@@ -1,15 +1,18 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Config, Data, Effect, Metric, Option, Schedule, Scope } from "effect"
+import { Data, Effect, Metric, Option, Schedule, Scope } from "effect"
 import { replies } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
-import { IntakeConfig, mailboxUser } from "../config/Config.js"
+import { IntakeConfig } from "../config/Config.js"
 import { databaseRetry } from "../log/Sql.js"
 import type { EmailReceived, ReplyOutcome, StoredEvent } from "../log/Event.js"
-import { ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
-import { loopGuard, newMessageId, rateGuard, recipient, replySubject, threading, ticketToken } from "./Reply.js"
-import { setting } from "../config/Settings.js"
+import { ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
+import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
 import { Agent } from "./Agent.js"
-import { Imap, markSeenPolicy } from "../mailbox/Imap.js"
+import { needsHuman } from "./Checks.js"
+import type { DraftsMailboxMissing } from "./Drafts.js"
+import { Drafts } from "./Drafts.js"
+import { makePolicy, ownAddressesOf, ReplyConfig } from "./Policy.js"
+import { Imap } from "../mailbox/Imap.js"
 import type { ImapSession } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
 import { authenticationRetry, connectionRetry, protocolRetry, throttledRetry } from "../mailbox/ImapErrors.js"
@@ -21,22 +24,6 @@ import { StateStore } from "../log/StateStore.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
 
-export const ReplyConfig = Config.all({
-  sentMailbox: setting(
-    "SENT_MAILBOX",
-    "Folder where the SMTP server files what it sent; after a crash a reply's Message-ID is looked up there before it is sent again.",
-    Config.nonEmptyString,
-    { value: "[Gmail]/Sent Mail" }
-  ),
-  rateLimit: setting(
-    "REPLY_RATE_LIMIT",
-    "Replies per sender per hour; mail beyond it is recorded as skipped (rate_limited).",
-    (name) => Config.integer(name).pipe(Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 })),
-    { value: 5 }
-  ),
-  markSeen: markSeenPolicy
-})
-
 /** SENT_MAILBOX is missing: without it a crash could send a reply twice, so replies wait. */
 export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{ readonly mailbox: string }> {
   override get message() {
@@ -44,7 +31,14 @@ export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{
   }
 }
 
-export type ResponderError = SqlError | ImapError | SmtpAuthenticationFailed | SmtpUnavailable | SentMailboxMissing | LeadershipLost
+export type ResponderError =
+  | SqlError
+  | ImapError
+  | SmtpAuthenticationFailed
+  | SmtpUnavailable
+  | SentMailboxMissing
+  | DraftsMailboxMissing
+  | LeadershipLost
 
 const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, unknown> => {
   switch (error._tag) {
@@ -52,6 +46,7 @@ const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, unknown>
       return smtpAuthenticationRetry
     case "SmtpUnavailable":
       return smtpOutageRetry
+    case "TlsFailed":
     case "AuthenticationFailed":
       return authenticationRetry
     case "Throttled":
@@ -64,19 +59,20 @@ const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, unknown>
     case "MailboxNotFound":
     case "ImapProtocolError":
     case "SentMailboxMissing":
+    case "DraftsMailboxMissing":
       return protocolRetry
   }
 }
 
 export interface ReplySummary {
   readonly sent: number
+  readonly drafted: number
   readonly skipped: number
   readonly failed: number
 }
 
 const PAGE = 100
 const THREAD_MESSAGES = 10
-const HOUR = 60 * 60 * 1000
 
 const outbound = (intent: ReplyIntended): OutboundMail => ({
   messageId: intent.messageId,
@@ -89,17 +85,19 @@ const outbound = (intent: ReplyIntended): OutboundMail => ({
 })
 
 /**
- * Answers each EmailReceived once: guard → agent → ReplyIntended (committed) → SMTP → ReplySent.
- * It reads the log from its own stored position and moves it only past mail whose outcome is
- * committed; an intent without an outcome is first looked up in SENT_MAILBOX, so a crash between
- * SMTP and the commit never sends twice.
+ * Answers each EmailReceived once: policy (loops, sender authentication, caps) → agent → checks →
+ * ReplyIntended (committed) → SMTP or the drafts folder → ReplySent / ReplyDrafted. It reads the
+ * log from its own stored position and moves it only past mail whose outcome is committed; an
+ * intent without an outcome is first looked up in SENT_MAILBOX (or DRAFTS_MAILBOX), so a crash
+ * between the send and the commit never sends twice.
  */
 export class Responder extends Effect.Service<Responder>()("mailroom/Responder", {
   effect: Effect.gen(function*() {
     const config = yield* ReplyConfig
     const { mailbox } = yield* IntakeConfig
-    const own = (yield* mailboxUser).toLowerCase()
+    const own = yield* ownAddressesOf
     const repo = yield* TicketRepo
+    const drafts = yield* Drafts
     const state = yield* StateStore
     const imap = yield* Imap
     const agent = yield* Agent
@@ -107,6 +105,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const leadership = yield* Leadership
     const consumer = `responder:${mailbox}`
     const enabled = agent.kind !== "off"
+    const policy = yield* makePolicy(config, own, repo)
 
     // A responder that starts on an existing log answers what arrives from now on, not the history.
     if (enabled) yield* state.initPosition(consumer, yield* repo.lastSeq)
@@ -123,36 +122,64 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         ...outcome
       })
 
-    const deliver = (intent: ReplyIntended) =>
+    const base = (intent: ReplyIntended) => ({
+      emailEventId: intent.emailEventId,
+      ticketId: intent.ticketId,
+      customerId: intent.customerId
+    })
+
+    const send = (intent: ReplyIntended) =>
       mailer.send(outbound(intent)).pipe(
         Effect.flatMap((delivery) =>
           record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }))
         ),
         Effect.catchTag("SmtpRejected", (error) =>
-          record(
-            new ReplyFailed({
-              emailEventId: intent.emailEventId,
-              ticketId: intent.ticketId,
-              customerId: intent.customerId,
-              stage: "smtp",
-              reason: error.message,
-              attempts: 1,
-              messageId: intent.messageId
-            })
-          )),
+          record(new ReplyFailed({ ...base(intent), stage: "smtp", reason: error.message, attempts: 1, messageId: intent.messageId }))
+        ),
         // Once SMTP has the message, its ReplySent is committed even when a shutdown is under way.
         Effect.uninterruptible
       )
 
+    /** Drafts are looked up by Message-ID before they are appended, so a crash never leaves two. */
+    const draft = (intent: ReplyIntended, session: Effect.Effect<ImapSession, ImapError>) =>
+      Effect.flatMap(session, (s) => drafts.save(s, outbound(intent))).pipe(
+        Effect.flatMap((saved) =>
+          record(
+            new ReplyDrafted({
+              ...base(intent),
+              messageId: intent.messageId,
+              mailbox: saved.mailbox,
+              uid: saved.uid,
+              foundExisting: saved.foundExisting,
+              reason: intent.draftReason
+            })
+          )
+        ),
+        // With REPLY_MODE=send only answers that need a person become drafts: without a drafts
+        // folder they are skipped, and the rest go on. With REPLY_MODE=draft every answer waits.
+        Effect.catchTag("DraftsMailboxMissing", (error): Effect.Effect<ReplyOutcome, DraftsMailboxMissing | SqlError> =>
+          config.mode === "draft"
+            ? Effect.fail(error)
+            : record(new ReplySkipped({ ...base(intent), reason: "needs_human", detail: `${intent.draftReason ?? "the answer needs a person"}; ${error.message}` }))
+        ),
+        Effect.uninterruptible
+      )
+
+    const deliver = (intent: ReplyIntended, session: Effect.Effect<ImapSession, ImapError>) =>
+      intent.mode === "draft" ? draft(intent, session) : send(intent)
+
     /** An intent without an outcome: a crash or an outage came between it and its ReplySent. */
     const resume = (intent: ReplyIntended, session: Effect.Effect<ImapSession, ImapError>) =>
+      intent.mode === "draft" ? draft(intent, session) : resumeSend(intent, session)
+
+    const resumeSend = (intent: ReplyIntended, session: Effect.Effect<ImapSession, ImapError>) =>
       Effect.gen(function*() {
         const found = yield* Effect.flatMap(session, (s) => s.findByMessageId(config.sentMailbox, intent.messageId)).pipe(
           Effect.catchTag("MailboxNotFound", () => new SentMailboxMissing({ mailbox: config.sentMailbox }))
         )
         if (found.length === 0) {
           yield* Effect.logInfo(`Reply ${intent.messageId} is not in ${config.sentMailbox}: sending it now`)
-          return yield* deliver(intent)
+          return yield* send(intent)
         }
         yield* Effect.logInfo(`Reply ${intent.messageId} is already in ${config.sentMailbox}: recording it as sent, not sending it again`)
         return yield* record(sent(intent, {
@@ -162,48 +189,61 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         }))
       })
 
-    const answer = (event: StoredEvent, email: EmailReceived) =>
+    const answer = (event: StoredEvent, email: EmailReceived, session: Effect.Effect<ImapSession, ImapError>) =>
       Effect.gen(function*() {
-        const base = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
-        const skip = loopGuard(email, own) ??
-          rateGuard(
-            yield* repo.repliesSentSince(email.customerId, recipient(email).address, new Date(Date.now() - HOUR)),
-            config.rateLimit
-          )
-        if (skip) return yield* record(new ReplySkipped({ ...base, ...skip }))
-        const thread = yield* repo.ticketThread(email.ticketId, THREAD_MESSAGES)
-        const reply = yield* agent.reply({ email, mailbox: own, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
+        const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
+        const skip = yield* policy.skip(email)
+        if (skip) return yield* record(new ReplySkipped({ ...ids, ...skip }))
+        const thread = yield* repo.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
+        const reply = yield* agent.reply({ email, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
         if (reply._tag === "Left") {
           return yield* record(
-            new ReplyFailed({ ...base, stage: "agent", reason: reply.left.message, attempts: reply.left.attempts, messageId: null })
+            new ReplyFailed({ ...ids, stage: "agent", reason: reply.left.message, attempts: reply.left.attempts, messageId: null })
           )
         }
+        const human = needsHuman({
+          text: reply.right.text,
+          material: reply.right.material,
+          customerTexts: [
+            email.from.address,
+            recipient(email).address,
+            email.subject,
+            email.text,
+            ...thread.messages.flatMap((m) => m.direction === "inbound" ? [m.subject, m.text] : [])
+          ],
+          own,
+          maxChars: config.maxChars,
+          truncated: reply.right.truncated
+        })
+        const to = recipient(email)
         const intent = yield* record(
           new ReplyIntended({
-            ...base,
-            messageId: newMessageId(own),
-            from: own,
-            to: recipient(email),
+            ...ids,
+            messageId: newMessageId(own.address),
+            from: own.address,
+            to: { address: to.address, name: safeDisplayName(to.name) },
             subject: replySubject(email.subject, email.ticketId),
             ...threading(email),
             text: reply.right.text,
             agent: reply.right.agent,
-            model: reply.right.model
+            model: reply.right.model,
+            mode: config.mode === "draft" || human !== undefined ? "draft" : "send",
+            draftReason: human ?? null
           })
         )
-        return yield* deliver(intent)
+        return yield* deliver(intent, session)
       })
 
-    const logOutcome = (outcome: ReplyOutcome, email: EmailReceived) => {
+    const logOutcome = (outcome: ReplyOutcome) => {
       switch (outcome._tag) {
         case "ReplySent":
           return outcome.foundInSent ? Effect.void : Effect.logInfo(`Replied to ${outcome.to} on ticket ${outcome.ticketId}`)
         case "ReplyDrafted":
           return outcome.foundExisting ? Effect.void : Effect.logInfo(`Left a draft answer on ticket ${outcome.ticketId} in ${outcome.mailbox}`)
         case "ReplySkipped":
-          return Effect.logInfo(`No reply to ${email.from.address} (${outcome.reason}): ${outcome.detail}`)
+          return Effect.logInfo(`No automatic answer on ticket ${outcome.ticketId} (${outcome.reason}): ${outcome.detail}`)
         case "ReplyFailed":
-          return Effect.logWarning(`Reply to ${email.from.address} failed (${outcome.stage}): ${outcome.reason}`)
+          return Effect.logWarning(`The answer on ticket ${outcome.ticketId} failed (${outcome.stage}): ${outcome.reason}`)
       }
     }
 
@@ -219,9 +259,9 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: Effect.Effect<ImapSession, ImapError>) {
       yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id })
       const known = yield* repo.replyState(event.id)
-      const outcome = known.outcome ?? (known.intent ? yield* resume(known.intent, session) : yield* answer(event, email))
+      const outcome = known.outcome ?? (known.intent ? yield* resume(known.intent, session) : yield* answer(event, email, session))
       yield* Effect.annotateCurrentSpan({ "mailroom.reply.outcome": outcome._tag })
-      if (known.outcome === undefined) yield* logOutcome(outcome, email)
+      if (known.outcome === undefined) yield* logOutcome(outcome)
       if (config.markSeen === "after-reply" && outcome._tag !== "ReplyFailed") yield* flagSeen(event, session)
       return outcome
     })
@@ -229,7 +269,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     /** Answers everything committed so far; an IMAP connection is opened only when one is needed. */
     const drainAll = Effect.scoped(Effect.gen(function*() {
       const session = yield* Effect.cached(Scope.extend(imap.connect, yield* Effect.scope))
-      let summary: ReplySummary = { sent: 0, skipped: 0, failed: 0 }
+      let summary: ReplySummary = { sent: 0, drafted: 0, skipped: 0, failed: 0 }
       while (true) {
         const events = yield* repo.eventsAfter(yield* state.position(consumer), PAGE).pipe(Effect.withTracerEnabled(false))
         if (events.length === 0) return summary
@@ -240,6 +280,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           yield* state.savePosition(consumer, event.seq)
           summary = {
             sent: summary.sent + (outcome._tag === "ReplySent" ? 1 : 0),
+            drafted: summary.drafted + (outcome._tag === "ReplyDrafted" ? 1 : 0),
             skipped: summary.skipped + (outcome._tag === "ReplySkipped" ? 1 : 0),
             failed: summary.failed + (outcome._tag === "ReplyFailed" ? 1 : 0)
           }

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto"
-import type { Parsed } from "../mail/Email.js"
-import { EmailDuplicate, EmailQuarantined, EmailReceived } from "../log/Event.js"
+import type { Address, Parsed } from "../mail/Email.js"
+import type { SenderAuth } from "../log/Event.js"
+import { EmailDuplicate, EmailQuarantined, EmailReceived, unknownSender } from "../log/Event.js"
 import { subjectTokens, ticketToken } from "../replies/Reply.js"
 
 /** A fetched and parsed mail on its way into the log. */
@@ -12,6 +13,8 @@ export interface Incoming {
   readonly parsed: Parsed
   /** W3C traceparent of this mail's own trace. */
   readonly trace?: string | null
+  /** Whether a trusted server vouched for the From address; absent: not checked. */
+  readonly senderAuth?: SenderAuth
 }
 
 /** A mail already in the log, found by its Message-ID or, lacking one, by its raw hash. */
@@ -20,11 +23,19 @@ export interface KnownMail {
   readonly ticketId: string
 }
 
+/** Who a ticket belongs to, and who may write into it: its customer and whom their mail put in To/Cc. */
+export interface TicketParties {
+  readonly customerId: string
+  readonly participants: ReadonlySet<string>
+}
+
 export interface Known {
   readonly byMessageId: ReadonlyMap<string, KnownMail>
   readonly byRawSha256: ReadonlyMap<string, KnownMail>
   /** Ticket id by the `[#token]` replies carry in their subject; ambiguous tokens are left out. */
   readonly byTicketToken: ReadonlyMap<string, string>
+  /** The parties of every ticket the batch's thread headers and tokens point at. */
+  readonly parties: ReadonlyMap<string, TicketParties>
 }
 
 export interface IntakeDecision {
@@ -32,6 +43,8 @@ export interface IntakeDecision {
   readonly uid: number
   readonly ticketId: string | null
   readonly data: EmailReceived | EmailDuplicate | EmailQuarantined
+  /** Addresses this mail makes participants of its ticket. */
+  readonly participants: ReadonlyArray<string>
 }
 
 /** Message-IDs that would place a mail in an existing thread, nearest first. */
@@ -53,6 +66,28 @@ export const lookupKeys = (items: ReadonlyArray<Incoming>): Array<string> => [
 export const lookupTokens = (items: ReadonlyArray<Incoming>): Array<string> => [
   ...new Set(items.flatMap((item) => item.parsed._tag === "Accepted" ? subjectTokens(item.parsed.email.subject) : []))
 ]
+
+/** The ticket a mail's thread headers or subject token point at, if any: nearest header first. */
+export const threadTicket = (
+  email: { readonly inReplyTo: string | null; readonly references: ReadonlyArray<string>; readonly subject: string },
+  known: Pick<Known, "byMessageId" | "byTicketToken">
+): string | undefined =>
+  threadKeys(email).map((key) => known.byMessageId.get(key)).find((mail) => mail !== undefined)?.ticketId ??
+    subjectTokens(email.subject).map((token) => known.byTicketToken.get(token)).find((id) => id !== undefined)
+
+/**
+ * Whom a mail makes participants: on a new ticket its sender and everyone in To/Cc; on an existing
+ * ticket only the customer's own mail adds people, so a participant cannot bring in strangers.
+ */
+export const newParticipants = (
+  email: { readonly from: Address; readonly to: ReadonlyArray<Address>; readonly cc: ReadonlyArray<Address> },
+  fromCustomer: boolean,
+  existing: ReadonlySet<string>
+): Array<string> =>
+  fromCustomer
+    ? [...new Set([email.from.address, ...email.to.map((a) => a.address), ...email.cc.map((a) => a.address)])]
+      .filter((address) => !existing.has(address))
+    : []
 
 /** Stable per address, so that projections rebuilt from the log keep their ids. */
 export const customerId = (address: string): string => {
@@ -77,6 +112,7 @@ export const decide = (
   const byMessageId = new Map(known.byMessageId)
   const byRawSha256 = new Map(known.byRawSha256)
   const byTicketToken = new Map(known.byTicketToken)
+  const parties = new Map(known.parties)
   return items.map((item) => {
     const eventId = newId()
     const parsed = item.parsed
@@ -92,7 +128,8 @@ export const decide = (
           rawSha256: item.rawSha256,
           headersOnly: item.headersOnly,
           headers: parsed.glimpse
-        })
+        }),
+        participants: []
       }
     }
     const email = parsed.email
@@ -108,13 +145,20 @@ export const decide = (
           ticketId: original.ticketId,
           rawSha256: item.rawSha256,
           size: item.size
-        })
+        }),
+        participants: []
       }
     }
-    const thread = threadKeys(email).map((key) => byMessageId.get(key)).find((mail) => mail !== undefined)?.ticketId ??
-      subjectTokens(email.subject).map((token) => byTicketToken.get(token)).find((id) => id !== undefined)
-    const ticketId = thread ?? newId()
-    if (thread === undefined) byTicketToken.set(ticketToken(ticketId), ticketId)
+    const pointed = threadTicket(email, { byMessageId, byTicketToken })
+    const customer = customerId(email.from.address)
+    const pointedParties = pointed === undefined ? undefined : parties.get(pointed)
+    // Knowing a Message-ID or a [#token] is not enough to join: anyone can copy them into a mail.
+    const joins = pointedParties !== undefined && pointedParties.participants.has(email.from.address)
+    const ticketId = joins ? pointed! : newId()
+    const before = joins ? pointedParties : { customerId: customer, participants: new Set<string>() }
+    const added = newParticipants(email, before.customerId === customer, before.participants)
+    parties.set(ticketId, { customerId: before.customerId, participants: new Set([...before.participants, ...added]) })
+    if (!joins) byTicketToken.set(ticketToken(ticketId), ticketId)
     const self = { eventId, ticketId }
     if (email.messageId) byMessageId.set(email.messageId, self)
     else byRawSha256.set(item.rawSha256, self)
@@ -129,9 +173,12 @@ export const decide = (
         rawSha256: item.rawSha256,
         size: item.size,
         ticketId,
-        customerId: customerId(email.from.address),
-        newTicket: thread === undefined
-      }, { disableValidation: true })
+        customerId: customer,
+        newTicket: !joins,
+        senderAuth: item.senderAuth ?? unknownSender,
+        linkedTicketId: joins ? null : pointed ?? null
+      }, { disableValidation: true }),
+      participants: added
     }
   })
 }

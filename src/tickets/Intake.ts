@@ -7,6 +7,7 @@ import type { Incoming } from "./Decide.js"
 import type { ImapSession, MailboxStatus } from "../mailbox/Imap.js"
 import { markSeenPolicy } from "../mailbox/Imap.js"
 import { Parser } from "../mail/Parser.js"
+import { SenderAuthenticator } from "../mail/SenderAuth.js"
 import type { Cursor } from "../log/StateStore.js"
 import { StateStore } from "../log/StateStore.js"
 import { TicketRepo } from "./TicketRepo.js"
@@ -61,6 +62,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
   effect: Effect.gen(function*() {
     const config = yield* IntakeConfig
     const parser = yield* Parser
+    const senders = yield* SenderAuthenticator
     const repo = yield* TicketRepo
     const state = yield* StateStore
     const mailbox = config.mailbox
@@ -123,7 +125,8 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           headersOnly: raw.headersOnly,
           parsed,
           source: raw.source,
-          trace: yield* currentTraceparent
+          trace: yield* currentTraceparent,
+          ...(parsed._tag === "Accepted" ? { senderAuth: yield* senders.check(raw.source, parsed.email) } : {})
         }
         return mail
       }).pipe(

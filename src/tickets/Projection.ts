@@ -15,6 +15,13 @@ export interface TicketRow {
   readonly status: string
   readonly created_at: Date
   readonly updated_at: Date
+  /** The ticket a stranger's mail pointed at: shown to the team, never to the sender. */
+  readonly linked_ticket_id: string | null
+}
+
+export interface ParticipantRow {
+  readonly ticket_id: string
+  readonly address: string
 }
 
 export interface MessageRow {
@@ -26,6 +33,8 @@ export interface MessageRow {
   readonly in_reply_to: string | null
   readonly references: ReadonlyArray<string>
   readonly from_email: string
+  /** Whom an answer went to; null on inbound mail. */
+  readonly to_email: string | null
   readonly subject: string
   readonly text: string
   readonly html: string | null
@@ -40,6 +49,7 @@ export interface Projection {
   /** Existing tickets that a follow-up touched. */
   readonly followedUp: ReadonlyArray<string>
   readonly messages: ReadonlyArray<MessageRow>
+  readonly participants: ReadonlyArray<ParticipantRow>
 }
 
 /** The rows that a batch of intake decisions adds to `customers`, `tickets` and `messages`. */
@@ -48,7 +58,8 @@ export const project = (mailbox: string, decisions: ReadonlyArray<IntakeDecision
   const tickets: Array<TicketRow> = []
   const followedUp = new Set<string>()
   const messages: Array<MessageRow> = []
-  for (const { data, eventId } of decisions) {
+  const participants: Array<ParticipantRow> = []
+  for (const { data, eventId, participants: added } of decisions) {
     if (data._tag !== "EmailReceived") continue
     const known = customers.get(data.from.address)
     if (!known || (known.name === "" && data.from.name !== "")) {
@@ -62,7 +73,8 @@ export const project = (mailbox: string, decisions: ReadonlyArray<IntakeDecision
         subject: data.subject,
         status: "open",
         created_at: at,
-        updated_at: at
+        updated_at: at,
+        linked_ticket_id: data.linkedTicketId
       })
     } else {
       followedUp.add(data.ticketId)
@@ -76,6 +88,7 @@ export const project = (mailbox: string, decisions: ReadonlyArray<IntakeDecision
       in_reply_to: data.inReplyTo,
       references: data.references,
       from_email: data.from.address,
+      to_email: null,
       subject: data.subject,
       text: data.text,
       html: data.html,
@@ -83,12 +96,14 @@ export const project = (mailbox: string, decisions: ReadonlyArray<IntakeDecision
       raw_sha256: data.rawSha256,
       received_at: at
     })
+    for (const address of added) participants.push({ ticket_id: data.ticketId, address })
   }
   const created = new Set(tickets.map((ticket) => ticket.id))
   return {
     customers: [...customers.values()],
     tickets,
     followedUp: [...followedUp].filter((id) => !created.has(id)),
-    messages
+    messages,
+    participants
   }
 }

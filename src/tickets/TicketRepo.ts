@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Deferred, Duration, Effect, Layer, Ref, Schema } from "effect"
 import { DatabaseConfig } from "../config/Config.js"
-import type { Incoming, IntakeDecision, Known, KnownMail } from "./Decide.js"
+import type { Incoming, IntakeDecision, Known, KnownMail, TicketParties } from "./Decide.js"
 import { decide, lookupKeys, lookupTokens } from "./Decide.js"
 import { EventData, MailboxReset } from "../log/Event.js"
 import type { EventType, ReplyEvent, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
@@ -85,8 +85,13 @@ export interface TicketRepoShape {
   readonly appendReply: (mailbox: string, data: ReplyEvent) => Effect.Effect<string, SqlError>
   /** Replies sent since `since` to this customer or to this address (a Reply-To can point anywhere). */
   readonly repliesSentSince: (customerId: string, to: string, since: Date) => Effect.Effect<number, SqlError>
-  /** The customer and the newest `limit` messages of a ticket, oldest first. */
-  readonly ticketThread: (ticketId: string, limit: number) => Effect.Effect<TicketThread, SqlError>
+  /** Answers sent or drafted since `since`, on one ticket or (without ticketId) across the log. */
+  readonly answersSince: (scope: { readonly ticketId?: string }, since: Date) => Effect.Effect<number, SqlError>
+  /**
+   * The newest `limit` messages of a ticket that this sender wrote or was answered with, oldest
+   * first: a prompt never holds another participant's mail.
+   */
+  readonly ticketThread: (ticketId: string, sender: string, limit: number) => Effect.Effect<TicketThread, SqlError>
 }
 
 export interface ReplyState {
@@ -103,14 +108,12 @@ export interface ThreadMessage {
 }
 
 export interface TicketThread {
-  readonly customer: { readonly email: string; readonly name: string } | undefined
-  readonly subject: string
   readonly messages: ReadonlyArray<ThreadMessage>
 }
 
 const isIntent = (data: EventData): data is ReplyIntended => data._tag === "ReplyIntended"
 const isOutcome = (data: EventData): data is ReplyOutcome =>
-  data._tag === "ReplySent" || data._tag === "ReplySkipped" || data._tag === "ReplyFailed"
+  data._tag === "ReplySent" || data._tag === "ReplyDrafted" || data._tag === "ReplySkipped" || data._tag === "ReplyFailed"
 
 const replyStateOf = (events: ReadonlyArray<EventData>): ReplyState => ({
   intent: events.find(isIntent),
@@ -163,7 +166,9 @@ const makeSql = Effect.gen(function*() {
         item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
       )
       const byTicketToken = yield* ticketsByToken(mailbox, lookupTokens(items))
-      if (ids.length === 0 && hashes.length === 0) return { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken }
+      if (ids.length === 0 && hashes.length === 0) {
+        return { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken, parties: yield* partiesOf([...byTicketToken.values()]) }
+      }
       const rows = yield* sql<{ message_id: string | null; raw_sha256: string | null; id: string; ticket_id: string }>`
         SELECT message_id, raw_sha256, id, ticket_id FROM messages
         WHERE mailbox = ${mailbox} AND (message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes})))
@@ -175,8 +180,25 @@ const makeSql = Effect.gen(function*() {
         if (row.message_id !== null) byMessageId.set(row.message_id, mail)
         else if (row.raw_sha256 !== null) byRawSha256.set(row.raw_sha256, mail)
       }
-      return { byMessageId, byRawSha256, byTicketToken } satisfies Known
+      const tickets = new Set([...byTicketToken.values(), ...rows.map((row) => row.ticket_id)])
+      return { byMessageId, byRawSha256, byTicketToken, parties: yield* partiesOf([...tickets]) } satisfies Known
     })
+
+  const partiesOf = (ticketIds: ReadonlyArray<string>) =>
+    ticketIds.length === 0
+      ? Effect.succeed(new Map<string, TicketParties>())
+      : sql<{ id: string; customer_id: string; address: string | null }>`
+        SELECT t.id, t.customer_id, p.address FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
+        WHERE t.id = ANY(${ticketIds})
+      `.pipe(Effect.map((rows) => {
+        const parties = new Map<string, { customerId: string; participants: Set<string> }>()
+        for (const row of rows) {
+          const entry = parties.get(row.id) ?? { customerId: row.customer_id, participants: new Set<string>() }
+          if (row.address !== null) entry.participants.add(row.address)
+          parties.set(row.id, entry)
+        }
+        return parties as ReadonlyMap<string, TicketParties>
+      }))
 
   const ticketsByToken = (mailbox: string, tokens: ReadonlyArray<string>) =>
     tokens.length === 0
@@ -235,6 +257,7 @@ const makeSql = Effect.gen(function*() {
         yield* sql`UPDATE tickets SET updated_at = ${at} WHERE id = ANY(${rows.followedUp})`
       }
       yield* insert("messages", rows.messages.map((row) => ({ ...row, references: [...row.references] })))
+      yield* insert("ticket_participants", rows.participants, "ON CONFLICT DO NOTHING")
     })
 
   const commit = (batch: Batch) =>
@@ -273,7 +296,7 @@ const makeSql = Effect.gen(function*() {
   const replyState = (emailEventId: string) =>
     sql<{ data: unknown }>`
       SELECT data FROM events
-      WHERE type IN ('ReplyIntended', 'ReplySent', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
+      WHERE type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
       ORDER BY seq
     `.pipe(Effect.map((rows) => replyStateOf(rows.map(decodeRow))))
 
@@ -308,27 +331,21 @@ const makeSql = Effect.gen(function*() {
       Effect.withSpan("TicketRepo.appendReply", { kind: "client", attributes: { "mailroom.event.type": data._tag } })
     )
 
-  const ticketThread = (ticketId: string, limit: number) =>
-    Effect.gen(function*() {
-      const [ticket] = yield* sql<{ subject: string; email: string; name: string }>`
-        SELECT t.subject, c.email, c.name FROM tickets t JOIN customers c ON c.id = t.customer_id WHERE t.id = ${ticketId}
-      `
-      const rows = yield* sql<{ direction: "inbound" | "outbound"; from_email: string; subject: string; text: string; received_at: Date }>`
-        SELECT direction, from_email, subject, text, received_at FROM messages WHERE ticket_id = ${ticketId}
-        ORDER BY received_at DESC, id LIMIT ${limit}
-      `
-      return {
-        customer: ticket ? { email: ticket.email, name: ticket.name } : undefined,
-        subject: ticket?.subject ?? "",
-        messages: [...rows].reverse().map((row) => ({
-          direction: row.direction,
-          from: row.from_email,
-          subject: row.subject,
-          text: row.text,
-          at: row.received_at
-        }))
-      } satisfies TicketThread
-    })
+  const ticketThread = (ticketId: string, sender: string, limit: number) =>
+    sql<{ direction: "inbound" | "outbound"; from_email: string; subject: string; text: string; received_at: Date }>`
+      SELECT direction, from_email, subject, text, received_at FROM messages
+      WHERE ticket_id = ${ticketId}
+        AND ((direction = 'inbound' AND from_email = ${sender}) OR (direction = 'outbound' AND to_email = ${sender}))
+      ORDER BY received_at DESC, id LIMIT ${limit}
+    `.pipe(Effect.map((rows) => ({
+      messages: [...rows].reverse().map((row) => ({
+        direction: row.direction,
+        from: row.from_email,
+        subject: row.subject,
+        text: row.text,
+        at: row.received_at
+      }))
+    } satisfies TicketThread)))
 
   return TicketRepo.of({
     appends,
@@ -373,6 +390,15 @@ const makeSql = Effect.gen(function*() {
         SELECT count(*) AS n FROM events
         WHERE type = 'ReplySent' AND (data->>'customerId' = ${customerId} OR data->>'to' = ${to}) AND occurred_at > ${since}
       `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0))),
+    answersSince: (scope, since) =>
+      (scope.ticketId === undefined
+        ? sql<{ n: string }>`
+          SELECT count(*) AS n FROM events WHERE type IN ('ReplySent', 'ReplyDrafted') AND occurred_at > ${since}`
+        : sql<{ n: string }>`
+          SELECT count(*) AS n FROM events
+          WHERE type IN ('ReplySent', 'ReplyDrafted') AND ticket_id = ${scope.ticketId} AND occurred_at > ${since}`).pipe(
+          Effect.map((rows) => Number(rows[0]?.n ?? 0))
+        ),
     ticketThread
   })
 })
@@ -381,7 +407,7 @@ const makeSql = Effect.gen(function*() {
 const makeMemory = Effect.gen(function*() {
   const state = yield* StateStore
   const events = yield* Ref.make<ReadonlyArray<StoredEvent>>([])
-  const known = yield* Ref.make<Known>({ byMessageId: new Map(), byRawSha256: new Map(), byTicketToken: new Map() })
+  const known = yield* Ref.make<Known>({ byMessageId: new Map(), byRawSha256: new Map(), byTicketToken: new Map(), parties: new Map() })
   const { appends, bump } = yield* makeAppends(false)
   const append = (rows: ReadonlyArray<Omit<StoredEvent, "seq">>) =>
     Ref.update(events, (all) => [...all, ...rows.map((row, i) => ({ ...row, seq: BigInt(all.length + i + 1) }))]).pipe(
@@ -404,17 +430,20 @@ const makeMemory = Effect.gen(function*() {
         const byMessageId = new Map(next.byMessageId)
         const byRawSha256 = new Map(next.byRawSha256)
         const byTicketToken = new Map(next.byTicketToken)
+        const parties = new Map(next.parties)
         for (const d of decisions) {
           if (d.data._tag !== "EmailReceived") continue
           const mail = { eventId: d.eventId, ticketId: d.data.ticketId }
           if (d.data.messageId) byMessageId.set(d.data.messageId, mail)
           else byRawSha256.set(d.data.rawSha256, mail)
           if (d.data.newTicket) byTicketToken.set(ticketToken(d.data.ticketId), d.data.ticketId)
+          const before = parties.get(d.data.ticketId) ?? { customerId: d.data.customerId, participants: new Set<string>() }
+          parties.set(d.data.ticketId, { customerId: before.customerId, participants: new Set([...before.participants, ...d.participants]) })
         }
         if (!(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))) {
           return yield* new CursorMoved({ mailbox: batch.mailbox })
         }
-        yield* Ref.set(known, { byMessageId, byRawSha256, byTicketToken })
+        yield* Ref.set(known, { byMessageId, byRawSha256, byTicketToken, parties })
         yield* append(decisions.map((d) => ({
           id: d.eventId,
           type: d.data._tag,
@@ -471,22 +500,28 @@ const makeMemory = Effect.gen(function*() {
           ).length
         )
       ),
-    ticketThread: (ticketId, limit) =>
+    answersSince: (scope, since) =>
+      Ref.get(events).pipe(
+        Effect.map((all) =>
+          all.filter((e) =>
+            (e.data._tag === "ReplySent" || e.data._tag === "ReplyDrafted") && e.occurredAt > since &&
+            (scope.ticketId === undefined || e.data.ticketId === scope.ticketId)
+          ).length
+        )
+      ),
+    ticketThread: (ticketId, sender, limit) =>
       Ref.get(events).pipe(Effect.map((all) => {
         const intents = new Map(all.flatMap((e) => isIntent(e.data) ? [[e.data.emailEventId, e.data] as const] : []))
         const messages = all.filter((e) => e.ticketId === ticketId).flatMap((e): Array<ThreadMessage> => {
-          if (e.data._tag === "EmailReceived") {
+          if (e.data._tag === "EmailReceived" && e.data.from.address === sender) {
             return [{ direction: "inbound", from: e.data.from.address, subject: e.data.subject, text: e.data.text, at: e.occurredAt }]
           }
           const intent = e.data._tag === "ReplySent" ? intents.get(e.data.emailEventId) : undefined
-          return intent ? [{ direction: "outbound", from: intent.from, subject: intent.subject, text: intent.text, at: e.occurredAt }] : []
+          return intent && intent.to.address === sender
+            ? [{ direction: "outbound", from: intent.from, subject: intent.subject, text: intent.text, at: e.occurredAt }]
+            : []
         })
-        const first = all.find((e) => e.data._tag === "EmailReceived" && e.data.ticketId === ticketId)?.data
-        return {
-          customer: first?._tag === "EmailReceived" ? { email: first.from.address, name: first.from.name } : undefined,
-          subject: first?._tag === "EmailReceived" ? first.subject : "",
-          messages: messages.slice(-limit)
-        }
+        return { messages: messages.slice(-limit) }
       }))
   })
 })

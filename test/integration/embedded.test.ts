@@ -1,11 +1,13 @@
+import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
-import { mkdir, writeFile } from "node:fs/promises"
+import { mkdir, readdir, stat, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { PGlite } from "@electric-sql/pglite"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { openEmbedded } from "../../src/log/Sql.js"
+import { childEnv, mainJs } from "../support/cli.js"
 import { freshDataDir } from "../support/postgres.js"
 
 const closing = (db: PGlite) => Effect.acquireRelease(Effect.succeed(db), (db) => Effect.promise(() => db.close()))
@@ -75,4 +77,30 @@ describe("the embedded database's first start", () => {
       expect(row).toEqual({ sb: "16MB" })
       expect(yield* tables(db)).toEqual([])
     }), 60_000)
+})
+
+describe("the embedded data folder", () => {
+  it.scoped("is closed to other users and holds nothing world-writable, even under umask 000", () =>
+    Effect.gen(function*() {
+      const dataDir = join(yield* freshDataDir, "data")
+      // `status` opens (and so creates) the embedded database without a mailbox to read.
+      yield* Effect.sync(() => {
+        try {
+          execFileSync("sh", ["-c", `umask 000; exec "${process.execPath}" "${mainJs}" status`], {
+            env: childEnv({ GMAIL_SENDER_EMAIL: "support@example.com", GMAIL_SENDER_PASSWORD: "x", IMAP_HOST: "127.0.0.1", IMAP_PORT: "1", MAILROOM_DATA_DIR: dataDir }),
+            stdio: "ignore",
+            timeout: 120_000
+          })
+        } catch {
+          // The mailbox cannot be reached; the folder is what this test reads.
+        }
+      })
+      expect(existsSync(join(dataDir, "pglite", "PG_VERSION"))).toBe(true)
+      expect((yield* Effect.promise(() => stat(dataDir))).mode & 0o777).toBe(0o700)
+      const entries = yield* Effect.promise(() => readdir(dataDir, { recursive: true, withFileTypes: true }))
+      const writable = yield* Effect.promise(() =>
+        Promise.all(entries.map(async (e) => ({ path: join(e.parentPath, e.name), mode: (await stat(join(e.parentPath, e.name))).mode })))
+      )
+      expect(writable.filter((f) => (f.mode & 0o002) !== 0).map((f) => f.path)).toEqual([])
+    }), 150_000)
 })

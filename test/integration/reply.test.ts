@@ -1,78 +1,34 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, ManagedRuntime, Option } from "effect"
-import type { ParsedMail } from "mailparser"
-import { simpleParser } from "mailparser"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { StoredEvent } from "../../src/log/Event.js"
 import { ticketToken } from "../../src/replies/Reply.js"
-import { Poller } from "../../src/mailbox/Poller.js"
-import { Responder } from "../../src/replies/Responder.js"
-import { ImapLive } from "../../src/mailbox/Imap.js"
-import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import type { Dovecot } from "../support/dovecot.js"
-import { startDovecot } from "../support/dovecot.js"
 import type { FakeOpenAI } from "../support/fakeOpenAI.js"
-import { startFakeOpenAI } from "../support/fakeOpenAI.js"
 import { mail } from "../support/mails.js"
 import { createDatabase, query } from "../support/postgres.js"
+import type { ReplyServers } from "../support/replyStack.js"
+import { ofType, replyPipeline, SENT, startReplyServers } from "../support/replyStack.js"
 import type { SmtpSink } from "../support/smtpSink.js"
 import { startSmtpSink } from "../support/smtpSink.js"
-import { sqlPipeline } from "../support/stack.js"
 
-const SENT = "Sent"
-
+let servers: ReplyServers
 let dovecot: Dovecot
 let sink: SmtpSink
 let llm: FakeOpenAI
 
 beforeAll(async () => {
-  dovecot = await startDovecot()
-  await dovecot.createMailbox(SENT)
-  sink = await startSmtpSink({ user: dovecot.user, password: dovecot.password })
-  llm = await startFakeOpenAI()
+  servers = await startReplyServers()
+  ;({ dovecot, sink, llm } = servers)
 })
 
 afterAll(async () => {
-  await Promise.all([dovecot?.stop(), sink?.close(), llm?.close()])
+  await servers?.close()
 })
 
-const env = (extra: Record<string, string> = {}): Record<string, string> => ({
-  GMAIL_SENDER_EMAIL: dovecot.user,
-  GMAIL_SENDER_PASSWORD: dovecot.password,
-  IMAP_HOST: dovecot.host,
-  IMAP_PORT: String(dovecot.port),
-  IMAP_TLS: "false",
-  // Each test starts its own log on the shared mailbox: only mail appended after its first look counts.
-  IMAP_BACKFILL: "none",
-  SMTP_HOST: sink.host,
-  SMTP_PORT: String(sink.port),
-  SMTP_TLS: "false",
-  SMTP_TIMEOUT: "5",
-  SENT_MAILBOX: SENT,
-  AGENT: "openai",
-  LLM_BASE_URL: llm.baseUrl,
-  LLM_API_KEY: "sk-test",
-  LLM_MODEL: "test-model",
-  LLM_TIMEOUT: "2",
-  ...extra
-})
-
-/** The live pipeline (Dovecot, PostgreSQL, the SMTP sink, the fake LLM) in this process. */
-const pipeline = async (label: string, extra: Record<string, string> = {}) => {
-  const runtime = ManagedRuntime.make(sqlPipeline("postgres", label, ImapLive, env(extra)))
-  const run = <A, E>(effect: Effect.Effect<A, E, Poller | Responder | TicketRepo | SqlClient.SqlClient>) => runtime.runPromise(effect)
-  const ingest = () => run(Effect.flatMap(Poller, (p) => p.once).pipe(Effect.map(Option.getOrThrow)))
-  const reply = () => run(Effect.flatMap(Responder, (r) => r.drain).pipe(Effect.map(Option.getOrThrow)))
-  const events = () => run(Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000)))
-  await ingest()
-  return { runtime, run, ingest, reply, events }
-}
-
-const ofType = <T extends StoredEvent["type"]>(all: ReadonlyArray<StoredEvent>, type: T) =>
-  all.filter((e) => e.type === type).map((e) => e.data as Extract<StoredEvent["data"], { _tag: T }>)
-
-const received = (index: number): Promise<ParsedMail> => simpleParser(sink.messages[index]!.raw)
+const env = (extra: Record<string, string> = {}) => servers.env(extra)
+const pipeline = (label: string, extra: Record<string, string> = {}) => replyPipeline(servers, label, extra)
+const received = (index: number) => servers.received(index)
 
 describe("AI replies over SMTP", () => {
   it("sends one threaded reply with the loop headers, and the customer's answer joins the ticket", async () => {
@@ -81,11 +37,11 @@ describe("AI replies over SMTP", () => {
       const before = sink.messages.length
       const hostileSubject = "=?utf-8?B?" + Buffer.from("Cannot log in\r\nBcc: evil@attacker.test").toString("base64") + "?="
       await dovecot.append([
-        mail({ messageId: "<c1@customer.test>", references: ["<c0@customer.test>"], subject: hostileSubject, text: "I forgot my password." })
+        mail({ authenticated: true, messageId: "<c1@customer.test>", references: ["<c0@customer.test>"], subject: hostileSubject, text: "I forgot my password.", headers: { Cc: "Bob <bob@customer.test>" } })
       ])
       llm.setResponder(() => "Hello Ada, use Forgot password on the sign-in page.")
       expect(await p.ingest()).toMatchObject({ received: 1 })
-      expect(await p.reply()).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
       await sink.waitFor(before + 1)
       const all = await p.events()
       const [email] = ofType(all, "EmailReceived")
@@ -110,14 +66,14 @@ describe("AI replies over SMTP", () => {
       ))
       expect(outbound).toEqual([{ message_id: intent!.messageId, ticket_id: email!.ticketId }])
 
-      // The customer answers our reply; later someone writes with only the token in the subject.
+      // The customer answers our reply; later a colleague she put in Cc writes with only the token in the subject.
       await dovecot.append([
-        mail({ messageId: "<c2@customer.test>", inReplyTo: intent!.messageId, references: ["<c1@customer.test>", intent!.messageId], subject: out.subject! }),
-        mail({ messageId: "<c3@colleague.test>", from: "Bob <bob@customer.test>", subject: `Fwd: about [#${token}]` })
+        mail({ authenticated: true, messageId: "<c2@customer.test>", inReplyTo: intent!.messageId, references: ["<c1@customer.test>", intent!.messageId], subject: out.subject! }),
+        mail({ authenticated: true, messageId: "<c3@colleague.test>", from: "Bob <bob@customer.test>", subject: `Fwd: about [#${token}]` })
       ])
       expect(await p.ingest()).toMatchObject({ received: 2, ticketsCreated: 0 })
       expect(ofType(await p.events(), "EmailReceived").map((e) => e.ticketId)).toEqual([email!.ticketId, email!.ticketId, email!.ticketId])
-      expect(await p.reply()).toEqual({ sent: 2, skipped: 0, failed: 0 })
+      expect(await p.reply()).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
       await sink.waitFor(before + 3)
       const answer = await received(before + 1)
       expect(answer.subject).toBe(`Re: Cannot log in Bcc: evil@attacker.test [#${token}]`)
@@ -150,9 +106,9 @@ describe("AI replies over SMTP", () => {
           "--b\r\nContent-Type: text/plain\r\n\r\nAddress not found\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n--b--\r\n"
       )
       await dovecot.append([...loops.map(([options]) => mail(options)), dsn])
-      await dovecot.append([0, 1, 2].map((i) => mail({ from: "Hasty <hasty@customer.test>", subject: `Again ${i}` })))
+      await dovecot.append([0, 1, 2].map((i) => mail({ authenticated: true, from: "Hasty <hasty@customer.test>", subject: `Again ${i}` })))
       await p.ingest()
-      expect(await p.reply()).toEqual({ sent: 2, skipped: loops.length + 2, failed: 0 })
+      expect(await p.reply()).toEqual({ sent: 2, drafted: 0, skipped: loops.length + 2, failed: 0 })
       const skipped = ofType(await p.events(), "ReplySkipped")
       expect(skipped.map((s) => s.reason)).toEqual([...loops.map(([, reason]) => reason), "bounce", "rate_limited"])
       await sink.waitFor(before + 2)
@@ -168,10 +124,10 @@ describe("AI replies over SMTP", () => {
     try {
       const before = sink.messages.length
       llm.setMode("error500")
-      await dovecot.append([mail({ subject: "Is anyone there?" })])
+      await dovecot.append([mail({ authenticated: true, subject: "Is anyone there?" })])
       expect(await p.ingest()).toMatchObject({ received: 1 })
       const started = Date.now()
-      expect(await p.reply()).toEqual({ sent: 0, skipped: 0, failed: 1 })
+      expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
       expect(Date.now() - started).toBeLessThan(30_000)
       const [failed] = ofType(await p.events(), "ReplyFailed")
       expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
@@ -187,10 +143,10 @@ describe("AI replies over SMTP", () => {
   it("MARK_SEEN=after-reply flags the mail only once its reply is sent", async () => {
     const p = await pipeline("reply_seen", { MARK_SEEN: "after-reply" })
     try {
-      const [uid] = await dovecot.append([mail({ subject: "Flag me later" })])
+      const [uid] = await dovecot.append([mail({ authenticated: true, subject: "Flag me later" })])
       await p.ingest()
       expect((await dovecot.flags()).get(uid!)?.has("\\Seen") ?? false).toBe(false)
-      expect(await p.reply()).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
       expect((await dovecot.flags()).get(uid!)?.has("\\Seen")).toBe(true)
     } finally {
       await p.runtime.dispose()
@@ -215,7 +171,7 @@ describe("the mailroom command with replies", () => {
       const intents = async () =>
         query<{ message_id: string; email: string }>(db.url, `SELECT data->>'messageId' AS message_id, data->>'emailEventId' AS email FROM events WHERE type = 'ReplyIntended' ORDER BY seq`)
       const crashWhileSending = async (subject: string) => {
-        await dovecot.append([mail({ subject, from: "Crash Test <crash@customer.test>" })])
+        await dovecot.append([mail({ authenticated: true, subject, from: "Crash Test <crash@customer.test>" })])
         sink.failNext(50, 421)
         const child = spawnCli(["--once"], cliEnv)
         const count = (await intents()).length
@@ -257,7 +213,7 @@ describe("the mailroom command with replies", () => {
     try {
       const cliEnv = env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_PORT: String(strict.port), SMTP_HOST: strict.host })
       expect((await runCli(["--once"], cliEnv)).code).toBe(0)
-      await dovecot.append([mail({ subject: "Login trouble" })])
+      await dovecot.append([mail({ authenticated: true, subject: "Login trouble" })])
       const result = await runCli(["--once"], cliEnv)
       expect(result.code).toBe(1)
       expect(result.stdout).toContain("Summary: 1 received")
@@ -278,7 +234,7 @@ describe("the mailroom command with replies", () => {
     try {
       const cliEnv = env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_HOST: "127.0.0.1", SMTP_PORT: "1" })
       expect((await runCli(["--once"], cliEnv)).code).toBe(0)
-      await dovecot.append([mail({ subject: "Anyone there?" })])
+      await dovecot.append([mail({ authenticated: true, subject: "Anyone there?" })])
       const result = await runCli(["--once"], cliEnv)
       expect(result.code, result.stderr).toBe(0)
       expect(result.stdout).toContain("Summary: 1 received")

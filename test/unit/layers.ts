@@ -1,4 +1,5 @@
 import { ConfigProvider, Effect, Layer } from "effect"
+import { gmailPass } from "../support/mails.js"
 import { Intake } from "../../src/tickets/Intake.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Relay } from "../../src/bus/Relay.js"
@@ -6,6 +7,7 @@ import { EventBus, makeEventBusTest } from "../../src/bus/EventBus.js"
 import type { MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { LeadershipTest } from "../../src/mailbox/Leadership.js"
 import { Parser } from "../../src/mail/Parser.js"
+import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { StateStore } from "../../src/log/StateStore.js"
 import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 
@@ -24,7 +26,7 @@ export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string
   const stores = TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))
   return Layer.mergeAll(Poller.Default, Relay.Default, Intake.Default).pipe(
     Layer.provide(Intake.Default),
-    Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, bus, LeadershipTest)),
+    Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, SenderAuthenticator.Default, bus, LeadershipTest)),
     Layer.provideMerge(stores),
     Layer.provide(configLayer(env))
   )
@@ -41,9 +43,12 @@ export const mail = (options: {
   readonly inReplyTo?: string
   readonly references?: ReadonlyArray<string>
   readonly headers?: Record<string, string>
+  /** Topped with the Authentication-Results Gmail's MX writes for a sender that passed DMARC. */
+  readonly authenticated?: boolean
 } = {}): string => {
   counter += 1
   const headers = [
+    options.authenticated ? gmailPass(options.from ?? "ada@customer.test") : undefined,
     options.from === null ? undefined : `From: ${options.from ?? "Ada Customer <ada@customer.test>"}`,
     "To: support@example.com",
     `Subject: ${options.subject ?? `Question ${counter}`}`,

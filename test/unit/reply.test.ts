@@ -13,9 +13,14 @@ import { ConnectionLost } from "../../src/mailbox/ImapErrors.js"
 import { LeadershipTest } from "../../src/mailbox/Leadership.js"
 import { MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnavailable } from "../../src/replies/Mailer.js"
 import { Parser } from "../../src/mail/Parser.js"
+import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
+import { Drafts } from "../../src/replies/Drafts.js"
 import { StateStore } from "../../src/log/StateStore.js"
 import { TicketRepo } from "../../src/tickets/TicketRepo.js"
-import { configLayer, mail } from "./layers.js"
+import { configLayer, mail as anyMail } from "./layers.js"
+
+/** Mail from senders Gmail authenticated: the only mail that gets automatic answers by default. */
+const mail = (options: Parameters<typeof anyMail>[0] = {}) => anyMail({ authenticated: true, ...options })
 
 const SENT = "[Gmail]/Sent Mail"
 
@@ -38,6 +43,8 @@ const replyLayer = (setup: Setup) => {
     Layer.provide(Layer.mergeAll(
       (setup.mailbox ?? new MemoryMailbox()).layer,
       Parser.Default,
+      SenderAuthenticator.Default,
+      Drafts.Test,
       LeadershipTest,
       (setup.mailer ?? new MemoryMailer()).layer,
       agentTest(setup.reply ?? echo, setup.kind)
@@ -60,7 +67,7 @@ describe("Responder", () => {
     mailbox.append(mail({ messageId: "<q1@customer.test>", references: ["<old@customer.test>"], subject: "Re: Login broken" }))
     return Effect.gen(function*() {
       yield* ingest
-      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
       const all = yield* events
       const [received] = ofType(all, "EmailReceived")
       const [intent] = ofType(all, "ReplyIntended")
@@ -78,7 +85,7 @@ describe("Responder", () => {
       expect(intent!.messageId).toBe(out.messageId)
       expect(sent).toMatchObject({ messageId: out.messageId, foundInSent: false, ticketId: received!.ticketId })
       expect(all.map((e) => e.type)).toEqual(["EmailReceived", "ReplyIntended", "ReplySent"])
-      expect(yield* drain).toEqual({ sent: 0, skipped: 0, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
       expect(mailer.sent).toHaveLength(1)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
@@ -135,7 +142,7 @@ describe("Responder", () => {
     )
     return Effect.gen(function*() {
       yield* ingest
-      expect(yield* drain).toEqual({ sent: 0, skipped: cases.length + 1, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: cases.length + 1, failed: 0 })
       expect(ofType(yield* events, "ReplySkipped").map((e) => e.reason)).toEqual([...cases.map(([, reason]) => reason), "bounce"])
       expect(mailer.sent).toHaveLength(0)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
@@ -148,22 +155,85 @@ describe("Responder", () => {
     mailbox.append(mail({ from: "ada@customer.test" }))
     return Effect.gen(function*() {
       yield* ingest
-      expect(yield* drain).toEqual({ sent: 3, skipped: 2, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 3, drafted: 0, skipped: 2, failed: 0 })
       const skipped = ofType(yield* events, "ReplySkipped")
       expect(skipped.map((s) => s.reason)).toEqual(["rate_limited", "rate_limited"])
       expect(mailer.sent.map((m) => m.to.address)).toEqual(["loop@bot.test", "loop@bot.test", "ada@customer.test"])
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "2" } })))
   })
 
-  it.effect("counts replies per recipient too, so that forged senders cannot aim replies at one Reply-To", () => {
+  it.effect("counts replies per recipient too, so that many senders of one domain cannot aim replies at one Reply-To", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
-    for (let i = 0; i < 3; i++) mailbox.append(mail({ from: `forged${i}@bot.test`, headers: { "Reply-To": "victim@target.test" } }))
+    for (let i = 0; i < 3; i++) mailbox.append(mail({ from: `staff${i}@target.test`, headers: { "Reply-To": "desk@target.test" } }))
     return Effect.gen(function*() {
       yield* ingest
-      expect(yield* drain).toEqual({ sent: 2, skipped: 1, failed: 0 })
-      expect(mailer.sent.map((m) => m.to.address)).toEqual(["victim@target.test", "victim@target.test"])
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 1, failed: 0 })
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["desk@target.test", "desk@target.test"])
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "2" } })))
+  })
+
+  it.effect("forged senders aiming at one Reply-To get nothing: unauthenticated, and the victim is never the recipient", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    for (let i = 0; i < 3; i++) mailbox.append(anyMail({ from: `forged${i}@bot.test`, headers: { "Reply-To": `victim${i}@target.test` } }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 3, failed: 0 })
+      expect(ofType(yield* events, "ReplySkipped").map((s) => s.reason)).toEqual(["unauthenticated", "unauthenticated", "unauthenticated"])
+      expect(mailer.sent).toHaveLength(0)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("REPLY_REQUIRE_AUTH=false answers unauthenticated senders, at From and never at their Reply-To", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(anyMail({ from: "someone@bot.test", headers: { "Reply-To": "victim@target.test" } }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["someone@bot.test"])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_REQUIRE_AUTH: "false" } })))
+  })
+
+  it.effect("REPLY_MODE=draft leaves the answer in Drafts once, with the thread headers, and sends nothing", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.folders.set("Drafts", [])
+    mailbox.append(mail({ messageId: "<d1@customer.test>", subject: "Refund" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 1, skipped: 0, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+      const [intent] = ofType(yield* events, "ReplyIntended")
+      expect(intent).toMatchObject({ mode: "draft", draftReason: null, inReplyTo: "<d1@customer.test>" })
+      expect(ofType(yield* events, "ReplyDrafted")).toMatchObject([{ messageId: intent!.messageId, mailbox: "Drafts", foundExisting: false }])
+      expect(mailbox.folders.get("Drafts")).toHaveLength(1)
+      expect(mailer.sent).toHaveLength(0)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_MODE: "draft" } })))
+  })
+
+  it.effect("with REPLY_MODE=send an answer that needs a person and no drafts folder is skipped as needs_human, and the next goes out", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "link please" }))
+    mailbox.append(mail({ subject: "plain" }))
+    const reply: AgentShape["reply"] = (request) =>
+      Effect.succeed({
+        text: request.email.subject === "link please" ? "See https://made-up.example/help" : "Thanks.",
+        agent: "knowledge",
+        model: null,
+        material: [],
+        truncated: false
+      })
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 1, failed: 0 })
+      const [skipped] = ofType(yield* events, "ReplySkipped")
+      expect(skipped!.reason).toBe("needs_human")
+      expect(skipped!.detail).toContain("made-up.example/help")
+      expect(mailer.sent.map((m) => m.text)).toEqual(["Thanks."])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
   })
 
   it.effect("records ReplyFailed with the reason when the agent fails, and goes on with the next mail", () => {
@@ -177,7 +247,7 @@ describe("Responder", () => {
         : echo(request)
     return Effect.gen(function*() {
       expect((yield* ingest).received).toBe(2)
-      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 1 })
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 1 })
       const [failed] = ofType(yield* events, "ReplyFailed")
       expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
       expect(failed!.reason).toContain("server_error: HTTP 500")
@@ -192,7 +262,7 @@ describe("Responder", () => {
     mailer.failNext(new SmtpRejected({ to: "ada@customer.test", serverText: "550 5.1.1 no such user" }))
     return Effect.gen(function*() {
       yield* ingest
-      expect(yield* drain).toEqual({ sent: 0, skipped: 0, failed: 1 })
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
       const [failed] = ofType(yield* events, "ReplyFailed")
       expect(failed).toMatchObject({ stage: "smtp" })
       expect(failed!.messageId).toBe(ofType(yield* events, "ReplyIntended")[0]!.messageId)
@@ -213,7 +283,7 @@ describe("Responder", () => {
       expect(error.message).toContain("SMTP login failed for support@example.com")
       expect(error.message).toContain("GMAIL_SENDER_PASSWORD")
       expect(ofType(yield* events, "ReplySent")).toHaveLength(0)
-      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
       expect(mailer.sent).toHaveLength(1)
       expect(ofType(yield* events, "ReplyIntended")).toHaveLength(1)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
@@ -248,7 +318,7 @@ describe("Responder", () => {
         }))
       }
       mailbox.appendTo(SENT, "Message-ID: <was-sent.mailroom@example.com>\r\nSubject: Re: was sent\r\n\r\nanswer")
-      expect(yield* drain).toEqual({ sent: 2, skipped: 0, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
       expect(mailer.sent.map((m) => m.messageId)).toEqual(["<was-not-sent.mailroom@example.com>"])
       const sent = ofType(yield* events, "ReplySent")
       expect(sent.map((s) => [s.messageId, s.foundInSent])).toEqual([
@@ -290,7 +360,7 @@ describe("Responder", () => {
       expect(error.message).toContain("SENT_MAILBOX")
       expect(mailer.sent).toHaveLength(0)
       mailbox.appendTo(SENT, "Message-ID: <other@example.com>\r\n\r\nx")
-      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
@@ -323,7 +393,7 @@ describe("Responder", () => {
       mailbox.failNext("markSeen", new ConnectionLost({ host: "imap.test", reason: "cut" }))
       expect((yield* Effect.flip(drain))._tag).toBe("ConnectionLost")
       expect(mailbox.isSeen(uid)).toBe(false)
-      expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
       expect(mailbox.isSeen(uid)).toBe(true)
       expect(mailer.sent).toHaveLength(1)
       expect(ofType(yield* events, "ReplySent")).toHaveLength(1)
@@ -354,18 +424,18 @@ describe("Responder", () => {
       const config = configLayer()
       const intake = withStores(Poller.Default.pipe(
         Layer.provide(Intake.Default),
-        Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, LeadershipTest)),
+        Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, SenderAuthenticator.Default, LeadershipTest)),
         Layer.provide(config)
       ))
       yield* ingest.pipe(Effect.provide(intake))
       const responder = withStores(Responder.Default.pipe(
-        Layer.provide(Layer.mergeAll(mailbox.layer, LeadershipTest, mailer.layer, agentTest(echo))),
+        Layer.provide(Layer.mergeAll(mailbox.layer, LeadershipTest, mailer.layer, Drafts.Test, agentTest(echo))),
         Layer.provide(config)
       ))
       yield* Effect.gen(function*() {
         mailbox.append(mail({ subject: "new" }))
         yield* ingest.pipe(Effect.provide(intake))
-        expect(yield* drain).toEqual({ sent: 1, skipped: 0, failed: 0 })
+        expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
       }).pipe(Effect.provide(responder))
       expect(mailer.sent.map((m) => m.subject)).toEqual([expect.stringMatching(/^Re: new \[#/)])
     }).pipe(Effect.scoped)

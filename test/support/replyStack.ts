@@ -1,0 +1,83 @@
+import type { SqlClient } from "@effect/sql"
+import { Effect, ManagedRuntime, Option } from "effect"
+import type { ParsedMail } from "mailparser"
+import { simpleParser } from "mailparser"
+import type { StoredEvent } from "../../src/log/Event.js"
+import { Poller } from "../../src/mailbox/Poller.js"
+import { ImapLive } from "../../src/mailbox/Imap.js"
+import { Responder } from "../../src/replies/Responder.js"
+import { TicketRepo } from "../../src/tickets/TicketRepo.js"
+import type { Dovecot } from "./dovecot.js"
+import { startDovecot } from "./dovecot.js"
+import type { FakeOpenAI } from "./fakeOpenAI.js"
+import { startFakeOpenAI } from "./fakeOpenAI.js"
+import type { SmtpSink } from "./smtpSink.js"
+import { startSmtpSink } from "./smtpSink.js"
+import { sqlPipeline } from "./stack.js"
+
+export const SENT = "Sent"
+export const DRAFTS = "Drafts"
+
+/** Dovecot (with Sent and Drafts folders), the SMTP sink and the OpenAI-compatible server that the reply tests share. */
+export interface ReplyServers {
+  readonly dovecot: Dovecot
+  readonly sink: SmtpSink
+  readonly llm: FakeOpenAI
+  /** Settings that point mailroom at these servers; each test's mail counts from its own first look. */
+  readonly env: (extra?: Record<string, string>) => Record<string, string>
+  /** The reply the sink received at `index`, parsed. */
+  readonly received: (index: number) => Promise<ParsedMail>
+  readonly close: () => Promise<void>
+}
+
+export const startReplyServers = async (): Promise<ReplyServers> => {
+  const dovecot = await startDovecot()
+  await dovecot.createMailbox(SENT)
+  await dovecot.createMailbox(DRAFTS)
+  const sink = await startSmtpSink({ user: dovecot.user, password: dovecot.password })
+  const llm = await startFakeOpenAI()
+  const env = (extra: Record<string, string> = {}): Record<string, string> => ({
+    GMAIL_SENDER_EMAIL: dovecot.user,
+    GMAIL_SENDER_PASSWORD: dovecot.password,
+    IMAP_HOST: dovecot.host,
+    IMAP_PORT: String(dovecot.port),
+    IMAP_TLS: "false",
+    IMAP_BACKFILL: "none",
+    SMTP_HOST: sink.host,
+    SMTP_PORT: String(sink.port),
+    SMTP_TLS: "false",
+    SMTP_TIMEOUT: "5",
+    SENT_MAILBOX: SENT,
+    DRAFTS_MAILBOX: DRAFTS,
+    AGENT: "openai",
+    LLM_BASE_URL: llm.baseUrl,
+    LLM_API_KEY: "sk-test",
+    LLM_MODEL: "test-model",
+    LLM_TIMEOUT: "2",
+    ...extra
+  })
+  return {
+    dovecot,
+    sink,
+    llm,
+    env,
+    received: (index) => simpleParser(sink.messages[index]!.raw),
+    close: async () => {
+      await Promise.all([dovecot.stop(), sink.close(), llm.close()])
+    }
+  }
+}
+
+/** The live pipeline (Dovecot, PostgreSQL, the SMTP sink, the fake LLM) in this process, after its first look at the mailbox. */
+export const replyPipeline = async (servers: ReplyServers, label: string, extra: Record<string, string> = {}) => {
+  const runtime = ManagedRuntime.make(sqlPipeline("postgres", label, ImapLive, servers.env(extra)))
+  const run = <A, E>(effect: Effect.Effect<A, E, Poller | Responder | TicketRepo | SqlClient.SqlClient>) => runtime.runPromise(effect)
+  const ingest = () => run(Effect.flatMap(Poller, (p) => p.once).pipe(Effect.map(Option.getOrThrow)))
+  const reply = () => run(Effect.flatMap(Responder, (r) => r.drain).pipe(Effect.map(Option.getOrThrow)))
+  const events = () => run(Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000)))
+  await ingest()
+  return { runtime, run, ingest, reply, events }
+}
+
+export const ofType = <T extends StoredEvent["type"]>(all: ReadonlyArray<StoredEvent>, type: T) =>
+  all.filter((e) => e.type === type).map((e) => e.data as Extract<StoredEvent["data"], { _tag: T }>)
