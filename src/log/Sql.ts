@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs"
-import { chmod, mkdir, mkdtemp, open as openFile, readFile, rm, writeFile } from "node:fs/promises"
+import { chmod, mkdir, mkdtemp, open as openFile, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import type { SqlClient } from "@effect/sql"
@@ -59,9 +59,7 @@ const lockDataDir = (dataDir: string) =>
     Effect.tryPromise({
       try: async () => {
         // The folder holds every customer's mail: only mailroom's own user may enter it, whatever
-        // the umask, and a folder made by an older version is closed too. PGlite creates its files
-        // with the process's umask, so that is narrowed as well.
-        process.umask(process.umask() | 0o077)
+        // the umask, and a folder made by an older version is closed too.
         await mkdir(dataDir, { recursive: true, mode: 0o700 })
         await chmod(dataDir, 0o700)
         const path = join(dataDir, "mailroom.pid")
@@ -120,12 +118,28 @@ export const openEmbedded = (dataDir: string, template: URL = bundledTemplate) =
     catch: (cause) => new EmbeddedDatabaseFailed({ dataDir, cause })
   })
 
+/**
+ * PGlite's file system layer sets its files' modes itself (0666), whatever the umask: they are
+ * narrowed to the owner when the database opens and when it closes. The folder's own 0700 keeps
+ * everyone else out in between.
+ */
+const ownerOnly = (dataDir: string) =>
+  Effect.promise(async () => {
+    const entries = await readdir(dataDir, { recursive: true, withFileTypes: true })
+    await Promise.all(entries.map((entry) =>
+      chmod(join(entry.parentPath, entry.name), entry.isDirectory() ? 0o700 : 0o600).catch(() => undefined)
+    ))
+  })
+
 /** Serves an embedded PGlite database on a private Unix socket, so that the same PgClient talks to both. */
 const embedded = (dataDir: string) =>
   Effect.gen(function*() {
     yield* lockDataDir(dataDir)
     const { PGLiteSocketServer } = yield* Effect.promise(() => import("@electric-sql/pglite-socket"))
-    const db = yield* Effect.acquireRelease(openEmbedded(dataDir), (db) => Effect.promise(() => db.close()))
+    const db = yield* Effect.acquireRelease(
+      openEmbedded(dataDir).pipe(Effect.tap(() => ownerOnly(dataDir))),
+      (db) => Effect.promise(() => db.close()).pipe(Effect.zipRight(ownerOnly(dataDir)))
+    )
     const socketDir = yield* Effect.acquireRelease(
       Effect.promise(() => mkdtemp(join(tmpdir(), "mailroom-pg-"))),
       (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))

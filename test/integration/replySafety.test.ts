@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli } from "../support/cli.js"
-import { gmailPass, mail } from "../support/mails.js"
+import { mail } from "../support/mails.js"
 import { createDatabase } from "../support/postgres.js"
 import type { ReplyServers } from "../support/replyStack.js"
 import { DRAFTS, ofType, replyPipeline, startReplyServers } from "../support/replyStack.js"
@@ -176,8 +176,17 @@ describe("who gets an automatic answer", () => {
       await p.reply()
       const [out] = await servers.sink.waitFor(before + 1).then((all) => all.slice(before))
       expect(out!.headers.get("x-loop")).toBe(servers.dovecot.user)
-      // An autoresponder that copies our headers sends our answer back.
-      await servers.dovecot.append([Buffer.concat([Buffer.from(`${gmailPass("lin@customer.test")}\r\n`), out!.raw])])
+      // The customer's autoresponder answers our answer, copying our X-Loop as RFC 5230 asks.
+      await servers.dovecot.append([
+        mail({
+          authenticated: true,
+          from: "Lin <lin@customer.test>",
+          inReplyTo: out!.messageId!,
+          subject: `Re: ${out!.headers.get("subject")}`,
+          headers: { "X-Loop": out!.headers.get("x-loop")! },
+          text: "I am away until Monday."
+        })
+      ])
       await p.ingest()
       await p.reply()
       expect(ofType(await p.events(), "ReplySkipped").at(-1)?.reason).toBe("loop")
