@@ -1,19 +1,92 @@
-import { Migrator, SqlClient } from "@effect/sql"
-import { Effect, Layer, Option } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Array as Arr, Data, Effect, Layer, Option, Order } from "effect"
 import { DatabaseConfig } from "../config/Config.js"
+import { inTransaction } from "./Sql.js"
 import events from "./migrations/0001_events.js"
-import replies from "./migrations/0002_replies.js"
-import mailboxHealth from "./migrations/0003_mailbox_health.js"
+import mailboxHealth from "./migrations/0002_mailbox_health.js"
+import replies from "./migrations/0003_replies.js"
 import lz4Text from "./migrations/0004_lz4_text.js"
+import replySafety from "./migrations/0005_reply_safety.js"
+import deadLetters from "./migrations/0006_dead_letters.js"
 
-export const migrations = Migrator.fromRecord({
+/** Numbered in the order they were written; a database knows each by its name, the part after the number. */
+export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
   "0001_events": events,
-  "0002_replies": replies,
-  "0003_mailbox_health": mailboxHealth,
-  "0004_lz4_text": lz4Text
-})
+  "0002_mailbox_health": mailboxHealth,
+  "0003_replies": replies,
+  "0004_lz4_text": lz4Text,
+  "0005_reply_safety": replySafety,
+  "0006_dead_letters": deadLetters
+}
 
-const migrate = Migrator.make({})({ loader: migrations })
+export interface Migration {
+  readonly key: string
+  readonly number: number
+  readonly name: string
+  readonly run: Effect.Effect<void, unknown, SqlClient.SqlClient>
+}
+
+export const ordered: ReadonlyArray<Migration> = Arr.sort(
+  Object.entries(migrations).map(([key, run]) => ({
+    key,
+    number: Number.parseInt(key, 10),
+    name: key.slice(key.indexOf("_") + 1),
+    run
+  })),
+  Order.mapInput(Order.number, (migration: Migration) => migration.number)
+)
+
+export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
+  readonly migration: string
+  readonly cause: unknown
+}> {
+  override get message() {
+    return `migration ${this.migration} failed: ${reasons(this.cause)}`
+  }
+}
+
+/** SqlError says only "Failed to execute statement"; the server's words are in its cause. */
+const reasons = (cause: unknown): string =>
+  cause instanceof Error
+    ? cause.cause === undefined ? cause.message : `${cause.message}: ${reasons(cause.cause)}`
+    : String(cause)
+
+/**
+ * @effect/sql's Migrator ran only the numbers above the latest it had recorded, so 0003_replies
+ * (numbered 0002 then, though written after 0003_mailbox_health) never ran on a database migrated in
+ * between. Names are recorded instead; a database the Migrator kept gets its names from the
+ * Migrator's table, once, in the transaction that creates this one.
+ */
+const ledger = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function*() {
+    const [tables] = yield* sql<{ ledger: string | null; legacy: string | null }>`
+      SELECT to_regclass('mailroom_migrations')::text AS ledger, to_regclass('effect_sql_migrations')::text AS legacy`
+    if (tables!.ledger !== null) return
+    yield* sql`CREATE TABLE mailroom_migrations (
+      name        text PRIMARY KEY,
+      applied_at  timestamptz NOT NULL DEFAULT now()
+    )`
+    if (tables!.legacy === null) return
+    yield* sql`INSERT INTO mailroom_migrations (name, applied_at)
+      SELECT name, created_at FROM effect_sql_migrations ON CONFLICT DO NOTHING`
+  }).pipe(inTransaction(sql))
+
+/** Each missing migration in number order, in one transaction with the row that records it. */
+const migrate = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* ledger(sql)
+  const recorded = yield* sql<{ name: string }>`SELECT name FROM mailroom_migrations`
+  const applied = new Set(recorded.map((row) => row.name))
+  for (const migration of ordered) {
+    if (applied.has(migration.name)) continue
+    yield* migration.run.pipe(
+      Effect.mapError((cause) => new MigrationFailed({ migration: migration.key, cause })),
+      Effect.zipRight(sql`INSERT INTO mailroom_migrations (name) VALUES (${migration.name})`),
+      inTransaction(sql)
+    )
+    yield* Effect.logInfo(`Applied migration ${migration.key}`)
+  }
+}).pipe(Effect.annotateLogs({ service: "Migrations" }))
 
 /** Any number that no other advisory lock of mailroom's uses ("migr"). */
 const MIGRATION_LOCK = 0x6d696772

@@ -1,0 +1,121 @@
+import { Migrator, SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer, Logger } from "effect"
+import { DatabaseLive } from "../../src/Layers.js"
+import { migrations, ordered } from "../../src/log/Migrations.js"
+import { SqlLive } from "../../src/log/Sql.js"
+import events from "../../src/log/migrations/0001_events.js"
+import mailboxHealth from "../../src/log/migrations/0002_mailbox_health.js"
+import replies from "../../src/log/migrations/0003_replies.js"
+import lz4Text from "../../src/log/migrations/0004_lz4_text.js"
+import type { Backend } from "../support/stack.js"
+import { databaseEnv } from "../support/stack.js"
+import { configLayer } from "../unit/layers.js"
+
+type Env = Record<string, string>
+
+/** The database alone, as @effect/sql's Migrator, mailroom's runner until now, found it. */
+const onDatabase = (env: Env) => <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
+  effect.pipe(Effect.provide(SqlLive.pipe(Layer.provide(configLayer(env)))), Effect.scoped)
+
+/** The Migrator with the migrations, and their numbers, of an earlier commit. */
+const migratedBy = (record: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>) =>
+  Migrator.make({})({ loader: Migrator.fromRecord(record) })
+
+const legacyRows = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql<{ migration_id: number; name: string }>`SELECT migration_id, name FROM effect_sql_migrations ORDER BY migration_id`)
+
+const text = (message: unknown) => Array.isArray(message) ? message.map(String).join(" ") : String(message)
+
+/** Starts today's database layer once: which migrations it logged as applied, and what the schema holds then. */
+const start = (env: Env) =>
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    const capture = Logger.add(Logger.make(({ message }) => {
+      lines.push(text(message))
+    }))
+    const context = yield* Layer.build(DatabaseLive.pipe(Layer.provide(configLayer(env)))).pipe(Effect.provide(capture))
+    const sql = Context.get(context, SqlClient.SqlClient)
+    const [schema] = yield* sql<{ oneReplyIntent: boolean; participants: boolean }>`
+      SELECT to_regclass('events_one_reply_intent') IS NOT NULL AS "oneReplyIntent",
+             to_regclass('ticket_participants') IS NOT NULL AS participants`
+    const recorded = yield* sql<{ name: string }>`SELECT name FROM mailroom_migrations ORDER BY name`
+    return {
+      applied: lines.flatMap((line) => line.match(/^Applied migration (\S+)$/)?.slice(1) ?? []),
+      ...schema!,
+      recorded: recorded.map((row) => row.name)
+    }
+  }).pipe(Effect.scoped)
+
+const allNames = ordered.map((migration) => migration.name).sort()
+const keysExcept = (...names: ReadonlyArray<string>) =>
+  ordered.filter((migration) => !names.includes(migration.name)).map((migration) => migration.key)
+
+describe("the migrations", () => {
+  it("are numbered 1, 2, 3… in list order, each under a name of its own", () => {
+    expect(ordered.map((migration) => migration.number)).toEqual(ordered.map((_, i) => i + 1))
+    expect(ordered.map((migration) => migration.key)).toEqual(Object.keys(migrations))
+    expect(new Set(allNames).size).toBe(ordered.length)
+    expect(ordered.slice(0, 5).map((migration) => migration.name)).toEqual(
+      ["events", "mailbox_health", "replies", "lz4_text", "reply_safety"]
+    )
+  })
+})
+
+describe.each<Backend>(["postgres", "pglite"])("migrating on %s", (backend) => {
+  it.scoped("completes a database migrated at e9896b2, where mailbox_health was numbered 3 and replies did not exist yet", () =>
+    Effect.gen(function*() {
+      const env = yield* databaseEnv(backend, "migrate_gap")
+      const legacy = yield* onDatabase(env)(
+        migratedBy({ "0001_events": events, "0003_mailbox_health": mailboxHealth }).pipe(Effect.zipRight(legacyRows))
+      )
+      expect(legacy).toEqual([{ migration_id: 1, name: "events" }, { migration_id: 3, name: "mailbox_health" }])
+
+      const first = yield* start(env)
+      expect(first.oneReplyIntent).toBe(true)
+      expect(first.participants).toBe(true)
+      expect(first.recorded).toEqual(allNames)
+      expect(first.applied).toEqual(keysExcept("events", "mailbox_health"))
+
+      const second = yield* start(env)
+      expect(second.applied).toEqual([])
+      expect(second.recorded).toEqual(allNames)
+    }))
+
+  it.scoped("takes over a database the previous runner migrated fully, applying only what came after", () =>
+    Effect.gen(function*() {
+      const env = yield* databaseEnv(backend, "migrate_full")
+      const legacy = yield* onDatabase(env)(
+        migratedBy({ "0001_events": events, "0002_replies": replies, "0003_mailbox_health": mailboxHealth, "0004_lz4_text": lz4Text })
+          .pipe(Effect.zipRight(legacyRows))
+      )
+      expect(legacy.map((row) => row.name)).toEqual(["events", "replies", "mailbox_health", "lz4_text"])
+
+      const first = yield* start(env)
+      expect(first.applied).toEqual(keysExcept("events", "replies", "mailbox_health", "lz4_text"))
+      expect(first.applied[0]).toBe("0005_reply_safety")
+      expect(first.participants).toBe(true)
+      expect(first.recorded).toEqual(allNames)
+      expect((yield* start(env)).applied).toEqual([])
+    }))
+
+  it.scoped("gives a fresh database every migration, in order", () =>
+    Effect.gen(function*() {
+      const env = yield* databaseEnv(backend, "migrate_fresh")
+      const first = yield* start(env)
+      expect(first.applied).toEqual(Object.keys(migrations))
+      expect(first.oneReplyIntent).toBe(true)
+      expect(first.participants).toBe(true)
+      expect(first.recorded).toEqual(allNames)
+    }))
+})
+
+describe("migrating on postgres", () => {
+  it.scoped("lets one of several instances started together migrate, and the others wait for it", () =>
+    Effect.gen(function*() {
+      const env = yield* databaseEnv("postgres", "migrate_race")
+      const starts = yield* Effect.all([start(env), start(env), start(env)], { concurrency: "unbounded" })
+      expect(starts.flatMap((s) => s.applied).sort()).toEqual(Object.keys(migrations))
+      for (const s of starts) expect(s.recorded).toEqual(allNames)
+    }))
+})
