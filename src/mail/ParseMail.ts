@@ -180,7 +180,53 @@ const bodyOf = (source: Buffer): string => {
 const readableText = (mail: ReadMail, source: Buffer): string =>
   mail.text || (typeof mail.html !== "string" && mail.attachments.length === 0 ? bodyOf(source) : "")
 
-const toEmail = (mail: ReadMail, headers: Map<string, string>, source: Buffer): ParsedEmail => ({
+/**
+ * Brokers refuse records over about 1 MB (Kafka's default max.message.bytes), and an event travels
+ * whole: it keeps at most this much of a mail and names what it cut in `truncated`. The raw message
+ * stays in raw_messages, so the whole mail can always be read again.
+ */
+export const eventLimits = {
+  textBytes: 200_000,
+  htmlBytes: 200_000,
+  /** Of To and of Cc, each. */
+  addresses: 500,
+  references: 100,
+  attachments: 200
+} as const
+
+/** The longest prefix of `value` within `limit` UTF-8 bytes that ends on a whole character. */
+export const cutToBytes = (value: string, limit: number): string => {
+  // No UTF-16 unit takes more than 3 UTF-8 bytes: most text needs no encoding to know it fits.
+  if (value.length * 3 <= limit) return value
+  const bytes = Buffer.from(value, "utf8")
+  if (bytes.length <= limit) return value
+  let end = limit
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
+  return bytes.subarray(0, end).toString("utf8")
+}
+
+/** RFC 5322 3.6.4: a shortened References keeps the thread's first message and its newest ones. */
+const cutReferences = (ids: ReadonlyArray<string>): ReadonlyArray<string> =>
+  ids.length <= eventLimits.references ? ids : [ids[0]!, ...ids.slice(ids.length - eventLimits.references + 1)]
+
+const firstOf = <A>(items: ReadonlyArray<A>, limit: number): ReadonlyArray<A> =>
+  items.length <= limit ? items : items.slice(0, limit)
+
+/** Each field is returned as it was unless it is over its limit: what changed identity was cut. */
+const cutForEvent = (email: ParsedEmail): ParsedEmail => {
+  const cut = {
+    text: cutToBytes(email.text, eventLimits.textBytes),
+    html: email.html === null ? null : cutToBytes(email.html, eventLimits.htmlBytes),
+    to: firstOf(email.to, eventLimits.addresses),
+    cc: firstOf(email.cc, eventLimits.addresses),
+    references: cutReferences(email.references),
+    attachments: firstOf(email.attachments, eventLimits.attachments)
+  }
+  const truncated = (Object.keys(cut) as Array<keyof typeof cut>).filter((field) => cut[field] !== email[field])
+  return truncated.length === 0 ? email : { ...email, ...cut, truncated }
+}
+
+const toEmail = (mail: ReadMail, headers: Map<string, string>, source: Buffer): ParsedEmail => cutForEvent({
   messageId: messageIds(mail.messageId)[0] ?? null,
   from: addresses(mail.from)[0]!,
   to: addresses(mail.to),
