@@ -19,6 +19,7 @@ apt_install() {
 command -v java >/dev/null || apt_install openjdk-17-jre-headless
 command -v mvn >/dev/null || apt_install maven
 command -v psql >/dev/null || apt_install postgresql-client
+command -v openssl >/dev/null || apt_install openssl
 
 # The machine's PostgreSQL on 127.0.0.1:5432 (trust auth); start it if it is installed but stopped.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && command -v pg_ctlcluster >/dev/null; then
@@ -37,6 +38,15 @@ if [ -f test/support/kafka/fetch.sh ]; then
   bash test/support/kafka/fetch.sh >/dev/null || die "could not fetch Apache Kafka from Maven Central"
 fi
 
+greenmail_version="$(sed -n 's/^export const GREENMAIL_VERSION = "\(.*\)"$/\1/p' test/support/greenmail.ts)"
+[ -n "$greenmail_version" ] || die "no GREENMAIL_VERSION in test/support/greenmail.ts"
+greenmail_dir="${MAILROOM_CACHE:-.cache}/greenmail-$greenmail_version"
+if [ ! -f "$greenmail_dir/greenmail-standalone-$greenmail_version.jar" ]; then
+  say "fetching GreenMail $greenmail_version (cached after the first run)"
+  mvn -q -B dependency:copy -Dartifact="com.icegreen:greenmail-standalone:$greenmail_version" -DoutputDirectory="$greenmail_dir" >&2 \
+    || die "could not fetch GreenMail $greenmail_version from Maven Central"
+fi
+
 say "type check and build"
 npx tsc -p tsconfig.json --noEmit || die "type errors"
 npm run -s build || die "build failed"
@@ -45,7 +55,7 @@ results=$(mktemp -d)
 status=0
 say "unit tests"
 npx vitest run --project unit --reporter=default --reporter=json --outputFile="$results/unit.json" || status=1
-say "integration tests (Dovecot, PostgreSQL, PGlite, Kafka, SMTP, OpenAI-compatible and OTLP servers on loopback)"
+say "integration tests (Dovecot, GreenMail, PostgreSQL, PGlite, Kafka, SMTP, OpenAI-compatible and OTLP servers on loopback)"
 npx vitest run --project integration --no-file-parallelism --reporter=default --reporter=json \
   --outputFile="$results/integration.json" || status=1
 

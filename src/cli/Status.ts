@@ -25,10 +25,16 @@ export interface MailboxReport {
 export interface StatusReport {
   readonly mailboxes: ReadonlyArray<MailboxReport>
   readonly events: Readonly<Record<string, number>>
-  readonly outbox: ReadonlyArray<{ readonly consumer: string; readonly position: string; readonly lag: number }>
+  /** `deadLettered`: events the bus refused for their size or content, set aside in dead_letters. */
+  readonly outbox: ReadonlyArray<
+    { readonly consumer: string; readonly position: string; readonly lag: number; readonly deadLettered: number }
+  >
 }
 
-/** Who holds a mailbox's advisory lock, from PostgreSQL's own view of its sessions. */
+/**
+ * Who holds a mailbox's advisory lock, from PostgreSQL's own view of its sessions. pg_locks shows
+ * every database of the server, and another mailroom's database uses the same keys.
+ */
 const lockHolder = (mailbox: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -36,6 +42,7 @@ const lockHolder = (mailbox: string) =>
       SELECT coalesce(a.application_name, '') || ' (pid ' || a.pid || coalesce(', ' || host(a.client_addr), '') || ')' AS holder
       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND ((l.classid::bigint << 32) | l.objid::bigint) = ${lockKey(mailbox)}::bigint
     `
     return rows[0]?.holder ?? null
@@ -61,6 +68,10 @@ export const collectStatus = Effect.gen(function*() {
   )
   const maxSeq = BigInt((yield* sql<{ max: string | null }>`SELECT max(seq) AS max FROM events`)[0]?.max ?? 0)
   const positions = yield* sql<{ consumer: string; last_seq: string }>`SELECT consumer, last_seq FROM positions ORDER BY consumer`
+  const deadLetters = new Map(
+    (yield* sql<{ consumer: string; count: string }>`SELECT consumer, count(*) AS count FROM dead_letters GROUP BY consumer`)
+      .map((row) => [row.consumer, Number(row.count)])
+  )
   const report: StatusReport = {
     mailboxes: [{
       mailbox,
@@ -77,7 +88,12 @@ export const collectStatus = Effect.gen(function*() {
       lastErrorAt: health?.lastErrorAt?.toISOString() ?? null
     }],
     events: yield* repo.countsByType,
-    outbox: positions.map((p) => ({ consumer: p.consumer, position: p.last_seq, lag: Number(maxSeq - BigInt(p.last_seq)) }))
+    outbox: positions.map((p) => ({
+      consumer: p.consumer,
+      position: p.last_seq,
+      lag: Number(maxSeq - BigInt(p.last_seq)),
+      deadLettered: deadLetters.get(p.consumer) ?? 0
+    }))
   }
   return report
 })
@@ -98,5 +114,7 @@ export const formatStatus = (report: StatusReport): string =>
     "events",
     ...Object.entries(report.events).sort().map(([type, n]) => line(type, n)),
     "outbox",
-    ...(report.outbox.length === 0 ? [line("(none yet)", "")] : report.outbox.map((o) => line(o.consumer, `${o.lag} event(s) behind (seq ${o.position})`)))
+    ...(report.outbox.length === 0 ? [line("(none yet)", "")] : report.outbox.map((o) =>
+      line(o.consumer, `${o.lag} event(s) behind (seq ${o.position}), ${o.deadLettered} dead-lettered`)
+    ))
   ].join("\n")

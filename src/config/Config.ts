@@ -1,4 +1,4 @@
-import { Config, Duration, Option, Redacted } from "effect"
+import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
 import { setting } from "./Settings.js"
 
 const seconds = (name: string) =>
@@ -20,6 +20,21 @@ const appPassword = (name: string) =>
     Config.map((value) => Redacted.make(value.replace(/\s+/g, "")))
   )
 
+/** true: TLS from the first byte; "starttls": plain, then upgraded, or no connection at all; false: plain throughout. */
+export type TlsMode = boolean | "starttls"
+
+/** Also the spellings Config.boolean took (yes/no, on/off, 1/0), so that older .env files keep their meaning. */
+export const tlsMode = (name: string): Config.Config<TlsMode> =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text): Either.Either<TlsMode, ConfigError.ConfigError> => {
+      const value = text.trim().toLowerCase()
+      if (["true", "yes", "on", "1"].includes(value)) return Either.right(true)
+      if (["false", "no", "off", "0"].includes(value)) return Either.right(false)
+      if (value === "starttls") return Either.right("starttls" as const)
+      return Either.left(ConfigError.InvalidData([], `Expected true, starttls or false but received ${JSON.stringify(text)}`))
+    })
+  )
+
 export const mailboxUser = setting(
   "GMAIL_SENDER_EMAIL",
   "The mailbox login, e.g. support@yourcompany.com; also the From of replies.",
@@ -37,10 +52,13 @@ export const ImapConfig = Config.all({
   password: mailboxPassword,
   host: setting("IMAP_HOST", "IMAP server host name.", Config.nonEmptyString, { value: "imap.gmail.com" }),
   port: setting("IMAP_PORT", "IMAP server port.", Config.port, { value: 993 }),
-  tls: setting("IMAP_TLS", "Connect with TLS (true for port 993; false only on a trusted network).", Config.boolean, {
-    value: true
-  }),
-  connectTimeout: setting("IMAP_CONNECT_TIMEOUT", "Seconds to wait for the IMAP server to greet.", seconds, {
+  tls: setting(
+    "IMAP_TLS",
+    "true: TLS from the first byte (port 993); starttls: a plain connection that must upgrade with STARTTLS (port 143); false: plain, never upgraded (a trusted network only).",
+    tlsMode,
+    { value: true as TlsMode }
+  ),
+  connectTimeout: setting("IMAP_CONNECT_TIMEOUT", "Seconds to wait for the IMAP server to accept the connection, and again for its greeting.", seconds, {
     value: Duration.seconds(30),
     shown: "30"
   }),

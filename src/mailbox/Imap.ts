@@ -55,6 +55,11 @@ export interface ImapSession {
    * read-only: `open` the watched mailbox again before working on it.
    */
   readonly findByMessageId: (mailbox: string, messageId: string) => Effect.Effect<ReadonlyArray<number>, ImapError>
+  /**
+   * Stores `source` in `mailbox` (APPEND) with these flags; the UID when the server says (UIDPLUS).
+   * Leaves the selected mailbox as it was. A folder that does not exist fails with MailboxNotFound.
+   */
+  readonly append: (mailbox: string, source: Buffer, flags: ReadonlyArray<string>) => Effect.Effect<{ readonly uid: number | null }, ImapError>
   /** Emits whenever the server announces new mail (IDLE or unsolicited EXISTS); fails when the connection drops. */
   readonly newMail: Stream.Stream<void, ImapError>
   readonly supportsIdle: boolean
@@ -86,7 +91,7 @@ export const FETCH_PIECE_BYTES = 4 * 1024 * 1024
 
 const make = Effect.gen(function*() {
   const config = yield* ImapConfig
-  const context = { host: config.host, user: config.user }
+  const context = { host: config.host, port: config.port, tls: config.tls, user: config.user }
 
   /** A stalled server must not hang the pipeline: past the timeout the command counts as a lost connection. */
   const attempt = <A>(command: string, run: () => Promise<A>, mailbox?: string) =>
@@ -104,11 +109,13 @@ const make = Effect.gen(function*() {
     const client = new ImapFlow({
       host: config.host,
       port: config.port,
-      secure: config.tls,
+      secure: config.tls === true,
+      // imapflow upgrades whenever the server offers STARTTLS unless told not to, and then verifies the certificate.
+      doSTARTTLS: config.tls === "starttls",
       auth: { user: config.user, pass: Redacted.value(config.password) },
       logger: false,
       connectionTimeout: Duration.toMillis(config.connectTimeout),
-      greetingTimeout: 16_000,
+      greetingTimeout: Duration.toMillis(config.connectTimeout),
       autoIdleDelay: 150,
       maxIdleTime: 25 * 60 * 1000,
       missingIdleCommand: "STATUS",
@@ -228,6 +235,14 @@ const make = Effect.gen(function*() {
           Effect.map((uids) => [...(uids || [])].sort((a, b) => a - b)),
           Effect.withSpan("Imap.findByMessageId", { attributes: { "mailroom.mailbox": mailbox } })
         ),
+      append: (mailbox, source, flags) =>
+        attempt("APPEND", () => client.append(mailbox, source, [...flags]), mailbox).pipe(
+          Effect.map((result) => ({ uid: result && result.uid ? result.uid : null })),
+          Effect.withSpan("Imap.append", {
+            kind: "client",
+            attributes: { "mailroom.mailbox": mailbox, "messaging.message.body.size": source.length }
+          })
+        ),
       newMail
     } satisfies ImapSession
   })
@@ -244,7 +259,7 @@ const toRawMail = (message: FetchMessageObject, headersOnly: boolean): RawMail =
   headersOnly
 })
 
-type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId"
+type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId" | "append"
 
 /**
  * An IMAP server in memory, for tests: append mail, change UIDVALIDITY, and queue failures that the
@@ -350,6 +365,15 @@ export class MemoryMailbox {
               return Effect.succeed(sources.flatMap((source, i) =>
                 headerPart(source).toString("utf8").match(/^message-id:[ \t]*(.*)$/im)?.[1]?.trim() === messageId ? [i + 1] : []
               ))
+            }))
+          ),
+        append: (folder, source) =>
+          this.fail("append").pipe(
+            Effect.zipRight(Effect.suspend(() => {
+              const sources = this.folders.get(folder)
+              if (sources === undefined) return Effect.fail(new MailboxNotFound({ mailbox: folder }))
+              sources.push(Buffer.from(source))
+              return Effect.succeed({ uid: sources.length })
             }))
           ),
         newMail: Stream.async<void>((emit) => {

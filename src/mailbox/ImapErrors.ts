@@ -1,4 +1,5 @@
 import { Data, Duration, Schedule } from "effect"
+import type { TlsMode } from "../config/Config.js"
 
 /** Wrong password, revoked app password or IMAP disabled: retrying fast would lock the account. */
 export class AuthenticationFailed extends Data.TaggedError("AuthenticationFailed")<{
@@ -47,7 +48,46 @@ export class ImapProtocolError extends Data.TaggedError("ImapProtocolError")<{
   }
 }
 
-export type ImapError = AuthenticationFailed | Throttled | ConnectionLost | MailboxNotFound | ImapProtocolError
+/** What stands between us and a TLS session; each needs a changed setting or a fixed server, none a fast retry. */
+export type TlsProblem = "unknown-issuer" | "expired" | "name-mismatch" | "speaks-tls" | "no-tls" | "no-starttls"
+
+/**
+ * The IMAP or SMTP server and our TLS settings do not fit together. Retried as slowly as a wrong
+ * password: every attempt would fail the same way until someone changes a setting or the server.
+ */
+export class TlsFailed extends Data.TaggedError("TlsFailed")<{
+  readonly protocol: "IMAP" | "SMTP"
+  readonly host: string
+  readonly port: number
+  readonly reason: TlsProblem
+  /** For a name mismatch: the names the certificate is for. */
+  readonly names: ReadonlyArray<string>
+  /** What Node or OpenSSL called it, e.g. DEPTH_ZERO_SELF_SIGNED_CERT. */
+  readonly code: string
+}> {
+  override get message() {
+    const server = `the ${this.protocol} server on port ${this.port} of ${this.host}`
+    const tls = `${this.protocol}_TLS`
+    switch (this.reason) {
+      case "unknown-issuer":
+        return `${server} presents a certificate from an issuer this machine does not trust (${this.code}): start mailroom with NODE_EXTRA_CA_CERTS=/path/to/ca.pem, the PEM file of that issuer (or of the certificate itself when it is self-signed)`
+      case "expired":
+        return `${server} presents an expired certificate (${this.code}): it must be renewed on the server, or this machine's clock is wrong`
+      case "name-mismatch":
+        return this.names.length > 0
+          ? `${server} presents a certificate for ${this.names.join(", ")}, not for ${this.host} (${this.code}): set ${this.protocol}_HOST to ${this.names.length === 1 ? "" : "one of "}${this.names.join(", ")}`
+          : `${server} presents a certificate that does not name ${this.host} (${this.code}): set ${this.protocol}_HOST to a name the certificate is for`
+      case "speaks-tls":
+        return `port ${this.port} of ${this.host} speaks TLS: set ${tls}=true (no ${this.protocol} greeting came over a plain connection; if the server is only slow, raise ${this.protocol === "IMAP" ? "IMAP_CONNECT_TIMEOUT" : "SMTP_TIMEOUT"})`
+      case "no-tls":
+        return `port ${this.port} of ${this.host} does not speak TLS from the first byte: set ${tls}=starttls or false`
+      case "no-starttls":
+        return `${server} does not offer STARTTLS: set ${tls}=true with its TLS port (${this.protocol === "IMAP" ? 993 : 465}), or ${tls}=false on a trusted network`
+    }
+  }
+}
+
+export type ImapError = AuthenticationFailed | Throttled | ConnectionLost | MailboxNotFound | ImapProtocolError | TlsFailed
 
 /** Minutes, doubling, up to an hour: a wrong password must not turn into a login storm. */
 export const authenticationRetry = Schedule.exponential("2 minutes", 2).pipe(
@@ -69,6 +109,81 @@ export const connectionRetry = Schedule.exponential("1 second", 2).pipe(
 /** Protocol errors and a missing mailbox need a person; retry slowly meanwhile. */
 export const protocolRetry = Schedule.spaced("5 minutes")
 
+const unknownIssuer = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"
+])
+const plainPort = new Set(["ERR_SSL_WRONG_VERSION_NUMBER", "ERR_SSL_PACKET_LENGTH_TOO_LONG", "ERR_SSL_UNKNOWN_PROTOCOL"])
+
+interface TlsLikeError {
+  readonly code?: string
+  /** nodemailer keeps Node's code here and puts its own (ESOCKET) in `code`. */
+  readonly originalCode?: string
+  readonly message?: string
+  readonly timeoutType?: string
+  readonly tlsFailed?: boolean
+  readonly command?: string
+  readonly response?: string
+  readonly cert?: { readonly subjectaltname?: string; readonly subject?: { readonly CN?: string | ReadonlyArray<string> } }
+}
+
+/** "DNS:mail.example.com, IP Address:10.0.0.1" as Node reports a certificate's subjectAltName. */
+const altNames = (list: string): Array<string> =>
+  list.split(/,\s*/).map((entry) => entry.replace(/^(DNS|IP Address|IP):/i, "").trim()).filter((name) => name.length > 0)
+
+/** Host names only: a test certificate's CN can be a sentence, which no IMAP_HOST could be set to. */
+const hostLike = (names: ReadonlyArray<string>): Array<string> => names.filter((name) => /^[\w*.:-]+$/.test(name))
+
+const certificateNames = (error: TlsLikeError): Array<string> => {
+  if (error.cert?.subjectaltname) return hostLike(altNames(error.cert.subjectaltname))
+  const common = error.cert?.subject?.CN
+  if (common) return hostLike(typeof common === "string" ? [common] : [...common])
+  // nodemailer's STARTTLS path keeps only the message: "... is not in the cert's altnames: DNS:a, DNS:b".
+  const listed = (error.message ?? "").match(/cert's altnames: (.*)$/m)?.[1]
+  return listed ? hostLike(altNames(listed)) : []
+}
+
+/**
+ * A TLS failure that a setting can fix, from imapflow, nodemailer or the socket under them; undefined
+ * for anything else. Only a plain connection (tls false or starttls) that waited for a greeting in
+ * vain is taken for a TLS port: a server that speaks first, as IMAP and SMTP servers do, is otherwise
+ * silent only when it waits for a ClientHello.
+ */
+export const tlsProblem = (
+  cause: unknown,
+  context: { readonly protocol: "IMAP" | "SMTP"; readonly host: string; readonly port: number; readonly tls: TlsMode }
+): TlsFailed | undefined => {
+  if (typeof cause !== "object" || cause === null) return undefined
+  const error = cause as TlsLikeError
+  const codes = [error.originalCode, error.code].filter((code): code is string => code !== undefined)
+  const text = error.message ?? ""
+  const failed = (reason: TlsProblem, code: string, names: ReadonlyArray<string> = []) =>
+    new TlsFailed({ protocol: context.protocol, host: context.host, port: context.port, reason, names, code })
+  const known = codes.find((code) => unknownIssuer.has(code))
+  if (known || /self[- ]signed certificate|unable to verify the first certificate|unable to get (local )?issuer certificate/i.test(text)) {
+    return failed("unknown-issuer", known ?? "unknown issuer")
+  }
+  if (codes.includes("CERT_HAS_EXPIRED") || /certificate has expired/i.test(text)) return failed("expired", "CERT_HAS_EXPIRED")
+  if (codes.includes("ERR_TLS_CERT_ALTNAME_INVALID") || /does not match certificate's altnames/i.test(text)) {
+    return failed("name-mismatch", "ERR_TLS_CERT_ALTNAME_INVALID", certificateNames(error))
+  }
+  const plain = codes.find((code) => plainPort.has(code))
+  if (plain || /wrong version number|packet length too long/i.test(text)) return failed("no-tls", plain ?? "wrong version number")
+  if (context.tls !== true && (codes.includes("GREETING_TIMEOUT") || error.timeoutType === "GREETING_TIMEOUT")) {
+    return failed("speaks-tls", "GREETING_TIMEOUT")
+  }
+  if (
+    (error.tlsFailed && /does not support STARTTLS|STARTTLS is not possible/i.test(text)) ||
+    (error.code === "ETLS" && error.command === "STARTTLS" && error.response !== undefined)
+  ) {
+    return failed("no-starttls", "STARTTLS")
+  }
+  return undefined
+}
+
 const throttlePattern = /THROTTLED|too many (simultaneous )?(connections|login)|rate limit|try again later/i
 
 interface ImapFlowLikeError {
@@ -85,8 +200,17 @@ interface ImapFlowLikeError {
 /** Sorts what imapflow or the socket threw into the error a caller can act on. */
 export const classify = (
   cause: unknown,
-  context: { readonly host: string; readonly user: string; readonly mailbox?: string; readonly command: string }
+  context: {
+    readonly host: string
+    readonly port: number
+    readonly tls: TlsMode
+    readonly user: string
+    readonly mailbox?: string
+    readonly command: string
+  }
 ): ImapError => {
+  const tls = tlsProblem(cause, { protocol: "IMAP", host: context.host, port: context.port, tls: context.tls })
+  if (tls) return tls
   const error = (typeof cause === "object" && cause !== null ? cause : { message: String(cause) }) as ImapFlowLikeError
   const serverText = (error.responseText ?? error.message ?? "").replace(/[\r\n]+/g, " ").trim()
   if (error.code === "ETHROTTLE" || throttlePattern.test(serverText) || error.serverResponseCode === "THROTTLED") {
@@ -98,7 +222,8 @@ export const classify = (
   if (error.authenticationFailed || error.serverResponseCode === "AUTHENTICATIONFAILED") {
     return new AuthenticationFailed({ user: context.user, serverText })
   }
-  if (error.mailboxMissing || error.serverResponseCode === "NONEXISTENT") {
+  // APPEND and COPY answer NO [TRYCREATE] when the target folder does not exist (RFC 3501 6.3.11).
+  if (error.mailboxMissing || error.serverResponseCode === "NONEXISTENT" || error.serverResponseCode === "TRYCREATE") {
     return new MailboxNotFound({ mailbox: context.mailbox ?? "" })
   }
   if (error.responseText !== undefined || error.code?.startsWith("Parser") || error.code === "InvalidResponse") {

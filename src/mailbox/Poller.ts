@@ -1,5 +1,6 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Chunk, Duration, Effect, Metric, Schedule, Stream } from "effect"
+import { Chunk, Duration, Effect, Metric, Option, Schedule, Stream } from "effect"
+import { ImapConfig } from "../config/Config.js"
 import { logins, reconnects } from "../telemetry/Metrics.js"
 import { databaseRetry } from "../log/Sql.js"
 import { instanceId } from "../lib/Instance.js"
@@ -13,11 +14,14 @@ import { StateStore } from "../log/StateStore.js"
 import type { CursorMoved } from "../tickets/TicketRepo.js"
 import { Intake } from "../tickets/Intake.js"
 import { supervise } from "../lib/Supervise.js"
+import type { MailboxStalled } from "../telemetry/Health.js"
+import { HealthState, stallRetry, stallTimeout } from "../telemetry/Health.js"
 
-type PassError = ImapError | SqlError | CursorMoved | LeadershipLost
+type PassError = ImapError | SqlError | CursorMoved | LeadershipLost | MailboxStalled
 
 const scheduleFor = (error: PassError): Schedule.Schedule<unknown, unknown> => {
   switch (error._tag) {
+    case "TlsFailed":
     case "AuthenticationFailed":
       return authenticationRetry
     case "Throttled":
@@ -29,6 +33,8 @@ const scheduleFor = (error: PassError): Schedule.Schedule<unknown, unknown> => {
       return databaseRetry
     case "CursorMoved":
       return Schedule.spaced("1 second")
+    case "MailboxStalled":
+      return stallRetry
     case "MailboxNotFound":
     case "ImapProtocolError":
       return protocolRetry
@@ -37,11 +43,15 @@ const scheduleFor = (error: PassError): Schedule.Schedule<unknown, unknown> => {
 
 /** Watches the mailbox: a pass at start, on every interval, and whenever the server announces new mail. */
 export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
+  dependencies: [HealthState.Default],
   effect: Effect.gen(function*() {
     const imap = yield* Imap
     const intake = yield* Intake
     const leadership = yield* Leadership
     const state = yield* StateStore
+    const health = yield* HealthState
+    const stallAfter = yield* stallTimeout
+    const { commandTimeout } = yield* ImapConfig
     const mailbox = intake.mailbox
     const report = (health: Parameters<typeof state.reportHealth>[2]) =>
       state.reportHealth(mailbox, instanceId, health).pipe(Effect.ignore, Effect.withTracerEnabled(false))
@@ -62,23 +72,28 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
         Stream.as("interval" as const),
         Stream.merge(session.newMail.pipe(Stream.as("new mail" as const))),
         Stream.prepend(Chunk.of("start" as const)),
-        Stream.mapEffect((trigger) => intake.pass(session).pipe(Effect.annotateLogs("trigger", trigger))),
+        Stream.mapEffect((trigger) =>
+          intake.pass(session).pipe(Effect.annotateLogs("trigger", trigger), Effect.zipLeft(health.passCompleted(mailbox)))
+        ),
         Stream.runDrain
       )
 
     /** Runs until interrupted, leading the mailbox while this instance holds its lock. */
-    const forever = (interval: Duration.Duration) =>
-      supervise<PassError, never>({
+    const forever = (interval: Duration.Duration) => {
+      // A live but slow command is IMAP_COMMAND_TIMEOUT's to judge, not taken for a stall.
+      const stallBound = Option.getOrElse(stallAfter, () => Duration.max(Duration.times(interval, 3), commandTimeout))
+      return supervise<PassError, never>({
         work: (healthy) =>
           report({ _tag: "State", state: "standby" }).pipe(
             Effect.zipRight(leadership.lead(
               mailbox,
               Effect.scoped(Effect.gen(function*() {
-                const session = yield* connect
+                yield* health.leading(mailbox, interval)
+                const session = health.observe(mailbox, yield* connect)
                 yield* healthy
-                yield* watch(session, interval)
+                yield* watch(session, interval).pipe(health.guard(mailbox, stallBound))
               }))
-            )),
+            ).pipe(health.contend(mailbox))),
             Effect.asVoid
           ),
         scheduleFor,
@@ -86,7 +101,8 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
           report({ _tag: "Error", state: `backing off (${error._tag})`, error: error.message }).pipe(
             Effect.zipRight(error._tag === "ConnectionLost" ? Metric.increment(reconnects) : Effect.void)
           )
-      }).pipe(Effect.ensuring(report({ _tag: "State", state: "stopped" })))
+      }).pipe(health.alive("poller"), Effect.ensuring(report({ _tag: "State", state: "stopped" })))
+    }
 
     return { once, forever, mailbox } as const
   })

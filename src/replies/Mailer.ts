@@ -1,6 +1,9 @@
 import { Config, Context, Data, Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import nodemailer from "nodemailer"
-import { mailboxPassword, mailboxUser } from "../config/Config.js"
+import { mailboxPassword, mailboxUser, tlsMode } from "../config/Config.js"
+import type { TlsMode } from "../config/Config.js"
+import type { TlsFailed } from "../mailbox/ImapErrors.js"
+import { tlsProblem } from "../mailbox/ImapErrors.js"
 import type { Address } from "../mail/Email.js"
 import { autoReplyHeaders, safeHeader } from "./Reply.js"
 import { setting } from "../config/Settings.js"
@@ -12,9 +15,9 @@ export const SmtpConfig = Config.all({
   port: setting("SMTP_PORT", "SMTP server port.", Config.port, { value: 465 }),
   tls: setting(
     "SMTP_TLS",
-    "TLS from the first byte (true, port 465); false: a plain connection upgraded with STARTTLS when the server offers it (port 587, or a trusted relay).",
-    Config.boolean,
-    { value: true }
+    "true: TLS from the first byte (port 465); starttls: a plain connection that must upgrade with STARTTLS (port 587); false: plain, never upgraded (a trusted relay only).",
+    tlsMode,
+    { value: true as TlsMode }
   ),
   timeout: setting(
     "SMTP_TIMEOUT",
@@ -77,7 +80,7 @@ export class SmtpRejected extends Data.TaggedError("SmtpRejected")<{
   }
 }
 
-export type MailerError = SmtpAuthenticationFailed | SmtpUnavailable | SmtpRejected
+export type MailerError = SmtpAuthenticationFailed | SmtpUnavailable | SmtpRejected | TlsFailed
 
 /** A blip is retried within the send: from a second, three times. */
 export const smtpRetry = Schedule.exponential("1 second", 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
@@ -96,7 +99,12 @@ interface NodemailerError {
 }
 
 /** Sorts what nodemailer threw into what the responder can act on. */
-export const classifySmtp = (cause: unknown, context: { readonly host: string; readonly user: string; readonly to: string }): MailerError => {
+export const classifySmtp = (
+  cause: unknown,
+  context: { readonly host: string; readonly port: number; readonly tls: TlsMode; readonly user: string; readonly to: string }
+): MailerError => {
+  const tls = tlsProblem(cause, { protocol: "SMTP", host: context.host, port: context.port, tls: context.tls })
+  if (tls) return tls
   const error = (typeof cause === "object" && cause !== null ? cause : { message: String(cause) }) as NodemailerError
   const serverText = safeHeader(error.response ?? error.message ?? "").slice(0, 300)
   if (error.code === "EAUTH" || error.responseCode === 535 || error.responseCode === 534) {
@@ -119,7 +127,9 @@ const make = Effect.gen(function*() {
       nodemailer.createTransport({
         host: config.host,
         port: config.port,
-        secure: config.tls,
+        secure: config.tls === true,
+        requireTLS: config.tls === "starttls",
+        ignoreTLS: config.tls === false,
         auth: { user: config.user, pass: Redacted.value(config.password) },
         connectionTimeout: Duration.toMillis(config.timeout),
         greetingTimeout: Duration.toMillis(config.timeout),
@@ -142,9 +152,9 @@ const make = Effect.gen(function*() {
           messageId: mail.messageId,
           ...(mail.inReplyTo ? { inReplyTo: mail.inReplyTo } : {}),
           ...(mail.references.length > 0 ? { references: [...mail.references] } : {}),
-          headers: { ...autoReplyHeaders }
+          headers: autoReplyHeaders(mail.from)
         }),
-      catch: (cause) => classifySmtp(cause, { host: config.host, user: config.user, to: mail.to.address })
+      catch: (cause) => classifySmtp(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, to: mail.to.address })
     })
 
   return Mailer.of({

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import { Duration } from "effect"
 import { classify } from "../../src/mailbox/ImapErrors.js"
 
-const context = { host: "imap.test", user: "support@example.com", mailbox: "INBOX", command: "LOGIN" }
+const context = { host: "imap.test", port: 993, tls: true, user: "support@example.com", mailbox: "INBOX", command: "LOGIN" }
 
 describe("classify", () => {
   it("tells a wrong password, a throttled server, a dropped connection and a missing mailbox apart", () => {
