@@ -13,21 +13,32 @@ import { MailerLive } from "./replies/Mailer.js"
 import { Parser } from "./mail/Parser.js"
 import { SenderAuthenticator } from "./mail/SenderAuth.js"
 import { Drafts } from "./replies/Drafts.js"
+import { EventLog } from "./log/EventLog.js"
 import { StateStore } from "./log/StateStore.js"
+import { ReplyStore } from "./replies/ReplyStore.js"
 import { TicketRepo } from "./tickets/TicketRepo.js"
+import { HealthState } from "./telemetry/Health.js"
 
 /** PostgreSQL (or embedded PGlite), migrated before anything reads it. */
 export const DatabaseLive = MigrationsLive.pipe(Layer.provideMerge(SqlLive))
 
-/** The event log, its projections and the cursors. */
-export const StoreLive = TicketRepo.Live.pipe(Layer.provideMerge(StateStore.Live), Layer.provideMerge(DatabaseLive))
+/** The event log, the stores over it (tickets and their projections, reply events) and the cursors. */
+export const StoreLive = Layer.mergeAll(TicketRepo.Live, ReplyStore.Live).pipe(
+  Layer.provideMerge(Layer.mergeAll(EventLog.Live, StateStore.Live)),
+  Layer.provideMerge(DatabaseLive)
+)
+
+/** The same stores in memory, for tests: the log's rules without a database. */
+export const StoreTest = Layer.mergeAll(TicketRepo.Test, ReplyStore.Test).pipe(
+  Layer.provideMerge(Layer.mergeAll(EventLog.Test, StateStore.Test))
+)
 
 /** The agent AGENT names, the SMTP mailer that sends its answers and the drafts folder for the rest. */
 export const RepliesLive = Layer.mergeAll(AgentLive, MailerLive, Drafts.Live)
 
 /** The receive and reply paths over a given mailbox and bus; the stores stay visible for `status` and tests. */
 export const pipelineOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: Layer.Layer<EventBus, E2, R2>) =>
-  Layer.mergeAll(Poller.Default, Relay.Default, Responder.Default).pipe(
+  Layer.mergeAll(Poller.Default, Relay.Default, Responder.Default, HealthState.Default).pipe(
     Layer.provide(Intake.Default),
     Layer.provide(Layer.mergeAll(imap, Parser.Live, SenderAuthenticator.Default, bus, LeadershipLive, RepliesLive)),
     Layer.provideMerge(StoreLive)

@@ -4,7 +4,7 @@ import { DatabaseConfig, IntakeConfig } from "../config/Config.js"
 import { Imap } from "../mailbox/Imap.js"
 import { lockKey } from "../mailbox/Leadership.js"
 import { StateStore } from "../log/StateStore.js"
-import { TicketRepo } from "../tickets/TicketRepo.js"
+import { EventLog } from "../log/EventLog.js"
 
 export interface MailboxReport {
   readonly mailbox: string
@@ -58,7 +58,7 @@ const serverBacklog = (mailbox: string, lastUid: number) =>
 export const collectStatus = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const state = yield* StateStore
-  const repo = yield* TicketRepo
+  const log = yield* EventLog
   const { mailbox } = yield* IntakeConfig
   const embedded = Option.isNone((yield* DatabaseConfig).url)
   const cursor = yield* state.cursor(mailbox)
@@ -87,7 +87,7 @@ export const collectStatus = Effect.gen(function*() {
       lastError: health?.lastError ?? null,
       lastErrorAt: health?.lastErrorAt?.toISOString() ?? null
     }],
-    events: yield* repo.countsByType,
+    events: yield* log.countsByType,
     outbox: positions.map((p) => ({
       consumer: p.consumer,
       position: p.last_seq,

@@ -37,10 +37,6 @@ export interface StateStoreShape {
   /** Moves `lastUid` forward (never back) for the same UIDVALIDITY; false when it no longer matches. */
   readonly advance: (mailbox: string, uidValidity: number, lastUid: number) => Effect.Effect<boolean, SqlError>
   readonly markSeen: (mailbox: string, uidValidity: number, seenUid: number) => Effect.Effect<void, SqlError>
-  readonly position: (consumer: string) => Effect.Effect<bigint, SqlError>
-  readonly savePosition: (consumer: string, seq: bigint) => Effect.Effect<void, SqlError>
-  /** Stores `seq` as the consumer's position unless it already has one: where a new consumer starts. */
-  readonly initPosition: (consumer: string, seq: bigint) => Effect.Effect<void, SqlError>
   readonly reportHealth: (mailbox: string, instance: string, report: HealthReport) => Effect.Effect<void, SqlError>
   readonly health: Effect.Effect<ReadonlyArray<Health>, SqlError>
 }
@@ -86,19 +82,6 @@ const make = Effect.gen(function*() {
         UPDATE cursors SET seen_uid = GREATEST(seen_uid, ${seenUid})
         WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
       `.pipe(Effect.asVoid),
-    position: (consumer) =>
-      sql<{ readonly last_seq: string }>`SELECT last_seq FROM positions WHERE consumer = ${consumer}`.pipe(
-        Effect.map((rows) => BigInt(rows[0]?.last_seq ?? 0))
-      ),
-    savePosition: (consumer, seq) =>
-      sql`
-        INSERT INTO positions (consumer, last_seq) VALUES (${consumer}, ${seq.toString()})
-        ON CONFLICT (consumer) DO UPDATE SET last_seq = GREATEST(positions.last_seq, EXCLUDED.last_seq), updated_at = now()
-      `.pipe(Effect.asVoid),
-    initPosition: (consumer, seq) =>
-      sql`
-        INSERT INTO positions (consumer, last_seq) VALUES (${consumer}, ${seq.toString()}) ON CONFLICT (consumer) DO NOTHING
-      `.pipe(Effect.asVoid),
     reportHealth: (mailbox, instance, report) => {
       const state = report._tag === "Login" ? "connected" : report.state
       const logins = report._tag === "Login" ? 1 : 0
@@ -137,7 +120,7 @@ const make = Effect.gen(function*() {
   })
 })
 
-/** Cursors and consumer positions, kept in the database beside the events they describe. */
+/** Cursors (where intake stands in each mailbox) and mailbox health, kept beside the events they describe. */
 export class StateStore extends Context.Tag("mailroom/StateStore")<StateStore, StateStoreShape>() {
   static readonly Live = Layer.effect(StateStore, make)
 
@@ -145,7 +128,6 @@ export class StateStore extends Context.Tag("mailroom/StateStore")<StateStore, S
     StateStore,
     Effect.gen(function*() {
       const cursors = yield* Ref.make(new Map<string, Cursor>())
-      const positions = yield* Ref.make(new Map<string, bigint>())
       const health = yield* Ref.make(new Map<string, Health>())
       const update = (mailbox: string, uidValidity: number, f: (cursor: Cursor) => Cursor) =>
         Ref.modify(cursors, (map) => {
@@ -160,10 +142,6 @@ export class StateStore extends Context.Tag("mailroom/StateStore")<StateStore, S
           update(mailbox, uidValidity, (c) => ({ ...c, lastUid: Math.max(c.lastUid, lastUid) })),
         markSeen: (mailbox, uidValidity, seenUid) =>
           update(mailbox, uidValidity, (c) => ({ ...c, seenUid: Math.max(c.seenUid, seenUid) })).pipe(Effect.asVoid),
-        position: (consumer) => Ref.get(positions).pipe(Effect.map((map) => map.get(consumer) ?? 0n)),
-        savePosition: (consumer, seq) =>
-          Ref.update(positions, (map) => new Map(map).set(consumer, seq > (map.get(consumer) ?? 0n) ? seq : map.get(consumer)!)),
-        initPosition: (consumer, seq) => Ref.update(positions, (map) => map.has(consumer) ? map : new Map(map).set(consumer, seq)),
         reportHealth: (mailbox, instance, report) =>
           Ref.update(health, (map) => {
             const before = map.get(mailbox)

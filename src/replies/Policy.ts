@@ -4,7 +4,7 @@ import { mailboxUser } from "../config/Config.js"
 import { setting } from "../config/Settings.js"
 import type { EmailReceived } from "../log/Event.js"
 import { markSeenPolicy } from "../mailbox/Imap.js"
-import type { TicketRepoShape } from "../tickets/TicketRepo.js"
+import type { ReplyStoreShape } from "./ReplyStore.js"
 import type { OwnAddresses, Skip } from "./Reply.js"
 import { globalGuard, loopGuard, rateGuard, recipient, ticketGuard } from "./Reply.js"
 
@@ -91,7 +91,7 @@ export const authGuard = (email: Pick<EmailReceived, "senderAuth">, required: bo
  * most about the mail), then the sender's authentication, then the caps. The global cap is a
  * circuit breaker: once open it skips without counting, and says so once.
  */
-export const makePolicy = (config: ReplyConfig, own: OwnAddresses, repo: TicketRepoShape) =>
+export const makePolicy = (config: ReplyConfig, own: OwnAddresses, store: ReplyStoreShape) =>
   Effect.gen(function*() {
     const openUntil = yield* Ref.make(0)
 
@@ -101,7 +101,7 @@ export const makePolicy = (config: ReplyConfig, own: OwnAddresses, repo: TicketR
       if (until > now) {
         return { reason: "global_limit", detail: `the circuit breaker is open until ${new Date(until).toISOString()} (REPLY_GLOBAL_LIMIT=${config.globalLimit})` } satisfies Skip
       }
-      const skip = globalGuard(yield* repo.answersSince({}, new Date(now - HOUR)), config.globalLimit)
+      const skip = globalGuard(yield* store.answersSince({}, new Date(now - HOUR)), config.globalLimit)
       if (skip === undefined) {
         if (until > 0) {
           yield* Ref.set(openUntil, 0)
@@ -119,11 +119,11 @@ export const makePolicy = (config: ReplyConfig, own: OwnAddresses, repo: TicketR
         const early = loopGuard(email, own) ?? authGuard(email, config.requireAuth)
         if (early !== undefined) return early
         const sender = rateGuard(
-          yield* repo.repliesSentSince(email.customerId, recipient(email).address, new Date(Date.now() - HOUR)),
+          yield* store.sentSince(email.customerId, recipient(email).address, new Date(Date.now() - HOUR)),
           config.rateLimit
         )
         if (sender !== undefined) return sender
-        const ticket = ticketGuard(yield* repo.answersSince({ ticketId: email.ticketId }, new Date(Date.now() - DAY)), config.ticketLimit)
+        const ticket = ticketGuard(yield* store.answersSince({ ticketId: email.ticketId }, new Date(Date.now() - DAY)), config.ticketLimit)
         return ticket ?? (yield* breaker)
       })
 

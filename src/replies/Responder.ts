@@ -1,5 +1,5 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Data, Effect, Metric, Option, Schedule, Scope } from "effect"
+import { Data, Effect, Metric, Option, Ref, Schedule, Scope } from "effect"
 import { replies } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
 import { IntakeConfig } from "../config/Config.js"
@@ -20,7 +20,9 @@ import type { LeadershipLost } from "../mailbox/Leadership.js"
 import { Leadership } from "../mailbox/Leadership.js"
 import type { OutboundMail, SmtpAuthenticationFailed, SmtpUnavailable } from "./Mailer.js"
 import { Mailer, smtpAuthenticationRetry, smtpOutageRetry } from "./Mailer.js"
-import { StateStore } from "../log/StateStore.js"
+import type { Handler } from "../log/EventLog.js"
+import { EventLog } from "../log/EventLog.js"
+import { ReplyStore } from "./ReplyStore.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
 
@@ -96,21 +98,22 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const config = yield* ReplyConfig
     const { mailbox } = yield* IntakeConfig
     const own = yield* ownAddressesOf
-    const repo = yield* TicketRepo
+    const tickets = yield* TicketRepo
+    const store = yield* ReplyStore
+    const log = yield* EventLog
     const drafts = yield* Drafts
-    const state = yield* StateStore
     const imap = yield* Imap
     const agent = yield* Agent
     const mailer = yield* Mailer
     const leadership = yield* Leadership
     const consumer = `responder:${mailbox}`
     const enabled = agent.kind !== "off"
-    const policy = yield* makePolicy(config, own, repo)
+    const policy = yield* makePolicy(config, own, store)
 
     // A responder that starts on an existing log answers what arrives from now on, not the history.
-    if (enabled) yield* state.initPosition(consumer, yield* repo.lastSeq)
+    if (enabled) yield* log.startAt(consumer, yield* log.lastSeq)
 
-    const record = <A extends ReplyIntended | ReplyOutcome>(data: A) => repo.appendReply(mailbox, data).pipe(Effect.as(data))
+    const record = <A extends ReplyIntended | ReplyOutcome>(data: A) => store.append(mailbox, data).pipe(Effect.as(data))
 
     const sent = (intent: ReplyIntended, outcome: Pick<ReplySent, "response" | "attempts" | "foundInSent">) =>
       new ReplySent({
@@ -194,7 +197,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
         const skip = yield* policy.skip(email)
         if (skip) return yield* record(new ReplySkipped({ ...ids, ...skip }))
-        const thread = yield* repo.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
+        const thread = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
         const reply = yield* agent.reply({ email, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
         if (reply._tag === "Left") {
           return yield* record(
@@ -258,7 +261,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
 
     const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: Effect.Effect<ImapSession, ImapError>) {
       yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id })
-      const known = yield* repo.replyState(event.id)
+      const known = yield* store.replyState(event.id)
       const outcome = known.outcome ?? (known.intent ? yield* resume(known.intent, session) : yield* answer(event, email, session))
       yield* Effect.annotateCurrentSpan({ "mailroom.reply.outcome": outcome._tag })
       if (known.outcome === undefined) yield* logOutcome(outcome)
@@ -266,28 +269,34 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       return outcome
     })
 
-    /** Answers everything committed so far; an IMAP connection is opened only when one is needed. */
-    const drainAll = Effect.scoped(Effect.gen(function*() {
-      const session = yield* Effect.cached(Scope.extend(imap.connect, yield* Effect.scope))
-      let summary: ReplySummary = { sent: 0, drafted: 0, skipped: 0, failed: 0 }
-      while (true) {
-        const events = yield* repo.eventsAfter(yield* state.position(consumer), PAGE).pipe(Effect.withTracerEnabled(false))
-        if (events.length === 0) return summary
+    const count = (summary: ReplySummary, outcome: ReplyOutcome): ReplySummary => ({
+      sent: summary.sent + (outcome._tag === "ReplySent" ? 1 : 0),
+      drafted: summary.drafted + (outcome._tag === "ReplyDrafted" ? 1 : 0),
+      skipped: summary.skipped + (outcome._tag === "ReplySkipped" ? 1 : 0),
+      failed: summary.failed + (outcome._tag === "ReplyFailed" ? 1 : 0)
+    })
+
+    /** Answers one page of the log; an IMAP connection is opened only when an answer needs one. */
+    const answerPage = (summary: Ref.Ref<ReplySummary>): Handler<ResponderError, never> => (events, advance) =>
+      Effect.scoped(Effect.gen(function*() {
+        const session = yield* Effect.cached(Scope.extend(imap.connect, yield* Effect.scope))
         for (const event of events) {
           if (event.data._tag !== "EmailReceived" || event.mailbox !== mailbox) continue
           const outcome = yield* handle(event, event.data, session).pipe(withEventTrace(event))
           yield* Metric.increment(Metric.tagged(replies, "outcome", outcome._tag))
-          yield* state.savePosition(consumer, event.seq)
-          summary = {
-            sent: summary.sent + (outcome._tag === "ReplySent" ? 1 : 0),
-            drafted: summary.drafted + (outcome._tag === "ReplyDrafted" ? 1 : 0),
-            skipped: summary.skipped + (outcome._tag === "ReplySkipped" ? 1 : 0),
-            failed: summary.failed + (outcome._tag === "ReplyFailed" ? 1 : 0)
-          }
+          yield* advance(event.seq)
+          yield* Ref.update(summary, (before) => count(before, outcome))
         }
-        yield* state.savePosition(consumer, events.at(-1)!.seq)
-      }
-    }))
+      }))
+
+    const empty: ReplySummary = { sent: 0, drafted: 0, skipped: 0, failed: 0 }
+
+    /** Answers everything committed so far. */
+    const drainAll = Effect.gen(function*() {
+      const summary = yield* Ref.make(empty)
+      yield* log.drain(consumer, answerPage(summary), { page: PAGE })
+      return yield* Ref.get(summary)
+    })
 
     /** `--once`: answers what is committed. None when AGENT=off or another instance is answering. */
     const drain: Effect.Effect<Option.Option<ReplySummary>, ResponderError> = enabled
@@ -299,9 +308,10 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       ? Effect.logInfo(`Answering new mail in ${mailbox} with AGENT=${agent.kind}`).pipe(
         Effect.zipRight(supervise<ResponderError, never>({
           work: (healthy) =>
-            leadership.lead(consumer, repo.appends.follow(drainAll.pipe(Effect.zipRight(healthy)), "1 second")).pipe(
-              Effect.asVoid
-            ),
+            leadership.lead(
+              consumer,
+              Effect.flatMap(Ref.make(empty), (summary) => log.consume(consumer, answerPage(summary), { page: PAGE, onDrained: healthy }))
+            ).pipe(Effect.asVoid),
           scheduleFor,
           recoveredLine: (was) => `Replies go out again (recovered from ${was})`
         })),
@@ -310,8 +320,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       : Effect.void
 
     const pending = Effect.gen(function*() {
-      const position = yield* state.position(consumer)
-      return (yield* repo.eventsAfter(position, PAGE)).filter((e) => e.type === "EmailReceived").length
+      return (yield* log.read(yield* log.position(consumer), PAGE)).filter((e) => e.type === "EmailReceived").length
     })
 
     return { drain, run, pending, consumer, enabled } as const

@@ -1,3 +1,5 @@
+import type { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
 import type { IntakeDecision } from "./Decide.js"
 
 export interface CustomerRow {
@@ -107,3 +109,30 @@ export const project = (mailbox: string, decisions: ReadonlyArray<IntakeDecision
     participants
   }
 }
+
+const insert = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray<object>, suffix = "") =>
+  rows.length === 0
+    ? Effect.void
+    : sql`INSERT INTO ${sql(table)} ${sql.insert(rows as ReadonlyArray<Record<string, unknown>>)} ${sql.literal(suffix)}`.pipe(Effect.asVoid)
+
+/** Writes a projection's rows; run inside the transaction that appends the events they come from. */
+export const writeProjection = (sql: SqlClient.SqlClient, rows: Projection, at: Date) =>
+  Effect.gen(function*() {
+    yield* insert(
+      sql,
+      "customers",
+      rows.customers,
+      "ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name WHERE customers.name = '' AND EXCLUDED.name <> ''"
+    )
+    yield* insert(sql, "tickets", rows.tickets)
+    if (rows.followedUp.length > 0) yield* sql`UPDATE tickets SET updated_at = ${at} WHERE id = ANY(${rows.followedUp})`
+    yield* insert(sql, "messages", rows.messages.map((row) => ({ ...row, references: [...row.references] })))
+    yield* insert(sql, "ticket_participants", rows.participants, "ON CONFLICT DO NOTHING")
+  })
+
+/** The outbound `messages` row an answer becomes once it is sent, and the ticket it touches. */
+export const writeOutbound = (sql: SqlClient.SqlClient, row: MessageRow) =>
+  Effect.gen(function*() {
+    yield* insert(sql, "messages", [{ ...row, references: [...row.references] }], "ON CONFLICT DO NOTHING")
+    yield* sql`UPDATE tickets SET updated_at = ${row.received_at} WHERE id = ${row.ticket_id}`
+  })

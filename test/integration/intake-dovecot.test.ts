@@ -32,13 +32,20 @@ const count = async (url: string, where = "true") =>
 const countTable = async (url: string, table: string) =>
   Number((await query<{ n: string }>(url, `SELECT count(*) AS n FROM ${table}`))[0]!.n)
 
-/** Tickets a careful reader would open: one per thread root among the accepted mails, in UID order. */
-const expectedTickets = (accepted: ReadonlyArray<{ readonly messageId: string; readonly threadOf?: string | undefined }>) => {
-  const seen = new Set<string>()
+/**
+ * Tickets a careful reader would open, in UID order: one per thread root, and one for every answer
+ * whose sender is not the thread's customer (only participants join a ticket).
+ */
+const expectedTickets = (
+  accepted: ReadonlyArray<{ readonly messageId: string; readonly from: string; readonly threadOf?: string | undefined }>
+) => {
+  const customerOf = new Map<string, string>()
   let tickets = 0
   for (const m of accepted) {
-    if (!m.threadOf || !seen.has(m.threadOf)) tickets += 1
-    seen.add(m.messageId)
+    const parent = m.threadOf === undefined ? undefined : customerOf.get(m.threadOf)
+    const joins = parent !== undefined && parent === m.from
+    if (!joins) tickets += 1
+    customerOf.set(m.messageId, joins ? parent : m.from)
   }
   return tickets
 }

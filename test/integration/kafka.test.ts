@@ -1,3 +1,4 @@
+import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Fiber, Layer, Option } from "effect"
@@ -10,8 +11,6 @@ import { MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { EventBusLive } from "../../src/bus/KafkaBus.js"
 import { collectStatus, formatStatus } from "../../src/cli/Status.js"
 import { eventLimits } from "../../src/mail/ParseMail.js"
-import { StateStore } from "../../src/log/StateStore.js"
-import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import type { KafkaBroker } from "../support/kafka.js"
 import { startKafka } from "../support/kafka.js"
 import { databaseEnv } from "../support/stack.js"
@@ -133,7 +132,7 @@ describe("the Kafka event bus", () => {
     mailbox.append(mail({ messageId: "<b2@c.test>", inReplyTo: "<b1@c.test>", subject: "Re: B", from: "bea@customer.test" }))
     return Effect.gen(function*() {
       const relayed = yield* passAndDrain
-      const events = yield* Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 100))
+      const events = yield* Effect.flatMap(EventLog, (log) => log.read(0n, 100))
       expect(relayed).toBe(events.length)
       const all = yield* consume("mailroom.events.order", events.length)
       expect(all.map((r) => r.headers.ce_id).sort()).toEqual(events.map((e) => e.id).sort())
@@ -157,7 +156,7 @@ describe("the Kafka event bus", () => {
         "content-type": "application/json"
       })
       expect(Date.parse(first.headers.ce_time!)).not.toBeNaN()
-      const position = yield* Effect.flatMap(StateStore, (s) => s.position("relay:kafka"))
+      const position = yield* Effect.flatMap(EventLog, (log) => log.position("relay:kafka"))
       expect(position).toBe(events.at(-1)!.seq)
     }).pipe(Effect.provide(kafkaPipeline(mailbox, "order")))
   })
@@ -186,7 +185,7 @@ describe("the Kafka event bus", () => {
 
       const first = yield* Effect.gen(function*() {
         const relayed = yield* passAndDrain
-        const events = yield* Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 100))
+        const events = yield* Effect.flatMap(EventLog, (log) => log.read(0n, 100))
         const deadLetters = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
           sql<{ event_id: string; seq: string; consumer: string; reason: string }>`SELECT * FROM dead_letters`)
         return { relayed, events, deadLetters, report: yield* status }
@@ -241,7 +240,7 @@ describe("the Kafka event bus", () => {
     mailbox.append(mail({ subject: "long", text }))
     return Effect.gen(function*() {
       expect(yield* passAndDrain).toBe(1)
-      const [event] = yield* Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10))
+      const [event] = yield* Effect.flatMap(EventLog, (log) => log.read(0n, 10))
       if (event?.data._tag !== "EmailReceived") throw new Error(`expected an EmailReceived, got ${event?.type}`)
       expect(event.data.truncated).toEqual(["text"])
       expect(Buffer.byteLength(event.data.text)).toBeLessThanOrEqual(eventLimits.textBytes)
@@ -266,22 +265,21 @@ describe("the Kafka event bus", () => {
     for (let i = 0; i < 10; i++) mailbox.append(mail({ subject: `before ${i}` }))
     return Effect.gen(function*() {
       yield* passAndDrain
-      const state = yield* StateStore
-      const repo = yield* TicketRepo
+      const log = yield* EventLog
       const relay = yield* Relay
       const running = yield* Effect.fork(relay.run)
       yield* Effect.promise(() => broker.stop())
       for (let i = 0; i < 25; i++) mailbox.append(mail({ subject: `during ${i}` }))
       const summary = yield* Effect.flatMap(Poller, (p) => p.once).pipe(Effect.map(Option.getOrThrow))
       expect(summary.received).toBe(25)
-      const before = yield* state.position("relay:kafka")
+      const before = yield* log.position("relay:kafka")
       yield* Effect.sleep(Duration.seconds(3))
-      const events = yield* repo.eventsAfter(0n, 1000)
-      expect(yield* state.position("relay:kafka")).toBe(before)
+      const events = yield* log.read(0n, 1000)
+      expect(yield* log.position("relay:kafka")).toBe(before)
       expect(before).toBeLessThan(events.at(-1)!.seq)
       yield* Effect.promise(() => broker.restart())
       const last = events.at(-1)!.seq
-      while ((yield* state.position("relay:kafka")) < last) yield* Effect.sleep(Duration.millis(200))
+      while ((yield* log.position("relay:kafka")) < last) yield* Effect.sleep(Duration.millis(200))
       yield* Fiber.interrupt(running)
       // At-least-once: a send cut short by the restart may have reached some partitions, and is sent again.
       const all = yield* consumeUntil("mailroom.events.outage", (records) => new Set(records.map((r) => r.headers.ce_id)).size >= events.length)

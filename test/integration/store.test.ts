@@ -1,3 +1,4 @@
+import { EventLog } from "../../src/log/EventLog.js"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
@@ -45,8 +46,7 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       expect(yield* count("events")).toBe(5)
       const again = yield* once
       expect(again.found).toBe(0)
-      const repo = yield* TicketRepo
-      const events = yield* repo.eventsAfter(0n, 100)
+      const events = yield* Effect.flatMap(EventLog, (log) => log.read(0n, 100))
       expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => (a < b ? -1 : 1)))
       expect(events.map((e) => e.type)).toEqual(["EmailReceived", "EmailReceived", "EmailDuplicate", "EmailQuarantined", "EmailReceived"])
     }).pipe(Effect.provide(sqlPipeline(backend, "store", mailbox.layer)))

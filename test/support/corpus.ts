@@ -11,6 +11,8 @@ export interface CorpusMail {
   readonly index: number
   readonly raw: Buffer
   readonly messageId: string
+  /** The sender's address. Replies come from any customer, as the guide's corpus has them. */
+  readonly from: string
   /** The Message-ID this mail answers, always an earlier one of the corpus. */
   readonly threadOf?: string
   /** The most telling of its traits: auto-reply, list, reply, attachment, html, else plain. */
@@ -128,7 +130,7 @@ const corpusMail = (context: Context, index: number): CorpusMail => {
     ...(attachments.length > 0 ? { attachments } : {})
   })
   const kind = kindOf(found, html, attachments.length > 0)
-  return { index, raw, messageId, kind, ...(found.parent ? { threadOf: found.parent } : {}) }
+  return { index, raw, messageId, from: `customer${who}@example.org`, kind, ...(found.parent ? { threadOf: found.parent } : {}) }
 }
 
 /**

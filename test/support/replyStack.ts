@@ -1,3 +1,4 @@
+import { EventLog } from "../../src/log/EventLog.js"
 import type { SqlClient } from "@effect/sql"
 import { Effect, ManagedRuntime, Option } from "effect"
 import type { ParsedMail } from "mailparser"
@@ -6,7 +7,7 @@ import type { StoredEvent } from "../../src/log/Event.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { ImapLive } from "../../src/mailbox/Imap.js"
 import { Responder } from "../../src/replies/Responder.js"
-import { TicketRepo } from "../../src/tickets/TicketRepo.js"
+import type { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import type { Dovecot } from "./dovecot.js"
 import { startDovecot } from "./dovecot.js"
 import type { FakeOpenAI } from "./fakeOpenAI.js"
@@ -71,10 +72,10 @@ export const startReplyServers = async (): Promise<ReplyServers> => {
 /** The live pipeline (Dovecot, PostgreSQL, the SMTP sink, the fake LLM) in this process, after its first look at the mailbox. */
 export const replyPipeline = async (servers: ReplyServers, label: string, extra: Record<string, string> = {}) => {
   const runtime = ManagedRuntime.make(sqlPipeline("postgres", label, ImapLive, servers.env(extra)))
-  const run = <A, E>(effect: Effect.Effect<A, E, Poller | Responder | TicketRepo | SqlClient.SqlClient>) => runtime.runPromise(effect)
+  const run = <A, E>(effect: Effect.Effect<A, E, Poller | Responder | TicketRepo | EventLog | SqlClient.SqlClient>) => runtime.runPromise(effect)
   const ingest = () => run(Effect.flatMap(Poller, (p) => p.once).pipe(Effect.map(Option.getOrThrow)))
   const reply = () => run(Effect.flatMap(Responder, (r) => r.drain).pipe(Effect.map(Option.getOrThrow)))
-  const events = () => run(Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000)))
+  const events = () => run(Effect.flatMap(EventLog, (log) => log.read(0n, 10_000)))
   await ingest()
   return { runtime, run, ingest, reply, events }
 }

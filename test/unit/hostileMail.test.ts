@@ -1,9 +1,9 @@
+import { EventLog } from "../../src/log/EventLog.js"
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { Poller } from "../../src/mailbox/Poller.js"
-import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { generateCorpus } from "../support/corpus.js"
 import { hostileMails } from "../support/mails.js"
 import { pipelineLayer } from "./layers.js"
@@ -16,7 +16,7 @@ describe("hostile mail", () => {
     const last = mailbox.append("From: after@customer.test\r\nSubject: after\r\n\r\nstill here\r\n")
     return Effect.gen(function*() {
       yield* Effect.flatMap(Poller, (p) => p.once)
-      const events = yield* Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 1000))
+      const events = yield* Effect.flatMap(EventLog, (log) => log.read(0n, 1000))
       const outcome = (uid: number) => {
         const event = events.find((e) => e.uid === uid)!
         return event.data._tag === "EmailQuarantined" ? `quarantined:${event.data.reason}` : event.data._tag

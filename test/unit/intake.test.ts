@@ -1,3 +1,4 @@
+import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import type { StoredEvent } from "../../src/log/Event.js"
@@ -8,7 +9,7 @@ import { StateStore } from "../../src/log/StateStore.js"
 import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { mail, pipelineLayer } from "./layers.js"
 
-const events = Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000))
+const events = Effect.flatMap(EventLog, (log) => log.read(0n, 10_000))
 const ofType = <T extends StoredEvent["type"]>(all: ReadonlyArray<StoredEvent>, type: T) =>
   all.filter((e) => e.type === type).map((e) => e.data as Extract<StoredEvent["data"], { _tag: T }>)
 
@@ -17,7 +18,7 @@ const once = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Opt
 const withMailbox = <A, E>(
   mailbox: MemoryMailbox,
   env: Record<string, string>,
-  body: Effect.Effect<A, E, Poller | TicketRepo | StateStore>
+  body: Effect.Effect<A, E, Poller | TicketRepo | StateStore | EventLog>
 ) => body.pipe(Effect.provide(pipelineLayer(mailbox, env)))
 
 describe("Intake", () => {

@@ -1,3 +1,4 @@
+import { StoreTest } from "../../src/Layers.js"
 import { ConfigProvider, Effect, Layer } from "effect"
 import { gmailPass } from "../support/mails.js"
 import { Intake } from "../../src/tickets/Intake.js"
@@ -8,8 +9,6 @@ import type { MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { LeadershipTest } from "../../src/mailbox/Leadership.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
-import { StateStore } from "../../src/log/StateStore.js"
-import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 
 export const baseEnv = {
   GMAIL_SENDER_EMAIL: "support@example.com",
@@ -23,7 +22,7 @@ export const configLayer = (env: Record<string, string> = {}) =>
 /** The whole pipeline on in-memory services: a mailbox, the log, the cursor and a recording bus. */
 export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string> = {}) => {
   const bus = Layer.effect(EventBus, Effect.map(makeEventBusTest, (test) => test.bus))
-  const stores = TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))
+  const stores = StoreTest
   return Layer.mergeAll(Poller.Default, Relay.Default, Intake.Default).pipe(
     Layer.provide(Intake.Default),
     Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, SenderAuthenticator.Default, bus, LeadershipTest)),

@@ -1,3 +1,5 @@
+import { StoreTest } from "../../src/Layers.js"
+import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
 import { Intake } from "../../src/tickets/Intake.js"
@@ -8,8 +10,6 @@ import { MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { LeadershipTest } from "../../src/mailbox/Leadership.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
-import { StateStore } from "../../src/log/StateStore.js"
-import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { configLayer, mail } from "./layers.js"
 
 const setup = (mailbox: MemoryMailbox) =>
@@ -20,7 +20,7 @@ const setup = (mailbox: MemoryMailbox) =>
       Layer.provide(
         Layer.mergeAll(mailbox.layer, Parser.Default, SenderAuthenticator.Default, Layer.succeed(EventBus, bus.bus), LeadershipTest)
       ),
-      Layer.provideMerge(TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))),
+      Layer.provideMerge(StoreTest),
       Layer.provide(configLayer({ AGENT: "off" }))
     )
     return { bus, layer }
@@ -35,7 +35,7 @@ describe("Relay", () => {
       yield* Effect.gen(function*() {
         const poller = yield* Poller
         const relay = yield* Relay
-        const state = yield* StateStore
+        const log = yield* EventLog
         yield* poller.once.pipe(Effect.map(Option.getOrThrow))
         expect(yield* relay.drain).toBe(3)
         expect((yield* Ref.get(bus.published)).map((e) => e.seq)).toEqual([1n, 2n, 3n])
@@ -45,14 +45,14 @@ describe("Relay", () => {
         yield* poller.once
         const draining = yield* Effect.fork(relay.drain)
         yield* TestClock.adjust("10 seconds")
-        expect(yield* state.position("relay:test")).toBe(3n)
+        expect(yield* log.position("relay:test")).toBe(3n)
         expect(yield* relay.pending).toBe(2)
 
         yield* Ref.set(bus.failing, false)
         yield* TestClock.adjust("1 minute")
         expect(yield* Fiber.join(draining)).toBe(2)
         expect((yield* Ref.get(bus.published)).map((e) => e.seq)).toEqual([1n, 2n, 3n, 4n, 5n])
-        expect(yield* state.position("relay:test")).toBe(5n)
+        expect(yield* log.position("relay:test")).toBe(5n)
       }).pipe(Effect.provide(layer))
     }))
 
@@ -64,19 +64,19 @@ describe("Relay", () => {
       yield* Effect.gen(function*() {
         const poller = yield* Poller
         const relay = yield* Relay
-        const state = yield* StateStore
+        const log = yield* EventLog
         yield* poller.once.pipe(Effect.map(Option.getOrThrow))
         yield* Ref.set(bus.takes, 2)
         const draining = yield* Effect.fork(relay.drain)
         yield* TestClock.adjust("10 seconds")
-        expect(yield* state.position("relay:test")).toBe(2n)
+        expect(yield* log.position("relay:test")).toBe(2n)
         expect(yield* relay.pending).toBe(3)
 
         yield* Ref.set(bus.failing, false)
         yield* TestClock.adjust("1 minute")
         expect(yield* Fiber.join(draining)).toBe(5)
         expect((yield* Ref.get(bus.published)).map((e) => e.seq)).toEqual([1n, 2n, 3n, 4n, 5n])
-        expect(yield* state.position("relay:test")).toBe(5n)
+        expect(yield* log.position("relay:test")).toBe(5n)
       }).pipe(Effect.provide(layer))
     }))
 

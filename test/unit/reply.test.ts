@@ -1,3 +1,6 @@
+import { ReplyStore } from "../../src/replies/ReplyStore.js"
+import { StoreTest } from "../../src/Layers.js"
+import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option, TestClock } from "effect"
 import type { StoredEvent } from "../../src/log/Event.js"
@@ -15,8 +18,6 @@ import { MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnavailable }
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { Drafts } from "../../src/replies/Drafts.js"
-import { StateStore } from "../../src/log/StateStore.js"
-import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { configLayer, mail as anyMail } from "./layers.js"
 
 /** Mail from senders Gmail authenticated: the only mail that gets automatic answers by default. */
@@ -37,7 +38,7 @@ interface Setup {
 
 /** Intake and the responder on in-memory services. */
 const replyLayer = (setup: Setup) => {
-  const stores = TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test))
+  const stores = StoreTest
   return Layer.mergeAll(Poller.Default, Responder.Default).pipe(
     Layer.provide(Intake.Default),
     Layer.provide(Layer.mergeAll(
@@ -56,7 +57,7 @@ const replyLayer = (setup: Setup) => {
 
 const ingest = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Option.getOrThrow))
 const drain = Effect.flatMap(Responder, (responder) => responder.drain).pipe(Effect.map(Option.getOrThrow))
-const events = Effect.flatMap(TicketRepo, (repo) => repo.eventsAfter(0n, 10_000))
+const events = Effect.flatMap(EventLog, (log) => log.read(0n, 10_000))
 const ofType = <T extends StoredEvent["type"]>(all: ReadonlyArray<StoredEvent>, type: T) =>
   all.filter((e) => e.type === type).map((e) => e.data as Extract<StoredEvent["data"], { _tag: T }>)
 
@@ -297,12 +298,12 @@ describe("Responder", () => {
     mailbox.appendTo(SENT, "Message-ID: <unrelated@example.com>\r\n\r\nx")
     return Effect.gen(function*() {
       yield* ingest
-      const repo = yield* TicketRepo
+      const store = yield* ReplyStore
       // What a crash leaves behind: committed intents, no outcome, the position before both mails.
       const received = (yield* events).filter((e) => e.data._tag === "EmailReceived")
       for (const event of received) {
         const data = event.data as Extract<StoredEvent["data"], { _tag: "EmailReceived" }>
-        yield* repo.appendReply("INBOX", new ReplyIntended({
+        yield* store.append("INBOX", new ReplyIntended({
           emailEventId: event.id,
           ticketId: data.ticketId,
           customerId: data.customerId,
@@ -419,7 +420,7 @@ describe("Responder", () => {
     const mailer = new MemoryMailer()
     mailbox.append(mail({ subject: "history" }))
     return Effect.gen(function*() {
-      const stores = yield* Layer.build(TicketRepo.Test.pipe(Layer.provideMerge(StateStore.Test)))
+      const stores = yield* Layer.build(StoreTest)
       const withStores = <A, E, R>(layer: Layer.Layer<A, E, R>) => layer.pipe(Layer.provide(Layer.succeedContext(stores)))
       const config = configLayer()
       const intake = withStores(Poller.Default.pipe(

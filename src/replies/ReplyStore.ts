@@ -1,0 +1,130 @@
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Context, Effect, Layer } from "effect"
+import type { EventData, ReplyEvent, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
+import { decodeEventData, EventLog } from "../log/EventLog.js"
+import type { NewEvent } from "../log/EventLog.js"
+import { currentTraceparent } from "../telemetry/Tracing.js"
+import { writeOutbound } from "../tickets/Projection.js"
+import { outboundRow } from "./Reply.js"
+
+export interface ReplyState {
+  readonly intent: ReplyIntended | undefined
+  readonly outcome: ReplyOutcome | undefined
+}
+
+export interface ReplyStoreShape {
+  /** The reply events recorded for one EmailReceived. */
+  readonly replyState: (emailEventId: string) => Effect.Effect<ReplyState, SqlError>
+  /**
+   * Appends one reply event; a ReplySent also writes the answer's outbound `messages` row (from its
+   * ReplyIntended), in the same transaction. The database refuses a second intent or outcome.
+   */
+  readonly append: (mailbox: string, data: ReplyEvent) => Effect.Effect<string, SqlError>
+  /** Replies sent since `since` to this customer or to this address. */
+  readonly sentSince: (customerId: string, to: string, since: Date) => Effect.Effect<number, SqlError>
+  /** Answers sent or drafted since `since`, on one ticket or (without ticketId) across the log. */
+  readonly answersSince: (scope: { readonly ticketId?: string }, since: Date) => Effect.Effect<number, SqlError>
+}
+
+const isIntent = (data: EventData): data is ReplyIntended => data._tag === "ReplyIntended"
+const isOutcome = (data: EventData): data is ReplyOutcome =>
+  data._tag === "ReplySent" || data._tag === "ReplyDrafted" || data._tag === "ReplySkipped" || data._tag === "ReplyFailed"
+
+const replyStateOf = (events: ReadonlyArray<EventData>): ReplyState => ({
+  intent: events.find(isIntent),
+  outcome: events.find(isOutcome)
+})
+
+const replyEvent = (mailbox: string, data: ReplyEvent, trace: string | null): NewEvent => ({
+  id: crypto.randomUUID(),
+  type: data._tag,
+  mailbox,
+  uidvalidity: null,
+  uid: null,
+  ticketId: data.ticketId,
+  occurredAt: new Date(),
+  data,
+  trace
+})
+
+const makeSql = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const log = yield* EventLog
+
+  const replyState = (emailEventId: string) =>
+    sql<{ data: unknown }>`
+      SELECT data FROM events
+      WHERE type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
+      ORDER BY seq
+    `.pipe(Effect.map((rows) => replyStateOf(rows.map((row) => decodeEventData(row.data)))))
+
+  return ReplyStore.of({
+    replyState,
+    append: (mailbox, data) =>
+      Effect.flatMap(currentTraceparent, (trace) =>
+        log.transaction((append) =>
+          Effect.gen(function*() {
+            const event = replyEvent(mailbox, data, trace)
+            yield* append([event])
+            if (data._tag === "ReplySent") {
+              const { intent } = yield* replyState(data.emailEventId)
+              if (intent !== undefined) yield* writeOutbound(sql, outboundRow(event.id, mailbox, intent, event.occurredAt))
+            }
+            return event.id
+          })
+        )).pipe(Effect.withSpan("ReplyStore.append", { kind: "client", attributes: { "mailroom.event.type": data._tag } })),
+    sentSince: (customerId, to, since) =>
+      sql<{ n: string }>`
+        SELECT count(*) AS n FROM events
+        WHERE type = 'ReplySent' AND (data->>'customerId' = ${customerId} OR data->>'to' = ${to}) AND occurred_at > ${since}
+      `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0))),
+    answersSince: (scope, since) =>
+      (scope.ticketId === undefined
+        ? sql<{ n: string }>`
+          SELECT count(*) AS n FROM events WHERE type IN ('ReplySent', 'ReplyDrafted') AND occurred_at > ${since}`
+        : sql<{ n: string }>`
+          SELECT count(*) AS n FROM events
+          WHERE type IN ('ReplySent', 'ReplyDrafted') AND ticket_id = ${scope.ticketId} AND occurred_at > ${since}`).pipe(
+          Effect.map((rows) => Number(rows[0]?.n ?? 0))
+        )
+  })
+})
+
+const repliesTo = (all: ReadonlyArray<StoredEvent>, emailEventId: string) =>
+  all.flatMap((e) => (isIntent(e.data) || isOutcome(e.data)) && e.data.emailEventId === emailEventId ? [e.data] : [])
+
+/** The same contract over the in-memory log, with the database's one-intent, one-outcome rule. */
+const makeMemory = Effect.gen(function*() {
+  const log = yield* EventLog
+  const all = log.read(0n, Number.MAX_SAFE_INTEGER)
+  const count = (keep: (event: StoredEvent) => boolean) => Effect.map(all, (events) => events.filter(keep).length)
+  return ReplyStore.of({
+    replyState: (emailEventId) => Effect.map(all, (events) => replyStateOf(repliesTo(events, emailEventId))),
+    append: (mailbox, data) =>
+      log.transaction((append) =>
+        Effect.gen(function*() {
+          const before = replyStateOf(repliesTo(yield* all, data.emailEventId))
+          if ((isIntent(data) && before.intent) || (isOutcome(data) && before.outcome)) {
+            return yield* Effect.die(new Error(`a ${data._tag} for ${data.emailEventId} is already recorded`))
+          }
+          const event = replyEvent(mailbox, data, null)
+          yield* append([event])
+          return event.id
+        })
+      ),
+    sentSince: (customerId, to, since) =>
+      count((e) => e.data._tag === "ReplySent" && (e.data.customerId === customerId || e.data.to === to) && e.occurredAt > since),
+    answersSince: (scope, since) =>
+      count((e) =>
+        (e.data._tag === "ReplySent" || e.data._tag === "ReplyDrafted") && e.occurredAt > since &&
+        (scope.ticketId === undefined || e.data.ticketId === scope.ticketId)
+      )
+  })
+})
+
+/** The reply events of the log: what was answered, how, and how often. */
+export class ReplyStore extends Context.Tag("mailroom/ReplyStore")<ReplyStore, ReplyStoreShape>() {
+  static readonly Live = Layer.effect(ReplyStore, makeSql)
+  static readonly Test = Layer.effect(ReplyStore, makeMemory)
+}
