@@ -1,16 +1,21 @@
 /**
- * npm run bench:serve [-- --count N]: a private Dovecot holding the benchmark corpus, left running
+ * npm run bench:serve [-- --count N] [-- --small]: a private Dovecot holding the benchmark corpus
+ * (with --small, the small real-world mail of bench/smallCorpus.ts, 6,000 by default), left running
  * for profiling (`node --cpu-prof dist/main.js --once` against it). Prints the environment to use.
  */
 import { generateCorpus } from "../test/support/corpus.js"
 import { startDovecot } from "../test/support/dovecot.js"
+import { DEFAULT_COUNTS } from "./options.js"
+import { generateSmallCorpus } from "./smallCorpus.js"
 
+const small = process.argv.includes("--small")
 const index = process.argv.indexOf("--count")
-const count = index > 0 ? Number(process.argv[index + 1]) : 10_000
+const count = index > 0 ? Number(process.argv[index + 1]) : small ? DEFAULT_COUNTS.small : DEFAULT_COUNTS.backlog
 
 const dovecot = await startDovecot({ users: [{ user: "support@example.com", password: "bench-pass" }] })
 await dovecot.deliver((function*() {
-  for (const m of generateCorpus(count)) yield m.raw
+  if (small) for (const m of generateSmallCorpus(count, { to: dovecot.user })) yield m.raw
+  else for (const m of generateCorpus(count)) yield m.raw
 })())
 await dovecot.uids()
 console.log(
