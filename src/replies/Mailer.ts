@@ -5,6 +5,7 @@ import type { TlsMode } from "../config/Config.js"
 import type { TlsFailed } from "../mailbox/ImapErrors.js"
 import { tlsProblem } from "../mailbox/ImapErrors.js"
 import type { Address } from "../mail/Email.js"
+import { messageOptions } from "./Compose.js"
 import { autoReplyHeaders, safeHeader } from "./Reply.js"
 import { setting } from "../config/Settings.js"
 
@@ -28,6 +29,12 @@ export const SmtpConfig = Config.all({
         Config.map(Duration.seconds)
       ),
     { value: Duration.seconds(30), shown: "30" }
+  ),
+  concurrency: setting(
+    "SMTP_CONCURRENCY",
+    "Answers sent at once, over as many pooled SMTP connections; answers to one customer still go out in order.",
+    (name) => Config.integer(name).pipe(Config.validate({ message: "Expected a whole number from 1 to 32", validation: (n) => n >= 1 && n <= 32 })),
+    { value: 4 }
   )
 })
 export type SmtpConfig = Config.Config.Success<typeof SmtpConfig>
@@ -116,6 +123,8 @@ export const classifySmtp = (
 
 export interface MailerShape {
   readonly send: (mail: OutboundMail) => Effect.Effect<Delivery, MailerError>
+  /** How many answers may be sent at once (SMTP_CONCURRENCY). */
+  readonly concurrency: number
 }
 
 export class Mailer extends Context.Tag("mailroom/Mailer")<Mailer, MailerShape>() {}
@@ -125,6 +134,10 @@ const make = Effect.gen(function*() {
   const transport = yield* Effect.acquireRelease(
     Effect.sync(() =>
       nodemailer.createTransport({
+        // Connections are kept and reused: a new one costs a greeting, TLS and a login per answer.
+        pool: true,
+        maxConnections: config.concurrency,
+        maxMessages: 100,
         host: config.host,
         port: config.port,
         secure: config.tls === true,
@@ -143,21 +156,12 @@ const make = Effect.gen(function*() {
 
   const attempt = (mail: OutboundMail) =>
     Effect.tryPromise({
-      try: () =>
-        transport.sendMail({
-          from: mail.from,
-          to: { name: safeHeader(mail.to.name), address: mail.to.address },
-          subject: safeHeader(mail.subject),
-          text: mail.text,
-          messageId: mail.messageId,
-          ...(mail.inReplyTo ? { inReplyTo: mail.inReplyTo } : {}),
-          ...(mail.references.length > 0 ? { references: [...mail.references] } : {}),
-          headers: autoReplyHeaders(mail.from)
-        }),
+      try: () => transport.sendMail(messageOptions(mail, autoReplyHeaders(mail.from))),
       catch: (cause) => classifySmtp(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, to: mail.to.address })
     })
 
   return Mailer.of({
+    concurrency: config.concurrency,
     send: Effect.fn("Mailer.send")(function*(mail: OutboundMail) {
       yield* Effect.annotateCurrentSpan({
         "server.address": config.host,
@@ -179,10 +183,17 @@ const make = Effect.gen(function*() {
 
 export const MailerLive = Layer.scoped(Mailer, make)
 
-/** Records what would be sent; `failNext` queues the errors the next sends meet. */
+/**
+ * Records what would be sent; `failNext` queues the errors the next sends meet. `delay` makes each
+ * send take that long, and `mostAtOnce` tells how many were under way together.
+ */
 export class MemoryMailer {
   readonly sent: Array<OutboundMail> = []
   readonly failures: Array<MailerError> = []
+  mostAtOnce = 0
+  private underWay = 0
+
+  constructor(private readonly delay: (mail: OutboundMail) => Duration.DurationInput = () => 0) {}
 
   failNext(...errors: ReadonlyArray<MailerError>): void {
     this.failures.push(...errors)
@@ -191,12 +202,18 @@ export class MemoryMailer {
   readonly layer: Layer.Layer<Mailer> = Layer.succeed(
     Mailer,
     Mailer.of({
+      concurrency: 4,
       send: (mail) =>
         Effect.suspend(() => {
           const failure = this.failures.shift()
           if (failure) return Effect.fail(failure)
-          this.sent.push(mail)
-          return Effect.succeed({ response: "250 2.0.0 OK (memory)", attempts: 1 })
+          this.underWay += 1
+          this.mostAtOnce = Math.max(this.mostAtOnce, this.underWay)
+          return Effect.sleep(this.delay(mail)).pipe(
+            Effect.zipRight(Effect.sync(() => this.sent.push(mail))),
+            Effect.ensuring(Effect.sync(() => void (this.underWay -= 1))),
+            Effect.as({ response: "250 2.0.0 OK (memory)", attempts: 1 })
+          )
         })
     })
   )

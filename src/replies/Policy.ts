@@ -86,46 +86,84 @@ export const authGuard = (email: Pick<EmailReceived, "senderAuth">, required: bo
     ? { reason: "unauthenticated", detail: `the sender is not authenticated: ${email.senderAuth.reason}` }
     : undefined
 
+/** An answer admitted but not yet recorded as ReplyIntended: it counts against the caps meanwhile. */
+interface Reservation {
+  readonly ticketId: string
+  readonly customerId: string
+  readonly to: string
+}
+
 /**
  * Whether a received mail gets an automatic answer at all: loops and automatic mail first (they say
- * most about the mail), then the sender's authentication, then the caps. The global cap is a
- * circuit breaker: once open it skips without counting, and says so once.
+ * most about the mail), then the sender's authentication, then the caps. The caps count answers
+ * decided (ReplyIntended) plus those admitted and still on their way to being recorded, and
+ * admission is one at a time, so answers sent side by side cannot overshoot them. The global cap
+ * is a circuit breaker: once open it skips without counting, and says so once.
  */
 export const makePolicy = (config: ReplyConfig, own: OwnAddresses, store: ReplyStoreShape) =>
   Effect.gen(function*() {
     const openUntil = yield* Ref.make(0)
+    const inFlight = yield* Ref.make<ReadonlyArray<Reservation>>([])
+    const oneAtATime = yield* Effect.makeSemaphore(1)
 
-    const breaker = Effect.gen(function*() {
-      const now = Date.now()
-      const until = yield* Ref.get(openUntil)
-      if (until > now) {
-        return { reason: "global_limit", detail: `the circuit breaker is open until ${new Date(until).toISOString()} (REPLY_GLOBAL_LIMIT=${config.globalLimit})` } satisfies Skip
-      }
-      const skip = globalGuard(yield* store.answersSince({}, new Date(now - HOUR)), config.globalLimit)
-      if (skip === undefined) {
-        if (until > 0) {
-          yield* Ref.set(openUntil, 0)
-          yield* Effect.logInfo("Automatic answers resume: the last hour is under REPLY_GLOBAL_LIMIT again")
-        }
-        return undefined
-      }
-      yield* Ref.set(openUntil, now + HOUR)
-      yield* Effect.logWarning(`${skip.detail}; mail is still recorded, answers wait for a person`)
-      return skip
-    })
-
-    const skip = (email: EmailReceived): Effect.Effect<Skip | undefined, SqlError> =>
+    const breaker = (pending: number) =>
       Effect.gen(function*() {
-        const early = loopGuard(email, own) ?? authGuard(email, config.requireAuth)
-        if (early !== undefined) return early
+        const now = Date.now()
+        const until = yield* Ref.get(openUntil)
+        if (until > now) {
+          return { reason: "global_limit", detail: `the circuit breaker is open until ${new Date(until).toISOString()} (REPLY_GLOBAL_LIMIT=${config.globalLimit})` } satisfies Skip
+        }
+        const skip = globalGuard((yield* store.answersSince({}, new Date(now - HOUR))) + pending, config.globalLimit)
+        if (skip === undefined) {
+          if (until > 0) {
+            yield* Ref.set(openUntil, 0)
+            yield* Effect.logInfo("Automatic answers resume: the last hour is under REPLY_GLOBAL_LIMIT again")
+          }
+          return undefined
+        }
+        yield* Ref.set(openUntil, now + HOUR)
+        yield* Effect.logWarning(`${skip.detail}; mail is still recorded, answers wait for a person`)
+        return skip
+      })
+
+    const caps = (email: EmailReceived, to: string, pending: ReadonlyArray<Reservation>) =>
+      Effect.gen(function*() {
+        const now = Date.now()
         const sender = rateGuard(
-          yield* store.sentSince(email.customerId, recipient(email).address, new Date(Date.now() - HOUR)),
+          (yield* store.sentSince(email.customerId, to, new Date(now - HOUR))) +
+            pending.filter((r) => r.customerId === email.customerId || r.to === to).length,
           config.rateLimit
         )
         if (sender !== undefined) return sender
-        const ticket = ticketGuard(yield* store.answersSince({ ticketId: email.ticketId }, new Date(Date.now() - DAY)), config.ticketLimit)
-        return ticket ?? (yield* breaker)
+        const ticket = ticketGuard(
+          (yield* store.answersSince({ ticketId: email.ticketId }, new Date(now - DAY))) +
+            pending.filter((r) => r.ticketId === email.ticketId).length,
+          config.ticketLimit
+        )
+        return ticket ?? (yield* breaker(pending.length))
       })
 
-    return { skip } as const
+    /**
+     * Runs `answer` for a mail the policy admits, holding its place under the caps until `answer`
+     * has recorded what it decided; a mail it does not admit gets `skipped` with the reason.
+     */
+    const admit = <A, E, R>(
+      email: EmailReceived,
+      answer: Effect.Effect<A, E, R>,
+      skipped: (skip: Skip) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | SqlError, R> =>
+      Effect.gen(function*() {
+        const early = loopGuard(email, own) ?? authGuard(email, config.requireAuth)
+        if (early !== undefined) return yield* skipped(early)
+        const reservation: Reservation = { ticketId: email.ticketId, customerId: email.customerId, to: recipient(email).address }
+        const skip = yield* oneAtATime.withPermits(1)(
+          Effect.flatMap(Ref.get(inFlight), (pending) =>
+            Effect.tap(caps(email, reservation.to, pending), (skip) =>
+              skip === undefined ? Ref.update(inFlight, (all) => [...all, reservation]) : Effect.void))
+        )
+        if (skip !== undefined) return yield* skipped(skip)
+        return yield* answer.pipe(Effect.ensuring(Ref.update(inFlight, (all) => all.filter((r) => r !== reservation))))
+      })
+
+    return { admit } as const
   })

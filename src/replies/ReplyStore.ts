@@ -21,9 +21,13 @@ export interface ReplyStoreShape {
    * ReplyIntended), in the same transaction. The database refuses a second intent or outcome.
    */
   readonly append: (mailbox: string, data: ReplyEvent) => Effect.Effect<string, SqlError>
-  /** Replies sent since `since` to this customer or to this address. */
+  /** Answers decided (ReplyIntended) since `since` for this customer or to this address. */
   readonly sentSince: (customerId: string, to: string, since: Date) => Effect.Effect<number, SqlError>
-  /** Answers sent or drafted since `since`, on one ticket or (without ticketId) across the log. */
+  /**
+   * Answers decided (ReplyIntended: sent, drafted, or failing) since `since`, on one ticket or
+   * (without ticketId) across the log. An intent is recorded before its answer leaves, so the
+   * count never lags behind what is on its way.
+   */
   readonly answersSince: (scope: { readonly ticketId?: string }, since: Date) => Effect.Effect<number, SqlError>
 }
 
@@ -77,15 +81,15 @@ const makeSql = Effect.gen(function*() {
     sentSince: (customerId, to, since) =>
       sql<{ n: string }>`
         SELECT count(*) AS n FROM events
-        WHERE type = 'ReplySent' AND (data->>'customerId' = ${customerId} OR data->>'to' = ${to}) AND occurred_at > ${since}
+        WHERE type = 'ReplyIntended' AND (data->>'customerId' = ${customerId} OR data->'to'->>'address' = ${to}) AND occurred_at > ${since}
       `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0))),
     answersSince: (scope, since) =>
       (scope.ticketId === undefined
         ? sql<{ n: string }>`
-          SELECT count(*) AS n FROM events WHERE type IN ('ReplySent', 'ReplyDrafted') AND occurred_at > ${since}`
+          SELECT count(*) AS n FROM events WHERE type = 'ReplyIntended' AND occurred_at > ${since}`
         : sql<{ n: string }>`
           SELECT count(*) AS n FROM events
-          WHERE type IN ('ReplySent', 'ReplyDrafted') AND ticket_id = ${scope.ticketId} AND occurred_at > ${since}`).pipe(
+          WHERE type = 'ReplyIntended' AND ticket_id = ${scope.ticketId} AND occurred_at > ${since}`).pipe(
           Effect.map((rows) => Number(rows[0]?.n ?? 0))
         )
   })
@@ -114,10 +118,10 @@ const makeMemory = Effect.gen(function*() {
         })
       ),
     sentSince: (customerId, to, since) =>
-      count((e) => e.data._tag === "ReplySent" && (e.data.customerId === customerId || e.data.to === to) && e.occurredAt > since),
+      count((e) => e.data._tag === "ReplyIntended" && (e.data.customerId === customerId || e.data.to.address === to) && e.occurredAt > since),
     answersSince: (scope, since) =>
       count((e) =>
-        (e.data._tag === "ReplySent" || e.data._tag === "ReplyDrafted") && e.occurredAt > since &&
+        e.data._tag === "ReplyIntended" && e.occurredAt > since &&
         (scope.ticketId === undefined || e.data.ticketId === scope.ticketId)
       )
   })

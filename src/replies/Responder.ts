@@ -33,6 +33,9 @@ export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{
   }
 }
 
+/** Runs `use` on the responder's IMAP connection, opened on first use, one caller at a time. */
+type WithSession = <A, E>(use: (session: ImapSession) => Effect.Effect<A, E>) => Effect.Effect<A, E | ImapError>
+
 export type ResponderError =
   | SqlError
   | ImapError
@@ -144,8 +147,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       )
 
     /** Drafts are looked up by Message-ID before they are appended, so a crash never leaves two. */
-    const draft = (intent: ReplyIntended, session: Effect.Effect<ImapSession, ImapError>) =>
-      Effect.flatMap(session, (s) => drafts.save(s, outbound(intent))).pipe(
+    const draft = (intent: ReplyIntended, session: WithSession) =>
+      session((s) => drafts.save(s, outbound(intent))).pipe(
         Effect.flatMap((saved) =>
           record(
             new ReplyDrafted({
@@ -168,16 +171,16 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         Effect.uninterruptible
       )
 
-    const deliver = (intent: ReplyIntended, session: Effect.Effect<ImapSession, ImapError>) =>
+    const deliver = (intent: ReplyIntended, session: WithSession) =>
       intent.mode === "draft" ? draft(intent, session) : send(intent)
 
     /** An intent without an outcome: a crash or an outage came between it and its ReplySent. */
-    const resume = (intent: ReplyIntended, session: Effect.Effect<ImapSession, ImapError>) =>
+    const resume = (intent: ReplyIntended, session: WithSession) =>
       intent.mode === "draft" ? draft(intent, session) : resumeSend(intent, session)
 
-    const resumeSend = (intent: ReplyIntended, session: Effect.Effect<ImapSession, ImapError>) =>
+    const resumeSend = (intent: ReplyIntended, session: WithSession) =>
       Effect.gen(function*() {
-        const found = yield* Effect.flatMap(session, (s) => s.findByMessageId(config.sentMailbox, intent.messageId)).pipe(
+        const found = yield* session((s) => s.findByMessageId(config.sentMailbox, intent.messageId)).pipe(
           Effect.catchTag("MailboxNotFound", () => new SentMailboxMissing({ mailbox: config.sentMailbox }))
         )
         if (found.length === 0) {
@@ -192,11 +195,9 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         }))
       })
 
-    const answer = (event: StoredEvent, email: EmailReceived, session: Effect.Effect<ImapSession, ImapError>) =>
+    const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) =>
       Effect.gen(function*() {
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
-        const skip = yield* policy.skip(email)
-        if (skip) return yield* record(new ReplySkipped({ ...ids, ...skip }))
         const thread = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
         const reply = yield* agent.reply({ email, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
         if (reply._tag === "Left") {
@@ -251,18 +252,24 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     }
 
     /** With MARK_SEEN=after-reply, the customer's mail is flagged once its reply is sent or skipped. */
-    const flagSeen = (event: StoredEvent, session: Effect.Effect<ImapSession, ImapError>) =>
-      Effect.gen(function*() {
-        if (event.uid === null) return
-        const s = yield* session
-        const status = yield* s.open(event.mailbox)
-        if (status.uidValidity === event.uidvalidity) yield* s.markSeen([event.uid])
-      })
+    const flagSeen = (event: StoredEvent, session: WithSession) =>
+      event.uid === null ? Effect.void : session((s) =>
+        Effect.gen(function*() {
+          const status = yield* s.open(event.mailbox)
+          if (status.uidValidity === event.uidvalidity) yield* s.markSeen([event.uid!])
+        })
+      )
 
-    const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: Effect.Effect<ImapSession, ImapError>) {
+    const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: WithSession) {
       yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id })
       const known = yield* store.replyState(event.id)
-      const outcome = known.outcome ?? (known.intent ? yield* resume(known.intent, session) : yield* answer(event, email, session))
+      const outcome = known.outcome ?? (known.intent
+        ? yield* resume(known.intent, session)
+        : yield* policy.admit(
+          email,
+          answer(event, email, session),
+          (skip) => record(new ReplySkipped({ emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId, ...skip }))
+        ))
       yield* Effect.annotateCurrentSpan({ "mailroom.reply.outcome": outcome._tag })
       if (known.outcome === undefined) yield* logOutcome(outcome)
       if (config.markSeen === "after-reply" && outcome._tag !== "ReplyFailed") yield* flagSeen(event, session)
@@ -276,17 +283,30 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       failed: summary.failed + (outcome._tag === "ReplyFailed" ? 1 : 0)
     })
 
-    /** Answers one page of the log; an IMAP connection is opened only when an answer needs one. */
-    const answerPage = (summary: Ref.Ref<ReplySummary>): Handler<ResponderError, never> => (events, advance) =>
+    /**
+     * Answers one page of the log: SMTP_CONCURRENCY customers at a time, each customer's mail in
+     * order. The page's position is stored once every answer in it is recorded; a crash in between
+     * hands the page over again, and what was already answered is then only looked up.
+     */
+    const answerPage = (summary: Ref.Ref<ReplySummary>): Handler<ResponderError, never> => (events) =>
       Effect.scoped(Effect.gen(function*() {
-        const session = yield* Effect.cached(Scope.extend(imap.connect, yield* Effect.scope))
+        // One IMAP connection, opened only when an answer needs it, one command sequence at a time.
+        const connection = yield* Effect.cached(Scope.extend(imap.connect, yield* Effect.scope))
+        const exclusive = yield* Effect.makeSemaphore(1)
+        const session: WithSession = (use) => exclusive.withPermits(1)(Effect.flatMap(connection, use))
+        const byCustomer = new Map<string, Array<StoredEvent & { readonly data: EmailReceived }>>()
         for (const event of events) {
           if (event.data._tag !== "EmailReceived" || event.mailbox !== mailbox) continue
-          const outcome = yield* handle(event, event.data, session).pipe(withEventTrace(event))
-          yield* Metric.increment(Metric.tagged(replies, "outcome", outcome._tag))
-          yield* advance(event.seq)
-          yield* Ref.update(summary, (before) => count(before, outcome))
+          const email = event as StoredEvent & { readonly data: EmailReceived }
+          byCustomer.set(email.data.customerId, [...(byCustomer.get(email.data.customerId) ?? []), email])
         }
+        yield* Effect.forEach(byCustomer.values(), (mails) =>
+          Effect.forEach(mails, (event) =>
+            handle(event, event.data, session).pipe(
+              withEventTrace(event),
+              Effect.tap((outcome) => Metric.increment(Metric.tagged(replies, "outcome", outcome._tag))),
+              Effect.tap((outcome) => Ref.update(summary, (before) => count(before, outcome)))
+            ), { discard: true }), { concurrency: mailer.concurrency, discard: true })
       }))
 
     const empty: ReplySummary = { sent: 0, drafted: 0, skipped: 0, failed: 0 }

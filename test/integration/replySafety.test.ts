@@ -159,7 +159,8 @@ describe("who gets an automatic answer", () => {
       await servers.dovecot.append(cases.map(([options]) => mail({ authenticated: true, ...options })))
       await p.ingest()
       expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: cases.length, failed: 0 })
-      expect(ofType(await p.events(), "ReplySkipped").map((s) => s.reason)).toEqual(cases.map(([, reason]) => reason))
+      const reasons = ofType(await p.events(), "ReplySkipped").map((s) => s.reason)
+      expect(reasons.sort()).toEqual(cases.map(([, reason]) => reason).sort())
       await new Promise((resolve) => setTimeout(resolve, 200))
       expect(servers.sink.messages.length).toBe(before)
     } finally {
@@ -209,7 +210,7 @@ describe("who gets an automatic answer", () => {
       ])
       await p.ingest()
       expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 3, failed: 0 })
-      expect(ofType(await p.events(), "ReplySkipped").map((s) => s.reason)).toEqual(["ticket_limit", "global_limit", "global_limit"])
+      expect(ofType(await p.events(), "ReplySkipped").map((s) => s.reason).sort()).toEqual(["global_limit", "global_limit", "ticket_limit"])
     } finally {
       await p.runtime.dispose()
     }

@@ -144,7 +144,8 @@ describe("Responder", () => {
     return Effect.gen(function*() {
       yield* ingest
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: cases.length + 1, failed: 0 })
-      expect(ofType(yield* events, "ReplySkipped").map((e) => e.reason)).toEqual([...cases.map(([, reason]) => reason), "bounce"])
+      // Each sender's mail is answered in order; different senders side by side.
+      expect(ofType(yield* events, "ReplySkipped").map((e) => e.reason).sort()).toEqual([...cases.map(([, reason]) => reason), "bounce"].sort())
       expect(mailer.sent).toHaveLength(0)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
@@ -172,6 +173,24 @@ describe("Responder", () => {
       expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 1, failed: 0 })
       expect(mailer.sent.map((m) => m.to.address)).toEqual(["desk@target.test", "desk@target.test"])
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "2" } })))
+  })
+
+  it.live("answers SMTP_CONCURRENCY customers side by side, each customer's mail in order", () => {
+    const mailbox = new MemoryMailbox()
+    // Later mail is sent faster: a responder that did not keep one customer's mail in order would reorder it.
+    const mailer = new MemoryMailer((mail) => `${40 - Number(mail.subject.match(/#(\d+)/)?.[1] ?? 0) * 8} millis`)
+    for (let i = 0; i < 4; i++) {
+      for (const who of ["ann", "ben", "cat"]) mailbox.append(mail({ from: `${who}@customer.test`, subject: `${who} #${i}` }))
+    }
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 12, drafted: 0, skipped: 0, failed: 0 })
+      for (const who of ["ann", "ben", "cat"]) {
+        expect(mailer.sent.filter((m) => m.to.address === `${who}@customer.test`).map((m) => m.subject))
+          .toEqual([0, 1, 2, 3].map((i) => expect.stringContaining(`${who} #${i}`)))
+      }
+      expect(mailer.mostAtOnce).toBe(3)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "10", REPLY_TICKET_LIMIT: "10" } })))
   })
 
   it.effect("forged senders aiming at one Reply-To get nothing: unauthenticated, and the victim is never the recipient", () => {

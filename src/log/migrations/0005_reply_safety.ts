@@ -5,7 +5,8 @@ import { Effect } from "effect"
  * Who may join a ticket (its customer, and whom that customer's own mail put in To/Cc), which ticket
  * a stranger's mail pointed at, and whom an answer went to, so that a prompt holds only the sender's
  * own conversation. Existing tickets get their participants from the log; the log itself is not
- * touched. A draft is an outcome like any other: still one per answered mail.
+ * touched. A draft is an outcome like any other: still one per answered mail. The reply caps count
+ * answers decided (ReplyIntended), which are recorded before anything leaves.
  */
 export default Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -39,9 +40,15 @@ export default Effect.gen(function*() {
     DROP INDEX events_replies_by_email;
     CREATE INDEX events_replies_by_email ON events ((data->>'emailEventId'))
       WHERE type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed');
-    CREATE INDEX events_answers_by_ticket ON events (ticket_id, occurred_at)
-      WHERE type IN ('ReplySent', 'ReplyDrafted');
-    CREATE INDEX events_answers_by_time ON events (occurred_at)
-      WHERE type IN ('ReplySent', 'ReplyDrafted');
+    DROP INDEX events_replies_sent_by_customer;
+    DROP INDEX events_replies_sent_by_recipient;
+    CREATE INDEX events_intents_by_customer ON events ((data->>'customerId'), occurred_at)
+      WHERE type = 'ReplyIntended';
+    CREATE INDEX events_intents_by_recipient ON events ((data->'to'->>'address'), occurred_at)
+      WHERE type = 'ReplyIntended';
+    CREATE INDEX events_intents_by_ticket ON events (ticket_id, occurred_at)
+      WHERE type = 'ReplyIntended';
+    CREATE INDEX events_intents_by_time ON events (occurred_at)
+      WHERE type = 'ReplyIntended';
   `)
 })
