@@ -4,9 +4,9 @@ import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, TestClock } from "effect"
 import { authenticate, dkimSign } from "mailauth"
 import { vi } from "vitest"
+import { parseAuthenticationResults } from "../../src/mail/AuthResults.js"
 import {
   organisationalDomain,
-  parseAuthenticationResults,
   readAuthenticationResults,
   sameOrganisation,
   SenderAuthenticator,

@@ -1,0 +1,100 @@
+/**
+ * Drops (comments), nested ones included, keeping "quoted strings" whole: comments hold ";" and "="
+ * in practice (OpenDKIM writes "(2048-bit key; unprotected)", Gmail "(google.com: domain of ...)").
+ */
+const withoutComments = (value: string): string => {
+  let out = ""
+  let depth = 0
+  let quoted = false
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!
+    if (c === "\\") {
+      if (depth === 0) out += value.slice(i, i + 2)
+      i++
+    } else if (quoted) {
+      out += c
+      if (c === "\"") quoted = false
+    } else if (depth > 0) {
+      if (c === "(") depth++
+      else if (c === ")" && --depth === 0) out += " "
+    } else if (c === "(") {
+      depth = 1
+    } else {
+      if (c === "\"") quoted = true
+      out += c
+    }
+  }
+  return out
+}
+
+const splitOutsideQuotes = (value: string, separator: RegExp): Array<string> => {
+  const parts: Array<string> = []
+  let current = ""
+  let quoted = false
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!
+    if (c === "\\" && quoted) {
+      current += value.slice(i, i + 2)
+      i++
+    } else if (c === "\"") {
+      quoted = !quoted
+      current += c
+    } else if (!quoted && separator.test(c)) {
+      parts.push(current)
+      current = ""
+    } else {
+      current += c
+    }
+  }
+  parts.push(current)
+  return parts
+}
+
+const unquote = (value: string): string =>
+  value.startsWith("\"") && value.endsWith("\"") && value.length >= 2
+    ? value.slice(1, -1).replace(/\\(.)/g, "$1")
+    : value
+
+interface Resinfo {
+  readonly method: string
+  readonly result: string
+  /** ptype.property (lower-case) → value */
+  readonly properties: ReadonlyMap<string, string>
+}
+
+export interface AuthenticationResults {
+  /** null when the header has none: Exchange Online starts its header with "spf=". */
+  readonly authservId: string | null
+  readonly results: ReadonlyArray<Resinfo>
+}
+
+/** key=value, where a value may be or contain "quoted strings" ("john;doe"@example.com). */
+const pair = /([^\s="]+)\s*=\s*((?:"(?:[^"\\]|\\.)*"|[^\s"])*)/g
+
+const parseResinfo = (text: string): Resinfo | undefined => {
+  const pairs = [...text.trim().matchAll(pair)]
+  const first = pairs[0]
+  if (first === undefined || first.index !== 0) return undefined
+  const properties = new Map<string, string>()
+  for (const [, key, value] of pairs.slice(1)) {
+    // "ptype . property" with spaces is legal and unheard of; "reason=" and Microsoft's "action=" carry no domain.
+    if (key!.includes(".")) properties.set(key!.toLowerCase(), unquote(value!))
+  }
+  return {
+    method: first[1]!.replace(/\/.*$/, "").toLowerCase(),
+    result: unquote(first[2]!).toLowerCase(),
+    properties
+  }
+}
+
+/** One Authentication-Results header value (RFC 8601), already unfolded. */
+export const parseAuthenticationResults = (header: string): AuthenticationResults => {
+  const [head = "", ...rest] = splitOutsideQuotes(withoutComments(header), /;/)
+  const id = splitOutsideQuotes(head.trim(), /\s/).find((word) => word !== "")
+  const authservId = id === undefined || (id.includes("=") && !id.startsWith("\"")) ? null : unquote(id).toLowerCase()
+  const results = authservId === null ? [] : rest.flatMap((text) => {
+    const resinfo = parseResinfo(text)
+    return resinfo === undefined ? [] : [resinfo]
+  })
+  return { authservId, results }
+}
