@@ -80,8 +80,8 @@ const lockDataDir = (dataDir: string) =>
     (lock) => Effect.promise(() => rm(lock.path, { force: true }))
   )
 
-// PGlite's WebAssembly memory only grows: PostgreSQL's default 128 MB of shared buffers cost about
-// 145 MB of resident memory for nothing a single-writer mailroom needs.
+// PGlite's WebAssembly memory only grows, so PostgreSQL's default shared buffers would stay resident
+// for nothing a single-writer mailroom needs (figures: docs/performance.md).
 const pgliteConf = ["shared_buffers = 16MB"]
 
 /** An empty database that `npm run build` makes (scripts/pgdata.mjs); absent when running from src/. */
@@ -89,8 +89,8 @@ const bundledTemplate = new URL("./pgdata.tar.gz", import.meta.url)
 
 /**
  * Opens the database in `dataDir`/pglite. On the first start it is unpacked from the template rather
- * than made by initdb, which in PGlite takes two more WebAssembly instances: a first start over 500
- * mails peaked at 860–880 MB and took 10.5 s, against 400–450 MB and 7 s. A first start cut short
+ * than made by initdb, which in PGlite takes two more WebAssembly instances and about twice the
+ * memory and time (docs/performance.md). A first start cut short
  * leaves a marker: the half-made folder holds nothing yet, so the next start makes it again.
  */
 export const openEmbedded = (dataDir: string, template: URL = bundledTemplate) =>

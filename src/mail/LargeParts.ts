@@ -26,9 +26,9 @@ const MIN_MESSAGE_BYTES = 64 * 1024
 /** Encoded body size from which a part is worth cutting out. */
 const MIN_PART_BYTES = 16 * 1024
 /**
- * Decoded in slices of about this many encoded bytes: a 30 MB attachment never sits in memory
- * twice, and each slice's string stays small enough for V8's young generation (a string over
- * ~1 MB is allocated outside the heap, page by page, which made slicing cost more than decoding).
+ * Decoded in slices of about this many encoded bytes: a large attachment never sits in memory
+ * twice, and each slice's string stays small enough for V8's young generation (a large string is
+ * allocated outside the heap, page by page, which made slicing cost more than decoding).
  */
 const SLICE_BYTES = 64 * 1024
 const MAX_HEADER_BYTES = 16 * 1024

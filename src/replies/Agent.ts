@@ -88,7 +88,11 @@ export interface AgentShape {
   readonly reply: (request: ReplyRequest) => Effect.Effect<Answer, AgentFailed>
 }
 
-export class Agent extends Context.Tag("mailroom/Agent")<Agent, AgentShape>() {}
+export class Agent extends Context.Tag("mailroom/Agent")<Agent, AgentShape>() {
+  /** For tests: answers from a function. */
+  static readonly Test = (reply: AgentShape["reply"], kind: AgentKind = "knowledge"): Layer.Layer<Agent> =>
+    Layer.succeed(Agent, Agent.of({ kind, reply }))
+}
 
 export const PASSAGES = 3
 
@@ -207,7 +211,7 @@ export const AgentOff = Layer.succeed(
   Agent.of({ kind: "off", reply: () => Effect.dieMessage("AGENT=off: the responder does not ask for answers") })
 )
 
-/** @effect/ai-openai builds its whole generated API schema on import (~80 MB): load it only for AGENT=openai. */
+/** @effect/ai-openai builds its whole generated API schema on import, in memory: load it only for AGENT=openai. */
 const AgentOpenAiLazy = Layer.unwrapEffect(
   Effect.promise(() => import("./AgentOpenAi.js")).pipe(Effect.map((module) => module.AgentOpenAi))
 )
@@ -216,6 +220,3 @@ const AgentOpenAiLazy = Layer.unwrapEffect(
 export const AgentLive = Layer.unwrapEffect(
   Effect.map(agentKind, (kind) => ({ knowledge: AgentKnowledge, openai: AgentOpenAiLazy, off: AgentOff })[kind])
 ).pipe(Layer.provide(Knowledge.Live))
-
-/** For tests: answers from a function. */
-export const agentTest = (reply: AgentShape["reply"], kind: AgentKind = "knowledge") => Layer.succeed(Agent, Agent.of({ kind, reply }))

@@ -52,8 +52,8 @@ export const TracingLive = Layer.unwrapEffect(
 
 /**
  * Effect.withSpan while the tracer is on, the effect alone while it is off. For spans made once per
- * mail: with the tracer off, Effect still builds each no-op span, about 10 µs apiece (three per mail
- * cost 0.3 s of a 10,000-mail backlog).
+ * mail: with the tracer off, Effect still builds each no-op span, a cost per mail that a backlog
+ * multiplies (docs/performance.md).
  */
 export const withSpanWhenTracing = (name: string, options?: Tracer.SpanOptions) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
@@ -69,8 +69,8 @@ const isRecorded = (span: Tracer.AnySpan): boolean => span.traceId !== "noop"
 
 /**
  * The span a context runs in, if it is one worth following (none, or tracing off, gives none). Read
- * from the context: a failing Effect.currentSpan builds an exception with a stack trace, which once
- * per mail cost 0.4 of node's 12 CPU-seconds on a 10,000-mail backlog.
+ * from the context: a failing Effect.currentSpan builds an exception with a stack trace, once per
+ * mail (docs/performance.md).
  */
 export const recordedSpan = (context: Context.Context<never>): Option.Option<Tracer.AnySpan> =>
   Context.getOption(context, Tracer.ParentSpan).pipe(Option.filter(isRecorded))
