@@ -24,8 +24,11 @@ export interface Batch {
   readonly mailbox: string
   readonly uidValidity: number
   readonly items: ReadonlyArray<Incoming & { readonly source: Buffer }>
-  /** The cursor moves here: the highest UID the batch covers, whether or not each UID had mail. */
-  readonly cursorTo: number
+  /**
+   * The cursor moves here: the highest UID the batch covers, whether or not each UID had mail.
+   * Absent for mail that comes from no cursor (an import); its `uid` is then its position in the source.
+   */
+  readonly cursorTo?: number
 }
 
 export interface Committed {
@@ -98,19 +101,20 @@ const makeSql = Effect.gen(function*() {
   const log = yield* EventLog
   const state = yield* StateStore
 
-  const known = (mailbox: string, items: Batch["items"]) =>
+  /** What the batch's mail points at, across every mailbox: a mail is recorded once however it came. */
+  const known = (items: Batch["items"]) =>
     Effect.gen(function*() {
       const ids = lookupKeys(items)
       const hashes = items.flatMap((item) =>
         item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
       )
-      const byTicketToken = yield* ticketsByToken(mailbox, lookupTokens(items))
+      const byTicketToken = yield* ticketsByToken(lookupTokens(items))
       if (ids.length === 0 && hashes.length === 0) {
         return { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken, parties: yield* partiesOf([...byTicketToken.values()]) }
       }
       const rows = yield* sql<{ message_id: string | null; raw_sha256: string | null; id: string; ticket_id: string }>`
         SELECT message_id, raw_sha256, id, ticket_id FROM messages
-        WHERE mailbox = ${mailbox} AND (message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes})))
+        WHERE message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes}))
       `
       const byMessageId = new Map<string, KnownMail>()
       const byRawSha256 = new Map<string, KnownMail>()
@@ -139,12 +143,12 @@ const makeSql = Effect.gen(function*() {
         return parties as ReadonlyMap<string, TicketParties>
       }))
 
-  const ticketsByToken = (mailbox: string, tokens: ReadonlyArray<string>) =>
+  const ticketsByToken = (tokens: ReadonlyArray<string>) =>
     tokens.length === 0
       ? Effect.succeed(new Map<string, string>())
       : sql<{ token: string; id: string }>`
         SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
-        WHERE mailbox = ${mailbox} AND left(replace(id::text, '-', ''), 12) = ANY(${tokens})
+        WHERE left(replace(id::text, '-', ''), 12) = ANY(${tokens})
       `.pipe(Effect.map((rows) => {
         const ids = new Map<string, Array<string>>()
         for (const row of rows) ids.set(row.token, [...(ids.get(row.token) ?? []), row.id])
@@ -161,13 +165,13 @@ const makeSql = Effect.gen(function*() {
         `
         const alreadyRecorded = new Set(recorded.map((row) => Number(row.uid)))
         const fresh = batch.items.filter((item) => !alreadyRecorded.has(item.uid))
-        const decisions = decide(fresh, yield* known(batch.mailbox, fresh))
+        const decisions = decide(fresh, yield* known(fresh))
         const at = new Date()
         // Raw mail first: events and messages name it by its hash.
         yield* writeRaw(sql, fresh)
         yield* append(intakeEvents(batch, decisions, at))
         yield* writeProjection(sql, project(batch.mailbox, decisions, at), at)
-        const moved = !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))
+        const moved = batch.cursorTo !== undefined && !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))
         if (moved) return yield* new CursorMoved({ mailbox: batch.mailbox })
         return { decisions, alreadyRecorded: [...alreadyRecorded] }
       })
@@ -269,7 +273,7 @@ const makeMemory = Effect.gen(function*() {
           const recorded = new Set(yield* intakeUids(batch.mailbox, batch.uidValidity))
           const fresh = batch.items.filter((item) => !recorded.has(item.uid))
           const decisions = decide(fresh, knownFromLog(yield* all))
-          if (!(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))) {
+          if (batch.cursorTo !== undefined && !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))) {
             return yield* new CursorMoved({ mailbox: batch.mailbox })
           }
           yield* append(intakeEvents(batch, decisions, new Date()))

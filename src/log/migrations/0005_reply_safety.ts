@@ -6,7 +6,8 @@ import { Effect } from "effect"
  * a stranger's mail pointed at, and whom an answer went to, so that a prompt holds only the sender's
  * own conversation. Existing tickets get their participants from the log; the log itself is not
  * touched. A draft is an outcome like any other: still one per answered mail. The reply caps count
- * answers decided (ReplyIntended), which are recorded before anything leaves.
+ * answers decided (ReplyIntended), which are recorded before anything leaves. Duplicates and
+ * tickets are found across mailboxes.
  */
 export default Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -28,6 +29,11 @@ export default Effect.gen(function*() {
       ON CONFLICT DO NOTHING;
 
     ALTER TABLE tickets ADD COLUMN linked_ticket_id uuid;
+
+    -- A mail is recorded once whichever mailbox (or import) it came through: look-ups across them.
+    CREATE INDEX messages_by_message_id ON messages (message_id) WHERE message_id IS NOT NULL;
+    CREATE INDEX messages_by_raw_sha256 ON messages (raw_sha256) WHERE message_id IS NULL;
+    CREATE INDEX tickets_by_token_anywhere ON tickets (left(replace(id::text, '-', ''), 12));
 
     ALTER TABLE messages ADD COLUMN to_email text;
     UPDATE messages m SET to_email = i.data->'to'->>'address'
