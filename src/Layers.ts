@@ -28,11 +28,6 @@ export const StoreLive = Layer.mergeAll(TicketRepo.Live, ReplyStore.Live).pipe(
   Layer.provideMerge(DatabaseLive)
 )
 
-/** The same stores in memory, for tests: the log's rules without a database. */
-export const StoreTest = Layer.mergeAll(TicketRepo.Test, ReplyStore.Test).pipe(
-  Layer.provideMerge(Layer.mergeAll(EventLog.Test, StateStore.Test))
-)
-
 /** The agent AGENT names, the SMTP mailer that sends its answers and the drafts folder for the rest. */
 export const RepliesLive = Layer.mergeAll(AgentLive, MailerLive, Drafts.Live)
 

@@ -35,7 +35,11 @@ export interface EventBusShape {
   readonly publish: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void, PublishFailed>
 }
 
-export class EventBus extends Context.Tag("mailroom/EventBus")<EventBus, EventBusShape>() {}
+export class EventBus extends Context.Tag("mailroom/EventBus")<EventBus, EventBusShape>() {
+  /** For tests: publishes into `bus`, whose `published` the test reads. */
+  static readonly Test = (bus: MemoryEventBus): Layer.Layer<EventBus> =>
+    Layer.succeed(EventBus, EventBus.of({ name: "test", publish: (events) => bus.publish(events) }))
+}
 
 /** Committed events for consumers in this process (the default without KAFKA_BROKERS). */
 export class InProcessEvents extends Context.Tag("mailroom/InProcessEvents")<InProcessEvents, PubSub.PubSub<StoredEvent>>() {}
@@ -57,28 +61,29 @@ export const EventBusInProcess = Layer.effect(
 ).pipe(Layer.provideMerge(InProcessEventsLive))
 
 /**
- * Records what was published; `failing` makes the next publishes fail, as a broker outage would;
- * `takes`, when set, is how many events the next publish delivers before the broker goes down.
+ * A broker in memory, for tests (`EventBus.Test(bus)`): records what was published; `failing` makes
+ * the next publishes fail, as a broker outage would; `takes`, when set, is how many events the next
+ * publish delivers before the broker goes down.
  */
-export const makeEventBusTest = Effect.gen(function*() {
-  const published = yield* Ref.make<ReadonlyArray<StoredEvent>>([])
-  const failing = yield* Ref.make(false)
-  const takes = yield* Ref.make<number | undefined>(undefined)
-  const down = (delivered?: StoredEvent) =>
-    new PublishFailed({ bus: "test", reason: "broker down", ...(delivered ? { deliveredUpTo: delivered.seq } : {}) })
-  const bus = EventBus.of({
-    name: "test",
-    publish: (events) =>
-      Effect.gen(function*() {
-        if (yield* Ref.get(failing)) return yield* Effect.fail(down())
-        const count = yield* Ref.getAndSet(takes, undefined)
-        const taken = count === undefined ? events : events.slice(0, count)
-        yield* Ref.update(published, (all) => [...all, ...taken])
-        if (taken.length < events.length) {
-          yield* Ref.set(failing, true)
-          return yield* Effect.fail(down(taken.at(-1)))
-        }
-      })
-  })
-  return { bus, published, failing, takes }
-})
+export class MemoryEventBus {
+  readonly published = Ref.unsafeMake<ReadonlyArray<StoredEvent>>([])
+  readonly failing = Ref.unsafeMake(false)
+  readonly takes = Ref.unsafeMake<number | undefined>(undefined)
+
+  publish(events: ReadonlyArray<StoredEvent>): Effect.Effect<void, PublishFailed> {
+    const { failing, published, takes } = this
+    return Effect.gen(function*() {
+      if (yield* Ref.get(failing)) return yield* Effect.fail(down())
+      const count = yield* Ref.getAndSet(takes, undefined)
+      const taken = count === undefined ? events : events.slice(0, count)
+      yield* Ref.update(published, (all) => [...all, ...taken])
+      if (taken.length < events.length) {
+        yield* Ref.set(failing, true)
+        return yield* Effect.fail(down(taken.at(-1)))
+      }
+    })
+  }
+}
+
+const down = (delivered?: StoredEvent) =>
+  new PublishFailed({ bus: "test", reason: "broker down", ...(delivered ? { deliveredUpTo: delivered.seq } : {}) })

@@ -41,14 +41,36 @@ export const mailboxUser = setting(
   Config.nonEmptyString
 )
 
-export const mailboxPassword = setting(
+export type MailboxAuth = "password" | "oauth2"
+
+export const mailboxAuth = setting(
+  "MAILBOX_AUTH",
+  "password: log in to IMAP and SMTP with GMAIL_SENDER_PASSWORD; oauth2: with OAuth2 access tokens (XOAUTH2) from the OAUTH2_* settings (run `mailroom auth` once).",
+  (name) => Config.literal("password", "oauth2")(name),
+  { value: "password" as MailboxAuth }
+)
+
+const passwordSetting = setting(
   "GMAIL_SENDER_PASSWORD",
-  "The mailbox password: for Gmail a 16-letter app password (spaces are stripped).",
+  "The mailbox password: for Gmail a 16-letter app password (spaces are stripped). Not read with MAILBOX_AUTH=oauth2.",
   appPassword
+)
+
+/** Required with password auth; with OAuth2 it is not read, and an empty value stands in that nothing uses. */
+export const mailboxPassword: Config.Config<Redacted.Redacted> = Config.all([mailboxAuth, Config.option(passwordSetting)]).pipe(
+  Config.mapOrFail(([auth, password]) =>
+    auth === "oauth2"
+      ? Either.right(Redacted.make(""))
+      : Option.match(password, {
+        onNone: () => Either.left(ConfigError.MissingData(["GMAIL_SENDER_PASSWORD"], "Expected GMAIL_SENDER_PASSWORD to exist")),
+        onSome: Either.right
+      })
+  )
 )
 
 export const ImapConfig = Config.all({
   user: mailboxUser,
+  auth: mailboxAuth,
   password: mailboxPassword,
   host: setting("IMAP_HOST", "IMAP server host name.", Config.nonEmptyString, { value: "imap.gmail.com" }),
   port: setting("IMAP_PORT", "IMAP server port.", Config.port, { value: 993 }),
@@ -136,4 +158,11 @@ export const logFormat = setting(
   "text (one readable line per event) or json (one JSON object per line).",
   (name) => Config.literal("text", "json")(name),
   { value: "text" as "text" | "json" }
+)
+
+export const logLevel = setting(
+  "LOG_LEVEL",
+  "debug (a line per mail), info (a line per batch), warning or error.",
+  (name) => Config.literal("debug", "info", "warning", "error")(name),
+  { value: "info" as "debug" | "info" | "warning" | "error" }
 )

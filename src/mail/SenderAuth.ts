@@ -255,6 +255,6 @@ export class SenderAuthenticator extends Effect.Service<SenderAuthenticator>()("
   effect: Effect.map(SenderAuthConfig, (config) => make(config))
 }) {
   /** The same, with DNS answered by `resolver`: for tests, which never reach the network. */
-  static readonly layerWithResolver = (resolver: Resolver) =>
+  static readonly Test = (resolver: Resolver) =>
     Layer.effect(SenderAuthenticator, Effect.map(SenderAuthConfig, (config) => SenderAuthenticator.make(make(config, resolver))))
 }

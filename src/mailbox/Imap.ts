@@ -7,6 +7,7 @@ import { setting } from "../config/Settings.js"
 import type { RawMail } from "../mail/Email.js"
 import type { ImapError } from "./ImapErrors.js"
 import { classify, ConnectionLost, MailboxNotFound } from "./ImapErrors.js"
+import { OAuth2, OAuth2Live } from "./OAuth2.js"
 
 export interface MailboxStatus {
   readonly path: string
@@ -69,7 +70,11 @@ export interface ImapShape {
   readonly connect: Effect.Effect<ImapSession, ImapError, Scope.Scope>
 }
 
-export class Imap extends Context.Tag("mailroom/Imap")<Imap, ImapShape>() {}
+export class Imap extends Context.Tag("mailroom/Imap")<Imap, ImapShape>() {
+  /** For tests: the server is `mailbox`, which the test fills and reads. */
+  static readonly Test = (mailbox: MemoryMailbox): Layer.Layer<Imap> =>
+    Layer.succeed(Imap, Imap.of({ connect: Effect.suspend(() => mailbox.session()) }))
+}
 
 export type MarkSeen = "after-commit" | "after-reply"
 
@@ -84,8 +89,8 @@ const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
 
 /**
  * A large mail is fetched in partial FETCHes of this size into one buffer of its announced size:
- * imapflow holds a whole literal twice (its chunks, then their concatenation), and for a 30 MB
- * attachment that second copy, still uncollected at commit time, was what pushed memory over 256 MB.
+ * imapflow holds a whole literal twice (its chunks, then their concatenation), and for a large
+ * attachment that second copy, still uncollected at commit time, set the process's peak memory.
  */
 export const FETCH_PIECE_BYTES = 4 * 1024 * 1024
 
@@ -105,14 +110,21 @@ const make = Effect.gen(function*() {
       })
     )
 
-  const connect = Effect.gen(function*() {
+  const oauth2 = yield* OAuth2
+  /** imapflow takes XOAUTH2 (or OAUTHBEARER, when the server offers it) for an accessToken. */
+  const credentials = (token: Redacted.Redacted) =>
+    config.auth === "oauth2"
+      ? { user: config.user, accessToken: Redacted.value(token) }
+      : { user: config.user, pass: Redacted.value(config.password) }
+
+  const login = (token: Redacted.Redacted) => Effect.gen(function*() {
     const client = new ImapFlow({
       host: config.host,
       port: config.port,
       secure: config.tls === true,
       // imapflow upgrades whenever the server offers STARTTLS unless told not to, and then verifies the certificate.
       doSTARTTLS: config.tls === "starttls",
-      auth: { user: config.user, pass: Redacted.value(config.password) },
+      auth: credentials(token),
       logger: false,
       connectionTimeout: Duration.toMillis(config.connectTimeout),
       greetingTimeout: Duration.toMillis(config.connectTimeout),
@@ -132,6 +144,14 @@ const make = Effect.gen(function*() {
           Effect.ensuring(Effect.sync(() => client.close()))
         )
     ).pipe(Effect.withSpan("Imap.connect", { attributes: { "server.address": config.host, "server.port": config.port } }))
+    return client
+  })
+
+  const connect = Effect.gen(function*() {
+    // With OAuth2 a refused login refreshes the token once: it may have been revoked early or expired in flight.
+    const client = yield* oauth2.withToken(login, (error) => error._tag === "AuthenticationFailed").pipe(
+      Effect.catchTag("TokenUnavailable", (error) => Effect.fail(new ConnectionLost({ host: error.url, reason: error.message })))
+    )
 
     const dropped = () => new ConnectionLost({ host: config.host, reason: "the server closed the connection" })
     const newMail = Stream.async<void, ImapError>((emit) => {
@@ -262,8 +282,8 @@ const toRawMail = (message: FetchMessageObject, headersOnly: boolean): RawMail =
 type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId" | "append"
 
 /**
- * An IMAP server in memory, for tests: append mail, change UIDVALIDITY, and queue failures that the
- * next commands meet.
+ * An IMAP server in memory, for tests (`Imap.Test(mailbox)`): append mail, change UIDVALIDITY, and
+ * queue failures that the next commands meet.
  */
 export class MemoryMailbox {
   uidValidity = 1
@@ -313,9 +333,7 @@ export class MemoryMailbox {
     return Effect.fail(failure!.error)
   }
 
-  readonly layer: Layer.Layer<Imap> = Layer.succeed(Imap, Imap.of({ connect: Effect.suspend(() => this.session()) }))
-
-  private session(): Effect.Effect<ImapSession, ImapError> {
+  session(): Effect.Effect<ImapSession, ImapError> {
     return this.fail("connect").pipe(
       Effect.tap(() => void this.logins++),
       Effect.as<ImapSession>({
@@ -391,4 +409,4 @@ const headerPart = (source: Buffer): Buffer => {
   return end < 0 ? source : source.subarray(0, end + 4)
 }
 
-export const ImapLive = Layer.effect(Imap, make)
+export const ImapLive = Layer.effect(Imap, make).pipe(Layer.provide(OAuth2Live))

@@ -87,7 +87,40 @@ export class TlsFailed extends Data.TaggedError("TlsFailed")<{
   }
 }
 
-export type ImapError = AuthenticationFailed | Throttled | ConnectionLost | MailboxNotFound | ImapProtocolError | TlsFailed
+/**
+ * The OAuth2 token endpoint refused the refresh token (invalid_grant: revoked, expired, password
+ * changed) or the client itself (invalid_client and the like). Only a person can fix it.
+ */
+export class OAuth2Refused extends Data.TaggedError("OAuth2Refused")<{
+  readonly account: string
+  readonly provider: "google" | "microsoft" | "generic"
+  /** The OAuth2 error code, or no_refresh_token / unreadable_token for what mailroom found itself. */
+  readonly error: string
+  readonly description: string
+}> {
+  override get message() {
+    const again = `run \`mailroom auth ${this.provider} --address ${this.account}\` again`
+    const detail = this.description ? ` (${this.error}: ${this.description})` : ` (${this.error})`
+    switch (this.error) {
+      case "invalid_grant":
+        return `the OAuth2 grant for ${this.account} was revoked or has expired${detail}: ${again}`
+      case "no_refresh_token":
+        return `no OAuth2 refresh token for ${this.account}: run \`mailroom auth ${this.provider} --address ${this.account}\` and set OAUTH2_REFRESH_TOKEN (or MAILROOM_SECRET_KEY to store it)`
+      case "unreadable_token":
+        return `the stored OAuth2 refresh token for ${this.account} cannot be decrypted (MAILROOM_SECRET_KEY changed, or the row was altered): restore the key or ${again}`
+      case "invalid_client":
+      case "unauthorized_client":
+        return `the OAuth2 token endpoint refused the client${detail}: check OAUTH2_CLIENT_ID, OAUTH2_CLIENT_SECRET and OAUTH2_TENANT`
+      default:
+        return `the OAuth2 token endpoint refused to refresh the token for ${this.account}${detail}: check the OAUTH2_* settings or ${again}`
+    }
+  }
+}
+
+export type ImapError = AuthenticationFailed | Throttled | ConnectionLost | MailboxNotFound | ImapProtocolError | TlsFailed | OAuth2Refused
+
+/** Hours, not minutes: a refused grant stays refused until someone runs `mailroom auth`. */
+export const oauth2Retry = Schedule.exponential("1 hour", 2).pipe(Schedule.union(Schedule.spaced("6 hours")))
 
 /** Minutes, doubling, up to an hour: a wrong password must not turn into a login storm. */
 export const authenticationRetry = Schedule.exponential("2 minutes", 2).pipe(

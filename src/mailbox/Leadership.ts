@@ -23,7 +23,10 @@ export interface LeadershipShape {
   ) => Effect.Effect<Option.Option<A>, E | SqlError | LeadershipLost, R>
 }
 
-export class Leadership extends Context.Tag("mailroom/Leadership")<Leadership, LeadershipShape>() {}
+export class Leadership extends Context.Tag("mailroom/Leadership")<Leadership, LeadershipShape>() {
+  /** For tests: one instance, always the leader. */
+  static readonly Test: Layer.Layer<Leadership> = Layer.sync(Leadership, () => single)
+}
 
 /** A stable 63-bit key per mailbox for pg_advisory_lock. */
 export const lockKey = (mailbox: string): string =>
@@ -73,5 +76,3 @@ export const LeadershipLive = Layer.unwrapEffect(
     Option.isSome(config.url) ? Layer.effect(Leadership, advisory) : Layer.succeed(Leadership, single)
   )
 )
-
-export const LeadershipTest = Layer.succeed(Leadership, single)

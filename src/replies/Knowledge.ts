@@ -168,6 +168,6 @@ export class Knowledge extends Context.Tag("mailroom/Knowledge")<Knowledge, Know
   )
 
   /** For tests: Markdown by file name. */
-  static readonly fromMarkdown = (files: Record<string, string>) =>
+  static readonly Test = (files: Record<string, string>): Layer.Layer<Knowledge> =>
     Layer.succeed(Knowledge, fromPassages(Object.entries(files).flatMap(([name, text]) => splitMarkdown(name, text))))
 }

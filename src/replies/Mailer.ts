@@ -1,8 +1,10 @@
-import { Config, Context, Data, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { Cause, Config, Context, Data, Duration, Effect, Exit, Layer, Redacted, Runtime, Schedule } from "effect"
 import nodemailer from "nodemailer"
 import { mailboxPassword, mailboxUser, tlsMode } from "../config/Config.js"
 import type { TlsMode } from "../config/Config.js"
-import type { TlsFailed } from "../mailbox/ImapErrors.js"
+import type { OAuth2Refused, TlsFailed } from "../mailbox/ImapErrors.js"
+import { OAuth2, OAuth2Live } from "../mailbox/OAuth2.js"
+import type { AccessToken } from "../mailbox/OAuth2.js"
 import { tlsProblem } from "../mailbox/ImapErrors.js"
 import type { Address } from "../mail/Email.js"
 import { messageOptions } from "./Compose.js"
@@ -87,7 +89,7 @@ export class SmtpRejected extends Data.TaggedError("SmtpRejected")<{
   }
 }
 
-export type MailerError = SmtpAuthenticationFailed | SmtpUnavailable | SmtpRejected | TlsFailed
+export type MailerError = SmtpAuthenticationFailed | SmtpUnavailable | SmtpRejected | TlsFailed | OAuth2Refused
 
 /** A blip is retried within the send: from a second, three times. */
 export const smtpRetry = Schedule.exponential("1 second", 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
@@ -127,10 +129,16 @@ export interface MailerShape {
   readonly concurrency: number
 }
 
-export class Mailer extends Context.Tag("mailroom/Mailer")<Mailer, MailerShape>() {}
+export class Mailer extends Context.Tag("mailroom/Mailer")<Mailer, MailerShape>() {
+  /** For tests: sends into `mailer`, whose `sent` the test reads. */
+  static readonly Test = (mailer: MemoryMailer): Layer.Layer<Mailer> =>
+    Layer.succeed(Mailer, Mailer.of({ concurrency: 4, send: (mail) => mailer.send(mail) }))
+}
 
 const make = Effect.gen(function*() {
   const config = yield* SmtpConfig
+  const oauth2 = yield* OAuth2
+  const runtime = yield* Effect.runtime<never>()
   const transport = yield* Effect.acquireRelease(
     Effect.sync(() =>
       nodemailer.createTransport({
@@ -143,7 +151,8 @@ const make = Effect.gen(function*() {
         secure: config.tls === true,
         requireTLS: config.tls === "starttls",
         ignoreTLS: config.tls === false,
-        auth: { user: config.user, pass: Redacted.value(config.password) },
+        // With OAuth2 each new pooled connection asks oauth2_provision_cb (below) for a token.
+        auth: oauth2.enabled ? { type: "OAuth2", user: config.user } : { user: config.user, pass: Redacted.value(config.password) },
         connectionTimeout: Duration.toMillis(config.timeout),
         greetingTimeout: Duration.toMillis(config.timeout),
         socketTimeout: Duration.toMillis(config.timeout),
@@ -153,12 +162,36 @@ const make = Effect.gen(function*() {
     ),
     (transport) => Effect.sync(() => transport.close())
   )
+  if (oauth2.enabled) {
+    // nodemailer asks again with renew=true after the server refused a token, then retries the login once.
+    let given: AccessToken | undefined
+    transport.set("oauth2_provision_cb", (_user, renew, callback) =>
+      Runtime.runCallback(runtime)(
+        (renew && given ? oauth2.invalidate(given.token) : Effect.void).pipe(Effect.zipRight(oauth2.accessToken)),
+        {
+          onExit: Exit.match({
+            onFailure: (cause) => callback(new Error(Cause.squash(cause) instanceof Error ? (Cause.squash(cause) as Error).message : "no OAuth2 token")),
+            onSuccess: (token) => {
+              given = token
+              callback(null, Redacted.value(token.token), token.refreshAt)
+            }
+          })
+        }
+      ))
+  }
+  /** A refused grant surfaces typed before nodemailer would make it an EAUTH; a cached token costs nothing. */
+  const tokenReady: Effect.Effect<void, OAuth2Refused | SmtpUnavailable> = oauth2.enabled
+    ? oauth2.accessToken.pipe(
+      Effect.asVoid,
+      Effect.catchTag("TokenUnavailable", (error) => Effect.fail(new SmtpUnavailable({ host: error.url, reason: error.message })))
+    )
+    : Effect.void
 
   const attempt = (mail: OutboundMail) =>
-    Effect.tryPromise({
+    tokenReady.pipe(Effect.zipRight(Effect.tryPromise({
       try: () => transport.sendMail(messageOptions(mail, autoReplyHeaders(mail.from))),
       catch: (cause) => classifySmtp(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, to: mail.to.address })
-    })
+    })))
 
   return Mailer.of({
     concurrency: config.concurrency,
@@ -181,11 +214,12 @@ const make = Effect.gen(function*() {
   })
 })
 
-export const MailerLive = Layer.scoped(Mailer, make)
+export const MailerLive = Layer.scoped(Mailer, make).pipe(Layer.provide(OAuth2Live))
 
 /**
- * Records what would be sent; `failNext` queues the errors the next sends meet. `delay` makes each
- * send take that long, and `mostAtOnce` tells how many were under way together.
+ * An SMTP server in memory, for tests (`Mailer.Test(mailer)`): records what would be sent; `failNext`
+ * queues the errors the next sends meet. `delay` makes each send take that long, and `mostAtOnce`
+ * tells how many were under way together.
  */
 export class MemoryMailer {
   readonly sent: Array<OutboundMail> = []
@@ -199,22 +233,17 @@ export class MemoryMailer {
     this.failures.push(...errors)
   }
 
-  readonly layer: Layer.Layer<Mailer> = Layer.succeed(
-    Mailer,
-    Mailer.of({
-      concurrency: 4,
-      send: (mail) =>
-        Effect.suspend(() => {
-          const failure = this.failures.shift()
-          if (failure) return Effect.fail(failure)
-          this.underWay += 1
-          this.mostAtOnce = Math.max(this.mostAtOnce, this.underWay)
-          return Effect.sleep(this.delay(mail)).pipe(
-            Effect.zipRight(Effect.sync(() => this.sent.push(mail))),
-            Effect.ensuring(Effect.sync(() => void (this.underWay -= 1))),
-            Effect.as({ response: "250 2.0.0 OK (memory)", attempts: 1 })
-          )
-        })
+  send(mail: OutboundMail): Effect.Effect<Delivery, MailerError> {
+    return Effect.suspend(() => {
+      const failure = this.failures.shift()
+      if (failure) return Effect.fail(failure)
+      this.underWay += 1
+      this.mostAtOnce = Math.max(this.mostAtOnce, this.underWay)
+      return Effect.sleep(this.delay(mail)).pipe(
+        Effect.zipRight(Effect.sync(() => this.sent.push(mail))),
+        Effect.ensuring(Effect.sync(() => void (this.underWay -= 1))),
+        Effect.as({ response: "250 2.0.0 OK (memory)", attempts: 1 })
+      )
     })
-  )
+  }
 }

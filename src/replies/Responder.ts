@@ -15,7 +15,7 @@ import { makePolicy, ownAddressesOf, ReplyConfig } from "./Policy.js"
 import { Imap } from "../mailbox/Imap.js"
 import type { ImapSession } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
-import { authenticationRetry, connectionRetry, protocolRetry, throttledRetry } from "../mailbox/ImapErrors.js"
+import { authenticationRetry, connectionRetry, oauth2Retry, protocolRetry, throttledRetry } from "../mailbox/ImapErrors.js"
 import type { LeadershipLost } from "../mailbox/Leadership.js"
 import { Leadership } from "../mailbox/Leadership.js"
 import type { OutboundMail, SmtpAuthenticationFailed, SmtpUnavailable } from "./Mailer.js"
@@ -61,6 +61,8 @@ const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, unknown>
     case "SqlError":
     case "LeadershipLost":
       return databaseRetry
+    case "OAuth2Refused":
+      return oauth2Retry
     case "MailboxNotFound":
     case "ImapProtocolError":
     case "SentMailboxMissing":

@@ -7,7 +7,7 @@ import { afterAll, beforeAll } from "vitest"
 import { pipelineOn } from "../../src/Layers.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Relay } from "../../src/bus/Relay.js"
-import { MemoryMailbox } from "../../src/mailbox/Imap.js"
+import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { EventBusLive } from "../../src/bus/KafkaBus.js"
 import { collectStatus, formatStatus } from "../../src/cli/Status.js"
 import { eventLimits } from "../../src/mail/ParseMail.js"
@@ -104,7 +104,7 @@ const consume = (topic: string, count: number) => consumeUntil(topic, (records) 
 const kafkaPipeline = (mailbox: MemoryMailbox, label: string) =>
   Layer.unwrapScoped(
     Effect.map(databaseEnv("postgres", label), (dbEnv) =>
-      pipelineOn(mailbox.layer, EventBusLive).pipe(
+      pipelineOn(Imap.Test(mailbox), EventBusLive).pipe(
         Layer.provide(configLayer({
           ...dbEnv,
           AGENT: "off",
@@ -180,8 +180,9 @@ describe("the Kafka event bus", () => {
         KAFKA_MAX_MESSAGE_BYTES: "100000"
       }
       // Built once per provide: each run below is a fresh relay (and producer) on the same database.
-      const pipeline = pipelineOn(mailbox.layer, EventBusLive).pipe(Layer.provide(configLayer(env)))
-      const status = collectStatus.pipe(Effect.provide(Layer.merge(mailbox.layer, configLayer(env))))
+      const imap = Imap.Test(mailbox)
+      const pipeline = pipelineOn(imap, EventBusLive).pipe(Layer.provide(configLayer(env)))
+      const status = collectStatus.pipe(Effect.provide(Layer.merge(imap, configLayer(env))))
 
       const first = yield* Effect.gen(function*() {
         const relayed = yield* passAndDrain

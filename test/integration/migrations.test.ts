@@ -1,5 +1,5 @@
 import { Migrator, SqlClient } from "@effect/sql"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Logger } from "effect"
 import { DatabaseLive } from "../../src/Layers.js"
 import { migrations, ordered } from "../../src/log/Migrations.js"
@@ -8,6 +8,7 @@ import events from "../../src/log/migrations/0001_events.js"
 import mailboxHealth from "../../src/log/migrations/0002_mailbox_health.js"
 import replies from "../../src/log/migrations/0003_replies.js"
 import lz4Text from "../../src/log/migrations/0004_lz4_text.js"
+import { PostgresServer } from "../support/postgres.js"
 import type { Backend } from "../support/stack.js"
 import { databaseEnv } from "../support/stack.js"
 import { configLayer } from "../unit/layers.js"
@@ -62,58 +63,63 @@ describe("the migrations", () => {
   })
 })
 
+/** A fresh database of the given kind, the PostgreSQL ones made by the suite's server fixture. */
+const freshEnv = (backend: Backend, label: string) => Effect.flatMap(PostgresServer, (server) => databaseEnv(backend, label, server))
+
 describe.each<Backend>(["postgres", "pglite"])("migrating on %s", (backend) => {
-  it.scoped("completes a database migrated at e9896b2, where mailbox_health was numbered 3 and replies did not exist yet", () =>
-    Effect.gen(function*() {
-      const env = yield* databaseEnv(backend, "migrate_gap")
-      const legacy = yield* onDatabase(env)(
-        migratedBy({ "0001_events": events, "0003_mailbox_health": mailboxHealth }).pipe(Effect.zipRight(legacyRows))
-      )
-      expect(legacy).toEqual([{ migration_id: 1, name: "events" }, { migration_id: 3, name: "mailbox_health" }])
+  layer(PostgresServer.layer)((it) => {
+    it.scoped("completes a database migrated at e9896b2, where mailbox_health was numbered 3 and replies did not exist yet", () =>
+      Effect.gen(function*() {
+        const env = yield* freshEnv(backend, "migrate_gap")
+        const legacy = yield* onDatabase(env)(
+          migratedBy({ "0001_events": events, "0003_mailbox_health": mailboxHealth }).pipe(Effect.zipRight(legacyRows))
+        )
+        expect(legacy).toEqual([{ migration_id: 1, name: "events" }, { migration_id: 3, name: "mailbox_health" }])
 
-      const first = yield* start(env)
-      expect(first.oneReplyIntent).toBe(true)
-      expect(first.participants).toBe(true)
-      expect(first.recorded).toEqual(allNames)
-      expect(first.applied).toEqual(keysExcept("events", "mailbox_health"))
+        const first = yield* start(env)
+        expect(first.oneReplyIntent).toBe(true)
+        expect(first.participants).toBe(true)
+        expect(first.recorded).toEqual(allNames)
+        expect(first.applied).toEqual(keysExcept("events", "mailbox_health"))
 
-      const second = yield* start(env)
-      expect(second.applied).toEqual([])
-      expect(second.recorded).toEqual(allNames)
-    }))
+        const second = yield* start(env)
+        expect(second.applied).toEqual([])
+        expect(second.recorded).toEqual(allNames)
+      }))
 
-  it.scoped("takes over a database the previous runner migrated fully, applying only what came after", () =>
-    Effect.gen(function*() {
-      const env = yield* databaseEnv(backend, "migrate_full")
-      const legacy = yield* onDatabase(env)(
-        migratedBy({ "0001_events": events, "0002_replies": replies, "0003_mailbox_health": mailboxHealth, "0004_lz4_text": lz4Text })
-          .pipe(Effect.zipRight(legacyRows))
-      )
-      expect(legacy.map((row) => row.name)).toEqual(["events", "replies", "mailbox_health", "lz4_text"])
+    it.scoped("takes over a database the previous runner migrated fully, applying only what came after", () =>
+      Effect.gen(function*() {
+        const env = yield* freshEnv(backend, "migrate_full")
+        const legacy = yield* onDatabase(env)(
+          migratedBy({ "0001_events": events, "0002_replies": replies, "0003_mailbox_health": mailboxHealth, "0004_lz4_text": lz4Text })
+            .pipe(Effect.zipRight(legacyRows))
+        )
+        expect(legacy.map((row) => row.name)).toEqual(["events", "replies", "mailbox_health", "lz4_text"])
 
-      const first = yield* start(env)
-      expect(first.applied).toEqual(keysExcept("events", "replies", "mailbox_health", "lz4_text"))
-      expect(first.applied[0]).toBe("0005_reply_safety")
-      expect(first.participants).toBe(true)
-      expect(first.recorded).toEqual(allNames)
-      expect((yield* start(env)).applied).toEqual([])
-    }))
+        const first = yield* start(env)
+        expect(first.applied).toEqual(keysExcept("events", "replies", "mailbox_health", "lz4_text"))
+        expect(first.applied[0]).toBe("0005_reply_safety")
+        expect(first.participants).toBe(true)
+        expect(first.recorded).toEqual(allNames)
+        expect((yield* start(env)).applied).toEqual([])
+      }))
 
-  it.scoped("gives a fresh database every migration, in order", () =>
-    Effect.gen(function*() {
-      const env = yield* databaseEnv(backend, "migrate_fresh")
-      const first = yield* start(env)
-      expect(first.applied).toEqual(Object.keys(migrations))
-      expect(first.oneReplyIntent).toBe(true)
-      expect(first.participants).toBe(true)
-      expect(first.recorded).toEqual(allNames)
-    }))
+    it.scoped("gives a fresh database every migration, in order", () =>
+      Effect.gen(function*() {
+        const env = yield* freshEnv(backend, "migrate_fresh")
+        const first = yield* start(env)
+        expect(first.applied).toEqual(Object.keys(migrations))
+        expect(first.oneReplyIntent).toBe(true)
+        expect(first.participants).toBe(true)
+        expect(first.recorded).toEqual(allNames)
+      }))
+  })
 })
 
-describe("migrating on postgres", () => {
+layer(PostgresServer.layer)("migrating on postgres", (it) => {
   it.scoped("lets one of several instances started together migrate, and the others wait for it", () =>
     Effect.gen(function*() {
-      const env = yield* databaseEnv("postgres", "migrate_race")
+      const env = yield* freshEnv("postgres", "migrate_race")
       const starts = yield* Effect.all([start(env), start(env), start(env)], { concurrency: "unbounded" })
       expect(starts.flatMap((s) => s.applied).sort()).toEqual(Object.keys(migrations))
       for (const s of starts) expect(s.recorded).toEqual(allNames)

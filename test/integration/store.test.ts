@@ -3,7 +3,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { Poller } from "../../src/mailbox/Poller.js"
-import { MemoryMailbox } from "../../src/mailbox/Imap.js"
+import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { StateStore } from "../../src/log/StateStore.js"
 import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import type { Backend } from "../support/stack.js"
@@ -49,7 +49,7 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       const events = yield* Effect.flatMap(EventLog, (log) => log.read(0n, 100))
       expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => (a < b ? -1 : 1)))
       expect(events.map((e) => e.type)).toEqual(["EmailReceived", "EmailReceived", "EmailDuplicate", "EmailQuarantined", "EmailReceived"])
-    }).pipe(Effect.provide(sqlPipeline(backend, "store", mailbox.layer)))
+    }).pipe(Effect.provide(sqlPipeline(backend, "store", Imap.Test(mailbox))))
   })
 
   it.scoped("plans a commit's statements generically, and only within its transaction", () =>
@@ -64,7 +64,7 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       expect(during).toBe("force_generic_plan")
       // PGlite has one connection, so this reads the very session the commit ran on.
       expect(yield* mode).toBe("auto")
-    }).pipe(Effect.provide(sqlPipeline(backend, "store_plans", new MemoryMailbox().layer))))
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_plans", Imap.Test(new MemoryMailbox())))))
 
   it.scoped("compresses payloads and bodies with lz4 where the server has it, and migrates where it has not", () =>
     Effect.gen(function*() {
@@ -78,5 +78,5 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       expect(columns.map((c) => c.name)).toEqual(["events.data", "messages.html", "messages.text"])
       expect(columns.map((c) => c.method)).toEqual(Array(3).fill(lz4!.available ? "l" : ""))
       if (backend === "postgres") expect(lz4!.available).toBe(true)
-    }).pipe(Effect.provide(sqlPipeline(backend, "store_lz4", new MemoryMailbox().layer))))
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_lz4", Imap.Test(new MemoryMailbox())))))
 })

@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net"
 import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { ImapFlow } from "imapflow"
 
 const DOVECOT = "/usr/sbin/dovecot"
@@ -58,7 +58,22 @@ export const freePort = (): Promise<number> =>
     })
   })
 
-const config = (dir: string, port: number, mailUser: string) => `
+/** Dovecot's oauth2 passdb, validating tokens at an RFC 7662 introspection endpoint. */
+export interface DovecotOAuth2 {
+  readonly introspectionUrl: string
+  /** SASL mechanisms to offer besides PLAIN and LOGIN; default xoauth2 (imapflow prefers OAUTHBEARER when offered). */
+  readonly mechanisms?: string
+}
+
+const oauth2Passdb = (dir: string, oauth2: DovecotOAuth2 | undefined) =>
+  oauth2 === undefined ? "" : `passdb {
+  driver = oauth2
+  mechanisms = ${oauth2.mechanisms ?? "xoauth2"}
+  args = ${dir}/dovecot-oauth2.conf.ext
+}
+`
+
+const config = (dir: string, port: number, mailUser: string, oauth2?: DovecotOAuth2) => `
 protocols = imap
 listen = 127.0.0.1
 base_dir = ${dir}/run
@@ -67,7 +82,7 @@ log_path = ${dir}/dovecot.log
 info_log_path = ${dir}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login${oauth2 ? ` ${oauth2.mechanisms ?? "xoauth2"}` : ""}
 mail_location = maildir:${dir}/mail/%u
 mail_uid = ${mailUser}
 mail_gid = ${mailUser}
@@ -89,7 +104,7 @@ service imap-login {
 service anvil {
   chroot =
 }
-passdb {
+${oauth2Passdb(dir, oauth2)}passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u ${dir}/passwd
 }
@@ -119,7 +134,9 @@ const canLogin = async (port: number, user: DovecotUser) => {
 }
 
 /** Runs a private Dovecot on a free loopback port, with its own config, users and Maildirs. */
-export const startDovecot = async (options: { readonly users?: ReadonlyArray<DovecotUser> } = {}): Promise<Dovecot> => {
+export const startDovecot = async (
+  options: { readonly users?: ReadonlyArray<DovecotUser>; readonly oauth2?: DovecotOAuth2 } = {}
+): Promise<Dovecot> => {
   if (!existsSync(DOVECOT)) throw new Error("dovecot not found: install dovecot-imapd (test/run.sh does this)")
   const users = options.users ?? [{ user: "support@example.com", password: "secret-app-pass" }]
   const main = users[0]!
@@ -135,7 +152,21 @@ export const startDovecot = async (options: { readonly users?: ReadonlyArray<Dov
     for (const sub of ["mail", "home"]) await chown(join(dir, sub), uid, uid)
   }
   await writeFile(join(dir, "passwd"), users.map((u) => `${u.user}:{PLAIN}${u.password}`).join("\n") + "\n")
-  await writeFile(join(dir, "dovecot.conf"), config(dir, port, mailUser))
+  if (options.oauth2) {
+    await writeFile(
+      join(dir, "dovecot-oauth2.conf.ext"),
+      [
+        `introspection_url = ${options.oauth2.introspectionUrl}`,
+        "introspection_mode = post",
+        "force_introspection = yes",
+        "username_attribute = username",
+        "active_attribute = active",
+        "active_value = true",
+        ""
+      ].join("\n")
+    )
+  }
+  await writeFile(join(dir, "dovecot.conf"), config(dir, port, mailUser, options.oauth2))
   let process: ChildProcess | undefined
 
   const launch = async () => {
@@ -278,7 +309,12 @@ export const startDovecot = async (options: { readonly users?: ReadonlyArray<Dov
   return self
 }
 
-/** For `it.layer` / scoped tests. */
+/** A private Dovecot for one test, stopped when its scope closes. */
 export const DovecotResource = (options?: Parameters<typeof startDovecot>[0]) =>
   Effect.acquireRelease(Effect.promise(() => startDovecot(options)), (dovecot) => Effect.promise(() => dovecot.stop()))
+
+/** A private Dovecot for a suite: `layer(DovecotServer.layer())(…)`, stopped when the suite ends. */
+export class DovecotServer extends Context.Tag("test/DovecotServer")<DovecotServer, Dovecot>() {
+  static readonly layer = (options?: Parameters<typeof startDovecot>[0]) => Layer.scoped(DovecotServer, DovecotResource(options))
+}
 

@@ -1,7 +1,7 @@
 import { createServer } from "node:http"
 import type { IncomingHttpHeaders } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 
 export type FakeMode = "ok" | "error500" | "error429" | "hang"
 
@@ -91,3 +91,8 @@ export const startFakeOpenAI = async (): Promise<FakeOpenAI> => {
 
 export const FakeOpenAIResource = () =>
   Effect.acquireRelease(Effect.promise(() => startFakeOpenAI()), (fake) => Effect.promise(() => fake.close()))
+
+/** A fake OpenAI server for a suite, for `layer(FakeOpenAIServer.layer)`. */
+export class FakeOpenAIServer extends Context.Tag("test/FakeOpenAIServer")<FakeOpenAIServer, FakeOpenAI>() {
+  static readonly layer = Layer.scoped(FakeOpenAIServer, FakeOpenAIResource())
+}

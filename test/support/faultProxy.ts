@@ -1,5 +1,6 @@
 import { createServer, connect } from "node:net"
 import type { AddressInfo, Socket } from "node:net"
+import { Context, Effect, Layer } from "effect"
 
 /**
  * A TCP proxy between mailroom and a real server that breaks things on request: cut every
@@ -91,4 +92,13 @@ export const startFaultProxy = async (targetPort: number, targetHost = "127.0.0.
         server.close(() => resolve())
       })
   }
+}
+
+export const FaultProxyResource = (targetPort: number, targetHost?: string) =>
+  Effect.acquireRelease(Effect.promise(() => startFaultProxy(targetPort, targetHost)), (proxy) => Effect.promise(() => proxy.close()))
+
+/** A fault proxy for a suite, in front of another fixture's loopback server: `FaultProxyServer.layer(DovecotServer)`. */
+export class FaultProxyServer extends Context.Tag("test/FaultProxyServer")<FaultProxyServer, FaultProxy>() {
+  static readonly layer = <I, S extends { readonly port: number }>(target: Context.Tag<I, S>) =>
+    Layer.scoped(FaultProxyServer, Effect.flatMap(target, (server) => FaultProxyResource(server.port)))
 }

@@ -7,6 +7,7 @@ import { join } from "node:path"
 import { connect as tlsConnect } from "node:tls"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
+import { Context, Effect, Layer } from "effect"
 import { ImapFlow } from "imapflow"
 import { freePort } from "./dovecot.js"
 
@@ -167,4 +168,12 @@ export const startGreenMail = async (
       await rm(dir, { recursive: true, force: true })
     }
   }
+}
+
+export const GreenMailResource = (options?: Parameters<typeof startGreenMail>[0]) =>
+  Effect.acquireRelease(Effect.promise(() => startGreenMail(options)), (greenmail) => Effect.promise(() => greenmail.stop()))
+
+/** GreenMail for a suite, for `layer(GreenMailServer.layer(options))`. */
+export class GreenMailServer extends Context.Tag("test/GreenMailServer")<GreenMailServer, GreenMail>() {
+  static readonly layer = (options?: Parameters<typeof startGreenMail>[0]) => Layer.scoped(GreenMailServer, GreenMailResource(options))
 }

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import kafkajs from "kafkajs"
 import { freePort } from "./dovecot.js"
 
@@ -129,3 +129,8 @@ export const startKafka = async (options: { readonly port?: number; readonly dat
 
 export const KafkaResource = (options?: Parameters<typeof startKafka>[0]) =>
   Effect.acquireRelease(Effect.promise(() => startKafka(options)), (broker) => Effect.promise(() => broker.cleanup()))
+
+/** A Kafka broker for a suite, for `layer(KafkaServer.layer(options))`. */
+export class KafkaServer extends Context.Tag("test/KafkaServer")<KafkaServer, KafkaBroker>() {
+  static readonly layer = (options?: Parameters<typeof startKafka>[0]) => Layer.scoped(KafkaServer, KafkaResource(options))
+}

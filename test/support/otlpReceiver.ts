@@ -1,6 +1,6 @@
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 
 export interface ReceivedSpan {
   readonly traceId: string
@@ -157,3 +157,8 @@ export const startOtlpReceiver = async (): Promise<OtlpReceiver> => {
 
 export const OtlpReceiverResource = () =>
   Effect.acquireRelease(Effect.promise(() => startOtlpReceiver()), (receiver) => Effect.promise(() => receiver.close()))
+
+/** An OTLP receiver for a suite, for `layer(OtlpReceiverServer.layer)`. */
+export class OtlpReceiverServer extends Context.Tag("test/OtlpReceiverServer")<OtlpReceiverServer, OtlpReceiver>() {
+  static readonly layer = Layer.scoped(OtlpReceiverServer, OtlpReceiverResource())
+}

@@ -2,7 +2,9 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Redacted } from "effect"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Scope } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
 
 /** The PostgreSQL server the tests use: the machine's own, unless MAILROOM_TEST_PG_URL says otherwise. */
 export const serverUrl = process.env.MAILROOM_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -12,18 +14,38 @@ const admin = PgClient.layer({ url: Redacted.make(serverUrl), maxConnections: 1 
 const onServer = (statement: string) =>
   Effect.flatMap(PgClient.PgClient, (sql) => sql.unsafe(statement)).pipe(Effect.provide(admin), Effect.scoped)
 
-/** A fresh database for one test file, dropped afterwards; yields its URL. */
-export const freshDatabase = (label: string) =>
+const freshDatabaseOn = (run: (statement: string) => Effect.Effect<unknown, SqlError>) => (label: string) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
       const name = `mailroom_${label}_${process.pid}_${Date.now().toString(36)}`.toLowerCase().replace(/[^a-z0-9_]/g, "_")
-      yield* onServer(`CREATE DATABASE ${name}`)
+      yield* run(`CREATE DATABASE ${name}`)
       const url = new URL(serverUrl)
       url.pathname = `/${name}`
       return { name, url: url.toString() }
     }),
-    ({ name }) => onServer(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).pipe(Effect.orDie)
+    ({ name }) => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).pipe(Effect.orDie)
   )
+
+/** A fresh database for one test file, dropped afterwards; yields its URL. */
+export const freshDatabase: (label: string) => Effect.Effect<{ readonly name: string; readonly url: string }, SqlError, Scope.Scope> =
+  freshDatabaseOn(onServer)
+
+export interface Postgres {
+  readonly url: string
+  /** A fresh database, dropped when the scope closes; yields its URL. */
+  readonly freshDatabase: typeof freshDatabase
+}
+
+/**
+ * The PostgreSQL server for a suite, for `layer(PostgresServer.layer)`: its admin connection is open
+ * before the first test (or the suite fails saying why) and makes every fresh database.
+ */
+export class PostgresServer extends Context.Tag("test/PostgresServer")<PostgresServer, Postgres>() {
+  static readonly layer = Layer.effect(
+    PostgresServer,
+    Effect.map(PgClient.PgClient, (sql) => ({ url: serverUrl, freshDatabase: freshDatabaseOn((statement) => sql.unsafe(statement)) }))
+  ).pipe(Layer.provide(admin))
+}
 
 /** A temporary data folder for the embedded PGlite database. */
 export const freshDataDir = Effect.acquireRelease(

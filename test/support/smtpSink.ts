@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { SMTPServer } from "smtp-server"
 
 export interface SinkMessage {
@@ -38,21 +38,33 @@ const headersOf = (raw: Buffer): Map<string, string> => {
 }
 
 /** An SMTP server on loopback that keeps what it is sent; with credentials it requires AUTH. */
-export const startSmtpSink = async (options: { readonly user?: string; readonly password?: string } = {}): Promise<SmtpSink> => {
+export const startSmtpSink = async (
+  options: {
+    readonly user?: string
+    readonly password?: string
+    /** Offers AUTH XOAUTH2 too, accepting a token when this says yes. */
+    readonly accessToken?: (user: string, token: string) => boolean
+  } = {}
+): Promise<SmtpSink> => {
   const messages: Array<SinkMessage> = []
   let authAttempts = 0
   let failing = 0
   let failCode = 451
   const waiters: Array<() => void> = []
-  const requireAuth = options.user !== undefined
+  const requireAuth = options.user !== undefined || options.accessToken !== undefined
   const server = new SMTPServer({
     secure: false,
     disabledCommands: requireAuth ? ["STARTTLS"] : ["STARTTLS", "AUTH"],
     authOptional: !requireAuth,
     allowInsecureAuth: true,
     logger: false,
+    ...(options.accessToken ? { authMethods: ["PLAIN", "LOGIN", "XOAUTH2"] } : {}),
     onAuth: (auth, _session, callback) => {
       authAttempts += 1
+      if (auth.method === "XOAUTH2") {
+        if (options.accessToken?.(auth.username ?? "", auth.accessToken ?? "")) return callback(null, { user: auth.username })
+        return callback(null, { data: { status: "401", schemes: "bearer" } })
+      }
       if (auth.username === options.user && auth.password === options.password) return callback(null, { user: auth.username })
       const error = Object.assign(new Error("Authentication credentials invalid"), { responseCode: 535 })
       callback(error)
@@ -110,3 +122,8 @@ export const startSmtpSink = async (options: { readonly user?: string; readonly 
 
 export const SmtpSinkResource = (options?: Parameters<typeof startSmtpSink>[0]) =>
   Effect.acquireRelease(Effect.promise(() => startSmtpSink(options)), (sink) => Effect.promise(() => sink.close()))
+
+/** An SMTP sink for a suite, for `layer(SmtpSinkServer.layer(options))`. */
+export class SmtpSinkServer extends Context.Tag("test/SmtpSinkServer")<SmtpSinkServer, SmtpSink>() {
+  static readonly layer = (options?: Parameters<typeof startSmtpSink>[0]) => Layer.scoped(SmtpSinkServer, SmtpSinkResource(options))
+}

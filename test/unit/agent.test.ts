@@ -93,7 +93,7 @@ describe("knowledge", () => {
       const answer = yield* agent.reply(request("Refund", "Can I get a refund for my annual plan?"))
       expect(answer).toMatchObject({ agent: "knowledge", model: null })
       expect(answer.text).toContain("refunded within 14 days")
-    }).pipe(Effect.provide(AgentKnowledge.pipe(Layer.provide(Knowledge.fromMarkdown(help))))))
+    }).pipe(Effect.provide(AgentKnowledge.pipe(Layer.provide(Knowledge.Test(help))))))
 })
 
 describe("promptFor", () => {
@@ -146,7 +146,7 @@ const openAi = (script: Array<Answer>, env: Record<string, string | undefined> =
   const http = scriptedHttp(script)
   const settings = { AGENT: "openai", LLM_BASE_URL: "http://llm.test/v1/", LLM_API_KEY: "sk-test", LLM_MODEL: "test-model", LLM_TIMEOUT: "5", ...env }
   const layer = agentOpenAiWith(http.layer).pipe(
-    Layer.provide(Knowledge.fromMarkdown(help)),
+    Layer.provide(Knowledge.Test(help)),
     Layer.provide(configLayer(Object.fromEntries(Object.entries(settings).flatMap(([k, v]) => v === undefined ? [] : [[k, v]]))))
   )
   return { ...http, layer }

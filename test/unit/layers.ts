@@ -1,12 +1,16 @@
-import { StoreTest } from "../../src/Layers.js"
-import { ConfigProvider, Effect, Layer } from "effect"
+import { ConfigProvider, Layer } from "effect"
 import { gmailPass } from "../support/mails.js"
 import { Intake } from "../../src/tickets/Intake.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Relay } from "../../src/bus/Relay.js"
-import { EventBus, makeEventBusTest } from "../../src/bus/EventBus.js"
+import { EventBus, MemoryEventBus } from "../../src/bus/EventBus.js"
 import type { MemoryMailbox } from "../../src/mailbox/Imap.js"
-import { LeadershipTest } from "../../src/mailbox/Leadership.js"
+import { Imap } from "../../src/mailbox/Imap.js"
+import { Leadership } from "../../src/mailbox/Leadership.js"
+import { EventLog } from "../../src/log/EventLog.js"
+import { StateStore } from "../../src/log/StateStore.js"
+import { ReplyStore } from "../../src/replies/ReplyStore.js"
+import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 
@@ -19,17 +23,21 @@ export const baseEnv = {
 export const configLayer = (env: Record<string, string> = {}) =>
   Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...baseEnv, ...env }))))
 
+/** The stores in memory: the log's rules without a database. */
+export const storeLayer = Layer.mergeAll(TicketRepo.Test, ReplyStore.Test).pipe(
+  Layer.provideMerge(Layer.mergeAll(EventLog.Test, StateStore.Test))
+)
+
 /** The whole pipeline on in-memory services: a mailbox, the log, the cursor and a recording bus. */
-export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string> = {}) => {
-  const bus = Layer.effect(EventBus, Effect.map(makeEventBusTest, (test) => test.bus))
-  const stores = StoreTest
-  return Layer.mergeAll(Poller.Default, Relay.Default, Intake.Default).pipe(
+export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string> = {}) =>
+  Layer.mergeAll(Poller.Default, Relay.Default, Intake.Default).pipe(
     Layer.provide(Intake.Default),
-    Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, SenderAuthenticator.Default, bus, LeadershipTest)),
-    Layer.provideMerge(stores),
+    Layer.provide(
+      Layer.mergeAll(Imap.Test(mailbox), Parser.Default, SenderAuthenticator.Default, EventBus.Test(new MemoryEventBus()), Leadership.Test)
+    ),
+    Layer.provideMerge(storeLayer),
     Layer.provide(configLayer(env))
   )
-}
 
 let counter = 0
 

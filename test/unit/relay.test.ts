@@ -1,26 +1,25 @@
-import { StoreTest } from "../../src/Layers.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
 import { Intake } from "../../src/tickets/Intake.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Relay } from "../../src/bus/Relay.js"
-import { EventBus, makeEventBusTest } from "../../src/bus/EventBus.js"
-import { MemoryMailbox } from "../../src/mailbox/Imap.js"
-import { LeadershipTest } from "../../src/mailbox/Leadership.js"
+import { EventBus, MemoryEventBus } from "../../src/bus/EventBus.js"
+import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
+import { Leadership } from "../../src/mailbox/Leadership.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
-import { configLayer, mail } from "./layers.js"
+import { configLayer, mail, storeLayer } from "./layers.js"
 
 const setup = (mailbox: MemoryMailbox) =>
-  Effect.gen(function*() {
-    const bus = yield* makeEventBusTest
+  Effect.sync(() => {
+    const bus = new MemoryEventBus()
     const layer = Layer.mergeAll(Poller.Default, Relay.Default).pipe(
       Layer.provide(Intake.Default),
       Layer.provide(
-        Layer.mergeAll(mailbox.layer, Parser.Default, SenderAuthenticator.Default, Layer.succeed(EventBus, bus.bus), LeadershipTest)
+        Layer.mergeAll(Imap.Test(mailbox), Parser.Default, SenderAuthenticator.Default, EventBus.Test(bus), Leadership.Test)
       ),
-      Layer.provideMerge(StoreTest),
+      Layer.provideMerge(storeLayer),
       Layer.provide(configLayer({ AGENT: "off" }))
     )
     return { bus, layer }

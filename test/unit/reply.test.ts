@@ -1,5 +1,4 @@
 import { ReplyStore } from "../../src/replies/ReplyStore.js"
-import { StoreTest } from "../../src/Layers.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option, TestClock } from "effect"
@@ -10,15 +9,15 @@ import { Intake } from "../../src/tickets/Intake.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Responder } from "../../src/replies/Responder.js"
 import type { AgentKind, AgentShape } from "../../src/replies/Agent.js"
-import { AgentFailed, agentTest } from "../../src/replies/Agent.js"
-import { MemoryMailbox } from "../../src/mailbox/Imap.js"
+import { Agent, AgentFailed } from "../../src/replies/Agent.js"
+import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { ConnectionLost } from "../../src/mailbox/ImapErrors.js"
-import { LeadershipTest } from "../../src/mailbox/Leadership.js"
-import { MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnavailable } from "../../src/replies/Mailer.js"
+import { Leadership } from "../../src/mailbox/Leadership.js"
+import { Mailer, MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnavailable } from "../../src/replies/Mailer.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { Drafts } from "../../src/replies/Drafts.js"
-import { configLayer, mail as anyMail } from "./layers.js"
+import { configLayer, mail as anyMail, storeLayer } from "./layers.js"
 
 /** Mail from senders Gmail authenticated: the only mail that gets automatic answers by default. */
 const mail = (options: Parameters<typeof anyMail>[0] = {}) => anyMail({ authenticated: true, ...options })
@@ -38,17 +37,17 @@ interface Setup {
 
 /** Intake and the responder on in-memory services. */
 const replyLayer = (setup: Setup) => {
-  const stores = StoreTest
+  const stores = storeLayer
   return Layer.mergeAll(Poller.Default, Responder.Default).pipe(
     Layer.provide(Intake.Default),
     Layer.provide(Layer.mergeAll(
-      (setup.mailbox ?? new MemoryMailbox()).layer,
+      Imap.Test(setup.mailbox ?? new MemoryMailbox()),
       Parser.Default,
       SenderAuthenticator.Default,
       Drafts.Test,
-      LeadershipTest,
-      (setup.mailer ?? new MemoryMailer()).layer,
-      agentTest(setup.reply ?? echo, setup.kind)
+      Leadership.Test,
+      Mailer.Test(setup.mailer ?? new MemoryMailer()),
+      Agent.Test(setup.reply ?? echo, setup.kind)
     )),
     Layer.provideMerge(stores),
     Layer.provide(configLayer(setup.env))
@@ -439,17 +438,18 @@ describe("Responder", () => {
     const mailer = new MemoryMailer()
     mailbox.append(mail({ subject: "history" }))
     return Effect.gen(function*() {
-      const stores = yield* Layer.build(StoreTest)
+      const stores = yield* Layer.build(storeLayer)
       const withStores = <A, E, R>(layer: Layer.Layer<A, E, R>) => layer.pipe(Layer.provide(Layer.succeedContext(stores)))
       const config = configLayer()
+      const imap = Imap.Test(mailbox)
       const intake = withStores(Poller.Default.pipe(
         Layer.provide(Intake.Default),
-        Layer.provide(Layer.mergeAll(mailbox.layer, Parser.Default, SenderAuthenticator.Default, LeadershipTest)),
+        Layer.provide(Layer.mergeAll(imap, Parser.Default, SenderAuthenticator.Default, Leadership.Test)),
         Layer.provide(config)
       ))
       yield* ingest.pipe(Effect.provide(intake))
       const responder = withStores(Responder.Default.pipe(
-        Layer.provide(Layer.mergeAll(mailbox.layer, LeadershipTest, mailer.layer, Drafts.Test, agentTest(echo))),
+        Layer.provide(Layer.mergeAll(imap, Leadership.Test, Mailer.Test(mailer), Drafts.Test, Agent.Test(echo))),
         Layer.provide(config)
       ))
       yield* Effect.gen(function*() {

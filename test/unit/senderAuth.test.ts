@@ -382,7 +382,7 @@ describe("verifyInProcess", () => {
 
 describe("SenderAuthenticator", () => {
   const layer = (env: Record<string, string>, resolver: Resolver) =>
-    SenderAuthenticator.layerWithResolver(resolver).pipe(Layer.provide(configLayer(env)))
+    SenderAuthenticator.Test(resolver).pipe(Layer.provide(configLayer(env)))
   const check = (source: Buffer, authResults: ReadonlyArray<string> = []) =>
     Effect.flatMap(SenderAuthenticator, (senders) => senders.check(source, { from: { address: "alice@example.com" }, authResults }))
 

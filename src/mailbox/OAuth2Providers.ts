@@ -1,0 +1,211 @@
+import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { Config, ConfigError, Data, Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
+import { setting } from "../config/Settings.js"
+import { OAuth2Refused } from "./ImapErrors.js"
+
+export type Provider = "google" | "microsoft" | "generic"
+
+const optional = (name: string) => Config.option(Config.nonEmptyString(name))
+const optionalSecret = (name: string) => Config.option(Config.redacted(name))
+
+export const OAuth2Config = Config.all({
+  provider: setting(
+    "OAUTH2_PROVIDER",
+    "With MAILBOX_AUTH=oauth2: google, microsoft (Microsoft 365 / Outlook) or generic (set OAUTH2_TOKEN_URL).",
+    (name) => Config.literal("google", "microsoft", "generic")(name),
+    { value: "google" as Provider }
+  ),
+  clientId: setting("OAUTH2_CLIENT_ID", "The OAuth2 client (application) ID of your Google Cloud OAuth client or Entra app registration.", optional, {
+    value: Option.none(),
+    shown: ""
+  }),
+  clientSecret: setting(
+    "OAUTH2_CLIENT_SECRET",
+    "The OAuth2 client secret (Google desktop clients have one; a Microsoft public client has none).",
+    optionalSecret,
+    { value: Option.none(), shown: "" }
+  ),
+  tenant: setting("OAUTH2_TENANT", "Microsoft: the Entra tenant (directory) ID or domain; common accepts any work or personal account.", Config.nonEmptyString, {
+    value: "common"
+  }),
+  tokenUrl: setting("OAUTH2_TOKEN_URL", "The token endpoint: required with OAUTH2_PROVIDER=generic, overrides Google's or Microsoft's otherwise.", optional, {
+    value: Option.none(),
+    shown: ""
+  }),
+  authorizeUrl: setting("OAUTH2_AUTHORIZE_URL", "The authorization endpoint `mailroom auth` sends the browser to (generic provider, or to override).", optional, {
+    value: Option.none(),
+    shown: ""
+  }),
+  deviceUrl: setting("OAUTH2_DEVICE_URL", "The device-code endpoint for `mailroom auth --device` (generic provider, or to override).", optional, {
+    value: Option.none(),
+    shown: ""
+  }),
+  scope: setting(
+    "OAUTH2_SCOPE",
+    "Scopes to ask for; Google: https://mail.google.com/, Microsoft: IMAP.AccessAsUser.All, SMTP.Send and offline_access on outlook.office.com.",
+    optional,
+    { value: Option.none(), shown: "the provider's" }
+  ),
+  refreshToken: setting(
+    "OAUTH2_REFRESH_TOKEN",
+    "The first refresh token, as `mailroom auth` printed it; a token stored in the database (with MAILROOM_SECRET_KEY) wins once there is one.",
+    optionalSecret,
+    { value: Option.none(), shown: "" }
+  ),
+  secretKey: setting(
+    "MAILROOM_SECRET_KEY",
+    "A long random secret that encrypts OAuth2 refresh tokens stored in the database (table oauth_tokens); without it rotated tokens live in memory only.",
+    optionalSecret,
+    { value: Option.none(), shown: "" }
+  )
+})
+export type OAuth2Config = Config.Config.Success<typeof OAuth2Config>
+
+export interface Endpoints {
+  readonly provider: Provider
+  readonly clientId: string
+  readonly clientSecret: Option.Option<Redacted.Redacted>
+  readonly tokenUrl: string
+  readonly authorizeUrl: Option.Option<string>
+  readonly deviceUrl: Option.Option<string>
+  readonly scope: string
+}
+
+const microsoftBase = (tenant: string) => `https://login.microsoftonline.com/${encodeURIComponent(tenant)}/oauth2/v2.0`
+
+const defaults = (provider: Provider, tenant: string) => {
+  switch (provider) {
+    case "google":
+      return {
+        tokenUrl: Option.some("https://oauth2.googleapis.com/token"),
+        authorizeUrl: Option.some("https://accounts.google.com/o/oauth2/v2/auth"),
+        deviceUrl: Option.none<string>(),
+        scope: "https://mail.google.com/"
+      }
+    case "microsoft":
+      return {
+        tokenUrl: Option.some(`${microsoftBase(tenant)}/token`),
+        authorizeUrl: Option.some(`${microsoftBase(tenant)}/authorize`),
+        deviceUrl: Option.some(`${microsoftBase(tenant)}/devicecode`),
+        scope: "offline_access https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send"
+      }
+    case "generic":
+      return { tokenUrl: Option.none<string>(), authorizeUrl: Option.none<string>(), deviceUrl: Option.none<string>(), scope: "" }
+  }
+}
+
+/** The provider's endpoints, each overridable by its setting. */
+export const endpointsFor = (config: OAuth2Config): Effect.Effect<Endpoints, ConfigError.ConfigError> => {
+  const known = defaults(config.provider, config.tenant)
+  const tokenUrl = Option.orElse(config.tokenUrl, () => known.tokenUrl)
+  if (Option.isNone(config.clientId)) {
+    return Effect.fail(ConfigError.MissingData(["OAUTH2_CLIENT_ID"], "MAILBOX_AUTH=oauth2 needs OAUTH2_CLIENT_ID"))
+  }
+  if (Option.isNone(tokenUrl)) {
+    return Effect.fail(ConfigError.MissingData(["OAUTH2_TOKEN_URL"], "OAUTH2_PROVIDER=generic needs OAUTH2_TOKEN_URL"))
+  }
+  return Effect.succeed({
+    provider: config.provider,
+    clientId: config.clientId.value,
+    clientSecret: config.clientSecret,
+    tokenUrl: tokenUrl.value,
+    authorizeUrl: Option.orElse(config.authorizeUrl, () => known.authorizeUrl),
+    deviceUrl: Option.orElse(config.deviceUrl, () => known.deviceUrl),
+    scope: Option.getOrElse(config.scope, () => known.scope)
+  })
+}
+
+/** The token endpoint could not be reached or answered 5xx/429: transient. */
+export class TokenUnavailable extends Data.TaggedError("TokenUnavailable")<{
+  readonly url: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `the OAuth2 token endpoint ${this.url} is unavailable (${this.reason}); trying again`
+  }
+}
+
+/** A blip at the token endpoint, within one request for a token: from half a second, three times. */
+export const tokenRetry = Schedule.exponential("500 millis", 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
+
+export const TokenResponse = Schema.Struct({
+  access_token: Schema.String,
+  expires_in: Schema.optional(Schema.Number),
+  refresh_token: Schema.optional(Schema.String),
+  token_type: Schema.optional(Schema.String)
+})
+
+const ErrorResponse = Schema.Struct({
+  error: Schema.String,
+  error_description: Schema.optional(Schema.String)
+})
+
+export interface Tokens {
+  readonly accessToken: Redacted.Redacted
+  readonly lifetime: Duration.Duration
+  /** Present when the provider rotated the refresh token (Microsoft does on every use). */
+  readonly refreshToken: Option.Option<Redacted.Redacted>
+}
+
+export interface Grant {
+  readonly account: string
+  readonly provider: Provider
+}
+
+/** What an OAuth2 error answer (RFC 6749 5.2) says, if the body is one. */
+export const oauthError = (response: HttpClientResponse.HttpClientResponse) =>
+  HttpClientResponse.schemaBodyJson(ErrorResponse)(response).pipe(Effect.option)
+
+/**
+ * POSTs a form to the token endpoint. A 400/401 with an OAuth2 error is the grant's or client's
+ * refusal (a person must act); anything else that fails is TokenUnavailable.
+ */
+export const tokenRequest = (
+  http: HttpClient.HttpClient,
+  endpoints: Endpoints,
+  grant: Grant,
+  form: Record<string, string>
+): Effect.Effect<Tokens, OAuth2Refused | TokenUnavailable> => {
+  const client = http.pipe(HttpClient.mapRequest(HttpClientRequest.acceptJson), HttpClient.filterStatusOk)
+  const body = {
+    ...form,
+    client_id: endpoints.clientId,
+    ...Option.match(endpoints.clientSecret, { onNone: () => ({}), onSome: (secret) => ({ client_secret: Redacted.value(secret) }) })
+  }
+  const unavailable = (reason: string) => new TokenUnavailable({ url: endpoints.tokenUrl, reason })
+  return client.execute(HttpClientRequest.post(endpoints.tokenUrl).pipe(HttpClientRequest.bodyUrlParams(body))).pipe(
+    Effect.flatMap(HttpClientResponse.schemaBodyJson(TokenResponse)),
+    Effect.scoped,
+    Effect.catchTags({
+      RequestError: (error) => Effect.fail(unavailable(error.description ?? error.reason)),
+      ParseError: () => Effect.fail(unavailable("the answer is not a token response")),
+      ResponseError: (error) => {
+        const status = error.response.status
+        if (status !== 400 && status !== 401) return Effect.fail(unavailable(`HTTP ${status}`))
+        return oauthError(error.response).pipe(
+          Effect.flatMap((answer) =>
+            Option.match(answer, {
+              onNone: (): Effect.Effect<never, OAuth2Refused | TokenUnavailable> => Effect.fail(unavailable(`HTTP ${status}`)),
+              onSome: (answer) =>
+                Effect.fail(
+                  new OAuth2Refused({
+                  account: grant.account,
+                  provider: grant.provider,
+                  error: answer.error,
+                  // The description is the provider's, never a token; one line, kept short.
+                    description: (answer.error_description ?? "").replace(/\s+/g, " ").slice(0, 200)
+                  })
+                )
+            })
+          )
+        )
+      }
+    }),
+    Effect.retry({ schedule: tokenRetry, while: (error) => error._tag === "TokenUnavailable" }),
+    Effect.map((answer): Tokens => ({
+      accessToken: Redacted.make(answer.access_token),
+      lifetime: Duration.seconds(answer.expires_in ?? 3600),
+      refreshToken: Option.map(Option.fromNullable(answer.refresh_token), (token) => Redacted.make(token))
+    }))
+  )
+}
