@@ -16,7 +16,8 @@ const AppLive = pipelineOn(ImapLive, EventBusLive).pipe(
   Layer.provide(Layer.effectDiscard(refuseWhenGmailApiOwnsReceiving))
 )
 
-const StatusLive = Layer.mergeAll(StoreLive, ImapLive)
+// The mailbox over the database: with OAuth2 it reads the refresh token stored there.
+const StatusLive = ImapLive.pipe(Layer.provideMerge(StoreLive))
 
 const cli = Command.run(makeCli({ app: AppLive, status: StatusLive }), {
   name: "mailroom",
