@@ -77,6 +77,23 @@ export class EmailQuarantined extends Schema.TaggedClass<EmailQuarantined>()("Em
   headers: HeaderGlimpse
 }) {}
 
+/**
+ * A quarantined mail parsed again (`mailroom reprocess`): it links the EmailQuarantined, which stays
+ * as it was, to the EmailReceived or EmailDuplicate it became, committed with it.
+ */
+export class EmailReprocessed extends Schema.TaggedClass<EmailReprocessed>()("EmailReprocessed", {
+  quarantineEventId: Schema.String,
+  /** Why it had been quarantined. */
+  reason: QuarantineReason,
+  outcomeEventId: Schema.String,
+  outcome: Schema.Literal("EmailReceived", "EmailDuplicate"),
+  ticketId: Schema.NullOr(Schema.String),
+  /** The bytes parsed now: other than the quarantine's when only its headers had been kept. */
+  rawSha256: Schema.String,
+  /** stored: raw_messages; imap: fetched again from the mailbox; source: read again from the imported file. */
+  bytesFrom: Schema.Literal("stored", "imap", "source")
+}) {}
+
 /** Why the loop and abuse guard kept mailroom from answering a mail (RFC 3834 and common practice). */
 export const SkipReason = Schema.Literal(
   "auto_submitted",
@@ -180,6 +197,7 @@ export const EventData = Schema.Union(
   EmailReceived,
   EmailDuplicate,
   EmailQuarantined,
+  EmailReprocessed,
   ReplyIntended,
   ReplySent,
   ReplyDrafted,

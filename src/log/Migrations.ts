@@ -8,6 +8,8 @@ import replies from "./migrations/0003_replies.js"
 import lz4Text from "./migrations/0004_lz4_text.js"
 import replySafety from "./migrations/0005_reply_safety.js"
 import deadLetters from "./migrations/0006_dead_letters.js"
+import oauthTokens from "./migrations/0007_oauth_tokens.js"
+import importSources from "./migrations/0008_import_sources.js"
 
 /** Numbered in the order they were written; a database knows each by its name, the part after the number. */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
@@ -16,7 +18,9 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0003_replies": replies,
   "0004_lz4_text": lz4Text,
   "0005_reply_safety": replySafety,
-  "0006_dead_letters": deadLetters
+  "0006_dead_letters": deadLetters,
+  "0007_oauth_tokens": oauthTokens,
+  "0008_import_sources": importSources
 }
 
 export interface Migration {

@@ -1,0 +1,252 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Option, Scope } from "effect"
+import { IntakeConfig } from "../config/Config.js"
+import type { QuarantineReason, RawMail } from "../mail/Email.js"
+import { Parser } from "../mail/Parser.js"
+import { SenderAuthenticator } from "../mail/SenderAuth.js"
+import { importPath, mailAt, openSource } from "../mail/Sources.js"
+import { EmailReprocessed } from "../log/Event.js"
+import type { EmailQuarantined } from "../log/Event.js"
+import { decodeEventData, EventLog } from "../log/EventLog.js"
+import type { NewEvent } from "../log/EventLog.js"
+import { Imap } from "../mailbox/Imap.js"
+import type { ImapSession } from "../mailbox/Imap.js"
+import type { Incoming, KnownMail, TicketParties } from "./Decide.js"
+import { decide, lookupKeys, lookupTokens } from "./Decide.js"
+import { project, writeProjection } from "./Projection.js"
+
+export interface ReprocessOptions {
+  /** Only these quarantine reasons; all when empty. */
+  readonly reasons: ReadonlyArray<QuarantineReason>
+  /** Only these EmailQuarantined event ids; all when empty. */
+  readonly ids: ReadonlyArray<string>
+}
+
+/** What became of one quarantined mail. */
+export type ReprocessOutcome =
+  | {
+    readonly _tag: "Reprocessed"
+    readonly quarantineEventId: string
+    readonly reason: QuarantineReason
+    readonly outcome: "EmailReceived" | "EmailDuplicate"
+    readonly outcomeEventId: string
+    readonly ticketId: string | null
+    readonly newTicket: boolean
+    readonly bytesFrom: EmailReprocessed["bytesFrom"]
+  }
+  | { readonly _tag: "QuarantinedAgain"; readonly quarantineEventId: string; readonly reason: QuarantineReason; readonly detail: string }
+  | { readonly _tag: "Skipped"; readonly quarantineEventId: string; readonly reason: QuarantineReason; readonly why: string }
+
+interface Quarantine {
+  readonly id: string
+  readonly mailbox: string
+  readonly uidvalidity: number | null
+  readonly uid: number | null
+  readonly data: EmailQuarantined
+}
+
+type Bytes = { readonly raw: RawMail; readonly from: EmailReprocessed["bytesFrom"] } | { readonly skip: string }
+
+const describeCause = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * `mailroom reprocess`: quarantined mail parsed again under today's settings. A success is committed
+ * as intake commits (raw bytes, events, projections, one transaction): an EmailReprocessed naming the
+ * quarantine event and the EmailReceived or EmailDuplicate it became. The quarantine event stays.
+ * The new intake event carries no UID: the quarantine event keeps that UID's one intake slot.
+ */
+export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reprocessor", {
+  effect: Effect.gen(function*() {
+    const config = yield* IntakeConfig
+    const parser = yield* Parser
+    const senders = yield* SenderAuthenticator
+    const log = yield* EventLog
+    const sql = yield* SqlClient.SqlClient
+    const imap = yield* Effect.serviceOption(Imap)
+
+    const pending = (options: ReprocessOptions) =>
+      sql<{ id: string; mailbox: string; uidvalidity: string | null; uid: string | null; data: unknown }>`
+        SELECT e.id, e.mailbox, e.uidvalidity, e.uid, e.data FROM events e
+        WHERE e.type = 'EmailQuarantined'
+          AND ${options.reasons.length === 0 ? sql`true` : sql`e.data->>'reason' = ANY(${options.reasons})`}
+          AND ${options.ids.length === 0 ? sql`true` : sql`e.id::text = ANY(${options.ids})`}
+          AND NOT EXISTS (
+            SELECT 1 FROM events r WHERE r.type = 'EmailReprocessed' AND r.data->>'quarantineEventId' = e.id::text
+          )
+        ORDER BY e.seq
+      `.pipe(Effect.map((rows) =>
+        rows.map((row): Quarantine => ({
+          id: row.id,
+          mailbox: row.mailbox,
+          uidvalidity: row.uidvalidity === null ? null : Number(row.uidvalidity),
+          uid: row.uid === null ? null : Number(row.uid),
+          data: decodeEventData(row.data) as EmailQuarantined
+        }))
+      ))
+
+    const stored = (sha: string) =>
+      sql<{ bytes: Uint8Array; headers_only: boolean; size: string }>`
+        SELECT bytes, headers_only, size FROM raw_messages WHERE sha256 = ${sha}
+      `.pipe(Effect.map((rows) => rows[0]))
+
+    /** The mailbox holds the whole mail still, under the same UIDVALIDITY: fetched again by its UID. */
+    const fromImap = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>): Effect.Effect<Bytes> =>
+      Effect.gen(function*() {
+        if (q.uid === null || q.uidvalidity === null) return { skip: "the quarantine event names no UID to fetch again" }
+        const s = yield* session
+        const status = yield* s.open(q.mailbox)
+        if (status.uidValidity !== q.uidvalidity) {
+          return { skip: `${q.mailbox} has UIDVALIDITY ${status.uidValidity} now, not ${q.uidvalidity}: the mail cannot be found by its UID any more` }
+        }
+        const [raw] = yield* s.fetch([q.uid], { headersOnly: false, bytes: q.data.size })
+        if (raw === undefined) return { skip: `UID ${q.uid} is no longer in ${q.mailbox}` }
+        return { raw: { ...raw, headersOnly: false }, from: "imap" as const }
+      }).pipe(
+        Effect.catchAll((error) =>
+          Effect.succeed({ skip: `only its headers were stored, and ${q.mailbox} could not be reached to fetch it again (${describeCause(error)})` })
+        )
+      )
+
+    const fromSource = (q: Quarantine, path: string): Effect.Effect<Bytes> =>
+      Effect.gen(function*() {
+        const mail = q.uid === null ? undefined : yield* mailAt(yield* openSource(path), q.uid)
+        if (mail === undefined) return { skip: `only its headers were stored, and ${path} no longer holds mail ${q.uid}` }
+        return { raw: { uid: mail.position, size: mail.size, source: mail.source, headersOnly: false }, from: "source" as const }
+      }).pipe(Effect.catchAll((error) => Effect.succeed({ skip: `only its headers were stored, and ${error.message}` })))
+
+    /** The whole mail: stored in full, or fetched again where only its headers were kept. */
+    const bytesOf = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>): Effect.Effect<Bytes, unknown> =>
+      Effect.gen(function*() {
+        const row = yield* stored(q.data.rawSha256)
+        if (row !== undefined && !row.headers_only) {
+          const source = Buffer.from(row.bytes)
+          return { raw: { uid: q.uid ?? 0, size: source.length, source, headersOnly: false }, from: "stored" as const }
+        }
+        if (q.data.size > config.maxMessageBytes) {
+          return { skip: `only its headers were stored, and at ${q.data.size} bytes it is still over MAX_MESSAGE_BYTES (${config.maxMessageBytes}): raise it to take this mail` }
+        }
+        const path = importPath(q.mailbox)
+        if (path !== undefined) return yield* fromSource(q, path)
+        if (Option.isNone(imap)) return { skip: `only its headers were stored, and no IMAP mailbox is configured to fetch it again from ${q.mailbox}` }
+        return yield* fromImap(q, session)
+      })
+
+    const known = (items: ReadonlyArray<Incoming>) =>
+      Effect.gen(function*() {
+        const ids = lookupKeys(items)
+        const hashes = items.flatMap((item) =>
+          item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
+        )
+        const tokens = lookupTokens(items)
+        const rows = yield* sql<{ message_id: string | null; raw_sha256: string | null; id: string; ticket_id: string }>`
+          SELECT message_id, raw_sha256, id, ticket_id FROM messages
+          WHERE message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes}))
+        `
+        const byMessageId = new Map<string, KnownMail>()
+        const byRawSha256 = new Map<string, KnownMail>()
+        for (const row of rows) {
+          const mail = { eventId: row.id, ticketId: row.ticket_id }
+          if (row.message_id !== null) byMessageId.set(row.message_id, mail)
+          else if (row.raw_sha256 !== null) byRawSha256.set(row.raw_sha256, mail)
+        }
+        const tokenRows = yield* sql<{ token: string; id: string }>`
+          SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
+          WHERE left(replace(id::text, '-', ''), 12) = ANY(${tokens})
+        `
+        const counts = new Map<string, number>()
+        for (const row of tokenRows) counts.set(row.token, (counts.get(row.token) ?? 0) + 1)
+        const byTicketToken = new Map(tokenRows.filter((row) => counts.get(row.token) === 1).map((row) => [row.token, row.id] as const))
+        const ticketIds = [...new Set([...byTicketToken.values(), ...rows.map((row) => row.ticket_id)])]
+        const partyRows = yield* sql<{ id: string; customer_id: string; address: string | null }>`
+          SELECT t.id, t.customer_id, p.address FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
+          WHERE t.id = ANY(${ticketIds})
+        `
+        const parties = new Map<string, { customerId: string; participants: Set<string> }>()
+        for (const row of partyRows) {
+          const entry = parties.get(row.id) ?? { customerId: row.customer_id, participants: new Set<string>() }
+          if (row.address !== null) entry.participants.add(row.address)
+          parties.set(row.id, entry)
+        }
+        return { byMessageId, byRawSha256, byTicketToken, parties: parties as ReadonlyMap<string, TicketParties> }
+      })
+
+    /** One transaction; under the log's append lock, so two runs never reprocess one mail twice. */
+    const commit = (q: Quarantine, item: Incoming & { readonly source: Buffer }, from: EmailReprocessed["bytesFrom"]) =>
+      log.transaction((append) =>
+        Effect.gen(function*() {
+          const done = yield* sql<{ n: string }>`
+            SELECT count(*) AS n FROM events WHERE type = 'EmailReprocessed' AND data->>'quarantineEventId' = ${q.id}
+          `
+          if (Number(done[0]!.n) > 0) return undefined
+          const [decision] = decide([item], yield* known([item]))
+          const at = new Date()
+          yield* sql`INSERT INTO raw_messages ${
+            sql.insert({ sha256: item.rawSha256, size: item.size, headers_only: false, bytes: item.source })
+          } ON CONFLICT (sha256) DO NOTHING`
+          const data = decision!.data as Exclude<typeof decision.data, EmailQuarantined>
+          const linked = new EmailReprocessed({
+            quarantineEventId: q.id,
+            reason: q.data.reason,
+            outcomeEventId: decision!.eventId,
+            outcome: data._tag,
+            ticketId: decision!.ticketId,
+            rawSha256: item.rawSha256,
+            bytesFrom: from
+          })
+          const events: Array<NewEvent> = [
+            { id: crypto.randomUUID(), type: "EmailReprocessed", mailbox: q.mailbox, uidvalidity: q.uidvalidity, uid: q.uid, ticketId: decision!.ticketId, occurredAt: at, data: linked, trace: null },
+            { id: decision!.eventId, type: data._tag, mailbox: q.mailbox, uidvalidity: null, uid: null, ticketId: decision!.ticketId, occurredAt: at, data, trace: null }
+          ]
+          yield* append(events)
+          yield* writeProjection(sql, project(q.mailbox, [decision!], at), at)
+          return decision!
+        })
+      )
+
+    const one = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>) =>
+      Effect.gen(function*() {
+        const base = { quarantineEventId: q.id, reason: q.data.reason }
+        const bytes = yield* bytesOf(q, session)
+        if ("skip" in bytes) return { _tag: "Skipped", ...base, why: bytes.skip } satisfies ReprocessOutcome
+        const { parsed, rawSha256 } = yield* parser.parse(bytes.raw)
+        if (parsed._tag === "Rejected") {
+          return { _tag: "QuarantinedAgain", ...base, detail: `${parsed.reason}: ${parsed.detail}` } satisfies ReprocessOutcome
+        }
+        const item: Incoming & { readonly source: Buffer } = {
+          uid: bytes.raw.uid,
+          size: bytes.raw.size,
+          rawSha256,
+          headersOnly: false,
+          parsed,
+          source: bytes.raw.source,
+          trace: null,
+          senderAuth: yield* senders.check(bytes.raw.source, parsed.email)
+        }
+        const decision = yield* commit(q, item, bytes.from)
+        if (decision === undefined) return { _tag: "Skipped", ...base, why: "another run reprocessed it meanwhile" } satisfies ReprocessOutcome
+        const data = decision.data
+        return {
+          _tag: "Reprocessed",
+          ...base,
+          outcome: data._tag === "EmailDuplicate" ? "EmailDuplicate" : "EmailReceived",
+          outcomeEventId: decision.eventId,
+          ticketId: decision.ticketId,
+          newTicket: data._tag === "EmailReceived" && data.newTicket,
+          bytesFrom: bytes.from
+        } satisfies ReprocessOutcome
+      }).pipe(Effect.withSpan("Reprocessor.one", { attributes: { "mailroom.event.id": q.id, "mailroom.quarantine.reason": q.data.reason } }))
+
+    const run = Effect.fn("Reprocessor.run")(function*(options: ReprocessOptions) {
+      const quarantined = yield* pending(options)
+      yield* Effect.annotateCurrentSpan({ "mailroom.reprocess.count": quarantined.length })
+      // One IMAP connection, opened only if a mail has to be fetched again.
+      const scope = yield* Effect.scope
+      const session: Effect.Effect<ImapSession, unknown> = Option.isNone(imap)
+        ? Effect.dieMessage("no IMAP mailbox")
+        : yield* Effect.cached(Scope.extend(imap.value.connect, scope))
+      return yield* Effect.forEach(quarantined, (q) => one(q, session))
+    }, Effect.scoped)
+
+    return { run } as const
+  })
+}) {}
