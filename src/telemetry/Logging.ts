@@ -1,5 +1,5 @@
-import { Cause, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, Option } from "effect"
-import { logFormat } from "../config/Config.js"
+import { Cause, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, LogLevel, Option } from "effect"
+import { logFormat, logLevel } from "../config/Config.js"
 import { includePii, recordedSpan } from "./Tracing.js"
 
 const render = (value: unknown): string =>
@@ -34,7 +34,11 @@ export const LoggingLive = Layer.unwrapEffect(
   Effect.gen(function*() {
     const format = yield* logFormat
     const pii = yield* includePii
-    const lines = Logger.replace(Logger.defaultLogger, format === "json" ? Logger.withConsoleError(jsonLogger) : textLogger)
+    const level = { debug: LogLevel.Debug, info: LogLevel.Info, warning: LogLevel.Warning, error: LogLevel.Error }[yield* logLevel]
+    const lines = Layer.merge(
+      Logger.replace(Logger.defaultLogger, format === "json" ? Logger.withConsoleError(jsonLogger) : textLogger),
+      Logger.minimumLogLevel(level)
+    )
     return pii ? lines : Layer.merge(lines, Logger.remove(Logger.tracerLogger))
   })
 )

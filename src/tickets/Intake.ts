@@ -1,4 +1,4 @@
-import { Effect, Metric, Option, Stream } from "effect"
+import { Effect, FiberRef, LogLevel, Metric, Option, Stream } from "effect"
 import type { Tracer } from "effect"
 import type { Backfill } from "../config/Config.js"
 import { IntakeConfig } from "../config/Config.js"
@@ -166,19 +166,27 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         { discard: true }
       )
 
-    const logDecisions = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>) =>
-      Effect.forEach(committed.decisions, ({ data, uid }) => {
-        switch (data._tag) {
-          case "EmailReceived":
-            return data.newTicket
-              ? Effect.logInfo(`Created ticket ${data.ticketId} from email: ${data.subject}`)
-              : Effect.logInfo(`Added email to ticket ${data.ticketId}: ${data.subject}`)
-          case "EmailDuplicate":
-            return Effect.logInfo(`Skipped duplicate of ${data.messageId} (UID ${uid})`)
-          case "EmailQuarantined":
-            return Effect.logWarning(`Quarantined UID ${uid} (${data.reason}): ${data.detail}`)
+    /**
+     * One line per batch; one per mail only at LOG_LEVEL=debug (checked once per batch: building a
+     * line per mail costs even when the logger drops it). A quarantined mail always gets its own.
+     */
+    const logDecisions = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>, summary: PassSummary) =>
+      Effect.gen(function*() {
+        const debug = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Debug)
+        for (const { data, uid } of committed.decisions) {
+          if (data._tag === "EmailQuarantined") yield* Effect.logWarning(`Quarantined UID ${uid} (${data.reason}): ${data.detail}`)
+          else if (!debug) continue
+          else if (data._tag === "EmailDuplicate") yield* Effect.logDebug(`Skipped duplicate of ${data.messageId} (UID ${uid})`)
+          else if (data.newTicket) yield* Effect.logDebug(`Created ticket ${data.ticketId} from UID ${uid}: ${data.subject}`)
+          else yield* Effect.logDebug(`Added UID ${uid} to ticket ${data.ticketId}: ${data.subject}`)
         }
-      }, { discard: true })
+        if (committed.decisions.length > 0) {
+          yield* Effect.logInfo(
+            `Recorded ${committed.decisions.length} email(s): ${summary.received} received (${summary.ticketsCreated} new ticket(s)), ` +
+              `${summary.duplicates} duplicate(s), ${summary.quarantined} quarantined`
+          )
+        }
+      })
 
     const summarize = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>): PassSummary => ({
       found: committed.decisions.length + committed.alreadyRecorded.length,
@@ -198,7 +206,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           cursorTo: Math.max(...batch.uids)
         })
         const summary = summarize(committed)
-        yield* logDecisions(committed)
+        yield* logDecisions(committed, summary)
         yield* traceOutcomes(committed, mails)
         yield* countOutcomes(summary)
         return {
@@ -232,7 +240,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       const batches = planBatches(found, config)
       const summary = yield* Stream.fromIterable(batches).pipe(
         // Fetched and parsed in one stage: Dovecot serves a batch faster than it is parsed, so a fetched
-        // batch waiting for the parser would only hold memory (30 MB more at the peak, no faster).
+        // batch waiting for the parser would only hold memory, and make nothing faster.
         Stream.mapEffect((batch) =>
           session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes }).pipe(
             Effect.flatMap((raws) => Effect.forEach(raws, prepare(span), { concurrency: 16 })),
