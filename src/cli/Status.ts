@@ -5,6 +5,7 @@ import { Imap } from "../mailbox/Imap.js"
 import { lockKey } from "../mailbox/Leadership.js"
 import { StateStore } from "../log/StateStore.js"
 import { EventLog } from "../log/EventLog.js"
+import { describeUids, findGaps } from "../mailbox/Reconcile.js"
 
 export interface MailboxReport {
   readonly mailbox: string
@@ -14,6 +15,10 @@ export interface MailboxReport {
   /** Mails on the server above the cursor; null when the server could not be asked. */
   readonly backlog: number | null
   readonly serverError: string | null
+  /** UIDs the cursor has passed that have no event in the log (`mailroom reconcile` takes them in); null when the server could not be asked. */
+  readonly gaps: ReadonlyArray<number> | null
+  /** Seconds since the oldest mail without an event arrived, gaps and backlog alike; 0 when none. */
+  readonly oldestUnprocessedAge: number | null
   readonly lockHolder: string | null
   readonly instance: string | null
   readonly connection: string
@@ -52,7 +57,9 @@ const serverBacklog = (mailbox: string, lastUid: number) =>
   Effect.scoped(Effect.gen(function*() {
     const session = yield* (yield* Imap).connect
     yield* session.open(mailbox)
-    return (yield* session.search({ from: lastUid + 1 }, { unseenOnly: false })).length
+    const backlog = (yield* session.search({ from: lastUid + 1 }, { unseenOnly: false })).length
+    const { gaps, oldestUnprocessedAge } = yield* findGaps(session, mailbox)
+    return { backlog, gaps, oldestUnprocessedAge }
   }))
 
 export const collectStatus = Effect.gen(function*() {
@@ -78,7 +85,9 @@ export const collectStatus = Effect.gen(function*() {
       uidValidity: Option.getOrNull(Option.map(cursor, (c) => c.uidValidity)),
       cursor: Option.getOrNull(Option.map(cursor, (c) => c.lastUid)),
       seenUpTo: Option.getOrNull(Option.map(cursor, (c) => c.seenUid)),
-      backlog: backlog._tag === "Right" ? backlog.right : null,
+      backlog: backlog._tag === "Right" ? backlog.right.backlog : null,
+      gaps: backlog._tag === "Right" ? backlog.right.gaps : null,
+      oldestUnprocessedAge: backlog._tag === "Right" ? backlog.right.oldestUnprocessedAge : null,
       serverError: backlog._tag === "Left" ? backlog.left.message : null,
       lockHolder: embedded ? "embedded database (one process)" : yield* lockHolder(mailbox),
       instance: health?.instance ?? null,
@@ -107,6 +116,10 @@ export const formatStatus = (report: StatusReport): string =>
       line("uidvalidity", m.uidValidity),
       line("cursor", m.cursor === null ? "not started" : `UID ${m.cursor} (\\Seen set up to ${m.seenUpTo})`),
       line("backlog", m.backlog === null ? `unknown (${m.serverError})` : `${m.backlog} mail(s) on the server above the cursor`),
+      ...(m.gaps === null ? [] : [
+        line("gaps", m.gaps.length === 0 ? "none" : `${m.gaps.length} mail(s) passed without an event (UIDs ${describeUids(m.gaps)}): run mailroom reconcile`),
+        line("unprocessed", m.oldestUnprocessedAge === 0 ? "nothing waiting" : `the oldest mail without an event arrived ${m.oldestUnprocessedAge} s ago`)
+      ]),
       line("lock holder", m.lockHolder ?? "nobody"),
       line("connection", `${m.connection}${m.instance ? ` (${m.instance}, ${m.logins} login(s))` : ""}`),
       line("last error", m.lastError ? `${m.lastError} at ${m.lastErrorAt}` : "none")
