@@ -23,4 +23,10 @@ COPY knowledge ./knowledge
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
+# /healthz, /readyz and /metrics. Loopback by default; docker-compose.yml sets HEALTH_HOST=0.0.0.0 to publish it.
+ENV HEALTH_PORT=9464
+EXPOSE 9464
+# node:20-slim has no curl: Node's own fetch asks /healthz.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.HEALTH_PORT + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 CMD ["node", "dist/main.js"]

@@ -1,15 +1,23 @@
 import { Command, Options } from "@effect/cli"
+import type { SqlClient } from "@effect/sql"
 import { Console, Duration, Effect, Option } from "effect"
 import type { Layer } from "effect"
 import { gmailApiEnabled, IntakeConfig } from "../config/Config.js"
 import { renderEnvExample, settings } from "../config/Settings.js"
+import { authCommand } from "./Auth.js"
 import { StartupRefused } from "./Fatal.js"
+import { importCommand } from "./Import.js"
+import { reprocessCommand } from "./Reprocess.js"
 import type { PassSummary } from "../tickets/Intake.js"
 import { Poller } from "../mailbox/Poller.js"
 import { Relay } from "../bus/Relay.js"
 import type { ReplySummary } from "../replies/Responder.js"
 import { Responder } from "../replies/Responder.js"
 import { collectStatus, formatStatus } from "./Status.js"
+import { reconcileCommand } from "./Reconcile.js"
+import { replayCommand } from "./Replay.js"
+import type { HealthState } from "../telemetry/Health.js"
+import { serveHealth } from "../telemetry/Health.js"
 
 const once = Options.boolean("once").pipe(
   Options.withDescription("Run one pass over the mailbox, print a summary and exit.")
@@ -71,7 +79,7 @@ const runOnce = Effect.gen(function*() {
   )
 })
 
-const runForever = (seconds: Option.Option<number>) =>
+export const runForever = (seconds: Option.Option<number>) =>
   Effect.gen(function*() {
     const poller = yield* Poller
     const relay = yield* Relay
@@ -79,12 +87,15 @@ const runForever = (seconds: Option.Option<number>) =>
     const config = yield* IntakeConfig
     const every = Option.match(seconds, { onNone: () => config.pollInterval, onSome: Duration.seconds })
     yield* Effect.logInfo(`Watching ${config.mailbox}: a pass every ${Duration.format(every)}, and at once when the server announces new mail`)
-    yield* Effect.all([poller.forever(every), relay.run, responder.run], { concurrency: "unbounded", discard: true })
+    yield* Effect.all([poller.forever(every), relay.run, responder.run, serveHealth({ relayConsumer: relay.consumer })], {
+      concurrency: "unbounded",
+      discard: true
+    })
   })
 
 export interface CliLayers<E1, E2> {
-  /** Poller, relay and responder over the live services. */
-  readonly app: Layer.Layer<Poller | Relay | Responder, E1>
+  /** Poller, relay and responder over the live services; the health endpoints read HealthState and the database. */
+  readonly app: Layer.Layer<Poller | Relay | Responder | HealthState | SqlClient.SqlClient, E1>
   /** The stores and the mailbox, for `status`. */
   readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus>, E2>
 }
@@ -129,5 +140,27 @@ export const makeCli = <E1, E2>(layers: CliLayers<E1, E2>) => {
     Command.withDescription("Prints every setting with its help and default, as a .env file (.env.example is this output).")
   )
 
-  return run.pipe(Command.withSubcommands([status, settingsCommand]))
+  const replay = Command.make(
+    "replay",
+    { check: Options.boolean("check").pipe(Options.withDescription("Only compare, and exit with 1 when they differ; nothing is changed.")) },
+    ({ check }) => replayCommand({ check }).pipe(Effect.asVoid, Effect.provide(layers.status))
+  ).pipe(
+    Command.withDescription(
+      "Rebuilds customers, tickets, messages and ticket_participants from the event log and swaps them in, in one transaction that holds the log's append lock; prints what differed. The log itself is only read."
+    )
+  )
+
+  const reconcile = Command.make(
+    "reconcile",
+    { check: Options.boolean("check").pipe(Options.withDescription("Only report the gaps, and exit with 1 when there are any.")) },
+    ({ check }) => reconcileCommand({ check }).pipe(Effect.asVoid, Effect.provide(layers.app))
+  ).pipe(
+    Command.withDescription(
+      "Compares the mail on the server that the cursor has passed with the events in the log, and takes in any mail without one (the running process does this every RECONCILE_INTERVAL seconds)."
+    )
+  )
+
+  return run.pipe(
+    Command.withSubcommands([status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile])
+  )
 }

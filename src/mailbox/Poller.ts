@@ -7,12 +7,13 @@ import { instanceId } from "../lib/Instance.js"
 import type { ImapSession } from "./Imap.js"
 import { Imap } from "./Imap.js"
 import type { ImapError } from "./ImapErrors.js"
-import { authenticationRetry, connectionRetry, protocolRetry, throttledRetry } from "./ImapErrors.js"
+import { authenticationRetry, connectionRetry, oauth2Retry, protocolRetry, throttledRetry } from "./ImapErrors.js"
 import type { LeadershipLost } from "./Leadership.js"
 import { Leadership } from "./Leadership.js"
 import { StateStore } from "../log/StateStore.js"
 import type { CursorMoved } from "../tickets/TicketRepo.js"
 import { Intake } from "../tickets/Intake.js"
+import { reconcileInterval, Reconciler } from "./Reconcile.js"
 import { supervise } from "../lib/Supervise.js"
 import type { MailboxStalled } from "../telemetry/Health.js"
 import { HealthState, stallRetry, stallTimeout } from "../telemetry/Health.js"
@@ -35,6 +36,8 @@ const scheduleFor = (error: PassError): Schedule.Schedule<unknown, unknown> => {
       return Schedule.spaced("1 second")
     case "MailboxStalled":
       return stallRetry
+    case "OAuth2Refused":
+      return oauth2Retry
     case "MailboxNotFound":
     case "ImapProtocolError":
       return protocolRetry
@@ -43,7 +46,7 @@ const scheduleFor = (error: PassError): Schedule.Schedule<unknown, unknown> => {
 
 /** Watches the mailbox: a pass at start, on every interval, and whenever the server announces new mail. */
 export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
-  dependencies: [HealthState.Default],
+  dependencies: [HealthState.Default, Reconciler.Default],
   effect: Effect.gen(function*() {
     const imap = yield* Imap
     const intake = yield* Intake
@@ -52,6 +55,8 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
     const health = yield* HealthState
     const stallAfter = yield* stallTimeout
     const { commandTimeout } = yield* ImapConfig
+    const reconciler = yield* Reconciler
+    const reconcileEvery = yield* reconcileInterval
     const mailbox = intake.mailbox
     const report = (health: Parameters<typeof state.reportHealth>[2]) =>
       state.reportHealth(mailbox, instanceId, health).pipe(Effect.ignore, Effect.withTracerEnabled(false))
@@ -67,13 +72,24 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
     /** A single pass on a fresh connection, then logout: `--once`. None when another instance leads. */
     const once = leadership.lead(mailbox, Effect.scoped(Effect.flatMap(connect, intake.pass)), { wait: false })
 
+    /**
+     * `reconcile`, on a fresh connection. No lock: a gap's commit skips whatever another instance
+     * has recorded meanwhile, and leaves the cursor where it is.
+     */
+    const reconcile = (options: { readonly backfill: boolean }) =>
+      Effect.scoped(Effect.flatMap(connect, (session) => reconciler.run(session, options)))
+
     const watch = (session: ImapSession, interval: Duration.Duration) =>
       Stream.fromSchedule(Schedule.spaced(interval)).pipe(
         Stream.as("interval" as const),
         Stream.merge(session.newMail.pipe(Stream.as("new mail" as const))),
+        // On the same session as the passes, so that a check never runs beside one.
+        Stream.merge(Stream.fromSchedule(Schedule.spaced(reconcileEvery)).pipe(Stream.as("reconcile" as const))),
         Stream.prepend(Chunk.of("start" as const)),
         Stream.mapEffect((trigger) =>
-          intake.pass(session).pipe(Effect.annotateLogs("trigger", trigger), Effect.zipLeft(health.passCompleted(mailbox)))
+          trigger === "reconcile"
+            ? reconciler.scheduled(session)
+            : intake.pass(session).pipe(Effect.annotateLogs("trigger", trigger), Effect.zipLeft(health.passCompleted(mailbox)))
         ),
         Stream.runDrain
       )
@@ -104,6 +120,6 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
       }).pipe(health.alive("poller"), Effect.ensuring(report({ _tag: "State", state: "stopped" })))
     }
 
-    return { once, forever, mailbox } as const
+    return { once, forever, reconcile, mailbox } as const
   })
 }) {}

@@ -22,3 +22,11 @@ export const outboxLag = Metric.gauge("mailroom_outbox_lag", { description: "Eve
 
 /** Reply outcomes: sent, skipped, failed. */
 export const replies = Metric.counter("mailroom_replies", { description: "Replies, by outcome." })
+
+export const mailboxStalls = Metric.counter("mailroom_mailbox_stalls", {
+  description: "IMAP connections dropped and made again because they delivered nothing for IMAP_STALL_TIMEOUT."
+})
+
+export const oldestUnprocessedAge = Metric.gauge("mailroom_oldest_unprocessed_age_seconds", {
+  description: "Seconds since the oldest mail on the server without an event in the log arrived (gaps and mail waiting for a pass); set by each reconcile."
+})

@@ -183,7 +183,7 @@ export const startDovecot = async (
 
   const halt = async (signal: NodeJS.Signals) => {
     const child = process
-    if (!child || child.exitCode !== null) return
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
     const exited = new Promise((resolve) => child.once("exit", resolve))
     child.kill(signal)
     await exited
