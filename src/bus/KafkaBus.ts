@@ -1,57 +1,12 @@
+import { KafkaConfig, kafkaBrokers } from "../config/Bus.js"
 import { SqlClient } from "@effect/sql"
-import { Config, Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Layer, Option, Redacted } from "effect"
 import type { Message, SASLOptions, TopicMessages } from "kafkajs"
 import type { StoredEvent } from "../log/Event.js"
-import { setting } from "../config/Settings.js"
 import { withEventTrace, withSpanWhenTracing } from "../telemetry/Tracing.js"
 import { EventBus, EventBusInProcess, PublishFailed, relayConsumer } from "./EventBus.js"
 import { MAX_SEND_RECORDS, makeDeliver, outgoing } from "./KafkaRecords.js"
 import type { DeadLetter, OutRecord } from "./KafkaRecords.js"
-
-const list = (name: string) =>
-  Config.string(name).pipe(Config.map((value) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)))
-
-const positive = (name: string) =>
-  Config.integer(name).pipe(Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 }))
-
-export const kafkaBrokers = setting(
-  "KAFKA_BROKERS",
-  "Comma-separated Kafka brokers (host:port). Unset: events stay in-process.",
-  (name) => Config.option(list(name))
-)
-
-export const KafkaConfig = Config.all({
-  clientId: setting("KAFKA_CLIENT_ID", "Kafka client id.", Config.nonEmptyString, { value: "mailroom" }),
-  tls: setting("KAFKA_TLS", "Connect to the brokers with TLS.", Config.boolean, { value: false }),
-  saslMechanism: setting(
-    "KAFKA_SASL_MECHANISM",
-    "plain, scram-sha-256 or scram-sha-512; unset for no SASL.",
-    (name) => Config.option(Config.literal("plain", "scram-sha-256", "scram-sha-512")(name))
-  ),
-  username: setting("KAFKA_USERNAME", "SASL user name.", (name) => Config.option(Config.string(name))),
-  password: setting("KAFKA_PASSWORD", "SASL password.", (name) => Config.option(Config.redacted(name))),
-  inboundTopic: setting("KAFKA_TOPIC", "Topic of received emails, keyed by ticket id.", Config.nonEmptyString, {
-    value: "email_inbound"
-  }),
-  eventsTopic: setting("KAFKA_EVENTS_TOPIC", "Topic of every event of the log.", Config.nonEmptyString, {
-    value: "mailroom.events"
-  }),
-  dlqTopic: setting(
-    "KAFKA_DLQ_TOPIC",
-    "Topic of dead letters: events the broker refused for their size or content, keyed by event id (the log keeps them whole).",
-    Config.nonEmptyString,
-    { value: "mailroom.events.dlq" }
-  ),
-  maxMessageBytes: setting(
-    "KAFKA_MAX_MESSAGE_BYTES",
-    "The brokers' max.message.bytes: the relay never puts more in one partition's record batch.",
-    positive,
-    { value: 1_000_000 }
-  ),
-  partitions: setting("KAFKA_TOPIC_PARTITIONS", "Partitions of topics mailroom creates.", positive, { value: 3 }),
-  replication: setting("KAFKA_TOPIC_REPLICATION", "Replication factor of topics mailroom creates.", positive, { value: 1 })
-})
-export type KafkaConfig = Config.Config.Success<typeof KafkaConfig>
 
 const group = (records: ReadonlyArray<OutRecord>): Array<TopicMessages> => {
   const byTopic = new Map<string, Array<Message>>()

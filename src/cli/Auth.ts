@@ -1,3 +1,5 @@
+import { OAuth2Config } from "../config/Config.js"
+import type { Provider } from "../config/Config.js"
 import { createHash, randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -9,8 +11,8 @@ import { Console, Data, Deferred, Duration, Effect, Option, Redacted, Schema } f
 import { DatabaseLive } from "../Layers.js"
 import type { OAuth2Refused } from "../mailbox/ImapErrors.js"
 import { accountOf, tokenStore } from "../mailbox/OAuth2.js"
-import { endpointsFor, OAuth2Config, tokenRequest } from "../mailbox/OAuth2Providers.js"
-import type { Endpoints, Provider, Tokens, TokenUnavailable } from "../mailbox/OAuth2Providers.js"
+import { endpointsFor, tokenRequest } from "../mailbox/OAuth2Providers.js"
+import type { Endpoints, Tokens, TokenUnavailable } from "../mailbox/OAuth2Providers.js"
 
 /** The browser or device sign-in did not complete. */
 export class AuthFailed extends Data.TaggedError("AuthFailed")<{ readonly reason: string }> {

@@ -3,7 +3,7 @@ import type { SqlClient } from "@effect/sql"
 import { Console, Duration, Effect, Option } from "effect"
 import type { Layer } from "effect"
 import { gmailApiEnabled, IntakeConfig } from "../config/Config.js"
-import { renderEnvExample, settings } from "../config/Settings.js"
+import { allSettings, renderEnvExample } from "../config/All.js"
 import { authCommand } from "./Auth.js"
 import { StartupRefused } from "./Fatal.js"
 import { importCommand } from "./Import.js"
@@ -105,7 +105,7 @@ const describeRun = () =>
     "Watches a support mailbox over IMAP and records every email once, as an append-only event in PostgreSQL, projected into customers, tickets and messages.",
     "",
     "Settings (environment variables, or a .env file in the working directory):",
-    ...settings().map((s) => `  ${s.name}${s.default === undefined ? "" : ` (default ${s.default})`}: ${s.help}`)
+    ...allSettings.map((s) => `  ${s.name}${s.default === undefined ? "" : ` (default ${s.default})`}: ${s.help}`)
   ].join("\n")
 
 /**

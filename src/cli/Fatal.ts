@@ -1,5 +1,5 @@
 import { Cause, ConfigError, Data, Option } from "effect"
-import { settingHelp } from "../config/Settings.js"
+import { settingHelp } from "../config/All.js"
 
 /** mailroom will not run in this setup, for a reason the user must change. */
 export class StartupRefused extends Data.TaggedError("StartupRefused")<{ readonly reason: string }> {

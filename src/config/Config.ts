@@ -1,39 +1,13 @@
 import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
-import { setting } from "./Settings.js"
+import { appPassword, optional, optionalSecret, positive, seconds, settingList, tlsMode } from "./Settings.js"
+import type { TlsMode } from "./Settings.js"
 
-const seconds = (name: string) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
-    Config.map(Duration.seconds)
-  )
+export { tlsMode } from "./Settings.js"
+export type { TlsMode } from "./Settings.js"
 
-const positiveInteger = (name: string) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 })
-  )
-
-/** Gmail shows app passwords in groups of four ("abcd efgh ijkl mnop"); the spaces are not part of it. */
-const appPassword = (name: string) =>
-  // Config.string, then Redacted: a validation on Config.redacted loses the variable's name.
-  Config.string(name).pipe(
-    Config.validate({ message: "Expected a non-empty password", validation: (value) => value.trim().length > 0 }),
-    Config.map((value) => Redacted.make(value.replace(/\s+/g, "")))
-  )
-
-/** true: TLS from the first byte; "starttls": plain, then upgraded, or no connection at all; false: plain throughout. */
-export type TlsMode = boolean | "starttls"
-
-/** Also the spellings Config.boolean took (yes/no, on/off, 1/0), so that older .env files keep their meaning. */
-export const tlsMode = (name: string): Config.Config<TlsMode> =>
-  Config.string(name).pipe(
-    Config.mapOrFail((text): Either.Either<TlsMode, ConfigError.ConfigError> => {
-      const value = text.trim().toLowerCase()
-      if (["true", "yes", "on", "1"].includes(value)) return Either.right(true)
-      if (["false", "no", "off", "0"].includes(value)) return Either.right(false)
-      if (value === "starttls") return Either.right("starttls" as const)
-      return Either.left(ConfigError.InvalidData([], `Expected true, starttls or false but received ${JSON.stringify(text)}`))
-    })
-  )
+/** The mailbox and intake settings, the database's and the logs'. */
+const { all, setting } = settingList()
+export const settings = all
 
 export const mailboxUser = setting(
   "GMAIL_SENDER_EMAIL",
@@ -118,17 +92,17 @@ export const IntakeConfig = Config.all({
   maxMessageBytes: setting(
     "MAX_MESSAGE_BYTES",
     "Mail larger than this is quarantined (its headers, size and hash are kept).",
-    positiveInteger,
+    positive,
     { value: 25 * 1024 * 1024, shown: "26214400 (25 MB)" }
   ),
-  batchSize: setting("IMAP_BATCH_SIZE", "Mails fetched per UID FETCH and committed per transaction.", positiveInteger, {
+  batchSize: setting("IMAP_BATCH_SIZE", "Mails fetched per UID FETCH and committed per transaction.", positive, {
     value: 250
   }),
   batchBytes: Config.all([
     setting(
       "IMAP_BATCH_BYTES",
       "Upper bound on the bytes of one batch. Smaller on the embedded PGlite, whose memory grows to its largest statement and stays there.",
-      (name) => Config.option(positiveInteger(name)),
+      (name) => Config.option(positive(name)),
       { value: Option.none(), shown: "8388608 (8 MB; 2 MB without DATABASE_URL)" }
     ),
     databaseUrl
@@ -166,3 +140,81 @@ export const logLevel = setting(
   (name) => Config.literal("debug", "info", "warning", "error")(name),
   { value: "info" as "debug" | "info" | "warning" | "error" }
 )
+
+export const eventLogPoll = setting(
+  "EVENT_LOG_POLL",
+  "Seconds between looks for events other instances committed, should their notification (PostgreSQL LISTEN/NOTIFY) be lost.",
+  seconds,
+  { value: Duration.seconds(30), shown: "30" }
+)
+
+export type MarkSeen = "after-commit" | "after-reply"
+
+export const markSeenPolicy = setting(
+  "MARK_SEEN",
+  "after-commit: flag mail \\Seen as soon as it is recorded; after-reply: only once its reply is sent or skipped (with AGENT=off, never: the external agent does).",
+  (name) => Config.literal("after-commit", "after-reply")(name),
+  { value: "after-commit" as MarkSeen }
+)
+
+export const reconcileInterval = setting(
+  "RECONCILE_INTERVAL",
+  "Seconds between checks that every mail the cursor has passed has its event in the log; gaps found are taken in then.",
+  seconds,
+  { value: Duration.seconds(3600), shown: "3600" }
+)
+
+export type Provider = "google" | "microsoft" | "generic"
+
+export const OAuth2Config = Config.all({
+  provider: setting(
+    "OAUTH2_PROVIDER",
+    "With MAILBOX_AUTH=oauth2: google, microsoft (Microsoft 365 / Outlook) or generic (set OAUTH2_TOKEN_URL).",
+    (name) => Config.literal("google", "microsoft", "generic")(name),
+    { value: "google" as Provider }
+  ),
+  clientId: setting("OAUTH2_CLIENT_ID", "The OAuth2 client (application) ID of your Google Cloud OAuth client or Entra app registration.", optional, {
+    value: Option.none(),
+    shown: ""
+  }),
+  clientSecret: setting(
+    "OAUTH2_CLIENT_SECRET",
+    "The OAuth2 client secret (Google desktop clients have one; a Microsoft public client has none).",
+    optionalSecret,
+    { value: Option.none(), shown: "" }
+  ),
+  tenant: setting("OAUTH2_TENANT", "Microsoft: the Entra tenant (directory) ID or domain; common accepts any work or personal account.", Config.nonEmptyString, {
+    value: "common"
+  }),
+  tokenUrl: setting("OAUTH2_TOKEN_URL", "The token endpoint: required with OAUTH2_PROVIDER=generic, overrides Google's or Microsoft's otherwise.", optional, {
+    value: Option.none(),
+    shown: ""
+  }),
+  authorizeUrl: setting("OAUTH2_AUTHORIZE_URL", "The authorization endpoint `mailroom auth` sends the browser to (generic provider, or to override).", optional, {
+    value: Option.none(),
+    shown: ""
+  }),
+  deviceUrl: setting("OAUTH2_DEVICE_URL", "The device-code endpoint for `mailroom auth --device` (generic provider, or to override).", optional, {
+    value: Option.none(),
+    shown: ""
+  }),
+  scope: setting(
+    "OAUTH2_SCOPE",
+    "Scopes to ask for; Google: https://mail.google.com/, Microsoft: IMAP.AccessAsUser.All, SMTP.Send and offline_access on outlook.office.com.",
+    optional,
+    { value: Option.none(), shown: "the provider's" }
+  ),
+  refreshToken: setting(
+    "OAUTH2_REFRESH_TOKEN",
+    "The first refresh token, as `mailroom auth` printed it; a token stored in the database (with MAILROOM_SECRET_KEY) wins once there is one.",
+    optionalSecret,
+    { value: Option.none(), shown: "" }
+  ),
+  secretKey: setting(
+    "MAILROOM_SECRET_KEY",
+    "A long random secret that encrypts OAuth2 refresh tokens stored in the database (table oauth_tokens); without it rotated tokens live in memory only.",
+    optionalSecret,
+    { value: Option.none(), shown: "" }
+  )
+})
+export type OAuth2Config = Config.Config.Success<typeof OAuth2Config>

@@ -1,8 +1,8 @@
-import { Config } from "effect"
+import { Config, ConfigError, Duration, Either, Redacted } from "effect"
 
 /**
- * Every environment variable mailroom reads, with the one-line help that `--help`, start-up errors
- * and the README's settings table share.
+ * Every environment variable mailroom reads, with the one-line help that `--help`, start-up errors,
+ * `mailroom settings`, `.env.example` and the README's settings tables share.
  */
 export interface Setting {
   readonly name: string
@@ -10,38 +10,70 @@ export interface Setting {
   readonly help: string
 }
 
-const registry = new Map<string, Setting>()
-
-export const settings = (): ReadonlyArray<Setting> => [...registry.values()]
-
-export const settingHelp = (name: string): string | undefined => registry.get(name)?.help
-
-export const setting = <A>(
-  name: string,
-  help: string,
-  make: (name: string) => Config.Config<A>,
-  fallback?: { readonly value: A; readonly shown?: string }
-): Config.Config<A> => {
-  registry.set(name, {
-    name,
-    help,
-    ...(fallback ? { default: fallback.shown ?? String(fallback.value) } : {})
-  })
-  const config = make(name).pipe(Config.withDescription(help))
-  return fallback ? Config.withDefault(config, fallback.value) : config
+/**
+ * The settings of one area of src/config, in the order declared. Each area declares its settings
+ * with its own list's `setting`, and All.ts joins the areas: the whole list is known as soon as
+ * that one module is loaded, whatever else has been imported.
+ */
+export const settingList = () => {
+  const all: Array<Setting> = []
+  const setting = <A>(
+    name: string,
+    help: string,
+    make: (name: string) => Config.Config<A>,
+    fallback?: { readonly value: A; readonly shown?: string }
+  ): Config.Config<A> => {
+    all.push({ name, help, ...(fallback ? { default: fallback.shown ?? String(fallback.value) } : {}) })
+    const config = make(name).pipe(Config.withDescription(help))
+    return fallback ? Config.withDefault(config, fallback.value) : config
+  }
+  return { all: all as ReadonlyArray<Setting>, setting }
 }
 
-const required = new Set(["GMAIL_SENDER_EMAIL", "GMAIL_SENDER_PASSWORD"])
+// Shapes that several settings share.
 
-/** Every setting as a commented .env file: what `mailroom settings` prints and .env.example holds. */
-export const renderEnvExample = (): string =>
-  [
-    "# mailroom settings (node dist/main.js settings prints this file). Copy it to .env and fill in.",
-    "# Only GMAIL_SENDER_EMAIL and GMAIL_SENDER_PASSWORD are required; a commented line shows the default.",
-    "",
-    ...[...settings()].sort((a, b) => a.name.localeCompare(b.name)).flatMap((s) => [
-      `# ${s.help}`,
-      required.has(s.name) ? `${s.name}=` : `# ${s.name}=${s.default ?? ""}`,
-      ""
-    ])
-  ].join("\n")
+export const seconds = (name: string) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
+    Config.map(Duration.seconds)
+  )
+
+export const positive = (name: string) =>
+  Config.integer(name).pipe(Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 }))
+
+/** Comma-separated, blanks dropped: host:port lists, ids. */
+export const list = (name: string) =>
+  Config.string(name).pipe(Config.map((value) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)))
+
+export const addressList = (name: string) =>
+  list(name).pipe(
+    Config.map((items) => items.map((item) => item.toLowerCase())),
+    Config.validate({ message: "Expected comma-separated email addresses", validation: (items) => items.every((a) => a.includes("@")) })
+  )
+
+export const optional = (name: string) => Config.option(Config.nonEmptyString(name))
+
+export const optionalSecret = (name: string) => Config.option(Config.redacted(name))
+
+/** true: TLS from the first byte; "starttls": plain, then upgraded, or no connection at all; false: plain throughout. */
+export type TlsMode = boolean | "starttls"
+
+/** Also the spellings Config.boolean took (yes/no, on/off, 1/0), so that older .env files keep their meaning. */
+export const tlsMode = (name: string): Config.Config<TlsMode> =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text): Either.Either<TlsMode, ConfigError.ConfigError> => {
+      const value = text.trim().toLowerCase()
+      if (["true", "yes", "on", "1"].includes(value)) return Either.right(true)
+      if (["false", "no", "off", "0"].includes(value)) return Either.right(false)
+      if (value === "starttls") return Either.right("starttls" as const)
+      return Either.left(ConfigError.InvalidData([], `Expected true, starttls or false but received ${JSON.stringify(text)}`))
+    })
+  )
+
+/** Gmail shows app passwords in groups of four ("abcd efgh ijkl mnop"); the spaces are not part of it. */
+export const appPassword = (name: string) =>
+  // Config.string, then Redacted: a validation on Config.redacted loses the variable's name.
+  Config.string(name).pipe(
+    Config.validate({ message: "Expected a non-empty password", validation: (value) => value.trim().length > 0 }),
+    Config.map((value) => Redacted.make(value.replace(/\s+/g, "")))
+  )

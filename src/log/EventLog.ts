@@ -1,9 +1,9 @@
+import { eventLogPoll } from "../config/Config.js"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
-import { Config, Context, Deferred, Duration, Effect, Layer, Option, Ref, Schema, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Ref, Schema, Stream } from "effect"
 import { DatabaseConfig } from "../config/Config.js"
-import { setting } from "../config/Settings.js"
 import { instanceId } from "../lib/Instance.js"
 import { EventData } from "./Event.js"
 import type { EventType, StoredEvent } from "./Event.js"
@@ -56,17 +56,6 @@ export interface EventLogShape {
     options: ConsumeOptions & { readonly onDrained?: Effect.Effect<void> }
   ) => Effect.Effect<never, E | SqlError, R>
 }
-
-export const eventLogPoll = setting(
-  "EVENT_LOG_POLL",
-  "Seconds between looks for events other instances committed, should their notification (PostgreSQL LISTEN/NOTIFY) be lost.",
-  (name) =>
-    Config.integer(name).pipe(
-      Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
-      Config.map(Duration.seconds)
-    ),
-  { value: Duration.seconds(30), shown: "30" }
-)
 
 /** Serialises appends: `seq` order is commit order, so a reader by seq misses nothing ("mail"). */
 const APPEND_LOCK = 0x6d61696c

@@ -1,21 +1,12 @@
-import { availableParallelism } from "node:os"
+import { parserThreads } from "../config/Mail.js"
 import { Worker } from "node:worker_threads"
-import { Config, Deferred, Duration, Effect, Exit, FiberId, Layer, Runtime } from "effect"
+import { Deferred, Duration, Effect, Exit, FiberId, Layer, Runtime } from "effect"
 import type { Parsed, RawMail } from "./Email.js"
-import { setting } from "../config/Settings.js"
 import { withSpanWhenTracing } from "../telemetry/Tracing.js"
 import type { ParseResult } from "./ParseMail.js"
 import { parseWithHash, sha256, unparseable } from "./ParseMail.js"
 
 export { sha256 }
-
-const parserThreads = setting(
-  "PARSER_THREADS",
-  "Worker threads that parse MIME beside the main thread (0 parses on the main thread).",
-  (name) => Config.integer(name).pipe(Config.validate({ message: "Expected 0 or more", validation: (n) => n >= 0 })),
-  // The main thread and, usually, PostgreSQL need a core each: on 2 cores workers only add memory.
-  { value: Math.max(0, Math.min(4, availableParallelism() - 2)), shown: "CPUs minus 2, at most 4" }
-)
 
 const span = (raw: RawMail) =>
   withSpanWhenTracing("Parser.parse", { captureStackTrace: false, attributes: { "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size } })

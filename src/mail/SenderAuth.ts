@@ -1,37 +1,12 @@
-import { Config, Duration, Effect, Layer } from "effect"
+import { SenderAuthConfig } from "../config/Mail.js"
+import { Duration, Effect, Layer } from "effect"
 import type { DNSResolver } from "mailauth"
 import { getDomain } from "tldts"
-import { setting } from "../config/Settings.js"
 import type { AuthCheck, SenderAuth } from "../log/Event.js"
 import { parseAuthenticationResults } from "./AuthResults.js"
 
 /** A DNS lookup as mailauth makes it: `dns.promises.resolve`'s shape. */
 export type Resolver = (name: string, rrtype: string) => Promise<unknown>
-
-const authservIds = (name: string) =>
-  Config.string(name).pipe(
-    Config.map((text) =>
-      text.split(",").map((id) => id.trim().toLowerCase()).filter((id) => id.length > 0) as ReadonlyArray<string>
-    )
-  )
-
-export type SenderVerify = "headers" | "dkim"
-
-export const SenderAuthConfig = Config.all({
-  trustedAuthservIds: setting(
-    "TRUSTED_AUTHSERV_IDS",
-    "Comma-separated authserv-ids (the first word of an Authentication-Results header) whose verdict counts, e.g. mx.google.com for Gmail; headers from any other server are ignored. Exchange Online writes no authserv-id: use SENDER_VERIFY=dkim there.",
-    authservIds,
-    { value: ["mx.google.com"], shown: "mx.google.com" }
-  ),
-  verify: setting(
-    "SENDER_VERIFY",
-    "headers: trust only the Authentication-Results of TRUSTED_AUTHSERV_IDS; dkim: when a mail has none, verify its DKIM and DMARC here with DNS lookups (for mail servers that add no such header).",
-    (name) => Config.literal("headers", "dkim")(name),
-    { value: "headers" as SenderVerify }
-  )
-})
-export type SenderAuthConfig = Config.Config.Success<typeof SenderAuthConfig>
 
 /** Private suffixes count too, so that alice.github.io and bob.github.io are two organisations. */
 export const organisationalDomain = (domain: string): string => {

@@ -1,9 +1,8 @@
-import { Config, Context, Duration, Effect, Layer, Redacted, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Redacted, Stream } from "effect"
 import type { Scope } from "effect"
 import { ImapFlow } from "imapflow"
 import type { FetchMessageObject } from "imapflow"
 import { ImapConfig } from "../config/Config.js"
-import { setting } from "../config/Settings.js"
 import type { RawMail } from "../mail/Email.js"
 import type { ImapError } from "./ImapErrors.js"
 import { classify, ConnectionLost, MailboxNotFound } from "./ImapErrors.js"
@@ -75,15 +74,6 @@ export class Imap extends Context.Tag("mailroom/Imap")<Imap, ImapShape>() {
   static readonly Test = (mailbox: MemoryMailbox): Layer.Layer<Imap> =>
     Layer.succeed(Imap, Imap.of({ connect: Effect.suspend(() => mailbox.session()) }))
 }
-
-export type MarkSeen = "after-commit" | "after-reply"
-
-export const markSeenPolicy = setting(
-  "MARK_SEEN",
-  "after-commit: flag mail \\Seen as soon as it is recorded; after-reply: only once its reply is sent or skipped (with AGENT=off, never: the external agent does).",
-  (name) => Config.literal("after-commit", "after-reply")(name),
-  { value: "after-commit" as MarkSeen }
-)
 
 const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
 

@@ -1,3 +1,4 @@
+import { OAuth2Config } from "../config/Config.js"
 import { createCipheriv, createDecipheriv, randomBytes, scrypt } from "node:crypto"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -6,7 +7,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, ConfigError, Context, Data, Duration, Effect, Layer, Option, Redacted, SynchronizedRef } from "effect"
 import { mailboxAuth, mailboxUser } from "../config/Config.js"
 import { OAuth2Refused } from "./ImapErrors.js"
-import { endpointsFor, OAuth2Config, tokenRequest } from "./OAuth2Providers.js"
+import { endpointsFor, tokenRequest } from "./OAuth2Providers.js"
 import type { Endpoints, Grant, TokenUnavailable } from "./OAuth2Providers.js"
 
 export type OAuth2Error = OAuth2Refused | TokenUnavailable

@@ -1,65 +1,8 @@
+import { OAuth2Config } from "../config/Config.js"
+import type { Provider } from "../config/Config.js"
 import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
-import { Config, ConfigError, Data, Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
-import { setting } from "../config/Settings.js"
+import { ConfigError, Data, Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
 import { OAuth2Refused } from "./ImapErrors.js"
-
-export type Provider = "google" | "microsoft" | "generic"
-
-const optional = (name: string) => Config.option(Config.nonEmptyString(name))
-const optionalSecret = (name: string) => Config.option(Config.redacted(name))
-
-export const OAuth2Config = Config.all({
-  provider: setting(
-    "OAUTH2_PROVIDER",
-    "With MAILBOX_AUTH=oauth2: google, microsoft (Microsoft 365 / Outlook) or generic (set OAUTH2_TOKEN_URL).",
-    (name) => Config.literal("google", "microsoft", "generic")(name),
-    { value: "google" as Provider }
-  ),
-  clientId: setting("OAUTH2_CLIENT_ID", "The OAuth2 client (application) ID of your Google Cloud OAuth client or Entra app registration.", optional, {
-    value: Option.none(),
-    shown: ""
-  }),
-  clientSecret: setting(
-    "OAUTH2_CLIENT_SECRET",
-    "The OAuth2 client secret (Google desktop clients have one; a Microsoft public client has none).",
-    optionalSecret,
-    { value: Option.none(), shown: "" }
-  ),
-  tenant: setting("OAUTH2_TENANT", "Microsoft: the Entra tenant (directory) ID or domain; common accepts any work or personal account.", Config.nonEmptyString, {
-    value: "common"
-  }),
-  tokenUrl: setting("OAUTH2_TOKEN_URL", "The token endpoint: required with OAUTH2_PROVIDER=generic, overrides Google's or Microsoft's otherwise.", optional, {
-    value: Option.none(),
-    shown: ""
-  }),
-  authorizeUrl: setting("OAUTH2_AUTHORIZE_URL", "The authorization endpoint `mailroom auth` sends the browser to (generic provider, or to override).", optional, {
-    value: Option.none(),
-    shown: ""
-  }),
-  deviceUrl: setting("OAUTH2_DEVICE_URL", "The device-code endpoint for `mailroom auth --device` (generic provider, or to override).", optional, {
-    value: Option.none(),
-    shown: ""
-  }),
-  scope: setting(
-    "OAUTH2_SCOPE",
-    "Scopes to ask for; Google: https://mail.google.com/, Microsoft: IMAP.AccessAsUser.All, SMTP.Send and offline_access on outlook.office.com.",
-    optional,
-    { value: Option.none(), shown: "the provider's" }
-  ),
-  refreshToken: setting(
-    "OAUTH2_REFRESH_TOKEN",
-    "The first refresh token, as `mailroom auth` printed it; a token stored in the database (with MAILROOM_SECRET_KEY) wins once there is one.",
-    optionalSecret,
-    { value: Option.none(), shown: "" }
-  ),
-  secretKey: setting(
-    "MAILROOM_SECRET_KEY",
-    "A long random secret that encrypts OAuth2 refresh tokens stored in the database (table oauth_tokens); without it rotated tokens live in memory only.",
-    optionalSecret,
-    { value: Option.none(), shown: "" }
-  )
-})
-export type OAuth2Config = Config.Config.Success<typeof OAuth2Config>
 
 export interface Endpoints {
   readonly provider: Provider

@@ -1,3 +1,5 @@
+import { stallTimeout } from "../config/Telemetry.js"
+import { reconcileInterval } from "../config/Config.js"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Duration, Effect, Metric, Option, Schedule, Stream } from "effect"
 import { ImapConfig } from "../config/Config.js"
@@ -13,10 +15,10 @@ import { Leadership } from "./Leadership.js"
 import { StateStore } from "../log/StateStore.js"
 import type { CursorMoved } from "../tickets/TicketRepo.js"
 import { Intake } from "../tickets/Intake.js"
-import { reconcileInterval, Reconciler } from "./Reconcile.js"
+import { Reconciler } from "./Reconcile.js"
 import { supervise } from "../lib/Supervise.js"
 import type { MailboxStalled } from "../telemetry/Health.js"
-import { HealthState, stallRetry, stallTimeout } from "../telemetry/Health.js"
+import { HealthState, stallRetry } from "../telemetry/Health.js"
 
 type PassError = ImapError | SqlError | CursorMoved | LeadershipLost | MailboxStalled
 

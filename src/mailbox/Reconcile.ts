@@ -1,6 +1,6 @@
-import { Config, Duration, Effect, Metric, Option } from "effect"
+import { markSeenPolicy } from "../config/Config.js"
+import { Effect, Metric, Option } from "effect"
 import { IntakeConfig } from "../config/Config.js"
-import { setting } from "../config/Settings.js"
 import { StateStore } from "../log/StateStore.js"
 import type { Cursor } from "../log/StateStore.js"
 import { Parser } from "../mail/Parser.js"
@@ -12,18 +12,7 @@ import { addSummaries, emptySummary } from "../tickets/Intake.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import { planBatches } from "./Batches.js"
 import type { ImapSession } from "./Imap.js"
-import { markSeenPolicy } from "./Imap.js"
 
-export const reconcileInterval = setting(
-  "RECONCILE_INTERVAL",
-  "Seconds between checks that every mail the cursor has passed has its event in the log; gaps found are taken in then.",
-  (name) =>
-    Config.integer(name).pipe(
-      Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
-      Config.map(Duration.seconds)
-    ),
-  { value: Duration.seconds(3600), shown: "3600" }
-)
 
 export interface Gaps {
   readonly mailbox: string

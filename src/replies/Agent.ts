@@ -1,43 +1,11 @@
-import { Config, Context, Data, Duration, Effect, Layer, Schedule } from "effect"
+import { agentKind } from "../config/Replies.js"
+import type { AgentKind } from "../config/Replies.js"
+import { Context, Data, Effect, Layer, Schedule } from "effect"
 import type { EmailReceived } from "../log/Event.js"
-import { setting } from "../config/Settings.js"
 import type { Ranked } from "./Knowledge.js"
 import { Knowledge, tokenize } from "./Knowledge.js"
 import type { ThreadMessage, TicketThread } from "../tickets/TicketRepo.js"
 import { safeDisplayName, safeHeader } from "./Reply.js"
-
-export type AgentKind = "knowledge" | "openai" | "off"
-
-export const agentKind = setting(
-  "AGENT",
-  "Who answers new mail: knowledge (from the Markdown in KNOWLEDGE_DIR, no network), openai (an OpenAI-compatible chat completions endpoint) or off (no replies; external agents consume the events).",
-  (name) => Config.literal("knowledge", "openai", "off")(name),
-  { value: "knowledge" as AgentKind }
-)
-
-export const LlmConfig = Config.all({
-  baseUrl: setting("LLM_BASE_URL", "Base URL of the OpenAI-compatible API (AGENT=openai).", Config.nonEmptyString, {
-    value: "https://api.openai.com/v1"
-  }),
-  apiKey: setting("LLM_API_KEY", "API key for LLM_BASE_URL; unset for servers that need none.", (name) => Config.option(Config.redacted(name))),
-  model: setting("LLM_MODEL", "Chat model to ask (AGENT=openai).", Config.nonEmptyString, { value: "gpt-4o-mini" }),
-  timeout: setting(
-    "LLM_TIMEOUT",
-    "Seconds one LLM request may take before it counts as failed and is retried.",
-    (name) =>
-      Config.integer(name).pipe(
-        Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
-        Config.map(Duration.seconds)
-      ),
-    { value: Duration.seconds(60), shown: "60" }
-  ),
-  maxTokens: setting(
-    "LLM_MAX_TOKENS",
-    "Upper bound on the tokens of one answer (max_tokens on every request); an answer cut at it is left as a draft for a person.",
-    (name) => Config.integer(name).pipe(Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 })),
-    { value: 800 }
-  )
-})
 
 /** Everything an agent may read to answer one mail. */
 export interface ReplyRequest {

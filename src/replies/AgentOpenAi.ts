@@ -1,10 +1,11 @@
+import { LlmConfig } from "../config/Replies.js"
 import { AiError, LanguageModel, Prompt } from "@effect/ai"
 import type { Response } from "@effect/ai"
 import { OpenAiClient } from "@effect/ai-openai"
 import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option, Redacted, Ref, Schema, Stream } from "effect"
-import { Agent, AgentFailed, LlmConfig, llmRetry, PASSAGES, promptFor, query } from "./Agent.js"
+import { Agent, AgentFailed, llmRetry, PASSAGES, promptFor, query } from "./Agent.js"
 import type { Answer, FailureReason, ReplyRequest } from "./Agent.js"
 import { Knowledge } from "./Knowledge.js"
 

@@ -1,16 +1,9 @@
-import { Clock, Config, Context, Data, Effect, Layer } from "effect"
-import { setting } from "../config/Settings.js"
+import { draftsMailbox } from "../config/Replies.js"
+import { Clock, Context, Data, Effect, Layer } from "effect"
 import type { ImapSession } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
 import { compose, messageOptions } from "./Compose.js"
 import type { OutboundMail } from "./Mailer.js"
-
-export const draftsMailbox = setting(
-  "DRAFTS_MAILBOX",
-  "The IMAP folder where answers wait for a person to check and send them: Gmail's is \"[Gmail]/Drafts\" (translated with the account's language, e.g. \"[Gmail]/Entwürfe\"); Outlook and Dovecot call it Drafts.",
-  Config.nonEmptyString,
-  { value: "[Gmail]/Drafts" }
-)
 
 /** DRAFTS_MAILBOX is missing: an answer that must wait for a person has nowhere to wait. */
 export class DraftsMailboxMissing extends Data.TaggedError("DraftsMailboxMissing")<{ readonly mailbox: string }> {

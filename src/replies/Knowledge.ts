@@ -1,14 +1,7 @@
+import { knowledgeDir } from "../config/Replies.js"
 import { readdir, readFile } from "node:fs/promises"
 import { join, relative, resolve } from "node:path"
-import { Config, Context, Effect, Layer } from "effect"
-import { setting } from "../config/Settings.js"
-
-export const knowledgeDir = setting(
-  "KNOWLEDGE_DIR",
-  "Folder of Markdown files (searched recursively, read at start; README files left out) that answers are drawn from.",
-  Config.nonEmptyString,
-  { value: "./knowledge" }
-)
+import { Context, Effect, Layer } from "effect"
 
 /** A section of a Markdown file: the text under one heading, cut into paragraphs of a readable size. */
 export interface Passage {

@@ -1,6 +1,6 @@
-import { Cause, Config, Context, Data, Duration, Effect, Exit, Layer, Redacted, Runtime, Schedule } from "effect"
+import { SmtpConfig } from "../config/Replies.js"
+import { Cause, Context, Data, Duration, Effect, Exit, Layer, Redacted, Runtime, Schedule } from "effect"
 import nodemailer from "nodemailer"
-import { mailboxPassword, mailboxUser, tlsMode } from "../config/Config.js"
 import type { TlsMode } from "../config/Config.js"
 import type { OAuth2Refused, TlsFailed } from "../mailbox/ImapErrors.js"
 import { OAuth2, OAuth2Live } from "../mailbox/OAuth2.js"
@@ -9,37 +9,6 @@ import { tlsProblem } from "../mailbox/ImapErrors.js"
 import type { Address } from "../mail/Email.js"
 import { messageOptions } from "./Compose.js"
 import { autoReplyHeaders, safeHeader } from "./Reply.js"
-import { setting } from "../config/Settings.js"
-
-export const SmtpConfig = Config.all({
-  user: mailboxUser,
-  password: mailboxPassword,
-  host: setting("SMTP_HOST", "SMTP server that sends replies.", Config.nonEmptyString, { value: "smtp.gmail.com" }),
-  port: setting("SMTP_PORT", "SMTP server port.", Config.port, { value: 465 }),
-  tls: setting(
-    "SMTP_TLS",
-    "true: TLS from the first byte (port 465); starttls: a plain connection that must upgrade with STARTTLS (port 587); false: plain, never upgraded (a trusted relay only).",
-    tlsMode,
-    { value: true as TlsMode }
-  ),
-  timeout: setting(
-    "SMTP_TIMEOUT",
-    "Seconds to wait for the SMTP server to connect, greet and answer each command.",
-    (name) =>
-      Config.integer(name).pipe(
-        Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
-        Config.map(Duration.seconds)
-      ),
-    { value: Duration.seconds(30), shown: "30" }
-  ),
-  concurrency: setting(
-    "SMTP_CONCURRENCY",
-    "Answers sent at once, over as many pooled SMTP connections; answers to one customer still go out in order.",
-    (name) => Config.integer(name).pipe(Config.validate({ message: "Expected a whole number from 1 to 32", validation: (n) => n >= 1 && n <= 32 })),
-    { value: 4 }
-  )
-})
-export type SmtpConfig = Config.Config.Success<typeof SmtpConfig>
 
 /** One answer, every header value already free of line breaks. */
 export interface OutboundMail {

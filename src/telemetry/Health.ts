@@ -1,3 +1,4 @@
+import { HealthConfig } from "../config/Telemetry.js"
 import { createServer } from "node:http"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -5,44 +6,11 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { SqlClient } from "@effect/sql"
-import { Clock, Config, Data, Duration, Effect, Fiber, Layer, Metric, Option, Schedule, Stream } from "effect"
-import { setting } from "../config/Settings.js"
+import { Clock, Data, Duration, Effect, Fiber, Layer, Metric, Option, Schedule, Stream } from "effect"
 import { StartupRefused } from "../cli/Fatal.js"
 import type { ImapSession } from "../mailbox/Imap.js"
 import { mailboxStalls } from "./Metrics.js"
 import { prometheusContentType, prometheusText } from "./Prometheus.js"
-
-const seconds = (name: string) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "Expected a whole number of seconds above 0", validation: (n) => n > 0 }),
-    Config.map(Duration.seconds)
-  )
-
-export const HealthConfig = Config.all({
-  port: setting(
-    "HEALTH_PORT",
-    "Port of the HTTP endpoints /healthz (liveness), /readyz (readiness) and /metrics (Prometheus); unset: none are served.",
-    (name) => Config.option(Config.port(name))
-  ),
-  host: setting(
-    "HEALTH_HOST",
-    "Address the health endpoints listen on; 0.0.0.0 inside a container whose port is published.",
-    Config.nonEmptyString,
-    { value: "127.0.0.1" }
-  ),
-  maxOutboxLag: setting(
-    "HEALTH_MAX_OUTBOX_LAG",
-    "/readyz fails while more events than this wait to be published on the event bus.",
-    (name) => Config.integer(name).pipe(Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 })),
-    { value: 1000 }
-  )
-})
-
-export const stallTimeout = setting(
-  "IMAP_STALL_TIMEOUT",
-  "Seconds the watched mailbox's connection may deliver nothing (no pass completed, no command answered, no IDLE news) before it is dropped and made again; unset: 3 × the interval, at least IMAP_COMMAND_TIMEOUT.",
-  (name) => Config.option(seconds(name))
-)
 
 /** The mailbox connection is open but dead: IDLE delivers nothing and no command comes back, yet no error says so. */
 export class MailboxStalled extends Data.TaggedError("MailboxStalled")<{

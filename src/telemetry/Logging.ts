@@ -1,6 +1,7 @@
+import { includePii } from "../config/Telemetry.js"
 import { Cause, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, LogLevel, Option } from "effect"
 import { logFormat, logLevel } from "../config/Config.js"
-import { includePii, recordedSpan } from "./Tracing.js"
+import { recordedSpan } from "./Tracing.js"
 
 const render = (value: unknown): string =>
   Array.isArray(value) ? value.map(render).join(" ") : typeof value === "string" ? value : Inspectable.toStringUnknown(value)

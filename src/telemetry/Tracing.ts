@@ -1,34 +1,6 @@
+import { TelemetryConfig, includePii } from "../config/Telemetry.js"
 import { Config, Context, Effect, FiberRef, Layer, Option, Tracer } from "effect"
 import type { StoredEvent } from "../log/Event.js"
-import { setting } from "../config/Settings.js"
-
-export const TelemetryConfig = Config.all({
-  endpoint: setting(
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTLP/HTTP endpoint (e.g. http://localhost:4318) for traces and metrics; unset: nothing is exported.",
-    (name) => Config.option(Config.nonEmptyString(name))
-  ),
-  serviceName: setting("OTEL_SERVICE_NAME", "Service name on every span and metric.", Config.nonEmptyString, {
-    value: "mailroom"
-  }),
-  metricInterval: setting(
-    "OTEL_METRIC_EXPORT_INTERVAL",
-    "Milliseconds between metric exports.",
-    Config.integer,
-    { value: 10_000 }
-  )
-})
-
-/**
- * Addresses and subjects are personal data: spans carry them only when this says so. When it is
- * false, the exporter also blanks every address left in a span (see Otlp.ts).
- */
-export const includePii = setting(
-  "OTEL_INCLUDE_PII",
-  "Put email addresses and subjects on spans (true) or leave them out (false).",
-  Config.boolean,
-  { value: false }
-)
 
 /**
  * OpenTelemetry through @effect/opentelemetry when an endpoint is set (OTEL_RESOURCE_ATTRIBUTES and

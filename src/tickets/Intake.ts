@@ -1,3 +1,5 @@
+import { includePii } from "../config/Telemetry.js"
+import { markSeenPolicy } from "../config/Config.js"
 import { Effect, FiberRef, LogLevel, Metric, Option, Stream } from "effect"
 import type { Tracer } from "effect"
 import type { Backfill } from "../config/Config.js"
@@ -5,7 +7,7 @@ import { IntakeConfig } from "../config/Config.js"
 import type { RawMail } from "../mail/Email.js"
 import type { Incoming } from "./Decide.js"
 import type { ImapSession, MailboxStatus } from "../mailbox/Imap.js"
-import { markSeenPolicy } from "../mailbox/Imap.js"
+
 import { Parser } from "../mail/Parser.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
 import type { Cursor } from "../log/StateStore.js"
@@ -14,7 +16,7 @@ import { TicketRepo } from "./TicketRepo.js"
 import type { FetchBatch } from "../mailbox/Batches.js"
 import { planBatches } from "../mailbox/Batches.js"
 import { backlog, emails, pollCount, processingDuration } from "../telemetry/Metrics.js"
-import { currentTraceparent, includePii, withEventTrace, withSpanWhenTracing } from "../telemetry/Tracing.js"
+import { currentTraceparent, withEventTrace, withSpanWhenTracing } from "../telemetry/Tracing.js"
 
 export interface PassSummary {
   readonly found: number

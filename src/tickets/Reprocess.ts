@@ -1,3 +1,4 @@
+import { knownFromDatabase } from "./Known.js"
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Scope } from "effect"
 import { IntakeConfig } from "../config/Config.js"
@@ -11,8 +12,8 @@ import { decodeEventData, EventLog } from "../log/EventLog.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { Imap } from "../mailbox/Imap.js"
 import type { ImapSession } from "../mailbox/Imap.js"
-import type { Incoming, KnownMail, TicketParties } from "./Decide.js"
-import { decide, lookupKeys, lookupTokens } from "./Decide.js"
+import type { Incoming } from "./Decide.js"
+import { decide } from "./Decide.js"
 import { project, writeProjection } from "./Projection.js"
 
 export interface ReprocessOptions {
@@ -131,44 +132,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
         return yield* fromImap(q, session)
       })
 
-    const known = (items: ReadonlyArray<Incoming>) =>
-      Effect.gen(function*() {
-        const ids = lookupKeys(items)
-        const hashes = items.flatMap((item) =>
-          item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
-        )
-        const tokens = lookupTokens(items)
-        const rows = yield* sql<{ message_id: string | null; raw_sha256: string | null; id: string; ticket_id: string }>`
-          SELECT message_id, raw_sha256, id, ticket_id FROM messages
-          WHERE message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes}))
-        `
-        const byMessageId = new Map<string, KnownMail>()
-        const byRawSha256 = new Map<string, KnownMail>()
-        for (const row of rows) {
-          const mail = { eventId: row.id, ticketId: row.ticket_id }
-          if (row.message_id !== null) byMessageId.set(row.message_id, mail)
-          else if (row.raw_sha256 !== null) byRawSha256.set(row.raw_sha256, mail)
-        }
-        const tokenRows = yield* sql<{ token: string; id: string }>`
-          SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
-          WHERE left(replace(id::text, '-', ''), 12) = ANY(${tokens})
-        `
-        const counts = new Map<string, number>()
-        for (const row of tokenRows) counts.set(row.token, (counts.get(row.token) ?? 0) + 1)
-        const byTicketToken = new Map(tokenRows.filter((row) => counts.get(row.token) === 1).map((row) => [row.token, row.id] as const))
-        const ticketIds = [...new Set([...byTicketToken.values(), ...rows.map((row) => row.ticket_id)])]
-        const partyRows = yield* sql<{ id: string; customer_id: string; address: string | null }>`
-          SELECT t.id, t.customer_id, p.address FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
-          WHERE t.id = ANY(${ticketIds})
-        `
-        const parties = new Map<string, { customerId: string; participants: Set<string> }>()
-        for (const row of partyRows) {
-          const entry = parties.get(row.id) ?? { customerId: row.customer_id, participants: new Set<string>() }
-          if (row.address !== null) entry.participants.add(row.address)
-          parties.set(row.id, entry)
-        }
-        return { byMessageId, byRawSha256, byTicketToken, parties: parties as ReadonlyMap<string, TicketParties> }
-      })
+    const known = (items: ReadonlyArray<Incoming>) => knownFromDatabase(sql, items)
 
     /** One transaction; under the log's append lock, so two runs never reprocess one mail twice. */
     const commit = (q: Quarantine, item: Incoming & { readonly source: Buffer }, from: EmailReprocessed["bytesFrom"]) =>

@@ -10,7 +10,7 @@ import "../../src/Layers.js"
 import "../../src/bus/KafkaBus.js"
 import "../../src/telemetry/Logging.js"
 import "../../src/telemetry/Tracing.js"
-import { renderEnvExample, settings } from "../../src/config/Settings.js"
+import { allSettings, renderEnvExample } from "../../src/config/All.js"
 import { imageMemorySettings } from "../../bench/util.js"
 import "../../src/telemetry/Health.js"
 
@@ -58,7 +58,7 @@ describe("docker-compose.yml", () => {
   })
 
   it("points mailroom at the services it declares, with settings mailroom knows", () => {
-    const known = new Set(settings().map((s) => s.name))
+    const known = new Set(allSettings.map((s) => s.name))
     for (const name of Object.keys(env)) expect(known, name).toContain(name)
     const otlp = new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!)
     expect(Object.keys(services)).toContain(otlp.hostname)
@@ -165,6 +165,6 @@ describe("documentation of settings", () => {
 
   it("the README's settings tables name every setting", () => {
     const readme = read("README.md")
-    expect(settings().map((s) => s.name).filter((name) => !readme.includes(`\`${name}\``))).toEqual([])
+    expect(allSettings.map((s) => s.name).filter((name) => !readme.includes(`\`${name}\``))).toEqual([])
   })
 })

@@ -1,3 +1,4 @@
+import { SmtpConfig } from "../../src/config/Replies.js"
 import { describe, expect, it } from "@effect/vitest"
 import { createServer } from "node:net"
 import type { AddressInfo, Server, Socket } from "node:net"
@@ -5,7 +6,7 @@ import { ConfigProvider, Effect } from "effect"
 import { ImapConfig } from "../../src/config/Config.js"
 import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { classify, TlsFailed } from "../../src/mailbox/ImapErrors.js"
-import { classifySmtp, SmtpConfig } from "../../src/replies/Mailer.js"
+import { classifySmtp } from "../../src/replies/Mailer.js"
 import { configLayer } from "./layers.js"
 
 const imap = { host: "imap.example.net", port: 993, tls: true, user: "support@example.com", command: "LOGIN" } as const
