@@ -1,10 +1,9 @@
 import { ReplyConfig } from "../config/Replies.js"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Data, Effect, Metric, Option, Ref, Schedule, Scope } from "effect"
+import { Effect, Metric, Option, Ref, Scope } from "effect"
 import { replies } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
 import { IntakeConfig } from "../config/Config.js"
-import { databaseRetry } from "../log/Sql.js"
 import type { EmailReceived, ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
@@ -14,63 +13,19 @@ import type { DraftsMailboxMissing } from "./Drafts.js"
 import { Drafts } from "./Drafts.js"
 import { makePolicy, ownAddressesOf } from "./Policy.js"
 import { Imap } from "../mailbox/Imap.js"
-import type { ImapSession } from "../mailbox/Imap.js"
-import type { ImapError } from "../mailbox/ImapErrors.js"
-import { authenticationRetry, connectionRetry, oauth2Retry, protocolRetry, throttledRetry } from "../mailbox/ImapErrors.js"
-import type { LeadershipLost } from "../mailbox/Leadership.js"
 import { Leadership } from "../mailbox/Leadership.js"
-import type { OutboundMail, SmtpAuthenticationFailed, SmtpUnavailable } from "./Mailer.js"
-import { Mailer, smtpAuthenticationRetry, smtpOutageRetry } from "./Mailer.js"
+import type { OutboundMail } from "./Mailer.js"
+import { Mailer } from "./Mailer.js"
 import type { Handler } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
 import { ReplyStore } from "./ReplyStore.js"
+import type { ResponderError, WithSession } from "./ResponderErrors.js"
+import { scheduleFor, SentMailboxMissing } from "./ResponderErrors.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
 
-/** SENT_MAILBOX is missing: without it a crash could send a reply twice, so replies wait. */
-export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{ readonly mailbox: string }> {
-  override get message() {
-    return `the sent folder "${this.mailbox}" does not exist on the IMAP server: check SENT_MAILBOX (Gmail names it "[Gmail]/Sent Mail", or its translation); replies wait until it is found`
-  }
-}
-
-/** Runs `use` on the responder's IMAP connection, opened on first use, one caller at a time. */
-type WithSession = <A, E>(use: (session: ImapSession) => Effect.Effect<A, E>) => Effect.Effect<A, E | ImapError>
-
-export type ResponderError =
-  | SqlError
-  | ImapError
-  | SmtpAuthenticationFailed
-  | SmtpUnavailable
-  | SentMailboxMissing
-  | DraftsMailboxMissing
-  | LeadershipLost
-
-const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, unknown> => {
-  switch (error._tag) {
-    case "SmtpAuthenticationFailed":
-      return smtpAuthenticationRetry
-    case "SmtpUnavailable":
-      return smtpOutageRetry
-    case "TlsFailed":
-    case "AuthenticationFailed":
-      return authenticationRetry
-    case "Throttled":
-      return throttledRetry
-    case "ConnectionLost":
-      return connectionRetry
-    case "SqlError":
-    case "LeadershipLost":
-      return databaseRetry
-    case "OAuth2Refused":
-      return oauth2Retry
-    case "MailboxNotFound":
-    case "ImapProtocolError":
-    case "SentMailboxMissing":
-    case "DraftsMailboxMissing":
-      return protocolRetry
-  }
-}
+export { SentMailboxMissing } from "./ResponderErrors.js"
+export type { ResponderError } from "./ResponderErrors.js"
 
 export interface ReplySummary {
   readonly sent: number

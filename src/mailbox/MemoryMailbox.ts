@@ -1,0 +1,135 @@
+import { Effect, Stream } from "effect"
+import type { ImapSession } from "./Imap.js"
+import type { ImapError } from "./ImapErrors.js"
+import { MailboxNotFound } from "./ImapErrors.js"
+
+type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId" | "append"
+
+/**
+ * An IMAP server in memory, for tests (`Imap.Test(mailbox)`): append mail, change UIDVALIDITY, and
+ * queue failures that the next commands meet.
+ */
+export class MemoryMailbox {
+  uidValidity = 1
+  private nextUid = 1
+  readonly messages: Array<{ uid: number; source: Buffer; seen: boolean }> = []
+  readonly failures: Array<{ readonly command: MemoryCommand; readonly error: ImapError }> = []
+  /** Other folders, e.g. the sent folder that findByMessageId searches. */
+  readonly folders = new Map<string, Array<Buffer>>()
+  logins = 0
+  fetches = 0
+  /** Passes holding the mailbox now, and the FETCHes and STOREs that ran while none did. */
+  holds = 0
+  readonly unheld: Array<"fetch" | "markSeen"> = []
+  private readonly listeners = new Set<() => void>()
+
+  constructor(readonly path = "INBOX") {}
+
+  append(source: Buffer | string, options: { readonly seen?: boolean } = {}): number {
+    const uid = this.nextUid++
+    this.messages.push({ uid, source: Buffer.from(source), seen: options.seen ?? false })
+    this.listeners.forEach((notify) => notify())
+    return uid
+  }
+
+  resetUidValidity(): void {
+    this.uidValidity += 1
+    this.nextUid = 1
+    for (const message of this.messages) message.uid = this.nextUid++
+  }
+
+  isSeen(uid: number): boolean {
+    return this.messages.find((m) => m.uid === uid)?.seen ?? false
+  }
+
+  appendTo(folder: string, source: Buffer | string): void {
+    this.folders.set(folder, [...(this.folders.get(folder) ?? []), Buffer.from(source)])
+  }
+
+  failNext(command: MemoryCommand, error: ImapError): void {
+    this.failures.push({ command, error })
+  }
+
+  private fail(command: MemoryCommand): Effect.Effect<void, ImapError> {
+    const index = this.failures.findIndex((f) => f.command === command)
+    if (index < 0) return Effect.void
+    const [failure] = this.failures.splice(index, 1)
+    return Effect.fail(failure!.error)
+  }
+
+  session(): Effect.Effect<ImapSession, ImapError> {
+    return this.fail("connect").pipe(
+      Effect.tap(() => void this.logins++),
+      Effect.as<ImapSession>({
+        user: "test@example.com",
+        supportsIdle: true,
+        open: () =>
+          Effect.sync(() => ({ path: this.path, uidValidity: this.uidValidity, uidNext: this.nextUid, exists: this.messages.length })),
+        hold: () => Effect.acquireRelease(Effect.sync(() => void this.holds++), () => Effect.sync(() => void this.holds--)),
+        search: (range, options) =>
+          Effect.sync(() =>
+            this.messages
+              .filter((m) => m.uid >= range.from && (range.to === undefined || m.uid <= range.to))
+              .filter((m) => !options.unseenOnly || !m.seen)
+              .map((m) => m.uid)
+          ),
+        sizes: (uids) =>
+          Effect.sync(() => this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({ uid: m.uid, size: m.source.length }))),
+        sizesFrom: (from) =>
+          Effect.sync(() => this.messages.filter((m) => m.uid >= from).map((m) => ({ uid: m.uid, size: m.source.length }))),
+        fetch: (uids, options) =>
+          this.fail("fetch").pipe(
+            Effect.tap(() => {
+              this.fetches++
+              if (this.holds === 0) this.unheld.push("fetch")
+            }),
+            Effect.as(
+              this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({
+                uid: m.uid,
+                size: m.source.length,
+                source: options.headersOnly ? headerPart(m.source) : m.source,
+                headersOnly: options.headersOnly
+              }))
+            )
+          ),
+        markSeen: (uids) =>
+          this.fail("markSeen").pipe(
+            Effect.tap(() => {
+              if (this.holds === 0) this.unheld.push("markSeen")
+              this.messages.filter((m) => uids.includes(m.uid)).forEach((m) => (m.seen = true))
+            })
+          ),
+        findByMessageId: (folder, messageId) =>
+          this.fail("findByMessageId").pipe(
+            Effect.zipRight(Effect.suspend(() => {
+              const sources = this.folders.get(folder)
+              if (sources === undefined) return Effect.fail(new MailboxNotFound({ mailbox: folder }))
+              return Effect.succeed(sources.flatMap((source, i) =>
+                headerPart(source).toString("utf8").match(/^message-id:[ \t]*(.*)$/im)?.[1]?.trim() === messageId ? [i + 1] : []
+              ))
+            }))
+          ),
+        append: (folder, source) =>
+          this.fail("append").pipe(
+            Effect.zipRight(Effect.suspend(() => {
+              const sources = this.folders.get(folder)
+              if (sources === undefined) return Effect.fail(new MailboxNotFound({ mailbox: folder }))
+              sources.push(Buffer.from(source))
+              return Effect.succeed({ uid: sources.length })
+            }))
+          ),
+        newMail: Stream.async<void>((emit) => {
+          const notify = () => void emit.single(undefined)
+          this.listeners.add(notify)
+          return Effect.sync(() => this.listeners.delete(notify))
+        }, { bufferSize: 1, strategy: "sliding" })
+      })
+    )
+  }
+}
+
+const headerPart = (source: Buffer): Buffer => {
+  const end = source.indexOf("\r\n\r\n")
+  return end < 0 ? source : source.subarray(0, end + 4)
+}
+

@@ -1,0 +1,56 @@
+import type { SqlError } from "@effect/sql/SqlError"
+import { Data, Schedule } from "effect"
+import type { Effect } from "effect"
+import type { ImapSession } from "../mailbox/Imap.js"
+import type { ImapError } from "../mailbox/ImapErrors.js"
+import { authenticationRetry, connectionRetry, oauth2Retry, protocolRetry, throttledRetry } from "../mailbox/ImapErrors.js"
+import type { LeadershipLost } from "../mailbox/Leadership.js"
+import { databaseRetry } from "../log/Sql.js"
+import type { DraftsMailboxMissing } from "./Drafts.js"
+import type { SmtpAuthenticationFailed, SmtpUnavailable } from "./Mailer.js"
+import { smtpAuthenticationRetry, smtpOutageRetry } from "./Mailer.js"
+
+/** SENT_MAILBOX is missing: without it a crash could send a reply twice, so replies wait. */
+export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{ readonly mailbox: string }> {
+  override get message() {
+    return `the sent folder "${this.mailbox}" does not exist on the IMAP server: check SENT_MAILBOX (Gmail names it "[Gmail]/Sent Mail", or its translation); replies wait until it is found`
+  }
+}
+
+/** Runs `use` on the responder's IMAP connection, opened on first use, one caller at a time. */
+export type WithSession = <A, E>(use: (session: ImapSession) => Effect.Effect<A, E>) => Effect.Effect<A, E | ImapError>
+
+export type ResponderError =
+  | SqlError
+  | ImapError
+  | SmtpAuthenticationFailed
+  | SmtpUnavailable
+  | SentMailboxMissing
+  | DraftsMailboxMissing
+  | LeadershipLost
+
+export const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, unknown> => {
+  switch (error._tag) {
+    case "SmtpAuthenticationFailed":
+      return smtpAuthenticationRetry
+    case "SmtpUnavailable":
+      return smtpOutageRetry
+    case "TlsFailed":
+    case "AuthenticationFailed":
+      return authenticationRetry
+    case "Throttled":
+      return throttledRetry
+    case "ConnectionLost":
+      return connectionRetry
+    case "SqlError":
+    case "LeadershipLost":
+      return databaseRetry
+    case "OAuth2Refused":
+      return oauth2Retry
+    case "MailboxNotFound":
+    case "ImapProtocolError":
+    case "SentMailboxMissing":
+    case "DraftsMailboxMissing":
+      return protocolRetry
+  }
+}
