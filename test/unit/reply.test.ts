@@ -2,7 +2,7 @@ import type { AgentKind } from "../../src/config/Replies.js"
 import { ReplyStore } from "../../src/replies/ReplyStore.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, TestClock } from "effect"
+import { Effect, Fiber, Layer, Logger, Option, TestClock } from "effect"
 import type { StoredEvent } from "../../src/log/Event.js"
 import { ReplyIntended } from "../../src/log/Event.js"
 import { ticketToken } from "../../src/replies/Reply.js"
@@ -191,6 +191,23 @@ describe("Responder", () => {
       }
       expect(mailer.mostAtOnce).toBe(3)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "10", REPLY_TICKET_LIMIT: "10" } })))
+  })
+
+  it.effect("the global cap opens a circuit breaker with one warning, and every answer past it is skipped", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    for (const who of ["a", "b", "c", "d", "e"]) mailbox.append(mail({ from: `${who}@customer.test`, subject: `from ${who}` }))
+    const warnings: Array<string> = []
+    const capture = Logger.add(Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
+    }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 3, failed: 0 })
+      expect(ofType(yield* events, "ReplySkipped").map((s) => s.reason)).toEqual(["global_limit", "global_limit", "global_limit"])
+      expect(warnings.filter((line) => line.includes("REPLY_GLOBAL_LIMIT"))).toHaveLength(1)
+      expect(mailer.sent).toHaveLength(2)
+    }).pipe(Effect.provide(Layer.merge(replyLayer({ mailbox, mailer, env: { REPLY_GLOBAL_LIMIT: "2" } }), capture)))
   })
 
   it.effect("forged senders aiming at one Reply-To get nothing: unauthenticated, and the victim is never the recipient", () => {
