@@ -81,11 +81,12 @@ export const makePolicy = (config: ReplyConfig, own: OwnAddresses, store: ReplyS
 
     /**
      * Runs `answer` for a mail the policy admits, holding its place under the caps until `answer`
-     * has recorded what it decided; a mail it does not admit gets `skipped` with the reason.
+     * calls `recorded` (its ReplyIntended is in the log, where the caps count it from then on) or
+     * ends; a mail it does not admit gets `skipped` with the reason.
      */
     const admit = <A, E, R>(
       email: EmailReceived,
-      answer: Effect.Effect<A, E, R>,
+      answer: (recorded: Effect.Effect<void>) => Effect.Effect<A, E, R>,
       skipped: (skip: Skip) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | SqlError, R> =>
       Effect.gen(function*() {
@@ -98,7 +99,8 @@ export const makePolicy = (config: ReplyConfig, own: OwnAddresses, store: ReplyS
               skip === undefined ? Ref.update(inFlight, (all) => [...all, reservation]) : Effect.void))
         )
         if (skip !== undefined) return yield* skipped(skip)
-        return yield* answer.pipe(Effect.ensuring(Ref.update(inFlight, (all) => all.filter((r) => r !== reservation))))
+        const release = Ref.update(inFlight, (all) => all.filter((r) => r !== reservation))
+        return yield* answer(release).pipe(Effect.ensuring(release))
       })
 
     return { admit } as const

@@ -153,7 +153,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         }))
       })
 
-    const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) =>
+    const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recorded: Effect.Effect<void>) =>
       Effect.gen(function*() {
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
         const thread = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
@@ -193,6 +193,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
             draftReason: human ?? null
           })
         )
+        yield* recorded
         return yield* deliver(intent, session)
       })
 

@@ -210,6 +210,21 @@ describe("Responder", () => {
     }).pipe(Effect.provide(Layer.merge(replyLayer({ mailbox, mailer, env: { REPLY_GLOBAL_LIMIT: "2" } }), capture)))
   })
 
+  it.live("an answer recorded while still being sent counts once against the ticket's cap, not twice", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer(() => "30 millis")
+    mailbox.append(mail({ from: "ada@customer.test", messageId: "<t1@customer.test>", subject: "Help", headers: { Cc: "bob@customer.test" } }))
+    return Effect.gen(function*() {
+      yield* ingest
+      yield* drain
+      mailbox.append(mail({ from: "ada@customer.test", inReplyTo: "<t1@customer.test>", subject: "Re: Help" }))
+      mailbox.append(mail({ from: "bob@customer.test", inReplyTo: "<t1@customer.test>", subject: "Re: Help" }))
+      yield* ingest
+      // Two more answers on the ticket make three: exactly REPLY_TICKET_LIMIT.
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
   it.effect("forged senders aiming at one Reply-To get nothing: unauthenticated, and the victim is never the recipient", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
