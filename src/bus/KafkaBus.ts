@@ -1,7 +1,7 @@
-import { KafkaConfig, kafkaBrokers } from "../config/Bus.js"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Redacted } from "effect"
 import type { Message, SASLOptions, TopicMessages } from "kafkajs"
+import { KafkaConfig, kafkaBrokers } from "../config/Bus.js"
 import type { StoredEvent } from "../log/Event.js"
 import { withEventTrace, withSpanWhenTracing } from "../telemetry/Tracing.js"
 import { EventBus, EventBusInProcess, PublishFailed, relayConsumer } from "./EventBus.js"

@@ -1,6 +1,6 @@
-import { parserThreads } from "../config/Mail.js"
 import { Worker } from "node:worker_threads"
 import { Deferred, Duration, Effect, Exit, FiberId, Layer, Runtime } from "effect"
+import { parserThreads } from "../config/Mail.js"
 import type { Parsed, RawMail } from "./Email.js"
 import { withSpanWhenTracing } from "../telemetry/Tracing.js"
 import type { ParseResult } from "./ParseMail.js"

@@ -1,7 +1,7 @@
-import { SenderAuthConfig } from "../config/Mail.js"
 import { Duration, Effect, Layer } from "effect"
 import type { DNSResolver } from "mailauth"
 import { getDomain } from "tldts"
+import { SenderAuthConfig } from "../config/Mail.js"
 import type { AuthCheck, SenderAuth } from "../log/Event.js"
 import { parseAuthenticationResults } from "./AuthResults.js"
 

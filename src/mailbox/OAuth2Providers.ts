@@ -1,7 +1,7 @@
-import { OAuth2Config } from "../config/Config.js"
-import type { Provider } from "../config/Config.js"
 import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { ConfigError, Data, Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
+import { OAuth2Config } from "../config/Config.js"
+import type { Provider } from "../config/Config.js"
 import { OAuth2Refused } from "./ImapErrors.js"
 
 export interface Endpoints {

@@ -1,5 +1,5 @@
-import { markSeenPolicy } from "../config/Config.js"
 import { Effect, Metric, Option } from "effect"
+import { markSeenPolicy } from "../config/Config.js"
 import { IntakeConfig } from "../config/Config.js"
 import { StateStore } from "../log/StateStore.js"
 import type { Cursor } from "../log/StateStore.js"

@@ -1,6 +1,6 @@
+import { Context, Data, Effect, Layer, Schedule } from "effect"
 import { agentKind } from "../config/Replies.js"
 import type { AgentKind } from "../config/Replies.js"
-import { Context, Data, Effect, Layer, Schedule } from "effect"
 import type { EmailReceived } from "../log/Event.js"
 import type { Ranked } from "./Knowledge.js"
 import { Knowledge, tokenize } from "./Knowledge.js"

@@ -1,5 +1,5 @@
-import { draftsMailbox } from "../config/Replies.js"
 import { Clock, Context, Data, Effect, Layer } from "effect"
+import { draftsMailbox } from "../config/Replies.js"
 import type { ImapSession } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
 import { compose, messageOptions } from "./Compose.js"

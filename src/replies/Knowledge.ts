@@ -1,7 +1,7 @@
-import { knowledgeDir } from "../config/Replies.js"
 import { readdir, readFile } from "node:fs/promises"
 import { join, relative, resolve } from "node:path"
 import { Context, Effect, Layer } from "effect"
+import { knowledgeDir } from "../config/Replies.js"
 
 /** A section of a Markdown file: the text under one heading, cut into paragraphs of a readable size. */
 export interface Passage {

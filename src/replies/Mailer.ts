@@ -1,6 +1,6 @@
-import { SmtpConfig } from "../config/Replies.js"
 import { Cause, Context, Data, Duration, Effect, Exit, Layer, Redacted, Runtime, Schedule } from "effect"
 import nodemailer from "nodemailer"
+import { SmtpConfig } from "../config/Replies.js"
 import type { TlsMode } from "../config/Config.js"
 import type { OAuth2Refused, TlsFailed } from "../mailbox/ImapErrors.js"
 import { OAuth2, OAuth2Live } from "../mailbox/OAuth2.js"

@@ -1,6 +1,6 @@
-import { ReplyConfig } from "../config/Replies.js"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Ref } from "effect"
+import { ReplyConfig } from "../config/Replies.js"
 import { mailboxUser } from "../config/Config.js"
 import type { EmailReceived } from "../log/Event.js"
 

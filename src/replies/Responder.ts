@@ -1,6 +1,6 @@
-import { ReplyConfig } from "../config/Replies.js"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Metric, Option, Ref, Scope } from "effect"
+import { ReplyConfig } from "../config/Replies.js"
 import { replies } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
 import { IntakeConfig } from "../config/Config.js"

@@ -1,5 +1,5 @@
-import { includePii } from "../config/Telemetry.js"
 import { Cause, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, LogLevel, Option } from "effect"
+import { includePii } from "../config/Telemetry.js"
 import { logFormat, logLevel } from "../config/Config.js"
 import { recordedSpan } from "./Tracing.js"
 

@@ -1,5 +1,5 @@
-import { TelemetryConfig, includePii } from "../config/Telemetry.js"
 import { Config, Context, Effect, FiberRef, Layer, Option, Tracer } from "effect"
+import { TelemetryConfig, includePii } from "../config/Telemetry.js"
 import type { StoredEvent } from "../log/Event.js"
 
 /**
