@@ -13,7 +13,6 @@ import { TicketRepo } from "../tickets/TicketRepo.js"
 import { planBatches } from "./Batches.js"
 import type { ImapSession } from "./Imap.js"
 
-
 export interface Gaps {
   readonly mailbox: string
   /** None before the first pass, or when the server's UIDVALIDITY is no longer the cursor's (the next pass rescans). */
