@@ -3,6 +3,7 @@ import type { DNSResolver } from "mailauth"
 import { getDomain } from "tldts"
 import { SenderAuthConfig } from "../config/Mail.js"
 import type { AuthCheck, SenderAuth } from "../log/Event.js"
+import { unknownSender } from "../log/Event.js"
 import { parseAuthenticationResults } from "./AuthResults.js"
 
 /** A DNS lookup as mailauth makes it: `dns.promises.resolve`'s shape. */
@@ -100,12 +101,7 @@ export const readAuthenticationResults = (
       ...(anonymous > 0 ? [`${anonymous} without an authserv-id, as Exchange Online writes them`] : [])
     ]
     return {
-      authenticated: false,
-      source: "none",
-      authservId: null,
-      dmarc: null,
-      dkim: [],
-      spf: null,
+      ...unknownSender,
       reason: `no Authentication-Results from a trusted server (TRUSTED_AUTHSERV_IDS=${[...trustedIds].join(",")})${
         ignored.length > 0 ? `; ignored ${ignored.join(" and ")}` : ""
       }`
