@@ -3,16 +3,16 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
-import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, layer } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
 import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { generateCorpus } from "../support/corpus.js"
 import type { Dovecot } from "../support/dovecot.js"
-import { startDovecot } from "../support/dovecot.js"
-import { startFaultProxy } from "../support/faultProxy.js"
+import { DovecotServer } from "../support/dovecot.js"
+import { FaultProxyServer } from "../support/faultProxy.js"
 import { hostileMails, largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
-import { createDatabase, query } from "../support/postgres.js"
+import { PostgresServer, query } from "../support/postgres.js"
 import { configLayer } from "../unit/layers.js"
 
 const mailboxEnv = (dovecot: Dovecot) => ({
@@ -50,284 +50,295 @@ const expectedTickets = (
   return tickets
 }
 
+/** A Dovecot and a database for the first suite, with the suite's mail appended. */
+class IntakeMailbox extends Context.Tag("intake-dovecot.test/IntakeMailbox")<IntakeMailbox, {
+  readonly dovecot: Dovecot
+  readonly db: { readonly url: string }
+  readonly env: Record<string, string>
+  readonly preSeen: Array<number>
+  readonly taken: Array<number>
+}>() {}
+
+/** A Promise-style test body over the first suite's mailbox. */
+const withIntakeMailbox = (body: (mailbox: IntakeMailbox["Type"]) => Promise<void>) =>
+  Effect.flatMap(IntakeMailbox, (mailbox) => Effect.promise(() => body(mailbox)))
+
+/** A fresh database on the suite's PostgreSQL server, dropped when the test ends. */
+const freshDatabase = (label: string) => Effect.flatMap(PostgresServer, (postgres) => postgres.freshDatabase(label))
+
+const DovecotAndPostgres = Layer.merge(DovecotServer.layer(), PostgresServer.layer)
+
 describe("intake against a real Dovecot and PostgreSQL", () => {
-  let dovecot: Dovecot
-  let db: Awaited<ReturnType<typeof createDatabase>>
-  let env: Record<string, string>
   const corpus = [...generateCorpus(240, { maxAttachmentBytes: 200_000 })]
   // Dovecot refuses to store a 0-byte message; that case is covered by the unit tests.
   const hostile = hostileMails().filter((m) => m.raw.length > 0)
   const bigAttachment = 30 * 1024 * 1024
-  let preSeen: Array<number> = []
-  let taken: Array<number> = []
 
-  beforeAll(async () => {
-    dovecot = await startDovecot()
-    db = await createDatabase("dovecot")
-    env = { ...mailboxEnv(dovecot), DATABASE_URL: db.url }
-    preSeen = await dovecot.append(Array.from({ length: 10 }, (_, i) => mail({ subject: `read long ago ${i}` })), { seen: true })
-    taken = [
-      ...(await dovecot.append(corpus.map((m) => m.raw))),
-      ...(await dovecot.append(hostile.map((m) => m.raw))),
-      ...(await dovecot.append([largeAttachmentMail(bigAttachment)]))
-    ]
-  })
+  const Mailbox = Layer.scoped(
+    IntakeMailbox,
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const db = yield* freshDatabase("dovecot")
+      const env = { ...mailboxEnv(dovecot), DATABASE_URL: db.url }
+      return yield* Effect.promise(async () => {
+        const preSeen = await dovecot.append(Array.from({ length: 10 }, (_, i) => mail({ subject: `read long ago ${i}` })), { seen: true })
+        const taken = [
+          ...(await dovecot.append(corpus.map((m) => m.raw))),
+          ...(await dovecot.append(hostile.map((m) => m.raw))),
+          ...(await dovecot.append([largeAttachmentMail(bigAttachment)]))
+        ]
+        return { dovecot, db, env, preSeen, taken }
+      })
+    })
+  ).pipe(Layer.provide(DovecotAndPostgres))
 
-  afterAll(async () => {
-    await dovecot?.stop()
-    await db?.drop()
-  })
+  layer(Mailbox, { excludeTestServices: true })((it) => {
+    it.effect("records one intake event per unread UID, opens the right tickets and flags everything \\Seen", () =>
+      withIntakeMailbox(async ({ dovecot, db, env, preSeen, taken }) => {
+        const run = await runCli(["--once"], env)
+        expect(run.stderr).toContain(`Connected to IMAP: ${dovecot.user}`)
+        expect(run.stderr).toContain(`Found ${taken.length} new email(s)`)
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.stderr).not.toContain(dovecot.password)
 
-  it("records one intake event per unread UID, opens the right tickets and flags everything \\Seen", async () => {
-    const run = await runCli(["--once"], env)
-    expect(run.stderr).toContain(`Connected to IMAP: ${dovecot.user}`)
-    expect(run.stderr).toContain(`Found ${taken.length} new email(s)`)
-    expect(run.code, run.stderr).toBe(0)
-    expect(run.stderr).not.toContain(dovecot.password)
+        const uids = await query<{ uid: string; n: string }>(
+          db.url,
+          "SELECT uid, count(*) AS n FROM events WHERE uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint"
+        )
+        expect(uids.map((r) => Number(r.uid))).toEqual(taken)
+        expect(uids.every((r) => r.n === "1")).toBe(true)
 
-    const uids = await query<{ uid: string; n: string }>(
-      db.url,
-      "SELECT uid, count(*) AS n FROM events WHERE uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint"
-    )
-    expect(uids.map((r) => Number(r.uid))).toEqual(taken)
-    expect(uids.every((r) => r.n === "1")).toBe(true)
+        const quarantined = hostile.filter((m) => m.expect === "quarantined").length + 1
+        const duplicates = hostile.filter((m) => m.expect === "duplicate").length
+        expect(await count(db.url, "type = 'EmailQuarantined'")).toBe(quarantined)
+        expect(await count(db.url, "type = 'EmailDuplicate'")).toBe(duplicates)
+        const received = corpus.length + hostile.filter((m) => m.expect === "received").length
+        expect(await count(db.url, "type = 'EmailReceived'")).toBe(received)
+        expect(await countTable(db.url, "messages")).toBe(received)
 
-    const quarantined = hostile.filter((m) => m.expect === "quarantined").length + 1
-    const duplicates = hostile.filter((m) => m.expect === "duplicate").length
-    expect(await count(db.url, "type = 'EmailQuarantined'")).toBe(quarantined)
-    expect(await count(db.url, "type = 'EmailDuplicate'")).toBe(duplicates)
-    const received = corpus.length + hostile.filter((m) => m.expect === "received").length
-    expect(await count(db.url, "type = 'EmailReceived'")).toBe(received)
-    expect(await countTable(db.url, "messages")).toBe(received)
+        const hostileReceived = hostile.filter((m) => m.expect === "received").length
+        expect(await countTable(db.url, "tickets")).toBe(expectedTickets(corpus) + hostileReceived)
 
-    const hostileReceived = hostile.filter((m) => m.expect === "received").length
-    expect(await countTable(db.url, "tickets")).toBe(expectedTickets(corpus) + hostileReceived)
+        const [big] = await query<{ reason: string; headers_only: boolean; size: number }>(
+          db.url,
+          "SELECT data->>'reason' AS reason, (data->>'headersOnly')::boolean AS headers_only, (data->>'size')::bigint AS size FROM events WHERE uid = " +
+            taken.at(-1)
+        )
+        expect(big).toMatchObject({ reason: "too_large", headers_only: true })
+        expect(Number(big!.size)).toBeGreaterThan(bigAttachment)
 
-    const [big] = await query<{ reason: string; headers_only: boolean; size: number }>(
-      db.url,
-      "SELECT data->>'reason' AS reason, (data->>'headersOnly')::boolean AS headers_only, (data->>'size')::bigint AS size FROM events WHERE uid = " +
-        taken.at(-1)
-    )
-    expect(big).toMatchObject({ reason: "too_large", headers_only: true })
-    expect(Number(big!.size)).toBeGreaterThan(bigAttachment)
-
-    const flags = await dovecot.flags()
-    expect(taken.every((uid) => flags.get(uid)?.has("\\Seen"))).toBe(true)
-    expect(await count(db.url, `uid IN (${preSeen.join(",")})`)).toBe(0)
-  })
-
-  it("keeps every text valid and HTML as inert data", async () => {
-    const rows = await query<{ bad: string }>(
-      db.url,
-      "SELECT count(*) AS bad FROM messages WHERE position(chr(65533) || chr(65533) || chr(65533) in subject) > 0 OR subject ~ '[\\r\\n]'"
-    )
-    expect(rows[0]!.bad).toBe("0")
-    const scripts = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM messages WHERE html LIKE '%<script%'")
-    expect(Number(scripts[0]!.n)).toBeGreaterThanOrEqual(hostile.some((m) => m.raw.includes("<script")) ? 1 : 0)
-  })
-
-  it("a second --once adds nothing", async () => {
-    const before = await count(db.url)
-    const run = await runCli(["--once"], env)
-    expect(run.code, run.stderr).toBe(0)
-    expect(run.stderr).toContain("No new emails found")
-    expect(run.stdout).toContain("Summary: 0 received")
-    expect(await count(db.url)).toBe(before)
-  })
-
-  it("takes nothing when the mail above its cursor was expunged unseen (`UID FETCH n:*` then names the newest mail below n)", async () => {
-    const before = await count(db.url)
-    const gone = await dovecot.append([mail({ subject: "withdrawn 1" }), mail({ subject: "withdrawn 2" })])
-    await dovecot.expunge(gone)
-    const run = await runCli(["--once"], env)
-    expect(run.code, run.stderr).toBe(0)
-    expect(run.stderr).toContain("No new emails found")
-    expect(await count(db.url)).toBe(before)
-  })
-
-  it("a UIDVALIDITY change appends MailboxReset, rescans, and doubles nothing", async () => {
-    const receivedBefore = await count(db.url, "type = 'EmailReceived'")
-    const ticketsBefore = await countTable(db.url, "tickets")
-    await dovecot.resetUidValidity()
-    const uids = await dovecot.uids()
-    await dovecot.setSeen(uids.slice(20, 30), false)
-    const fresh = await dovecot.append([mail({ subject: "after reset 1" }), mail({ subject: "after reset 2" })])
-    const run = await runCli(["--once"], env)
-    expect(run.code, run.stderr).toBe(0)
-    expect(await count(db.url, "type = 'MailboxReset'")).toBe(1)
-    expect(await count(db.url, "type = 'EmailReceived'")).toBe(receivedBefore + fresh.length)
-    expect(await countTable(db.url, "tickets")).toBe(ticketsBefore + fresh.length)
-    const uidValidity = await dovecot.uidValidity()
-    const rescanned = await query<{ uid: string; n: string }>(
-      db.url,
-      `SELECT uid, count(*) AS n FROM events WHERE uidvalidity = ${uidValidity} AND uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint`
-    )
-    expect(rescanned.map((r) => Number(r.uid))).toEqual([...uids.slice(20, 30), ...fresh])
-    expect(rescanned.every((r) => r.n === "1")).toBe(true)
-  })
-})
-
-describe("kill -9 in the middle of a large pass", () => {
-  let dovecot: Dovecot
-  let db: Awaited<ReturnType<typeof createDatabase>>
-
-  beforeAll(async () => {
-    dovecot = await startDovecot()
-    db = await createDatabase("kill")
-  })
-
-  afterAll(async () => {
-    await dovecot?.stop()
-    await db?.drop()
-  })
-
-  it("loses and doubles nothing when rerun", async () => {
-    const corpus = [...generateCorpus(1200, { maxAttachmentBytes: 100_000, seed: 7 })]
-    const uids = await dovecot.append(corpus.map((m) => m.raw))
-    const env = { ...mailboxEnv(dovecot), DATABASE_URL: db.url, IMAP_BATCH_SIZE: "20" }
-    const child = spawnCli(["--once"], env)
-    const exited = new Promise((resolve) => child.on("exit", resolve))
-    while ((await count(db.url).catch(() => 0)) < 100) await new Promise((r) => setTimeout(r, 50))
-    child.kill("SIGKILL")
-    await exited
-    const partial = await count(db.url)
-    expect(partial).toBeLessThan(uids.length)
-
-    const rerun = await runCli(["--once"], env)
-    expect(rerun.code, rerun.stderr).toBe(0)
-    const perUid = await query<{ uid: string; n: string }>(
-      db.url,
-      "SELECT uid, count(*) AS n FROM events WHERE uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint"
-    )
-    expect(perUid.map((r) => Number(r.uid))).toEqual(uids)
-    expect(perUid.every((r) => r.n === "1")).toBe(true)
-    expect(await countTable(db.url, "tickets")).toBe(expectedTickets(corpus))
-    const flags = await dovecot.flags()
-    expect(uids.every((uid) => flags.get(uid)?.has("\\Seen"))).toBe(true)
-  })
-})
-
-describe("the embedded PGlite database", () => {
-  let dovecot: Dovecot
-  let dataDir: string
-
-  beforeAll(async () => {
-    dovecot = await startDovecot()
-    dataDir = await mkdtemp(join(tmpdir(), "mailroom-pglite-"))
-  })
-
-  afterAll(async () => {
-    await dovecot?.stop()
-    await rm(dataDir, { recursive: true, force: true })
-  })
-
-  it("runs --once with only mailbox credentials, twice, and records each mail once", async () => {
-    const corpus = [...generateCorpus(40, { maxAttachmentBytes: 50_000, seed: 3 })]
-    const uids = await dovecot.append(corpus.map((m) => m.raw))
-    const env = { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }
-    const first = await runCli(["--once"], env)
-    expect(first.code, first.stderr).toBe(0)
-    expect(first.stdout).toContain(`Summary: ${uids.length} received`)
-    // The second run reads the mailbox settings from a .env file in its working directory.
-    await writeFile(join(dataDir, ".env"), Object.entries(mailboxEnv(dovecot)).map(([k, v]) => `${k}=${v}`).join("\n"))
-    const second = await runCli(["--once"], { MAILROOM_DATA_DIR: dataDir }, { cwd: dataDir })
-    expect(second.code, second.stderr).toBe(0)
-    expect(second.stdout).toContain("Summary: 0 received")
-    const watching = spawnCli(["--interval", "600"], env)
-    let watchingOutput = ""
-    watching.stderr?.on("data", (chunk) => (watchingOutput += chunk))
-    while (!watchingOutput.includes("No new emails found")) await new Promise((r) => setTimeout(r, 100))
-    const refused = await runCli(["--once"], env)
-    expect(refused.code).toBe(2)
-    expect(refused.stderr.trim()).toMatch(/^mailroom: the embedded database in .* is in use by process \d+: /)
-    watching.kill("SIGTERM")
-    expect(await new Promise((resolve) => watching.on("exit", resolve))).toBe(0)
-    const db = await PGlite.create({ dataDir: join(dataDir, "pglite") })
-    try {
-      const events = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM events WHERE uid IS NOT NULL")
-      const tickets = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM tickets")
-      expect(events.rows[0]!.n).toBe(uids.length)
-      expect(tickets.rows[0]!.n).toBe(expectedTickets(corpus))
-    } finally {
-      await db.close()
-    }
-  })
-  it("says in one line why a data folder it cannot create a database in is refused", async () => {
-    const broken = await mkdtemp(join(tmpdir(), "mailroom-broken-"))
-    try {
-      await writeFile(join(broken, "pglite"), "not a folder")
-      const run = await runCli(["--once"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: broken })
-      expect(run.code).not.toBe(0)
-      expect(run.stderr.trim().split("\n")).toHaveLength(1)
-      expect(run.stderr).toMatch(/^mailroom: could not open the embedded database in .*: EEXIST: file already exists, mkdir '.*pglite'; MAILROOM_DATA_DIR must be a writable folder/)
-    } finally {
-      await rm(broken, { recursive: true, force: true })
-    }
-  })
-})
-
-describe("an IMAP session during a pass", () => {
-  it("stays out of IDLE while the pass holds the mailbox, and goes back to IDLE after it", async () => {
-    const dovecot = await startDovecot()
-    const proxy = await startFaultProxy(dovecot.port)
-    try {
-      await dovecot.append([mail({ subject: "one" }), mail({ subject: "two" })])
-      const commands = () => proxy.sent().split("\r\n").filter((line) => line !== "").map((line) => line.replace(/^\S+ /, ""))
-      const program = Effect.scoped(Effect.gen(function*() {
-        const session = yield* (yield* Imap).connect
-        yield* session.open("INBOX")
-        yield* Effect.scoped(Effect.gen(function*() {
-          yield* session.hold("INBOX")
-          const [first, second] = yield* session.sizesFrom(1)
-          yield* session.fetch([first!.uid], { headersOnly: false })
-          // Longer than imapflow waits before it enters IDLE: a batch being parsed and committed.
-          yield* Effect.sleep("800 millis")
-          yield* session.fetch([second!.uid], { headersOnly: false })
-        }))
-        const during = commands()
-        yield* Effect.sleep("800 millis")
-        return { during, after: commands() }
+        const flags = await dovecot.flags()
+        expect(taken.every((uid) => flags.get(uid)?.has("\\Seen"))).toBe(true)
+        expect(await count(db.url, `uid IN (${preSeen.join(",")})`)).toBe(0)
       }))
-      const { during, after } = await Effect.runPromise(program.pipe(
-        Effect.provide(ImapLive),
-        Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) }))
-      ))
-      expect(during.filter((command) => command.startsWith("UID FETCH"))).toHaveLength(3)
-      expect(during).not.toContain("IDLE")
-      expect(after.slice(during.length)).toContain("IDLE")
-    } finally {
-      await proxy.close()
-      await dovecot.stop()
-    }
+
+    it.effect("keeps every text valid and HTML as inert data", () =>
+      withIntakeMailbox(async ({ db }) => {
+        const rows = await query<{ bad: string }>(
+          db.url,
+          "SELECT count(*) AS bad FROM messages WHERE position(chr(65533) || chr(65533) || chr(65533) in subject) > 0 OR subject ~ '[\\r\\n]'"
+        )
+        expect(rows[0]!.bad).toBe("0")
+        const scripts = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM messages WHERE html LIKE '%<script%'")
+        expect(Number(scripts[0]!.n)).toBeGreaterThanOrEqual(hostile.some((m) => m.raw.includes("<script")) ? 1 : 0)
+      }))
+
+    it.effect("a second --once adds nothing", () =>
+      withIntakeMailbox(async ({ db, env }) => {
+        const before = await count(db.url)
+        const run = await runCli(["--once"], env)
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.stderr).toContain("No new emails found")
+        expect(run.stdout).toContain("Summary: 0 received")
+        expect(await count(db.url)).toBe(before)
+      }))
+
+    it.effect("takes nothing when the mail above its cursor was expunged unseen (`UID FETCH n:*` then names the newest mail below n)", () =>
+      withIntakeMailbox(async ({ dovecot, db, env }) => {
+        const before = await count(db.url)
+        const gone = await dovecot.append([mail({ subject: "withdrawn 1" }), mail({ subject: "withdrawn 2" })])
+        await dovecot.expunge(gone)
+        const run = await runCli(["--once"], env)
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.stderr).toContain("No new emails found")
+        expect(await count(db.url)).toBe(before)
+      }))
+
+    it.effect("a UIDVALIDITY change appends MailboxReset, rescans, and doubles nothing", () =>
+      withIntakeMailbox(async ({ dovecot, db, env }) => {
+        const receivedBefore = await count(db.url, "type = 'EmailReceived'")
+        const ticketsBefore = await countTable(db.url, "tickets")
+        await dovecot.resetUidValidity()
+        const uids = await dovecot.uids()
+        await dovecot.setSeen(uids.slice(20, 30), false)
+        const fresh = await dovecot.append([mail({ subject: "after reset 1" }), mail({ subject: "after reset 2" })])
+        const run = await runCli(["--once"], env)
+        expect(run.code, run.stderr).toBe(0)
+        expect(await count(db.url, "type = 'MailboxReset'")).toBe(1)
+        expect(await count(db.url, "type = 'EmailReceived'")).toBe(receivedBefore + fresh.length)
+        expect(await countTable(db.url, "tickets")).toBe(ticketsBefore + fresh.length)
+        const uidValidity = await dovecot.uidValidity()
+        const rescanned = await query<{ uid: string; n: string }>(
+          db.url,
+          `SELECT uid, count(*) AS n FROM events WHERE uidvalidity = ${uidValidity} AND uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint`
+        )
+        expect(rescanned.map((r) => Number(r.uid))).toEqual([...uids.slice(20, 30), ...fresh])
+        expect(rescanned.every((r) => r.n === "1")).toBe(true)
+      }))
   })
 })
 
-describe("a mail larger than one fetch piece", () => {
-  it("comes in partial FETCHes and is stored byte for byte, with its attachment's size and sha256", async () => {
-    const dovecot = await startDovecot()
-    const db = await createDatabase("pieces")
-    try {
-      // Over two pieces and a part of a third, so that the last partial FETCH comes back short.
-      const size = 10 * 1024 * 1024 + 12_345
-      const big = largeAttachmentMail(size)
-      const [uid] = await dovecot.append([big])
-      await dovecot.append([mail({ subject: "small after big" })])
-      const run = await runCli(["--once"], { ...mailboxEnv(dovecot), DATABASE_URL: db.url, IMAP_BATCH_BYTES: "1048576" })
-      expect(run.code, run.stderr).toBe(0)
-      const [stored] = await query<{ sha256: string; length: number; raw: string; attachments: string }>(
-        db.url,
-        `SELECT r.sha256, length(r.bytes) AS length, e.data->>'rawSha256' AS raw, e.data->'attachments' AS attachments
-         FROM events e JOIN raw_messages r ON r.sha256 = e.data->>'rawSha256' WHERE e.uid = ${uid}`
-      )
-      expect(stored).toMatchObject({ sha256: sha256(big), raw: sha256(big), length: big.length })
-      const attachments = typeof stored!.attachments === "string" ? JSON.parse(stored!.attachments) : stored!.attachments
-      expect(attachments).toEqual([
-        { filename: "logs.bin", contentType: "application/octet-stream", size, sha256: sha256(pseudoRandomBytes(size, size)) }
-      ])
-      expect(await count(db.url, "type = 'EmailReceived'")).toBe(2)
-    } finally {
-      await dovecot.stop()
-      await db.drop()
-    }
-  })
+layer(DovecotAndPostgres, { excludeTestServices: true })("kill -9 in the middle of a large pass", (it) => {
+  it.scoped("loses and doubles nothing when rerun", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const db = yield* freshDatabase("kill")
+      yield* Effect.promise(async () => {
+        const corpus = [...generateCorpus(1200, { maxAttachmentBytes: 100_000, seed: 7 })]
+        const uids = await dovecot.append(corpus.map((m) => m.raw))
+        const env = { ...mailboxEnv(dovecot), DATABASE_URL: db.url, IMAP_BATCH_SIZE: "20" }
+        const child = spawnCli(["--once"], env)
+        const exited = new Promise((resolve) => child.on("exit", resolve))
+        while ((await count(db.url).catch(() => 0)) < 100) await new Promise((r) => setTimeout(r, 50))
+        child.kill("SIGKILL")
+        await exited
+        const partial = await count(db.url)
+        expect(partial).toBeLessThan(uids.length)
+
+        const rerun = await runCli(["--once"], env)
+        expect(rerun.code, rerun.stderr).toBe(0)
+        const perUid = await query<{ uid: string; n: string }>(
+          db.url,
+          "SELECT uid, count(*) AS n FROM events WHERE uid IS NOT NULL GROUP BY uid ORDER BY uid::bigint"
+        )
+        expect(perUid.map((r) => Number(r.uid))).toEqual(uids)
+        expect(perUid.every((r) => r.n === "1")).toBe(true)
+        expect(await countTable(db.url, "tickets")).toBe(expectedTickets(corpus))
+        const flags = await dovecot.flags()
+        expect(uids.every((uid) => flags.get(uid)?.has("\\Seen"))).toBe(true)
+      })
+    }))
+})
+
+/** A temporary folder, removed when the test ends. */
+const tempDir = (prefix: string) =>
+  Effect.acquireRelease(
+    Effect.promise(() => mkdtemp(join(tmpdir(), prefix))),
+    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+  )
+
+layer(DovecotServer.layer(), { excludeTestServices: true })("the embedded PGlite database", (it) => {
+  it.scoped("runs --once with only mailbox credentials, twice, and records each mail once", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const dataDir = yield* tempDir("mailroom-pglite-")
+      yield* Effect.promise(async () => {
+        const corpus = [...generateCorpus(40, { maxAttachmentBytes: 50_000, seed: 3 })]
+        const uids = await dovecot.append(corpus.map((m) => m.raw))
+        const env = { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }
+        const first = await runCli(["--once"], env)
+        expect(first.code, first.stderr).toBe(0)
+        expect(first.stdout).toContain(`Summary: ${uids.length} received`)
+        // The second run reads the mailbox settings from a .env file in its working directory.
+        await writeFile(join(dataDir, ".env"), Object.entries(mailboxEnv(dovecot)).map(([k, v]) => `${k}=${v}`).join("\n"))
+        const second = await runCli(["--once"], { MAILROOM_DATA_DIR: dataDir }, { cwd: dataDir })
+        expect(second.code, second.stderr).toBe(0)
+        expect(second.stdout).toContain("Summary: 0 received")
+        const watching = spawnCli(["--interval", "600"], env)
+        let watchingOutput = ""
+        watching.stderr?.on("data", (chunk) => (watchingOutput += chunk))
+        while (!watchingOutput.includes("No new emails found")) await new Promise((r) => setTimeout(r, 100))
+        const refused = await runCli(["--once"], env)
+        expect(refused.code).toBe(2)
+        expect(refused.stderr.trim()).toMatch(/^mailroom: the embedded database in .* is in use by process \d+: /)
+        watching.kill("SIGTERM")
+        expect(await new Promise((resolve) => watching.on("exit", resolve))).toBe(0)
+        const db = await PGlite.create({ dataDir: join(dataDir, "pglite") })
+        try {
+          const events = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM events WHERE uid IS NOT NULL")
+          const tickets = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM tickets")
+          expect(events.rows[0]!.n).toBe(uids.length)
+          expect(tickets.rows[0]!.n).toBe(expectedTickets(corpus))
+        } finally {
+          await db.close()
+        }
+      })
+    }))
+
+  it.effect("says in one line why a data folder it cannot create a database in is refused", () =>
+    Effect.flatMap(DovecotServer, (dovecot) =>
+      Effect.promise(async () => {
+        const broken = await mkdtemp(join(tmpdir(), "mailroom-broken-"))
+        try {
+          await writeFile(join(broken, "pglite"), "not a folder")
+          const run = await runCli(["--once"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: broken })
+          expect(run.code).not.toBe(0)
+          expect(run.stderr.trim().split("\n")).toHaveLength(1)
+          expect(run.stderr).toMatch(/^mailroom: could not open the embedded database in .*: EEXIST: file already exists, mkdir '.*pglite'; MAILROOM_DATA_DIR must be a writable folder/)
+        } finally {
+          await rm(broken, { recursive: true, force: true })
+        }
+      })))
+})
+
+layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.layer()), { excludeTestServices: true })("an IMAP session during a pass", (it) => {
+  it.effect("stays out of IDLE while the pass holds the mailbox, and goes back to IDLE after it", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const proxy = yield* FaultProxyServer
+      yield* Effect.promise(async () => {
+        await dovecot.append([mail({ subject: "one" }), mail({ subject: "two" })])
+        const commands = () => proxy.sent().split("\r\n").filter((line) => line !== "").map((line) => line.replace(/^\S+ /, ""))
+        const program = Effect.scoped(Effect.gen(function*() {
+          const session = yield* (yield* Imap).connect
+          yield* session.open("INBOX")
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* session.hold("INBOX")
+            const [first, second] = yield* session.sizesFrom(1)
+            yield* session.fetch([first!.uid], { headersOnly: false })
+            // Longer than imapflow waits before it enters IDLE: a batch being parsed and committed.
+            yield* Effect.sleep("800 millis")
+            yield* session.fetch([second!.uid], { headersOnly: false })
+          }))
+          const during = commands()
+          yield* Effect.sleep("800 millis")
+          return { during, after: commands() }
+        }))
+        const { during, after } = await Effect.runPromise(program.pipe(
+          Effect.provide(ImapLive),
+          Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) }))
+        ))
+        expect(during.filter((command) => command.startsWith("UID FETCH"))).toHaveLength(3)
+        expect(during).not.toContain("IDLE")
+        expect(after.slice(during.length)).toContain("IDLE")
+      })
+    }))
+})
+
+layer(DovecotAndPostgres, { excludeTestServices: true })("a mail larger than one fetch piece", (it) => {
+  it.scoped("comes in partial FETCHes and is stored byte for byte, with its attachment's size and sha256", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const db = yield* freshDatabase("pieces")
+      yield* Effect.promise(async () => {
+        // Over two pieces and a part of a third, so that the last partial FETCH comes back short.
+        const size = 10 * 1024 * 1024 + 12_345
+        const big = largeAttachmentMail(size)
+        const [uid] = await dovecot.append([big])
+        await dovecot.append([mail({ subject: "small after big" })])
+        const run = await runCli(["--once"], { ...mailboxEnv(dovecot), DATABASE_URL: db.url, IMAP_BATCH_BYTES: "1048576" })
+        expect(run.code, run.stderr).toBe(0)
+        const [stored] = await query<{ sha256: string; length: number; raw: string; attachments: string }>(
+          db.url,
+          `SELECT r.sha256, length(r.bytes) AS length, e.data->>'rawSha256' AS raw, e.data->'attachments' AS attachments
+           FROM events e JOIN raw_messages r ON r.sha256 = e.data->>'rawSha256' WHERE e.uid = ${uid}`
+        )
+        expect(stored).toMatchObject({ sha256: sha256(big), raw: sha256(big), length: big.length })
+        const attachments = typeof stored!.attachments === "string" ? JSON.parse(stored!.attachments) : stored!.attachments
+        expect(attachments).toEqual([
+          { filename: "logs.bin", contentType: "application/octet-stream", size, sha256: sha256(pseudoRandomBytes(size, size)) }
+        ])
+        expect(await count(db.url, "type = 'EmailReceived'")).toBe(2)
+      })
+    }))
 })

@@ -1,9 +1,8 @@
 import { EventLog } from "../../src/log/EventLog.js"
-import { describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Fiber, Layer, Option } from "effect"
 import kafkajs from "kafkajs"
-import { afterAll, beforeAll } from "vitest"
 import { pipelineOn } from "../../src/Layers.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Relay } from "../../src/bus/Relay.js"
@@ -11,20 +10,9 @@ import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { EventBusLive } from "../../src/bus/KafkaBus.js"
 import { collectStatus, formatStatus } from "../../src/cli/Status.js"
 import { eventLimits } from "../../src/mail/ParseMail.js"
-import type { KafkaBroker } from "../support/kafka.js"
-import { startKafka } from "../support/kafka.js"
+import { KafkaServer } from "../support/kafka.js"
 import { databaseEnv } from "../support/stack.js"
 import { configLayer, mail } from "../unit/layers.js"
-
-let broker: KafkaBroker
-
-beforeAll(async () => {
-  broker = await startKafka()
-})
-
-afterAll(async () => {
-  await broker?.cleanup()
-})
 
 interface Consumed {
   readonly key: string
@@ -35,7 +23,7 @@ interface Consumed {
 
 /** Reads a topic from the beginning until `enough` says so. */
 const consumeUntil = (topic: string, enough: (records: ReadonlyArray<Consumed>) => boolean) =>
-  Effect.promise(async () => {
+  Effect.flatMap(KafkaServer, (broker) => Effect.promise(async () => {
     const kafka = new kafkajs.Kafka({ brokers: [broker.brokers], logLevel: kafkajs.logLevel.NOTHING })
     const consumer = kafka.consumer({ groupId: `test-${topic}-${Math.random()}` })
     const records: Array<Consumed> = []
@@ -64,11 +52,11 @@ const consumeUntil = (topic: string, enough: (records: ReadonlyArray<Consumed>) 
       await consumer.disconnect()
     }
     return records
-  })
+  }))
 
 /** Creates topics ahead of mailroom, with one partition (so one total order) and a broker limit of their own. */
 const createTopics = (topics: ReadonlyArray<string>, maxMessageBytes: number) =>
-  Effect.promise(async () => {
+  Effect.flatMap(KafkaServer, (broker) => Effect.promise(async () => {
     const admin = new kafkajs.Kafka({ brokers: [broker.brokers], logLevel: kafkajs.logLevel.NOTHING }).admin()
     await admin.connect()
     try {
@@ -84,11 +72,11 @@ const createTopics = (topics: ReadonlyArray<string>, maxMessageBytes: number) =>
     } finally {
       await admin.disconnect()
     }
-  })
+  }))
 
 /** Records on a topic so far: the sum of its partitions' end offsets. */
 const topicSize = (topic: string) =>
-  Effect.promise(async () => {
+  Effect.flatMap(KafkaServer, (broker) => Effect.promise(async () => {
     const admin = new kafkajs.Kafka({ brokers: [broker.brokers], logLevel: kafkajs.logLevel.NOTHING }).admin()
     await admin.connect()
     try {
@@ -96,14 +84,14 @@ const topicSize = (topic: string) =>
     } finally {
       await admin.disconnect()
     }
-  })
+  }))
 
 /** Reads a topic from the beginning until `count` records arrived. */
 const consume = (topic: string, count: number) => consumeUntil(topic, (records) => records.length >= count)
 
 const kafkaPipeline = (mailbox: MemoryMailbox, label: string) =>
   Layer.unwrapScoped(
-    Effect.map(databaseEnv("postgres", label), (dbEnv) =>
+    Effect.zipWith(KafkaServer, databaseEnv("postgres", label), (broker, dbEnv) =>
       pipelineOn(Imap.Test(mailbox), EventBusLive).pipe(
         Layer.provide(configLayer({
           ...dbEnv,
@@ -121,8 +109,8 @@ const passAndDrain = Effect.gen(function*() {
   return yield* Effect.flatMap(Relay, (r) => r.drain)
 })
 
-describe("the Kafka event bus", () => {
-  it.scopedLive("delivers every event to mailroom.events and received mail to email_inbound, keyed by ticket, in order", () => {
+layer(KafkaServer.layer(), { excludeTestServices: true })("the Kafka event bus", (it) => {
+  it.scoped("delivers every event to mailroom.events and received mail to email_inbound, keyed by ticket, in order", () => {
     const mailbox = new MemoryMailbox()
     mailbox.append(mail({ messageId: "<a1@c.test>", subject: "A" }))
     mailbox.append(mail({ messageId: "<b1@c.test>", subject: "B", from: "Bea <bea@customer.test>" }))
@@ -161,13 +149,14 @@ describe("the Kafka event bus", () => {
     }).pipe(Effect.provide(kafkaPipeline(mailbox, "order")))
   })
 
-  it.scopedLive("an event the broker refuses is dead-lettered mid-backlog: later events follow in order, status counts it, a restart re-sends nothing", () => {
+  it.scoped("an event the broker refuses is dead-lettered mid-backlog: later events follow in order, status counts it, a restart re-sends nothing", () => {
     const mailbox = new MemoryMailbox()
     for (let i = 0; i < 4; i++) mailbox.append(mail({ subject: `before ${i}` }))
     mailbox.append(mail({ subject: "huge", text: "h".repeat(150_000) }))
     for (let i = 0; i < 4; i++) mailbox.append(mail({ subject: `after ${i}` }))
     const topics = { inbound: "email_inbound_dlq", events: "mailroom.events.dlqtest", dlq: "mailroom.events.dlq.dlqtest" }
     return Effect.gen(function*() {
+      const broker = yield* KafkaServer
       // The broker takes at most 100 kB per batch on these topics; the huge mail's event is over it.
       yield* createTopics([topics.inbound, topics.events], 100_000)
       const env = {
@@ -235,7 +224,7 @@ describe("the Kafka event bus", () => {
     })
   }, 180_000)
 
-  it.scopedLive("a mail with 2 MB of text becomes an event with its text cut, and its email_inbound record says so", () => {
+  it.scoped("a mail with 2 MB of text becomes an event with its text cut, and its email_inbound record says so", () => {
     const mailbox = new MemoryMailbox()
     const text = "Lorem ipsum dolor sit amet. ".repeat(75_000)
     mailbox.append(mail({ subject: "long", text }))
@@ -261,10 +250,11 @@ describe("the Kafka event bus", () => {
     }).pipe(Effect.provide(kafkaPipeline(mailbox, "cut")))
   })
 
-  it.scopedLive("a broker outage: ingest goes on, the relay waits without passing an unacknowledged event, then catches up", () => {
+  it.scoped("a broker outage: ingest goes on, the relay waits without passing an unacknowledged event, then catches up", () => {
     const mailbox = new MemoryMailbox()
     for (let i = 0; i < 10; i++) mailbox.append(mail({ subject: `before ${i}` }))
     return Effect.gen(function*() {
+      const broker = yield* KafkaServer
       yield* passAndDrain
       const log = yield* EventLog
       const relay = yield* Relay

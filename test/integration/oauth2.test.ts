@@ -1,8 +1,8 @@
 import { OAuth2Config } from "../../src/config/Config.js"
 import { SqlClient } from "@effect/sql"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Effect, Layer, Option, Redacted } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, layer } from "@effect/vitest"
+import { Cause, Effect, Layer, Option, Redacted } from "effect"
 import { keep, loopbackFlow, deviceFlow } from "../../src/cli/Auth.js"
 import { describeFailure } from "../../src/cli/Fatal.js"
 import { DatabaseLive } from "../../src/Layers.js"
@@ -12,33 +12,26 @@ import { endpointsFor } from "../../src/mailbox/OAuth2Providers.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Mailer, MailerLive } from "../../src/replies/Mailer.js"
 import type { Dovecot } from "../support/dovecot.js"
-import { startDovecot } from "../support/dovecot.js"
+import { DovecotServer } from "../support/dovecot.js"
 import { mail } from "../support/mails.js"
 import { freshDatabase } from "../support/postgres.js"
-import type { SmtpSink } from "../support/smtpSink.js"
-import { startSmtpSink } from "../support/smtpSink.js"
+import { SmtpSinkServer } from "../support/smtpSink.js"
 import { sqlPipeline } from "../support/stack.js"
 import type { TokenServer } from "../support/tokenServer.js"
-import { startTokenServer } from "../support/tokenServer.js"
+import { OAuth2TokenServer } from "../support/tokenServer.js"
 import { configLayer } from "../unit/layers.js"
-import { Cause } from "effect"
 
 const SECRET = "an integration test's secret key"
 
-let tokens: TokenServer
-let dovecot: Dovecot
+/** The token server, and a Dovecot whose oauth2 passdb asks it about every token, for the whole file. */
+const OAuth2Servers = Layer.provideMerge(
+  Layer.unwrapEffect(
+    Effect.map(OAuth2TokenServer, (tokens) => DovecotServer.layer({ oauth2: { introspectionUrl: tokens.introspectUrl } }))
+  ),
+  OAuth2TokenServer.layer({ rotate: true })
+)
 
-beforeAll(async () => {
-  tokens = await startTokenServer({ rotate: true })
-  dovecot = await startDovecot({ oauth2: { introspectionUrl: tokens.introspectUrl } })
-})
-
-afterAll(async () => {
-  await dovecot?.stop()
-  await tokens?.close()
-})
-
-const oauthEnv = (refreshToken: string) => ({
+const oauthEnv = (tokens: TokenServer, refreshToken: string) => ({
   MAILBOX_AUTH: "oauth2",
   OAUTH2_PROVIDER: "generic",
   OAUTH2_CLIENT_ID: tokens.clientId,
@@ -48,13 +41,25 @@ const oauthEnv = (refreshToken: string) => ({
   MAILROOM_SECRET_KEY: SECRET
 })
 
-const mailboxEnv = () => ({
+const mailboxEnv = (dovecot: Dovecot) => ({
   GMAIL_SENDER_EMAIL: dovecot.user,
   IMAP_HOST: dovecot.host,
   IMAP_PORT: String(dovecot.port),
   IMAP_TLS: "false",
   AGENT: "off"
 })
+
+/** An SMTP sink that offers XOAUTH2 and takes the token server's live tokens, noting each one it is shown. */
+const xoauth2Sink = (accepted: Array<string>) =>
+  Layer.unwrapEffect(
+    Effect.map(OAuth2TokenServer, (tokens) =>
+      SmtpSinkServer.layer({
+        accessToken: (user, token) => {
+          accepted.push(token)
+          return user === "support@example.com" && tokens.isActive(token)
+        }
+      }))
+  )
 
 const storedToken = (account: string) =>
   Effect.gen(function*() {
@@ -63,150 +68,140 @@ const storedToken = (account: string) =>
     return rows[0] === undefined ? undefined : Redacted.value(yield* unseal(Redacted.make(SECRET), account, rows[0].refresh_token_enc))
   })
 
-describe("OAuth2 against Dovecot's oauth2 passdb", () => {
-  it("logs in with XOAUTH2, refreshes a token the server stopped accepting, keeps the rotated refresh token encrypted, and stops at a revoked grant", async () => {
-    const first = tokens.grant(dovecot.user)
-    await dovecot.append([mail({ subject: "oauth one" }), mail({ subject: "oauth two" })])
-    const program = Effect.gen(function*() {
-      const poller = yield* Poller
-      const pass1 = yield* poller.once
-      expect(Option.getOrThrow(pass1).received).toBe(2)
-      expect(tokens.requests.refresh).toBe(1)
-      expect(tokens.introspected.filter((i) => i.active)).toHaveLength(1)
-
-      // The token is still fresh by its expires_in, but the server no longer takes it: the login fails once,
-      // mailroom refreshes and logs in again with the new token.
-      tokens.expireAccessTokens()
-      yield* Effect.promise(() => dovecot.append([mail({ subject: "oauth three" })]))
-      const pass2 = yield* poller.once
-      expect(Option.getOrThrow(pass2).received).toBe(1)
-      expect(tokens.requests.refresh).toBe(2)
-      expect(tokens.introspected.map((i) => i.active)).toEqual([true, false, true])
-      // Rotation: the second refresh sent the token the first one returned, and the newest is stored encrypted.
-      expect(tokens.refreshTokensUsed[0]).toBe(first)
-      expect(tokens.refreshTokensUsed[1]).not.toBe(first)
-      const newest = tokens.currentRefreshToken(dovecot.user)
-      expect(yield* storedToken(dovecot.user)).toBe(newest)
-
-      // Revoked: one clear line, and one token request however often the pass is retried.
-      tokens.revoke(dovecot.user)
-      tokens.expireAccessTokens()
-      const before = tokens.requests.total
-      const errors = []
-      for (let i = 0; i < 4; i++) errors.push(yield* Effect.flip(poller.once))
-      expect(errors.map((e) => e._tag)).toEqual(["OAuth2Refused", "OAuth2Refused", "OAuth2Refused", "OAuth2Refused"])
-      const line = describeFailure(Cause.fail(errors[0]!))!.line
-      expect(line).toMatch(/^the OAuth2 grant for support@example.com was revoked or has expired \(invalid_grant: .*\): run `mailroom auth generic --address support@example.com` again$/)
-      expect(line).not.toContain(newest!)
-      expect(tokens.requests.total - before).toBe(1)
-    })
-    await Effect.runPromise(
-      program.pipe(
-        Effect.provide(sqlPipeline("postgres", "oauth2", ImapLive, { ...mailboxEnv(), ...oauthEnv(first) })),
-        Effect.scoped
-      )
-    )
-  })
-})
-
-describe("OAuth2 for SMTP", () => {
-  let sink: SmtpSink
-  const accepted: Array<string> = []
-  beforeAll(async () => {
-    sink = await startSmtpSink({
-      accessToken: (user, token) => {
-        accepted.push(token)
-        return user === "support@example.com" && tokens.isActive(token)
-      }
-    })
-  })
-  afterAll(async () => {
-    await sink?.close()
-  })
-
-  it("sends with AUTH XOAUTH2 and a token from the token endpoint", async () => {
-    tokens.rotate = false
-    const refresh = tokens.grant("support@example.com")
-    const before = tokens.requests.refresh
-    const env = {
-      GMAIL_SENDER_EMAIL: "support@example.com",
-      SMTP_HOST: sink.host,
-      SMTP_PORT: String(sink.port),
-      SMTP_TLS: "false",
-      ...oauthEnv(refresh),
-      MAILROOM_SECRET_KEY: ""
-    }
-    delete (env as Record<string, string>).MAILROOM_SECRET_KEY
-    const delivery = await Effect.runPromise(
-      Effect.flatMap(Mailer, (mailer) =>
-        mailer.send({
-          messageId: "<oauth-smtp@example.com>",
-          from: "support@example.com",
-          to: { name: "Ada", address: "ada@customer.test" },
-          subject: "Re: hello",
-          text: "Hello",
-          inReplyTo: null,
-          references: []
-        })).pipe(Effect.provide(MailerLive.pipe(Layer.provide(configLayer(env)))), Effect.scoped)
-    )
-    expect(delivery.response).toMatch(/^250/)
-    expect(sink.messages.map((m) => m.messageId)).toContain("<oauth-smtp@example.com>")
-    expect(accepted).toHaveLength(1)
-    expect(tokens.requests.refresh - before).toBe(1)
-  })
-})
-
-describe("mailroom auth", () => {
-  const endpoints = (extra: Record<string, string> = {}) =>
-    Effect.flatMap(OAuth2Config, endpointsFor).pipe(
-      Effect.provide(configLayer({
-        OAUTH2_PROVIDER: "microsoft",
-        OAUTH2_CLIENT_ID: tokens.clientId,
-        OAUTH2_TOKEN_URL: tokens.tokenUrl,
-        OAUTH2_AUTHORIZE_URL: tokens.authorizeUrl,
-        OAUTH2_DEVICE_URL: tokens.deviceUrl,
-        ...extra
-      }))
-    )
-
-  it("the loopback flow with PKCE yields a refresh token, stored encrypted with MAILROOM_SECRET_KEY", async () => {
-    const shown: Array<string> = []
-    await Effect.runPromise(
+layer(OAuth2Servers, { excludeTestServices: true })((it) => {
+  describe("OAuth2 against Dovecot's oauth2 passdb", () => {
+    it.scoped("logs in with XOAUTH2, refreshes a token the server stopped accepting, keeps the rotated refresh token encrypted, and stops at a revoked grant", () =>
       Effect.gen(function*() {
-        const db = yield* freshDatabase("oauth2auth")
-        const result = yield* loopbackFlow(yield* endpoints(), "new@example.com", (url) =>
-          Effect.promise(async () => {
-            shown.push(url)
-            // The browser: the provider approves and redirects to mailroom's loopback server.
-            const page = await fetch(url)
-            expect(await page.text()).toContain("signed in")
-          }))
-        const refresh = Option.getOrThrow(result.refreshToken)
-        expect(Redacted.value(refresh)).toBe(tokens.currentRefreshToken("new@example.com"))
-        const outcome = yield* keep("new@example.com", refresh, Option.some(Redacted.make(SECRET))).pipe(
-          Effect.provide(configLayer({ DATABASE_URL: db.url }))
+        const tokens = yield* OAuth2TokenServer
+        const dovecot = yield* DovecotServer
+        const first = tokens.grant(dovecot.user)
+        yield* Effect.promise(() => dovecot.append([mail({ subject: "oauth one" }), mail({ subject: "oauth two" })]))
+        const program = Effect.gen(function*() {
+          const poller = yield* Poller
+          const pass1 = yield* poller.once
+          expect(Option.getOrThrow(pass1).received).toBe(2)
+          expect(tokens.requests.refresh).toBe(1)
+          expect(tokens.introspected.filter((i) => i.active)).toHaveLength(1)
+
+          // The token is still fresh by its expires_in, but the server no longer takes it: the login fails once,
+          // mailroom refreshes and logs in again with the new token.
+          tokens.expireAccessTokens()
+          yield* Effect.promise(() => dovecot.append([mail({ subject: "oauth three" })]))
+          const pass2 = yield* poller.once
+          expect(Option.getOrThrow(pass2).received).toBe(1)
+          expect(tokens.requests.refresh).toBe(2)
+          expect(tokens.introspected.map((i) => i.active)).toEqual([true, false, true])
+          // Rotation: the second refresh sent the token the first one returned, and the newest is stored encrypted.
+          expect(tokens.refreshTokensUsed[0]).toBe(first)
+          expect(tokens.refreshTokensUsed[1]).not.toBe(first)
+          const newest = tokens.currentRefreshToken(dovecot.user)
+          expect(yield* storedToken(dovecot.user)).toBe(newest)
+
+          // Revoked: one clear line, and one token request however often the pass is retried.
+          tokens.revoke(dovecot.user)
+          tokens.expireAccessTokens()
+          const before = tokens.requests.total
+          const errors = []
+          for (let i = 0; i < 4; i++) errors.push(yield* Effect.flip(poller.once))
+          expect(errors.map((e) => e._tag)).toEqual(["OAuth2Refused", "OAuth2Refused", "OAuth2Refused", "OAuth2Refused"])
+          const line = describeFailure(Cause.fail(errors[0]!))!.line
+          expect(line).toMatch(/^the OAuth2 grant for support@example.com was revoked or has expired \(invalid_grant: .*\): run `mailroom auth generic --address support@example.com` again$/)
+          expect(line).not.toContain(newest!)
+          expect(tokens.requests.total - before).toBe(1)
+        })
+        yield* program.pipe(
+          Effect.provide(sqlPipeline("postgres", "oauth2", ImapLive, { ...mailboxEnv(dovecot), ...oauthEnv(tokens, first) }))
         )
-        expect(outcome.stored).toBe(true)
-        const stored = yield* storedToken("new@example.com").pipe(Effect.provide(DatabaseLive.pipe(Layer.provide(configLayer({ DATABASE_URL: db.url })))))
-        expect(stored).toBe(Redacted.value(refresh))
-      }).pipe(Effect.provide(NodeHttpClient.layer), Effect.scoped)
-    )
-    const url = new URL(shown[0]!)
-    expect(url.searchParams.get("code_challenge_method")).toBe("S256")
-    expect(url.searchParams.get("redirect_uri")).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/)
-    expect(url.searchParams.get("scope")).toContain("offline_access")
+      }))
   })
 
-  it("the device-code flow polls until the user has entered the code", async () => {
-    const before = tokens.requests.device
-    const shown: Array<string> = []
-    const result = await Effect.runPromise(
+  const accepted: Array<string> = []
+  it.layer(xoauth2Sink(accepted))("OAuth2 for SMTP", (it) => {
+    it.effect("sends with AUTH XOAUTH2 and a token from the token endpoint", () =>
       Effect.gen(function*() {
-        return yield* deviceFlow(yield* endpoints(), "device-user@example.com", (text) => Effect.sync(() => void shown.push(text)))
-      }).pipe(Effect.provide(NodeHttpClient.layer))
-    )
-    expect(shown[0]).toContain("WDJB-MJHT")
-    expect(tokens.requests.device - before).toBe(2)
-    expect(Option.map(result.refreshToken, Redacted.value)).toEqual(Option.some(tokens.currentRefreshToken("device-user@example.com")))
+        const tokens = yield* OAuth2TokenServer
+        const sink = yield* SmtpSinkServer
+        tokens.rotate = false
+        const refresh = tokens.grant("support@example.com")
+        const before = tokens.requests.refresh
+        const env = {
+          GMAIL_SENDER_EMAIL: "support@example.com",
+          SMTP_HOST: sink.host,
+          SMTP_PORT: String(sink.port),
+          SMTP_TLS: "false",
+          ...oauthEnv(tokens, refresh),
+          MAILROOM_SECRET_KEY: ""
+        }
+        delete (env as Record<string, string>).MAILROOM_SECRET_KEY
+        const delivery = yield* Effect.flatMap(Mailer, (mailer) =>
+          mailer.send({
+            messageId: "<oauth-smtp@example.com>",
+            from: "support@example.com",
+            to: { name: "Ada", address: "ada@customer.test" },
+            subject: "Re: hello",
+            text: "Hello",
+            inReplyTo: null,
+            references: []
+          })).pipe(Effect.provide(MailerLive.pipe(Layer.provide(configLayer(env)))), Effect.scoped)
+        expect(delivery.response).toMatch(/^250/)
+        expect(sink.messages.map((m) => m.messageId)).toContain("<oauth-smtp@example.com>")
+        expect(accepted).toHaveLength(1)
+        expect(tokens.requests.refresh - before).toBe(1)
+      }))
+  })
+
+  describe("mailroom auth", () => {
+    const endpoints = (tokens: TokenServer, extra: Record<string, string> = {}) =>
+      Effect.flatMap(OAuth2Config, endpointsFor).pipe(
+        Effect.provide(configLayer({
+          OAUTH2_PROVIDER: "microsoft",
+          OAUTH2_CLIENT_ID: tokens.clientId,
+          OAUTH2_TOKEN_URL: tokens.tokenUrl,
+          OAUTH2_AUTHORIZE_URL: tokens.authorizeUrl,
+          OAUTH2_DEVICE_URL: tokens.deviceUrl,
+          ...extra
+        }))
+      )
+
+    it.effect("the loopback flow with PKCE yields a refresh token, stored encrypted with MAILROOM_SECRET_KEY", () =>
+      Effect.gen(function*() {
+        const tokens = yield* OAuth2TokenServer
+        const shown: Array<string> = []
+        yield* Effect.gen(function*() {
+          const db = yield* freshDatabase("oauth2auth")
+          const result = yield* loopbackFlow(yield* endpoints(tokens), "new@example.com", (url) =>
+            Effect.promise(async () => {
+              shown.push(url)
+              // The browser: the provider approves and redirects to mailroom's loopback server.
+              const page = await fetch(url)
+              expect(await page.text()).toContain("signed in")
+            }))
+          const refresh = Option.getOrThrow(result.refreshToken)
+          expect(Redacted.value(refresh)).toBe(tokens.currentRefreshToken("new@example.com"))
+          const outcome = yield* keep("new@example.com", refresh, Option.some(Redacted.make(SECRET))).pipe(
+            Effect.provide(configLayer({ DATABASE_URL: db.url }))
+          )
+          expect(outcome.stored).toBe(true)
+          const stored = yield* storedToken("new@example.com").pipe(Effect.provide(DatabaseLive.pipe(Layer.provide(configLayer({ DATABASE_URL: db.url })))))
+          expect(stored).toBe(Redacted.value(refresh))
+        }).pipe(Effect.provide(NodeHttpClient.layer), Effect.scoped)
+        const url = new URL(shown[0]!)
+        expect(url.searchParams.get("code_challenge_method")).toBe("S256")
+        expect(url.searchParams.get("redirect_uri")).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/)
+        expect(url.searchParams.get("scope")).toContain("offline_access")
+      }))
+
+    it.effect("the device-code flow polls until the user has entered the code", () =>
+      Effect.gen(function*() {
+        const tokens = yield* OAuth2TokenServer
+        const before = tokens.requests.device
+        const shown: Array<string> = []
+        const result = yield* Effect.gen(function*() {
+          return yield* deviceFlow(yield* endpoints(tokens), "device-user@example.com", (text) => Effect.sync(() => void shown.push(text)))
+        }).pipe(Effect.provide(NodeHttpClient.layer))
+        expect(shown[0]).toContain("WDJB-MJHT")
+        expect(tokens.requests.device - before).toBe(2)
+        expect(Option.map(result.refreshToken, Redacted.value)).toEqual(Option.some(tokens.currentRefreshToken("device-user@example.com")))
+      }))
   })
 })

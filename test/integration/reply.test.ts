@@ -1,247 +1,230 @@
 import { SqlClient } from "@effect/sql"
+import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli, spawnCli } from "../support/cli.js"
-import type { Dovecot } from "../support/dovecot.js"
-import type { FakeOpenAI } from "../support/fakeOpenAI.js"
 import { mail } from "../support/mails.js"
 import { createDatabase, query } from "../support/postgres.js"
-import type { ReplyServers } from "../support/replyStack.js"
-import { ofType, replyPipeline, SENT, startReplyServers } from "../support/replyStack.js"
-import type { SmtpSink } from "../support/smtpSink.js"
-import { startSmtpSink } from "../support/smtpSink.js"
+import { ofType, ReplyServers, replyPipeline, SENT, withReplyServers } from "../support/replyStack.js"
+import { SmtpSinkResource } from "../support/smtpSink.js"
 
-let servers: ReplyServers
-let dovecot: Dovecot
-let sink: SmtpSink
-let llm: FakeOpenAI
+layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
+  describe("AI replies over SMTP", () => {
+    it.effect("sends one threaded reply with the loop headers, and the customer's answer joins the ticket", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "reply_thread")
+      try {
+        const before = servers.sink.messages.length
+        const hostileSubject = "=?utf-8?B?" + Buffer.from("Cannot log in\r\nBcc: evil@attacker.test").toString("base64") + "?="
+        await servers.dovecot.append([
+          mail({ authenticated: true, messageId: "<c1@customer.test>", references: ["<c0@customer.test>"], subject: hostileSubject, text: "I forgot my password.", headers: { Cc: "Bob <bob@customer.test>" } })
+        ])
+        servers.llm.setResponder(() => "Hello Ada, use Forgot password on the sign-in page.")
+        expect(await p.ingest()).toMatchObject({ received: 1 })
+        expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+        await servers.sink.waitFor(before + 1)
+        const all = await p.events()
+        const [email] = ofType(all, "EmailReceived")
+        const [intent] = ofType(all, "ReplyIntended")
+        const out = await servers.received(before)
+        const token = ticketToken(email!.ticketId)
+        expect(out.from?.value[0]?.address).toBe(servers.dovecot.user)
+        expect(out.to && !Array.isArray(out.to) ? out.to.value.map((a) => a.address) : []).toEqual(["ada@customer.test"])
+        expect(servers.sink.messages[before]!.to).toEqual(["ada@customer.test"])
+        expect(out.subject).toBe(`Re: Cannot log in Bcc: evil@attacker.test [#${token}]`)
+        expect(out.headers.get("bcc")).toBeUndefined()
+        expect(out.inReplyTo).toBe("<c1@customer.test>")
+        expect(out.references).toEqual(["<c0@customer.test>", "<c1@customer.test>"])
+        expect(out.headers.get("auto-submitted")).toBe("auto-replied")
+        expect(out.messageId).toBe(intent!.messageId)
+        expect(out.text).toContain("use Forgot password")
+        const prompt = JSON.stringify(servers.llm.requests.at(-1)!.body)
+        expect(prompt).toContain("I forgot my password.")
+        expect(prompt).toContain("ada@customer.test")
+        const outbound = await p.run(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ message_id: string; ticket_id: string }>`SELECT message_id, ticket_id FROM messages WHERE direction = 'outbound'`
+        ))
+        expect(outbound).toEqual([{ message_id: intent!.messageId, ticket_id: email!.ticketId }])
 
-beforeAll(async () => {
-  servers = await startReplyServers()
-  ;({ dovecot, sink, llm } = servers)
-})
-
-afterAll(async () => {
-  await servers?.close()
-})
-
-const env = (extra: Record<string, string> = {}) => servers.env(extra)
-const pipeline = (label: string, extra: Record<string, string> = {}) => replyPipeline(servers, label, extra)
-const received = (index: number) => servers.received(index)
-
-describe("AI replies over SMTP", () => {
-  it("sends one threaded reply with the loop headers, and the customer's answer joins the ticket", async () => {
-    const p = await pipeline("reply_thread")
-    try {
-      const before = sink.messages.length
-      const hostileSubject = "=?utf-8?B?" + Buffer.from("Cannot log in\r\nBcc: evil@attacker.test").toString("base64") + "?="
-      await dovecot.append([
-        mail({ authenticated: true, messageId: "<c1@customer.test>", references: ["<c0@customer.test>"], subject: hostileSubject, text: "I forgot my password.", headers: { Cc: "Bob <bob@customer.test>" } })
-      ])
-      llm.setResponder(() => "Hello Ada, use Forgot password on the sign-in page.")
-      expect(await p.ingest()).toMatchObject({ received: 1 })
-      expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
-      await sink.waitFor(before + 1)
-      const all = await p.events()
-      const [email] = ofType(all, "EmailReceived")
-      const [intent] = ofType(all, "ReplyIntended")
-      const out = await received(before)
-      const token = ticketToken(email!.ticketId)
-      expect(out.from?.value[0]?.address).toBe(dovecot.user)
-      expect(out.to && !Array.isArray(out.to) ? out.to.value.map((a) => a.address) : []).toEqual(["ada@customer.test"])
-      expect(sink.messages[before]!.to).toEqual(["ada@customer.test"])
-      expect(out.subject).toBe(`Re: Cannot log in Bcc: evil@attacker.test [#${token}]`)
-      expect(out.headers.get("bcc")).toBeUndefined()
-      expect(out.inReplyTo).toBe("<c1@customer.test>")
-      expect(out.references).toEqual(["<c0@customer.test>", "<c1@customer.test>"])
-      expect(out.headers.get("auto-submitted")).toBe("auto-replied")
-      expect(out.messageId).toBe(intent!.messageId)
-      expect(out.text).toContain("use Forgot password")
-      const prompt = JSON.stringify(llm.requests.at(-1)!.body)
-      expect(prompt).toContain("I forgot my password.")
-      expect(prompt).toContain("ada@customer.test")
-      const outbound = await p.run(Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql<{ message_id: string; ticket_id: string }>`SELECT message_id, ticket_id FROM messages WHERE direction = 'outbound'`
-      ))
-      expect(outbound).toEqual([{ message_id: intent!.messageId, ticket_id: email!.ticketId }])
-
-      // The customer answers our reply; later a colleague she put in Cc writes with only the token in the subject.
-      await dovecot.append([
-        mail({ authenticated: true, messageId: "<c2@customer.test>", inReplyTo: intent!.messageId, references: ["<c1@customer.test>", intent!.messageId], subject: out.subject! }),
-        mail({ authenticated: true, messageId: "<c3@colleague.test>", from: "Bob <bob@customer.test>", subject: `Fwd: about [#${token}]` })
-      ])
-      expect(await p.ingest()).toMatchObject({ received: 2, ticketsCreated: 0 })
-      expect(ofType(await p.events(), "EmailReceived").map((e) => e.ticketId)).toEqual([email!.ticketId, email!.ticketId, email!.ticketId])
-      expect(await p.reply()).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
-      await sink.waitFor(before + 3)
-      const answer = await received(before + 1)
-      expect(answer.subject).toBe(`Re: Cannot log in Bcc: evil@attacker.test [#${token}]`)
-      expect(answer.references).toEqual(["<c1@customer.test>", intent!.messageId, "<c2@customer.test>"])
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-
-  it("skips every loop case with its reason, and holds the rate limit", async () => {
-    const p = await pipeline("reply_loops", { REPLY_RATE_LIMIT: "2" })
-    try {
-      const before = sink.messages.length
-      const loops: Array<[Parameters<typeof mail>[0], string]> = [
-        [{ headers: { "Auto-Submitted": "auto-replied" } }, "auto_submitted"],
-        [{ headers: { Precedence: "junk" } }, "precedence"],
-        [{ headers: { "List-Id": "Shop news <news.shop.test>" } }, "mailing_list"],
-        [{ headers: { "List-Unsubscribe": "<https://shop.test/leave>" } }, "mailing_list"],
-        [{ headers: { "X-Autoreply": "yes" } }, "auto_reply_header"],
-        [{ headers: { "X-Autorespond": "yes" } }, "auto_reply_header"],
-        [{ headers: { "X-Auto-Response-Suppress": "OOF, AutoReply" } }, "auto_reply_header"],
-        [{ from: "Mail Delivery System <MAILER-DAEMON@mx.test>" }, "bounce"],
-        [{ from: "postmaster@mx.test" }, "bounce"],
-        [{ from: "Shop <noreply@shop.test>" }, "no_reply_sender"],
-        [{ from: `Support <${dovecot.user}>` }, "own_address"]
-      ]
-      const dsn = Buffer.from(
-        `From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\nTo: ${dovecot.user}\r\nSubject: Delivery Status Notification (Failure)\r\n` +
-          "Message-ID: <dsn1@mx.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n" +
-          "--b\r\nContent-Type: text/plain\r\n\r\nAddress not found\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n--b--\r\n"
-      )
-      await dovecot.append([...loops.map(([options]) => mail(options)), dsn])
-      await dovecot.append([0, 1, 2].map((i) => mail({ authenticated: true, from: "Hasty <hasty@customer.test>", subject: `Again ${i}` })))
-      await p.ingest()
-      expect(await p.reply()).toEqual({ sent: 2, drafted: 0, skipped: loops.length + 2, failed: 0 })
-      const skipped = ofType(await p.events(), "ReplySkipped")
-      expect(skipped.map((s) => s.reason).sort()).toEqual([...loops.map(([, reason]) => reason), "bounce", "rate_limited"].sort())
-      await sink.waitFor(before + 2)
-      await new Promise((resolve) => setTimeout(resolve, 300))
-      expect(sink.messages.slice(before).map((m) => m.to)).toEqual([["hasty@customer.test"], ["hasty@customer.test"]])
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-
-  it("an LLM outage records ReplyFailed with the reason and sends nothing; ingest is done regardless", async () => {
-    const p = await pipeline("reply_llm_down")
-    try {
-      const before = sink.messages.length
-      llm.setMode("error500")
-      await dovecot.append([mail({ authenticated: true, subject: "Is anyone there?" })])
-      expect(await p.ingest()).toMatchObject({ received: 1 })
-      const started = Date.now()
-      expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
-      expect(Date.now() - started).toBeLessThan(30_000)
-      const [failed] = ofType(await p.events(), "ReplyFailed")
-      expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
-      expect(failed!.reason).toContain("server_error: HTTP 500: internal error")
-      expect(ofType(await p.events(), "ReplyIntended")).toHaveLength(0)
-      expect(sink.messages.length).toBe(before)
-    } finally {
-      llm.setMode("ok")
-      await p.runtime.dispose()
-    }
-  })
-
-  it("MARK_SEEN=after-reply flags the mail only once its reply is sent", async () => {
-    const p = await pipeline("reply_seen", { MARK_SEEN: "after-reply" })
-    try {
-      const [uid] = await dovecot.append([mail({ authenticated: true, subject: "Flag me later" })])
-      await p.ingest()
-      expect((await dovecot.flags()).get(uid!)?.has("\\Seen") ?? false).toBe(false)
-      expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
-      expect((await dovecot.flags()).get(uid!)?.has("\\Seen")).toBe(true)
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-})
-
-describe("the mailroom command with replies", () => {
-  const waitFor = async (check: () => Promise<boolean>, timeoutMs = 30_000) => {
-    const until = Date.now() + timeoutMs
-    while (!(await check())) {
-      if (Date.now() > until) throw new Error("timed out waiting")
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
-
-  it("a crash between ReplyIntended and the send does not send twice", async () => {
-    const db = await createDatabase("reply_crash")
-    try {
-      const cliEnv = env({ DATABASE_URL: db.url, IMAP_BACKFILL: "none", AGENT: "knowledge", SMTP_TIMEOUT: "2" })
-      expect((await runCli(["--once"], cliEnv)).code).toBe(0)
-      const intents = async () =>
-        query<{ message_id: string; email: string }>(db.url, `SELECT data->>'messageId' AS message_id, data->>'emailEventId' AS email FROM events WHERE type = 'ReplyIntended' ORDER BY seq`)
-      const crashWhileSending = async (subject: string) => {
-        await dovecot.append([mail({ authenticated: true, subject, from: "Crash Test <crash@customer.test>" })])
-        sink.failNext(50, 421)
-        const child = spawnCli(["--once"], cliEnv)
-        const count = (await intents()).length
-        await waitFor(async () => (await intents()).length > count)
-        child.kill("SIGKILL")
-        await new Promise((resolve) => child.once("exit", resolve))
-        sink.failNext(0)
-        return (await intents()).at(-1)!.message_id
+        // The customer answers our reply; later a colleague she put in Cc writes with only the token in the subject.
+        await servers.dovecot.append([
+          mail({ authenticated: true, messageId: "<c2@customer.test>", inReplyTo: intent!.messageId, references: ["<c1@customer.test>", intent!.messageId], subject: out.subject! }),
+          mail({ authenticated: true, messageId: "<c3@colleague.test>", from: "Bob <bob@customer.test>", subject: `Fwd: about [#${token}]` })
+        ])
+        expect(await p.ingest()).toMatchObject({ received: 2, ticketsCreated: 0 })
+        expect(ofType(await p.events(), "EmailReceived").map((e) => e.ticketId)).toEqual([email!.ticketId, email!.ticketId, email!.ticketId])
+        expect(await p.reply()).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
+        await servers.sink.waitFor(before + 3)
+        const answer = await servers.received(before + 1)
+        expect(answer.subject).toBe(`Re: Cannot log in Bcc: evil@attacker.test [#${token}]`)
+        expect(answer.references).toEqual(["<c1@customer.test>", intent!.messageId, "<c2@customer.test>"])
+      } finally {
+        await p.runtime.dispose()
       }
-      const before = sink.messages.length
+    }))
 
-      // The server took the first reply before the crash: Gmail filed it in the sent folder.
-      const first = await crashWhileSending("crash after send")
-      await dovecot.append([`Message-ID: ${first}\r\nFrom: ${dovecot.user}\r\nTo: crash@customer.test\r\nSubject: Re: crash after send\r\n\r\nanswer\r\n`], { mailbox: SENT, seen: true })
-      const resumed = await runCli(["--once"], cliEnv)
-      expect(resumed.code).toBe(0)
-      expect(resumed.stdout).toContain("Replies: 1 sent, 0 skipped, 0 failed")
-      expect(resumed.stderr).toContain(`is already in ${SENT}`)
-      expect(sink.messages.length).toBe(before)
+    it.effect("skips every loop case with its reason, and holds the rate limit", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "reply_loops", { REPLY_RATE_LIMIT: "2" })
+      try {
+        const before = servers.sink.messages.length
+        const loops: Array<[Parameters<typeof mail>[0], string]> = [
+          [{ headers: { "Auto-Submitted": "auto-replied" } }, "auto_submitted"],
+          [{ headers: { Precedence: "junk" } }, "precedence"],
+          [{ headers: { "List-Id": "Shop news <news.shop.test>" } }, "mailing_list"],
+          [{ headers: { "List-Unsubscribe": "<https://shop.test/leave>" } }, "mailing_list"],
+          [{ headers: { "X-Autoreply": "yes" } }, "auto_reply_header"],
+          [{ headers: { "X-Autorespond": "yes" } }, "auto_reply_header"],
+          [{ headers: { "X-Auto-Response-Suppress": "OOF, AutoReply" } }, "auto_reply_header"],
+          [{ from: "Mail Delivery System <MAILER-DAEMON@mx.test>" }, "bounce"],
+          [{ from: "postmaster@mx.test" }, "bounce"],
+          [{ from: "Shop <noreply@shop.test>" }, "no_reply_sender"],
+          [{ from: `Support <${servers.dovecot.user}>` }, "own_address"]
+        ]
+        const dsn = Buffer.from(
+          `From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\nTo: ${servers.dovecot.user}\r\nSubject: Delivery Status Notification (Failure)\r\n` +
+            "Message-ID: <dsn1@mx.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n" +
+            "--b\r\nContent-Type: text/plain\r\n\r\nAddress not found\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n--b--\r\n"
+        )
+        await servers.dovecot.append([...loops.map(([options]) => mail(options)), dsn])
+        await servers.dovecot.append([0, 1, 2].map((i) => mail({ authenticated: true, from: "Hasty <hasty@customer.test>", subject: `Again ${i}` })))
+        await p.ingest()
+        expect(await p.reply()).toEqual({ sent: 2, drafted: 0, skipped: loops.length + 2, failed: 0 })
+        const skipped = ofType(await p.events(), "ReplySkipped")
+        expect(skipped.map((s) => s.reason).sort()).toEqual([...loops.map(([, reason]) => reason), "bounce", "rate_limited"].sort())
+        await servers.sink.waitFor(before + 2)
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["hasty@customer.test"], ["hasty@customer.test"]])
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
 
-      // The second never left: it is sent, once.
-      const second = await crashWhileSending("crash before send")
-      expect((await runCli(["--once"], cliEnv)).code).toBe(0)
-      expect(sink.messages.slice(before).map((m) => m.messageId ?? "")).toEqual([second])
-      const sent = await query<{ message_id: string; found: string }>(
-        db.url,
-        `SELECT data->>'messageId' AS message_id, data->>'foundInSent' AS found FROM events WHERE type = 'ReplySent' ORDER BY seq`
-      )
-      expect(sent).toEqual([{ message_id: first, found: "true" }, { message_id: second, found: "false" }])
-    } finally {
-      sink.failNext(0)
-      await db.drop()
-    }
+    it.effect("an LLM outage records ReplyFailed with the reason and sends nothing; ingest is done regardless", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "reply_llm_down")
+      try {
+        const before = servers.sink.messages.length
+        servers.llm.setMode("error500")
+        await servers.dovecot.append([mail({ authenticated: true, subject: "Is anyone there?" })])
+        expect(await p.ingest()).toMatchObject({ received: 1 })
+        const started = Date.now()
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+        expect(Date.now() - started).toBeLessThan(30_000)
+        const [failed] = ofType(await p.events(), "ReplyFailed")
+        expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
+        expect(failed!.reason).toContain("server_error: HTTP 500: internal error")
+        expect(ofType(await p.events(), "ReplyIntended")).toHaveLength(0)
+        expect(servers.sink.messages.length).toBe(before)
+      } finally {
+        servers.llm.setMode("ok")
+        await p.runtime.dispose()
+      }
+    }))
+
+    it.effect("MARK_SEEN=after-reply flags the mail only once its reply is sent", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "reply_seen", { MARK_SEEN: "after-reply" })
+      try {
+        const [uid] = await servers.dovecot.append([mail({ authenticated: true, subject: "Flag me later" })])
+        await p.ingest()
+        expect((await servers.dovecot.flags()).get(uid!)?.has("\\Seen") ?? false).toBe(false)
+        expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+        expect((await servers.dovecot.flags()).get(uid!)?.has("\\Seen")).toBe(true)
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
   })
 
-  it("an SMTP login failure gives one clear line, after the mail is recorded", async () => {
-    const db = await createDatabase("reply_login")
-    const strict = await startSmtpSink({ user: dovecot.user, password: "a-different-password" })
-    try {
-      const cliEnv = env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_PORT: String(strict.port), SMTP_HOST: strict.host })
-      expect((await runCli(["--once"], cliEnv)).code).toBe(0)
-      await dovecot.append([mail({ authenticated: true, subject: "Login trouble" })])
-      const result = await runCli(["--once"], cliEnv)
-      expect(result.code).toBe(1)
-      expect(result.stdout).toContain("Summary: 1 received")
-      const lines = result.stderr.trim().split("\n").filter((line) => line.startsWith("mailroom:"))
-      expect(lines).toHaveLength(1)
-      expect(lines[0]).toMatch(/^mailroom: SMTP login failed for support@example\.com at 127\.0\.0\.1 \(.*\): check GMAIL_SENDER_PASSWORD/)
-      expect(result.stderr).not.toContain(dovecot.password)
-      expect(strict.authAttempts).toBe(1)
-      expect(strict.messages).toHaveLength(0)
-    } finally {
-      await strict.close()
-      await db.drop()
+  describe("the mailroom command with replies", () => {
+    const waitFor = async (check: () => Promise<boolean>, timeoutMs = 30_000) => {
+      const until = Date.now() + timeoutMs
+      while (!(await check())) {
+        if (Date.now() > until) throw new Error("timed out waiting")
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
     }
-  })
 
-  it("an SMTP server that cannot be reached leaves the replies waiting; the run still ends 0", async () => {
-    const db = await createDatabase("reply_down")
-    try {
-      const cliEnv = env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_HOST: "127.0.0.1", SMTP_PORT: "1" })
-      expect((await runCli(["--once"], cliEnv)).code).toBe(0)
-      await dovecot.append([mail({ authenticated: true, subject: "Anyone there?" })])
-      const result = await runCli(["--once"], cliEnv)
-      expect(result.code, result.stderr).toBe(0)
-      expect(result.stdout).toContain("Summary: 1 received")
-      expect(result.stdout).toContain("Replies: waiting for the SMTP server")
-      expect(result.stderr).toMatch(/the SMTP server 127\.0\.0\.1 is unavailable/)
-    } finally {
-      await db.drop()
-    }
+    it.effect("a crash between ReplyIntended and the send does not send twice", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("reply_crash")
+      try {
+        const cliEnv = servers.env({ DATABASE_URL: db.url, IMAP_BACKFILL: "none", AGENT: "knowledge", SMTP_TIMEOUT: "2" })
+        expect((await runCli(["--once"], cliEnv)).code).toBe(0)
+        const intents = async () =>
+          query<{ message_id: string; email: string }>(db.url, `SELECT data->>'messageId' AS message_id, data->>'emailEventId' AS email FROM events WHERE type = 'ReplyIntended' ORDER BY seq`)
+        const crashWhileSending = async (subject: string) => {
+          await servers.dovecot.append([mail({ authenticated: true, subject, from: "Crash Test <crash@customer.test>" })])
+          servers.sink.failNext(50, 421)
+          const child = spawnCli(["--once"], cliEnv)
+          const count = (await intents()).length
+          await waitFor(async () => (await intents()).length > count)
+          child.kill("SIGKILL")
+          await new Promise((resolve) => child.once("exit", resolve))
+          servers.sink.failNext(0)
+          return (await intents()).at(-1)!.message_id
+        }
+        const before = servers.sink.messages.length
+
+        // The server took the first reply before the crash: Gmail filed it in the sent folder.
+        const first = await crashWhileSending("crash after send")
+        await servers.dovecot.append([`Message-ID: ${first}\r\nFrom: ${servers.dovecot.user}\r\nTo: crash@customer.test\r\nSubject: Re: crash after send\r\n\r\nanswer\r\n`], { mailbox: SENT, seen: true })
+        const resumed = await runCli(["--once"], cliEnv)
+        expect(resumed.code).toBe(0)
+        expect(resumed.stdout).toContain("Replies: 1 sent, 0 skipped, 0 failed")
+        expect(resumed.stderr).toContain(`is already in ${SENT}`)
+        expect(servers.sink.messages.length).toBe(before)
+
+        // The second never left: it is sent, once.
+        const second = await crashWhileSending("crash before send")
+        expect((await runCli(["--once"], cliEnv)).code).toBe(0)
+        expect(servers.sink.messages.slice(before).map((m) => m.messageId ?? "")).toEqual([second])
+        const sent = await query<{ message_id: string; found: string }>(
+          db.url,
+          `SELECT data->>'messageId' AS message_id, data->>'foundInSent' AS found FROM events WHERE type = 'ReplySent' ORDER BY seq`
+        )
+        expect(sent).toEqual([{ message_id: first, found: "true" }, { message_id: second, found: "false" }])
+      } finally {
+        servers.sink.failNext(0)
+        await db.drop()
+      }
+    }))
+
+    it.scoped("an SMTP login failure gives one clear line, after the mail is recorded", () =>
+      Effect.gen(function*() {
+        const servers = yield* ReplyServers
+        const strict = yield* SmtpSinkResource({ user: servers.dovecot.user, password: "a-different-password" })
+        yield* Effect.promise(async () => {
+          const db = await createDatabase("reply_login")
+          try {
+            const cliEnv = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_PORT: String(strict.port), SMTP_HOST: strict.host })
+            expect((await runCli(["--once"], cliEnv)).code).toBe(0)
+            await servers.dovecot.append([mail({ authenticated: true, subject: "Login trouble" })])
+            const result = await runCli(["--once"], cliEnv)
+            expect(result.code).toBe(1)
+            expect(result.stdout).toContain("Summary: 1 received")
+            const lines = result.stderr.trim().split("\n").filter((line) => line.startsWith("mailroom:"))
+            expect(lines).toHaveLength(1)
+            expect(lines[0]).toMatch(/^mailroom: SMTP login failed for support@example\.com at 127\.0\.0\.1 \(.*\): check GMAIL_SENDER_PASSWORD/)
+            expect(result.stderr).not.toContain(servers.dovecot.password)
+            expect(strict.authAttempts).toBe(1)
+            expect(strict.messages).toHaveLength(0)
+          } finally {
+            await db.drop()
+          }
+        })
+      }))
+
+    it.effect("an SMTP server that cannot be reached leaves the replies waiting; the run still ends 0", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("reply_down")
+      try {
+        const cliEnv = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_HOST: "127.0.0.1", SMTP_PORT: "1" })
+        expect((await runCli(["--once"], cliEnv)).code).toBe(0)
+        await servers.dovecot.append([mail({ authenticated: true, subject: "Anyone there?" })])
+        const result = await runCli(["--once"], cliEnv)
+        expect(result.code, result.stderr).toBe(0)
+        expect(result.stdout).toContain("Summary: 1 received")
+        expect(result.stdout).toContain("Replies: waiting for the SMTP server")
+        expect(result.stderr).toMatch(/the SMTP server 127\.0\.0\.1 is unavailable/)
+      } finally {
+        await db.drop()
+      }
+    }))
   })
 })

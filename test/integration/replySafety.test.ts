@@ -1,304 +1,296 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, layer } from "@effect/vitest"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
 import { createDatabase } from "../support/postgres.js"
-import type { ReplyServers } from "../support/replyStack.js"
-import { DRAFTS, ofType, replyPipeline, startReplyServers } from "../support/replyStack.js"
+import type { ReplyStack } from "../support/replyStack.js"
+import { DRAFTS, ofType, ReplyServers, replyPipeline, withReplyServers } from "../support/replyStack.js"
 
 // Every mail here arrives as it would at a real mailbox: the receiving server's trace headers on
 // top, then what the sender wrote. Only the topmost Authentication-Results of mx.google.com counts.
 
-let servers: ReplyServers
+const promptsSince = (servers: ReplyStack, count: number) => servers.llm.requests.slice(count).map((r) => JSON.stringify(r.body))
 
-beforeAll(async () => {
-  servers = await startReplyServers()
-})
-
-afterAll(async () => {
-  await servers?.close()
-})
-
-const promptsSince = (count: number) => servers.llm.requests.slice(count).map((r) => JSON.stringify(r.body))
-
-describe("who gets an automatic answer", () => {
-  it("a forged sender with a foreign Reply-To gets nothing, and neither does the victim", async () => {
-    const p = await replyPipeline(servers, "safety_forged")
-    try {
-      const before = servers.sink.messages.length
-      await servers.dovecot.append([
-        // No Authentication-Results at all: what a forged mail looks like after a server that does not check.
-        mail({
-          from: "Bank Security <security@bank.test>",
-          headers: { "Reply-To": "victim@elsewhere.example" },
-          subject: "Account locked, verify at http://bank-verify.test/login"
-        }),
-        // The trusted server says DMARC failed.
-        mail({
-          from: "Bank Security <security@bank.test>",
-          headers: { "Reply-To": "victim2@elsewhere.example" },
-          trace: ["Authentication-Results: mx.google.com;\r\n dkim=none;\r\n spf=softfail smtp.mailfrom=security@bank.test;\r\n dmarc=fail (p=REJECT) header.from=bank.test"],
-          subject: "Account locked"
-        }),
-        // An untrusted server's header claims a pass; the attacker wrote it himself.
-        mail({
-          from: "Bank Security <security@bank.test>",
-          headers: { "Reply-To": "victim3@elsewhere.example" },
-          trace: ["Authentication-Results: mx.attacker.test; dkim=pass header.d=bank.test; spf=pass smtp.mailfrom=bank.test; dmarc=pass header.from=bank.test"],
-          subject: "Account locked (3)"
-        })
-      ])
-      await p.ingest()
-      expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 3, failed: 0 })
-      const received = ofType(await p.events(), "EmailReceived")
-      expect(received.map((e) => e.senderAuth.authenticated)).toEqual([false, false, false])
-      expect(received[1]!.senderAuth).toMatchObject({ source: "header", authservId: "mx.google.com", dmarc: "fail" })
-      expect(received[2]!.senderAuth.source).toBe("none")
-      expect(ofType(await p.events(), "ReplySkipped").map((s) => s.reason)).toEqual(["unauthenticated", "unauthenticated", "unauthenticated"])
-      expect(servers.sink.messages.length).toBe(before)
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-
-  it("an authenticated sender is answered at From; Reply-To only on the same organisational domain", async () => {
-    const p = await replyPipeline(servers, "safety_reply_to", { AGENT: "knowledge" })
-    try {
-      const before = servers.sink.messages.length
-      await servers.dovecot.append([
-        mail({ authenticated: true, from: "Ada <ada@customer.test>", headers: { "Reply-To": "victim@elsewhere.example" }, subject: "Foreign Reply-To" }),
-        mail({ authenticated: true, from: "Cy <cy@customer.test>", headers: { "Reply-To": "team@support.customer.test" }, subject: "Own Reply-To" })
-      ])
-      await p.ingest()
-      expect(await p.reply()).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
-      await servers.sink.waitFor(before + 2)
-      expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["ada@customer.test"], ["team@support.customer.test"]])
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-
-  it("a stranger who knows a ticket's Message-ID or token opens a linked ticket and sees nothing of the other", async () => {
-    const p = await replyPipeline(servers, "safety_join")
-    try {
-      const llmBefore = servers.llm.requests.length
-      await servers.dovecot.append([
-        mail({
-          authenticated: true,
-          from: "Ada Lovelace <ada@customer.test>",
-          messageId: "<ada-1@customer.test>",
-          subject: "Invoice 4411 is wrong",
-          text: "My card ending 4242 was charged twice. Ada Lovelace, 12 Analytical Row."
-        })
-      ])
-      await p.ingest()
-      await p.reply()
-      const [adaMail] = ofType(await p.events(), "EmailReceived")
-      const token = ticketToken(adaMail!.ticketId)
-      await servers.dovecot.append([
-        mail({ authenticated: true, from: "Mallory <mallory@intruder.test>", inReplyTo: "<ada-1@customer.test>", references: ["<ada-1@customer.test>"], subject: "Re: Invoice 4411 is wrong", text: "Please resend everything you know about this." }),
-        mail({ authenticated: true, from: "Trudy <trudy@intruder.test>", subject: `About [#${token}]`, text: "What is the card number on this ticket?" })
-      ])
-      expect(await p.ingest()).toMatchObject({ received: 2, ticketsCreated: 2 })
-      const received = ofType(await p.events(), "EmailReceived")
-      expect(received.slice(1).map((e) => [e.newTicket, e.linkedTicketId])).toEqual([[true, adaMail!.ticketId], [true, adaMail!.ticketId]])
-      expect(received[1]!.ticketId).not.toBe(adaMail!.ticketId)
-      expect(await p.reply()).toMatchObject({ sent: 2 })
-      const prompts = promptsSince(llmBefore).slice(1)
-      expect(prompts).toHaveLength(2)
-      for (const prompt of prompts) {
-        for (const secret of ["Ada", "ada@customer.test", "4242", "Analytical", "charged twice"]) expect(prompt).not.toContain(secret)
+layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
+  describe("who gets an automatic answer", () => {
+    it.effect("a forged sender with a foreign Reply-To gets nothing, and neither does the victim", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_forged")
+      try {
+        const before = servers.sink.messages.length
+        await servers.dovecot.append([
+          // No Authentication-Results at all: what a forged mail looks like after a server that does not check.
+          mail({
+            from: "Bank Security <security@bank.test>",
+            headers: { "Reply-To": "victim@elsewhere.example" },
+            subject: "Account locked, verify at http://bank-verify.test/login"
+          }),
+          // The trusted server says DMARC failed.
+          mail({
+            from: "Bank Security <security@bank.test>",
+            headers: { "Reply-To": "victim2@elsewhere.example" },
+            trace: ["Authentication-Results: mx.google.com;\r\n dkim=none;\r\n spf=softfail smtp.mailfrom=security@bank.test;\r\n dmarc=fail (p=REJECT) header.from=bank.test"],
+            subject: "Account locked"
+          }),
+          // An untrusted server's header claims a pass; the attacker wrote it himself.
+          mail({
+            from: "Bank Security <security@bank.test>",
+            headers: { "Reply-To": "victim3@elsewhere.example" },
+            trace: ["Authentication-Results: mx.attacker.test; dkim=pass header.d=bank.test; spf=pass smtp.mailfrom=bank.test; dmarc=pass header.from=bank.test"],
+            subject: "Account locked (3)"
+          })
+        ])
+        await p.ingest()
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 3, failed: 0 })
+        const received = ofType(await p.events(), "EmailReceived")
+        expect(received.map((e) => e.senderAuth.authenticated)).toEqual([false, false, false])
+        expect(received[1]!.senderAuth).toMatchObject({ source: "header", authservId: "mx.google.com", dmarc: "fail" })
+        expect(received[2]!.senderAuth.source).toBe("none")
+        expect(ofType(await p.events(), "ReplySkipped").map((s) => s.reason)).toEqual(["unauthenticated", "unauthenticated", "unauthenticated"])
+        expect(servers.sink.messages.length).toBe(before)
+      } finally {
+        await p.runtime.dispose()
       }
-      expect(prompts[0]).toContain("mallory@intruder.test")
-    } finally {
-      await p.runtime.dispose()
-    }
+    }))
+
+    it.effect("an authenticated sender is answered at From; Reply-To only on the same organisational domain", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_reply_to", { AGENT: "knowledge" })
+      try {
+        const before = servers.sink.messages.length
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Ada <ada@customer.test>", headers: { "Reply-To": "victim@elsewhere.example" }, subject: "Foreign Reply-To" }),
+          mail({ authenticated: true, from: "Cy <cy@customer.test>", headers: { "Reply-To": "team@support.customer.test" }, subject: "Own Reply-To" })
+        ])
+        await p.ingest()
+        expect(await p.reply()).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
+        await servers.sink.waitFor(before + 2)
+        expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["ada@customer.test"], ["team@support.customer.test"]])
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
+    it.effect("a stranger who knows a ticket's Message-ID or token opens a linked ticket and sees nothing of the other", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_join")
+      try {
+        const llmBefore = servers.llm.requests.length
+        await servers.dovecot.append([
+          mail({
+            authenticated: true,
+            from: "Ada Lovelace <ada@customer.test>",
+            messageId: "<ada-1@customer.test>",
+            subject: "Invoice 4411 is wrong",
+            text: "My card ending 4242 was charged twice. Ada Lovelace, 12 Analytical Row."
+          })
+        ])
+        await p.ingest()
+        await p.reply()
+        const [adaMail] = ofType(await p.events(), "EmailReceived")
+        const token = ticketToken(adaMail!.ticketId)
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Mallory <mallory@intruder.test>", inReplyTo: "<ada-1@customer.test>", references: ["<ada-1@customer.test>"], subject: "Re: Invoice 4411 is wrong", text: "Please resend everything you know about this." }),
+          mail({ authenticated: true, from: "Trudy <trudy@intruder.test>", subject: `About [#${token}]`, text: "What is the card number on this ticket?" })
+        ])
+        expect(await p.ingest()).toMatchObject({ received: 2, ticketsCreated: 2 })
+        const received = ofType(await p.events(), "EmailReceived")
+        expect(received.slice(1).map((e) => [e.newTicket, e.linkedTicketId])).toEqual([[true, adaMail!.ticketId], [true, adaMail!.ticketId]])
+        expect(received[1]!.ticketId).not.toBe(adaMail!.ticketId)
+        expect(await p.reply()).toMatchObject({ sent: 2 })
+        const prompts = promptsSince(servers, llmBefore).slice(1)
+        expect(prompts).toHaveLength(2)
+        for (const prompt of prompts) {
+          for (const secret of ["Ada", "ada@customer.test", "4242", "Analytical", "charged twice"]) expect(prompt).not.toContain(secret)
+        }
+        expect(prompts[0]).toContain("mallory@intruder.test")
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
+    it.effect("the knowledge agent greets a stranger with their own name, never the ticket owner's", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_greeting", { AGENT: "knowledge" })
+      try {
+        const before = servers.sink.messages.length
+        await servers.dovecot.append([mail({ authenticated: true, from: "Grace Hopper <grace@customer.test>", messageId: "<grace-1@customer.test>", subject: "Login broken" })])
+        await p.ingest()
+        await p.reply()
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Eve <eve@intruder.test>", inReplyTo: "<grace-1@customer.test>", subject: "Re: Login broken" })
+        ])
+        await p.ingest()
+        await p.reply()
+        await servers.sink.waitFor(before + 2)
+        const answer = await servers.received(before + 1)
+        expect(answer.text).toMatch(/^Hello Eve,/)
+        expect(answer.text).not.toContain("Grace")
+        expect(servers.sink.messages[before + 1]!.to).toEqual(["eve@intruder.test"])
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
+    it.effect("skips every loop, automatic and spam case with its reason, and our own +tag and alias", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_loops", { OWN_ADDRESSES: "help@example.com" })
+      try {
+        const before = servers.sink.messages.length
+        const own = servers.dovecot.user
+        const [local, domain] = own.split("@") as [string, string]
+        const cases: Array<[Parameters<typeof mail>[0], string]> = [
+          [{ headers: { "X-Loop": own } }, "loop"],
+          [{ headers: { Precedence: "auto_reply" } }, "precedence"],
+          [{ headers: { "X-Autoresponder": "yes" } }, "auto_reply_header"],
+          [{ headers: { "X-Autogenerated": "Reply" } }, "auto_reply_header"],
+          [{ headers: { "X-Failed-Recipients": "gone@customer.test" } }, "bounce"],
+          [{ trace: ["Return-Path: <MAILER-DAEMON@mx.customer.test>"] }, "bounce"],
+          [{ trace: ["X-Spam-Flag: YES"] }, "spam"],
+          [{ trace: ["X-Spam-Status: Yes, score=9.1 required=5.0 tests=BAYES_99"] }, "spam"],
+          [{ trace: ["X-Spam: yes"] }, "spam"],
+          [{ from: `Support <${local}+billing@${domain}>` }, "own_address"],
+          [{ from: "Help <help@example.com>" }, "own_address"]
+        ]
+        await servers.dovecot.append(cases.map(([options]) => mail({ authenticated: true, ...options })))
+        await p.ingest()
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: cases.length, failed: 0 })
+        const reasons = ofType(await p.events(), "ReplySkipped").map((s) => s.reason)
+        expect(reasons.sort()).toEqual(cases.map(([, reason]) => reason).sort())
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        expect(servers.sink.messages.length).toBe(before)
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
+    it.effect("answers carry X-Loop, and an answer of ours that comes back is not answered", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_x_loop", { AGENT: "knowledge" })
+      try {
+        const before = servers.sink.messages.length
+        await servers.dovecot.append([mail({ authenticated: true, from: "Lin <lin@customer.test>", subject: "Hello" })])
+        await p.ingest()
+        await p.reply()
+        const [out] = await servers.sink.waitFor(before + 1).then((all) => all.slice(before))
+        expect(out!.headers.get("x-loop")).toBe(servers.dovecot.user)
+        // The customer's autoresponder answers our answer, copying our X-Loop as RFC 5230 asks.
+        await servers.dovecot.append([
+          mail({
+            authenticated: true,
+            from: "Lin <lin@customer.test>",
+            inReplyTo: out!.messageId!,
+            subject: `Re: ${out!.headers.get("subject")}`,
+            headers: { "X-Loop": out!.headers.get("x-loop")! },
+            text: "I am away until Monday."
+          })
+        ])
+        await p.ingest()
+        await p.reply()
+        expect(ofType(await p.events(), "ReplySkipped").at(-1)?.reason).toBe("loop")
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
+    it.effect("caps answers per ticket per day and across the mailbox, with one warning when the breaker opens", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_caps", { AGENT: "knowledge", REPLY_TICKET_LIMIT: "1", REPLY_GLOBAL_LIMIT: "2" })
+      try {
+        await servers.dovecot.append([mail({ authenticated: true, from: "Kim <kim@customer.test>", messageId: "<kim-1@customer.test>", subject: "First" })])
+        await p.ingest()
+        await p.reply()
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Kim <kim@customer.test>", inReplyTo: "<kim-1@customer.test>", subject: "Re: First" }),
+          mail({ authenticated: true, from: "Lee <lee@customer.test>", subject: "Second" }),
+          mail({ authenticated: true, from: "Max <max@customer.test>", subject: "Third" }),
+          mail({ authenticated: true, from: "Noa <noa@customer.test>", subject: "Fourth" })
+        ])
+        await p.ingest()
+        expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 3, failed: 0 })
+        expect(ofType(await p.events(), "ReplySkipped").map((s) => s.reason).sort()).toEqual(["global_limit", "global_limit", "ticket_limit"])
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
   })
 
-  it("the knowledge agent greets a stranger with their own name, never the ticket owner's", async () => {
-    const p = await replyPipeline(servers, "safety_greeting", { AGENT: "knowledge" })
-    try {
-      const before = servers.sink.messages.length
-      await servers.dovecot.append([mail({ authenticated: true, from: "Grace Hopper <grace@customer.test>", messageId: "<grace-1@customer.test>", subject: "Login broken" })])
-      await p.ingest()
-      await p.reply()
-      await servers.dovecot.append([
-        mail({ authenticated: true, from: "Eve <eve@intruder.test>", inReplyTo: "<grace-1@customer.test>", subject: "Re: Login broken" })
-      ])
-      await p.ingest()
-      await p.reply()
-      await servers.sink.waitFor(before + 2)
-      const answer = await servers.received(before + 1)
-      expect(answer.text).toMatch(/^Hello Eve,/)
-      expect(answer.text).not.toContain("Grace")
-      expect(servers.sink.messages[before + 1]!.to).toEqual(["eve@intruder.test"])
-    } finally {
-      await p.runtime.dispose()
-    }
+  describe("what an answer may contain", () => {
+    it.effect("strips bidi overrides and zero-width characters from the Subject, and drops a display name holding an address", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_bidi", { AGENT: "knowledge" })
+      try {
+        const before = servers.sink.messages.length
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "\"support@bank.test\" <zoe@customer.test>", subject: "Invoice \u202Efdp.exe\u202C \u200Bplease\u2060 check" })
+        ])
+        await p.ingest()
+        await p.reply()
+        const [out] = (await servers.sink.waitFor(before + 1)).slice(before)
+        const subject = out!.headers.get("subject")!
+        expect(subject).not.toMatch(/[\u202A-\u202E\u2066-\u2069\u200B-\u200F\u2060\uFEFF]/)
+        const parsed = await servers.received(before)
+        expect(parsed.subject).toMatch(/^Re: Invoice fdp\.exe please check \[#[0-9a-f]{12}\]$/)
+        expect(out!.headers.get("to")).toBe("zoe@customer.test")
+        expect(parsed.text).toMatch(/^Hello,/)
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
+    it.effect("a 900 KB subject becomes a bounded prompt with max_tokens", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_huge_subject", { LLM_MAX_TOKENS: "321" })
+      try {
+        const llmBefore = servers.llm.requests.length
+        servers.llm.setResponder(() => "We have your message and will follow up.")
+        await servers.dovecot.append([mail({ authenticated: true, subject: `Help ${"A".repeat(900 * 1024)}`, text: "B".repeat(300_000) })])
+        await p.ingest()
+        expect(await p.reply()).toMatchObject({ sent: 1 })
+        const request = servers.llm.requests[llmBefore]!
+        expect(JSON.stringify(request.body).length).toBeLessThan(40_000)
+        expect(request.body.max_tokens).toBe(321)
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
+    it.effect("an invented link is never mailed: the answer waits in the drafts folder", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_link")
+      try {
+        const before = servers.sink.messages.length
+        servers.llm.setResponder(() => "Please verify your account at https://account-verify.example/login today.")
+        await servers.dovecot.append([mail({ authenticated: true, from: "Ola <ola@customer.test>", messageId: "<ola-1@customer.test>", subject: "Cannot log in" })])
+        await p.ingest()
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 1, skipped: 0, failed: 0 })
+        const [drafted] = ofType(await p.events(), "ReplyDrafted")
+        expect(drafted!.reason).toContain("account-verify.example/login")
+        expect(drafted!.mailbox).toBe(DRAFTS)
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        expect(servers.sink.messages.length).toBe(before)
+        // A link the customer's own mail holds may be repeated.
+        servers.llm.setResponder(() => "The page https://customer.test/orders/17 you mention shows the order.")
+        await servers.dovecot.append([mail({ authenticated: true, from: "Ola <ola@customer.test>", subject: "Order", text: "See https://customer.test/orders/17" })])
+        await p.ingest()
+        expect(await p.reply()).toMatchObject({ sent: 1 })
+      } finally {
+        servers.llm.setResponder((request) => `Thanks for reaching out. ${String(request.body?.messages?.length ?? "")}`)
+        await p.runtime.dispose()
+      }
+    }))
   })
 
-  it("skips every loop, automatic and spam case with its reason, and our own +tag and alias", async () => {
-    const p = await replyPipeline(servers, "safety_loops", { OWN_ADDRESSES: "help@example.com" })
-    try {
-      const before = servers.sink.messages.length
-      const own = servers.dovecot.user
-      const [local, domain] = own.split("@") as [string, string]
-      const cases: Array<[Parameters<typeof mail>[0], string]> = [
-        [{ headers: { "X-Loop": own } }, "loop"],
-        [{ headers: { Precedence: "auto_reply" } }, "precedence"],
-        [{ headers: { "X-Autoresponder": "yes" } }, "auto_reply_header"],
-        [{ headers: { "X-Autogenerated": "Reply" } }, "auto_reply_header"],
-        [{ headers: { "X-Failed-Recipients": "gone@customer.test" } }, "bounce"],
-        [{ trace: ["Return-Path: <MAILER-DAEMON@mx.customer.test>"] }, "bounce"],
-        [{ trace: ["X-Spam-Flag: YES"] }, "spam"],
-        [{ trace: ["X-Spam-Status: Yes, score=9.1 required=5.0 tests=BAYES_99"] }, "spam"],
-        [{ trace: ["X-Spam: yes"] }, "spam"],
-        [{ from: `Support <${local}+billing@${domain}>` }, "own_address"],
-        [{ from: "Help <help@example.com>" }, "own_address"]
-      ]
-      await servers.dovecot.append(cases.map(([options]) => mail({ authenticated: true, ...options })))
-      await p.ingest()
-      expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: cases.length, failed: 0 })
-      const reasons = ofType(await p.events(), "ReplySkipped").map((s) => s.reason)
-      expect(reasons.sort()).toEqual(cases.map(([, reason]) => reason).sort())
-      await new Promise((resolve) => setTimeout(resolve, 200))
-      expect(servers.sink.messages.length).toBe(before)
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-
-  it("answers carry X-Loop, and an answer of ours that comes back is not answered", async () => {
-    const p = await replyPipeline(servers, "safety_x_loop", { AGENT: "knowledge" })
-    try {
-      const before = servers.sink.messages.length
-      await servers.dovecot.append([mail({ authenticated: true, from: "Lin <lin@customer.test>", subject: "Hello" })])
-      await p.ingest()
-      await p.reply()
-      const [out] = await servers.sink.waitFor(before + 1).then((all) => all.slice(before))
-      expect(out!.headers.get("x-loop")).toBe(servers.dovecot.user)
-      // The customer's autoresponder answers our answer, copying our X-Loop as RFC 5230 asks.
-      await servers.dovecot.append([
-        mail({
-          authenticated: true,
-          from: "Lin <lin@customer.test>",
-          inReplyTo: out!.messageId!,
-          subject: `Re: ${out!.headers.get("subject")}`,
-          headers: { "X-Loop": out!.headers.get("x-loop")! },
-          text: "I am away until Monday."
-        })
-      ])
-      await p.ingest()
-      await p.reply()
-      expect(ofType(await p.events(), "ReplySkipped").at(-1)?.reason).toBe("loop")
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-
-  it("caps answers per ticket per day and across the mailbox, with one warning when the breaker opens", async () => {
-    const p = await replyPipeline(servers, "safety_caps", { AGENT: "knowledge", REPLY_TICKET_LIMIT: "1", REPLY_GLOBAL_LIMIT: "2" })
-    try {
-      await servers.dovecot.append([mail({ authenticated: true, from: "Kim <kim@customer.test>", messageId: "<kim-1@customer.test>", subject: "First" })])
-      await p.ingest()
-      await p.reply()
-      await servers.dovecot.append([
-        mail({ authenticated: true, from: "Kim <kim@customer.test>", inReplyTo: "<kim-1@customer.test>", subject: "Re: First" }),
-        mail({ authenticated: true, from: "Lee <lee@customer.test>", subject: "Second" }),
-        mail({ authenticated: true, from: "Max <max@customer.test>", subject: "Third" }),
-        mail({ authenticated: true, from: "Noa <noa@customer.test>", subject: "Fourth" })
-      ])
-      await p.ingest()
-      expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 3, failed: 0 })
-      expect(ofType(await p.events(), "ReplySkipped").map((s) => s.reason).sort()).toEqual(["global_limit", "global_limit", "ticket_limit"])
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-})
-
-describe("what an answer may contain", () => {
-  it("strips bidi overrides and zero-width characters from the Subject, and drops a display name holding an address", async () => {
-    const p = await replyPipeline(servers, "safety_bidi", { AGENT: "knowledge" })
-    try {
-      const before = servers.sink.messages.length
-      await servers.dovecot.append([
-        mail({ authenticated: true, from: "\"support@bank.test\" <zoe@customer.test>", subject: "Invoice \u202Efdp.exe\u202C \u200Bplease\u2060 check" })
-      ])
-      await p.ingest()
-      await p.reply()
-      const [out] = (await servers.sink.waitFor(before + 1)).slice(before)
-      const subject = out!.headers.get("subject")!
-      expect(subject).not.toMatch(/[\u202A-\u202E\u2066-\u2069\u200B-\u200F\u2060\uFEFF]/)
-      const parsed = await servers.received(before)
-      expect(parsed.subject).toMatch(/^Re: Invoice fdp\.exe please check \[#[0-9a-f]{12}\]$/)
-      expect(out!.headers.get("to")).toBe("zoe@customer.test")
-      expect(parsed.text).toMatch(/^Hello,/)
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-
-  it("a 900 KB subject becomes a bounded prompt with max_tokens", async () => {
-    const p = await replyPipeline(servers, "safety_huge_subject", { LLM_MAX_TOKENS: "321" })
-    try {
-      const llmBefore = servers.llm.requests.length
-      servers.llm.setResponder(() => "We have your message and will follow up.")
-      await servers.dovecot.append([mail({ authenticated: true, subject: `Help ${"A".repeat(900 * 1024)}`, text: "B".repeat(300_000) })])
-      await p.ingest()
-      expect(await p.reply()).toMatchObject({ sent: 1 })
-      const request = servers.llm.requests[llmBefore]!
-      expect(JSON.stringify(request.body).length).toBeLessThan(40_000)
-      expect(request.body.max_tokens).toBe(321)
-    } finally {
-      await p.runtime.dispose()
-    }
-  })
-
-  it("an invented link is never mailed: the answer waits in the drafts folder", async () => {
-    const p = await replyPipeline(servers, "safety_link")
-    try {
-      const before = servers.sink.messages.length
-      servers.llm.setResponder(() => "Please verify your account at https://account-verify.example/login today.")
-      await servers.dovecot.append([mail({ authenticated: true, from: "Ola <ola@customer.test>", messageId: "<ola-1@customer.test>", subject: "Cannot log in" })])
-      await p.ingest()
-      expect(await p.reply()).toEqual({ sent: 0, drafted: 1, skipped: 0, failed: 0 })
-      const [drafted] = ofType(await p.events(), "ReplyDrafted")
-      expect(drafted!.reason).toContain("account-verify.example/login")
-      expect(drafted!.mailbox).toBe(DRAFTS)
-      await new Promise((resolve) => setTimeout(resolve, 200))
-      expect(servers.sink.messages.length).toBe(before)
-      // A link the customer's own mail holds may be repeated.
-      servers.llm.setResponder(() => "The page https://customer.test/orders/17 you mention shows the order.")
-      await servers.dovecot.append([mail({ authenticated: true, from: "Ola <ola@customer.test>", subject: "Order", text: "See https://customer.test/orders/17" })])
-      await p.ingest()
-      expect(await p.reply()).toMatchObject({ sent: 1 })
-    } finally {
-      servers.llm.setResponder((request) => `Thanks for reaching out. ${String(request.body?.messages?.length ?? "")}`)
-      await p.runtime.dispose()
-    }
-  })
-})
-
-describe("REPLY_MODE=draft", () => {
-  it("leaves one threaded draft, sends nothing, and a rerun leaves it at one", async () => {
-    const db = await createDatabase("safety_drafts")
-    try {
-      const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", REPLY_MODE: "draft" })
-      expect((await runCli(["--once"], env)).code).toBe(0)
-      const before = servers.sink.messages.length
-      const draftsBefore = (await servers.dovecot.uids({ mailbox: DRAFTS })).length
-      await servers.dovecot.append([mail({ authenticated: true, from: "Pia <pia@customer.test>", messageId: "<pia-1@customer.test>", subject: "Refund please" })])
-      const first = await runCli(["--once"], env)
-      expect(first.code, first.stderr).toBe(0)
-      expect(first.stdout).toContain("1 left as drafts")
-      expect((await runCli(["--once"], env)).code).toBe(0)
-      expect((await servers.dovecot.uids({ mailbox: DRAFTS })).length).toBe(draftsBefore + 1)
-      const flags = await servers.dovecot.flags({ mailbox: DRAFTS })
-      expect([...flags.values()].at(-1)?.has("\\Draft")).toBe(true)
-      expect(servers.sink.messages.length).toBe(before)
-    } finally {
-      await db.drop()
-    }
+  describe("REPLY_MODE=draft", () => {
+    it.effect("leaves one threaded draft, sends nothing, and a rerun leaves it at one", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("safety_drafts")
+      try {
+        const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", REPLY_MODE: "draft" })
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        const before = servers.sink.messages.length
+        const draftsBefore = (await servers.dovecot.uids({ mailbox: DRAFTS })).length
+        await servers.dovecot.append([mail({ authenticated: true, from: "Pia <pia@customer.test>", messageId: "<pia-1@customer.test>", subject: "Refund please" })])
+        const first = await runCli(["--once"], env)
+        expect(first.code, first.stderr).toBe(0)
+        expect(first.stdout).toContain("1 left as drafts")
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        expect((await servers.dovecot.uids({ mailbox: DRAFTS })).length).toBe(draftsBefore + 1)
+        const flags = await servers.dovecot.flags({ mailbox: DRAFTS })
+        expect([...flags.values()].at(-1)?.has("\\Draft")).toBe(true)
+        expect(servers.sink.messages.length).toBe(before)
+      } finally {
+        await db.drop()
+      }
+    }))
   })
 })

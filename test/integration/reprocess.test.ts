@@ -1,5 +1,5 @@
+import { expect, layer } from "@effect/vitest"
 import { Effect, Layer, ManagedRuntime, Option } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { describeReprocess } from "../../src/cli/Reprocess.js"
 import { StoreLive } from "../../src/Layers.js"
 import { Parser } from "../../src/mail/Parser.js"
@@ -7,108 +7,99 @@ import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { ImapLive } from "../../src/mailbox/Imap.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Reprocessor } from "../../src/tickets/Reprocess.js"
-import type { Dovecot } from "../support/dovecot.js"
-import { startDovecot } from "../support/dovecot.js"
-import { createDatabase, query } from "../support/postgres.js"
+import { DovecotServer } from "../support/dovecot.js"
+import { PostgresServer, query } from "../support/postgres.js"
 import { pipelineOn } from "../../src/Layers.js"
 import { EventBus, MemoryEventBus } from "../../src/bus/EventBus.js"
 import { configLayer, mail } from "../unit/layers.js"
 
-describe("mailroom reprocess against Dovecot and PostgreSQL", () => {
-  let dovecot: Dovecot
-  let db: Awaited<ReturnType<typeof createDatabase>>
-  let env: Record<string, string>
+layer(Layer.merge(DovecotServer.layer(), PostgresServer.layer), { excludeTestServices: true })("mailroom reprocess against Dovecot and PostgreSQL", (it) => {
+  it.scoped("fetches a too-large mail again once MAX_MESSAGE_BYTES allows it, links it to its quarantine event and does it once", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const db = yield* Effect.flatMap(PostgresServer, (postgres) => postgres.freshDatabase("reprocess"))
+      const env: Record<string, string> = {
+        GMAIL_SENDER_EMAIL: dovecot.user,
+        GMAIL_SENDER_PASSWORD: dovecot.password,
+        IMAP_HOST: dovecot.host,
+        IMAP_PORT: String(dovecot.port),
+        IMAP_TLS: "false",
+        IMAP_BACKFILL: "all",
+        AGENT: "off",
+        DATABASE_URL: db.url
+      }
 
-  beforeAll(async () => {
-    dovecot = await startDovecot()
-    db = await createDatabase("reprocess")
-    env = {
-      GMAIL_SENDER_EMAIL: dovecot.user,
-      GMAIL_SENDER_PASSWORD: dovecot.password,
-      IMAP_HOST: dovecot.host,
-      IMAP_PORT: String(dovecot.port),
-      IMAP_TLS: "false",
-      IMAP_BACKFILL: "all",
-      AGENT: "off",
-      DATABASE_URL: db.url
-    }
-  })
+      const reprocessor = (limit: string) =>
+        ManagedRuntime.make(
+          Reprocessor.Default.pipe(
+            Layer.provide(Layer.mergeAll(Parser.Default, SenderAuthenticator.Default, ImapLive)),
+            Layer.provideMerge(StoreLive),
+            Layer.provide(configLayer({ ...env, MAX_MESSAGE_BYTES: limit }))
+          )
+        )
 
-  afterAll(async () => {
-    await dovecot?.stop()
-    await db?.drop()
-  })
+      const reprocess = async (limit: string) => {
+        const runtime = reprocessor(limit)
+        try {
+          return await runtime.runPromise(Effect.flatMap(Reprocessor, (r) => r.run({ reasons: ["too_large"], ids: [] })))
+        } finally {
+          await runtime.dispose()
+        }
+      }
 
-  const reprocessor = (limit: string) =>
-    ManagedRuntime.make(
-      Reprocessor.Default.pipe(
-        Layer.provide(Layer.mergeAll(Parser.Default, SenderAuthenticator.Default, ImapLive)),
-        Layer.provideMerge(StoreLive),
-        Layer.provide(configLayer({ ...env, MAX_MESSAGE_BYTES: limit }))
-      )
-    )
+      yield* Effect.promise(async () => {
+        const big = mail({ subject: "Logs attached inline", from: "Fay <fay@customer.test>", text: "log line 0123456789\r\n".repeat(500) })
+        expect(big.length).toBeGreaterThan(10_000)
+        await dovecot.append([big, mail({ subject: "small one" })])
+        const intake = ManagedRuntime.make(
+          pipelineOn(ImapLive, EventBus.Test(new MemoryEventBus())).pipe(Layer.provide(configLayer({ ...env, MAX_MESSAGE_BYTES: "2000" })))
+        )
+        const pass = await intake.runPromise(Effect.flatMap(Poller, (p) => p.once).pipe(Effect.map(Option.getOrThrow)))
+        await intake.dispose()
+        expect(pass).toMatchObject({ received: 1, quarantined: 1 })
+        const [quarantine] = await query<{ id: string; seq: string; data: unknown }>(db.url, "SELECT id, seq, data FROM events WHERE type = 'EmailQuarantined'")
+        expect(quarantine!.data).toMatchObject({ reason: "too_large", headersOnly: true })
 
-  const reprocess = async (limit: string) => {
-    const runtime = reprocessor(limit)
-    try {
-      return await runtime.runPromise(Effect.flatMap(Reprocessor, (r) => r.run({ reasons: ["too_large"], ids: [] })))
-    } finally {
-      await runtime.dispose()
-    }
-  }
+        // Still over the limit: nothing is fetched or written, and the output says why.
+        const still = await reprocess("2000")
+        expect(still).toEqual([expect.objectContaining({ _tag: "Skipped", quarantineEventId: quarantine!.id })])
+        expect(describeReprocess(still)).toContain("still over MAX_MESSAGE_BYTES (2000)")
+        expect(await query(db.url, "SELECT 1 FROM events WHERE type = 'EmailReprocessed'")).toHaveLength(0)
 
-  it("fetches a too-large mail again once MAX_MESSAGE_BYTES allows it, links it to its quarantine event and does it once", async () => {
-    const big = mail({ subject: "Logs attached inline", from: "Fay <fay@customer.test>", text: "log line 0123456789\r\n".repeat(500) })
-    expect(big.length).toBeGreaterThan(10_000)
-    await dovecot.append([big, mail({ subject: "small one" })])
-    const intake = ManagedRuntime.make(
-      pipelineOn(ImapLive, EventBus.Test(new MemoryEventBus())).pipe(Layer.provide(configLayer({ ...env, MAX_MESSAGE_BYTES: "2000" })))
-    )
-    const pass = await intake.runPromise(Effect.flatMap(Poller, (p) => p.once).pipe(Effect.map(Option.getOrThrow)))
-    await intake.dispose()
-    expect(pass).toMatchObject({ received: 1, quarantined: 1 })
-    const [quarantine] = await query<{ id: string; seq: string; data: unknown }>(db.url, "SELECT id, seq, data FROM events WHERE type = 'EmailQuarantined'")
-    expect(quarantine!.data).toMatchObject({ reason: "too_large", headersOnly: true })
+        const done = await reprocess("20000")
+        expect(done).toEqual([expect.objectContaining({ _tag: "Reprocessed", outcome: "EmailReceived", newTicket: true, bytesFrom: "imap" })])
+        expect(describeReprocess(done)).toContain("Reprocessed 1: 1 received, 0 duplicates, 0 quarantined again, 0 skipped")
 
-    // Still over the limit: nothing is fetched or written, and the output says why.
-    const still = await reprocess("2000")
-    expect(still).toEqual([expect.objectContaining({ _tag: "Skipped", quarantineEventId: quarantine!.id })])
-    expect(describeReprocess(still)).toContain("still over MAX_MESSAGE_BYTES (2000)")
-    expect(await query(db.url, "SELECT 1 FROM events WHERE type = 'EmailReprocessed'")).toHaveLength(0)
+        const linked = await query<{ seq: string; data: { quarantineEventId: string; outcomeEventId: string; rawSha256: string } }>(
+          db.url,
+          "SELECT seq, data FROM events WHERE type = 'EmailReprocessed'"
+        )
+        expect(linked).toHaveLength(1)
+        expect(linked[0]!.data.quarantineEventId).toBe(quarantine!.id)
+        const [received] = await query<{ id: string; seq: string; uid: string | null; ticket_id: string; subject: string }>(
+          db.url,
+          `SELECT id, seq, uid, ticket_id, data->>'subject' AS subject FROM events WHERE id = '${linked[0]!.data.outcomeEventId}'`
+        )
+        expect(received).toMatchObject({ uid: null, subject: "Logs attached inline" })
+        const [ticket] = await query<{ n: string }>(db.url, `SELECT count(*) AS n FROM tickets WHERE id = '${received!.ticket_id}'`)
+        expect(Number(ticket!.n)).toBe(1)
+        const [message] = await query<{ text: string }>(db.url, `SELECT text FROM messages WHERE id = '${received!.id}'`)
+        expect(message!.text).toContain("log line 0123456789")
+        const [raw] = await query<{ headers_only: boolean; size: string }>(
+          db.url,
+          `SELECT headers_only, size FROM raw_messages WHERE sha256 = '${linked[0]!.data.rawSha256}'`
+        )
+        expect(raw).toMatchObject({ headers_only: false })
+        expect(Number(raw!.size)).toBe(Buffer.byteLength(big))
 
-    const done = await reprocess("20000")
-    expect(done).toEqual([expect.objectContaining({ _tag: "Reprocessed", outcome: "EmailReceived", newTicket: true, bytesFrom: "imap" })])
-    expect(describeReprocess(done)).toContain("Reprocessed 1: 1 received, 0 duplicates, 0 quarantined again, 0 skipped")
+        // The log is appended to, never rewritten.
+        const [untouched] = await query<{ seq: string; data: unknown }>(db.url, `SELECT seq, data FROM events WHERE id = '${quarantine!.id}'`)
+        expect(untouched).toEqual({ seq: quarantine!.seq, data: quarantine!.data })
 
-    const linked = await query<{ seq: string; data: { quarantineEventId: string; outcomeEventId: string; rawSha256: string } }>(
-      db.url,
-      "SELECT seq, data FROM events WHERE type = 'EmailReprocessed'"
-    )
-    expect(linked).toHaveLength(1)
-    expect(linked[0]!.data.quarantineEventId).toBe(quarantine!.id)
-    const [received] = await query<{ id: string; seq: string; uid: string | null; ticket_id: string; subject: string }>(
-      db.url,
-      `SELECT id, seq, uid, ticket_id, data->>'subject' AS subject FROM events WHERE id = '${linked[0]!.data.outcomeEventId}'`
-    )
-    expect(received).toMatchObject({ uid: null, subject: "Logs attached inline" })
-    const [ticket] = await query<{ n: string }>(db.url, `SELECT count(*) AS n FROM tickets WHERE id = '${received!.ticket_id}'`)
-    expect(Number(ticket!.n)).toBe(1)
-    const [message] = await query<{ text: string }>(db.url, `SELECT text FROM messages WHERE id = '${received!.id}'`)
-    expect(message!.text).toContain("log line 0123456789")
-    const [raw] = await query<{ headers_only: boolean; size: string }>(
-      db.url,
-      `SELECT headers_only, size FROM raw_messages WHERE sha256 = '${linked[0]!.data.rawSha256}'`
-    )
-    expect(raw).toMatchObject({ headers_only: false })
-    expect(Number(raw!.size)).toBe(Buffer.byteLength(big))
-
-    // The log is appended to, never rewritten.
-    const [untouched] = await query<{ seq: string; data: unknown }>(db.url, `SELECT seq, data FROM events WHERE id = '${quarantine!.id}'`)
-    expect(untouched).toEqual({ seq: quarantine!.seq, data: quarantine!.data })
-
-    const again = await reprocess("20000")
-    expect(again).toEqual([])
-    expect(describeReprocess(again)).toContain("No quarantined mail to reprocess")
-    expect(await query(db.url, "SELECT 1 FROM events WHERE type IN ('EmailReprocessed', 'EmailReceived')")).toHaveLength(3)
-  })
+        const again = await reprocess("20000")
+        expect(again).toEqual([])
+        expect(describeReprocess(again)).toContain("No quarantined mail to reprocess")
+        expect(await query(db.url, "SELECT 1 FROM events WHERE type IN ('EmailReprocessed', 'EmailReceived')")).toHaveLength(3)
+      })
+    }))
 })

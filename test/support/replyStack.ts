@@ -1,6 +1,6 @@
 import { EventLog } from "../../src/log/EventLog.js"
 import type { SqlClient } from "@effect/sql"
-import { Effect, ManagedRuntime, Option } from "effect"
+import { Context, Effect, Layer, ManagedRuntime, Option } from "effect"
 import type { ParsedMail } from "mailparser"
 import { simpleParser } from "mailparser"
 import type { StoredEvent } from "../../src/log/Event.js"
@@ -9,18 +9,18 @@ import { ImapLive } from "../../src/mailbox/Imap.js"
 import { Responder } from "../../src/replies/Responder.js"
 import type { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import type { Dovecot } from "./dovecot.js"
-import { startDovecot } from "./dovecot.js"
+import { DovecotServer } from "./dovecot.js"
 import type { FakeOpenAI } from "./fakeOpenAI.js"
-import { startFakeOpenAI } from "./fakeOpenAI.js"
+import { FakeOpenAIServer } from "./fakeOpenAI.js"
 import type { SmtpSink } from "./smtpSink.js"
-import { startSmtpSink } from "./smtpSink.js"
+import { SmtpSinkServer } from "./smtpSink.js"
 import { sqlPipeline } from "./stack.js"
 
 export const SENT = "Sent"
 export const DRAFTS = "Drafts"
 
 /** Dovecot (with Sent and Drafts folders), the SMTP sink and the OpenAI-compatible server that the reply tests share. */
-export interface ReplyServers {
+export interface ReplyStack {
   readonly dovecot: Dovecot
   readonly sink: SmtpSink
   readonly llm: FakeOpenAI
@@ -28,16 +28,13 @@ export interface ReplyServers {
   readonly env: (extra?: Record<string, string>) => Record<string, string>
   /** The reply the sink received at `index`, parsed. */
   readonly received: (index: number) => Promise<ParsedMail>
-  readonly close: () => Promise<void>
 }
 
-export const startReplyServers = async (): Promise<ReplyServers> => {
-  const dovecot = await startDovecot()
-  await dovecot.createMailbox(SENT)
-  await dovecot.createMailbox(DRAFTS)
-  const sink = await startSmtpSink({ user: dovecot.user, password: dovecot.password })
-  const llm = await startFakeOpenAI()
-  const env = (extra: Record<string, string> = {}): Record<string, string> => ({
+const makeStack = (dovecot: Dovecot, sink: SmtpSink, llm: FakeOpenAI): ReplyStack => ({
+  dovecot,
+  sink,
+  llm,
+  env: (extra = {}) => ({
     GMAIL_SENDER_EMAIL: dovecot.user,
     GMAIL_SENDER_PASSWORD: dovecot.password,
     IMAP_HOST: dovecot.host,
@@ -56,21 +53,46 @@ export const startReplyServers = async (): Promise<ReplyServers> => {
     LLM_MODEL: "test-model",
     LLM_TIMEOUT: "2",
     ...extra
-  })
-  return {
-    dovecot,
-    sink,
-    llm,
-    env,
-    received: (index) => simpleParser(sink.messages[index]!.raw),
-    close: async () => {
-      await Promise.all([dovecot.stop(), sink.close(), llm.close()])
-    }
-  }
+  }),
+  received: (index) => simpleParser(sink.messages[index]!.raw)
+})
+
+/** A private Dovecot with the sent and drafts folders. */
+const DovecotWithFolders = DovecotServer.layer().pipe(
+  Layer.tap((context) =>
+    Effect.promise(async () => {
+      const dovecot = Context.get(context, DovecotServer)
+      await dovecot.createMailbox(SENT)
+      await dovecot.createMailbox(DRAFTS)
+    })
+  )
+)
+
+/** An SMTP sink that takes the Dovecot user's login. */
+const SinkForDovecot = Layer.unwrapEffect(
+  Effect.map(DovecotServer, (dovecot) => SmtpSinkServer.layer({ user: dovecot.user, password: dovecot.password }))
+)
+
+/** The reply servers for a suite: `layer(ReplyServers.layer(), { excludeTestServices: true })(…)`, stopped when the suite ends. */
+export class ReplyServers extends Context.Tag("test/ReplyServers")<ReplyServers, ReplyStack>() {
+  static readonly layer = () =>
+    Layer.effect(
+      ReplyServers,
+      Effect.gen(function*() {
+        return makeStack(yield* DovecotServer, yield* SmtpSinkServer, yield* FakeOpenAIServer)
+      })
+    ).pipe(
+      Layer.provide(Layer.merge(SinkForDovecot, FakeOpenAIServer.layer)),
+      Layer.provide(DovecotWithFolders)
+    )
 }
 
+/** A Promise-style test body over the suite's reply servers, for `it.effect`. */
+export const withReplyServers = (body: (servers: ReplyStack) => Promise<void>) =>
+  Effect.flatMap(ReplyServers, (servers) => Effect.promise(() => body(servers)))
+
 /** The live pipeline (Dovecot, PostgreSQL, the SMTP sink, the fake LLM) in this process, after its first look at the mailbox. */
-export const replyPipeline = async (servers: ReplyServers, label: string, extra: Record<string, string> = {}) => {
+export const replyPipeline = async (servers: ReplyStack, label: string, extra: Record<string, string> = {}) => {
   const runtime = ManagedRuntime.make(sqlPipeline("postgres", label, ImapLive, servers.env(extra)))
   const run = <A, E>(effect: Effect.Effect<A, E, Poller | Responder | TicketRepo | EventLog | SqlClient.SqlClient>) => runtime.runPromise(effect)
   const ingest = () => run(Effect.flatMap(Poller, (p) => p.once).pipe(Effect.map(Option.getOrThrow)))

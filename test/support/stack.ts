@@ -20,15 +20,16 @@ export const databaseEnv = (
     ? Effect.map(server.freshDatabase(label), (db) => ({ DATABASE_URL: db.url }))
     : Effect.map(freshDataDir, (dir) => ({ MAILROOM_DATA_DIR: dir }))
 
-/** The live pipeline (real SQL) over the given mailbox layer, with a recording event bus. */
+/** The live pipeline (real SQL) over the given mailbox layer, with a recording event bus; its database made on `server`'s connection when given. */
 export const sqlPipeline = <E, R>(
   backend: Backend,
   label: string,
   imap: Layer.Layer<Imap, E, R>,
-  env: Record<string, string> = {}
+  env: Record<string, string> = {},
+  server?: Pick<Postgres, "freshDatabase">
 ) =>
   Layer.unwrapScoped(
-    Effect.map(databaseEnv(backend, label), (dbEnv) =>
+    Effect.map(databaseEnv(backend, label, server), (dbEnv) =>
       pipelineOn(imap, EventBus.Test(new MemoryEventBus())).pipe(
         Layer.provide(configLayer({ ...dbEnv, ...env }))
       )

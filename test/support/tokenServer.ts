@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 
 /**
  * A small OAuth2 provider on loopback: a token endpoint (refresh_token, authorization_code with PKCE,
@@ -224,3 +224,8 @@ export const startTokenServer = async (options: { readonly accessLifetime?: numb
 
 export const TokenServerResource = (options?: Parameters<typeof startTokenServer>[0]) =>
   Effect.acquireRelease(Effect.promise(() => startTokenServer(options)), (server) => Effect.promise(() => server.close()))
+
+/** The OAuth2 provider for a suite: `layer(OAuth2TokenServer.layer(options))`, closed when the suite ends. */
+export class OAuth2TokenServer extends Context.Tag("test/OAuth2TokenServer")<OAuth2TokenServer, TokenServer>() {
+  static readonly layer = (options?: Parameters<typeof startTokenServer>[0]) => Layer.scoped(OAuth2TokenServer, TokenServerResource(options))
+}
