@@ -17,6 +17,8 @@ import { collectStatus, formatStatus } from "./Status.js"
 import { reconcileCommand } from "./Reconcile.js"
 import { replayCommand } from "./Replay.js"
 import type { HealthState } from "../telemetry/Health.js"
+import type { EventLog } from "../log/EventLog.js"
+import { runRetention } from "../log/Retention.js"
 import { serveHealth } from "../telemetry/Health.js"
 
 const once = Options.boolean("once").pipe(
@@ -87,15 +89,15 @@ export const runForever = (seconds: Option.Option<number>) =>
     const config = yield* IntakeConfig
     const every = Option.match(seconds, { onNone: () => config.pollInterval, onSome: Duration.seconds })
     yield* Effect.logInfo(`Watching ${config.mailbox}: a pass every ${Duration.format(every)}, and at once when the server announces new mail`)
-    yield* Effect.all([poller.forever(every), relay.run, responder.run, serveHealth({ relayConsumer: relay.consumer })], {
+    yield* Effect.all([poller.forever(every), relay.run, responder.run, serveHealth({ relayConsumer: relay.consumer }), runRetention], {
       concurrency: "unbounded",
       discard: true
     })
   })
 
 export interface CliLayers<E1, E2> {
-  /** Poller, relay and responder over the live services; the health endpoints read HealthState and the database. */
-  readonly app: Layer.Layer<Poller | Relay | Responder | HealthState | SqlClient.SqlClient, E1>
+  /** Poller, relay and responder over the live services; the health endpoints read HealthState and the database, retention the database and the log. */
+  readonly app: Layer.Layer<Poller | Relay | Responder | HealthState | EventLog | SqlClient.SqlClient, E1>
   /** The stores and the mailbox, for `status`. */
   readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus>, E2>
 }

@@ -120,6 +120,12 @@ export const DatabaseConfig = Config.all({
 })
 export type DatabaseConfig = Config.Config.Success<typeof DatabaseConfig>
 
+export const retentionDays = setting(
+  "RETENTION_DAYS",
+  "Days to keep the raw bytes of mail (raw_messages); older ones are dropped every hour unless an event of those days refers to them. The event log, tickets and messages are kept. Unset: keep forever.",
+  (name) => Config.option(positive(name))
+)
+
 export const gmailApiEnabled = setting(
   "GMAIL_API_ENABLED",
   "When true another worker (the Gmail API push) owns receiving, and mailroom refuses to start.",

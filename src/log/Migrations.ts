@@ -10,6 +10,7 @@ import replySafety from "./migrations/0005_reply_safety.js"
 import deadLetters from "./migrations/0006_dead_letters.js"
 import oauthTokens from "./migrations/0007_oauth_tokens.js"
 import importSources from "./migrations/0008_import_sources.js"
+import rawRetention from "./migrations/0009_raw_retention.js"
 
 /** Numbered in the order they were written; a database knows each by its name, the part after the number. */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
@@ -20,7 +21,8 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0005_reply_safety": replySafety,
   "0006_dead_letters": deadLetters,
   "0007_oauth_tokens": oauthTokens,
-  "0008_import_sources": importSources
+  "0008_import_sources": importSources,
+  "0009_raw_retention": rawRetention
 }
 
 export interface Migration {

@@ -30,3 +30,7 @@ export const mailboxStalls = Metric.counter("mailroom_mailbox_stalls", {
 export const oldestUnprocessedAge = Metric.gauge("mailroom_oldest_unprocessed_age_seconds", {
   description: "Seconds since the oldest mail on the server without an event in the log arrived (gaps and mail waiting for a pass); set by each reconcile."
 })
+
+export const rawDropped = Metric.counter("mailroom_raw_messages_dropped", {
+  description: "Raw mails dropped by RETENTION_DAYS."
+})

@@ -91,7 +91,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
       `.pipe(Effect.map((rows) => rows[0]))
 
     /** The mailbox holds the whole mail still, under the same UIDVALIDITY: fetched again by its UID. */
-    const fromImap = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>): Effect.Effect<Bytes> =>
+    const fromImap = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>, kept: string): Effect.Effect<Bytes> =>
       Effect.gen(function*() {
         if (q.uid === null || q.uidvalidity === null) return { skip: "the quarantine event names no UID to fetch again" }
         const s = yield* session
@@ -104,16 +104,16 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
         return { raw: { ...raw, headersOnly: false }, from: "imap" as const }
       }).pipe(
         Effect.catchAll((error) =>
-          Effect.succeed({ skip: `only its headers were stored, and ${q.mailbox} could not be reached to fetch it again (${describeCause(error)})` })
+          Effect.succeed({ skip: `${kept}, and ${q.mailbox} could not be reached to fetch it again (${describeCause(error)})` })
         )
       )
 
-    const fromSource = (q: Quarantine, path: string): Effect.Effect<Bytes> =>
+    const fromSource = (q: Quarantine, path: string, kept: string): Effect.Effect<Bytes> =>
       Effect.gen(function*() {
         const mail = q.uid === null ? undefined : yield* mailAt(yield* openSource(path), q.uid)
-        if (mail === undefined) return { skip: `only its headers were stored, and ${path} no longer holds mail ${q.uid}` }
+        if (mail === undefined) return { skip: `${kept}, and ${path} no longer holds mail ${q.uid}` }
         return { raw: { uid: mail.position, size: mail.size, source: mail.source, headersOnly: false }, from: "source" as const }
-      }).pipe(Effect.catchAll((error) => Effect.succeed({ skip: `only its headers were stored, and ${error.message}` })))
+      }).pipe(Effect.catchAll((error) => Effect.succeed({ skip: `${kept}, and ${error.message}` })))
 
     /** The whole mail: stored in full, or fetched again where only its headers were kept. */
     const bytesOf = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>): Effect.Effect<Bytes, unknown> =>
@@ -123,13 +123,14 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
           const source = Buffer.from(row.bytes)
           return { raw: { uid: q.uid ?? 0, size: source.length, source, headersOnly: false }, from: "stored" as const }
         }
+        const kept = row === undefined ? "its raw bytes were dropped (RETENTION_DAYS)" : "only its headers were stored"
         if (q.data.size > config.maxMessageBytes) {
-          return { skip: `only its headers were stored, and at ${q.data.size} bytes it is still over MAX_MESSAGE_BYTES (${config.maxMessageBytes}): raise it to take this mail` }
+          return { skip: `${kept}, and at ${q.data.size} bytes it is still over MAX_MESSAGE_BYTES (${config.maxMessageBytes}): raise it to take this mail` }
         }
         const path = importPath(q.mailbox)
-        if (path !== undefined) return yield* fromSource(q, path)
-        if (Option.isNone(imap)) return { skip: `only its headers were stored, and no IMAP mailbox is configured to fetch it again from ${q.mailbox}` }
-        return yield* fromImap(q, session)
+        if (path !== undefined) return yield* fromSource(q, path, kept)
+        if (Option.isNone(imap)) return { skip: `${kept}, and no IMAP mailbox is configured to fetch it again from ${q.mailbox}` }
+        return yield* fromImap(q, session, kept)
       })
 
     const known = (items: ReadonlyArray<Incoming>) => knownFromDatabase(sql, items)
