@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// Before anything allocates: see lib/HeapGrowth.
+import "./lib/HeapGrowth.js"
 import { Command } from "@effect/cli"
 import * as PlatformConfigProvider from "@effect/platform/PlatformConfigProvider"
 import * as NodeContext from "@effect/platform-node/NodeContext"
