@@ -1,9 +1,9 @@
+import { countDecisions, readIncoming } from "../tickets/Incoming.js"
 import { Args, Command } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
 import { Console, Data, Effect, Layer, Stream } from "effect"
 import { IntakeConfig } from "../config/Config.js"
 import { StoreLive } from "../Layers.js"
-import type { Incoming } from "../tickets/Decide.js"
 import { Parser, sha256 } from "../mail/Parser.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
 import type { MailSource, SourceMail } from "../mail/Sources.js"
@@ -53,10 +53,7 @@ export const describeImport = (s: ImportSummary) =>
 
 const summarize = (mails: number, skipped: number, committed: Committed): ImportSummary => ({
   mails,
-  received: committed.decisions.filter((d) => d.data._tag === "EmailReceived").length,
-  ticketsCreated: committed.decisions.filter((d) => d.data._tag === "EmailReceived" && d.data.newTicket).length,
-  duplicates: committed.decisions.filter((d) => d.data._tag === "EmailDuplicate").length,
-  quarantined: committed.decisions.filter((d) => d.data._tag === "EmailQuarantined").length,
+  ...countDecisions(committed.decisions),
   alreadyImported: skipped + committed.alreadyRecorded.length
 })
 
@@ -101,25 +98,12 @@ export class Importer extends Effect.Service<Importer>()("mailroom/Importer", {
   effect: Effect.gen(function*() {
     const config = yield* IntakeConfig
     const parser = yield* Parser
-    const senders = yield* SenderAuthenticator
+    const read = readIncoming(parser, yield* SenderAuthenticator)
     const repo = yield* TicketRepo
     const sql = yield* SqlClient.SqlClient
 
     const prepare = (mail: SourceMail) =>
-      Effect.gen(function*() {
-        const { parsed, rawSha256 } = yield* parser.parse({ uid: mail.position, size: mail.size, source: mail.source, headersOnly: mail.headersOnly })
-        const item: Incoming & { readonly source: Buffer } = {
-          uid: mail.position,
-          size: mail.size,
-          rawSha256,
-          headersOnly: mail.headersOnly,
-          parsed,
-          source: mail.source,
-          trace: null,
-          ...(parsed._tag === "Accepted" ? { senderAuth: yield* senders.check(mail.source, parsed.email) } : {})
-        }
-        return item
-      })
+      read({ uid: mail.position, size: mail.size, source: mail.source, headersOnly: mail.headersOnly })
 
     /** Mail at a position already imported must be the same mail, or the source was changed under it. */
     const checkUnchanged = (mailbox: string, mails: ReadonlyArray<SourceMail>) =>

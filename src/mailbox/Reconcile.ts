@@ -5,10 +5,10 @@ import { StateStore } from "../log/StateStore.js"
 import type { Cursor } from "../log/StateStore.js"
 import { Parser } from "../mail/Parser.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
-import { emails, oldestUnprocessedAge } from "../telemetry/Metrics.js"
-import type { Incoming } from "../tickets/Decide.js"
+import { oldestUnprocessedAge } from "../telemetry/Metrics.js"
 import type { PassSummary } from "../tickets/Intake.js"
-import { addSummaries, emptySummary } from "../tickets/Intake.js"
+import { addSummaries, countOutcomes, emptySummary } from "../tickets/Intake.js"
+import { countDecisions, readIncoming } from "../tickets/Incoming.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import { planBatches } from "./Batches.js"
 import type { ImapSession } from "./Imap.js"
@@ -83,8 +83,7 @@ export interface Reconciled extends Gaps {
 export class Reconciler extends Effect.Service<Reconciler>()("mailroom/Reconciler", {
   effect: Effect.gen(function*() {
     const config = yield* IntakeConfig
-    const parser = yield* Parser
-    const senders = yield* SenderAuthenticator
+    const read = readIncoming(yield* Parser, yield* SenderAuthenticator)
     const repo = yield* TicketRepo
     const state = yield* StateStore
     const afterReply = (yield* markSeenPolicy) === "after-reply"
@@ -95,38 +94,19 @@ export class Reconciler extends Effect.Service<Reconciler>()("mailroom/Reconcile
       let summary = emptySummary
       for (const batch of planBatches(yield* session.sizes(gaps), config)) {
         const raws = yield* session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes })
-        const mails = yield* Effect.forEach(raws, (raw) =>
-          Effect.gen(function*() {
-            const { parsed, rawSha256 } = yield* parser.parse(raw)
-            const mail: Incoming & { readonly source: Buffer } = {
-              uid: raw.uid,
-              size: raw.size,
-              rawSha256,
-              headersOnly: raw.headersOnly,
-              parsed,
-              source: raw.source,
-              ...(parsed._tag === "Accepted" ? { senderAuth: yield* senders.check(raw.source, parsed.email) } : {})
-            }
-            return mail
-          }), { concurrency: 16 })
+        const mails = yield* Effect.forEach(raws, (raw) => read(raw), { concurrency: 16 })
         const committed = yield* repo.commit({
           mailbox: config.mailbox,
           uidValidity: cursor.uidValidity,
           items: mails,
           cursorTo: Math.max(...batch.uids)
         })
-        const received = committed.decisions.filter((d) => d.data._tag === "EmailReceived")
         const part: PassSummary = {
           found: committed.decisions.length + committed.alreadyRecorded.length,
-          received: received.length,
-          ticketsCreated: received.filter((d) => d.data._tag === "EmailReceived" && d.data.newTicket).length,
-          duplicates: committed.decisions.filter((d) => d.data._tag === "EmailDuplicate").length,
-          quarantined: committed.decisions.filter((d) => d.data._tag === "EmailQuarantined").length,
+          ...countDecisions(committed.decisions),
           alreadyRecorded: committed.alreadyRecorded.length
         }
-        for (const [outcome, count] of [["EmailReceived", part.received], ["EmailDuplicate", part.duplicates], ["EmailQuarantined", part.quarantined]] as const) {
-          if (count > 0) yield* Metric.incrementBy(Metric.tagged(emails, "outcome", outcome), count)
-        }
+        yield* countOutcomes(part)
         // MARK_SEEN=after-reply: received mail is flagged by the responder once answered.
         yield* session.markSeen(afterReply ? committed.decisions.flatMap((d) => d.data._tag === "EmailReceived" ? [] : [d.uid]) : mails.map((m) => m.uid))
         summary = addSummaries(summary, part)

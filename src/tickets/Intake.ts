@@ -1,3 +1,4 @@
+import type { IncomingMail } from "./Incoming.js"
 import { Effect, FiberRef, LogLevel, Metric, Option, Stream } from "effect"
 import type { Tracer } from "effect"
 import { includePii } from "../config/Telemetry.js"
@@ -9,6 +10,7 @@ import type { Incoming } from "./Decide.js"
 import type { ImapSession, MailboxStatus } from "../mailbox/Imap.js"
 
 import { Parser } from "../mail/Parser.js"
+import { countDecisions, readIncoming } from "./Incoming.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
 import type { Cursor } from "../log/StateStore.js"
 import { StateStore } from "../log/StateStore.js"
@@ -46,6 +48,14 @@ export const addSummaries = (a: PassSummary, b: PassSummary): PassSummary => ({
   alreadyRecorded: a.alreadyRecorded + b.alreadyRecorded
 })
 
+/** mailroom_emails by outcome, once per batch rather than once per mail. */
+export const countOutcomes = (counts: Pick<PassSummary, "received" | "duplicates" | "quarantined">) =>
+  Effect.forEach(
+    [["EmailReceived", counts.received], ["EmailDuplicate", counts.duplicates], ["EmailQuarantined", counts.quarantined]] as const,
+    ([outcome, count]) => count > 0 ? Metric.incrementBy(Metric.tagged(emails, "outcome", outcome), count) : Effect.void,
+    { discard: true }
+  )
+
 /** Where a mailbox seen for the first time (or under a new UIDVALIDITY) starts, per IMAP_BACKFILL. */
 export const startingCursor = (mailbox: string, status: MailboxStatus, backfill: Backfill): Cursor => {
   const existing = Math.max(0, status.uidNext - 1)
@@ -64,7 +74,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
   effect: Effect.gen(function*() {
     const config = yield* IntakeConfig
     const parser = yield* Parser
-    const senders = yield* SenderAuthenticator
+    const read = readIncoming(parser, yield* SenderAuthenticator)
     const repo = yield* TicketRepo
     const state = yield* StateStore
     const mailbox = config.mailbox
@@ -116,19 +126,9 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
     /** Each mail gets a trace of its own, linked to the pass that found it. */
     const prepare = (pass: Option.Option<Tracer.AnySpan>) => (raw: RawMail) =>
       Effect.gen(function*() {
-        const { parsed, rawSha256 } = yield* parser.parse(raw)
-        if (parsed._tag === "Accepted" && pii) {
-          yield* Effect.annotateCurrentSpan({ "mailroom.from": parsed.email.from.address, "mailroom.subject": parsed.email.subject })
-        }
-        const mail: Incoming & { readonly source: Buffer } = {
-          uid: raw.uid,
-          size: raw.size,
-          rawSha256,
-          headersOnly: raw.headersOnly,
-          parsed,
-          source: raw.source,
-          trace: yield* currentTraceparent,
-          ...(parsed._tag === "Accepted" ? { senderAuth: yield* senders.check(raw.source, parsed.email) } : {})
+        const mail = yield* read(raw, yield* currentTraceparent)
+        if (mail.parsed._tag === "Accepted" && pii) {
+          yield* Effect.annotateCurrentSpan({ "mailroom.from": mail.parsed.email.from.address, "mailroom.subject": mail.parsed.email.subject })
         }
         return mail
       }).pipe(
@@ -160,14 +160,6 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           ), { discard: true })
       })
 
-    /** mailroom_emails by outcome, once per batch rather than once per mail. */
-    const countOutcomes = (summary: PassSummary) =>
-      Effect.forEach(
-        [["EmailReceived", summary.received], ["EmailDuplicate", summary.duplicates], ["EmailQuarantined", summary.quarantined]] as const,
-        ([outcome, count]) => count > 0 ? Metric.incrementBy(Metric.tagged(emails, "outcome", outcome), count) : Effect.void,
-        { discard: true }
-      )
-
     /**
      * One line per batch; one per mail only at LOG_LEVEL=debug (checked once per batch: building a
      * line per mail costs even when the logger drops it). A quarantined mail always gets its own.
@@ -192,14 +184,11 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
 
     const summarize = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>): PassSummary => ({
       found: committed.decisions.length + committed.alreadyRecorded.length,
-      received: committed.decisions.filter((d) => d.data._tag === "EmailReceived").length,
-      ticketsCreated: committed.decisions.filter((d) => d.data._tag === "EmailReceived" && d.data.newTicket).length,
-      duplicates: committed.decisions.filter((d) => d.data._tag === "EmailDuplicate").length,
-      quarantined: committed.decisions.filter((d) => d.data._tag === "EmailQuarantined").length,
+      ...countDecisions(committed.decisions),
       alreadyRecorded: committed.alreadyRecorded.length
     })
 
-    const commitBatch = (cursor: Cursor, batch: FetchBatch, mails: ReadonlyArray<Incoming & { readonly source: Buffer }>) =>
+    const commitBatch = (cursor: Cursor, batch: FetchBatch, mails: ReadonlyArray<IncomingMail>) =>
       Effect.gen(function*() {
         const committed = yield* repo.commit({
           mailbox,

@@ -1,9 +1,11 @@
+import type { IncomingMail } from "./Incoming.js"
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Scope } from "effect"
 import { IntakeConfig } from "../config/Config.js"
 import type { QuarantineReason, RawMail } from "../mail/Email.js"
 import { Parser } from "../mail/Parser.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
+import { readIncoming } from "./Incoming.js"
 import { knownFromDatabase } from "./Known.js"
 import { importPath, mailAt, openSource } from "../mail/Sources.js"
 import { EmailReprocessed } from "../log/Event.js"
@@ -60,7 +62,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
   effect: Effect.gen(function*() {
     const config = yield* IntakeConfig
     const parser = yield* Parser
-    const senders = yield* SenderAuthenticator
+    const read = readIncoming(parser, yield* SenderAuthenticator)
     const log = yield* EventLog
     const sql = yield* SqlClient.SqlClient
     const imap = yield* Effect.serviceOption(Imap)
@@ -136,7 +138,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
     const known = (items: ReadonlyArray<Incoming>) => knownFromDatabase(sql, items)
 
     /** One transaction; under the log's append lock, so two runs never reprocess one mail twice. */
-    const commit = (q: Quarantine, item: Incoming & { readonly source: Buffer }, from: EmailReprocessed["bytesFrom"]) =>
+    const commit = (q: Quarantine, item: IncomingMail, from: EmailReprocessed["bytesFrom"]) =>
       log.transaction((append) =>
         Effect.gen(function*() {
           const done = yield* sql<{ n: string }>`
@@ -173,19 +175,10 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
         const base = { quarantineEventId: q.id, reason: q.data.reason }
         const bytes = yield* bytesOf(q, session)
         if ("skip" in bytes) return { _tag: "Skipped", ...base, why: bytes.skip } satisfies ReprocessOutcome
-        const { parsed, rawSha256 } = yield* parser.parse(bytes.raw)
+        const item = yield* read(bytes.raw)
+        const parsed = item.parsed
         if (parsed._tag === "Rejected") {
           return { _tag: "QuarantinedAgain", ...base, detail: `${parsed.reason}: ${parsed.detail}` } satisfies ReprocessOutcome
-        }
-        const item: Incoming & { readonly source: Buffer } = {
-          uid: bytes.raw.uid,
-          size: bytes.raw.size,
-          rawSha256,
-          headersOnly: false,
-          parsed,
-          source: bytes.raw.source,
-          trace: null,
-          senderAuth: yield* senders.check(bytes.raw.source, parsed.email)
         }
         const decision = yield* commit(q, item, bytes.from)
         if (decision === undefined) return { _tag: "Skipped", ...base, why: "another run reprocessed it meanwhile" } satisfies ReprocessOutcome

@@ -1,9 +1,9 @@
+import type { IncomingMail } from "./Incoming.js"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer } from "effect"
 import type { IntakeDecision } from "./Decide.js"
 import { decide } from "./Decide.js"
-import type { Incoming } from "./Decide.js"
 import { intakeEventTypes, MailboxReset } from "../log/Event.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
@@ -22,7 +22,7 @@ export class CursorMoved extends Data.TaggedError("CursorMoved")<{ readonly mail
 export interface Batch {
   readonly mailbox: string
   readonly uidValidity: number
-  readonly items: ReadonlyArray<Incoming & { readonly source: Buffer }>
+  readonly items: ReadonlyArray<IncomingMail>
   /**
    * The cursor moves here: the highest UID the batch covers, whether or not each UID had mail.
    * Absent for mail that comes from no cursor (an import); its `uid` is then its position in the source.
