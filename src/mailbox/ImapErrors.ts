@@ -142,6 +142,24 @@ export const connectionRetry = Schedule.exponential("1 second", 2).pipe(
 /** Protocol errors and a missing mailbox need a person; retry slowly meanwhile. */
 export const protocolRetry = Schedule.spaced("5 minutes")
 
+/** How long each kind of IMAP failure waits before the next try, wherever it is met. */
+export const imapRetry = (error: ImapError): Schedule.Schedule<unknown, unknown> => {
+  switch (error._tag) {
+    case "TlsFailed":
+    case "AuthenticationFailed":
+      return authenticationRetry
+    case "Throttled":
+      return error.retryAfter ? Schedule.spaced(Duration.max(error.retryAfter, "5 seconds")).pipe(Schedule.jittered) : throttledRetry
+    case "ConnectionLost":
+      return connectionRetry
+    case "OAuth2Refused":
+      return oauth2Retry
+    case "MailboxNotFound":
+    case "ImapProtocolError":
+      return protocolRetry
+  }
+}
+
 const unknownIssuer = new Set([
   "DEPTH_ZERO_SELF_SIGNED_CERT",
   "SELF_SIGNED_CERT_IN_CHAIN",

@@ -9,7 +9,7 @@ import { instanceId } from "../lib/Instance.js"
 import type { ImapSession } from "./Imap.js"
 import { Imap } from "./Imap.js"
 import type { ImapError } from "./ImapErrors.js"
-import { authenticationRetry, connectionRetry, oauth2Retry, protocolRetry, throttledRetry } from "./ImapErrors.js"
+import { imapRetry } from "./ImapErrors.js"
 import type { LeadershipLost } from "./Leadership.js"
 import { Leadership } from "./Leadership.js"
 import { StateStore } from "../log/StateStore.js"
@@ -24,13 +24,6 @@ type PassError = ImapError | SqlError | CursorMoved | LeadershipLost | MailboxSt
 
 const scheduleFor = (error: PassError): Schedule.Schedule<unknown, unknown> => {
   switch (error._tag) {
-    case "TlsFailed":
-    case "AuthenticationFailed":
-      return authenticationRetry
-    case "Throttled":
-      return error.retryAfter ? Schedule.spaced(Duration.max(error.retryAfter, "5 seconds")).pipe(Schedule.jittered) : throttledRetry
-    case "ConnectionLost":
-      return connectionRetry
     case "SqlError":
     case "LeadershipLost":
       return databaseRetry
@@ -38,11 +31,8 @@ const scheduleFor = (error: PassError): Schedule.Schedule<unknown, unknown> => {
       return Schedule.spaced("1 second")
     case "MailboxStalled":
       return stallRetry
-    case "OAuth2Refused":
-      return oauth2Retry
-    case "MailboxNotFound":
-    case "ImapProtocolError":
-      return protocolRetry
+    default:
+      return imapRetry(error)
   }
 }
 

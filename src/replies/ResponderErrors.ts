@@ -3,7 +3,7 @@ import { Data, Schedule } from "effect"
 import type { Effect } from "effect"
 import type { ImapSession } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
-import { authenticationRetry, connectionRetry, oauth2Retry, protocolRetry, throttledRetry } from "../mailbox/ImapErrors.js"
+import { imapRetry, protocolRetry } from "../mailbox/ImapErrors.js"
 import type { LeadershipLost } from "../mailbox/Leadership.js"
 import { databaseRetry } from "../log/Sql.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
@@ -35,22 +35,13 @@ export const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, u
       return smtpAuthenticationRetry
     case "SmtpUnavailable":
       return smtpOutageRetry
-    case "TlsFailed":
-    case "AuthenticationFailed":
-      return authenticationRetry
-    case "Throttled":
-      return throttledRetry
-    case "ConnectionLost":
-      return connectionRetry
     case "SqlError":
     case "LeadershipLost":
       return databaseRetry
-    case "OAuth2Refused":
-      return oauth2Retry
-    case "MailboxNotFound":
-    case "ImapProtocolError":
     case "SentMailboxMissing":
     case "DraftsMailboxMissing":
       return protocolRetry
+    default:
+      return imapRetry(error)
   }
 }
