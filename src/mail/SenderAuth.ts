@@ -5,6 +5,7 @@ import { SenderAuthConfig } from "../config/Mail.js"
 import type { AuthCheck, SenderAuth } from "../log/Event.js"
 import { unknownSender } from "../log/Event.js"
 import { parseAuthenticationResults } from "./AuthResults.js"
+import type { AuthenticationResults } from "./AuthResults.js"
 
 /** A DNS lookup as mailauth makes it: `dns.promises.resolve`'s shape. */
 export type Resolver = (name: string, rrtype: string) => Promise<unknown>
@@ -92,8 +93,17 @@ export const readAuthenticationResults = (
   fromAddress: string
 ): SenderAuth => {
   const trustedIds = new Set(trusted.map((id) => id.trim().toLowerCase()))
-  const parsed = headers.map(parseAuthenticationResults)
-  const found = parsed.find((header) => header.authservId !== null && trustedIds.has(header.authservId))
+  // Topmost first, and no further than the first trusted one: the lower ones are not read anyway.
+  const parsed: Array<AuthenticationResults> = []
+  let found: AuthenticationResults | undefined
+  for (const header of headers) {
+    const results = parseAuthenticationResults(header)
+    if (results.authservId !== null && trustedIds.has(results.authservId)) {
+      found = results
+      break
+    }
+    parsed.push(results)
+  }
   if (found === undefined) {
     const anonymous = parsed.filter((header) => header.authservId === null).length
     const ignored = [
