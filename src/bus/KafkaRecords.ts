@@ -55,15 +55,37 @@ export interface OutRecord {
   readonly message: Message
 }
 
+/**
+ * A record's key: the ticket, so that a ticket's records stay in order on one partition. Quarantined
+ * mail has no ticket and is keyed by its own event id, so that an erasure can tombstone it alone;
+ * CustomerErased by the customer; the rest (MailboxReset) by the mailbox.
+ */
+export const recordKey = (event: StoredEvent): string =>
+  event.ticketId ?? (event.data._tag === "CustomerErased"
+    ? event.data.customerId
+    : event.data._tag === "EmailQuarantined"
+    ? event.id
+    : event.mailbox)
+
 /** The records one event becomes: always one on the events topic; received mail also on the inbound topic. */
 export const toRecords = (
   event: StoredEvent,
   topics: { readonly inbound: string; readonly events: string }
 ): Array<OutRecord> => {
   const headers = cloudEventHeaders(event)
-  const key = event.ticketId ?? event.mailbox
-  const inbound = inboundPayload(event)
+  const key = recordKey(event)
+  // An erased mail's fields are empty: nothing to tell email_inbound's readers.
+  const inbound = event.erased ? undefined : inboundPayload(event)
+  // Compacted topics drop every earlier record of a key once its tombstone is there, and sinks
+  // (Kafka Connect, ksqlDB tables) delete the row: the erased customer's tickets are those keys.
+  const tombstones = event.data._tag === "CustomerErased"
+    ? [
+      ...event.data.ticketIds.flatMap((ticketId) => [topics.inbound, topics.events].map((topic) => ({ topic, key: ticketId }))),
+      ...event.data.quarantineEventIds.map((id) => ({ topic: topics.events, key: id }))
+    ].map(({ key, topic }) => ({ topic, message: { key, value: null, headers: { mailroom_erased_by: event.id } } }))
+    : []
   return [
+    ...tombstones,
     ...(inbound ? [{ topic: topics.inbound, message: { key, value: JSON.stringify(inbound), headers } }] : []),
     {
       topic: topics.events,

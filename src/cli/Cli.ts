@@ -16,6 +16,8 @@ import { Responder } from "../replies/Responder.js"
 import { collectStatus, formatStatus } from "./Status.js"
 import { reconcileCommand } from "./Reconcile.js"
 import { replayCommand } from "./Replay.js"
+import { eraseCommand } from "./Erase.js"
+import type { Vault } from "../log/Vault.js"
 import type { HealthState } from "../telemetry/Health.js"
 import type { EventLog } from "../log/EventLog.js"
 import { runRetention } from "../log/Retention.js"
@@ -98,8 +100,8 @@ export const runForever = (seconds: Option.Option<number>) =>
 export interface CliLayers<E1, E2> {
   /** Poller, relay and responder over the live services; the health endpoints read HealthState and the database, retention the database and the log. */
   readonly app: Layer.Layer<Poller | Relay | Responder | HealthState | EventLog | SqlClient.SqlClient, E1>
-  /** The stores and the mailbox, for `status`. */
-  readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus>, E2>
+  /** The stores and the mailbox, for `status`, `replay` and `erase`. */
+  readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus> | Vault, E2>
 }
 
 const describeRun = () =>
@@ -152,6 +154,16 @@ export const makeCli = <E1, E2>(layers: CliLayers<E1, E2>) => {
     )
   )
 
+  const erase = Command.make(
+    "erase",
+    { customer: Options.text("customer").pipe(Options.withDescription("The customer's email address.")) },
+    ({ customer }) => eraseCommand(customer).pipe(Effect.asVoid, Effect.provide(layers.status))
+  ).pipe(
+    Command.withDescription(
+      "The right to erasure: deletes the customer's tickets, messages and raw mail, destroys the keys their personal data in the event log is sealed under (so it can no longer be read), records CustomerErased and sends Kafka tombstones for their tickets. Their next mail opens a new customer."
+    )
+  )
+
   const reconcile = Command.make(
     "reconcile",
     { check: Options.boolean("check").pipe(Options.withDescription("Only report the gaps, and exit with 1 when there are any.")) },
@@ -163,6 +175,6 @@ export const makeCli = <E1, E2>(layers: CliLayers<E1, E2>) => {
   )
 
   return run.pipe(
-    Command.withSubcommands([status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile])
+    Command.withSubcommands([status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile, erase])
   )
 }

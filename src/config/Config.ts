@@ -172,6 +172,13 @@ export const reconcileInterval = setting(
 
 export type Provider = "google" | "microsoft" | "generic"
 
+export const secretKey = setting(
+  "MAILROOM_SECRET_KEY",
+  "A long random secret, kept outside the database: it wraps the per-customer keys that `erase` destroys, keys customer ids, and encrypts stored OAuth2 refresh tokens (without it rotated tokens live in memory only). Never change it once set.",
+  optionalSecret,
+  { value: Option.none(), shown: "" }
+)
+
 export const OAuth2Config = Config.all({
   provider: setting(
     "OAUTH2_PROVIDER",
@@ -216,11 +223,6 @@ export const OAuth2Config = Config.all({
     optionalSecret,
     { value: Option.none(), shown: "" }
   ),
-  secretKey: setting(
-    "MAILROOM_SECRET_KEY",
-    "A long random secret that encrypts OAuth2 refresh tokens stored in the database (table oauth_tokens); without it rotated tokens live in memory only.",
-    optionalSecret,
-    { value: Option.none(), shown: "" }
-  )
+  secretKey
 })
 export type OAuth2Config = Config.Config.Success<typeof OAuth2Config>

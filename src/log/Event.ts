@@ -140,7 +140,9 @@ export class ReplyIntended extends Schema.TaggedClass<ReplyIntended>()("ReplyInt
   /** send: over SMTP; draft: left in DRAFTS_MAILBOX for a person (REPLY_MODE=draft, or the checks asked for one). */
   mode: Schema.optionalWith(Schema.Literal("send", "draft"), { default: () => "send" as const }),
   /** Why this answer is a draft although REPLY_MODE=send, e.g. a link no help passage holds. */
-  draftReason: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null })
+  draftReason: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null }),
+  /** The keyed id of `to.address`, readable after `to` is sealed: REPLY_RATE_LIMIT counts per recipient with it. */
+  recipientId: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null })
 }) {}
 
 export class ReplySent extends Schema.TaggedClass<ReplySent>()("ReplySent", {
@@ -189,6 +191,25 @@ export class ReplyFailed extends Schema.TaggedClass<ReplyFailed>()("ReplyFailed"
   messageId: Schema.NullOr(Schema.String)
 }) {}
 
+/**
+ * `mailroom erase --customer`: the customer's keys are destroyed, so every personal field sealed under
+ * them reads as erased; projection rows and raw mail are deleted, and Kafka gets tombstones for the tickets.
+ */
+export class CustomerErased extends Schema.TaggedClass<CustomerErased>()("CustomerErased", {
+  customerId: Schema.String,
+  /** The keyed id of the erased address (the customer's own id may be older): replay matches rows by it. */
+  addressId: Schema.String,
+  /** Its tickets: the Kafka keys that get tombstones. */
+  ticketIds: Schema.Array(Schema.String),
+  /** Its quarantined mail (sealed under its key), each the key of its own Kafka record: tombstoned as well. */
+  quarantineEventIds: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
+  keysDestroyed: Schema.Number,
+  rawMessagesDeleted: Schema.Number,
+  messagesDeleted: Schema.Number,
+  /** Events recorded before mailroom sealed personal data: still readable, see docs/architecture.md. */
+  unsealedEvents: Schema.Number
+}) {}
+
 export type ReplyEvent = ReplyIntended | ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
 export type ReplyOutcome = ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
 
@@ -202,7 +223,8 @@ export const EventData = Schema.Union(
   ReplySent,
   ReplyDrafted,
   ReplySkipped,
-  ReplyFailed
+  ReplyFailed,
+  CustomerErased
 )
 export type EventData = typeof EventData.Type
 export type EventType = EventData["_tag"]
@@ -221,5 +243,7 @@ export interface StoredEvent {
   readonly occurredAt: Date
   readonly data: EventData
   readonly trace: string | null
+  /** Its personal fields were sealed under a key `mailroom erase` has destroyed: they read as empty. */
+  readonly erased?: boolean
 }
 

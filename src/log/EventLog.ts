@@ -1,13 +1,16 @@
 import { SqlClient } from "@effect/sql"
+import type { Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, Duration, Effect, Layer, Option, Ref, Schema, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Ref, Stream } from "effect"
 import { eventLogPoll } from "../config/Config.js"
 import { DatabaseConfig } from "../config/Config.js"
 import { instanceId } from "../lib/Instance.js"
-import { EventData } from "./Event.js"
-import type { EventType, StoredEvent } from "./Event.js"
+import type { EventData, EventType, StoredEvent } from "./Event.js"
+import type { SealedRow } from "./Sealing.js"
+import { open, seal } from "./Sealing.js"
 import { inTransaction } from "./Sql.js"
+import { Vault } from "./Vault.js"
 
 /** An event on its way into the log: everything but `seq`, which the commit gives it. */
 export type NewEvent = Omit<StoredEvent, "seq">
@@ -38,6 +41,11 @@ export interface EventLogShape {
    */
   readonly transaction: <A, E, R>(write: (append: Append) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
   readonly read: (after: bigint, limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
+  /**
+   * The events a condition on the `events` table picks, in `seq` order, their personal fields opened.
+   * Only on the SQL log: the stores that query it by their data's plain fields.
+   */
+  readonly readWhere: (condition: Statement.Fragment) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
   readonly lastSeq: Effect.Effect<bigint, SqlError>
   readonly countsByType: Effect.Effect<Readonly<Record<string, number>>, SqlError>
   /** A consumer's stored position: the last `seq` it has handled. */
@@ -107,7 +115,7 @@ const makeConsumers = (
   return { drain, consume } as const
 }
 
-interface EventRow {
+interface EventRow extends SealedRow {
   readonly seq: string
   readonly id: string
   readonly type: EventType
@@ -116,18 +124,12 @@ interface EventRow {
   readonly uid: string | null
   readonly ticket_id: string | null
   readonly occurred_at: Date
-  readonly data: unknown
   readonly trace: string | null
 }
 
-const encodeData = Schema.encodeSync(EventData)
-const decodeData = Schema.decodeUnknownSync(EventData)
 const nullableNumber = (value: string | null) => value === null ? null : Number(value)
 
-/** The stored form of an event's data: what `decodeEvent` reads back. */
-export const decodeEventData = (data: unknown): EventData => decodeData(typeof data === "string" ? JSON.parse(data) : data)
-
-const fromRow = (row: EventRow): StoredEvent => ({
+const fromRow = (row: EventRow, { data, erased }: { readonly data: EventData; readonly erased: boolean }): StoredEvent => ({
   seq: BigInt(row.seq),
   id: row.id,
   type: row.type,
@@ -136,29 +138,34 @@ const fromRow = (row: EventRow): StoredEvent => ({
   uid: nullableNumber(row.uid),
   ticketId: row.ticket_id,
   occurredAt: row.occurred_at,
-  data: decodeEventData(row.data),
-  trace: row.trace
+  data,
+  trace: row.trace,
+  ...(erased ? { erased } : {})
 })
 
 const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  const vault = yield* Vault
   const shared = Option.isSome((yield* DatabaseConfig).url)
   const wakeups = yield* makeWakeups
 
   const append: Append = (events) =>
-    events.length === 0 ? Effect.void : sql`INSERT INTO events ${
-      sql.insert(events.map((event) => ({
-        id: event.id,
-        type: event.type,
-        mailbox: event.mailbox,
-        uidvalidity: event.uidvalidity,
-        uid: event.uid,
-        ticket_id: event.ticketId,
-        occurred_at: event.occurredAt,
-        data: JSON.stringify(encodeData(event.data)),
-        trace: event.trace
-      })))
-    }`.pipe(Effect.asVoid)
+    events.length === 0 ? Effect.void : Effect.flatMap(seal(vault, events), (sealed) =>
+      sql`INSERT INTO events ${
+        sql.insert(events.map((event, i) => ({
+          id: event.id,
+          type: event.type,
+          mailbox: event.mailbox,
+          uidvalidity: event.uidvalidity,
+          uid: event.uid,
+          ticket_id: event.ticketId,
+          occurred_at: event.occurredAt,
+          data: sealed[i]!.data,
+          key_id: sealed[i]!.keyId,
+          sealed: sealed[i]!.sealed,
+          trace: event.trace
+        })))
+      }`.pipe(Effect.asVoid))
 
   const transaction = <A, E, R>(write: (append: Append) => Effect.Effect<A, E, R>) =>
     Effect.gen(function*() {
@@ -171,10 +178,11 @@ const makeSql = Effect.gen(function*() {
       return result
     }).pipe(inTransaction(sql), Effect.tap(() => wakeups.wake))
 
+  const opened = (rows: ReadonlyArray<EventRow>) =>
+    Effect.map(open(vault, rows), (data) => rows.map((row, i) => fromRow(row, data[i]!)))
+
   const read = (after: bigint, limit: number) =>
-    sql<EventRow>`SELECT * FROM events WHERE seq > ${after.toString()} ORDER BY seq LIMIT ${limit}`.pipe(
-      Effect.map((rows) => rows.map(fromRow))
-    )
+    sql<EventRow>`SELECT * FROM events WHERE seq > ${after.toString()} ORDER BY seq LIMIT ${limit}`.pipe(Effect.flatMap(opened))
 
   const positions = {
     get: (consumer: string) =>
@@ -206,6 +214,7 @@ const makeSql = Effect.gen(function*() {
   return EventLog.of({
     transaction,
     read,
+    readWhere: (condition) => sql<EventRow>`SELECT * FROM events WHERE ${condition} ORDER BY seq`.pipe(Effect.flatMap(opened)),
     lastSeq: sql<{ seq: string }>`SELECT coalesce(max(seq), 0) AS seq FROM events`.pipe(
       Effect.map((rows) => BigInt(rows[0]?.seq ?? 0))
     ),
@@ -245,6 +254,7 @@ const makeMemory = Effect.gen(function*() {
   return EventLog.of({
     transaction,
     read,
+    readWhere: () => Effect.dieMessage("readWhere takes SQL: the in-memory log has none"),
     lastSeq: Ref.get(events).pipe(Effect.map((all) => all.at(-1)?.seq ?? 0n)),
     countsByType: Ref.get(events).pipe(
       Effect.map((all) => all.reduce<Record<string, number>>((acc, e) => ({ ...acc, [e.type]: (acc[e.type] ?? 0) + 1 }), {}))

@@ -11,6 +11,7 @@ import deadLetters from "./migrations/0006_dead_letters.js"
 import oauthTokens from "./migrations/0007_oauth_tokens.js"
 import importSources from "./migrations/0008_import_sources.js"
 import rawRetention from "./migrations/0009_raw_retention.js"
+import customerKeys from "./migrations/0010_customer_keys.js"
 
 /** Numbered in the order they were written; a database knows each by its name, the part after the number. */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
@@ -22,7 +23,8 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0006_dead_letters": deadLetters,
   "0007_oauth_tokens": oauthTokens,
   "0008_import_sources": importSources,
-  "0009_raw_retention": rawRetention
+  "0009_raw_retention": rawRetention,
+  "0010_customer_keys": customerKeys
 }
 
 export interface Migration {

@@ -36,7 +36,13 @@ interface Reservation {
  * admission is one at a time, so answers sent side by side cannot overshoot them. The global cap
  * is a circuit breaker: once open it skips without counting, and says so once.
  */
-export const makePolicy = (config: ReplyConfig, own: OwnAddresses, store: ReplyStoreShape) =>
+export const makePolicy = (
+  config: ReplyConfig,
+  own: OwnAddresses,
+  store: ReplyStoreShape,
+  /** The keyed id an address has as a customer (Vault): the recipient's, for REPLY_RATE_LIMIT. */
+  keyedId: (address: string) => string
+) =>
   Effect.gen(function*() {
     const openUntil = yield* Ref.make(0)
     const inFlight = yield* Ref.make<ReadonlyArray<Reservation>>([])
@@ -66,7 +72,7 @@ export const makePolicy = (config: ReplyConfig, own: OwnAddresses, store: ReplyS
       Effect.gen(function*() {
         const now = Date.now()
         const sender = rateGuard(
-          (yield* store.sentSince(email.customerId, to, new Date(now - HOUR))) +
+          (yield* store.sentSince(email.customerId, { id: keyedId(to), address: to }, new Date(now - HOUR))) +
             pending.filter((r) => r.customerId === email.customerId || r.to === to).length,
           config.rateLimit
         )

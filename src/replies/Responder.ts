@@ -12,6 +12,7 @@ import { needsHuman } from "./Checks.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
 import { Drafts } from "./Drafts.js"
 import { makePolicy, ownAddressesOf } from "./Policy.js"
+import { Vault } from "../log/Vault.js"
 import { Imap } from "../mailbox/Imap.js"
 import { Leadership } from "../mailbox/Leadership.js"
 import type { OutboundMail } from "./Mailer.js"
@@ -67,9 +68,10 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const agent = yield* Agent
     const mailer = yield* Mailer
     const leadership = yield* Leadership
+    const vault = yield* Vault
     const consumer = `responder:${mailbox}`
     const enabled = agent.kind !== "off"
-    const policy = yield* makePolicy(config, own, store)
+    const policy = yield* makePolicy(config, own, store, vault.customerId)
 
     // A responder that starts on an existing log answers what arrives from now on, not the history.
     if (enabled) yield* log.startAt(consumer, yield* log.lastSeq)
@@ -190,7 +192,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
             agent: reply.right.agent,
             model: reply.right.model,
             mode: config.mode === "draft" || human !== undefined ? "draft" : "send",
-            draftReason: human ?? null
+            draftReason: human ?? null,
+            recipientId: vault.customerId(to.address)
           })
         )
         yield* recorded
@@ -255,7 +258,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const session: WithSession = (use) => exclusive.withPermits(1)(Effect.flatMap(connection, use))
         const byCustomer = new Map<string, Array<StoredEvent & { readonly data: EmailReceived }>>()
         for (const event of events) {
-          if (event.data._tag !== "EmailReceived" || event.mailbox !== mailbox) continue
+          // An erased customer's mail is not answered: what it said is gone, and so is whom to answer.
+          if (event.data._tag !== "EmailReceived" || event.mailbox !== mailbox || event.erased) continue
           const email = event as StoredEvent & { readonly data: EmailReceived }
           byCustomer.set(email.data.customerId, [...(byCustomer.get(email.data.customerId) ?? []), email])
         }

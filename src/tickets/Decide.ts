@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from "node:crypto"
+import { randomUUID } from "node:crypto"
 import type { Address, Parsed } from "../mail/Email.js"
 import type { SenderAuth } from "../log/Event.js"
 import { EmailDuplicate, EmailQuarantined, EmailReceived, unknownSender } from "../log/Event.js"
@@ -36,6 +36,11 @@ export interface Known {
   readonly byTicketToken: ReadonlyMap<string, string>
   /** The parties of every ticket the batch's thread headers and tokens point at. */
   readonly parties: ReadonlyMap<string, TicketParties>
+  /**
+   * Customer ids by address, as recorded: a customer keeps the id it was given, whatever keyed id
+   * its address would get today (ids were a plain hash before 0010, and MAILROOM_SECRET_KEY may be set later).
+   */
+  readonly customers: ReadonlyMap<string, string>
 }
 
 export interface IntakeDecision {
@@ -89,14 +94,10 @@ export const newParticipants = (
       .filter((address) => !existing.has(address))
     : []
 
-/** Stable per address, so that projections rebuilt from the log keep their ids. */
-export const customerId = (address: string): string => {
-  const hex = createHash("sha256").update(`customer:${address}`).digest("hex")
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`
-}
-
 export interface DecideOptions {
   readonly newId?: () => string
+  /** A new customer's id: the keyed hash of its address (Vault.customerId). */
+  readonly customerId: (address: string) => string
 }
 
 /**
@@ -106,9 +107,10 @@ export interface DecideOptions {
 export const decide = (
   items: ReadonlyArray<Incoming>,
   known: Known,
-  options: DecideOptions = {}
+  options: DecideOptions
 ): Array<IntakeDecision> => {
   const newId = options.newId ?? randomUUID
+  const customers = new Map(known.customers)
   const byMessageId = new Map(known.byMessageId)
   const byRawSha256 = new Map(known.byRawSha256)
   const byTicketToken = new Map(known.byTicketToken)
@@ -150,7 +152,8 @@ export const decide = (
       }
     }
     const pointed = threadTicket(email, { byMessageId, byTicketToken })
-    const customer = customerId(email.from.address)
+    const customer = customers.get(email.from.address) ?? options.customerId(email.from.address)
+    customers.set(email.from.address, customer)
     const pointedParties = pointed === undefined ? undefined : parties.get(pointed)
     // Knowing a Message-ID or a [#token] is not enough to join: anyone can copy them into a mail.
     const joins = pointedParties !== undefined && pointedParties.participants.has(email.from.address)

@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import type { StoredEvent } from "../log/Event.js"
 import { ticketToken } from "../replies/Reply.js"
 import type { Incoming, Known, KnownMail, TicketParties } from "./Decide.js"
-import { customerId, lookupKeys, lookupTokens, newParticipants } from "./Decide.js"
+import { lookupKeys, lookupTokens, newParticipants } from "./Decide.js"
 
 /** What a batch's mail points at, across every mailbox: a mail is recorded once however it came. */
 export const knownFromDatabase = (sql: SqlClient.SqlClient, items: ReadonlyArray<Incoming>): Effect.Effect<Known, SqlError> =>
@@ -14,8 +14,9 @@ export const knownFromDatabase = (sql: SqlClient.SqlClient, items: ReadonlyArray
       item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
     )
     const byTicketToken = yield* ticketsByToken(sql, lookupTokens(items))
+    const customers = yield* customersOf(sql, items)
     if (ids.length === 0 && hashes.length === 0) {
-      return { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken, parties: yield* partiesOf(sql, [...byTicketToken.values()]) }
+      return { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken, parties: yield* partiesOf(sql, [...byTicketToken.values()]), customers }
     }
     const rows = yield* sql<{ message_id: string | null; raw_sha256: string | null; id: string; ticket_id: string }>`
       SELECT message_id, raw_sha256, id, ticket_id FROM messages
@@ -29,8 +30,17 @@ export const knownFromDatabase = (sql: SqlClient.SqlClient, items: ReadonlyArray
       else if (row.raw_sha256 !== null) byRawSha256.set(row.raw_sha256, mail)
     }
     const tickets = new Set([...byTicketToken.values(), ...rows.map((row) => row.ticket_id)])
-    return { byMessageId, byRawSha256, byTicketToken, parties: yield* partiesOf(sql, [...tickets]) } satisfies Known
+    return { byMessageId, byRawSha256, byTicketToken, parties: yield* partiesOf(sql, [...tickets]), customers } satisfies Known
   })
+
+const customersOf = (sql: SqlClient.SqlClient, items: ReadonlyArray<Incoming>) => {
+  const addresses = [...new Set(items.flatMap((item) => item.parsed._tag === "Accepted" ? [item.parsed.email.from.address] : []))]
+  return addresses.length === 0
+    ? Effect.succeed(new Map<string, string>())
+    : sql<{ id: string; email: string }>`SELECT id, email FROM customers WHERE email = ANY(${addresses})`.pipe(
+      Effect.map((rows) => new Map(rows.map((row) => [row.email, row.id])))
+    )
+}
 
 const partiesOf = (sql: SqlClient.SqlClient, ticketIds: ReadonlyArray<string>) =>
   ticketIds.length === 0
@@ -70,7 +80,9 @@ export const knownFromLog = (events: ReadonlyArray<StoredEvent>): Known => {
   const byTicketToken = new Map<string, string>()
   const parties = new Map<string, TicketParties>()
   const intents = new Map<string, string>()
+  const customers = new Map<string, string>()
   for (const event of events) {
+    if (event.erased) continue
     const data = event.data
     if (data._tag === "ReplyIntended") intents.set(data.emailEventId, data.messageId)
     if (data._tag === "ReplySent") {
@@ -83,8 +95,9 @@ export const knownFromLog = (events: ReadonlyArray<StoredEvent>): Known => {
     else byRawSha256.set(data.rawSha256, mail)
     if (data.newTicket) byTicketToken.set(ticketToken(data.ticketId), data.ticketId)
     const before = parties.get(data.ticketId) ?? { customerId: data.customerId, participants: new Set<string>() }
-    const added = newParticipants(data, before.customerId === customerId(data.from.address), before.participants)
+    const added = newParticipants(data, before.customerId === data.customerId, before.participants)
     parties.set(data.ticketId, { customerId: before.customerId, participants: new Set([...before.participants, ...added]) })
+    customers.set(data.from.address, data.customerId)
   }
-  return { byMessageId, byRawSha256, byTicketToken, parties }
+  return { byMessageId, byRawSha256, byTicketToken, parties, customers }
 }

@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Data, Effect } from "effect"
 import type { ReplyIntended, StoredEvent } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
+import { Vault } from "../log/Vault.js"
 import type { EventLogShape } from "../log/EventLog.js"
 import { outboundRow } from "../replies/Reply.js"
 import type { TicketParties } from "./Decide.js"
@@ -20,7 +21,18 @@ export interface Rebuilt {
  * The projections as a fold over the log, in `seq` order. Messages come out page by page, so that a
  * log of years need not be held in memory at once; the rest is small and kept until `rows`.
  */
-export const makeReplay = () => {
+/** A `CustomerErased` as replay needs it: what the live erase deleted must stay deleted. */
+export interface Erasure {
+  readonly seq: bigint
+  readonly customerId: string
+  /** The keyed id of the erased address: how participants, customers and recipients are matched. */
+  readonly addressId: string
+}
+
+export const erasureOf = (event: StoredEvent): Erasure | undefined =>
+  event.data._tag === "CustomerErased" ? { seq: event.seq, customerId: event.data.customerId, addressId: event.data.addressId } : undefined
+
+export const makeReplay = (erasures: ReadonlyArray<Erasure> = [], keyedId: (address: string) => string = (address) => address) => {
   const customers = new Map<string, CustomerRow>()
   const tickets = new Map<string, TicketRow>()
   const parties = new Map<string, TicketParties>()
@@ -32,11 +44,29 @@ export const makeReplay = () => {
     if (ticket) tickets.set(ticketId, { ...ticket, updated_at: at })
   }
   const key = (mailbox: string, messageId: string) => `${mailbox}\u0000${messageId}`
+  /** Recorded before its customer (or, for an answer, its recipient) was erased: the live erase deleted its rows. */
+  const erasedLater = (event: StoredEvent, ids: ReadonlyArray<string | null>) =>
+    erasures.some((erasure) => erasure.seq > event.seq && (ids.includes(erasure.customerId) || ids.includes(erasure.addressId)))
+  const forget = (erasure: Erasure) => {
+    for (const [email, customer] of customers) {
+      if (customer.id === erasure.customerId || keyedId(email) === erasure.addressId) customers.delete(email)
+    }
+    const kept = participants.filter((row) => keyedId(row.address) !== erasure.addressId)
+    participants.splice(0, participants.length, ...kept)
+    for (const party of parties.values()) {
+      for (const address of party.participants) if (keyedId(address) === erasure.addressId) (party.participants as Set<string>).delete(address)
+    }
+  }
 
   const apply = (events: ReadonlyArray<StoredEvent>): Array<MessageRow> => {
     const messages: Array<MessageRow> = []
     for (const event of events) {
       const data = event.data
+      if (event.erased) continue
+      if (data._tag === "CustomerErased") forget(erasureOf(event)!)
+      if ("customerId" in data && data._tag !== "CustomerErased") {
+        if (erasedLater(event, [data.customerId, data._tag === "ReplyIntended" ? data.recipientId : null])) continue
+      }
       if (data._tag === "ReplyIntended") intents.set(data.emailEventId, data)
       if (data._tag === "ReplySent") {
         const intent = intents.get(data.emailEventId)
@@ -52,6 +82,8 @@ export const makeReplay = () => {
         touch(row.ticket_id, event.occurredAt)
       }
       if (data._tag !== "EmailReceived") continue
+      // A follow-up on a ticket that an erasure deleted: its rows went with the ticket.
+      if (!data.newTicket && !tickets.has(data.ticketId)) continue
       const before = parties.get(data.ticketId) ?? { customerId: data.customerId, participants: new Set<string>() }
       const added = newParticipants(data, before.customerId === data.customerId, before.participants)
       parties.set(data.ticketId, { customerId: before.customerId, participants: new Set([...before.participants, ...added]) })
@@ -149,9 +181,10 @@ const insertRows = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray
   )
 
 /** Fills empty `*_replay` tables from the whole log, page by page, in the caller's transaction. */
-const fill = (sql: SqlClient.SqlClient, log: EventLogShape) =>
+const fill = (sql: SqlClient.SqlClient, log: EventLogShape, keyedId: (address: string) => string) =>
   Effect.gen(function*() {
-    const replay = makeReplay()
+    const erasures = (yield* log.readWhere(sql`type = 'CustomerErased'`)).flatMap((event) => erasureOf(event) ?? [])
+    const replay = makeReplay(erasures, keyedId)
     let lastSeq = 0n
     let events = 0
     while (true) {
@@ -250,6 +283,7 @@ const refuseOutsideReferences = (sql: SqlClient.SqlClient) =>
 export const replayProjections = Effect.fn("Replay.run")(function*(options: { readonly check: boolean }) {
   const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
+  const vault = yield* Vault
   const build = (temporary: boolean) =>
     Effect.gen(function*() {
       for (const name of names) {
@@ -258,7 +292,7 @@ export const replayProjections = Effect.fn("Replay.run")(function*(options: { re
           ? sql`CREATE TEMPORARY TABLE ${sql(name + suffix)} (LIKE ${sql(name)} INCLUDING ALL) ON COMMIT DROP`
           : sql`CREATE TABLE ${sql(name + suffix)} (LIKE ${sql(name)} INCLUDING ALL)`
       }
-      const { events, lastSeq } = yield* fill(sql, log)
+      const { events, lastSeq } = yield* fill(sql, log, vault.customerId)
       const tables = yield* Effect.forEach(projectionTables, (table) => compare(sql, table))
       const equal = tables.every((table) => table.differing === 0)
       yield* Effect.annotateCurrentSpan({ "mailroom.replay.events": events, "mailroom.replay.equal": equal })

@@ -10,7 +10,8 @@ import { knownFromDatabase } from "./Known.js"
 import { importPath, mailAt, openSource } from "../mail/Sources.js"
 import { EmailReprocessed } from "../log/Event.js"
 import type { EmailQuarantined } from "../log/Event.js"
-import { decodeEventData, EventLog } from "../log/EventLog.js"
+import { EventLog } from "../log/EventLog.js"
+import { Vault } from "../log/Vault.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { Imap } from "../mailbox/Imap.js"
 import type { ImapSession } from "../mailbox/Imap.js"
@@ -65,25 +66,25 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
     const read = readIncoming(parser, yield* SenderAuthenticator)
     const log = yield* EventLog
     const sql = yield* SqlClient.SqlClient
+    const vault = yield* Vault
     const imap = yield* Effect.serviceOption(Imap)
 
     const pending = (options: ReprocessOptions) =>
-      sql<{ id: string; mailbox: string; uidvalidity: string | null; uid: string | null; data: unknown }>`
-        SELECT e.id, e.mailbox, e.uidvalidity, e.uid, e.data FROM events e
-        WHERE e.type = 'EmailQuarantined'
-          AND ${options.reasons.length === 0 ? sql`true` : sql`e.data->>'reason' = ANY(${options.reasons})`}
-          AND ${options.ids.length === 0 ? sql`true` : sql`e.id::text = ANY(${options.ids})`}
+      log.readWhere(sql`
+        type = 'EmailQuarantined'
+          AND ${options.reasons.length === 0 ? sql`true` : sql`data->>'reason' = ANY(${options.reasons})`}
+          AND ${options.ids.length === 0 ? sql`true` : sql`id::text = ANY(${options.ids})`}
           AND NOT EXISTS (
-            SELECT 1 FROM events r WHERE r.type = 'EmailReprocessed' AND r.data->>'quarantineEventId' = e.id::text
+            SELECT 1 FROM events r WHERE r.type = 'EmailReprocessed' AND r.data->>'quarantineEventId' = events.id::text
           )
-        ORDER BY e.seq
-      `.pipe(Effect.map((rows) =>
-        rows.map((row): Quarantine => ({
-          id: row.id,
-          mailbox: row.mailbox,
-          uidvalidity: row.uidvalidity === null ? null : Number(row.uidvalidity),
-          uid: row.uid === null ? null : Number(row.uid),
-          data: decodeEventData(row.data) as EmailQuarantined
+      `).pipe(Effect.map((events) =>
+        // An erased sender's quarantined mail has nothing left to parse again.
+        events.filter((event) => !event.erased).map((event): Quarantine => ({
+          id: event.id,
+          mailbox: event.mailbox,
+          uidvalidity: event.uidvalidity,
+          uid: event.uid,
+          data: event.data as EmailQuarantined
         }))
       ))
 
@@ -145,7 +146,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
             SELECT count(*) AS n FROM events WHERE type = 'EmailReprocessed' AND data->>'quarantineEventId' = ${q.id}
           `
           if (Number(done[0]!.n) > 0) return undefined
-          const [decision] = decide([item], yield* known([item]))
+          const [decision] = decide([item], yield* known([item]), { customerId: vault.customerId })
           const at = new Date()
           yield* sql`INSERT INTO raw_messages ${
             sql.insert({ sha256: item.rawSha256, size: item.size, headers_only: false, bytes: item.source })

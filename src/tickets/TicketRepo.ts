@@ -11,6 +11,7 @@ import { knownFromDatabase, knownFromLog } from "./Known.js"
 import { project, writeProjection } from "./Projection.js"
 import type { Cursor } from "../log/StateStore.js"
 import { StateStore } from "../log/StateStore.js"
+import { Vault } from "../log/Vault.js"
 
 /** The cursor's UIDVALIDITY changed under a batch (another instance reset it): nothing was written. */
 export class CursorMoved extends Data.TaggedError("CursorMoved")<{ readonly mailbox: string }> {
@@ -99,6 +100,7 @@ const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
   const state = yield* StateStore
+  const { customerId } = yield* Vault
 
   const commit = (batch: Batch) =>
     log.transaction((append) =>
@@ -110,7 +112,7 @@ const makeSql = Effect.gen(function*() {
         `
         const alreadyRecorded = new Set(recorded.map((row) => Number(row.uid)))
         const fresh = batch.items.filter((item) => !alreadyRecorded.has(item.uid))
-        const decisions = decide(fresh, yield* knownFromDatabase(sql, fresh))
+        const decisions = decide(fresh, yield* knownFromDatabase(sql, fresh), { customerId })
         const at = new Date()
         // Raw mail first: events and messages name it by its hash.
         yield* writeRaw(sql, fresh)
@@ -177,6 +179,7 @@ const writeRaw = (sql: SqlClient.SqlClient, items: Batch["items"]) => {
 const makeMemory = Effect.gen(function*() {
   const log = yield* EventLog
   const state = yield* StateStore
+  const { customerId } = yield* Vault
   const all = log.read(0n, Number.MAX_SAFE_INTEGER)
   const intakeUids = (mailbox: string, uidValidity: number) =>
     Effect.map(all, (events) =>
@@ -188,7 +191,7 @@ const makeMemory = Effect.gen(function*() {
         Effect.gen(function*() {
           const recorded = new Set(yield* intakeUids(batch.mailbox, batch.uidValidity))
           const fresh = batch.items.filter((item) => !recorded.has(item.uid))
-          const decisions = decide(fresh, knownFromLog(yield* all))
+          const decisions = decide(fresh, knownFromLog(yield* all), { customerId })
           if (batch.cursorTo !== undefined && !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))) {
             return yield* new CursorMoved({ mailbox: batch.mailbox })
           }

@@ -330,8 +330,9 @@ layer(DovecotAndPostgres, { excludeTestServices: true })("a mail larger than one
         expect(run.code, run.stderr).toBe(0)
         const [stored] = await query<{ sha256: string; length: number; raw: string; attachments: string }>(
           db.url,
-          `SELECT r.sha256, length(r.bytes) AS length, e.data->>'rawSha256' AS raw, e.data->'attachments' AS attachments
-           FROM events e JOIN raw_messages r ON r.sha256 = e.data->>'rawSha256' WHERE e.uid = ${uid}`
+          // The event's attachments are sealed (personal: file names); the projection holds them in clear.
+          `SELECT r.sha256, length(r.bytes) AS length, e.data->>'rawSha256' AS raw, m.attachments
+           FROM events e JOIN raw_messages r ON r.sha256 = e.data->>'rawSha256' JOIN messages m ON m.id = e.id WHERE e.uid = ${uid}`
         )
         expect(stored).toMatchObject({ sha256: sha256(big), raw: sha256(big), length: big.length })
         const attachments = typeof stored!.attachments === "string" ? JSON.parse(stored!.attachments) : stored!.attachments

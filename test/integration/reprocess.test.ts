@@ -78,7 +78,8 @@ layer(Layer.merge(DovecotServer.layer(), PostgresServer.layer), { excludeTestSer
         expect(linked[0]!.data.quarantineEventId).toBe(quarantine!.id)
         const [received] = await query<{ id: string; seq: string; uid: string | null; ticket_id: string; subject: string }>(
           db.url,
-          `SELECT id, seq, uid, ticket_id, data->>'subject' AS subject FROM events WHERE id = '${linked[0]!.data.outcomeEventId}'`
+          // The subject is sealed in the event; the projection row of the same id shows it.
+          `SELECT e.id, e.seq, e.uid, e.ticket_id, m.subject FROM events e JOIN messages m ON m.id = e.id WHERE e.id = '${linked[0]!.data.outcomeEventId}'`
         )
         expect(received).toMatchObject({ uid: null, subject: "Logs attached inline" })
         const [ticket] = await query<{ n: string }>(db.url, `SELECT count(*) AS n FROM tickets WHERE id = '${received!.ticket_id}'`)

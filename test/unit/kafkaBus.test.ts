@@ -2,7 +2,7 @@ import { createRequire } from "node:module"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import kafkajs from "kafkajs"
-import { EmailQuarantined, EmailReceived } from "../../src/log/Event.js"
+import { CustomerErased, EmailQuarantined, EmailReceived } from "../../src/log/Event.js"
 import type { StoredEvent } from "../../src/log/Event.js"
 import type { DeadLetter, OutRecord, Outgoing } from "../../src/bus/KafkaRecords.js"
 import { makeDeliver, outgoing, planSends, recordBytes, toRecords } from "../../src/bus/KafkaRecords.js"
@@ -95,9 +95,40 @@ describe("Kafka records", () => {
     const records = toRecords(event(quarantined), topics)
     expect(records).toHaveLength(1)
     expect(records[0]!.topic).toBe("mailroom.events")
-    expect(records[0]!.message.key).toBe("INBOX")
+    // Its own key: an erasure can tombstone it without touching anyone else's records.
+    expect(records[0]!.message.key).toBe(event(quarantined).id)
     expect(records[0]!.message.headers).not.toHaveProperty("traceparent")
     expect(records[0]!.message.headers).toMatchObject({ ce_type: "mailroom.EmailQuarantined" })
+  })
+
+  it("turns CustomerErased into a tombstone per ticket on both topics, then the event keyed by the customer", () => {
+    const erased = event(new CustomerErased({
+      customerId: "c-1",
+      addressId: "a-1",
+      ticketIds: ["t-1", "t-2"],
+      quarantineEventIds: ["q-1"],
+      keysDestroyed: 1,
+      rawMessagesDeleted: 2,
+      messagesDeleted: 3,
+      unsealedEvents: 0
+    }))
+    const records = toRecords(erased, topics)
+    const tombstones = records.filter((r) => r.message.value === null)
+    expect(tombstones.map((r) => `${r.topic} ${String(r.message.key)}`).sort()).toEqual([
+      "email_inbound t-1",
+      "email_inbound t-2",
+      "mailroom.events q-1",
+      "mailroom.events t-1",
+      "mailroom.events t-2"
+    ])
+    expect(tombstones.every((r) => r.message.headers?.mailroom_erased_by === erased.id)).toBe(true)
+    expect(records.at(-1)).toMatchObject({ topic: "mailroom.events", message: { key: "c-1" } })
+    expect(JSON.parse(String(records.at(-1)!.message.value)).data.ticketIds).toEqual(["t-1", "t-2"])
+  })
+
+  it("publishes an erased mail on the events topic only, with nothing of what it said", () => {
+    const records = toRecords({ ...event(received), erased: true }, topics)
+    expect(records.map((r) => r.topic)).toEqual(["mailroom.events"])
   })
 })
 

@@ -3,7 +3,8 @@ import type { Address, ParsedEmail } from "../../src/mail/Email.js"
 import type { EmailReceived } from "../../src/log/Event.js"
 import { ticketToken } from "../../src/replies/Reply.js"
 import type { Incoming, Known } from "../../src/tickets/Decide.js"
-import { customerId, decide } from "../../src/tickets/Decide.js"
+import { decide } from "../../src/tickets/Decide.js"
+import { keyedCustomerId } from "../../src/log/Vault.js"
 
 const address = (value: string): Address => ({ address: value, name: "" })
 
@@ -39,10 +40,11 @@ const incoming = (email: Partial<ParsedEmail> & { readonly from: Address }): Inc
   }
 }
 
-const nothingKnown: Known = { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken: new Map(), parties: new Map() }
+const nothingKnown: Known = { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken: new Map(), parties: new Map(), customers: new Map() }
+const customerId = (address: string) => keyedCustomerId(Buffer.from("participants test"), address)
 
 const received = (items: ReadonlyArray<Incoming>, known: Known = nothingKnown) =>
-  decide(items, known).map((d) => d.data as EmailReceived)
+  decide(items, known, { customerId }).map((d) => d.data as EmailReceived)
 
 describe("joining a ticket", () => {
   it("the customer, and whom the customer's own mail put in To/Cc, join by headers or token; a stranger opens a linked ticket", () => {
@@ -71,7 +73,7 @@ describe("joining a ticket", () => {
       incoming({ from: address("ada@customer.test"), messageId: "<a1@customer.test>", cc: [address("bob@customer.test")] }),
       incoming({ from: address("bob@customer.test"), messageId: "<b1@customer.test>", inReplyTo: "<a1@customer.test>", cc: [address("eve@intruder.test")] }),
       incoming({ from: address("eve@intruder.test"), inReplyTo: "<b1@customer.test>" })
-    ], nothingKnown)
+    ], nothingKnown, { customerId })
     expect(decisions.map((d) => d.participants)).toEqual([
       ["ada@customer.test", "support@example.com", "bob@customer.test"],
       [],

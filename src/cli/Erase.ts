@@ -1,0 +1,27 @@
+import { Console, Effect } from "effect"
+import type { CustomerErased } from "../log/Event.js"
+import { StartupRefused } from "./Fatal.js"
+import { eraseCustomer } from "../tickets/Erase.js"
+
+export const formatErasure = (address: string, erased: CustomerErased): string =>
+  [
+    `Erased ${address} (customer ${erased.customerId}): ${erased.ticketIds.length} ticket(s) and ${erased.messagesDeleted} message(s) deleted, ` +
+    `${erased.rawMessagesDeleted} raw mail(s) deleted, ${erased.keysDestroyed} key(s) destroyed`,
+    "Their personal fields in the event log can no longer be read; CustomerErased is recorded, and Kafka gets tombstones for their tickets",
+    ...(erased.unsealedEvents > 0
+      ? [
+        `${erased.unsealedEvents} event(s) recorded before this version sealed personal data still hold theirs: the log is never rewritten (docs/architecture.md, Erasure)`
+      ]
+      : [])
+  ].join("\n")
+
+/** `mailroom erase --customer ADDRESS`. */
+export const eraseCommand = (address: string) =>
+  Effect.gen(function*() {
+    if (!/^[^@\s]+@[^@\s]+$/.test(address.trim())) {
+      return yield* new StartupRefused({ reason: `--customer takes an email address, not ${JSON.stringify(address)}` })
+    }
+    const erased = yield* eraseCustomer(address)
+    yield* Console.log(formatErasure(address.trim().toLowerCase(), erased))
+    return erased
+  })

@@ -1,0 +1,146 @@
+import { describe, expect, layer } from "@effect/vitest"
+import { replayProjections } from "../../src/tickets/Replay.js"
+import { runCli } from "../support/cli.js"
+import { mail } from "../support/mails.js"
+import { createDatabase, query } from "../support/postgres.js"
+import { ofType, ReplyServers, replyPipeline, withReplyServers } from "../support/replyStack.js"
+
+/** What Ada wrote, and what must be nowhere once she is erased: not in a table, not in raw mail. */
+const ADA = ["ada@customer.test", "Ada Lovelace", "ADA-SECRET-SUBJECT", "ADA-SECRET-BODY", "ADA-HUGE-ATTACHMENT"]
+
+/** Every row of every table in the database that holds `needle`, as text or (bytea columns) as bytes. */
+const holders = async (url: string, needle: string) => {
+  const tables = await query<{ table_name: string }>(
+    url,
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+  )
+  const found: Array<string> = []
+  for (const { table_name: table } of tables) {
+    const bytea = await query<{ column_name: string }>(
+      url,
+      `SELECT column_name FROM information_schema.columns WHERE table_name = '${table}' AND data_type = 'bytea'`
+    )
+    const literal = needle.replace(/'/g, "''")
+    const conditions = [
+      `t::text ILIKE '%${literal}%'`,
+      ...bytea.map((c) => `position(convert_to('${literal}', 'UTF8') in coalesce(t.${c.column_name}, ''::bytea)) > 0`)
+    ]
+    const [row] = await query<{ n: string }>(url, `SELECT count(*) AS n FROM ${table} t WHERE ${conditions.join(" OR ")}`)
+    if (Number(row!.n) > 0) found.push(`${table} (${row!.n})`)
+  }
+  return found
+}
+
+const count = async (url: string, statement: string) => Number((await query<{ n: string }>(url, statement))[0]!.n)
+
+layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
+  describe("mailroom erase --customer", () => {
+    it.effect("leaves nothing of the customer readable in any table, keeps everyone else's, and the log only grows", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("erase")
+      const p = await replyPipeline(servers, "erase", { DATABASE_URL: db.url, AGENT: "knowledge", MAX_MESSAGE_BYTES: "60000" })
+      try {
+        await servers.dovecot.append([
+          mail({
+            authenticated: true,
+            from: "Ada Lovelace <ada@customer.test>",
+            messageId: "<ada-1@customer.test>",
+            headers: { Cc: "Bob Builder <bob@other.test>" },
+            subject: "ADA-SECRET-SUBJECT: my card was charged twice",
+            text: "ADA-SECRET-BODY. Please refund the second charge."
+          }),
+          // Bob was put on Ada's ticket by her Cc: his answer joins it.
+          mail({
+            authenticated: true,
+            from: "Bob Builder <bob@other.test>",
+            messageId: "<bob-1@other.test>",
+            inReplyTo: "<ada-1@customer.test>",
+            subject: "Re: ADA-SECRET-SUBJECT: my card was charged twice",
+            text: "Bob here, I can confirm."
+          }),
+          mail({ authenticated: true, from: "Bob Builder <bob@other.test>", messageId: "<bob-2@other.test>", subject: "BOB-OWN-TICKET", text: "Bob's own question." }),
+          // Over MAX_MESSAGE_BYTES: quarantined, with Ada's From and subject in its header glimpse.
+          mail({
+            from: "Ada Lovelace <ada@customer.test>",
+            messageId: "<ada-2@customer.test>",
+            subject: "ADA-SECRET-SUBJECT scans",
+            text: `ADA-HUGE-ATTACHMENT ${"x".repeat(80_000)}`
+          })
+        ])
+        await p.ingest()
+        expect((await p.reply()).sent).toBeGreaterThanOrEqual(1)
+        const eventsBefore = await count(db.url, "SELECT count(*) AS n FROM events")
+        for (const needle of ADA.slice(0, 3)) expect((await holders(db.url, needle)).length, needle).toBeGreaterThan(0)
+        // Sealed from the start: the events table itself never held Ada's words in clear.
+        expect(await count(db.url, "SELECT count(*) AS n FROM events WHERE data::text ILIKE '%ada@customer.test%' OR data::text LIKE '%ADA-SECRET%'")).toBe(0)
+
+        const run = await runCli(["erase", "--customer", "Ada@Customer.test"], servers.env({ DATABASE_URL: db.url }))
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.stdout).toContain("Erased ada@customer.test")
+        // Her ticket held her mail, Bob's answer in it and mailroom's answers to both; raw: those two mails and the quarantined one.
+        expect(run.stdout).toMatch(/1 ticket\(s\) and 4 message\(s\) deleted, 3 raw mail\(s\) deleted, 1 key\(s\) destroyed/)
+
+        for (const needle of ADA) expect(await holders(db.url, needle), needle).toEqual([])
+        // Everything else stays: Bob's own ticket and mail, every event (one more: CustomerErased).
+        expect(await count(db.url, "SELECT count(*) AS n FROM tickets WHERE subject = 'BOB-OWN-TICKET'")).toBe(1)
+        expect(await count(db.url, "SELECT count(*) AS n FROM customers WHERE email = 'bob@other.test'")).toBe(1)
+        expect(await count(db.url, "SELECT count(*) AS n FROM events")).toBe(eventsBefore + 1)
+
+        const events = await p.events()
+        const erased = events.filter((e) => e.erased)
+        expect(erased.map((e) => e.type).sort()).toEqual(["EmailQuarantined", "EmailReceived", "ReplyIntended", "ReplySent"])
+        expect(JSON.stringify(erased.map((e) => e.data))).not.toMatch(/ada@customer\.test|ADA-SECRET|Lovelace/)
+        // Bob's answer on Ada's ticket is his: still readable in the log, though its ticket is gone from the projections.
+        expect(ofType(events, "EmailReceived").filter((e) => e.from.address === "bob@other.test")).toHaveLength(2)
+        const [customerErased] = ofType(events, "CustomerErased")
+        expect(customerErased).toMatchObject({ keysDestroyed: 1, rawMessagesDeleted: 3, messagesDeleted: 4, unsealedEvents: 0 })
+        expect(customerErased!.ticketIds).toHaveLength(1)
+
+        // Rebuilding from the log gives what the live tables hold: the erasure is part of the log.
+        const check = await p.runtime.runPromise(replayProjections({ check: true }))
+        expect(check.tables.filter((t) => t.differing > 0)).toEqual([])
+
+        // Her next mail opens a customer and a ticket of its own, readable as any other.
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Ada Lovelace <ada@customer.test>", messageId: "<ada-3@customer.test>", inReplyTo: "<ada-1@customer.test>", subject: "Hello again" })
+        ])
+        await p.ingest()
+        const after = await p.events()
+        const again = ofType(after, "EmailReceived").at(-1)!
+        expect(again).toMatchObject({ subject: "Hello again", newTicket: true, linkedTicketId: null })
+        expect(after.at(-1)!.erased).toBeUndefined()
+        expect(await count(db.url, "SELECT count(*) AS n FROM customers WHERE email = 'ada@customer.test'")).toBe(1)
+        expect((await p.runtime.runPromise(replayProjections({ check: true }))).equal).toBe(true)
+      } finally {
+        await p.runtime.dispose()
+        await db.drop()
+      }
+    }))
+
+    it.effect("seals under MAILROOM_SECRET_KEY once it is set, and refuses to start with another key", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("erase_key")
+      const env = (extra: Record<string, string> = {}) => servers.env({ DATABASE_URL: db.url, AGENT: "off", IMAP_BACKFILL: "all", ...extra })
+      try {
+        await servers.dovecot.append([mail({ from: "Cy <cy@customer.test>", subject: "CY-SECRET before the key" })])
+        expect((await runCli(["--once"], env())).code).toBe(0)
+        expect(await count(db.url, "SELECT count(*) AS n FROM mailroom_secrets WHERE name = 'root'")).toBe(1)
+        const keys = await count(db.url, "SELECT count(*) AS n FROM customer_keys WHERE key IS NOT NULL")
+        expect(keys).toBeGreaterThan(0)
+        // Set later: the keys are wrapped again, the database's own root goes, and the mail still reads.
+        const keyed = await runCli(["--once"], env({ MAILROOM_SECRET_KEY: "correct horse battery staple" }))
+        expect(keyed.code, keyed.stderr).toBe(0)
+        expect(keyed.stderr).toContain(`MAILROOM_SECRET_KEY now seals the ${keys} customer key(s)`)
+        expect(await count(db.url, "SELECT count(*) AS n FROM mailroom_secrets WHERE name = 'root'")).toBe(0)
+        const wrong = await runCli(["--once"], env({ MAILROOM_SECRET_KEY: "another key" }))
+        expect(wrong.code).not.toBe(0)
+        expect(wrong.stderr.trim().split("\n").at(-1)).toContain("MAILROOM_SECRET_KEY is not the key this database's customer keys were sealed with")
+        const unset = await runCli(["--once"], env())
+        expect(unset.code).not.toBe(0)
+        const check = await runCli(["replay", "--check"], env({ MAILROOM_SECRET_KEY: "correct horse battery staple" }))
+        expect(check.code, check.stdout + check.stderr).toBe(0)
+        expect(check.stdout).toContain("The projections match the log")
+      } finally {
+        await db.drop()
+      }
+    }))
+  })
+})
