@@ -11,6 +11,9 @@
  * - replies: answerable mail, AGENT=knowledge, an in-process SMTP sink: replies per second
  * - attachment: a 30 MB attachment's peak RSS
  * - idle: arrival to ticket with IDLE, one mail at a time
+ * - mailboxes (only when BENCH_ONLY names it): one process watching N mailboxes of a MAILBOXES_FILE
+ *   (bench/manyMailboxes.ts): start-up, idle RSS and CPU, arrival to ticket under load, two capped
+ *   processes, a kill -9 takeover; BENCH_MAILBOXES (N), BENCH_MAILBOXES_MAILS, BENCH_MAILBOXES_RATE
  *
  * Sizes: BENCH_SMALL_COUNT, BENCH_BACKLOG_COUNT (--count), BENCH_RTT_COUNT (--latency-count),
  * BENCH_REPLIES_COUNT, BENCH_IDLE_COUNT, or --small-count N and so on; BENCH_RTT_MS; BENCH_MAIN
@@ -32,6 +35,8 @@ import { ensurePsycopg2, fetchOnly, PYTHON, sharedBenchDir, wholeLoop } from "./
 import type { CpuSeconds } from "./cpu.js"
 import { dovecotMaster, meterCpu, perThousand } from "./cpu.js"
 import { machineInfo } from "./machine.js"
+import type { MailboxesResult } from "./manyMailboxes.js"
+import { mailboxesTargets, manyMailboxes } from "./manyMailboxes.js"
 import type { Scenario } from "./options.js"
 import { parseOptions } from "./options.js"
 import { generateSmallCorpus } from "./smallCorpus.js"
@@ -440,6 +445,19 @@ const idleLatency = async (dovecot: Dovecot) => {
   })
 }
 
+/** Its own Dovecot of N users (the shared one has six); a failure keeps what was measured and fails the run at the end. */
+const mailboxes = async () => {
+  try {
+    extra.mailboxes = await manyMailboxes({ options: options.mailboxes, main, root, log })
+  } catch (error) {
+    const partial = (error as { partial?: MailboxesResult }).partial
+    if (partial === undefined) throw error
+    extra.mailboxes = partial
+    console.error(error)
+    process.exitCode = 1
+  }
+}
+
 const find = (scenario: Scenario, name: string) => rows.find((r) => r.scenario === scenario && r.name.startsWith(name))
 
 /** The issue's targets, measured (never asserted: the bench exits 0 either way). */
@@ -462,6 +480,8 @@ const targets = (): Array<Target> => {
   }
   const replied = extra.replies as { repliesPerSec: number } | undefined
   if (replied) out.push({ target: "replies: ≥ 50 replies/s to the SMTP sink", measured: `${replied.repliesPerSec}/s`, met: replied.repliesPerSec >= 50 })
+  const many = extra.mailboxes as MailboxesResult | undefined
+  if (many) out.push(...mailboxesTargets(many))
   return out
 }
 
@@ -473,14 +493,17 @@ const scenarios: ReadonlyArray<readonly [Scenario, (dovecot: Dovecot) => Promise
   ["rtt", withLatency],
   ["replies", replies],
   ["attachment", bigAttachment],
-  ["idle", idleLatency]
+  ["idle", idleLatency],
+  ["mailboxes", mailboxes]
 ]
 
 const postgresVersion = async () => (await query<{ v: string }>(serverUrl, "SELECT current_setting('server_version') AS v"))[0]?.v
 
 const run = async () => {
   const chosen = scenarios.filter(([name]) => options.only.has(name))
-  log(`bench: ${chosen.map(([name]) => name).join(", ")}; counts ${JSON.stringify(options.counts)}; mailroom ${main}`)
+  log(`bench: ${chosen.map(([name]) => name).join(", ")}; counts ${JSON.stringify(options.counts)}${
+    options.only.has("mailboxes") ? `; mailboxes ${JSON.stringify(options.mailboxes)}` : ""
+  }; mailroom ${main}`)
   if (chosen.some(([name]) => name === "small" || name === "backlog" || name === "rtt")) {
     if (!shared) throw new Error("../shared/bench not found: the baselines (seed_imaplib.py, seed_full.py) live there")
     await ensurePsycopg2(log)
@@ -518,6 +541,7 @@ const run = async () => {
     only: [...options.only],
     counts: options.counts,
     rttMs: options.rttMs,
+    ...(options.only.has("mailboxes") ? { mailboxesOptions: options.mailboxes } : {}),
     main,
     cpuScope: {
       client: "the bench's reaped children: the loop's python3 or mailroom's node, start-up included",

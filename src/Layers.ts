@@ -8,7 +8,7 @@ import { Responder } from "./replies/Responder.js"
 import { AgentLive } from "./replies/Agent.js"
 import type { EventBus } from "./bus/EventBus.js"
 import type { Imap } from "./mailbox/Imap.js"
-import { LeadershipLive } from "./mailbox/Leadership.js"
+import { LeadershipLive, Slots } from "./mailbox/Leadership.js"
 import { MailerLive } from "./replies/Mailer.js"
 import { Parser } from "./mail/Parser.js"
 import { SenderAuthenticator } from "./mail/SenderAuth.js"
@@ -19,6 +19,9 @@ import { VaultLive } from "./log/Vault.js"
 import { ReplyStore } from "./replies/ReplyStore.js"
 import { TicketRepo } from "./tickets/TicketRepo.js"
 import { HealthState } from "./telemetry/Health.js"
+import { Reconciler } from "./mailbox/Reconcile.js"
+import { Watched } from "./mailbox/Watched.js"
+import { buildFleet, Fleet, fleetOfOne, StatusFleet, statusFleetOfOne } from "./mailbox/Fleet.js"
 
 /** PostgreSQL (or embedded PGlite), migrated before anything reads it. */
 export const DatabaseLive = MigrationsLive.pipe(Layer.provideMerge(SqlLive))
@@ -33,10 +36,37 @@ export const StoreLive = Layer.mergeAll(TicketRepo.Live, ReplyStore.Live).pipe(
 /** The agent AGENT names, the SMTP mailer that sends its answers and the drafts folder for the rest. */
 export const RepliesLive = Layer.mergeAll(AgentLive, MailerLive, Drafts.Live)
 
-/** The receive and reply paths over a given mailbox and bus; the stores stay visible for `status` and tests. */
-export const pipelineOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: Layer.Layer<EventBus, E2, R2>) =>
-  Layer.mergeAll(Poller.Default, Relay.Default, Responder.Default, HealthState.Default).pipe(
+/**
+ * What each watched mailbox runs on its own: its IMAP connection, intake, reconciliation, poller,
+ * and the responder with its agent, SMTP and drafts folder. Everything else is shared.
+ */
+export const mailboxLayer = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
+  Layer.mergeAll(Poller.DefaultWithoutDependencies, Responder.Default).pipe(
+    Layer.provideMerge(Reconciler.Default),
     Layer.provide(Intake.Default),
-    Layer.provide(Layer.mergeAll(imap, Parser.Live, SenderAuthenticator.Default, bus, LeadershipLive, RepliesLive)),
+    Layer.provideMerge(Layer.mergeAll(imap, RepliesLive))
+  )
+
+/** What every mailbox of the process shares: the parser pool, sender checks, the bus and the locks. */
+const sharedLayer = <E, R>(bus: Layer.Layer<EventBus, E, R>) =>
+  Layer.mergeAll(Parser.Live, SenderAuthenticator.Default, bus, LeadershipLive, Slots.Live, HealthState.Default)
+
+/** The receive and reply paths over one mailbox (GMAIL_SENDER_EMAIL, IMAP_MAILBOX) and a bus; the stores stay visible for `status` and tests. */
+export const pipelineOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: Layer.Layer<EventBus, E2, R2>) =>
+  Layer.mergeAll(fleetOfOne, statusFleetOfOne).pipe(
+    Layer.provideMerge(Layer.merge(mailboxLayer(imap), Relay.Default)),
+    Layer.provideMerge(Watched.Single),
+    Layer.provideMerge(sharedLayer(bus)),
     Layer.provideMerge(StoreLive)
   )
+
+/** Every mailbox this process watches (MAILBOXES_FILE, or the one of the settings), each with its pipeline, one relay. */
+export const fleetOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: Layer.Layer<EventBus, E2, R2>) =>
+  Layer.merge(Layer.scoped(Fleet, buildFleet(mailboxLayer(imap))), Relay.Default).pipe(
+    Layer.provideMerge(sharedLayer(bus)),
+    Layer.provideMerge(StoreLive)
+  )
+
+/** Each mailbox's connection alone, for `status`: it needs no agent or SMTP settings. */
+export const statusFleetOn = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
+  Layer.scoped(StatusFleet, buildFleet(imap)).pipe(Layer.provideMerge(StoreLive))

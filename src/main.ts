@@ -8,18 +8,18 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
 import { describeFailure } from "./cli/Fatal.js"
-import { pipelineOn, StoreLive } from "./Layers.js"
+import { fleetOn, statusFleetOn } from "./Layers.js"
 import { ImapLive } from "./mailbox/Imap.js"
 import { EventBusLive } from "./bus/KafkaBus.js"
 import { LoggingLive } from "./telemetry/Logging.js"
 import { TracingLive } from "./telemetry/Tracing.js"
 
-const AppLive = pipelineOn(ImapLive, EventBusLive).pipe(
+const AppLive = fleetOn(ImapLive, EventBusLive).pipe(
   Layer.provide(Layer.effectDiscard(refuseWhenGmailApiOwnsReceiving))
 )
 
 // The mailbox over the database: with OAuth2 it reads the refresh token stored there.
-const StatusLive = ImapLive.pipe(Layer.provideMerge(StoreLive))
+const StatusLive = statusFleetOn(ImapLive)
 
 const cli = Command.run(makeCli({ app: AppLive, status: StatusLive }), {
   name: "mailroom",

@@ -10,6 +10,7 @@ import { importCommand } from "./Import.js"
 import { reprocessCommand } from "./Reprocess.js"
 import type { PassSummary } from "../tickets/Intake.js"
 import { Poller } from "../mailbox/Poller.js"
+import { Fleet } from "../mailbox/Fleet.js"
 import { Relay } from "../bus/Relay.js"
 import type { ReplySummary } from "../replies/Responder.js"
 import { Responder } from "../replies/Responder.js"
@@ -50,56 +51,76 @@ const describeReplies = (replies: ReplySummary) =>
   `Replies: ${replies.sent} sent, ${replies.skipped} skipped, ${replies.failed} failed` +
   (replies.drafted > 0 ? `, ${replies.drafted} left as drafts` : "")
 
+/** One pass over each mailbox, in the order they are configured; then the bus, then the answers. */
 const runOnce = Effect.gen(function*() {
-  const poller = yield* Poller
+  const fleet = yield* Fleet
   const relay = yield* Relay
-  const summary = yield* poller.once
-  if (Option.isNone(summary)) {
-    yield* Console.log(`Another instance is ingesting ${poller.mailbox}; this pass is left to it`)
-    return
+  // A mailbox that fails (a folder gone, a login refused) is reported on its own; the others go on.
+  const attempts = yield* Effect.forEach(fleet, (mailbox) =>
+    mailbox.run(Effect.flatMap(Poller, (poller) => poller.once)).pipe(Effect.either, Effect.map((summary) => ({ mailbox, summary }))))
+  const failed = attempts.flatMap(({ mailbox, summary }) => summary._tag === "Left" ? [{ mailbox, error: summary.left }] : [])
+  for (const { error, mailbox } of failed) {
+    if (fleet.length > 1) yield* Effect.logError(`${mailbox.watched.key}: ${error.message}`)
+  }
+  const passes = attempts.flatMap(({ mailbox, summary }) => summary._tag === "Right" ? [{ mailbox, summary: summary.right }] : [])
+  for (const { mailbox, summary } of passes) {
+    if (Option.isNone(summary)) yield* Console.log(`Another instance is ingesting ${mailbox.watched.key}; this pass is left to it`)
   }
   const relayed = yield* relay.drain.pipe(Effect.timeout(relayWait), Effect.option)
   if (Option.isNone(relayed)) {
     yield* Effect.logWarning(`The event bus did not take every event within ${Duration.format(relayWait)}; ${yield* relay.pending} or more are still pending and go out on the next run`)
   }
-  yield* Console.log(describeSummary(summary.value))
-  const responder = yield* Responder
-  if (!responder.enabled) return
-  // Replies come after ingest and relay, so that an SMTP or LLM failure holds neither back.
-  const replies = yield* Effect.either(responder.drain)
-  yield* relay.drain.pipe(Effect.timeout(relayWait), Effect.ignore)
-  if (replies._tag === "Left") {
-    // An outage is transient: what was recorded stays recorded and the replies go out on the next run.
-    if (replies.left._tag !== "SmtpUnavailable") return yield* replies.left
-    yield* Effect.logWarning(replies.left.message)
-    yield* Console.log("Replies: waiting for the SMTP server; they go out on the next run")
-    return
+  const several = fleet.length > 1
+  for (const { mailbox, summary } of passes) {
+    if (Option.isSome(summary)) yield* Console.log(`${several ? `${mailbox.watched.key}: ` : ""}${describeSummary(summary.value)}`)
   }
-  yield* Console.log(
-    Option.match(replies.right, {
-      onNone: () => `Another instance is answering ${poller.mailbox}; replies are left to it`,
-      onSome: describeReplies
-    })
-  )
+  // Replies come after ingest and relay, so that an SMTP or LLM failure holds neither back.
+  for (const { mailbox } of passes) {
+    const replies = yield* mailbox.run(Effect.flatMap(Responder, (responder) => responder.enabled ? Effect.map(Effect.either(responder.drain), Option.some) : Effect.succeedNone))
+    if (Option.isNone(replies)) continue
+    yield* relay.drain.pipe(Effect.timeout(relayWait), Effect.ignore)
+    const prefix = several ? `${mailbox.watched.key}: ` : ""
+    if (replies.value._tag === "Left") {
+      // An outage is transient: what was recorded stays recorded and the replies go out on the next run.
+      if (replies.value.left._tag !== "SmtpUnavailable") return yield* replies.value.left
+      yield* Effect.logWarning(replies.value.left.message)
+      yield* Console.log(`${prefix}Replies: waiting for the SMTP server; they go out on the next run`)
+      continue
+    }
+    yield* Console.log(
+      prefix + Option.match(replies.value.right, {
+        onNone: () => `Another instance is answering ${mailbox.watched.key}; replies are left to it`,
+        onSome: describeReplies
+      })
+    )
+  }
+  if (failed.length > 0) return yield* failed[0]!.error
 })
 
 export const runForever = (seconds: Option.Option<number>) =>
   Effect.gen(function*() {
-    const poller = yield* Poller
+    const fleet = yield* Fleet
     const relay = yield* Relay
-    const responder = yield* Responder
-    const config = yield* IntakeConfig
-    const every = Option.match(seconds, { onNone: () => config.pollInterval, onSome: Duration.seconds })
-    yield* Effect.logInfo(`Watching ${config.mailbox}: a pass every ${Duration.format(every)}, and at once when the server announces new mail`)
-    yield* Effect.all([poller.forever(every), relay.run, responder.run, serveHealth({ relayConsumer: relay.consumer }), runRetention], {
-      concurrency: "unbounded",
-      discard: true
-    })
+    const watch = (mailbox: (typeof fleet)[number]) =>
+      mailbox.run(Effect.gen(function*() {
+        const poller = yield* Poller
+        const responder = yield* Responder
+        const config = yield* IntakeConfig
+        const every = Option.match(seconds, { onNone: () => config.pollInterval, onSome: Duration.seconds })
+        yield* Effect.logInfo(`Watching ${mailbox.watched.key}: a pass every ${Duration.format(every)}, and at once when the server announces new mail`)
+        yield* Effect.all([poller.forever(every), responder.run], { concurrency: "unbounded", discard: true })
+      }))
+    yield* Effect.all([
+      Effect.forEach(fleet, watch, { concurrency: "unbounded", discard: true }),
+      relay.run,
+      serveHealth({ relayConsumer: relay.consumer }),
+      runRetention
+    ], { concurrency: "unbounded", discard: true })
   })
 
 export interface CliLayers<E1, E2> {
   /** Poller, relay and responder over the live services; the health endpoints read HealthState and the database, retention the database and the log. */
-  readonly app: Layer.Layer<Poller | Relay | Responder | HealthState | EventLog | SqlClient.SqlClient, E1>
+  readonly app: Layer.Layer<Fleet | Relay | HealthState | EventLog | SqlClient.SqlClient, E1>
   /** The stores and the mailbox, for `status`, `replay` and `erase`. */
   readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus> | Vault, E2>
 }

@@ -46,6 +46,8 @@ export const describeFailure = (cause: Cause.Cause<unknown>): Fatal | undefined 
   switch (error._tag) {
     case "StartupRefused":
     case "DataDirInUse":
+    case "MailboxesFileInvalid":
+    case "SecretKeyMismatch":
       return { line: String((error as unknown as Error).message), exitCode: 2 }
     case "ValidationError":
       return { line: "", exitCode: 2 }

@@ -1,5 +1,6 @@
 import { Console, Data, Duration, Effect, Option } from "effect"
 import { Relay } from "../bus/Relay.js"
+import { Fleet } from "../mailbox/Fleet.js"
 import { Poller } from "../mailbox/Poller.js"
 import type { Reconciled } from "../mailbox/Reconcile.js"
 import { describeUids } from "../mailbox/Reconcile.js"
@@ -43,16 +44,17 @@ export const formatReconcile = (result: Reconciled, options: { readonly check: b
  */
 export const reconcileCommand = (options: { readonly check: boolean }) =>
   Effect.gen(function*() {
-    const poller = yield* Poller
-    const result = yield* poller.reconcile({ backfill: !options.check })
-    yield* Console.log(formatReconcile(result, options))
-    if (options.check && result.gaps.length > 0) return yield* new GapsFound({ mailbox: result.mailbox, uids: result.gaps })
-    if (result.backfilled.found > 0) {
+    const fleet = yield* Fleet
+    const results = yield* Effect.forEach(fleet, (mailbox) => mailbox.run(Effect.flatMap(Poller, (poller) => poller.reconcile({ backfill: !options.check }))))
+    yield* Console.log(results.map((result) => formatReconcile(result, options)).join("\n"))
+    const gaps = results.filter((result) => result.gaps.length > 0)
+    if (options.check && gaps.length > 0) return yield* new GapsFound({ mailbox: gaps[0]!.mailbox, uids: gaps[0]!.gaps })
+    if (results.some((result) => result.backfilled.found > 0)) {
       const relay = yield* Relay
       const relayed = yield* relay.drain.pipe(Effect.timeout(relayWait), Effect.option)
       if (Option.isNone(relayed)) {
         yield* Effect.logWarning(`The event bus did not take every event within ${Duration.format(relayWait)}; the rest go out on the next run`)
       }
     }
-    return result
+    return results
   })

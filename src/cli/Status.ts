@@ -1,7 +1,11 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
-import { DatabaseConfig, IntakeConfig } from "../config/Config.js"
+import { DatabaseConfig } from "../config/Config.js"
+import type { WatchedMailbox } from "../config/Mailboxes.js"
+import type { MailboxRuntime } from "../mailbox/Fleet.js"
+import { StatusFleet } from "../mailbox/Fleet.js"
 import { Imap } from "../mailbox/Imap.js"
+import { TicketRepo } from "../tickets/TicketRepo.js"
 import { lockKey } from "../mailbox/Leadership.js"
 import { StateStore } from "../log/StateStore.js"
 import { EventLog } from "../log/EventLog.js"
@@ -53,35 +57,31 @@ const lockHolder = (mailbox: string) =>
     return rows[0]?.holder ?? null
   })
 
-const serverBacklog = (mailbox: string, lastUid: number) =>
+const serverBacklog = (watched: WatchedMailbox, lastUid: number) =>
   Effect.scoped(Effect.gen(function*() {
     const session = yield* (yield* Imap).connect
-    yield* session.open(mailbox)
+    yield* session.open(watched.folder)
     const backlog = (yield* session.search({ from: lastUid + 1 }, { unseenOnly: false })).length
-    const { gaps, oldestUnprocessedAge } = yield* findGaps(session, mailbox)
+    const { gaps, oldestUnprocessedAge } = yield* findGaps(session, watched)
     return { backlog, gaps, oldestUnprocessedAge }
   }))
 
-export const collectStatus = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const state = yield* StateStore
-  const log = yield* EventLog
-  const { mailbox } = yield* IntakeConfig
-  const embedded = Option.isNone((yield* DatabaseConfig).url)
-  const cursor = yield* state.cursor(mailbox)
-  const health = (yield* state.health).find((h) => h.mailbox === mailbox)
-  const backlog = yield* serverBacklog(mailbox, Option.match(cursor, { onNone: () => 0, onSome: (c) => c.lastUid })).pipe(
-    Effect.either
-  )
-  const maxSeq = BigInt((yield* sql<{ max: string | null }>`SELECT max(seq) AS max FROM events`)[0]?.max ?? 0)
-  const positions = yield* sql<{ consumer: string; last_seq: string }>`SELECT consumer, last_seq FROM positions ORDER BY consumer`
-  const deadLetters = new Map(
-    (yield* sql<{ consumer: string; count: string }>`SELECT consumer, count(*) AS count FROM dead_letters GROUP BY consumer`)
-      .map((row) => [row.consumer, Number(row.count)])
-  )
-  const report: StatusReport = {
-    mailboxes: [{
-      mailbox,
+/** One mailbox's part of the report: its cursor and health from the database, its backlog from the server. */
+const mailboxReport = (mailbox: MailboxRuntime<Imap>, embedded: boolean) =>
+  Effect.gen(function*() {
+    const state = yield* StateStore
+    const key = mailbox.watched.key
+    const cursor = yield* state.cursor(key)
+    const health = (yield* state.health).find((h) => h.mailbox === key)
+    const backlog = yield* mailbox.run(
+      serverBacklog(mailbox.watched, Option.match(cursor, { onNone: () => 0, onSome: (c) => c.lastUid })).pipe(
+        Effect.provideService(StateStore, state),
+        Effect.provideService(TicketRepo, yield* TicketRepo),
+        Effect.either
+      )
+    )
+    return {
+      mailbox: key,
       uidValidity: Option.getOrNull(Option.map(cursor, (c) => c.uidValidity)),
       cursor: Option.getOrNull(Option.map(cursor, (c) => c.lastUid)),
       seenUpTo: Option.getOrNull(Option.map(cursor, (c) => c.seenUid)),
@@ -89,13 +89,28 @@ export const collectStatus = Effect.gen(function*() {
       gaps: backlog._tag === "Right" ? backlog.right.gaps : null,
       oldestUnprocessedAge: backlog._tag === "Right" ? backlog.right.oldestUnprocessedAge : null,
       serverError: backlog._tag === "Left" ? backlog.left.message : null,
-      lockHolder: embedded ? "embedded database (one process)" : yield* lockHolder(mailbox),
+      lockHolder: embedded ? "embedded database (one process)" : yield* lockHolder(key),
       instance: health?.instance ?? null,
       connection: health?.state ?? "never started",
       logins: health?.logins ?? 0,
       lastError: health?.lastError ?? null,
       lastErrorAt: health?.lastErrorAt?.toISOString() ?? null
-    }],
+    } satisfies MailboxReport
+  })
+
+export const collectStatus = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const log = yield* EventLog
+  const embedded = Option.isNone((yield* DatabaseConfig).url)
+  const mailboxes = yield* Effect.forEach(yield* StatusFleet, (mailbox) => mailboxReport(mailbox, embedded), { concurrency: 8 })
+  const maxSeq = BigInt((yield* sql<{ max: string | null }>`SELECT max(seq) AS max FROM events`)[0]?.max ?? 0)
+  const positions = yield* sql<{ consumer: string; last_seq: string }>`SELECT consumer, last_seq FROM positions ORDER BY consumer`
+  const deadLetters = new Map(
+    (yield* sql<{ consumer: string; count: string }>`SELECT consumer, count(*) AS count FROM dead_letters GROUP BY consumer`)
+      .map((row) => [row.consumer, Number(row.count)])
+  )
+  const report: StatusReport = {
+    mailboxes,
     events: yield* log.countsByType,
     outbox: positions.map((p) => ({
       consumer: p.consumer,

@@ -170,6 +170,13 @@ export const reconcileInterval = setting(
   { value: Duration.seconds(3600), shown: "3600" }
 )
 
+export const maxMailboxesPerProcess = setting(
+  "MAX_MAILBOXES_PER_PROCESS",
+  "The most mailboxes this process leads at once; the rest are left to other instances on the same database (unset: no bound). Set it so that the instances together cover every mailbox, with room for one to die.",
+  (name) => Config.option(positive(name)),
+  { value: Option.none(), shown: "" }
+)
+
 export type Provider = "google" | "microsoft" | "generic"
 
 export const secretKey = setting(

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Deferred, Effect, Layer, Option } from "effect"
-import { DatabaseConfig } from "../config/Config.js"
+import { DatabaseConfig, maxMailboxesPerProcess } from "../config/Config.js"
 import { makeAdvisoryLocks } from "./AdvisoryLocks.js"
 
 /** The session holding the mailbox lock died (PostgreSQL restarted, network cut): stop ingesting. */
@@ -63,3 +63,17 @@ export const LeadershipLive = Layer.unwrapEffect(
     Option.isSome(config.url) ? LeadershipAdvisory : Layer.succeed(Leadership, single)
   )
 )
+
+/**
+ * MAX_MAILBOXES_PER_PROCESS as permits: a poller takes one before it tries its mailbox's lock and
+ * keeps it while it leads. A process at its bound tries no more locks, so the other instances take
+ * the rest; when one of them dies, whoever has a free permit takes its mailboxes over.
+ */
+export class Slots extends Context.Tag("mailroom/Slots")<Slots, Effect.Semaphore>() {
+  static readonly Live = Layer.unwrapEffect(
+    Effect.map(maxMailboxesPerProcess, Option.match({
+      onNone: () => Layer.empty as Layer.Layer<never>,
+      onSome: (n) => Layer.effect(Slots, Effect.makeSemaphore(n))
+    }))
+  )
+}

@@ -11,7 +11,7 @@ import { Imap } from "./Imap.js"
 import type { ImapError } from "./ImapErrors.js"
 import { imapRetry } from "./ImapErrors.js"
 import type { LeadershipLost } from "./Leadership.js"
-import { Leadership } from "./Leadership.js"
+import { Leadership, Slots } from "./Leadership.js"
 import { StateStore } from "../log/StateStore.js"
 import type { CursorMoved } from "../tickets/TicketRepo.js"
 import { Intake } from "../tickets/Intake.js"
@@ -19,6 +19,9 @@ import { Reconciler } from "./Reconcile.js"
 import { supervise } from "../lib/Supervise.js"
 import type { MailboxStalled } from "../telemetry/Health.js"
 import { HealthState, stallRetry } from "../telemetry/Health.js"
+
+/** How often a process under MAX_MAILBOXES_PER_PROCESS tries a held lock again. */
+const standby = Duration.seconds(2)
 
 type PassError = ImapError | SqlError | CursorMoved | LeadershipLost | MailboxStalled
 
@@ -49,6 +52,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
     const { commandTimeout } = yield* ImapConfig
     const reconciler = yield* Reconciler
     const reconcileEvery = yield* reconcileInterval
+    const slots = yield* Effect.serviceOption(Slots)
     const mailbox = intake.mailbox
     const report = (health: Parameters<typeof state.reportHealth>[2]) =>
       state.reportHealth(mailbox, instanceId, health).pipe(Effect.ignore, Effect.withTracerEnabled(false))
@@ -86,6 +90,19 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
         Stream.runDrain
       )
 
+    /** Leads the mailbox once its lock is free and, under MAX_MAILBOXES_PER_PROCESS, a permit too. */
+    const lead = <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<Option.Option<A>, E | SqlError | LeadershipLost, R> =>
+      Option.match(slots, {
+        onNone: () => leadership.lead(mailbox, work),
+        // Neither held while waiting: a permit waits for the lock only as long as one try takes.
+        onSome: (permits) => {
+          const attempt: Effect.Effect<Option.Option<A>, E | SqlError | LeadershipLost, R> = permits.withPermits(1)(
+            leadership.lead(mailbox, work, { wait: false })
+          ).pipe(Effect.flatMap((led) => Option.isSome(led) ? Effect.succeed(led) : Effect.zipRight(Effect.sleep(standby), Effect.suspend(() => attempt))))
+          return attempt
+        }
+      })
+
     /** Runs until interrupted, leading the mailbox while this instance holds its lock. */
     const forever = (interval: Duration.Duration) => {
       // A live but slow command is IMAP_COMMAND_TIMEOUT's to judge, not taken for a stall.
@@ -93,8 +110,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
       return supervise<PassError, never>({
         work: (healthy) =>
           report({ _tag: "State", state: "standby" }).pipe(
-            Effect.zipRight(leadership.lead(
-              mailbox,
+            Effect.zipRight(lead(
               Effect.scoped(Effect.gen(function*() {
                 yield* health.leading(mailbox, interval)
                 const session = health.observe(mailbox, yield* connect)
@@ -109,7 +125,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
           report({ _tag: "Error", state: `backing off (${error._tag})`, error: error.message }).pipe(
             Effect.zipRight(error._tag === "ConnectionLost" ? Metric.increment(reconnects) : Effect.void)
           )
-      }).pipe(health.alive("poller"), Effect.ensuring(report({ _tag: "State", state: "stopped" })))
+      }).pipe(health.alive(`poller:${mailbox}`), Effect.ensuring(report({ _tag: "State", state: "stopped" })))
     }
 
     return { once, forever, reconcile, mailbox } as const

@@ -1,6 +1,8 @@
 import { Effect, Metric, Option } from "effect"
 import { markSeenPolicy } from "../config/Config.js"
 import { IntakeConfig } from "../config/Config.js"
+import type { WatchedMailbox } from "../config/Mailboxes.js"
+import { Watched } from "./Watched.js"
 import { StateStore } from "../log/StateStore.js"
 import type { Cursor } from "../log/StateStore.js"
 import { Parser } from "../mail/Parser.js"
@@ -41,10 +43,11 @@ export const arrivedAt = (headers: string): Option.Option<Date> => {
  * before mailroom's first look: read ones were skipped by design (IMAP_BACKFILL), so none of them
  * counts as a gap. `open`s the mailbox; the caller holds it.
  */
-export const findGaps = Effect.fn("Reconcile.findGaps")(function*(session: ImapSession, mailbox: string) {
+export const findGaps = Effect.fn("Reconcile.findGaps")(function*(session: ImapSession, watched: WatchedMailbox) {
+  const mailbox = watched.key
   const state = yield* StateStore
   const repo = yield* TicketRepo
-  const status = yield* session.open(mailbox)
+  const status = yield* session.open(watched.folder)
   const cursor = Option.filter(yield* state.cursor(mailbox), (c) => c.uidValidity === status.uidValidity)
   if (Option.isNone(cursor)) return { mailbox, cursor, checked: 0, gaps: [], pending: 0, oldestUnprocessedAge: 0 } satisfies Gaps
   const { backfillTo, lastUid, uidValidity } = cursor.value
@@ -83,6 +86,7 @@ export interface Reconciled extends Gaps {
 export class Reconciler extends Effect.Service<Reconciler>()("mailroom/Reconciler", {
   effect: Effect.gen(function*() {
     const config = yield* IntakeConfig
+    const watched = yield* Watched
     const read = readIncoming(yield* Parser, yield* SenderAuthenticator)
     const repo = yield* TicketRepo
     const state = yield* StateStore
@@ -96,7 +100,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("mailroom/Reconcile
         const raws = yield* session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes })
         const mails = yield* Effect.forEach(raws, (raw) => read(raw), { concurrency: 16 })
         const committed = yield* repo.commit({
-          mailbox: config.mailbox,
+          mailbox: watched.key,
           uidValidity: cursor.uidValidity,
           items: mails,
           cursorTo: Math.max(...batch.uids)
@@ -116,8 +120,8 @@ export class Reconciler extends Effect.Service<Reconciler>()("mailroom/Reconcile
 
     /** One check, and with `backfill` the gaps taken in; the caller's session, held for the duration. */
     const run = Effect.fn("Reconcile.run")(function*(session: ImapSession, options: { readonly backfill: boolean }) {
-      yield* session.hold(config.mailbox)
-      const found = yield* withStores(findGaps(session, config.mailbox))
+      yield* session.hold(watched.folder)
+      const found = yield* withStores(findGaps(session, watched))
       yield* Metric.set(oldestUnprocessedAge, found.oldestUnprocessedAge)
       const backfilled = options.backfill && found.gaps.length > 0 && Option.isSome(found.cursor)
         ? yield* backfill(session, found.cursor.value, found.gaps)

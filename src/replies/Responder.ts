@@ -3,7 +3,6 @@ import { Effect, Metric, Option, Ref, Scope } from "effect"
 import { ReplyConfig } from "../config/Replies.js"
 import { replies } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
-import { IntakeConfig } from "../config/Config.js"
 import type { EmailReceived, ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
@@ -13,6 +12,7 @@ import type { DraftsMailboxMissing } from "./Drafts.js"
 import { Drafts } from "./Drafts.js"
 import { makePolicy, ownAddressesOf } from "./Policy.js"
 import { Vault } from "../log/Vault.js"
+import { Watched } from "../mailbox/Watched.js"
 import { Imap } from "../mailbox/Imap.js"
 import { Leadership } from "../mailbox/Leadership.js"
 import type { OutboundMail } from "./Mailer.js"
@@ -58,7 +58,7 @@ const outbound = (intent: ReplyIntended): OutboundMail => ({
 export class Responder extends Effect.Service<Responder>()("mailroom/Responder", {
   effect: Effect.gen(function*() {
     const config = yield* ReplyConfig
-    const { mailbox } = yield* IntakeConfig
+    const { key: mailbox, folder } = yield* Watched
     const own = yield* ownAddressesOf
     const tickets = yield* TicketRepo
     const store = yield* ReplyStore
@@ -217,7 +217,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const flagSeen = (event: StoredEvent, session: WithSession) =>
       event.uid === null ? Effect.void : session((s) =>
         Effect.gen(function*() {
-          const status = yield* s.open(event.mailbox)
+          const status = yield* s.open(folder)
           if (status.uidValidity === event.uidvalidity) yield* s.markSeen([event.uid!])
         })
       )

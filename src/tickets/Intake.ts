@@ -15,6 +15,7 @@ import { SenderAuthenticator } from "../mail/SenderAuth.js"
 import type { Cursor } from "../log/StateStore.js"
 import { StateStore } from "../log/StateStore.js"
 import { TicketRepo } from "./TicketRepo.js"
+import { Watched } from "../mailbox/Watched.js"
 import type { FetchBatch } from "../mailbox/Batches.js"
 import { planBatches } from "../mailbox/Batches.js"
 import { backlog, emails, pollCount, processingDuration } from "../telemetry/Metrics.js"
@@ -77,7 +78,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
     const read = readIncoming(parser, yield* SenderAuthenticator)
     const repo = yield* TicketRepo
     const state = yield* StateStore
-    const mailbox = config.mailbox
+    const { key: mailbox, folder } = yield* Watched
     const pii = yield* includePii
     // MARK_SEEN=after-reply: the responder flags received mail once its reply is sent or skipped.
     const afterReply = (yield* markSeenPolicy) === "after-reply"
@@ -214,8 +215,8 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       session.markSeen(uids).pipe(Effect.zipRight(state.markSeen(mailbox, cursor.uidValidity, upTo)))
 
     const pass = Effect.fn("Intake.pass")(function*(session: ImapSession) {
-      const status = yield* session.open(mailbox)
-      yield* session.hold(mailbox)
+      const status = yield* session.open(folder)
+      yield* session.hold(folder)
       const cursor = yield* cursorFor(status)
       yield* repairSeen(session, cursor)
       const found = yield* candidates(session, cursor, status)

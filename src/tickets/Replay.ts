@@ -82,11 +82,11 @@ export const makeReplay = (erasures: ReadonlyArray<Erasure> = [], keyedId: (addr
         touch(row.ticket_id, event.occurredAt)
       }
       if (data._tag !== "EmailReceived") continue
-      // A follow-up on a ticket that an erasure deleted: its rows went with the ticket.
-      if (!data.newTicket && !tickets.has(data.ticketId)) continue
+      // A follow-up on a ticket that an erasure deleted: its message went with the ticket, its sender stays a customer.
+      const ticketErased = !data.newTicket && !tickets.has(data.ticketId)
       const before = parties.get(data.ticketId) ?? { customerId: data.customerId, participants: new Set<string>() }
-      const added = newParticipants(data, before.customerId === data.customerId, before.participants)
-      parties.set(data.ticketId, { customerId: before.customerId, participants: new Set([...before.participants, ...added]) })
+      const added = ticketErased ? [] : newParticipants(data, before.customerId === data.customerId, before.participants)
+      if (!ticketErased) parties.set(data.ticketId, { customerId: before.customerId, participants: new Set([...before.participants, ...added]) })
       // The same function that made the live rows, at the commit time the event carries.
       const rows = project(
         event.mailbox,
@@ -98,6 +98,7 @@ export const makeReplay = (erasures: ReadonlyArray<Erasure> = [], keyedId: (addr
         if (known === undefined) customers.set(customer.email, customer)
         else if (known.name === "" && customer.name !== "") customers.set(customer.email, { ...known, name: customer.name })
       }
+      if (ticketErased) continue
       for (const ticket of rows.tickets) tickets.set(ticket.id, ticket)
       for (const id of rows.followedUp) touch(id, event.occurredAt)
       for (const message of rows.messages) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { parseFetchOnly, parseWholeLoop } from "../../bench/baselines.js"
-import { DEFAULT_COUNTS, parseOnly, parseOptions, SCENARIOS } from "../../bench/options.js"
+import { DEFAULT_COUNTS, DEFAULT_MAILBOXES, parseOnly, parseOptions, SCENARIOS } from "../../bench/options.js"
 
 describe("the benchmark's options", () => {
   it("runs every scenario at its default size when nothing is set", () => {
@@ -28,6 +28,16 @@ describe("the benchmark's options", () => {
     expect(options.counts.backlog).toBe(500)
     expect(options.counts.rtt).toBe(30)
     expect([...options.only].sort()).toEqual(["backlog", "rtt"])
+  })
+
+  it("runs the mailboxes scenario only when named, sized by BENCH_MAILBOXES_*", () => {
+    expect(parseOptions({}, []).only.has("mailboxes")).toBe(false)
+    expect(parseOnly("all").has("mailboxes")).toBe(false)
+    expect(parseOptions({}, []).mailboxes).toEqual({ ...DEFAULT_MAILBOXES, timeoutSeconds: undefined, keepDatabase: false })
+    const options = parseOptions({ BENCH_ONLY: "mailboxes", BENCH_MAILBOXES: "50", BENCH_MAILBOXES_MAILS: "200" }, ["--mailboxes-rate", "10"])
+    expect([...options.only]).toEqual(["mailboxes"])
+    expect(options.mailboxes).toEqual({ count: 50, mails: 200, rate: 10, idleSeconds: 30, timeoutSeconds: undefined, keepDatabase: false })
+    expect(() => parseOptions({ BENCH_MAILBOXES: "0" }, [])).toThrow(/BENCH_MAILBOXES/)
   })
 
   it("refuses an unknown scenario or a size that is not a whole number above 0", () => {

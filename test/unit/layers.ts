@@ -10,6 +10,7 @@ import { Leadership } from "../../src/mailbox/Leadership.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { StateStore } from "../../src/log/StateStore.js"
 import { Vault } from "../../src/log/Vault.js"
+import { Watched } from "../../src/mailbox/Watched.js"
 import { ReplyStore } from "../../src/replies/ReplyStore.js"
 import { TicketRepo } from "../../src/tickets/TicketRepo.js"
 import { Parser } from "../../src/mail/Parser.js"
@@ -26,7 +27,7 @@ export const configLayer = (env: Record<string, string> = {}) =>
 
 /** The stores in memory: the log's rules without a database. */
 export const storeLayer = Layer.mergeAll(TicketRepo.Test, ReplyStore.Test).pipe(
-  Layer.provideMerge(Layer.mergeAll(EventLog.Test, StateStore.Test, Vault.Test))
+  Layer.provideMerge(Layer.mergeAll(EventLog.Test, StateStore.Test, Vault.Test, Watched.Test()))
 )
 
 /** The whole pipeline on in-memory services: a mailbox, the log, the cursor and a recording bus. */
