@@ -188,7 +188,7 @@ const make = Effect.gen(function*() {
       supportsIdle: client.capabilities.has("IDLE"),
       open: Effect.fn("Imap.open")(function*(mailbox: string) {
         const box = yield* attempt("SELECT", () => client.mailboxOpen(mailbox), mailbox)
-        yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "mailroom.uidvalidity": Number(box.uidValidity) })
+        yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "mailroom.account": config.user, "mailroom.uidvalidity": Number(box.uidValidity) })
         return { path: box.path, uidValidity: Number(box.uidValidity), uidNext: box.uidNext, exists: box.exists }
       }),
       hold: (mailbox) =>
@@ -246,14 +246,14 @@ const make = Effect.gen(function*() {
           return client.search({ header: { "message-id": messageId } }, { uid: true })
         }, mailbox).pipe(
           Effect.map((uids) => [...(uids || [])].sort((a, b) => a - b)),
-          Effect.withSpan("Imap.findByMessageId", { attributes: { "mailroom.mailbox": mailbox } })
+          Effect.withSpan("Imap.findByMessageId", { attributes: { "mailroom.mailbox": mailbox, "mailroom.account": config.user } })
         ),
       append: (mailbox, source, flags) =>
         attempt("APPEND", () => client.append(mailbox, source, [...flags]), mailbox).pipe(
           Effect.map((result) => ({ uid: result && result.uid ? result.uid : null })),
           Effect.withSpan("Imap.append", {
             kind: "client",
-            attributes: { "mailroom.mailbox": mailbox, "messaging.message.body.size": source.length }
+            attributes: { "mailroom.mailbox": mailbox, "mailroom.account": config.user, "messaging.message.body.size": source.length }
           })
         ),
       newMail

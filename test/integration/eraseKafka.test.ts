@@ -4,72 +4,20 @@ import { join } from "node:path"
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import kafkajs from "kafkajs"
 import { EventBusLive } from "../../src/bus/KafkaBus.js"
 import { Relay } from "../../src/bus/Relay.js"
 import { StoreLive } from "../../src/Layers.js"
 import { runCli } from "../support/cli.js"
-import { KafkaServer } from "../support/kafka.js"
+import type { RawRecord } from "../support/kafka.js"
+import { consumeRecords, KafkaServer, topicSize } from "../support/kafka.js"
 import { freshDatabase } from "../support/postgres.js"
 import { baseEnv, configLayer, mail } from "../unit/layers.js"
 
-/** A record as the broker holds it: a tombstone is a null value, not the JSON `null`. */
-interface Raw {
-  readonly topic: string
-  readonly partition: number
-  readonly offset: bigint
-  readonly key: string | null
-  /** The value as text; null for a tombstone. */
-  readonly value: string | null
-  readonly headers: Record<string, string>
-}
+type Raw = RawRecord
 
 /** Reads a topic from the beginning, every partition, until `enough` says so. */
 const consumeUntil = (topic: string, enough: (records: ReadonlyArray<Raw>) => boolean) =>
-  Effect.flatMap(KafkaServer, (broker) => Effect.promise(async () => {
-    const kafka = new kafkajs.Kafka({ brokers: [broker.brokers], logLevel: kafkajs.logLevel.NOTHING })
-    const consumer = kafka.consumer({ groupId: `test-${topic}-${Math.random()}` })
-    const records: Array<Raw> = []
-    await consumer.connect()
-    await consumer.subscribe({ topic, fromBeginning: true })
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`not enough with ${records.length} records on ${topic}`)), 60_000)
-      void consumer.run({
-        eachMessage: async ({ message, partition }) => {
-          records.push({
-            topic,
-            partition,
-            offset: BigInt(message.offset),
-            key: message.key === null ? null : message.key.toString(),
-            value: message.value === null ? null : message.value.toString(),
-            headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]))
-          })
-          if (enough(records)) {
-            clearTimeout(timer)
-            resolve()
-          }
-        }
-      })
-    })
-    try {
-      await done
-    } finally {
-      await consumer.disconnect()
-    }
-    return records
-  }))
-
-/** Records on a topic: the sum of its partitions' end offsets. */
-const topicSize = (topic: string) =>
-  Effect.flatMap(KafkaServer, (broker) => Effect.promise(async () => {
-    const admin = new kafkajs.Kafka({ brokers: [broker.brokers], logLevel: kafkajs.logLevel.NOTHING }).admin()
-    await admin.connect()
-    try {
-      return (await admin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.high), 0)
-    } finally {
-      await admin.disconnect()
-    }
-  }))
+  Effect.flatMap(KafkaServer, (broker) => Effect.promise(() => consumeRecords(broker.brokers, topic, (record) => record, enough)))
 
 const tempDir = Effect.acquireRelease(
   Effect.promise(() => mkdtemp(join(tmpdir(), "mailroom-erase-kafka-"))),

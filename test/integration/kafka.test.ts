@@ -10,7 +10,7 @@ import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { EventBusLive } from "../../src/bus/KafkaBus.js"
 import { collectStatus, formatStatus } from "../../src/cli/Status.js"
 import { eventLimits } from "../../src/mail/ParseMail.js"
-import { KafkaServer } from "../support/kafka.js"
+import { consumeRecords, KafkaServer, topicSize } from "../support/kafka.js"
 import { databaseEnv } from "../support/stack.js"
 import { configLayer, mail } from "../unit/layers.js"
 
@@ -23,36 +23,15 @@ interface Consumed {
 
 /** Reads a topic from the beginning until `enough` says so. */
 const consumeUntil = (topic: string, enough: (records: ReadonlyArray<Consumed>) => boolean) =>
-  Effect.flatMap(KafkaServer, (broker) => Effect.promise(async () => {
-    const kafka = new kafkajs.Kafka({ brokers: [broker.brokers], logLevel: kafkajs.logLevel.NOTHING })
-    const consumer = kafka.consumer({ groupId: `test-${topic}-${Math.random()}` })
-    const records: Array<Consumed> = []
-    await consumer.connect()
-    await consumer.subscribe({ topic, fromBeginning: true })
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`not enough with ${records.length} records on ${topic}`)), 60_000)
-      void consumer.run({
-        eachMessage: async ({ message, partition }) => {
-          records.push({
-            key: message.key?.toString() ?? "",
-            value: JSON.parse(message.value?.toString() ?? "null"),
-            headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
-            partition
-          })
-          if (enough(records)) {
-            clearTimeout(timer)
-            resolve()
-          }
-        }
-      })
-    })
-    try {
-      await done
-    } finally {
-      await consumer.disconnect()
-    }
-    return records
-  }))
+  Effect.flatMap(KafkaServer, (broker) =>
+    Effect.promise(() =>
+      consumeRecords(broker.brokers, topic, (r): Consumed => ({
+        key: r.key ?? "",
+        value: JSON.parse(r.value ?? "null"),
+        headers: r.headers,
+        partition: r.partition
+      }), enough)
+    ))
 
 /** Creates topics ahead of mailroom, with one partition (so one total order) and a broker limit of their own. */
 const createTopics = (topics: ReadonlyArray<string>, maxMessageBytes: number) =>
@@ -69,18 +48,6 @@ const createTopics = (topics: ReadonlyArray<string>, maxMessageBytes: number) =>
           configEntries: [{ name: "max.message.bytes", value: String(maxMessageBytes) }]
         }))
       })
-    } finally {
-      await admin.disconnect()
-    }
-  }))
-
-/** Records on a topic so far: the sum of its partitions' end offsets. */
-const topicSize = (topic: string) =>
-  Effect.flatMap(KafkaServer, (broker) => Effect.promise(async () => {
-    const admin = new kafkajs.Kafka({ brokers: [broker.brokers], logLevel: kafkajs.logLevel.NOTHING }).admin()
-    await admin.connect()
-    try {
-      return (await admin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.high), 0)
     } finally {
       await admin.disconnect()
     }

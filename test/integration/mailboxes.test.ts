@@ -3,10 +3,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import kafkajs from "kafkajs"
-import { runCli } from "../support/cli.js"
+import type { ChildProcess } from "node:child_process"
+import { collect, runCli, spawnCli } from "../support/cli.js"
 import { DovecotServer } from "../support/dovecot.js"
-import { KafkaServer } from "../support/kafka.js"
+import { consumeRecords, KafkaServer } from "../support/kafka.js"
 import { mail } from "../support/mails.js"
 import { createDatabase, query } from "../support/postgres.js"
 
@@ -18,30 +18,8 @@ const servers = Effect.gen(function*() {
   return { dovecot: yield* DovecotServer, kafka: yield* KafkaServer }
 })
 
-const consumeAll = async (brokers: string, topic: string, count: number) => {
-  const kafka = new kafkajs.Kafka({ brokers: [brokers], logLevel: kafkajs.logLevel.NOTHING })
-  const consumer = kafka.consumer({ groupId: `mailboxes-${topic}-${Math.random()}` })
-  const records: Array<{ key: string; headers: Record<string, string> }> = []
-  await consumer.connect()
-  await consumer.subscribe({ topic, fromBeginning: true })
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${records.length} of ${count} records on ${topic}`)), 60_000)
-    void consumer.run({
-      eachMessage: async ({ message }) => {
-        records.push({
-          key: message.key?.toString() ?? "",
-          headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]))
-        })
-        if (records.length >= count) {
-          clearTimeout(timer)
-          resolve()
-        }
-      }
-    })
-  })
-  await consumer.disconnect()
-  return records
-}
+const consumeAll = (brokers: string, topic: string, count: number) =>
+  consumeRecords(brokers, topic, (record) => record, (records) => records.length >= count)
 
 layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: true })((it) => {
   it.layer(KafkaServer.layer())("several mailboxes in one process (MAILBOXES_FILE)", (it) => {
@@ -168,6 +146,89 @@ layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: t
           expect(run.stderr).toContain("Nowhere")
           const cursors = yield* Effect.promise(() => query<{ mailbox: string }>(db.url, "SELECT mailbox FROM cursors ORDER BY mailbox"))
           expect(cursors.map((row) => row.mailbox)).toEqual(["sales@globex.test/INBOX"])
+        }))
+
+      it.scoped("two processes under MAX_MAILBOXES_PER_PROCESS split the mailboxes; after kill -9 a third takes the dead one's over, nothing lost or doubled", () =>
+        Effect.gen(function*() {
+          const { dovecot } = yield* servers
+          const db = yield* Effect.promise(() => createDatabase("mailboxes_share"))
+          const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "mailroom-mailboxes-")))
+          const children: Array<{ child: ChildProcess; output: () => string; done: Promise<unknown> }> = []
+          yield* Effect.addFinalizer(() => Effect.promise(async () => {
+            for (const c of children) {
+              c.child.kill("SIGKILL")
+              await c.done.catch(() => undefined)
+            }
+            await db.drop()
+            await rm(dir, { recursive: true, force: true })
+          }))
+          yield* Effect.promise(async () => {
+            for (const folder of ["Share1", "Share2"]) {
+              await dovecot.createMailbox(folder, { user: SUPPORT.user })
+              await dovecot.createMailbox(folder, { user: SALES.user })
+            }
+            await writeFile(join(dir, "mailboxes.yaml"), [SUPPORT, SALES].flatMap((account) => [
+              `  - address: ${account.user}`,
+              `    imap: { host: 127.0.0.1, port: ${dovecot.port}, tls: false }`,
+              `    auth: { password_env: ${account === SUPPORT ? "SUPPORT_PASSWORD" : "SALES_PASSWORD"} }`,
+              "    folders: [Share1, Share2]"
+            ]).reduce((file, line) => `${file}${line}\n`, "mailboxes:\n"))
+          })
+          const env = (extra: Record<string, string> = {}) => ({
+            MAILBOXES_FILE: join(dir, "mailboxes.yaml"),
+            SUPPORT_PASSWORD: SUPPORT.password,
+            SALES_PASSWORD: SALES.password,
+            DATABASE_URL: db.url,
+            IMAP_BACKFILL: "all",
+            AGENT: "off",
+            ...extra
+          })
+          const start = (extra: Record<string, string>) => {
+            const child = spawnCli(["--interval", "1"], env(extra))
+            let stderr = ""
+            child.stderr?.on("data", (chunk) => (stderr += chunk))
+            const running = { child, output: () => stderr, done: collect(child, 600_000) }
+            children.push(running)
+            return running
+          }
+          const led = (output: string) => new Set([...output.matchAll(/This instance leads (\S+\/Share\d)/g)].map((m) => m[1]!))
+          const until = async (what: string, check: () => boolean | Promise<boolean>, ms = 60_000) => {
+            const end = Date.now() + ms
+            while (!(await check())) {
+              if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${children.map((c) => c.output()).join("\n---\n")}`)
+              await new Promise((resolve) => setTimeout(resolve, 250))
+            }
+          }
+          const folders = [[SUPPORT.user, "Share1"], [SUPPORT.user, "Share2"], [SALES.user, "Share1"], [SALES.user, "Share2"]] as const
+          const appendEach = (label: string) =>
+            Promise.all(folders.map(([user, mailbox]) => dovecot.append([mail({ subject: `${label} ${user} ${mailbox}` })], { user, mailbox })))
+          const intake = () => query<{ mailbox: string; uid: string; n: string }>(
+            db.url,
+            "SELECT mailbox, uid, count(*) AS n FROM events WHERE type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined') GROUP BY mailbox, uid"
+          )
+
+          yield* Effect.promise(async () => {
+            await appendEach("before")
+            const a = start({ MAX_MAILBOXES_PER_PROCESS: "2" })
+            const b = start({ MAX_MAILBOXES_PER_PROCESS: "2" })
+            await until("both to lead two mailboxes each", () => led(a.output()).size === 2 && led(b.output()).size === 2)
+            expect([...led(a.output())].filter((key) => led(b.output()).has(key))).toEqual([])
+            await until("the first mails", async () => (await intake()).length === 4)
+
+            a.child.kill("SIGKILL")
+            const killedAt = Date.now()
+            await appendEach("after")
+            const c = start({})
+            await until("the third process to take the dead one's mailboxes", () => [...led(a.output())].every((key) => led(c.output()).has(key)), 60_000)
+            const tookOver = Date.now() - killedAt
+            await until("every mail", async () => (await intake()).length === 8)
+            const rows = await intake()
+            expect(rows.filter((row) => row.n !== "1")).toEqual([])
+            expect(new Set(rows.map((row) => row.mailbox)).size).toBe(4)
+            // B keeps its two; C, without a bound, takes what nobody holds.
+            expect([...led(b.output())].filter((key) => led(c.output()).has(key))).toEqual([])
+            expect(tookOver).toBeLessThan(60_000)
+          })
         }))
 
       it.scoped("a bad file stops start-up with one line naming the entry and the field", () =>

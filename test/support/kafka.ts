@@ -134,3 +134,65 @@ export const KafkaResource = (options?: Parameters<typeof startKafka>[0]) =>
 export class KafkaServer extends Context.Tag("test/KafkaServer")<KafkaServer, KafkaBroker>() {
   static readonly layer = (options?: Parameters<typeof startKafka>[0]) => Layer.scoped(KafkaServer, KafkaResource(options))
 }
+
+/** A record as the broker holds it: a tombstone is a null value, not the JSON `null`. */
+export interface RawRecord {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: bigint
+  readonly key: string | null
+  /** The value as text; null for a tombstone. */
+  readonly value: string | null
+  readonly headers: Record<string, string>
+}
+
+/** Reads a topic from the beginning, every partition, each record as `read` makes it, until `enough` says so (60 s at most). */
+export const consumeRecords = async <T>(
+  brokers: string,
+  topic: string,
+  read: (record: RawRecord) => T,
+  enough: (records: ReadonlyArray<T>) => boolean
+): Promise<Array<T>> => {
+  const kafka = new kafkajs.Kafka({ brokers: [brokers], logLevel: kafkajs.logLevel.NOTHING })
+  const consumer = kafka.consumer({ groupId: `test-${topic}-${Math.random()}` })
+  const records: Array<T> = []
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  const done = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not enough with ${records.length} records on ${topic}`)), 60_000)
+    void consumer.run({
+      eachMessage: async ({ message, partition }) => {
+        records.push(read({
+          topic,
+          partition,
+          offset: BigInt(message.offset),
+          key: message.key === null ? null : message.key.toString(),
+          value: message.value === null ? null : message.value.toString(),
+          headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]))
+        }))
+        if (enough(records)) {
+          clearTimeout(timer)
+          resolve()
+        }
+      }
+    })
+  })
+  try {
+    await done
+  } finally {
+    await consumer.disconnect()
+  }
+  return records
+}
+
+/** Records on a topic so far: the sum of its partitions' end offsets. */
+export const topicSize = (topic: string) =>
+  Effect.flatMap(KafkaServer, (broker) => Effect.promise(async () => {
+    const admin = new kafkajs.Kafka({ brokers: [broker.brokers], logLevel: kafkajs.logLevel.NOTHING }).admin()
+    await admin.connect()
+    try {
+      return (await admin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.high), 0)
+    } finally {
+      await admin.disconnect()
+    }
+  }))
