@@ -184,7 +184,8 @@ const AgentOpenAiLazy = Layer.unwrapEffect(
   Effect.promise(() => import("./AgentOpenAi.js")).pipe(Effect.map((module) => module.AgentOpenAi))
 )
 
-/** The agent AGENT names, with the knowledge folder both live agents read. */
+/** The agent AGENT names, with the knowledge folder both live agents read (AGENT=off reads none: with many mailboxes it adds up). */
 export const AgentLive = Layer.unwrapEffect(
-  Effect.map(agentKind, (kind) => ({ knowledge: AgentKnowledge, openai: AgentOpenAiLazy, off: AgentOff })[kind])
-).pipe(Layer.provide(Knowledge.Live))
+  Effect.map(agentKind, (kind) =>
+    kind === "off" ? AgentOff : (kind === "knowledge" ? AgentKnowledge : AgentOpenAiLazy).pipe(Layer.provide(Knowledge.Live)))
+)

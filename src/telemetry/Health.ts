@@ -5,7 +5,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { SqlClient } from "@effect/sql"
-import { Clock, Data, Duration, Effect, Fiber, Layer, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schedule, Stream } from "effect"
 import { HealthConfig } from "../config/Telemetry.js"
 import { StartupRefused } from "../cli/Fatal.js"
 import type { ImapSession } from "../mailbox/Imap.js"
@@ -101,8 +101,12 @@ interface Held {
 
 /** What the poller did lately, in memory, for /healthz, /readyz and stall detection. */
 export class HealthState extends Effect.Service<HealthState>()("mailroom/HealthState", {
-  effect: Effect.sync(() => {
+  scoped: Effect.gen(function*() {
     const loops = new Map<string, number>()
+    /** Loops running now, by name (how many of each): the one sweep ticks them all. */
+    const running = new Map<string, number>()
+    /** Connections watched for a stall, by mailbox: the one sweep fails the stalled one's work. */
+    const guarded = new Map<string, { readonly limit: number; readonly bound: Duration.Duration; readonly stalled: Deferred.Deferred<never, MailboxStalled> }>()
     const held = new Map<string, Held>()
     const stalls = new Map<string, number>()
     const now = Clock.currentTimeMillis
@@ -119,9 +123,13 @@ export class HealthState extends Effect.Service<HealthState>()("mailroom/HealthS
 
     const activity = (mailbox: string) => Effect.map(now, (at) => void (entry(mailbox, at).lastActivity = at))
 
-    /** Runs `loop` with a heartbeat beside it: once it ends or the process hangs, /healthz notices. */
+    /** Runs `loop`, ticked by the sweep while it runs: once it ends or the process hangs, /healthz notices. */
     const alive = (loop: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.raceFirst(effect, tick(loop).pipe(Effect.repeat(heartbeat), Effect.zipRight(Effect.never)))
+      Effect.acquireUseRelease(
+        Effect.zipRight(tick(loop), Effect.sync(() => void running.set(loop, (running.get(loop) ?? 0) + 1))),
+        () => effect,
+        () => Effect.sync(() => (running.get(loop) ?? 1) > 1 ? void running.set(loop, running.get(loop)! - 1) : void running.delete(loop))
+      )
 
     /**
      * Runs `lead`, which waits for the mailbox's lock. Not holding it a moment later means another
@@ -184,18 +192,27 @@ export class HealthState extends Effect.Service<HealthState>()("mailroom/HealthS
     <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<A, E | MailboxStalled, R> =>
       Effect.gen(function*() {
         yield* activity(mailbox)
-        const limit = Duration.toMillis(bound)
-        const check = Effect.gen(function*() {
-          const at = yield* now
-          if (at - entry(mailbox, at).lastActivity <= limit) return
-          stalls.set(mailbox, at)
-          yield* Metric.increment(mailboxStalls)
-          return yield* new MailboxStalled({ mailbox, after: bound })
-        })
-        const every = Duration.millis(Math.min(Math.max(limit / 4, 100), 5_000))
-        const watchdog = check.pipe(Effect.repeat(Schedule.spaced(every)), Effect.zipRight(Effect.never))
-        return yield* Effect.raceFirst(work, watchdog)
-      }).pipe(Effect.ensuring(Effect.sync(() => void stalls.delete(mailbox))))
+        const stalled = yield* Deferred.make<never, MailboxStalled>()
+        guarded.set(mailbox, { limit: Duration.toMillis(bound), bound, stalled })
+        return yield* Effect.raceFirst(work, Deferred.await(stalled))
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        guarded.delete(mailbox)
+        stalls.delete(mailbox)
+      })))
+
+    // One fiber for every loop and connection: a thousand mailboxes must not cost a thousand timers.
+    const sweep = Effect.gen(function*() {
+      const at = yield* now
+      for (const loop of running.keys()) loops.set(loop, at)
+      for (const [mailbox, watched] of guarded) {
+        if (at - entry(mailbox, at).lastActivity <= watched.limit) continue
+        guarded.delete(mailbox)
+        stalls.set(mailbox, at)
+        yield* Metric.increment(mailboxStalls)
+        yield* Deferred.fail(watched.stalled, new MailboxStalled({ mailbox, after: watched.bound }))
+      }
+    })
+    yield* sweep.pipe(Effect.repeat(heartbeat), Effect.withTracerEnabled(false), Effect.forkScoped)
 
     const snapshot: Effect.Effect<HealthSnapshot> = Effect.map(now, (at) => ({
       now: at,
