@@ -25,6 +25,23 @@ export interface MailboxesOptions {
   readonly timeoutSeconds: number | undefined
   /** BENCH_MAILBOXES_KEEP_DB=1: leave the database behind, to look into what the run left. */
   readonly keepDatabase: boolean
+  /** BENCH_MAILBOXES_POLL_INTERVAL: IMAP_POLL_INTERVAL for the mailroom processes; unset: mailroom's default (60 s). */
+  readonly pollInterval: number | undefined
+  /** BENCH_MAILBOXES_PHASES: which of load (start-up, idle, load), cap and takeover to run; all by default. */
+  readonly phases: ReadonlySet<MailboxesPhase>
+  /** BENCH_MAILBOXES_LOG_DIR: a folder to write each mailroom process's output to. */
+  readonly logDir: string | undefined
+}
+
+export const MAILBOXES_PHASES = ["load", "cap", "takeover"] as const
+export type MailboxesPhase = (typeof MAILBOXES_PHASES)[number]
+
+const parsePhases = (value: string | undefined): ReadonlySet<MailboxesPhase> => {
+  if (value === undefined || value.trim() === "") return new Set(MAILBOXES_PHASES)
+  const names = value.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0)
+  const unknown = names.filter((s) => !(MAILBOXES_PHASES as ReadonlyArray<string>).includes(s))
+  if (unknown.length > 0) throw new Error(`BENCH_MAILBOXES_PHASES: unknown phase(s) ${unknown.join(", ")}; known: ${MAILBOXES_PHASES.join(", ")}`)
+  return new Set(names as Array<MailboxesPhase>)
 }
 
 export const DEFAULT_MAILBOXES = { count: 1_000, mails: 2_000, rate: 20, idleSeconds: 30 } as const
@@ -102,7 +119,10 @@ export const parseOptions = (env: NodeJS.ProcessEnv, argv: ReadonlyArray<string>
         const value = flag(argv, "mailboxes-timeout") ?? env.BENCH_MAILBOXES_TIMEOUT
         return value === undefined || value === "" ? undefined : wholeNumber(value, 0, "BENCH_MAILBOXES_TIMEOUT")
       })(),
-      keepDatabase: env.BENCH_MAILBOXES_KEEP_DB === "1"
+      keepDatabase: env.BENCH_MAILBOXES_KEEP_DB === "1",
+      pollInterval: env.BENCH_MAILBOXES_POLL_INTERVAL ? wholeNumber(env.BENCH_MAILBOXES_POLL_INTERVAL, 0, "BENCH_MAILBOXES_POLL_INTERVAL") : undefined,
+      phases: parsePhases(env.BENCH_MAILBOXES_PHASES),
+      logDir: env.BENCH_MAILBOXES_LOG_DIR || undefined
     }
   }
 }

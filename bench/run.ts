@@ -497,12 +497,15 @@ const scenarios: ReadonlyArray<readonly [Scenario, (dovecot: Dovecot) => Promise
   ["mailboxes", mailboxes]
 ]
 
+/** As JSON shows them: the phases are a Set. */
+const mailboxesOptions = { ...options.mailboxes, phases: [...options.mailboxes.phases] }
+
 const postgresVersion = async () => (await query<{ v: string }>(serverUrl, "SELECT current_setting('server_version') AS v"))[0]?.v
 
 const run = async () => {
   const chosen = scenarios.filter(([name]) => options.only.has(name))
   log(`bench: ${chosen.map(([name]) => name).join(", ")}; counts ${JSON.stringify(options.counts)}${
-    options.only.has("mailboxes") ? `; mailboxes ${JSON.stringify(options.mailboxes)}` : ""
+    options.only.has("mailboxes") ? `; mailboxes ${JSON.stringify(mailboxesOptions)}` : ""
   }; mailroom ${main}`)
   if (chosen.some(([name]) => name === "small" || name === "backlog" || name === "rtt")) {
     if (!shared) throw new Error("../shared/bench not found: the baselines (seed_imaplib.py, seed_full.py) live there")
@@ -519,7 +522,7 @@ const run = async () => {
   } finally {
     await dovecot.stop()
   }
-  console.table(rows.map((r) => ({
+  if (rows.length > 0) console.table(rows.map((r) => ({
     scenario: r.scenario,
     row: r.name,
     mails: r.messages,
@@ -541,7 +544,7 @@ const run = async () => {
     only: [...options.only],
     counts: options.counts,
     rttMs: options.rttMs,
-    ...(options.only.has("mailboxes") ? { mailboxesOptions: options.mailboxes } : {}),
+    ...(options.only.has("mailboxes") ? { mailboxesOptions } : {}),
     main,
     cpuScope: {
       client: "the bench's reaped children: the loop's python3 or mailroom's node, start-up included",

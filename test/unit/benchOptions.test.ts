@@ -33,10 +33,10 @@ describe("the benchmark's options", () => {
   it("runs the mailboxes scenario only when named, sized by BENCH_MAILBOXES_*", () => {
     expect(parseOptions({}, []).only.has("mailboxes")).toBe(false)
     expect(parseOnly("all").has("mailboxes")).toBe(false)
-    expect(parseOptions({}, []).mailboxes).toEqual({ ...DEFAULT_MAILBOXES, timeoutSeconds: undefined, keepDatabase: false })
+    expect(parseOptions({}, []).mailboxes).toEqual({ ...DEFAULT_MAILBOXES, timeoutSeconds: undefined, keepDatabase: false, pollInterval: undefined, phases: new Set(["load", "cap", "takeover"]), logDir: undefined })
     const options = parseOptions({ BENCH_ONLY: "mailboxes", BENCH_MAILBOXES: "50", BENCH_MAILBOXES_MAILS: "200" }, ["--mailboxes-rate", "10"])
     expect([...options.only]).toEqual(["mailboxes"])
-    expect(options.mailboxes).toEqual({ count: 50, mails: 200, rate: 10, idleSeconds: 30, timeoutSeconds: undefined, keepDatabase: false })
+    expect(options.mailboxes).toEqual({ count: 50, mails: 200, rate: 10, idleSeconds: 30, timeoutSeconds: undefined, keepDatabase: false, pollInterval: undefined, phases: new Set(["load", "cap", "takeover"]), logDir: undefined })
     expect(() => parseOptions({ BENCH_MAILBOXES: "0" }, [])).toThrow(/BENCH_MAILBOXES/)
   })
 
