@@ -15,7 +15,7 @@ import { SenderAuthenticator } from "./mail/SenderAuth.js"
 import { Drafts } from "./replies/Drafts.js"
 import { EventLog } from "./log/EventLog.js"
 import { StateStore } from "./log/StateStore.js"
-import { VaultLive } from "./log/Vault.js"
+import { Vault } from "./log/Vault.js"
 import { ReplyStore } from "./replies/ReplyStore.js"
 import { TicketRepo } from "./tickets/TicketRepo.js"
 import { HealthState } from "./telemetry/Health.js"
@@ -29,7 +29,7 @@ export const DatabaseLive = MigrationsLive.pipe(Layer.provideMerge(SqlLive))
 /** The event log, the stores over it (tickets and their projections, reply events) and the cursors. */
 export const StoreLive = Layer.mergeAll(TicketRepo.Live, ReplyStore.Live).pipe(
   Layer.provideMerge(Layer.mergeAll(EventLog.Live, StateStore.Live)),
-  Layer.provideMerge(VaultLive),
+  Layer.provideMerge(Vault.Live),
   Layer.provideMerge(DatabaseLive)
 )
 

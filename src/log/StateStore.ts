@@ -94,6 +94,9 @@ const make = Effect.gen(function*() {
           last_error = COALESCE(EXCLUDED.last_error, mailbox_health.last_error),
           last_error_at = COALESCE(EXCLUDED.last_error_at, mailbox_health.last_error_at),
           updated_at = now()
+        -- A standby saying so must not hide the instance that leads the mailbox: its row stays.
+        WHERE EXCLUDED.state <> 'standby' OR mailbox_health.instance = EXCLUDED.instance
+          OR mailbox_health.state IN ('standby', 'stopped')
       `.pipe(Effect.asVoid)
     },
     health: sql<{

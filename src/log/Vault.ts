@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, ra
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer, Option, Redacted } from "effect"
+import type { ConfigError } from "effect"
 import { secretKey } from "../config/Config.js"
 import { inTransaction } from "./Sql.js"
 
@@ -79,19 +80,6 @@ export interface VaultShape {
   readonly keysById: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Buffer>, SqlError>
   /** Destroys every key of the customer; returns how many. */
   readonly destroy: (customerId: string) => Effect.Effect<number, SqlError>
-}
-
-export class Vault extends Context.Tag("mailroom/Vault")<Vault, VaultShape>() {
-  /** For tests without a database: keyed ids from a fixed root; nothing to seal with. */
-  static readonly Test: Layer.Layer<Vault> = Layer.sync(Vault, () => {
-    const { idKey } = keysFrom(Buffer.from("mailroom test root"))
-    return Vault.of({
-      customerId: (address) => keyedCustomerId(idKey, address),
-      keysFor: () => Effect.succeed(new Map()),
-      keysById: () => Effect.succeed(new Map()),
-      destroy: () => Effect.succeed(0)
-    })
-  })
 }
 
 /** One at a time across instances: the first start writes the root and the check value. */
@@ -186,4 +174,18 @@ const make = Effect.gen(function*() {
   })
 })
 
-export const VaultLive = Layer.effect(Vault, make)
+export class Vault extends Context.Tag("mailroom/Vault")<Vault, VaultShape>() {
+  static readonly Live: Layer.Layer<Vault, SqlError | SecretKeyMismatch | ConfigError.ConfigError, SqlClient.SqlClient> = Layer.effect(Vault, make)
+
+  /** For tests without a database: keyed ids from a fixed root; nothing to seal with. */
+  static readonly Test: Layer.Layer<Vault> = Layer.sync(Vault, () => {
+    const { idKey } = keysFrom(Buffer.from("mailroom test root"))
+    return Vault.of({
+      customerId: (address) => keyedCustomerId(idKey, address),
+      keysFor: () => Effect.succeed(new Map()),
+      keysById: () => Effect.succeed(new Map()),
+      destroy: () => Effect.succeed(0)
+    })
+  })
+}
+

@@ -4,7 +4,7 @@ import { EventBus, MemoryEventBus } from "../../src/bus/EventBus.js"
 import { Relay } from "../../src/bus/Relay.js"
 import { DatabaseLive } from "../../src/Layers.js"
 import { EventLog } from "../../src/log/EventLog.js"
-import { VaultLive } from "../../src/log/Vault.js"
+import { Vault } from "../../src/log/Vault.js"
 import { runCli } from "../support/cli.js"
 import { DovecotServer } from "../support/dovecot.js"
 import { mail } from "../support/mails.js"
@@ -23,7 +23,7 @@ layer(DovecotServer.layer(), { excludeTestServices: true })("consumers wake thro
         Relay.Default.pipe(
           Layer.provide(EventBus.Test(bus)),
           Layer.provideMerge(EventLog.Live),
-          Layer.provide(VaultLive),
+          Layer.provide(Vault.Live),
           Layer.provideMerge(DatabaseLive),
           Layer.provide(configLayer(env))
         )

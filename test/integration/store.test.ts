@@ -52,6 +52,21 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
     }).pipe(Effect.provide(sqlPipeline(backend, "store", Imap.Test(mailbox))))
   })
 
+  it.scoped("keeps the leader's mailbox_health row when a standby says it stands by", () =>
+    Effect.gen(function*() {
+      const state = yield* StateStore
+      const row = Effect.map(state.health, (all) => all.find((h) => h.mailbox === "shared")!)
+      yield* state.reportHealth("shared", "host/1", { _tag: "Login" })
+      yield* state.reportHealth("shared", "host/2", { _tag: "State", state: "standby" })
+      expect(yield* row).toMatchObject({ instance: "host/1", state: "connected" })
+      // Once the leader says it stopped, or the standby leads, the row is the standby's.
+      yield* state.reportHealth("shared", "host/1", { _tag: "State", state: "stopped" })
+      yield* state.reportHealth("shared", "host/2", { _tag: "State", state: "standby" })
+      expect(yield* row).toMatchObject({ instance: "host/2", state: "standby" })
+      yield* state.reportHealth("shared", "host/2", { _tag: "Login" })
+      expect(yield* row).toMatchObject({ instance: "host/2", state: "connected" })
+    }).pipe(Effect.provide(sqlPipeline(backend, "health_rows", Imap.Test(new MemoryMailbox())))))
+
   it.scoped("plans a commit's statements generically, and only within its transaction", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
