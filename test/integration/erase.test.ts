@@ -1,9 +1,18 @@
-import { describe, expect, layer } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Effect, Option } from "effect"
+import { EventLog } from "../../src/log/EventLog.js"
+import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
+import { Poller } from "../../src/mailbox/Poller.js"
+import { eraseCustomer } from "../../src/tickets/Erase.js"
 import { replayProjections } from "../../src/tickets/Replay.js"
 import { runCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
 import { createDatabase, query } from "../support/postgres.js"
 import { ofType, ReplyServers, replyPipeline, withReplyServers } from "../support/replyStack.js"
+import type { Backend } from "../support/stack.js"
+import { sqlPipeline } from "../support/stack.js"
+import { mail as memoryMail } from "../unit/layers.js"
 
 /** What Ada wrote, and what must be nowhere once she is erased: not in a table, not in raw mail. */
 const ADA = ["ada@customer.test", "Ada Lovelace", "ADA-SECRET-SUBJECT", "ADA-SECRET-BODY", "ADA-HUGE-ATTACHMENT"]
@@ -142,5 +151,55 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await db.drop()
       }
     }))
+  })
+})
+
+/** The same scan in-process, through the pipeline's own SqlClient: PGlite has no server to connect to. */
+const holdersIn = (needle: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const tables = yield* sql<{ table_name: string }>`
+      SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`
+    const found: Array<string> = []
+    for (const { table_name: table } of tables) {
+      const bytea = yield* sql<{ column_name: string }>`
+        SELECT column_name FROM information_schema.columns WHERE table_name = ${table} AND data_type = 'bytea'`
+      const conditions = [
+        sql`t::text ILIKE ${`%${needle}%`}`,
+        ...bytea.map((c) => sql`position(convert_to(${needle}, 'UTF8') in coalesce(${sql(c.column_name)}, ''::bytea)) > 0`)
+      ]
+      const [row] = yield* sql<{ n: string }>`SELECT count(*) AS n FROM ${sql(table)} t WHERE ${sql.or(conditions)}`
+      if (Number(row!.n) > 0) found.push(table)
+    }
+    return found
+  })
+
+describe.each<Backend>(["postgres", "pglite"])("erasure on %s", (backend) => {
+  it.scoped("leaves the customer's address, name and words in no table, the log only grown, and a later mail opens a fresh customer", () => {
+    const mailbox = new MemoryMailbox()
+    mailbox.append(memoryMail({ from: "Grace Hopper <grace@navy.test>", subject: "GRACE-SECRET subject", text: "GRACE-BODY words", messageId: "<g1@navy.test>" }))
+    mailbox.append(memoryMail({ from: "Grace Hopper <grace@navy.test>", subject: "Re: GRACE-SECRET subject", text: "more GRACE-BODY", inReplyTo: "<g1@navy.test>" }))
+    mailbox.append(memoryMail({ from: "Alan <alan@other.test>", subject: "Alan's own", text: "hello" }))
+    return Effect.gen(function*() {
+      const once = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Option.getOrThrow))
+      expect(yield* once).toMatchObject({ received: 3, ticketsCreated: 2 })
+      const log = yield* EventLog
+      const before = (yield* log.read(0n, 100)).length
+      for (const needle of ["grace@navy.test", "Grace Hopper", "GRACE-SECRET", "GRACE-BODY"]) expect((yield* holdersIn(needle)).length, needle).toBeGreaterThan(0)
+      const erased = yield* eraseCustomer("Grace@Navy.test")
+      expect(erased).toMatchObject({ messagesDeleted: 2, rawMessagesDeleted: 2, keysDestroyed: 1 })
+      for (const needle of ["grace@navy.test", "Grace Hopper", "GRACE-SECRET", "GRACE-BODY"]) expect(yield* holdersIn(needle), needle).toEqual([])
+      const events = yield* log.read(0n, 100)
+      expect(events).toHaveLength(before + 1)
+      expect(events.filter((e) => e.erased).map((e) => e.type)).toEqual(["EmailReceived", "EmailReceived"])
+      // Alan's mail is untouched: in his ticket, his message and its raw bytes (the log holds it sealed).
+      expect([...(yield* holdersIn("Alan's own"))].sort()).toEqual(["messages", "raw_messages", "tickets"])
+
+      mailbox.append(memoryMail({ from: "Grace Hopper <grace@navy.test>", subject: "Hello again", messageId: "<g3@navy.test>", inReplyTo: "<g1@navy.test>" }))
+      expect(yield* once).toMatchObject({ received: 1, ticketsCreated: 1 })
+      const sql = yield* SqlClient.SqlClient
+      const customers = yield* sql<{ email: string }>`SELECT email FROM customers ORDER BY email`
+      expect(customers.map((c) => c.email)).toEqual(["alan@other.test", "grace@navy.test"])
+    }).pipe(Effect.provide(sqlPipeline(backend, `erase_${backend}`, Imap.Test(mailbox))))
   })
 })
