@@ -9,20 +9,13 @@ import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { generateCorpus } from "../support/corpus.js"
 import type { Dovecot } from "../support/dovecot.js"
-import { DovecotServer } from "../support/dovecot.js"
+import { DovecotServer, dovecotEnv } from "../support/dovecot.js"
 import { FaultProxyServer } from "../support/faultProxy.js"
 import { hostileMails, largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
 import { PostgresServer, query } from "../support/postgres.js"
 import { configLayer } from "../unit/layers.js"
 
-const mailboxEnv = (dovecot: Dovecot) => ({
-  GMAIL_SENDER_EMAIL: dovecot.user,
-  GMAIL_SENDER_PASSWORD: dovecot.password,
-  IMAP_HOST: dovecot.host,
-  IMAP_PORT: String(dovecot.port),
-  IMAP_TLS: "false",
-  AGENT: "off"
-})
+const mailboxEnv = dovecotEnv
 
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex")
 

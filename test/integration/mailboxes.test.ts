@@ -13,6 +13,17 @@ import { createDatabase, query } from "../support/postgres.js"
 const SUPPORT = { user: "support@acme.test", password: "support-pass" }
 const SALES = { user: "sales@globex.test", password: "sales-pass" }
 
+/** mailroom over `dir`/mailboxes.yaml, the two accounts' passwords in the variables it names, and `db`. */
+const fileEnv = (dir: string, db: { readonly url: string }, extra: Record<string, string> = {}) => ({
+  MAILBOXES_FILE: join(dir, "mailboxes.yaml"),
+  SUPPORT_PASSWORD: SUPPORT.password,
+  SALES_PASSWORD: SALES.password,
+  DATABASE_URL: db.url,
+  IMAP_BACKFILL: "all",
+  AGENT: "off",
+  ...extra
+})
+
 /** Both accounts on one Dovecot, and a broker: two accounts × two folders in one process. */
 const servers = Effect.gen(function*() {
   return { dovecot: yield* DovecotServer, kafka: yield* KafkaServer }
@@ -56,18 +67,12 @@ layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: t
               ""
             ].join("\n"))
           })
-          const env = {
-            MAILBOXES_FILE: join(dir, "mailboxes.yaml"),
-            SUPPORT_PASSWORD: SUPPORT.password,
-            SALES_PASSWORD: SALES.password,
-            DATABASE_URL: db.url,
-            IMAP_BACKFILL: "all",
-            AGENT: "off",
+          const env = fileEnv(dir, db, {
             KAFKA_BROKERS: kafka.brokers,
             KAFKA_TOPIC: "email_inbound_mailboxes",
             KAFKA_EVENTS_TOPIC: "mailroom.events.mailboxes",
             KAFKA_DLQ_TOPIC: "mailroom.events.dlq.mailboxes"
-          }
+          })
           const keys = ["sales@globex.test/INBOX", "sales@globex.test/Leads", "support@acme.test/Escalations", "support@acme.test/INBOX"]
 
           const first = yield* Effect.promise(() => runCli(["--once"], env))
@@ -174,15 +179,7 @@ layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: t
               "    folders: [Share1, Share2]"
             ]).reduce((file, line) => `${file}${line}\n`, "mailboxes:\n"))
           })
-          const env = (extra: Record<string, string> = {}) => ({
-            MAILBOXES_FILE: join(dir, "mailboxes.yaml"),
-            SUPPORT_PASSWORD: SUPPORT.password,
-            SALES_PASSWORD: SALES.password,
-            DATABASE_URL: db.url,
-            IMAP_BACKFILL: "all",
-            AGENT: "off",
-            ...extra
-          })
+          const env = (extra: Record<string, string> = {}) => fileEnv(dir, db, extra)
           const start = (extra: Record<string, string>) => {
             const child = spawnCli(["--interval", "1"], env(extra))
             let stderr = ""

@@ -13,7 +13,7 @@ import { EventData } from "../../src/log/Event.js"
 import type { StoredEvent } from "../../src/log/Event.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { childEnv, collect, runCli } from "../support/cli.js"
-import { DovecotServer } from "../support/dovecot.js"
+import { DovecotServer, dovecotEnv } from "../support/dovecot.js"
 import { mail } from "../support/mails.js"
 import { freshDataDir, PostgresServer, query } from "../support/postgres.js"
 import { configLayer } from "../unit/layers.js"
@@ -142,13 +142,8 @@ const makeSuite = Effect.gen(function*() {
   // No .env of the developer's is read: the children run in a folder of their own.
   const cwd = yield* freshDataDir
   const env = (extra: Record<string, string> = {}) => ({
-    GMAIL_SENDER_EMAIL: dovecot.user,
-    GMAIL_SENDER_PASSWORD: dovecot.password,
-    IMAP_HOST: dovecot.host,
-    IMAP_PORT: String(dovecot.port),
-    IMAP_TLS: "false",
+    ...dovecotEnv(dovecot),
     IMAP_BACKFILL: "all",
-    AGENT: "off",
     MAX_MESSAGE_BYTES: "20000",
     DATABASE_URL: db.url,
     ...extra

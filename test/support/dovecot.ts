@@ -318,3 +318,13 @@ export class DovecotServer extends Context.Tag("test/DovecotServer")<DovecotServ
   static readonly layer = (options?: Parameters<typeof startDovecot>[0]) => Layer.scoped(DovecotServer, DovecotResource(options))
 }
 
+
+/** The settings that point mailroom at this Dovecot's main user over plain IMAP, answering nothing. */
+export const dovecotEnv = (dovecot: Pick<Dovecot, "user" | "password" | "host" | "port">): Record<string, string> => ({
+  GMAIL_SENDER_EMAIL: dovecot.user,
+  GMAIL_SENDER_PASSWORD: dovecot.password,
+  IMAP_HOST: dovecot.host,
+  IMAP_PORT: String(dovecot.port),
+  IMAP_TLS: "false",
+  AGENT: "off"
+})
