@@ -17,28 +17,25 @@ import { mail as memoryMail } from "../unit/layers.js"
 /** What Ada wrote, and what must be nowhere once she is erased: not in a table, not in raw mail. */
 const ADA = ["ada@customer.test", "Ada Lovelace", "ADA-SECRET-SUBJECT", "ADA-SECRET-BODY", "ADA-HUGE-ATTACHMENT"]
 
-/** Every row of every table in the database that holds `needle`, as text or (bytea columns) as bytes. */
-const holders = async (url: string, needle: string) => {
-  const tables = await query<{ table_name: string }>(
-    url,
-    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-  )
-  const found: Array<string> = []
-  for (const { table_name: table } of tables) {
-    const bytea = await query<{ column_name: string }>(
-      url,
-      `SELECT column_name FROM information_schema.columns WHERE table_name = '${table}' AND data_type = 'bytea'`
-    )
-    const literal = needle.replace(/'/g, "''")
-    const conditions = [
-      `t::text ILIKE '%${literal}%'`,
-      ...bytea.map((c) => `position(convert_to('${literal}', 'UTF8') in coalesce(t.${c.column_name}, ''::bytea)) > 0`)
-    ]
-    const [row] = await query<{ n: string }>(url, `SELECT count(*) AS n FROM ${table} t WHERE ${conditions.join(" OR ")}`)
-    if (Number(row!.n) > 0) found.push(`${table} (${row!.n})`)
-  }
-  return found
-}
+/** Every table that holds `needle`, as text or (bytea columns) as bytes; through the pipeline's own SqlClient, as PGlite has no server to connect to. */
+const holdersIn = (needle: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const tables = yield* sql<{ table_name: string }>`
+      SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`
+    const found: Array<string> = []
+    for (const { table_name: table } of tables) {
+      const bytea = yield* sql<{ column_name: string }>`
+        SELECT column_name FROM information_schema.columns WHERE table_name = ${table} AND data_type = 'bytea'`
+      const conditions = [
+        sql`t::text ILIKE ${`%${needle}%`}`,
+        ...bytea.map((c) => sql`position(convert_to(${needle}, 'UTF8') in coalesce(${sql(c.column_name)}, ''::bytea)) > 0`)
+      ]
+      const [row] = yield* sql<{ n: string }>`SELECT count(*) AS n FROM ${sql(table)} t WHERE ${sql.or(conditions)}`
+      if (Number(row!.n) > 0) found.push(table)
+    }
+    return found
+  })
 
 const count = async (url: string, statement: string) => Number((await query<{ n: string }>(url, statement))[0]!.n)
 
@@ -78,7 +75,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await p.ingest()
         expect((await p.reply()).sent).toBeGreaterThanOrEqual(1)
         const eventsBefore = await count(db.url, "SELECT count(*) AS n FROM events")
-        for (const needle of ADA.slice(0, 3)) expect((await holders(db.url, needle)).length, needle).toBeGreaterThan(0)
+        for (const needle of ADA.slice(0, 3)) expect((await p.runtime.runPromise(holdersIn(needle))).length, needle).toBeGreaterThan(0)
         // Sealed from the start: the events table itself never held Ada's words in clear.
         expect(await count(db.url, "SELECT count(*) AS n FROM events WHERE data::text ILIKE '%ada@customer.test%' OR data::text LIKE '%ADA-SECRET%'")).toBe(0)
 
@@ -88,7 +85,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         // Her ticket held her mail, Bob's answer in it and mailroom's answers to both; raw: those two mails and the quarantined one.
         expect(run.stdout).toMatch(/1 ticket\(s\) and 4 message\(s\) deleted, 3 raw mail\(s\) deleted, 1 key\(s\) destroyed/)
 
-        for (const needle of ADA) expect(await holders(db.url, needle), needle).toEqual([])
+        for (const needle of ADA) expect(await p.runtime.runPromise(holdersIn(needle)), needle).toEqual([])
         // Everything else stays: Bob's own ticket and mail, every event (one more: CustomerErased).
         expect(await count(db.url, "SELECT count(*) AS n FROM tickets WHERE subject = 'BOB-OWN-TICKET'")).toBe(1)
         expect(await count(db.url, "SELECT count(*) AS n FROM customers WHERE email = 'bob@other.test'")).toBe(1)
@@ -153,26 +150,6 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
     }))
   })
 })
-
-/** The same scan in-process, through the pipeline's own SqlClient: PGlite has no server to connect to. */
-const holdersIn = (needle: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const tables = yield* sql<{ table_name: string }>`
-      SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`
-    const found: Array<string> = []
-    for (const { table_name: table } of tables) {
-      const bytea = yield* sql<{ column_name: string }>`
-        SELECT column_name FROM information_schema.columns WHERE table_name = ${table} AND data_type = 'bytea'`
-      const conditions = [
-        sql`t::text ILIKE ${`%${needle}%`}`,
-        ...bytea.map((c) => sql`position(convert_to(${needle}, 'UTF8') in coalesce(${sql(c.column_name)}, ''::bytea)) > 0`)
-      ]
-      const [row] = yield* sql<{ n: string }>`SELECT count(*) AS n FROM ${sql(table)} t WHERE ${sql.or(conditions)}`
-      if (Number(row!.n) > 0) found.push(table)
-    }
-    return found
-  })
 
 describe.each<Backend>(["postgres", "pglite"])("erasure on %s", (backend) => {
   it.scoped("leaves the customer's address, name and words in no table, the log only grown, and a later mail opens a fresh customer", () => {

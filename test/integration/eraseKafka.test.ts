@@ -45,23 +45,30 @@ const onDatabase = <A extends object>(env: Record<string, string>, statement: st
     Effect.provide(StoreLive.pipe(Layer.provide(configLayer(env))))
   )
 
+/** A fresh database, a folder for the files to import, topics of their own, and the settings over them. */
+const rig = (label: string, extra: Record<string, string>) =>
+  Effect.gen(function*() {
+    const broker = yield* KafkaServer
+    const db = yield* freshDatabase(`${label}_kafka`)
+    const dir = yield* tempDir
+    const topics = { inbound: `email_inbound_${label}`, events: `mailroom.events.${label}` }
+    const env: Record<string, string> = {
+      ...baseEnv,
+      DATABASE_URL: db.url,
+      AGENT: "off",
+      KAFKA_BROKERS: broker.brokers,
+      KAFKA_TOPIC: topics.inbound,
+      KAFKA_EVENTS_TOPIC: topics.events,
+      KAFKA_DLQ_TOPIC: `mailroom.events.dlq.${label}`,
+      ...extra
+    }
+    return { dir, env, topics }
+  })
+
 layer(KafkaServer.layer(), { excludeTestServices: true })("mailroom erase on Kafka", (it) => {
   it.scoped("tombstones every key that carried the erased customer's data, on both topics, and no other key", () =>
     Effect.gen(function*() {
-      const broker = yield* KafkaServer
-      const db = yield* freshDatabase("erase_kafka")
-      const dir = yield* tempDir
-      const topics = { inbound: "email_inbound_erase", events: "mailroom.events.erase" }
-      const env: Record<string, string> = {
-        ...baseEnv,
-        DATABASE_URL: db.url,
-        AGENT: "off",
-        MAILROOM_SECRET_KEY: "erase-kafka-test-secret-0123456789abcdef0123456789abcdef",
-        KAFKA_BROKERS: broker.brokers,
-        KAFKA_TOPIC: topics.inbound,
-        KAFKA_EVENTS_TOPIC: topics.events,
-        KAFKA_DLQ_TOPIC: "mailroom.events.dlq.erase"
-      }
+      const { dir, env, topics } = yield* rig("erase", { MAILROOM_SECRET_KEY: "erase-kafka-test-secret-0123456789abcdef0123456789abcdef" })
 
       // Ada: a thread of two mails and a mail of its own (two tickets); Bob: one mail.
       yield* Effect.promise(async () => {
@@ -187,20 +194,7 @@ layer(KafkaServer.layer(), { excludeTestServices: true })("mailroom erase on Kaf
 
   it.scoped("tombstones the erased customer's quarantined mail by its own key, which no one else's record shares", () =>
     Effect.gen(function*() {
-      const broker = yield* KafkaServer
-      const db = yield* freshDatabase("erase_kafka_quarantine")
-      const dir = yield* tempDir
-      const topics = { inbound: "email_inbound_erase_q", events: "mailroom.events.erase_q" }
-      const env: Record<string, string> = {
-        ...baseEnv,
-        DATABASE_URL: db.url,
-        AGENT: "off",
-        KAFKA_BROKERS: broker.brokers,
-        KAFKA_TOPIC: topics.inbound,
-        KAFKA_EVENTS_TOPIC: topics.events,
-        KAFKA_DLQ_TOPIC: "mailroom.events.dlq.erase_q",
-        MAX_MESSAGE_BYTES: "2000"
-      }
+      const { dir, env, topics } = yield* rig("erase_q", { MAX_MESSAGE_BYTES: "2000" })
       yield* Effect.promise(async () => {
         await writeFile(join(dir, "1-ada-big.eml"), mail({ from: `Ada Lovelace <${ADA}>`, subject: "ADA-SECRET-SUBJECT scans", text: "x".repeat(5000) }))
         await writeFile(join(dir, "2-bob-big.eml"), mail({ from: `Bob <${BOB}>`, subject: "BOB-BIG", text: "y".repeat(5000) }))
