@@ -8,7 +8,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
 import { describeFailure } from "./cli/Fatal.js"
-import { fleetOn, statusFleetOn } from "./Layers.js"
+import { fleetOn, statusFleetOn, StoreLive } from "./Layers.js"
 import { ImapLive } from "./mailbox/Imap.js"
 import { EventBusLive } from "./bus/KafkaBus.js"
 import { LoggingLive } from "./telemetry/Logging.js"
@@ -21,7 +21,7 @@ const AppLive = fleetOn(ImapLive, EventBusLive).pipe(
 // The mailbox over the database: with OAuth2 it reads the refresh token stored there.
 const StatusLive = statusFleetOn(ImapLive)
 
-const cli = Command.run(makeCli({ app: AppLive, status: StatusLive }), {
+const cli = Command.run(makeCli({ app: AppLive, status: StatusLive, store: StoreLive }), {
   name: "mailroom",
   version: "0.1.0"
 })

@@ -18,7 +18,6 @@ import { collectStatus, formatStatus } from "./Status.js"
 import { reconcileCommand } from "./Reconcile.js"
 import { replayCommand } from "./Replay.js"
 import { eraseCommand } from "./Erase.js"
-import type { Vault } from "../log/Vault.js"
 import type { HealthState } from "../telemetry/Health.js"
 import type { EventLog } from "../log/EventLog.js"
 import { runRetention } from "../log/Retention.js"
@@ -118,11 +117,13 @@ export const runForever = (seconds: Option.Option<number>) =>
     ], { concurrency: "unbounded", discard: true })
   })
 
-export interface CliLayers<E1, E2> {
+export interface CliLayers<E1, E2, E3> {
   /** Poller, relay and responder over the live services; the health endpoints read HealthState and the database, retention the database and the log. */
   readonly app: Layer.Layer<Fleet | Relay | HealthState | EventLog | SqlClient.SqlClient, E1>
-  /** The stores and the mailbox, for `status`, `replay` and `erase`. */
-  readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus> | Vault, E2>
+  /** The stores and each mailbox's connection, for `status`. */
+  readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus>, E2>
+  /** The database and the log alone, for `replay` and `erase`: they need no mailbox settings. */
+  readonly store: Layer.Layer<Effect.Effect.Context<ReturnType<typeof replayCommand>> | Effect.Effect.Context<ReturnType<typeof eraseCommand>>, E3>
 }
 
 const describeRun = () =>
@@ -137,7 +138,7 @@ const describeRun = () =>
  * The command tree. Layers are provided inside each handler, so that `--help` and `settings` need no
  * configuration; built by main.ts after every module has declared its settings.
  */
-export const makeCli = <E1, E2>(layers: CliLayers<E1, E2>) => {
+export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
   const run = Command.make("mailroom", { once, interval }, (flags) =>
     Option.match(flags.interval, {
       onSome: (seconds) => seconds > 0 ? Effect.void : new StartupRefused({ reason: "--interval takes a whole number of seconds above 0" }),
@@ -168,7 +169,7 @@ export const makeCli = <E1, E2>(layers: CliLayers<E1, E2>) => {
   const replay = Command.make(
     "replay",
     { check: Options.boolean("check").pipe(Options.withDescription("Only compare, and exit with 1 when they differ; nothing is changed.")) },
-    ({ check }) => replayCommand({ check }).pipe(Effect.asVoid, Effect.provide(layers.status))
+    ({ check }) => replayCommand({ check }).pipe(Effect.asVoid, Effect.provide(layers.store))
   ).pipe(
     Command.withDescription(
       "Rebuilds customers, tickets, messages and ticket_participants from the event log and swaps them in, in one transaction that holds the log's append lock; prints what differed. The log itself is only read."
@@ -178,7 +179,7 @@ export const makeCli = <E1, E2>(layers: CliLayers<E1, E2>) => {
   const erase = Command.make(
     "erase",
     { customer: Options.text("customer").pipe(Options.withDescription("The customer's email address.")) },
-    ({ customer }) => eraseCommand(customer).pipe(Effect.asVoid, Effect.provide(layers.status))
+    ({ customer }) => eraseCommand(customer).pipe(Effect.asVoid, Effect.provide(layers.store))
   ).pipe(
     Command.withDescription(
       "The right to erasure: deletes the customer's tickets, messages and raw mail, destroys the keys their personal data in the event log is sealed under (so it can no longer be read), records CustomerErased and sends Kafka tombstones for their tickets. Their next mail opens a new customer."
