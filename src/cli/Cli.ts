@@ -28,7 +28,7 @@ const once = Options.boolean("once").pipe(
 )
 
 const interval = Options.integer("interval").pipe(
-  Options.withDescription("Seconds between passes; overrides IMAP_POLL_INTERVAL (default 60). New mail is taken at once where the server supports IDLE."),
+  Options.withDescription("Seconds between passes, IDLE or not; overrides IMAP_POLL_INTERVAL (default 60) and IMAP_IDLE_POLL_INTERVAL (default 600). New mail is taken at once where the server supports IDLE."),
   Options.optional
 )
 
@@ -105,9 +105,16 @@ export const runForever = (seconds: Option.Option<number>) =>
         const poller = yield* Poller
         const responder = yield* Responder
         const config = yield* IntakeConfig
-        const every = Option.match(seconds, { onNone: () => config.pollInterval, onSome: Duration.seconds })
-        yield* Effect.logInfo(`Watching ${mailbox.watched.key}: a pass every ${Duration.format(every)}, and at once when the server announces new mail`)
-        yield* Effect.all([poller.forever(every), responder.run], { concurrency: "unbounded", discard: true })
+        // --interval N is the guide's: a pass every N seconds, whether the server announces new mail or not.
+        const intervals = Option.match(seconds, {
+          onNone: () => ({ idle: config.idlePollInterval, poll: config.pollInterval }),
+          onSome: (n) => ({ idle: Duration.seconds(n), poll: Duration.seconds(n) })
+        })
+        yield* Effect.logInfo(
+          `Watching ${mailbox.watched.key}: at once when the server announces new mail (IDLE), with a pass every ${Duration.format(intervals.idle)} besides; ` +
+            `without IDLE, a pass every ${Duration.format(intervals.poll)}`
+        )
+        yield* Effect.all([poller.forever(intervals), responder.run], { concurrency: "unbounded", discard: true })
       }))
     yield* Effect.all([
       Effect.forEach(fleet, watch, { concurrency: "unbounded", discard: true }),

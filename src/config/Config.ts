@@ -79,9 +79,15 @@ export const IntakeConfig = Config.all({
   mailbox: setting("IMAP_MAILBOX", "The mailbox (folder) to watch.", Config.nonEmptyString, { value: "INBOX" }),
   pollInterval: setting(
     "IMAP_POLL_INTERVAL",
-    "Seconds between passes (the --interval flag wins).",
+    "Seconds between passes on a server without IDLE (the --interval flag wins, IDLE or not).",
     seconds,
     { value: Duration.seconds(60), shown: "60" }
+  ),
+  idlePollInterval: setting(
+    "IMAP_IDLE_POLL_INTERVAL",
+    "Seconds between passes on a server that announces new mail (IDLE): a safety net for an announcement lost, not the way mail arrives.",
+    seconds,
+    { value: Duration.minutes(10), shown: "600" }
   ),
   backfill: setting(
     "IMAP_BACKFILL",

@@ -22,13 +22,15 @@ export class MemoryMailbox {
   holds = 0
   readonly unheld: Array<"fetch" | "markSeen"> = []
   private readonly listeners = new Set<() => void>()
+  /** Whether the server announces new mail (IDLE); without it, nothing is announced. */
+  idle = true
 
   constructor(readonly path = "INBOX") {}
 
   append(source: Buffer | string, options: { readonly seen?: boolean } = {}): number {
     const uid = this.nextUid++
     this.messages.push({ uid, source: Buffer.from(source), seen: options.seen ?? false })
-    this.listeners.forEach((notify) => notify())
+    if (this.idle) this.listeners.forEach((notify) => notify())
     return uid
   }
 
@@ -62,7 +64,7 @@ export class MemoryMailbox {
       Effect.tap(() => void this.logins++),
       Effect.as<ImapSession>({
         user: "test@example.com",
-        supportsIdle: true,
+        supportsIdle: this.idle,
         open: () =>
           Effect.sync(() => ({ path: this.path, uidValidity: this.uidValidity, uidNext: this.nextUid, exists: this.messages.length })),
         hold: () => Effect.acquireRelease(Effect.sync(() => void this.holds++), () => Effect.sync(() => void this.holds--)),

@@ -1,5 +1,5 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Chunk, Duration, Effect, Metric, Option, Schedule, Stream } from "effect"
+import { Chunk, Clock, Duration, Effect, Metric, Option, Schedule, Stream } from "effect"
 import { stallTimeout } from "../config/Telemetry.js"
 import { reconcileInterval } from "../config/Config.js"
 import { ImapConfig } from "../config/Config.js"
@@ -19,6 +19,12 @@ import { Reconciler } from "./Reconcile.js"
 import { supervise } from "../lib/Supervise.js"
 import type { MailboxStalled } from "../telemetry/Health.js"
 import { HealthState, stallRetry } from "../telemetry/Health.js"
+
+/** Between passes: where the server announces new mail (IDLE), and where it cannot. */
+export interface PassIntervals {
+  readonly idle: Duration.Duration
+  readonly poll: Duration.Duration
+}
 
 /** How often a process under MAX_MAILBOXES_PER_PROCESS tries a held lock again. */
 const standby = Duration.seconds(2)
@@ -75,20 +81,36 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
     const reconcile = (options: { readonly backfill: boolean }) =>
       Effect.scoped(Effect.flatMap(connect, (session) => reconciler.run(session, options)))
 
+    /**
+     * One stream per mailbox: a pass at start and on every IDLE announcement; a tick every interval
+     * (or RECONCILE_INTERVAL, if shorter) runs the backstop pass when no pass ran for an interval and
+     * the reconcile check when it is due. On the session of the passes, so a check never runs beside one.
+     */
     const watch = (session: ImapSession, interval: Duration.Duration) =>
-      Stream.fromSchedule(Schedule.spaced(interval)).pipe(
-        Stream.as("interval" as const),
-        Stream.merge(session.newMail.pipe(Stream.as("new mail" as const))),
-        // On the same session as the passes, so that a check never runs beside one.
-        Stream.merge(Stream.fromSchedule(Schedule.spaced(reconcileEvery)).pipe(Stream.as("reconcile" as const))),
-        Stream.prepend(Chunk.of("start" as const)),
-        Stream.mapEffect((trigger) =>
-          trigger === "reconcile"
-            ? reconciler.scheduled(session)
-            : intake.pass(session).pipe(Effect.annotateLogs("trigger", trigger), Effect.zipLeft(health.passCompleted(mailbox)))
-        ),
-        Stream.runDrain
-      )
+      Effect.gen(function*() {
+        const since = { pass: yield* Clock.currentTimeMillis, reconcile: yield* Clock.currentTimeMillis }
+        const due = (last: number, every: Duration.Duration) => Effect.map(Clock.currentTimeMillis, (now) => now - last >= Duration.toMillis(every))
+        const pass = (trigger: string) =>
+          intake.pass(session).pipe(
+            Effect.annotateLogs("trigger", trigger),
+            Effect.zipLeft(health.passCompleted(mailbox)),
+            Effect.zipLeft(Effect.map(Clock.currentTimeMillis, (now) => (since.pass = now)))
+          )
+        const tick = Effect.gen(function*() {
+          if (yield* due(since.reconcile, reconcileEvery)) {
+            yield* reconciler.scheduled(session)
+            since.reconcile = yield* Clock.currentTimeMillis
+          }
+          if (yield* due(since.pass, interval)) yield* pass("interval")
+        })
+        yield* Stream.fromSchedule(Schedule.spaced(Duration.min(interval, reconcileEvery))).pipe(
+          Stream.as("tick" as const),
+          Stream.merge(session.newMail.pipe(Stream.as("new mail" as const))),
+          Stream.prepend(Chunk.of("start" as const)),
+          Stream.mapEffect((trigger) => trigger === "tick" ? tick : pass(trigger)),
+          Stream.runDrain
+        )
+      })
 
     /** Leads the mailbox once its lock is free and, under MAX_MAILBOXES_PER_PROCESS, a permit too. */
     const lead = <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<Option.Option<A>, E | SqlError | LeadershipLost, R> =>
@@ -103,19 +125,26 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
         }
       })
 
-    /** Runs until interrupted, leading the mailbox while this instance holds its lock. */
-    const forever = (interval: Duration.Duration) => {
+    /**
+     * Runs until interrupted, leading the mailbox while this instance holds its lock. A server that
+     * announces new mail (IDLE) gets its backstop pass every `idle`; one that cannot, every `poll`.
+     */
+    const forever = (intervals: PassIntervals) => {
       // A live but slow command is IMAP_COMMAND_TIMEOUT's to judge, not taken for a stall.
-      const stallBound = Option.getOrElse(stallAfter, () => Duration.max(Duration.times(interval, 3), commandTimeout))
+      const stallBound = (interval: Duration.Duration) => Option.getOrElse(stallAfter, () => Duration.max(Duration.times(interval, 3), commandTimeout))
       return supervise<PassError, never>({
         work: (healthy) =>
           report({ _tag: "State", state: "standby" }).pipe(
             Effect.zipRight(lead(
               Effect.scoped(Effect.gen(function*() {
+                // Until connected, the first pass is due as on a server without IDLE.
+                yield* health.leading(mailbox, intervals.poll)
+                const session = yield* connect
+                const interval = session.supportsIdle ? intervals.idle : intervals.poll
                 yield* health.leading(mailbox, interval)
-                const session = health.observe(mailbox, yield* connect)
+                const watched = health.observe(mailbox, session)
                 yield* healthy
-                yield* watch(session, interval).pipe(health.guard(mailbox, stallBound))
+                yield* watch(watched, interval).pipe(health.guard(mailbox, stallBound(interval)))
               }))
             ).pipe(health.contend(mailbox))),
             Effect.asVoid

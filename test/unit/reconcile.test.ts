@@ -41,7 +41,7 @@ describe("reconcile", () => {
     return Effect.gen(function*() {
       const poller = yield* Poller
       const state = yield* StateStore
-      yield* Effect.forkScoped(poller.forever(Duration.hours(1)))
+      yield* Effect.forkScoped(poller.forever({ idle: Duration.hours(1), poll: Duration.hours(1) }))
       expect(yield* untilUids([1])).toEqual([1])
       const cursor = Option.getOrThrow(yield* state.cursor("INBOX"))
       yield* state.reset({ ...cursor, lastUid: 3, seenUid: 3 })
