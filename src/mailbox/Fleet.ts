@@ -70,30 +70,31 @@ export const buildFleet = <A, E, R>(
     const outer = yield* Effect.configProviderWith(Effect.succeed)
     const accounts = yield* configuredMailboxes
     const entries = Option.match(accounts, {
-      onNone: () => [{ provider: outer, watched: Watched.Single }],
+      onNone: () => [{ provider: outer, watched: Option.none<WatchedMailbox>() }],
       onSome: (accounts) =>
         accounts.flatMap((account) =>
           account.mailboxes.map((watched) => ({
             provider: ConfigProvider.fromMap(settingsOf(account, watched.folder)).pipe(ConfigProvider.orElse(() => outer)),
-            watched: Layer.succeed(Watched, watched)
+            watched: Option.some(watched)
           }))
         )
     })
     const several = entries.length > 1
     return yield* Effect.forEach(entries, ({ provider, watched }) =>
       Effect.gen(function*() {
+        const mailbox = yield* Option.match(watched, { onNone: () => Watched.single, onSome: Effect.succeed })
         // A memo map of its own per build: nothing of one mailbox's services is shared with another's.
-        const context = yield* Layer.buildWithScope(
-          Layer.merge(perMailbox, watched).pipe(
-            Layer.provide(watched),
-            Layer.provide(Layer.succeedContext(shared)),
-            Layer.provide(Layer.setConfigProvider(provider))
-          ),
-          scope
-        ) as Effect.Effect<Context.Context<A | Watched>, E | ConfigError.ConfigError>
-        const key = Context.get(context, Watched).key
+        // The shared services, the mailbox and its settings come from the building fiber rather than
+        // from layers around `perMailbox`: every layer node costs a few kilobytes for as long as the
+        // mailbox runs, and a thousand mailboxes multiply them.
+        const built = yield* Layer.buildWithScope(perMailbox, scope).pipe(
+          Effect.provide(Context.add(shared as Context.Context<Exclude<R, Watched>>, Watched, mailbox)),
+          Effect.withConfigProvider(provider)
+        ) as Effect.Effect<Context.Context<A>, E | ConfigError.ConfigError>
+        const context = Context.add(built, Watched, mailbox)
+        const key = mailbox.key
         const runtime: MailboxRuntime<A> = {
-          watched: Context.get(context, Watched),
+          watched: mailbox,
           // Every metric it updates carries its mailbox; with several, so does every log line.
           run: (effect) =>
             effect.pipe(

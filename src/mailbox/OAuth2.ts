@@ -232,7 +232,11 @@ const make = Effect.gen(function*() {
 
 /** Over a given HTTP client (tests hand in one of their own); the database, when present, from the surroundings. */
 export const oauth2With = <E, R>(http: Layer.Layer<HttpClient.HttpClient, E, R>): Layer.Layer<OAuth2, ConfigError.ConfigError | E, R> =>
-  Layer.effect(OAuth2, make).pipe(Layer.provide(http))
+  // With password auth no HTTP client is built: with a thousand mailboxes each would hold one idle.
+  Layer.unwrapEffect(Effect.map(mailboxAuth, (auth) =>
+    auth === "password"
+      ? Layer.effect(OAuth2, Effect.map(mailboxUser, (user) => OAuth2.of(disabled(user))))
+      : Layer.effect(OAuth2, make).pipe(Layer.provide(http))))
 
 /** One instance for IMAP and SMTP alike: both provide this same layer, so one token and one refresh serve both. */
 export const OAuth2Live = oauth2With(NodeHttpClient.layer)

@@ -1,4 +1,5 @@
 import { Context, Effect, Layer } from "effect"
+import type { ConfigError } from "effect"
 import { IntakeConfig, mailboxUser } from "../config/Config.js"
 import type { WatchedMailbox } from "../config/Mailboxes.js"
 
@@ -12,13 +13,12 @@ export class Watched extends Context.Tag("mailroom/Watched")<Watched, WatchedMai
    * The one mailbox of GMAIL_SENDER_EMAIL and IMAP_MAILBOX. Its key is the folder alone, as every
    * row was keyed before several mailboxes: an existing database is its own without a rewrite.
    */
-  static readonly Single = Layer.effect(
-    Watched,
-    Effect.gen(function*() {
-      const { mailbox } = yield* IntakeConfig
-      return { account: (yield* mailboxUser).toLowerCase(), folder: mailbox, key: mailbox }
-    })
-  )
+  static readonly single: Effect.Effect<WatchedMailbox, ConfigError.ConfigError> = Effect.gen(function*() {
+    const { mailbox } = yield* IntakeConfig
+    return { account: (yield* mailboxUser).toLowerCase(), folder: mailbox, key: mailbox }
+  })
+
+  static readonly Single = Layer.effect(Watched, Watched.single)
 
   static readonly Test = (mailbox: WatchedMailbox = { account: "support@example.com", folder: "INBOX", key: "INBOX" }) =>
     Layer.succeed(Watched, mailbox)

@@ -1,4 +1,4 @@
-import { Cause, Context, Data, Duration, Effect, Exit, Layer, Redacted, Runtime, Schedule } from "effect"
+import { Cause, Context, Data, Duration, Effect, Exit, Layer, Redacted, Runtime, Schedule, Scope } from "effect"
 import nodemailer from "nodemailer"
 import { SmtpConfig } from "../config/Replies.js"
 import type { TlsMode } from "../config/Config.js"
@@ -108,46 +108,50 @@ const make = Effect.gen(function*() {
   const config = yield* SmtpConfig
   const oauth2 = yield* OAuth2
   const runtime = yield* Effect.runtime<never>()
-  const transport = yield* Effect.acquireRelease(
-    Effect.sync(() =>
-      nodemailer.createTransport({
-        // Connections are kept and reused: a new one costs a greeting, TLS and a login per answer.
-        pool: true,
-        maxConnections: config.concurrency,
-        maxMessages: 100,
-        host: config.host,
-        port: config.port,
-        secure: config.tls === true,
-        requireTLS: config.tls === "starttls",
-        ignoreTLS: config.tls === false,
-        // With OAuth2 each new pooled connection asks oauth2_provision_cb (below) for a token.
-        auth: oauth2.enabled ? { type: "OAuth2", user: config.user } : { user: config.user, pass: Redacted.value(config.password) },
-        connectionTimeout: Duration.toMillis(config.timeout),
-        greetingTimeout: Duration.toMillis(config.timeout),
-        socketTimeout: Duration.toMillis(config.timeout),
-        disableFileAccess: true,
-        disableUrlAccess: true
-      })
-    ),
-    (transport) => Effect.sync(() => transport.close())
-  )
-  if (oauth2.enabled) {
-    // nodemailer asks again with renew=true after the server refused a token, then retries the login once.
-    let given: AccessToken | undefined
-    transport.set("oauth2_provision_cb", (_user, renew, callback) =>
-      Runtime.runCallback(runtime)(
-        (renew && given ? oauth2.invalidate(given.token) : Effect.void).pipe(Effect.zipRight(oauth2.accessToken)),
-        {
-          onExit: Exit.match({
-            onFailure: (cause) => callback(new Error(Cause.squash(cause) instanceof Error ? (Cause.squash(cause) as Error).message : "no OAuth2 token")),
-            onSuccess: (token) => {
-              given = token
-              callback(null, Redacted.value(token.token), token.refreshAt)
-            }
-          })
-        }
-      ))
+  const create = () => {
+    const transport = nodemailer.createTransport({
+      // Connections are kept and reused: a new one costs a greeting, TLS and a login per answer.
+      pool: true,
+      maxConnections: config.concurrency,
+      maxMessages: 100,
+      host: config.host,
+      port: config.port,
+      secure: config.tls === true,
+      requireTLS: config.tls === "starttls",
+      ignoreTLS: config.tls === false,
+      // With OAuth2 each new pooled connection asks oauth2_provision_cb (below) for a token.
+      auth: oauth2.enabled ? { type: "OAuth2", user: config.user } : { user: config.user, pass: Redacted.value(config.password) },
+      connectionTimeout: Duration.toMillis(config.timeout),
+      greetingTimeout: Duration.toMillis(config.timeout),
+      socketTimeout: Duration.toMillis(config.timeout),
+      disableFileAccess: true,
+      disableUrlAccess: true
+    })
+    if (oauth2.enabled) {
+      // nodemailer asks again with renew=true after the server refused a token, then retries the login once.
+      let given: AccessToken | undefined
+      transport.set("oauth2_provision_cb", (_user, renew, callback) =>
+        Runtime.runCallback(runtime)(
+          (renew && given ? oauth2.invalidate(given.token) : Effect.void).pipe(Effect.zipRight(oauth2.accessToken)),
+          {
+            onExit: Exit.match({
+              onFailure: (cause) => callback(new Error(Cause.squash(cause) instanceof Error ? (Cause.squash(cause) as Error).message : "no OAuth2 token")),
+              onSuccess: (token) => {
+                given = token
+                callback(null, Redacted.value(token.token), token.refreshAt)
+              }
+            })
+          }
+        ))
+    }
+    return transport
   }
+  // Made at the first answer: a mailbox that never answers (AGENT=off) holds no pool, and a thousand
+  // mailboxes hold a thousand fewer.
+  const transport = yield* Effect.cached(
+    Scope.extend(Effect.acquireRelease(Effect.sync(create), (transport) => Effect.sync(() => transport.close())), yield* Effect.scope)
+  )
+
   /** A refused grant surfaces typed before nodemailer would make it an EAUTH; a cached token costs nothing. */
   const tokenReady: Effect.Effect<void, OAuth2Refused | SmtpUnavailable> = oauth2.enabled
     ? oauth2.accessToken.pipe(
@@ -157,10 +161,15 @@ const make = Effect.gen(function*() {
     : Effect.void
 
   const attempt = (mail: OutboundMail) =>
-    tokenReady.pipe(Effect.zipRight(Effect.tryPromise({
-      try: () => transport.sendMail(messageOptions(mail, autoReplyHeaders(mail.from))),
-      catch: (cause) => classifySmtp(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, to: mail.to.address })
-    })))
+    tokenReady.pipe(
+      Effect.zipRight(transport),
+      Effect.flatMap((transport) =>
+        Effect.tryPromise({
+          try: () => transport.sendMail(messageOptions(mail, autoReplyHeaders(mail.from))),
+          catch: (cause) => classifySmtp(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, to: mail.to.address })
+        })
+      )
+    )
 
   return Mailer.of({
     concurrency: config.concurrency,
