@@ -120,6 +120,12 @@ export type IntakeConfig = Config.Config.Success<typeof IntakeConfig>
 
 export const DatabaseConfig = Config.all({
   url: databaseUrl,
+  poolSize: setting(
+    "DATABASE_POOL_SIZE",
+    "Connections this process may open to PostgreSQL at once (opened when needed, closed when idle): one holds the mailbox locks, and with many mailboxes the passes share the rest.",
+    positive,
+    { value: 10 }
+  ),
   dataDir: setting("MAILROOM_DATA_DIR", "Folder of the embedded database (used without DATABASE_URL).", Config.nonEmptyString, {
     value: "./data"
   })

@@ -15,8 +15,12 @@ import { Vault } from "./Vault.js"
 /** An event on its way into the log: everything but `seq`, which the commit gives it. */
 export type NewEvent = Omit<StoredEvent, "seq">
 
-/** Appends the events of the transaction it is handed to. */
-export type Append = (events: ReadonlyArray<NewEvent>) => Effect.Effect<void, SqlError>
+/**
+ * Appends the events of the transaction it is handed to. `alongside`: data-modifying statements
+ * (INSERT, UPDATE) sent in the same statement, as WITH clauses, to save a round trip each while the
+ * append lock is held. Only the PostgreSQL log takes them.
+ */
+export type Append = (events: ReadonlyArray<NewEvent>, alongside?: ReadonlyArray<Statement.Fragment>) => Effect.Effect<void, SqlError>
 
 export interface ConsumeOptions {
   /** Events per page handed to the handler. */
@@ -149,9 +153,12 @@ const makeSql = Effect.gen(function*() {
   const shared = Option.isSome((yield* DatabaseConfig).url)
   const wakeups = yield* makeWakeups
 
-  const append: Append = (events) =>
-    events.length === 0 ? Effect.void : Effect.flatMap(seal(vault, events), (sealed) =>
-      sql`INSERT INTO events ${
+  const withClauses = (alongside: ReadonlyArray<Statement.Fragment>) =>
+    alongside.length === 0 ? sql.literal("") : sql`WITH ${sql.join(", ", false)(alongside.map((statement, i) => sql`${sql.literal(`w${i}`)} AS (${statement})`))}`
+
+  const append: Append = (events, alongside = []) =>
+    events.length === 0 ? Effect.forEach(alongside, (statement) => sql`${statement}`, { discard: true }) : Effect.flatMap(seal(vault, events), (sealed) =>
+      sql`${withClauses(alongside)} INSERT INTO events ${
         sql.insert(events.map((event, i) => ({
           id: event.id,
           type: event.type,
@@ -171,11 +178,12 @@ const makeSql = Effect.gen(function*() {
     Effect.gen(function*() {
       // A custom plan copies every bound value into the plan as a constant, the raw mail included:
       // a generic plan reads the parameters where they are (docs/performance.md).
-      yield* sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK}), set_config('plan_cache_mode', 'force_generic_plan', true)`
-      const result = yield* write(append)
-      // Delivered at commit, and only if the transaction commits.
-      if (shared) yield* sql`SELECT pg_notify(${CHANNEL}, ${instanceId})`
-      return result
+      // The notification rides on the same statement: it is delivered at commit, and only if the
+      // transaction commits, wherever in it it was made.
+      yield* shared
+        ? sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK}), set_config('plan_cache_mode', 'force_generic_plan', true), pg_notify(${CHANNEL}, ${instanceId})`
+        : sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK}), set_config('plan_cache_mode', 'force_generic_plan', true)`
+      return yield* write(append)
     }).pipe(inTransaction(sql), Effect.tap(() => wakeups.wake))
 
   const opened = (rows: ReadonlyArray<EventRow>) =>
@@ -240,7 +248,8 @@ const makeMemory = Effect.gen(function*() {
   const transaction = <A, E, R>(write: (append: Append) => Effect.Effect<A, E, R>) =>
     lock.withPermits(1)(Effect.gen(function*() {
       const pending: Array<NewEvent> = []
-      const result = yield* write((batch) => Effect.sync(() => void pending.push(...batch)))
+      const result = yield* write((batch, alongside = []) =>
+        alongside.length > 0 ? Effect.dieMessage("SQL alongside events: the in-memory log takes none") : Effect.sync(() => void pending.push(...batch)))
       yield* Ref.update(events, (all) => [...all, ...pending.map((event, i) => ({ ...event, seq: BigInt(all.length + i + 1) }))])
       return result
     })).pipe(Effect.tap(() => wakeups.wake))

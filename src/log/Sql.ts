@@ -170,7 +170,7 @@ export const SqlLive = Layer.unwrapScoped(
   Effect.gen(function*() {
     const config = yield* DatabaseConfig
     if (Option.isSome(config.url)) {
-      return PgClient.layer({ url: config.url.value, applicationName: `mailroom ${instanceId}`, maxConnections: 4 })
+      return PgClient.layer({ url: config.url.value, applicationName: `mailroom ${instanceId}`, maxConnections: config.poolSize })
     }
     return yield* embedded(resolve(config.dataDir))
   })
