@@ -1,4 +1,4 @@
-import type { SqlClient } from "@effect/sql"
+import type { SqlClient, Statement } from "@effect/sql"
 import { Effect } from "effect"
 import type { IntakeDecision } from "./Decide.js"
 
@@ -110,25 +110,33 @@ export const project = (mailbox: string, decisions: ReadonlyArray<IntakeDecision
   }
 }
 
+const insertStatement = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray<object>, suffix = "") =>
+  sql`INSERT INTO ${sql(table)} ${sql.insert(rows as ReadonlyArray<Record<string, unknown>>)} ${sql.literal(suffix)}`
+
 const insert = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray<object>, suffix = "") =>
-  rows.length === 0
-    ? Effect.void
-    : sql`INSERT INTO ${sql(table)} ${sql.insert(rows as ReadonlyArray<Record<string, unknown>>)} ${sql.literal(suffix)}`.pipe(Effect.asVoid)
+  rows.length === 0 ? Effect.void : insertStatement(sql, table, rows, suffix).pipe(Effect.asVoid)
+
+/**
+ * A projection's writes, as statements: none touches a row another one writes, so they can go in one
+ * statement (the tickets a mail follows up are never the ones it creates; foreign keys are checked at
+ * its end).
+ */
+export const projectionStatements = (sql: SqlClient.SqlClient, rows: Projection, at: Date): ReadonlyArray<Statement.Statement<unknown>> => [
+  ...(rows.customers.length === 0 ? [] : [insertStatement(
+    sql,
+    "customers",
+    rows.customers,
+    "ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name WHERE customers.name = '' AND EXCLUDED.name <> ''"
+  )]),
+  ...(rows.tickets.length === 0 ? [] : [insertStatement(sql, "tickets", rows.tickets)]),
+  ...(rows.followedUp.length === 0 ? [] : [sql`UPDATE tickets SET updated_at = ${at} WHERE id = ANY(${rows.followedUp})`]),
+  ...(rows.messages.length === 0 ? [] : [insertStatement(sql, "messages", rows.messages.map((row) => ({ ...row, references: [...row.references] })))]),
+  ...(rows.participants.length === 0 ? [] : [insertStatement(sql, "ticket_participants", rows.participants, "ON CONFLICT DO NOTHING")])
+]
 
 /** Writes a projection's rows; run inside the transaction that appends the events they come from. */
 export const writeProjection = (sql: SqlClient.SqlClient, rows: Projection, at: Date) =>
-  Effect.gen(function*() {
-    yield* insert(
-      sql,
-      "customers",
-      rows.customers,
-      "ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name WHERE customers.name = '' AND EXCLUDED.name <> ''"
-    )
-    yield* insert(sql, "tickets", rows.tickets)
-    if (rows.followedUp.length > 0) yield* sql`UPDATE tickets SET updated_at = ${at} WHERE id = ANY(${rows.followedUp})`
-    yield* insert(sql, "messages", rows.messages.map((row) => ({ ...row, references: [...row.references] })))
-    yield* insert(sql, "ticket_participants", rows.participants, "ON CONFLICT DO NOTHING")
-  })
+  Effect.forEach(projectionStatements(sql, rows, at), (statement) => statement, { discard: true })
 
 /** The outbound `messages` row an answer becomes once it is sent, and the ticket it touches. */
 export const writeOutbound = (sql: SqlClient.SqlClient, row: MessageRow) =>

@@ -8,7 +8,7 @@ import { intakeEventTypes, MailboxReset } from "../log/Event.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
 import { knownFromDatabase, knownFromLog } from "./Known.js"
-import { project, writeProjection } from "./Projection.js"
+import { project, projectionStatements } from "./Projection.js"
 import type { Cursor } from "../log/StateStore.js"
 import { StateStore } from "../log/StateStore.js"
 import { Vault } from "../log/Vault.js"
@@ -114,10 +114,9 @@ const makeSql = Effect.gen(function*() {
         const fresh = batch.items.filter((item) => !alreadyRecorded.has(item.uid))
         const decisions = decide(fresh, yield* knownFromDatabase(sql, fresh), { customerId })
         const at = new Date()
-        // Raw mail first: events and messages name it by its hash.
-        yield* writeRaw(sql, fresh)
-        yield* append(intakeEvents(batch, decisions, at))
-        yield* writeProjection(sql, project(batch.mailbox, decisions, at), at)
+        // Raw mail, events and the projection in one statement: a round trip each saved while the
+        // append lock is held, and every mailbox's commit waits for it.
+        yield* append(intakeEvents(batch, decisions, at), [...rawStatement(sql, fresh), ...projectionStatements(sql, project(batch.mailbox, decisions, at), at)])
         const moved = batch.cursorTo !== undefined && !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))
         if (moved) return yield* new CursorMoved({ mailbox: batch.mailbox })
         return { decisions, alreadyRecorded: [...alreadyRecorded] }
@@ -167,12 +166,12 @@ const makeSql = Effect.gen(function*() {
 })
 
 /** Raw bytes, content-addressed: a mail seen twice is stored once. */
-const writeRaw = (sql: SqlClient.SqlClient, items: Batch["items"]) => {
+const rawStatement = (sql: SqlClient.SqlClient, items: Batch["items"]) => {
   const sources = [...new Map(items.map((item) => [item.rawSha256, item])).values()]
-  return sources.length === 0 ? Effect.void : sql`
+  return sources.length === 0 ? [] : [sql`
     INSERT INTO raw_messages ${
     sql.insert(sources.map((item) => ({ sha256: item.rawSha256, size: item.size, headers_only: item.headersOnly, bytes: item.source })))
-  } ON CONFLICT (sha256) DO NOTHING`.pipe(Effect.asVoid)
+  } ON CONFLICT (sha256) DO NOTHING`]
 }
 
 /** The same contract over the in-memory log, for tests: decisions come from the same pure functions. */
