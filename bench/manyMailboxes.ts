@@ -631,14 +631,14 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
   const { options, main, root, log } = ctx
   const n = options.count
   const timeoutMs = (options.timeoutSeconds ?? 120 + n / 2) * 1000
-  const quietMs = ((options.pollInterval ?? 60) + 30) * 1000
+  const quietMs = ((options.pollInterval ?? 600) + 30) * 1000
   const result: MailboxesResult = {
     mailboxes: n,
     mails: options.mails,
     ratePerSec: options.rate,
     pollInterval: options.pollInterval === undefined
-      ? "IMAP_POLL_INTERVAL unset (60 s): passes on IDLE news and once a minute per mailbox"
-      : `IMAP_POLL_INTERVAL=${options.pollInterval}: passes on IDLE news and every ${options.pollInterval} s per mailbox`,
+      ? "IMAP_IDLE_POLL_INTERVAL unset (600 s): passes on IDLE news, and a backstop pass per mailbox after 10 minutes without one"
+      : `IMAP_IDLE_POLL_INTERVAL=${options.pollInterval}: passes on IDLE news, and a backstop pass per mailbox after ${options.pollInterval} s without one`,
     dovecotLimits: DOVECOT_LIMITS
   }
   log(`mailboxes: Dovecot with ${n} users, limits raised (${limitsConfig().trim().split("\n").slice(1).join(" ").replace(/\s+/g, " ")})`)
@@ -663,7 +663,7 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
       MAILBOXES_FILE: file,
       [PASSWORD_ENV]: PASSWORD,
       LOG_LEVEL: "warning",
-      ...(options.pollInterval === undefined ? {} : { IMAP_POLL_INTERVAL: String(options.pollInterval) }),
+      ...(options.pollInterval === undefined ? {} : { IMAP_IDLE_POLL_INTERVAL: String(options.pollInterval) }),
       ...(cap === undefined ? {} : { [CAP_SETTING]: String(cap) })
     })
     const launch = (label: string, cap?: number) => {

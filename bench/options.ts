@@ -25,7 +25,7 @@ export interface MailboxesOptions {
   readonly timeoutSeconds: number | undefined
   /** BENCH_MAILBOXES_KEEP_DB=1: leave the database behind, to look into what the run left. */
   readonly keepDatabase: boolean
-  /** BENCH_MAILBOXES_POLL_INTERVAL: IMAP_POLL_INTERVAL for the mailroom processes; unset: mailroom's default (60 s). */
+  /** BENCH_MAILBOXES_POLL_INTERVAL: IMAP_IDLE_POLL_INTERVAL for the mailroom processes; unset: mailroom's default (600 s). */
   readonly pollInterval: number | undefined
   /** BENCH_MAILBOXES_PHASES: which of load (start-up, idle, load), cap and takeover to run; all by default. */
   readonly phases: ReadonlySet<MailboxesPhase>
