@@ -34,7 +34,7 @@ import { decodeFile } from "../src/config/MailboxesFile.js"
 import { lockKey } from "../src/mailbox/Leadership.js"
 import { childEnv } from "../test/support/cli.js"
 import type { Dovecot } from "../test/support/dovecot.js"
-import { startDovecot } from "../test/support/dovecot.js"
+import { freePort, startDovecot } from "../test/support/dovecot.js"
 import { mail } from "../test/support/mails.js"
 import { createDatabase, query } from "../test/support/postgres.js"
 import type { CpuSeconds } from "./cpu.js"
@@ -305,9 +305,14 @@ const sampleSessions = async <A>(url: string, pid: number, during: Promise<A>) =
   }
 }
 
-/** Mailboxes whose health row says this process stands by for them (instance `<host>/<pid>`). */
-const standingBy = async (url: string, pid: number) =>
-  Number((await query<{ n: string }>(url, `SELECT count(*)::text AS n FROM mailbox_health WHERE state = 'standby' AND instance LIKE '%/${pid}'`))[0]?.n ?? 0)
+/**
+ * Mailboxes the process on `healthPort` stands by for, from its /metrics (mailroom_mailboxes, set by
+ * its health sweep every second). Not from mailbox_health: a standby's row never hides the leader's.
+ */
+const standingBy = async (healthPort: number) => {
+  const text = await fetch(`http://127.0.0.1:${healthPort}/metrics`).then((response) => response.text(), () => "")
+  return Number(/^mailroom_mailboxes\{role="standby"\} (\d+)$/m.exec(text)?.[1] ?? 0)
+}
 
 /** Whether a mailroom process has a session on the database yet. */
 const hasSession = async (url: string, pid: number) =>
@@ -666,8 +671,8 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
       ...(options.pollInterval === undefined ? {} : { IMAP_IDLE_POLL_INTERVAL: String(options.pollInterval) }),
       ...(cap === undefined ? {} : { [CAP_SETTING]: String(cap) })
     })
-    const launch = (label: string, cap?: number) => {
-      const m = startMailroom(main, root, label, env(cap), options.logDir)
+    const launch = (label: string, cap?: number, extra: Record<string, string> = {}) => {
+      const m = startMailroom(main, root, label, { ...env(cap), ...extra }, options.logDir)
       running.push(m)
       return m
     }
@@ -803,12 +808,12 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
       log("  takeover: a leader of every mailbox, a standby, kill -9 the leader while mail arrives")
       const leader = launch("C1")
       await until(`C1 leading all ${n}`, timeoutMs, [leader], async () => (await leaders(db.url, lockKeys)).byPid.get(leader.pid) === n ? true : undefined, 200)
-      const standby = launch("C2")
+      const healthPort = await freePort()
+      const standby = launch("C2", undefined, { HEALTH_PORT: String(healthPort), HEALTH_HOST: "127.0.0.1" })
       await until("C2's database session", timeoutMs, [leader, standby], async () => (await hasSession(db.url, standby.pid)) ? true : undefined, 200)
-      // A warm standby: every mailbox's poller has said "standby" (src/mailbox/Poller.ts reports it
-      // before it asks for the lock), then two standby polls (2 s each).
+      // A warm standby: every mailbox's poller waits for its lock (C2's /metrics counts them).
       const standbyT0 = performance.now()
-      await until(`C2 standing by for all ${n}`, timeoutMs, [leader, standby], async () => (await standingBy(db.url, standby.pid)) >= n ? true : undefined, 500)
+      await until(`C2 standing by for all ${n}`, timeoutMs, [leader, standby], async () => (await standingBy(healthPort)) >= n ? true : undefined, 500)
       const standbySeconds = round((performance.now() - standbyT0) / 1000)
       log(`  takeover: C2 standing by for all ${n} ${standbySeconds} s after its database session`)
       await sleep(5_000)

@@ -9,7 +9,7 @@ import { Clock, Data, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, 
 import { HealthConfig } from "../config/Telemetry.js"
 import { StartupRefused } from "../cli/Fatal.js"
 import type { ImapSession } from "../mailbox/Imap.js"
-import { mailboxStalls } from "./Metrics.js"
+import { mailboxRoles, mailboxStalls } from "./Metrics.js"
 import { prometheusContentType, prometheusText } from "./Prometheus.js"
 
 /** The mailbox connection is open but dead: IDLE delivers nothing and no command comes back, yet no error says so. */
@@ -211,6 +211,10 @@ export class HealthState extends Effect.Service<HealthState>()("mailroom/HealthS
         yield* Metric.increment(mailboxStalls)
         yield* Deferred.fail(watched.stalled, new MailboxStalled({ mailbox, after: watched.bound }))
       }
+      let leading = 0
+      for (const m of held.values()) if (m.role === "leading") leading += 1
+      yield* Metric.set(Metric.tagged(mailboxRoles, "role", "leading"), leading)
+      yield* Metric.set(Metric.tagged(mailboxRoles, "role", "standby"), held.size - leading)
     })
     yield* sweep.pipe(Effect.repeat(heartbeat), Effect.withTracerEnabled(false), Effect.forkScoped)
 

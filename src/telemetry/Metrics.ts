@@ -34,3 +34,7 @@ export const oldestUnprocessedAge = Metric.gauge("mailroom_oldest_unprocessed_ag
 export const rawDropped = Metric.counter("mailroom_raw_messages_dropped", {
   description: "Raw mails dropped by RETENTION_DAYS."
 })
+
+export const mailboxRoles = Metric.gauge("mailroom_mailboxes", {
+  description: "Mailboxes of this instance by role: leading, or standby (another instance leads it, and this one takes it over when that one dies)."
+})

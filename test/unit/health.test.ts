@@ -1,8 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Metric, MetricBoundaries, TestClock } from "effect"
 import { HealthState, livenessChecks, mailboxChecks } from "../../src/telemetry/Health.js"
-import { mailboxStalls } from "../../src/telemetry/Metrics.js"
+import { mailboxRoles, mailboxStalls } from "../../src/telemetry/Metrics.js"
 import { renderPrometheus } from "../../src/telemetry/Prometheus.js"
+
+/** mailroom_mailboxes by role, as the sweep last set it. */
+const roles = Effect.all({
+  leading: Effect.map(Metric.value(Metric.tagged(mailboxRoles, "role", "leading")), (state) => state.value),
+  standby: Effect.map(Metric.value(Metric.tagged(mailboxRoles, "role", "standby")), (state) => state.value)
+})
 
 let unique = 0
 const named = (base: string) => `test_${base}_${++unique}`
@@ -107,11 +113,13 @@ describe("HealthState", () => {
       const waiting = yield* Effect.fork(Effect.never.pipe(health.contend("INBOX")))
       yield* TestClock.adjust("2 seconds")
       expect(yield* Effect.map(health.snapshot, mailboxChecks)).toEqual([])
+      expect(yield* roles).toEqual({ leading: 0, standby: 1 })
       yield* Fiber.interrupt(waiting)
       // Taken over later: a pass is due within 2× the interval from then, not from long ago.
       yield* health.leading("INBOX", interval).pipe(health.contend("INBOX"))
       yield* TestClock.adjust("5 seconds")
       expect((yield* Effect.map(health.snapshot, mailboxChecks)).map((c) => c.ok)).toEqual([true])
+      expect(yield* roles).toEqual({ leading: 1, standby: 0 })
     }).pipe(Effect.provide(HealthState.Default)))
 
   it.scoped("liveness: ticks while the loop runs, fails once it has ended", () =>
