@@ -1,5 +1,4 @@
-import { ConfigProvider, Layer } from "effect"
-import type { Effect } from "effect"
+import { Clock, ConfigProvider, Effect, Layer, Schedule } from "effect"
 import { gmailPass } from "../support/mails.js"
 import { Intake } from "../../src/tickets/Intake.js"
 import { Poller } from "../../src/mailbox/Poller.js"
@@ -41,6 +40,23 @@ export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string
     Layer.provide(logins === undefined ? Layer.empty : Layer.succeed(Logins, logins)),
     Layer.provideMerge(storeLayer),
     Layer.provide(configLayer(env))
+  )
+
+/** The UIDs the log holds an intake event for, in log order. */
+export const intakeUids = Effect.flatMap(EventLog, (log) => log.read(0n, 1000)).pipe(
+  Effect.map((events) => events.filter((e) => e.type.startsWith("Email")).map((e) => e.uid))
+)
+
+/** Real time for a forked poller to do what is due (parsing is asynchronous); the test clock stands still. */
+export const settle = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
+
+/** Waits in real time, up to 10 s on a loaded machine, until the log holds exactly these UIDs. */
+export const untilUids = (uids: ReadonlyArray<number>) =>
+  intakeUids.pipe(
+    Effect.filterOrFail((found) => JSON.stringify(found) === JSON.stringify(uids)),
+    Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") }),
+    Effect.withClock(Clock.make()),
+    Effect.orElse(() => intakeUids)
   )
 
 let counter = 0

@@ -1,27 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Option, Schedule, TestClock } from "effect"
-import { EventLog } from "../../src/log/EventLog.js"
+import { Duration, Effect, Option, TestClock } from "effect"
 import { StateStore } from "../../src/log/StateStore.js"
 import { MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { arrivedAt, describeUids } from "../../src/mailbox/Reconcile.js"
-import { mail, pipelineLayer } from "./layers.js"
-
-const intakeUids = Effect.flatMap(EventLog, (log) => log.read(0n, 1000)).pipe(
-  Effect.map((events) => events.filter((e) => e.type.startsWith("Email")).map((e) => e.uid))
-)
-
-/** Real time for the forked poller to do what is due (parsing is asynchronous); the test clock stands still. */
-const settle = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
-
-/** Waits in real time, up to 10 s on a loaded machine, until the log holds exactly these UIDs. */
-const untilUids = (uids: ReadonlyArray<number>) =>
-  intakeUids.pipe(
-    Effect.filterOrFail((found) => JSON.stringify(found) === JSON.stringify(uids)),
-    Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") }),
-    Effect.withClock(Clock.make()),
-    Effect.orElse(() => intakeUids)
-  )
+import { intakeUids, mail, pipelineLayer, settle, untilUids } from "./layers.js"
 
 describe("reconcile", () => {
   it("dates a mail by the nearest server's Received: header, else by its Date:", () => {
