@@ -8,7 +8,7 @@ import { Responder } from "./replies/Responder.js"
 import { AgentLive } from "./replies/Agent.js"
 import type { EventBus } from "./bus/EventBus.js"
 import type { Imap } from "./mailbox/Imap.js"
-import { LeadershipLive, Logins, Slots } from "./mailbox/Leadership.js"
+import { LeadershipLive, Slots } from "./mailbox/Leadership.js"
 import { MailerLive } from "./replies/Mailer.js"
 import { Parser } from "./mail/Parser.js"
 import { SenderAuthenticator } from "./mail/SenderAuth.js"
@@ -49,7 +49,7 @@ export const mailboxLayer = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
 
 /** What every mailbox of the process shares: the parser pool, sender checks, the bus and the locks. */
 const sharedLayer = <E, R>(bus: Layer.Layer<EventBus, E, R>) =>
-  Layer.mergeAll(Parser.Live, SenderAuthenticator.Default, bus, LeadershipLive, Slots.Live, Logins.Live, HealthState.Default)
+  Layer.mergeAll(Parser.Live, SenderAuthenticator.Default, bus, LeadershipLive, Slots.Live, HealthState.Default)
 
 /** The receive and reply paths over one mailbox (GMAIL_SENDER_EMAIL, IMAP_MAILBOX) and a bus; the stores stay visible for `status` and tests. */
 export const pipelineOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: Layer.Layer<EventBus, E2, R2>) =>

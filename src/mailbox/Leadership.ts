@@ -77,15 +77,3 @@ export class Slots extends Context.Tag("mailroom/Slots")<Slots, Effect.Semaphore
     }))
   )
 }
-
-/** Mailboxes logging in and making their first pass at the same moment, at most. */
-const LOGINS_AT_ONCE = 32
-
-/**
- * A thousand mailboxes starting (or reconnecting after their server restarted) would otherwise all
- * log in and make their first pass at once: the garbage of that burst set the process's heap size,
- * and the passes only waited for each other's database connections anyway.
- */
-export class Logins extends Context.Tag("mailroom/Logins")<Logins, Effect.Semaphore>() {
-  static readonly Live = Layer.effect(Logins, Effect.makeSemaphore(LOGINS_AT_ONCE))
-}

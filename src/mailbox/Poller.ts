@@ -11,7 +11,7 @@ import { Imap } from "./Imap.js"
 import type { ImapError } from "./ImapErrors.js"
 import { imapRetry } from "./ImapErrors.js"
 import type { LeadershipLost } from "./Leadership.js"
-import { Leadership, Logins, Slots } from "./Leadership.js"
+import { Leadership, Slots } from "./Leadership.js"
 import { StateStore } from "../log/StateStore.js"
 import type { CursorMoved } from "../tickets/TicketRepo.js"
 import { Intake } from "../tickets/Intake.js"
@@ -59,10 +59,6 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
     const reconciler = yield* Reconciler
     const reconcileEvery = yield* reconcileInterval
     const slots = yield* Effect.serviceOption(Slots)
-    const loginGate = yield* Effect.serviceOption(Logins)
-    /** A login, or the first pass after it, among the process's few at a time (Logins). */
-    const gated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Option.match(loginGate, { onNone: () => effect, onSome: (gate) => gate.withPermits(1)(effect) })
     const mailbox = intake.mailbox
     const report = (health: Parameters<typeof state.reportHealth>[2]) =>
       state.reportHealth(mailbox, instanceId, health).pipe(Effect.ignore, Effect.withTracerEnabled(false))
@@ -111,7 +107,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
           Stream.as("tick" as const),
           Stream.merge(session.newMail.pipe(Stream.as("new mail" as const))),
           Stream.prepend(Chunk.of("start" as const)),
-          Stream.mapEffect((trigger) => trigger === "tick" ? tick : trigger === "start" ? gated(pass(trigger)) : pass(trigger)),
+          Stream.mapEffect((trigger) => trigger === "tick" ? tick : pass(trigger)),
           Stream.runDrain
         )
       })
@@ -143,7 +139,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
               Effect.scoped(Effect.gen(function*() {
                 // Until connected, the first pass is due as on a server without IDLE.
                 yield* health.leading(mailbox, intervals.poll)
-                const session = yield* gated(connect)
+                const session = yield* connect
                 const interval = session.supportsIdle ? intervals.idle : intervals.poll
                 yield* health.leading(mailbox, interval)
                 const watched = health.observe(mailbox, session)

@@ -6,7 +6,7 @@ import { Relay } from "../../src/bus/Relay.js"
 import { EventBus, MemoryEventBus } from "../../src/bus/EventBus.js"
 import type { MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { Imap } from "../../src/mailbox/Imap.js"
-import { Leadership, Logins } from "../../src/mailbox/Leadership.js"
+import { Leadership } from "../../src/mailbox/Leadership.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { StateStore } from "../../src/log/StateStore.js"
 import { Vault } from "../../src/log/Vault.js"
@@ -31,13 +31,12 @@ export const storeLayer = Layer.mergeAll(TicketRepo.Test, ReplyStore.Test).pipe(
 )
 
 /** The whole pipeline on in-memory services: a mailbox, the log, the cursor and a recording bus. */
-export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string> = {}, logins?: Effect.Semaphore) =>
+export const pipelineLayer = (mailbox: MemoryMailbox, env: Record<string, string> = {}) =>
   Layer.mergeAll(Poller.Default, Relay.Default, Intake.Default).pipe(
     Layer.provide(Intake.Default),
     Layer.provide(
       Layer.mergeAll(Imap.Test(mailbox), Parser.Default, SenderAuthenticator.Default, EventBus.Test(new MemoryEventBus()), Leadership.Test)
     ),
-    Layer.provide(logins === undefined ? Layer.empty : Layer.succeed(Logins, logins)),
     Layer.provideMerge(storeLayer),
     Layer.provide(configLayer(env))
   )

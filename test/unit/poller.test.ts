@@ -41,23 +41,4 @@ describe("poller", () => {
       expect(yield* untilUids([1, 2])).toEqual([1, 2])
     }).pipe(Effect.provide(pipelineLayer(mailbox)))
   })
-
-  it.scoped("logs in and makes its first pass only with a permit of Logins, the process's few at a time", () => {
-    const mailbox = new MemoryMailbox()
-    mailbox.append(mail({ subject: "waiting" }))
-    return Effect.gen(function*() {
-      const gate = yield* Effect.makeSemaphore(1)
-      yield* gate.take(1)
-      return yield* Effect.gen(function*() {
-        const poller = yield* Poller
-        yield* Effect.forkScoped(poller.forever(intervals))
-        yield* settle
-        expect(mailbox.logins).toBe(0)
-        expect(yield* intakeUids).toEqual([])
-        yield* gate.release(1)
-        expect(yield* untilUids([1])).toEqual([1])
-        expect(mailbox.logins).toBe(1)
-      }).pipe(Effect.provide(pipelineLayer(mailbox, {}, gate)))
-    })
-  })
 })
