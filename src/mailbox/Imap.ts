@@ -147,15 +147,20 @@ const make = Effect.gen(function*() {
     )
 
     const dropped = () => new ConnectionLost({ host: config.host, reason: "the server closed the connection" })
+    // Heard from the moment of login, not only while someone listens: the server reports new mail in
+    // the answer to any command, and one that came during the first pass (before the poller listens)
+    // would otherwise wait for the next backstop pass. At most one announcement is kept: one pass
+    // takes all the new mail.
+    const heard = { news: false, closed: false }
+    let listener: { readonly news: () => void; readonly closed: () => void } | undefined
+    client.on("exists", () => listener ? listener.news() : void (heard.news = true))
+    client.on("close", () => listener ? listener.closed() : void (heard.closed = true))
     const newMail = Stream.async<void, ImapError>((emit) => {
-      const onExists = () => void emit.single(undefined)
-      const onClose = () => void emit.fail(dropped())
-      client.on("exists", onExists)
-      client.on("close", onClose)
-      return Effect.sync(() => {
-        client.off("exists", onExists)
-        client.off("close", onClose)
-      })
+      listener = { news: () => void emit.single(undefined), closed: () => void emit.fail(dropped()) }
+      if (heard.closed) listener.closed()
+      else if (heard.news) listener.news()
+      heard.news = false
+      return Effect.sync(() => void (listener = undefined))
     }, { bufferSize: 1, strategy: "sliding" })
 
     const fetchInPieces = (uid: number, size: number) =>

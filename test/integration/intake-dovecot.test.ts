@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option, Stream } from "effect"
 import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { generateCorpus } from "../support/corpus.js"
@@ -304,6 +304,27 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
         expect(during.filter((command) => command.startsWith("UID FETCH"))).toHaveLength(3)
         expect(during).not.toContain("IDLE")
         expect(after.slice(during.length)).toContain("IDLE")
+      })
+    }))
+})
+
+layer(DovecotServer.layer(), { excludeTestServices: true })("new mail reported before the poller listens", (it) => {
+  it.effect("is announced once it listens: mail that came during the first pass does not wait for the backstop pass", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      yield* Effect.promise(async () => {
+        const program = Effect.scoped(Effect.gen(function*() {
+          const session = yield* (yield* Imap).connect
+          yield* session.open("INBOX")
+          yield* Effect.promise(() => dovecot.append([mail({ subject: "came during the first pass" })]))
+          // The answer to the pass's next command reports it (* n EXISTS) while nobody listens yet;
+          // the IDLE that follows will not report it again.
+          yield* session.sizesFrom(1)
+          yield* Effect.sleep("500 millis")
+          return yield* session.newMail.pipe(Stream.take(1), Stream.runCollect, Effect.timeout("3 seconds"), Effect.option)
+        }))
+        const heard = await Effect.runPromise(program.pipe(Effect.provide(ImapLive), Effect.provide(configLayer(mailboxEnv(dovecot)))))
+        expect(Option.isSome(heard)).toBe(true)
       })
     }))
 })
