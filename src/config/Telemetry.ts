@@ -55,6 +55,6 @@ export const HealthConfig = Config.all({
 
 export const stallTimeout = setting(
   "IMAP_STALL_TIMEOUT",
-  "Seconds the watched mailbox's connection may deliver nothing (no pass completed, no command answered, no IDLE news) before it is dropped and made again; unset: 3 × the interval, at least IMAP_COMMAND_TIMEOUT.",
+  "Seconds the watched mailbox's connection may deliver nothing (no pass completed, no command answered, no IDLE news) before it is dropped and made again; unset: 3 × the interval between passes (IMAP_IDLE_POLL_INTERVAL where the server has IDLE), at least IMAP_COMMAND_TIMEOUT.",
   (name) => Config.option(seconds(name))
 )
