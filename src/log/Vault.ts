@@ -188,4 +188,3 @@ export class Vault extends Context.Tag("mailroom/Vault")<Vault, VaultShape>() {
     })
   })
 }
-
