@@ -72,6 +72,9 @@ export interface EventLogShape {
 /** Serialises appends: `seq` order is commit order, so a reader by seq misses nothing ("mail"). */
 const APPEND_LOCK = 0x6d61696c
 
+/** PostgreSQL's bound on the parameters of one statement. */
+const MAX_PARAMETERS = 65_535
+
 /** The channel commits are announced on; the payload names the instance, for those who read it by hand. */
 export const CHANNEL = "mailroom_events"
 
@@ -156,9 +159,11 @@ const makeSql = Effect.gen(function*() {
   const withClauses = (alongside: ReadonlyArray<Statement.Fragment>) =>
     alongside.length === 0 ? sql.literal("") : sql`WITH ${sql.join(", ", false)(alongside.map((statement, i) => sql`${sql.literal(`w${i}`)} AS (${statement})`))}`
 
+  const each = (statements: ReadonlyArray<Statement.Fragment>) => Effect.forEach(statements, (statement) => sql`${statement}`, { discard: true })
+
   const append: Append = (events, alongside = []) =>
-    events.length === 0 ? Effect.forEach(alongside, (statement) => sql`${statement}`, { discard: true }) : Effect.flatMap(seal(vault, events), (sealed) =>
-      sql`${withClauses(alongside)} INSERT INTO events ${
+    events.length === 0 ? each(alongside) : Effect.flatMap(seal(vault, events), (sealed) => {
+      const insert = sql`INSERT INTO events ${
         sql.insert(events.map((event, i) => ({
           id: event.id,
           type: event.type,
@@ -172,7 +177,13 @@ const makeSql = Effect.gen(function*() {
           sealed: sealed[i]!.sealed,
           trace: event.trace
         })))
-      }`.pipe(Effect.asVoid))
+      }`
+      if (alongside.length === 0) return Effect.asVoid(insert)
+      const together = sql`${withClauses(alongside)} ${insert}`
+      // A statement carries at most 65,535 parameters (the protocol counts them in 16 bits): a batch
+      // of mail with long recipient lists goes one statement at a time rather than fail every retry.
+      return together.compile()[1].length <= MAX_PARAMETERS ? Effect.asVoid(together) : Effect.zipRight(each(alongside), insert)
+    })
 
   const transaction = <A, E, R>(write: (append: Append) => Effect.Effect<A, E, R>) =>
     Effect.gen(function*() {

@@ -110,11 +110,25 @@ export const project = (mailbox: string, decisions: ReadonlyArray<IntakeDecision
   }
 }
 
-const insertStatement = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray<object>, suffix = "") =>
-  sql`INSERT INTO ${sql(table)} ${sql.insert(rows as ReadonlyArray<Record<string, unknown>>)} ${sql.literal(suffix)}`
+/** Parameters per INSERT, under PostgreSQL's 65,535 a statement (the protocol counts them in 16 bits). */
+const PARAMETERS_PER_INSERT = 30_000
+
+/**
+ * INSERTs of `rows`, as many as keep each under PARAMETERS_PER_INSERT: a batch of mail with long
+ * recipient lists (up to 500 participants each) would otherwise fail at every retry.
+ */
+const insertStatements = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray<object>, suffix = "") => {
+  const perStatement = Math.max(1, Math.floor(PARAMETERS_PER_INSERT / Math.max(1, Object.keys(rows[0] ?? {}).length)))
+  const statements: Array<Statement.Statement<unknown>> = []
+  for (let i = 0; i < rows.length; i += perStatement) {
+    const chunk = rows.slice(i, i + perStatement) as ReadonlyArray<Record<string, unknown>>
+    statements.push(sql`INSERT INTO ${sql(table)} ${sql.insert(chunk)} ${sql.literal(suffix)}`)
+  }
+  return statements
+}
 
 const insert = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray<object>, suffix = "") =>
-  rows.length === 0 ? Effect.void : insertStatement(sql, table, rows, suffix).pipe(Effect.asVoid)
+  Effect.forEach(insertStatements(sql, table, rows, suffix), (statement) => statement, { discard: true })
 
 /**
  * A projection's writes, as statements: none touches a row another one writes, so they can go in one
@@ -122,16 +136,16 @@ const insert = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray<obj
  * its end).
  */
 export const projectionStatements = (sql: SqlClient.SqlClient, rows: Projection, at: Date): ReadonlyArray<Statement.Statement<unknown>> => [
-  ...(rows.customers.length === 0 ? [] : [insertStatement(
+  ...insertStatements(
     sql,
     "customers",
     rows.customers,
     "ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name WHERE customers.name = '' AND EXCLUDED.name <> ''"
-  )]),
-  ...(rows.tickets.length === 0 ? [] : [insertStatement(sql, "tickets", rows.tickets)]),
+  ),
+  ...insertStatements(sql, "tickets", rows.tickets),
   ...(rows.followedUp.length === 0 ? [] : [sql`UPDATE tickets SET updated_at = ${at} WHERE id = ANY(${rows.followedUp})`]),
-  ...(rows.messages.length === 0 ? [] : [insertStatement(sql, "messages", rows.messages.map((row) => ({ ...row, references: [...row.references] })))]),
-  ...(rows.participants.length === 0 ? [] : [insertStatement(sql, "ticket_participants", rows.participants, "ON CONFLICT DO NOTHING")])
+  ...insertStatements(sql, "messages", rows.messages.map((row) => ({ ...row, references: [...row.references] }))),
+  ...insertStatements(sql, "ticket_participants", rows.participants, "ON CONFLICT DO NOTHING")
 ]
 
 /** Writes a projection's rows; run inside the transaction that appends the events they come from. */

@@ -52,6 +52,21 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
     }).pipe(Effect.provide(sqlPipeline(backend, "store", Imap.Test(mailbox))))
   })
 
+  it.scoped("commits a batch whose rows need more than one statement's 65,535 parameters (long Cc lists) instead of failing at every retry", () => {
+    const mailbox = new MemoryMailbox()
+    const cc = Array.from({ length: 600 }, (_, i) => `guest${i}@crowd.test`).join(", ")
+    for (let i = 0; i < 70; i++) mailbox.append(mail({ from: `sender${i}@customer.test`, subject: `crowd ${i}`, headers: { Cc: cc } }))
+    return Effect.gen(function*() {
+      const summary = yield* once
+      expect(summary).toMatchObject({ received: 70, ticketsCreated: 70 })
+      expect(yield* count("events")).toBe(70)
+      expect(yield* count("messages")).toBe(70)
+      // About 500 participants a ticket (a mail's addresses are capped there), 2 parameters a row:
+      // more than one statement may carry.
+      expect(yield* count("ticket_participants")).toBeGreaterThan(33_000)
+    }).pipe(Effect.provide(sqlPipeline(backend, "crowd", Imap.Test(mailbox))))
+  })
+
   it.scoped("keeps the leader's mailbox_health row when a standby says it stands by", () =>
     Effect.gen(function*() {
       const state = yield* StateStore
