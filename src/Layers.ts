@@ -1,4 +1,5 @@
-import { Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
+import type { Scope } from "effect"
 import { MigrationsLive } from "./log/Migrations.js"
 import { SqlLive } from "./log/Sql.js"
 import { Intake } from "./tickets/Intake.js"
@@ -36,16 +37,46 @@ export const StoreLive = Layer.mergeAll(TicketRepo.Live, ReplyStore.Live).pipe(
 /** The agent AGENT names, the SMTP mailer that sends its answers and the drafts folder for the rest. */
 export const RepliesLive = Layer.mergeAll(AgentLive, MailerLive, Drafts.Live)
 
+/** A build of one mailbox's services so far: what they provide, and the memo map they share. */
+export interface Building<B> {
+  readonly context: Context.Context<B>
+  readonly memoMap: Layer.MemoMap
+}
+
+export const startBuilding: Effect.Effect<Building<never>> = Effect.map(Layer.makeMemoMap, (memoMap) => ({ context: Context.empty(), memoMap }))
+
+/** Adds what `layer` builds to the context so far; the rest of what it needs comes from the fiber. */
+export const andThen = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
+<B, E2, R2>(built: Effect.Effect<Building<B>, E2, R2>): Effect.Effect<Building<A | B>, E | E2, Exclude<R, B> | R2 | Scope.Scope> =>
+  Effect.flatMap(built, ({ context, memoMap }) =>
+    Effect.flatMap(Effect.scope, (scope) => Layer.buildWithMemoMap(layer, memoMap, scope)).pipe(
+      Effect.provide(context),
+      Effect.map((added) => ({ context: Context.merge(context, added), memoMap }))
+    ))
+
 /**
  * What each watched mailbox runs on its own: its IMAP connection, intake, reconciliation, poller,
  * and the responder with its agent, SMTP and drafts folder. Everything else is shared.
+ *
+ * Built one service after another rather than as one composed Layer: every node of a composed
+ * Layer keeps a memo entry (a scope, two refs and a deferred) for as long as the mailbox runs, and a
+ * thousand mailboxes multiply them (docs/performance.md, "Many mailboxes"). One memo map per
+ * mailbox still builds what two services share (OAuth2, for IMAP and SMTP) once.
  */
-export const mailboxLayer = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
-  Layer.mergeAll(Poller.DefaultWithoutDependencies, Responder.Default).pipe(
-    Layer.provideMerge(Reconciler.Default),
-    Layer.provide(Intake.Default),
-    Layer.provideMerge(Layer.mergeAll(imap, RepliesLive))
+export const mailboxServices = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
+  startBuilding.pipe(
+    andThen(imap),
+    andThen(AgentLive),
+    andThen(MailerLive),
+    andThen(Drafts.Live),
+    andThen(Intake.Default),
+    andThen(Reconciler.Default),
+    andThen(Poller.DefaultWithoutDependencies),
+    andThen(Responder.Default),
+    Effect.map(({ context }) => context)
   )
+
+export const mailboxLayer = <E, R>(imap: Layer.Layer<Imap, E, R>) => Layer.scopedContext(mailboxServices(imap))
 
 /** What every mailbox of the process shares: the parser pool, sender checks, the bus and the locks. */
 const sharedLayer = <E, R>(bus: Layer.Layer<EventBus, E, R>) =>
