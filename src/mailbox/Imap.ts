@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer, Redacted, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Redacted } from "effect"
 import type { Scope } from "effect"
 import { ImapFlow } from "imapflow"
 import type { FetchMessageObject } from "imapflow"
@@ -8,6 +8,7 @@ import type { ImapError } from "./ImapErrors.js"
 import { classify, ConnectionLost } from "./ImapErrors.js"
 import type { MemoryMailbox } from "./MemoryMailbox.js"
 import { OAuth2, OAuth2Live } from "./OAuth2.js"
+import { makeNews } from "./News.js"
 
 export { MemoryMailbox } from "./MemoryMailbox.js"
 
@@ -63,8 +64,13 @@ export interface ImapSession {
    * Leaves the selected mailbox as it was. A folder that does not exist fails with MailboxNotFound.
    */
   readonly append: (mailbox: string, source: Buffer, flags: ReadonlyArray<string>) => Effect.Effect<{ readonly uid: number | null }, ImapError>
-  /** Emits whenever the server announces new mail (IDLE or unsolicited EXISTS); fails when the connection drops. */
-  readonly newMail: Stream.Stream<void, ImapError>
+  /**
+   * Waits until the server has announced new mail (IDLE or an unsolicited EXISTS) since the last
+   * `takeNews`: at once if it has. Fails when the connection drops.
+   */
+  readonly nextNews: Effect.Effect<void, ImapError>
+  /** Forgets the announcements so far: called as a pass starts, which takes all that mail. */
+  readonly takeNews: Effect.Effect<void>
   readonly supportsIdle: boolean
 }
 
@@ -151,17 +157,9 @@ const make = Effect.gen(function*() {
     // the answer to any command, and one that came during the first pass (before the poller listens)
     // would otherwise wait for the next backstop pass. At most one announcement is kept: one pass
     // takes all the new mail.
-    const heard = { news: false, closed: false }
-    let listener: { readonly news: () => void; readonly closed: () => void } | undefined
-    client.on("exists", () => listener ? listener.news() : void (heard.news = true))
-    client.on("close", () => listener ? listener.closed() : void (heard.closed = true))
-    const newMail = Stream.async<void, ImapError>((emit) => {
-      listener = { news: () => void emit.single(undefined), closed: () => void emit.fail(dropped()) }
-      if (heard.closed) listener.closed()
-      else if (heard.news) listener.news()
-      heard.news = false
-      return Effect.sync(() => void (listener = undefined))
-    }, { bufferSize: 1, strategy: "sliding" })
+    const news = makeNews<ImapError>()
+    client.on("exists", news.announce)
+    client.on("close", () => news.close(dropped()))
 
     const fetchInPieces = (uid: number, size: number) =>
       attempt("UID FETCH BODY.PEEK[]<partial>", async (): Promise<ReadonlyArray<RawMail>> => {
@@ -261,7 +259,8 @@ const make = Effect.gen(function*() {
             attributes: { "mailroom.mailbox": mailbox, "mailroom.account": config.user, "messaging.message.body.size": source.length }
           })
         ),
-      newMail
+      nextNews: news.next,
+      takeNews: news.take
     } satisfies ImapSession
   })
 

@@ -1,7 +1,9 @@
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
+import type { Scope } from "effect"
 import type { ImapSession } from "./Imap.js"
 import type { ImapError } from "./ImapErrors.js"
 import { MailboxNotFound } from "./ImapErrors.js"
+import { makeNews } from "./News.js"
 
 type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId" | "append"
 
@@ -59,9 +61,15 @@ export class MemoryMailbox {
     return Effect.fail(failure!.error)
   }
 
-  session(): Effect.Effect<ImapSession, ImapError> {
+  /** A session, announced new mail from login on (as a real server's) until its scope closes. */
+  session(): Effect.Effect<ImapSession, ImapError, Scope.Scope> {
+    const news = makeNews<ImapError>()
     return this.fail("connect").pipe(
       Effect.tap(() => void this.logins++),
+      Effect.zipRight(Effect.acquireRelease(
+        Effect.sync(() => this.listeners.add(news.announce)),
+        () => Effect.sync(() => this.listeners.delete(news.announce))
+      )),
       Effect.as<ImapSession>({
         user: "test@example.com",
         supportsIdle: this.idle,
@@ -120,11 +128,8 @@ export class MemoryMailbox {
               return Effect.succeed({ uid: sources.length })
             }))
           ),
-        newMail: Stream.async<void>((emit) => {
-          const notify = () => void emit.single(undefined)
-          this.listeners.add(notify)
-          return Effect.sync(() => this.listeners.delete(notify))
-        }, { bufferSize: 1, strategy: "sliding" })
+        nextNews: news.next,
+        takeNews: news.take
       })
     )
   }

@@ -1,5 +1,5 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Chunk, Clock, Duration, Effect, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Duration, Effect, Metric, Option, Schedule } from "effect"
 import { stallTimeout } from "../config/Telemetry.js"
 import { reconcileInterval } from "../config/Config.js"
 import { ImapConfig } from "../config/Config.js"
@@ -82,16 +82,19 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
       Effect.scoped(Effect.flatMap(connect, (session) => reconciler.run(session, options)))
 
     /**
-     * One stream per mailbox: a pass at start and on every IDLE announcement; a tick every interval
+     * One loop per mailbox: a pass at start and on every IDLE announcement; a tick every interval
      * (or RECONCILE_INTERVAL, if shorter) runs the backstop pass when no pass ran for an interval and
      * the reconcile check when it is due. On the session of the passes, so a check never runs beside one.
+     * A loop over a latch rather than a merged Stream: a thousand idle mailboxes each wait with two
+     * fibers instead of a stream's executors (docs/performance.md, "Many mailboxes").
      */
     const watch = (session: ImapSession, interval: Duration.Duration) =>
       Effect.gen(function*() {
+        const every = Duration.toMillis(Duration.min(interval, reconcileEvery))
         const since = { pass: yield* Clock.currentTimeMillis, reconcile: yield* Clock.currentTimeMillis }
         const due = (last: number, every: Duration.Duration) => Effect.map(Clock.currentTimeMillis, (now) => now - last >= Duration.toMillis(every))
         const pass = (trigger: string) =>
-          intake.pass(session).pipe(
+          Effect.zipRight(session.takeNews, intake.pass(session)).pipe(
             Effect.annotateLogs("trigger", trigger),
             Effect.zipLeft(health.passCompleted(mailbox)),
             Effect.zipLeft(Effect.map(Clock.currentTimeMillis, (now) => (since.pass = now)))
@@ -103,13 +106,18 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
           }
           if (yield* due(since.pass, interval)) yield* pass("interval")
         })
-        yield* Stream.fromSchedule(Schedule.spaced(Duration.min(interval, reconcileEvery))).pipe(
-          Stream.as("tick" as const),
-          Stream.merge(session.newMail.pipe(Stream.as("new mail" as const))),
-          Stream.prepend(Chunk.of("start" as const)),
-          Stream.mapEffect((trigger) => trigger === "tick" ? tick : pass(trigger)),
-          Stream.runDrain
-        )
+        let nextTick = since.pass + every
+        yield* pass("start")
+        for (;;) {
+          const wait = Math.max(0, nextTick - (yield* Clock.currentTimeMillis))
+          const woken = yield* Effect.raceFirst(Effect.as(session.nextNews, "new mail" as const), Effect.as(Effect.sleep(wait), "tick" as const))
+          if (woken === "new mail") {
+            yield* pass(woken)
+            continue
+          }
+          yield* tick
+          nextTick = (yield* Clock.currentTimeMillis) + every
+        }
       })
 
     /** Leads the mailbox once its lock is free and, under MAX_MAILBOXES_PER_PROCESS, a permit too. */

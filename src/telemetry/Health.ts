@@ -5,7 +5,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { SqlClient } from "@effect/sql"
-import { Clock, Data, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schedule } from "effect"
 import { HealthConfig } from "../config/Telemetry.js"
 import { StartupRefused } from "../cli/Fatal.js"
 import type { ImapSession } from "../mailbox/Imap.js"
@@ -180,7 +180,7 @@ export class HealthState extends Effect.Service<HealthState>()("mailroom/HealthS
         markSeen: (uids) => noted(session.markSeen(uids)),
         findByMessageId: (box, messageId) => noted(session.findByMessageId(box, messageId)),
         append: (box, source, flags) => noted(session.append(box, source, flags)),
-        newMail: Stream.tap(session.newMail, () => activity(mailbox))
+        nextNews: noted(session.nextNews)
       }
     }
 
