@@ -14,8 +14,9 @@
  *    arriving; time until the survivor leads all N; nothing appended meanwhile lost or doubled.
  *
  * Sizes: BENCH_MAILBOXES (N, 1,000), BENCH_MAILBOXES_MAILS (M, 2,000), BENCH_MAILBOXES_RATE (R, 20 a
- * second), BENCH_MAILBOXES_IDLE_SECONDS (30), BENCH_MAILBOXES_TIMEOUT (seconds to wait for start-up
- * or a takeover; 120 + N/2 by default), or --mailboxes N, --mailboxes-mails M and so on.
+ * second), BENCH_MAILBOXES_IDLE_SECONDS (180: V8 collects an idle heap about a minute after
+ * start-up), BENCH_MAILBOXES_TIMEOUT (seconds to wait for start-up or a takeover; 120 + N/2 by
+ * default), or --mailboxes N, --mailboxes-mails M and so on.
  *
  * `node --import tsx bench/manyMailboxes.ts --preflight [N]` checks steps 1 and 2 alone, without
  * mailroom: the Dovecot of N users takes N concurrent IMAP logins that each SELECT INBOX and IDLE,
@@ -46,6 +47,8 @@ const PASSWORD = "bench-pass"
 const PASSWORD_ENV = "BENCH_PW"
 const CAP_SETTING = "MAX_MAILBOXES_PER_PROCESS"
 const TICKS_PER_SECOND = 100
+/** Idle samples are a second apart; the settled figure is the mean of the last 30. */
+const SETTLED_SAMPLES = 30
 
 /**
  * Dovecot 2.3's defaults refuse a thousand IMAP connections from one client: imap-login runs one
@@ -587,6 +590,8 @@ export interface MailboxesResult {
     readonly seconds: number
     readonly rssMb: number
     readonly rssMaxMb: number
+    /** The mean of the window's last 30 s: once V8's idle collection has run, what an idle process keeps. */
+    readonly rssSettledMb: number
     readonly cpuPercentOfCore: number
     readonly postgresCpuPercentOfCore: number
     readonly dovecotCpuPercentOfCore: number
@@ -715,12 +720,13 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
         seconds: round(idleSeconds, 1),
         rssMb: Math.round(rss.reduce((a, b) => a + b, 0) / rss.length),
         rssMaxMb: Math.round(Math.max(...rss)),
+        rssSettledMb: Math.round(rss.slice(-SETTLED_SAMPLES).reduce((a, b) => a + b, 0) / Math.min(rss.length, SETTLED_SAMPLES)),
         cpuPercentOfCore: percent((idleEnd.ticks - idleStart.ticks) / TICKS_PER_SECOND),
         postgresCpuPercentOfCore: percent(idleCpu.postgres),
         dovecotCpuPercentOfCore: percent(idleCpu.dovecot),
         cpu: idleCpu
       }
-      log(`  idle ${result.idle.seconds} s: RSS ${result.idle.rssMb} MB (max ${result.idle.rssMaxMb}), CPU ${result.idle.cpuPercentOfCore}% of a core ` +
+      log(`  idle ${result.idle.seconds} s: RSS ${result.idle.rssMb} MB (max ${result.idle.rssMaxMb}, last 30 s ${result.idle.rssSettledMb}), CPU ${result.idle.cpuPercentOfCore}% of a core ` +
         `(PostgreSQL ${result.idle.postgresCpuPercentOfCore}%, Dovecot ${result.idle.dovecotCpuPercentOfCore}%)`)
 
       // 5. Load.
@@ -897,7 +903,8 @@ export const mailboxesTargets = (r: MailboxesResult): Array<Target> => {
   const out: Array<Target> = []
   const n = r.mailboxes
   if (r.idle) {
-    out.push({ target: `${n} mailboxes, idle: RSS < 512 MB`, measured: `${r.idle.rssMb} MB (max ${r.idle.rssMaxMb})`, met: r.idle.rssMaxMb < 512 })
+    out.push({ target: `${n} mailboxes, idle from start-up on: RSS < 512 MB`, measured: `${r.idle.rssMb} MB (max ${r.idle.rssMaxMb})`, met: r.idle.rssMaxMb < 512 })
+    out.push({ target: `${n} mailboxes, idle, last 30 s of ${Math.round(r.idle.seconds)}: RSS < 512 MB`, measured: `${r.idle.rssSettledMb} MB`, met: r.idle.rssSettledMb < 512 })
     out.push({ target: `${n} mailboxes, idle: CPU < 5% of a core`, measured: `${r.idle.cpuPercentOfCore}%`, met: r.idle.cpuPercentOfCore < 5 })
   }
   if (r.load) {

@@ -44,7 +44,7 @@ const parsePhases = (value: string | undefined): ReadonlySet<MailboxesPhase> => 
   return new Set(names as Array<MailboxesPhase>)
 }
 
-export const DEFAULT_MAILBOXES = { count: 1_000, mails: 2_000, rate: 20, idleSeconds: 30 } as const
+export const DEFAULT_MAILBOXES = { count: 1_000, mails: 2_000, rate: 20, idleSeconds: 180 } as const
 
 export interface BenchOptions {
   readonly only: ReadonlySet<Scenario>

@@ -7,6 +7,7 @@ import { Poller } from "./mailbox/Poller.js"
 import { Relay } from "./bus/Relay.js"
 import { Responder } from "./replies/Responder.js"
 import { AgentLive } from "./replies/Agent.js"
+import { agentKind } from "./config/Replies.js"
 import type { EventBus } from "./bus/EventBus.js"
 import type { Imap } from "./mailbox/Imap.js"
 import { LeadershipLive, Slots } from "./mailbox/Leadership.js"
@@ -34,9 +35,6 @@ export const StoreLive = Layer.mergeAll(TicketRepo.Live, ReplyStore.Live).pipe(
   Layer.provideMerge(DatabaseLive)
 )
 
-/** The agent AGENT names, the SMTP mailer that sends its answers and the drafts folder for the rest. */
-export const RepliesLive = Layer.mergeAll(AgentLive, MailerLive, Drafts.Live)
-
 /** A build of one mailbox's services so far: what they provide, and the memo map they share. */
 export interface Building<B> {
   readonly context: Context.Context<B>
@@ -56,7 +54,8 @@ export const andThen = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
 
 /**
  * What each watched mailbox runs on its own: its IMAP connection, intake, reconciliation, poller,
- * and the responder with its agent, SMTP and drafts folder. Everything else is shared.
+ * and the responder with its agent, SMTP and drafts folder (with AGENT=off, a responder that answers
+ * nothing, and none of those). Everything else is shared.
  *
  * Built one service after another rather than as one composed Layer: every node of a composed
  * Layer keeps a memo entry (a scope, two refs and a deferred) for as long as the mailbox runs, and a
@@ -64,17 +63,18 @@ export const andThen = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
  * mailbox still builds what two services share (OAuth2, for IMAP and SMTP) once.
  */
 export const mailboxServices = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
-  startBuilding.pipe(
-    andThen(imap),
-    andThen(AgentLive),
-    andThen(MailerLive),
-    andThen(Drafts.Live),
-    andThen(Intake.Default),
-    andThen(Reconciler.Default),
-    andThen(Poller.DefaultWithoutDependencies),
-    andThen(Responder.Default),
-    Effect.map(({ context }) => context)
-  )
+  Effect.gen(function*() {
+    const withImap = startBuilding.pipe(andThen(imap))
+    const withReplies = (yield* agentKind) === "off"
+      ? yield* withImap.pipe(andThen(Responder.Off))
+      : yield* withImap.pipe(andThen(AgentLive), andThen(MailerLive), andThen(Drafts.Live), andThen(Responder.Default))
+    const built = yield* Effect.succeed(withReplies as Building<Imap | Responder>).pipe(
+      andThen(Intake.Default),
+      andThen(Reconciler.Default),
+      andThen(Poller.DefaultWithoutDependencies)
+    )
+    return built.context
+  })
 
 export const mailboxLayer = <E, R>(imap: Layer.Layer<Imap, E, R>) => Layer.scopedContext(mailboxServices(imap))
 

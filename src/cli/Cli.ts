@@ -114,7 +114,10 @@ export const runForever = (seconds: Option.Option<number>) =>
           `Watching ${mailbox.watched.key}: at once when the server announces new mail (IDLE), with a pass every ${Duration.format(intervals.idle)} besides; ` +
             `without IDLE, a pass every ${Duration.format(intervals.poll)}`
         )
-        yield* Effect.all([poller.forever(intervals), responder.run], { concurrency: "unbounded", discard: true })
+        // Without an agent there is nothing to answer: no second fiber per mailbox for it.
+        yield* responder.enabled
+          ? Effect.all([poller.forever(intervals), responder.run], { concurrency: "unbounded", discard: true })
+          : poller.forever(intervals)
       }))
     yield* Effect.all([
       Effect.forEach(fleet, watch, { concurrency: "unbounded", discard: true }),

@@ -1,5 +1,5 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Metric, Option, Ref, Scope } from "effect"
+import { Effect, Layer, Metric, Option, Ref, Scope } from "effect"
 import { ReplyConfig } from "../config/Replies.js"
 import { replies } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
@@ -308,4 +308,20 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
 
     return { drain, run, pending, consumer, enabled } as const
   })
-}) {}
+}) {
+  /**
+   * AGENT=off: nothing is answered, so no agent, SMTP mailer, drafts folder or policy is built for
+   * the mailbox (with a thousand mailboxes they add up); the events are there for an external agent.
+   */
+  static readonly Off = Layer.effect(
+    Responder,
+    Effect.map(Watched, ({ key }) =>
+      Responder.make({
+        drain: Effect.succeedNone,
+        run: Effect.void,
+        pending: Effect.succeed(0),
+        consumer: `responder:${key}`,
+        enabled: false
+      }))
+  )
+}

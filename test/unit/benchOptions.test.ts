@@ -36,7 +36,7 @@ describe("the benchmark's options", () => {
     expect(parseOptions({}, []).mailboxes).toEqual({ ...DEFAULT_MAILBOXES, timeoutSeconds: undefined, keepDatabase: false, pollInterval: undefined, phases: new Set(["load", "cap", "takeover"]), logDir: undefined })
     const options = parseOptions({ BENCH_ONLY: "mailboxes", BENCH_MAILBOXES: "50", BENCH_MAILBOXES_MAILS: "200" }, ["--mailboxes-rate", "10"])
     expect([...options.only]).toEqual(["mailboxes"])
-    expect(options.mailboxes).toEqual({ count: 50, mails: 200, rate: 10, idleSeconds: 30, timeoutSeconds: undefined, keepDatabase: false, pollInterval: undefined, phases: new Set(["load", "cap", "takeover"]), logDir: undefined })
+    expect(options.mailboxes).toEqual({ count: 50, mails: 200, rate: 10, idleSeconds: 180, timeoutSeconds: undefined, keepDatabase: false, pollInterval: undefined, phases: new Set(["load", "cap", "takeover"]), logDir: undefined })
     expect(() => parseOptions({ BENCH_MAILBOXES: "0" }, [])).toThrow(/BENCH_MAILBOXES/)
   })
 
