@@ -173,6 +173,19 @@ const treeUsage = async (pid: number) => {
   return { ticks, rssMb: rssKb / 1024, alive: stats.has(pid) }
 }
 
+/** RSS of `pid` once a second until `during` settles: the most it reached meanwhile (VmHWM counts start-up too). */
+const maxRssDuring = async (pid: number, during: Promise<unknown>) => {
+  let done = false
+  void during.finally(() => (done = true))
+  let max = 0
+  while (!done) {
+    max = Math.max(max, (await treeUsage(pid)).rssMb)
+    await Promise.race([sleep(1_000), during])
+  }
+  return Math.max(max, (await treeUsage(pid)).rssMb)
+}
+
+/** The most RSS `pid` has had since it started (VmHWM). */
 const peakRssMb = async (pid: number) => {
   const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "")
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024
@@ -599,7 +612,10 @@ export interface MailboxesResult {
   }
   load?: Outcome & {
     readonly seconds: number
+    /** Since the process started, start-up included. */
     readonly peakRssMb: number
+    /** Sampled once a second while the mail arrived. */
+    readonly rssMaxMb: number
     readonly cpuPercentOfCore: number
     readonly othersPercentOfCore: { readonly postgres: number; readonly dovecot: number; readonly bench: number }
     readonly database: { readonly sessionsMax: number; readonly busyMean: number; readonly busyMax: number; readonly waitingOnLockMean: number }
@@ -736,6 +752,7 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
       const benchCpu = process.cpuUsage()
       const loading = appendAtRate(dovecot, users, options.rate, options.mails)
       const sessions = sampleSessions(db.url, first.pid, loading.done)
+      const loadRss = maxRssDuring(first.pid, loading.done)
       const loadSeconds = await loading.done
       const database = await sessions
       const loadEnd = await treeUsage(first.pid)
@@ -748,6 +765,7 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
         ...loaded,
         seconds: round(loadSeconds),
         peakRssMb: Math.round(await peakRssMb(first.pid)),
+        rssMaxMb: Math.round(await loadRss),
         cpuPercentOfCore: round(((loadEnd.ticks - loadStart.ticks) / TICKS_PER_SECOND / loadSeconds) * 100, 1),
         database,
         othersPercentOfCore: {
@@ -758,7 +776,7 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
       }
       log(`  load: ${loaded.received} of ${loaded.appended} received in ${result.load.seconds} s; arrival to ticket p50 ${loaded.latencyMs.p50} ms, ` +
         `p99 ${loaded.latencyMs.p99} ms, max ${loaded.latencyMs.max} ms (seen committed: p50 ${loaded.observedMs.p50}, p99 ${loaded.observedMs.p99} ms); ` +
-        `missing ${loaded.missing} (lost: ${loaded.lost}), doubled ${loaded.doubled}, not EmailReceived ${loaded.notReceived}; all in ${loaded.drainSeconds} s after the last APPEND; peak RSS ${result.load.peakRssMb} MB, ` +
+        `missing ${loaded.missing} (lost: ${loaded.lost}), doubled ${loaded.doubled}, not EmailReceived ${loaded.notReceived}; all in ${loaded.drainSeconds} s after the last APPEND; RSS at most ${result.load.rssMaxMb} MB meanwhile (since start ${result.load.peakRssMb} MB), ` +
         `CPU ${result.load.cpuPercentOfCore}% of a core (PostgreSQL ${result.load.othersPercentOfCore.postgres}%, Dovecot ${result.load.othersPercentOfCore.dovecot}%, ` +
         `the bench itself ${result.load.othersPercentOfCore.bench}%, of ${availableParallelism()} cores)`)
       log(`  load: mailroom's PostgreSQL sessions: ${database.sessionsMax}, busy ${database.busyMean} on average (max ${database.busyMax}), ` +
