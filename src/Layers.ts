@@ -68,6 +68,7 @@ export const mailboxServices = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
     const withReplies = (yield* agentKind) === "off"
       ? yield* withImap.pipe(andThen(Responder.Off))
       : yield* withImap.pipe(andThen(AgentLive), andThen(MailerLive), andThen(Drafts.Live), andThen(Responder.Default))
+    // One branch builds more than the other; what follows needs only these two.
     const built = yield* Effect.succeed(withReplies as Building<Imap | Responder>).pipe(
       andThen(Intake.Default),
       andThen(Reconciler.Default),

@@ -90,7 +90,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
      */
     const watch = (session: ImapSession, interval: Duration.Duration) =>
       Effect.gen(function*() {
-        const every = Duration.toMillis(Duration.min(interval, reconcileEvery))
+        const tickEvery = Duration.toMillis(Duration.min(interval, reconcileEvery))
         const since = { pass: yield* Clock.currentTimeMillis, reconcile: yield* Clock.currentTimeMillis }
         const due = (last: number, every: Duration.Duration) => Effect.map(Clock.currentTimeMillis, (now) => now - last >= Duration.toMillis(every))
         const pass = (trigger: string) =>
@@ -106,7 +106,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
           }
           if (yield* due(since.pass, interval)) yield* pass("interval")
         })
-        let nextTick = since.pass + every
+        let nextTick = since.pass + tickEvery
         yield* pass("start")
         for (;;) {
           const wait = Math.max(0, nextTick - (yield* Clock.currentTimeMillis))
@@ -116,7 +116,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
             continue
           }
           yield* tick
-          nextTick = (yield* Clock.currentTimeMillis) + every
+          nextTick = (yield* Clock.currentTimeMillis) + tickEvery
         }
       })
 
