@@ -35,6 +35,19 @@ export interface ReplySummary {
   readonly failed: number
 }
 
+/** What `mailroom` asks of a mailbox's responder. */
+export interface ResponderShape {
+  /** `--once`: answers what is committed; None when nothing answers or another instance is answering. */
+  readonly drain: Effect.Effect<Option.Option<ReplySummary>, ResponderError>
+  /** Follows the log until interrupted. */
+  readonly run: Effect.Effect<void>
+  readonly consumer: string
+  readonly enabled: boolean
+}
+
+/** AGENT=off: nothing is answered; the events are there for an external agent. */
+const answersNothing = (consumer: string): ResponderShape => ({ drain: Effect.succeedNone, run: Effect.void, consumer, enabled: false })
+
 const PAGE = 100
 const THREAD_MESSAGES = 10
 
@@ -70,11 +83,11 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const leadership = yield* Leadership
     const vault = yield* Vault
     const consumer = `responder:${mailbox}`
-    const enabled = agent.kind !== "off"
+    if (agent.kind === "off") return answersNothing(consumer)
     const policy = yield* makePolicy(config, own, store, vault.customerId)
 
     // A responder that starts on an existing log answers what arrives from now on, not the history.
-    if (enabled) yield* log.startAt(consumer, yield* log.lastSeq)
+    yield* log.startAt(consumer, yield* log.lastSeq)
 
     const record = <A extends ReplyIntended | ReplyOutcome>(data: A) => store.append(mailbox, data).pipe(Effect.as(data))
 
@@ -281,47 +294,29 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       return yield* Ref.get(summary)
     })
 
-    /** `--once`: answers what is committed. None when AGENT=off or another instance is answering. */
-    const drain: Effect.Effect<Option.Option<ReplySummary>, ResponderError> = enabled
-      ? leadership.lead(consumer, drainAll, { wait: false })
-      : Effect.succeedNone
+    /** `--once`: answers what is committed. None when another instance is answering. */
+    const drain: Effect.Effect<Option.Option<ReplySummary>, ResponderError> = leadership.lead(consumer, drainAll, { wait: false })
 
     /** Follows the log until interrupted; each kind of failure waits by its own Schedule and is logged once. */
-    const run = enabled
-      ? Effect.logInfo(`Answering new mail in ${mailbox} with AGENT=${agent.kind}`).pipe(
-        Effect.zipRight(supervise<ResponderError, never>({
-          work: (healthy) =>
-            leadership.lead(
-              consumer,
-              Effect.flatMap(Ref.make(empty), (summary) => log.consume(consumer, answerPage(summary), { page: PAGE, onDrained: healthy }))
-            ).pipe(Effect.asVoid),
-          scheduleFor,
-          recoveredLine: (was) => `Replies go out again (recovered from ${was})`
-        })),
-        Effect.annotateLogs("service", "responder")
-      )
-      : Effect.void
+    const run: Effect.Effect<void> = Effect.logInfo(`Answering new mail in ${mailbox} with AGENT=${agent.kind}`).pipe(
+      Effect.zipRight(supervise<ResponderError, never>({
+        work: (healthy) =>
+          leadership.lead(
+            consumer,
+            Effect.flatMap(Ref.make(empty), (summary) => log.consume(consumer, answerPage(summary), { page: PAGE, onDrained: healthy }))
+          ).pipe(Effect.asVoid),
+        scheduleFor,
+        recoveredLine: (was) => `Replies go out again (recovered from ${was})`
+      })),
+      Effect.annotateLogs("service", "responder")
+    )
 
-    const pending = Effect.gen(function*() {
-      return (yield* log.read(yield* log.position(consumer), PAGE)).filter((e) => e.type === "EmailReceived").length
-    })
-
-    return { drain, run, pending, consumer, enabled } as const
+    return { drain, run, consumer, enabled: true } satisfies ResponderShape
   })
 }) {
   /**
    * AGENT=off: nothing is answered, so no agent, SMTP mailer, drafts folder or policy is built for
    * the mailbox (with a thousand mailboxes they add up); the events are there for an external agent.
    */
-  static readonly Off = Layer.effect(
-    Responder,
-    Effect.map(Watched, ({ key }) =>
-      Responder.make({
-        drain: Effect.succeedNone,
-        run: Effect.void,
-        pending: Effect.succeed(0),
-        consumer: `responder:${key}`,
-        enabled: false
-      }))
-  )
+  static readonly Off = Layer.effect(Responder, Effect.map(Watched, ({ key }) => Responder.make(answersNothing(`responder:${key}`))))
 }
