@@ -44,7 +44,7 @@ export interface Building<B> {
 export const startBuilding: Effect.Effect<Building<never>> = Effect.map(Layer.makeMemoMap, (memoMap) => ({ context: Context.empty(), memoMap }))
 
 /** Adds what `layer` builds to the context so far; the rest of what it needs comes from the fiber. */
-export const andThen = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
+export const thenBuild = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
 <B, E2, R2>(built: Effect.Effect<Building<B>, E2, R2>): Effect.Effect<Building<A | B>, E | E2, Exclude<R, B> | R2 | Scope.Scope> =>
   Effect.flatMap(built, ({ context, memoMap }) =>
     Effect.flatMap(Effect.scope, (scope) => Layer.buildWithMemoMap(layer, memoMap, scope)).pipe(
@@ -64,15 +64,15 @@ export const andThen = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
  */
 export const mailboxServices = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
   Effect.gen(function*() {
-    const withImap = startBuilding.pipe(andThen(imap))
+    const withImap = startBuilding.pipe(thenBuild(imap))
     const withReplies = (yield* agentKind) === "off"
-      ? yield* withImap.pipe(andThen(Responder.Off))
-      : yield* withImap.pipe(andThen(AgentLive), andThen(MailerLive), andThen(Drafts.Live), andThen(Responder.Default))
+      ? yield* withImap.pipe(thenBuild(Responder.Off))
+      : yield* withImap.pipe(thenBuild(AgentLive), thenBuild(MailerLive), thenBuild(Drafts.Live), thenBuild(Responder.Default))
     // One branch builds more than the other; what follows needs only these two.
     const built = yield* Effect.succeed(withReplies as Building<Imap | Responder>).pipe(
-      andThen(Intake.Default),
-      andThen(Reconciler.Default),
-      andThen(Poller.DefaultWithoutDependencies)
+      thenBuild(Intake.Default),
+      thenBuild(Reconciler.Default),
+      thenBuild(Poller.DefaultWithoutDependencies)
     )
     return built.context
   })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
-import { andThen, mailboxServices, startBuilding } from "../../src/Layers.js"
+import { mailboxServices, startBuilding, thenBuild } from "../../src/Layers.js"
 import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { Leadership } from "../../src/mailbox/Leadership.js"
 import { Poller } from "../../src/mailbox/Poller.js"
@@ -25,7 +25,7 @@ describe("building a mailbox's services one after another", () => {
       const token = Layer.sync(Token, () => ({ id: ++built }))
       const first = Layer.effect(First, Effect.map(Token, (t) => ({ token: t.id }))).pipe(Layer.provide(token))
       const second = Layer.effect(Second, Effect.map(Token, (t) => ({ token: t.id }))).pipe(Layer.provide(token))
-      const mailbox = startBuilding.pipe(andThen(first), andThen(second), Effect.map(({ context }) => context))
+      const mailbox = startBuilding.pipe(thenBuild(first), thenBuild(second), Effect.map(({ context }) => context))
 
       const one = yield* mailbox
       expect(Context.get(one, First).token).toBe(1)
