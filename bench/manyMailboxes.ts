@@ -176,11 +176,11 @@ const treeUsage = async (pid: number) => {
 /** RSS of `pid` once a second until `during` settles: the most it reached meanwhile (VmHWM counts start-up too). */
 const maxRssDuring = async (pid: number, during: Promise<unknown>) => {
   let done = false
-  void during.finally(() => (done = true))
+  void during.finally(() => (done = true)).catch(() => undefined)
   let max = 0
   while (!done) {
     max = Math.max(max, (await treeUsage(pid)).rssMb)
-    await Promise.race([sleep(1_000), during])
+    await Promise.race([sleep(1_000), during.catch(() => undefined)])
   }
   return Math.max(max, (await treeUsage(pid)).rssMb)
 }
