@@ -3,6 +3,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Scope } from "effect"
 import { Deferred, Effect, Exit, Option, Schedule } from "effect"
+import { makeFairSemaphore } from "../lib/FairSemaphore.js"
 
 const standbyPoll = Schedule.spaced("2 seconds")
 const heartbeat = Schedule.spaced("3 seconds")
@@ -44,7 +45,7 @@ export const makeAdvisoryLocks: Effect.Effect<AdvisoryLocks, never, SqlClient.Sq
   function*() {
     const sql = yield* SqlClient.SqlClient
     const scope = yield* Effect.scope
-    const opening = yield* Effect.makeSemaphore(1)
+    const opening = yield* makeFairSemaphore(1)
     let current: Session | undefined
     /** Standbys by key, first come first served when this process has several for one mailbox. */
     const waiting = new Map<string, Array<Waiter>>()
@@ -66,7 +67,7 @@ export const makeAdvisoryLocks: Effect.Effect<AdvisoryLocks, never, SqlClient.Sq
       yield* Effect.scoped(Effect.gen(function*() {
         const session: Session = {
           connection: yield* sql.reserve,
-          permit: (yield* Effect.makeSemaphore(1)).withPermits(1),
+          permit: (yield* makeFairSemaphore(1)).withPermit,
           held: new Set(),
           lost: yield* Deferred.make<void>()
         }
@@ -89,7 +90,7 @@ export const makeAdvisoryLocks: Effect.Effect<AdvisoryLocks, never, SqlClient.Sq
     })
 
     /** The live session, or a new one: the old one's locks went with it. */
-    const session = opening.withPermits(1)(Effect.suspend(() => {
+    const session = opening.withPermit(Effect.suspend(() => {
       const live = current
       return live === undefined
         ? open

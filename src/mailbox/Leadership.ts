@@ -3,6 +3,7 @@ import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Deferred, Effect, Layer, Option } from "effect"
 import { DatabaseConfig, maxMailboxesPerProcess } from "../config/Config.js"
+import { type FairSemaphore, makeFairSemaphore } from "../lib/FairSemaphore.js"
 import { makeAdvisoryLocks } from "./AdvisoryLocks.js"
 
 /** The session holding the mailbox lock died (PostgreSQL restarted, network cut): stop ingesting. */
@@ -69,11 +70,11 @@ export const LeadershipLive = Layer.unwrapEffect(
  * keeps it while it leads. A process at its bound tries no more locks, so the other instances take
  * the rest; when one of them dies, whoever has a free permit takes its mailboxes over.
  */
-export class Slots extends Context.Tag("mailroom/Slots")<Slots, Effect.Semaphore>() {
+export class Slots extends Context.Tag("mailroom/Slots")<Slots, FairSemaphore>() {
   static readonly Live = Layer.unwrapEffect(
     Effect.map(maxMailboxesPerProcess, Option.match({
       onNone: () => Layer.empty as Layer.Layer<never>,
-      onSome: (n) => Layer.effect(Slots, Effect.makeSemaphore(n))
+      onSome: (n) => Layer.effect(Slots, makeFairSemaphore(n))
     }))
   )
 }

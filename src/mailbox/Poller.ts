@@ -126,7 +126,7 @@ export class Poller extends Effect.Service<Poller>()("mailroom/Poller", {
         onNone: () => leadership.lead(mailbox, work),
         // Neither held while waiting: a permit waits for the lock only as long as one try takes.
         onSome: (permits) => {
-          const attempt: Effect.Effect<Option.Option<A>, E | SqlError | LeadershipLost, R> = permits.withPermits(1)(
+          const attempt: Effect.Effect<Option.Option<A>, E | SqlError | LeadershipLost, R> = permits.withPermit(
             leadership.lead(mailbox, work, { wait: false })
           ).pipe(Effect.flatMap((led) => Option.isSome(led) ? Effect.succeed(led) : Effect.zipRight(Effect.sleep(standby), Effect.suspend(() => attempt))))
           return attempt
