@@ -1,10 +1,25 @@
 import { setFlagsFromString } from "node:v8"
 
 /**
- * Imported first by main.ts. After each full GC V8 lets the old generation grow to up to 4× what
- * survived; a pass promotes every batch's short-lived garbage (mail held from FETCH to commit), so
- * the heap filled to about four times its live objects, and that set the peak RSS. 2.5× lowers the
- * peak for a few per cent of pass time (docs/performance.md). Unlike --max-semi-space-size, which
- * V8 reads only when the heap is made, this flag is read at every full GC, so it can be set here.
+ * After each full GC V8 lets the old generation grow to up to 4× what survived; a pass promotes
+ * every batch's short-lived garbage (mail held from FETCH to commit), so the heap filled to about
+ * four times its live objects, and that set the peak RSS. This flag, read at every full GC (unlike
+ * --max-semi-space-size, which V8 reads only when the heap is made), bounds the growth.
+ *
+ * How much garbage that lets pile up scales with the live heap: about 40 MB with one mailbox, and
+ * about 0.2 MB more per further watched mailbox (docs/performance.md). 150% over one mailbox's 40 MB lowered
+ * the backlog's peak for a few per cent of pass time; 150% over a thousand mailboxes' 240 MB let the
+ * heap grow by 360 MB under load. So the allowance is held near 60 MB, and never under 50%, below
+ * which V8 collects too often.
  */
-setFlagsFromString("--heap-growing-percent=150")
+const allowanceMb = 60
+const liveMb = (mailboxes: number) => 40 + 0.2 * (mailboxes - 1)
+
+export const heapGrowthPercent = (mailboxes: number): number =>
+  Math.round(Math.min(150, Math.max(50, (100 * allowanceMb) / liveMb(mailboxes))))
+
+/** Called again once the number of watched mailboxes is known. */
+export const fitHeapGrowth = (mailboxes: number) => setFlagsFromString(`--heap-growing-percent=${heapGrowthPercent(mailboxes)}`)
+
+// Imported first by main.ts: one mailbox until the configuration says otherwise.
+fitHeapGrowth(1)

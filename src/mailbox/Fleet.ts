@@ -4,6 +4,7 @@ import type { MailboxAccount, WatchedMailbox } from "../config/Mailboxes.js"
 import { configuredMailboxes } from "../config/Mailboxes.js"
 import type { MailboxesFileInvalid } from "../config/MailboxesFile.js"
 import { Watched } from "./Watched.js"
+import { fitHeapGrowth } from "../lib/HeapGrowth.js"
 import type { Imap } from "./Imap.js"
 import type { Poller } from "./Poller.js"
 import type { Reconciler } from "./Reconcile.js"
@@ -80,6 +81,8 @@ export const buildFleet = <A, E, R>(
         )
     })
     const several = entries.length > 1
+    // A thousand mailboxes' live heap is six times one's: V8 must not let garbage grow in proportion.
+    yield* Effect.sync(() => fitHeapGrowth(entries.length))
     return yield* Effect.forEach(entries, ({ provider, watched }) =>
       Effect.gen(function*() {
         const mailbox = yield* Option.match(watched, { onNone: () => Watched.single, onSome: Effect.succeed })
