@@ -967,6 +967,11 @@ export const mailboxesTargets = (r: MailboxesResult): Array<Target> => {
       met: r.load.observedMs.p99 < 2000
     })
     out.push({
+      target: `${n} mailboxes, ${r.ratePerSec} mails/s: RSS < 512 MB from start-up to the end of the load`,
+      measured: `${r.load.peakRssMb} MB at most (${r.load.rssMaxMb} while the mail arrived)`,
+      met: r.load.peakRssMb < 512
+    })
+    out.push({
       target: `${n} mailboxes: none lost, none doubled`,
       measured: `${r.load.missing} missing (${r.load.lost} lost), ${r.load.doubled} doubled, ${r.load.notReceived} not EmailReceived of ${r.load.appended}`,
       met: r.load.missing === 0 && r.load.doubled === 0 && r.load.notReceived === 0 && r.load.appended > 0
