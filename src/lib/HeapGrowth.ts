@@ -7,10 +7,10 @@ import { setFlagsFromString } from "node:v8"
  * --max-semi-space-size, which V8 reads only when the heap is made), bounds the growth.
  *
  * How much garbage that lets pile up scales with the live heap: about 40 MB with one mailbox, and
- * about 0.2 MB more per further watched mailbox (docs/performance.md). 150% over one mailbox's 40 MB lowered
- * the backlog's peak for a few per cent of pass time; 150% over a thousand mailboxes' 240 MB let the
- * heap grow by 360 MB under load. So the allowance is held near 60 MB, and never under 50%, below
- * which V8 collects too often.
+ * about 0.2 MB more per further watched mailbox (docs/performance.md). 150% over one mailbox's
+ * 40 MB lowered the backlog's peak for a few per cent of pass time; 150% over a thousand mailboxes'
+ * 240 MB let the heap grow by 360 MB under load. So the allowance is held near 60 MB, and never
+ * under 50%, below which V8 collects too often.
  */
 const allowanceMb = 60
 const liveMb = (mailboxes: number) => 40 + 0.2 * (mailboxes - 1)
