@@ -230,27 +230,33 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         yield* Effect.logInfo(`Found ${found.length} new email(s)`)
       }
       const batches = planBatches(found, config)
-      const summary = yield* Stream.fromIterable(batches).pipe(
-        // Fetched and parsed in one stage: Dovecot serves a batch faster than it is parsed, so a fetched
-        // batch waiting for the parser would only hold memory, and make nothing faster.
-        Stream.mapEffect((batch) =>
-          session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes }).pipe(
-            Effect.flatMap((raws) => Effect.forEach(raws, prepare(span), { concurrency: 16 })),
-            Effect.map((mails) => ({ batch, mails }))
-          )
-        ),
-        Stream.buffer({ capacity: 1 }),
-        // A shutdown signal lets the commit in flight finish; a \Seen it cuts off, repairSeen redoes.
-        Stream.mapEffect(({ batch, mails }) =>
-          Effect.uninterruptible(commitBatch(cursor, batch, mails)).pipe(Metric.trackDuration(processingDuration))
-        ),
-        // UID STORE waits behind the next batch's FETCH on the one connection: the next commit need not.
-        Stream.buffer({ capacity: 1 }),
-        Stream.mapEffect(({ seen, seenUpTo, summary }) =>
-          Effect.uninterruptible(markSeen(session, cursor, seen, seenUpTo)).pipe(Effect.as(summary))
-        ),
-        Stream.runFold(emptySummary, addSummaries)
-      )
+      // Fetched and parsed in one stage: Dovecot serves a batch faster than it is parsed, so a fetched
+      // batch waiting for the parser would only hold memory, and make nothing faster.
+      const fetchAndRead = (batch: FetchBatch) =>
+        session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes }).pipe(
+          Effect.flatMap((raws) => Effect.forEach(raws, prepare(span), { concurrency: 16 })),
+          Effect.map((mails) => ({ batch, mails }))
+        )
+      // A shutdown signal lets the commit in flight finish; a \Seen it cuts off, repairSeen redoes.
+      const record = ({ batch, mails }: Effect.Effect.Success<ReturnType<typeof fetchAndRead>>) =>
+        Effect.uninterruptible(commitBatch(cursor, batch, mails)).pipe(Metric.trackDuration(processingDuration))
+      const flag = ({ seen, seenUpTo, summary }: Effect.Effect.Success<ReturnType<typeof record>>) =>
+        Effect.uninterruptible(markSeen(session, cursor, seen, seenUpTo)).pipe(Effect.as(summary))
+      // One batch (most passes on IDLE news: a mail or two) has nothing to overlap, and a stream's
+      // machinery costs thousands of runtime steps a pass: a thousand mailboxes' passes feel it.
+      const summary = batches.length <= 1
+        ? yield* Effect.forEach(batches, (batch) => fetchAndRead(batch).pipe(Effect.flatMap(record), Effect.flatMap(flag))).pipe(
+          Effect.map((summaries) => summaries.reduce(addSummaries, emptySummary))
+        )
+        : yield* Stream.fromIterable(batches).pipe(
+          Stream.mapEffect(fetchAndRead),
+          Stream.buffer({ capacity: 1 }),
+          Stream.mapEffect(record),
+          // UID STORE waits behind the next batch's FETCH on the one connection: the next commit need not.
+          Stream.buffer({ capacity: 1 }),
+          Stream.mapEffect(flag),
+          Stream.runFold(emptySummary, addSummaries)
+        )
       if (cursor.lastUid < cursor.backfillTo) {
         yield* state.advance(mailbox, cursor.uidValidity, cursor.backfillTo)
         yield* state.markSeen(mailbox, cursor.uidValidity, cursor.backfillTo)
