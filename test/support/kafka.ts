@@ -87,7 +87,9 @@ export const startKafka = async (options: { readonly port?: number; readonly dat
   const classpath = `${stdout.trim()}/*`
   const dir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "mailroom-kafka-")))
   const port = options.port ?? (await freePort())
-  const controller = await freePort()
+  // A broker restarted on its old port finds that port free too: the controller must not take it.
+  let controller = await freePort()
+  while (controller === port) controller = await freePort()
   await writeFile(join(dir, "server.properties"), properties(port, controller, dir))
   await writeFile(join(dir, "log4j2.properties"), log4j(dir))
   const java = ["-cp", classpath, `-Dlog4j2.configurationFile=${join(dir, "log4j2.properties")}`]
