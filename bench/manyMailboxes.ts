@@ -25,7 +25,6 @@
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { appendFile, readdir, readFile, writeFile } from "node:fs/promises"
-import { createRequire } from "node:module"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
@@ -38,7 +37,7 @@ import { childEnv } from "../test/support/cli.js"
 import type { Dovecot } from "../test/support/dovecot.js"
 import { freePort, startDovecot } from "../test/support/dovecot.js"
 import { mail } from "../test/support/mails.js"
-import { createDatabase, query } from "../test/support/postgres.js"
+import { createDatabase, query, querySession } from "../test/support/postgres.js"
 import type { CpuSeconds } from "./cpu.js"
 import { dovecotMaster, meterCpu } from "./cpu.js"
 import type { MailboxesOptions } from "./options.js"
@@ -286,8 +285,14 @@ const leaders = async (url: string, keys: ReadonlySet<string>) => {
 /** Before mailroom's migrations have run, its tables are not there yet: nothing to count. */
 const missingTable = (error: unknown) => /does not exist/.test(String((error as { cause?: unknown }).cause ?? error))
 
-const cursorCount = async (url: string) =>
-  query<{ n: string }>(url, "SELECT count(*) AS n FROM cursors").then(
+/**
+ * The bench's own questions asked many times a second, on one connection: a connection per poll
+ * started a PostgreSQL backend each time, about a fifth of a core beside the measured process.
+ */
+type Probe = ReturnType<typeof querySession>
+
+const cursorCount = async (probe: Probe) =>
+  probe.query<{ n: string }>("SELECT count(*) AS n FROM cursors").then(
     (rows) => Number(rows[0]?.n ?? 0),
     (error) => {
       if (missingTable(error)) return 0
@@ -345,41 +350,8 @@ interface Intake {
   readonly observedAt: number
 }
 
-interface PgSession {
-  connect(): Promise<void>
-  query(text: string): Promise<{ readonly rows: ReadonlyArray<unknown> }>
-  end(): Promise<void>
-}
-const { Client } = createRequire(import.meta.url)("pg") as { Client: new(options: { connectionString: string }) => PgSession }
-
-/**
- * A query 20 times a second on one connection of its own: `query` connects afresh each time, and a
- * PostgreSQL backend started per poll took CPU from the 2 cores the measured process runs on.
- */
-const pollingSession = (url: string) => {
-  let client: Promise<PgSession> | undefined
-  const connected = () => {
-    client ??= (async () => {
-      const fresh = new Client({ connectionString: url })
-      await fresh.connect()
-      return fresh
-    })().catch((error: unknown) => {
-      client = undefined
-      throw error
-    })
-    return client
-  }
-  return {
-    query: async <A>(text: string) => (await (await connected()).query(text)).rows as ReadonlyArray<A>,
-    end: async () => {
-      if (client) await (await client.catch(() => undefined))?.end()
-    }
-  }
-}
-
 /** Follows the intake events as they are committed, by `mailbox \0 uid`. */
-const followIntake = (url: string, everyMs = 50) => {
-  const session = pollingSession(url)
+const followIntake = (session: Probe, everyMs = 50) => {
   const seen = new Map<string, Array<Intake>>()
   const seqs = new Set<string>()
   let repeated = 0
@@ -413,7 +385,6 @@ const followIntake = (url: string, everyMs = 50) => {
     await poll().catch((error) => {
       if (!missingTable(error)) failure = error
     })
-    await session.end().catch(() => undefined)
   })()
   return {
     seen,
@@ -711,7 +682,8 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
   const dir = await freshDir()
   const db = await createDatabase("bench_mailboxes")
   const running: Array<Mailroom> = []
-  const intake = followIntake(db.url)
+  const probe = querySession(db.url)
+  const intake = followIntake(probe)
   try {
     const file = join(dir.path, "mailboxes.json")
     const keys = await writeMailboxesFile(file, users, dovecot.port)
@@ -739,9 +711,9 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
     if (options.phases.has("load")) {
       // 3. Start-up.
       const first = launch("A")
-      const firstCursor = await until("a first cursor", timeoutMs, [first], async () => (await cursorCount(db.url)) > 0 ? performance.now() : undefined, 50)
+      const firstCursor = await until("a first cursor", timeoutMs, [first], async () => (await cursorCount(probe)) > 0 ? performance.now() : undefined, 50)
       const allCursors = await until(`a cursor for all ${n} mailboxes`, timeoutMs, [first], async () =>
-        (await cursorCount(db.url)) >= n ? performance.now() : undefined, 200)
+        (await cursorCount(probe)) >= n ? performance.now() : undefined, 200)
       const leadingAll = await until(`A leading all ${n}`, timeoutMs, [first], async () =>
         (await leaders(db.url, lockKeys)).byPid.get(first.pid) === n ? performance.now() : undefined, 200)
       result.startup = {
@@ -938,6 +910,7 @@ export const manyMailboxes = async (ctx: MailboxesContext): Promise<MailboxesRes
   } finally {
     await Promise.all(running.splice(0).map((m) => m.kill9()))
     await intake.stop().catch(() => undefined)
+    await probe.close().catch(() => undefined)
     if (options.keepDatabase) log(`  (database kept: ${db.url})`)
     else await db.drop().catch(() => undefined)
     await dovecot.stop()

@@ -4,7 +4,7 @@ import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Scope } from "effect"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, ManagedRuntime, Redacted } from "effect"
 
 /** The PostgreSQL server the tests use: the machine's own, unless MAILROOM_TEST_PG_URL says otherwise. */
 export const serverUrl = process.env.MAILROOM_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -62,6 +62,16 @@ export const query = <A extends object>(url: string, statement: string): Promise
       Effect.scoped
     )
   )
+
+/** `query` on one connection kept open until `close`: for a probe that asks many times a second. */
+export const querySession = (url: string) => {
+  const runtime = ManagedRuntime.make(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
+  return {
+    query: <A extends object>(statement: string): Promise<ReadonlyArray<A>> =>
+      runtime.runPromise(Effect.flatMap(PgClient.PgClient, (sql) => sql.unsafe<A>(statement))),
+    close: () => runtime.dispose()
+  }
+}
 
 /** A fresh database as a Promise API: `url` and `drop()`. */
 export const createDatabase = async (label: string) => {
