@@ -1,4 +1,4 @@
-import { Context, Data, Effect, Layer, PubSub, Ref, Schedule } from "effect"
+import { Context, Data, Effect, Layer, Ref, Schedule } from "effect"
 import type { StoredEvent } from "../log/Event.js"
 
 /**
@@ -29,6 +29,11 @@ export interface EventBusShape {
   /** Names the relay's stored position, so that each bus keeps its own. */
   readonly name: string
   /**
+   * False for the in-process bus: every consumer in this process reads the log itself, so there is
+   * nothing to relay, and the relay neither reads events back nor keeps a position.
+   */
+  readonly relayed: boolean
+  /**
    * Delivers in order; resolves only once the bus has acknowledged every event, or set aside as a
    * dead letter one it refuses for its size or content.
    */
@@ -38,27 +43,16 @@ export interface EventBusShape {
 export class EventBus extends Context.Tag("mailroom/EventBus")<EventBus, EventBusShape>() {
   /** For tests: publishes into `bus`, whose `published` the test reads. */
   static readonly Test = (bus: MemoryEventBus): Layer.Layer<EventBus> =>
-    Layer.succeed(EventBus, EventBus.of({ name: "test", publish: (events) => bus.publish(events) }))
+    Layer.succeed(EventBus, EventBus.of({ name: "test", relayed: true, publish: (events) => bus.publish(events) }))
 }
 
-/** Committed events for consumers in this process (the default without KAFKA_BROKERS). */
-export class InProcessEvents extends Context.Tag("mailroom/InProcessEvents")<InProcessEvents, PubSub.PubSub<StoredEvent>>() {}
-
-export const InProcessEventsLive = Layer.scoped(
-  InProcessEvents,
-  Effect.acquireRelease(PubSub.sliding<StoredEvent>(4096), PubSub.shutdown)
-)
-
-export const EventBusInProcess = Layer.effect(
-  EventBus,
-  Effect.gen(function*() {
-    const pubsub = yield* InProcessEvents
-    return EventBus.of({
-      name: "in-process",
-      publish: (events) => PubSub.publishAll(pubsub, events).pipe(Effect.asVoid)
-    })
-  })
-).pipe(Layer.provideMerge(InProcessEventsLive))
+/**
+ * The default without KAFKA_BROKERS. The projections and the responder are this process's consumers
+ * and read the log directly; a relay reading every event back (and opening its sealed fields) to
+ * hand it to nobody cost a quarter of a small-mail run (docs/performance.md). Set KAFKA_BROKERS later
+ * and the Kafka relay starts from its own position: it publishes the whole log.
+ */
+export const EventBusInProcess = Layer.succeed(EventBus, EventBus.of({ name: "in-process", relayed: false, publish: () => Effect.void }))
 
 /**
  * A broker in memory, for tests (`EventBus.Test(bus)`): records what was published; `failing` makes

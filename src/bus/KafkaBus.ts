@@ -151,7 +151,7 @@ const make = (brokers: ReadonlyArray<string>) =>
 
     // Best effort at start-up, so that topics exist before the first event; an absent broker is fine.
     yield* connect.pipe(Effect.ignore, Effect.forkScoped)
-    return EventBus.of({ name: "kafka", publish })
+    return EventBus.of({ name: "kafka", relayed: true, publish })
   })
 
 /** Kafka when KAFKA_BROKERS is set, else the in-process bus. */

@@ -1,3 +1,4 @@
+import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Metric, Ref } from "effect"
 import { outboxLag } from "../telemetry/Metrics.js"
 import { EventBus, publishRetry, relayConsumer } from "./EventBus.js"
@@ -14,10 +15,25 @@ const PAGE = 200
  * The event log is the outbox: the relay publishes committed events in `seq` order and moves its
  * stored position only after the bus acknowledged them (at-least-once; consumers dedupe by event id).
  */
+export interface RelayShape {
+  /** Publishes everything committed so far; returns how many events went out. */
+  readonly drain: Effect.Effect<number, SqlError>
+  /** Drains, then again as the log grows, until interrupted. */
+  readonly run: Effect.Effect<void>
+  /** Events not yet published (up to a page). */
+  readonly pending: Effect.Effect<number, SqlError>
+  /** The relay's stored position's name; none for a bus that needs no relay. */
+  readonly consumer: string | undefined
+}
+
+/** The relay of a bus that needs none: nothing is read back, nothing is pending. */
+const idle: RelayShape = { drain: Effect.succeed(0), run: Effect.never, pending: Effect.succeed(0), consumer: undefined }
+
 export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
-  effect: Effect.gen(function*() {
+  effect: Effect.gen(function*(): Effect.fn.Return<RelayShape, never, EventLog | EventBus> {
     const log = yield* EventLog
     const bus = yield* EventBus
+    if (!bus.relayed) return idle
     const consumer = relayConsumer(bus.name)
     const down = yield* Ref.make<PublishFailed | undefined>(undefined)
 
@@ -51,7 +67,6 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
       yield* Metric.set(outboxLag, events.length)
     })
 
-    /** Publishes everything committed so far; returns how many events went out. */
     const drain = log.drain(consumer, publish, { page: PAGE })
 
     const pending = Effect.gen(function*() {
@@ -65,6 +80,6 @@ export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
       recoveredLine: (was) => `The relay reads the event log again (recovered from ${was})`
     })
 
-    return { drain, run, pending, consumer } as const
+    return { drain, run, pending, consumer }
   })
 }) {}

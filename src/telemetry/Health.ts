@@ -249,14 +249,14 @@ const verdict = (checks: ReadonlyArray<Check>, word: "alive" | "ready") =>
  * The readiness checks: the database answers, every mailbox this instance leads had a pass lately,
  * and the relay keeps up with the log.
  */
-export const readinessChecks = (relayConsumer: string, maxOutboxLag: number) =>
+export const readinessChecks = (relayConsumer: string | undefined, maxOutboxLag: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const state = yield* HealthState
     const within = <A, E>(effect: Effect.Effect<A, E>) =>
       effect.pipe(Effect.timeout(databaseTimeout), Effect.either, Effect.withTracerEnabled(false))
     const database = yield* within(sql`SELECT 1`)
-    const lag = database._tag === "Right" ? yield* within(outboxLag(sql, relayConsumer)) : undefined
+    const lag = database._tag === "Right" && relayConsumer !== undefined ? yield* within(outboxLag(sql, relayConsumer)) : undefined
     const checks: Array<Check> = [
       {
         name: "database",
@@ -264,7 +264,9 @@ export const readinessChecks = (relayConsumer: string, maxOutboxLag: number) =>
         detail: database._tag === "Right" ? "answers" : `no answer to SELECT 1 within ${Duration.format(databaseTimeout)}`
       },
       ...mailboxChecks(yield* state.snapshot),
-      lag === undefined || lag._tag === "Left"
+      relayConsumer === undefined
+        ? { name: "outbox", ok: true, detail: "no broker (KAFKA_BROKERS unset): nothing to publish" }
+        : lag === undefined || lag._tag === "Left"
         ? { name: "outbox", ok: false, detail: "the outbox lag could not be read" }
         : { name: "outbox", ok: lag.right <= maxOutboxLag, detail: `${lag.right} event(s) not yet published (bound ${maxOutboxLag})` }
     ]
@@ -275,7 +277,7 @@ export const readinessChecks = (relayConsumer: string, maxOutboxLag: number) =>
  * Serves /healthz, /readyz and /metrics on HEALTH_HOST:HEALTH_PORT until interrupted; returns at
  * once when HEALTH_PORT is unset.
  */
-export const serveHealth = (options: { readonly relayConsumer: string }) =>
+export const serveHealth = (options: { readonly relayConsumer: string | undefined }) =>
   Effect.gen(function*() {
     const config = yield* HealthConfig
     if (Option.isNone(config.port)) return

@@ -4,20 +4,20 @@ import { Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
 import { Intake } from "../../src/tickets/Intake.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Relay } from "../../src/bus/Relay.js"
-import { EventBus, MemoryEventBus } from "../../src/bus/EventBus.js"
+import { EventBus, EventBusInProcess, MemoryEventBus } from "../../src/bus/EventBus.js"
 import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { Leadership } from "../../src/mailbox/Leadership.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { configLayer, mail, storeLayer } from "./layers.js"
 
-const setup = (mailbox: MemoryMailbox) =>
+const setup = (mailbox: MemoryMailbox, busLayer?: Layer.Layer<EventBus>) =>
   Effect.sync(() => {
     const bus = new MemoryEventBus()
     const layer = Layer.mergeAll(Poller.Default, Relay.Default).pipe(
       Layer.provide(Intake.Default),
       Layer.provide(
-        Layer.mergeAll(Imap.Test(mailbox), Parser.Default, SenderAuthenticator.Default, EventBus.Test(bus), Leadership.Test)
+        Layer.mergeAll(Imap.Test(mailbox), Parser.Default, SenderAuthenticator.Default, busLayer ?? EventBus.Test(bus), Leadership.Test)
       ),
       Layer.provideMerge(storeLayer),
       Layer.provide(configLayer({ AGENT: "off" }))
@@ -26,6 +26,23 @@ const setup = (mailbox: MemoryMailbox) =>
   })
 
 describe("Relay", () => {
+  it.scoped("without a broker reads nothing back: the log's own consumers are all there is", () =>
+    Effect.gen(function*() {
+      const mailbox = new MemoryMailbox()
+      for (let i = 0; i < 3; i++) mailbox.append(mail())
+      const { layer } = yield* setup(mailbox, EventBusInProcess)
+      yield* Effect.gen(function*() {
+        const relay = yield* Relay
+        const log = yield* EventLog
+        yield* (yield* Poller).once.pipe(Effect.map(Option.getOrThrow))
+        expect((yield* log.read(0n, 10)).length).toBe(3)
+        expect(yield* relay.drain).toBe(0)
+        expect(yield* relay.pending).toBe(0)
+        expect(relay.consumer).toBeUndefined()
+        expect(yield* log.position("relay:in-process")).toBe(0n)
+      }).pipe(Effect.provide(layer))
+    }))
+
   it.scoped("publishes committed events in order and keeps its position behind an outage, then catches up", () =>
     Effect.gen(function*() {
       const mailbox = new MemoryMailbox()
