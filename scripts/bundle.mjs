@@ -14,6 +14,24 @@ const externalPackages = {
   }
 }
 
+/**
+ * @effect/cli imports parsers for YAML, TOML and INI config files (210 modules) at start-up; mailroom
+ * reads no config file through it. Each becomes a stub that loads the package on first use.
+ */
+const lazyCliParsers = {
+  name: "lazy-cli-parsers",
+  setup(b) {
+    b.onResolve({ filter: /^(ini|toml|yaml)$/ }, (args) =>
+      args.importer.includes("/@effect/cli/") ? { path: args.path, namespace: "lazy-cli-parser" } : undefined)
+    b.onLoad({ filter: /.*/, namespace: "lazy-cli-parser" }, (args) => ({
+      contents: `import { createRequire } from "node:module"
+const require = createRequire(import.meta.url)
+export const parse = (text) => require(${JSON.stringify(args.path)}).parse(text)`,
+      loader: "js"
+    }))
+  }
+}
+
 rmSync("dist", { recursive: true, force: true })
 
 await build({
@@ -25,6 +43,6 @@ await build({
   platform: "node",
   target: "node20",
   sourcemap: "linked",
-  plugins: [externalPackages],
+  plugins: [lazyCliParsers, externalPackages],
   logLevel: "warning"
 })

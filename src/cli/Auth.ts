@@ -3,7 +3,7 @@ import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { Args, Command, Options } from "@effect/cli"
 import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { SqlClient } from "@effect/sql"
 import { Console, Data, Deferred, Duration, Effect, Option, Redacted, Schema } from "effect"
 import { OAuth2Config } from "../config/Config.js"
@@ -200,7 +200,7 @@ export const authCommand = Command.make(
       })
       yield* keep(flags.address, refreshToken, settings.secretKey)
       yield* Console.log(`Then set MAILBOX_AUTH=oauth2, OAUTH2_PROVIDER=${flags.provider} and OAUTH2_CLIENT_ID (and OAUTH2_CLIENT_SECRET if the client has one).`)
-    }).pipe(Effect.provide(NodeHttpClient.layer))
+    }).pipe(Effect.provide(FetchHttpClient.layer))
 ).pipe(
   Command.withDescription(
     "Signs the mailbox in with OAuth2 (Gmail, Microsoft 365 or a generic provider) and keeps the refresh token: encrypted in the database with MAILROOM_SECRET_KEY, else printed for OAUTH2_REFRESH_TOKEN."

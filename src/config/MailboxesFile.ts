@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises"
 import { Data, Effect, Either, Option, ParseResult, Schema } from "effect"
-import { LineCounter, parseDocument } from "yaml"
 
 /** The mailboxes file (MAILBOXES_FILE) cannot be used as it is; `message` is one line that says where and what to do. */
 export class MailboxesFileInvalid extends Data.TaggedError("MailboxesFileInvalid")<{
@@ -196,19 +195,22 @@ export const decodeFile = (file: string, raw: unknown): Either.Either<MailboxesF
 
 const invalid = (file: string, problem: string) => new MailboxesFileInvalid({ file, where: "", problem })
 
-const parseYamlText = (text: string): Either.Either<unknown, { readonly line: number; readonly reason: string }> => {
-  const lineCounter = new LineCounter()
-  const document = parseDocument(text, { lineCounter, prettyErrors: false })
+/** The YAML parser, loaded only when there is a file to read: most runs have none, and it is 190 modules. */
+type Yaml = typeof import("yaml")
+
+const parseYamlText = (yaml: Yaml, text: string): Either.Either<unknown, { readonly line: number; readonly reason: string }> => {
+  const lineCounter = new yaml.LineCounter()
+  const document = yaml.parseDocument(text, { lineCounter, prettyErrors: false })
   const error = document.errors[0]
   return error === undefined
     ? Either.right(document.toJS({ maxAliasCount: 100 }))
     : Either.left({ line: lineCounter.linePos(error.pos[0]).line, reason: error.message })
 }
 
-const parseYaml = (file: string, text: string) =>
-  parseYamlText(text).pipe(Either.mapLeft(({ line, reason }) => invalid(file, `line ${line}: not valid YAML (${reason})`)))
+const parseYaml = (yaml: Yaml, file: string, text: string) =>
+  parseYamlText(yaml, text).pipe(Either.mapLeft(({ line, reason }) => invalid(file, `line ${line}: not valid YAML (${reason})`)))
 
-const parseJson = (file: string, text: string) =>
+const parseJson = (yaml: Yaml, file: string, text: string) =>
   Either.try({
     try: () => JSON.parse(text) as unknown,
     catch: (error) => {
@@ -217,14 +219,14 @@ const parseJson = (file: string, text: string) =>
       const message = String((error as Error).message)
       const reason = message.replace(/(Unexpected token '.*?'), .*$/s, "$1").replace(/ at position \d+.*$/s, "").replace(/ in JSON$/, "")
       const at = /JSON at position (\d+)/.exec(message)
-      const line = at ? text.slice(0, Number(at[1])).split("\n").length : Either.getLeft(parseYamlText(text)).pipe(Option.map((e) => e.line), Option.getOrUndefined)
+      const line = at ? text.slice(0, Number(at[1])).split("\n").length : Either.getLeft(parseYamlText(yaml, text)).pipe(Option.map((e) => e.line), Option.getOrUndefined)
       return invalid(file, `${line === undefined ? "" : `line ${line}: `}not valid JSON (${reason})`)
     }
   })
 
 /** Reads and parses the file: JSON by a .json name, YAML otherwise (which reads JSON as well). */
 export const readMailboxesFile = (file: string): Effect.Effect<MailboxesFile, MailboxesFileInvalid> =>
-  Effect.tryPromise({
+  Effect.zip(Effect.tryPromise({
     try: () => readFile(file, "utf8"),
     catch: (error) => {
       const code = (error as NodeJS.ErrnoException).code
@@ -233,7 +235,7 @@ export const readMailboxesFile = (file: string): Effect.Effect<MailboxesFile, Ma
         code === "ENOENT" ? "no such file; set MAILBOXES_FILE to the path of the mailboxes file" : `cannot be read (${code ?? String(error)}); check the path and its permissions`
       )
     }
-  }).pipe(
-    Effect.flatMap((text) => file.toLowerCase().endsWith(".json") ? parseJson(file, text) : parseYaml(file, text)),
+  }), Effect.promise(() => import("yaml"))).pipe(
+    Effect.flatMap(([text, yaml]) => file.toLowerCase().endsWith(".json") ? parseJson(yaml, file, text) : parseYaml(yaml, file, text)),
     Effect.flatMap((raw) => decodeFile(file, raw))
   )

@@ -1,16 +1,8 @@
-import { createServer } from "node:http"
-import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
-import * as HttpRouter from "@effect/platform/HttpRouter"
-import * as HttpServer from "@effect/platform/HttpServer"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { SqlClient } from "@effect/sql"
-import { Clock, Data, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schedule } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, Fiber, Metric, Option, Schedule } from "effect"
 import { HealthConfig } from "../config/Telemetry.js"
-import { StartupRefused } from "../cli/Fatal.js"
 import type { ImapSession } from "../mailbox/Imap.js"
 import { mailboxRoles, mailboxStalls } from "./Metrics.js"
-import { prometheusContentType, prometheusText } from "./Prometheus.js"
 
 /** The mailbox connection is open but dead: IDLE delivers nothing and no command comes back, yet no error says so. */
 export class MailboxStalled extends Data.TaggedError("MailboxStalled")<{
@@ -235,16 +227,6 @@ const outboxLag = (sql: SqlClient.SqlClient, consumer: string) =>
     SELECT coalesce((SELECT max(seq) FROM events), 0) - coalesce((SELECT last_seq FROM positions WHERE consumer = ${consumer}), 0) AS lag
   `.pipe(Effect.map((rows) => Number(rows[0]?.lag ?? 0)))
 
-const verdict = (checks: ReadonlyArray<Check>, word: "alive" | "ready") =>
-  HttpServerResponse.unsafeJson(
-    {
-      [word]: checks.every((c) => c.ok),
-      failed: checks.filter((c) => !c.ok).map((c) => c.name),
-      checks: Object.fromEntries(checks.map((c) => [c.name, c.detail]))
-    },
-    { status: checks.every((c) => c.ok) ? 200 : 503 }
-  )
-
 /**
  * The readiness checks: the database answers, every mailbox this instance leads had a pass lately,
  * and the relay keeps up with the log.
@@ -275,35 +257,13 @@ export const readinessChecks = (relayConsumer: string | undefined, maxOutboxLag:
 
 /**
  * Serves /healthz, /readyz and /metrics on HEALTH_HOST:HEALTH_PORT until interrupted; returns at
- * once when HEALTH_PORT is unset.
+ * once when HEALTH_PORT is unset. The HTTP server is loaded only then: its packages (a router, a
+ * WebSocket server, MIME tables) cost every other start a tenth of a second.
  */
 export const serveHealth = (options: { readonly relayConsumer: string | undefined }) =>
   Effect.gen(function*() {
     const config = yield* HealthConfig
     if (Option.isNone(config.port)) return
-    const port = config.port.value
-    const state = yield* HealthState
-    const router = HttpRouter.empty.pipe(
-      HttpRouter.get("/healthz", Effect.map(state.snapshot, (snapshot) => verdict(livenessChecks(snapshot), "alive"))),
-      HttpRouter.get(
-        "/readyz",
-        Effect.map(readinessChecks(options.relayConsumer, config.maxOutboxLag), (checks) => verdict(checks, "ready"))
-      ),
-      HttpRouter.get("/metrics", Effect.map(prometheusText, (text) => HttpServerResponse.text(text, { contentType: prometheusContentType })))
-    )
-    // Probes come every few seconds: a trace each would bury the traces worth reading.
-    const server = HttpServer.serve(router).pipe(
-      HttpMiddleware.withTracerDisabledWhen(() => true),
-      Layer.provide(NodeHttpServer.layer(() => createServer(), { port, host: config.host }))
-    )
-    yield* Effect.scoped(Effect.gen(function*() {
-      yield* Layer.build(server).pipe(
-        Effect.catchTag("ServeError", (error) =>
-          new StartupRefused({
-            reason: `cannot serve the health endpoints on ${config.host}:${port} (${String(error.cause)}): choose another HEALTH_PORT or unset it`
-          }))
-      )
-      yield* Effect.logInfo(`Health endpoints on http://${config.host}:${port}: /healthz, /readyz, /metrics`)
-      return yield* Effect.never
-    }))
+    const { serve } = yield* Effect.promise(() => import("./HealthServer.js"))
+    return yield* serve({ host: config.host, port: config.port.value, maxOutboxLag: config.maxOutboxLag, relayConsumer: options.relayConsumer })
   })
