@@ -4,6 +4,7 @@ import type { AddressObject, AttachmentStream, HeaderLines, MailParserOptions } 
 import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "./Email.js"
 import { cleanHeader, cleanText } from "./Text.js"
 import { elideLargeParts, restoreDigests } from "./LargeParts.js"
+import { readSimple } from "./SimpleMail.js"
 
 /** Headers kept whole on the event: the reply guard and consumers read them. */
 const keptHeaders = [
@@ -46,8 +47,8 @@ interface ReadMail {
   readonly messageId: string | undefined
   readonly inReplyTo: string | undefined
   readonly references: string | Array<string> | undefined
-  readonly text: string | false
-  readonly html: string | false
+  readonly text: string | false | undefined
+  readonly html: string | false | undefined
   readonly attachments: ReadonlyArray<ReadAttachment>
 }
 
@@ -111,8 +112,19 @@ const elideOrNot = (source: Buffer) => {
   }
 }
 
+/** The same rule for the single-text-part path (SimpleMail.ts): a surprise there is mailparser's to read. */
+const readSimpleOrNot = (source: Buffer) => {
+  try {
+    return readSimple(source)
+  } catch {
+    return undefined
+  }
+}
+
 /** Large base64 parts are hashed natively and cut out first; if mailparser reads the cut message differently, it reads the whole. */
 const readMail = async (source: Buffer): Promise<ReadMail> => {
+  const simple = readSimpleOrNot(source)
+  if (simple) return simple
   const elided = elideOrNot(source)
   if (!elided) return readWhole(source)
   const mail = await readWhole(elided.source).catch(() => undefined)
@@ -124,9 +136,13 @@ export const sha256 = (bytes: Uint8Array | string): string => createHash("sha256
 
 const headerValue = (line: string) => cleanHeader(line.slice(line.indexOf(":") + 1))
 
+/** The headers an event or a quarantine glimpse reads; the rest (Received and the like) are not cleaned for nothing. */
+const readHeaders = new Set([...keptHeaders, "content-type", "date", "message-id", "from", "subject"])
+
 const headerValues = (mail: ReadMail): Map<string, string> => {
   const values = new Map<string, string>()
   for (const { key, line } of mail.headerLines) {
+    if (!readHeaders.has(key)) continue
     const before = values.get(key)
     if (before === undefined) values.set(key, headerValue(line))
     else if (repeatedHeaders.has(key)) values.set(key, `${before}, ${headerValue(line)}`)

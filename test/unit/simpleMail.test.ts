@@ -1,0 +1,118 @@
+import { readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import type { RawMail } from "../../src/mail/Email.js"
+import { parseRaw, parseRawWhole } from "../../src/mail/ParseMail.js"
+import { readSimple } from "../../src/mail/SimpleMail.js"
+import { generateSmallCorpus } from "../../bench/smallCorpus.js"
+import { generateCorpus } from "../support/corpus.js"
+import { encodeWord, hostileMails, mail } from "../support/mails.js"
+
+const raw = (source: Buffer): RawMail => ({ uid: 1, size: source.length, source, headersOnly: false })
+
+/** parseRaw (which takes the fast path where it can) against mailparser reading every byte. */
+const agree = async (source: Buffer) => expect(await parseRaw(raw(source))).toEqual(await parseRawWhole(raw(source)))
+
+const crlf = (lines: ReadonlyArray<string>) => Buffer.from(lines.join("\r\n"), "utf8")
+
+/** Every .eml under samples/: real mail, as a support mailbox receives it. */
+const samples = (dir: string): Array<{ name: string; source: Buffer }> =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? samples(join(dir, entry.name))
+    : entry.name.endsWith(".eml") ? [{ name: entry.name, source: readFileSync(join(dir, entry.name)) }]
+    : []
+  )
+
+/** Single text parts written by hand, each with something a hand-written parser gets wrong. */
+const edgeCases: ReadonlyArray<readonly [string, Buffer]> = [
+  ["folded headers, encoded words, several To and References lines", crlf([
+    "From: =?utf-8?B?SsO8cmdlbiBNw7xsbGVy?= <jurgen@example.com>",
+    "To: support@example.com,",
+    "\t\"Second, Person\" <second@example.com>",
+    "To: third@example.com",
+    "Cc: undisclosed-recipients:;",
+    `Subject: ${encodeWord("Überweisung fehlgeschlagen – bitte helfen")}`,
+    "Message-ID: no-brackets@example.com",
+    "In-Reply-To: <a@example.com> <b@example.com>",
+    "References: <a@example.com>",
+    "  <b@example.com>",
+    "References: c@example.com",
+    "Date: Tue, 1 Dec 2026 10:00:00 +0100",
+    "Content-Type: text/plain; charset=\"UTF-8\"",
+    "",
+    "Hallo,\r\nes geht nicht.\r\n"
+  ])],
+  ["LF line ends, no Content-Type, no trailing newline", Buffer.from("From: a@example.com\nSubject: hi\n\nline one\nline two")],
+  ["8-bit UTF-8 in headers", crlf(["From: Zoë Ångström <zoe@example.com>", "Subject: café ☕", "Content-Type: text/plain; charset=utf-8", "", "naïve"])],
+  ["quoted-printable with soft breaks and an encoded CRLF", crlf([
+    "From: a@example.com",
+    "Subject: qp",
+    "Content-Type: text/plain; charset=utf-8",
+    "Content-Transfer-Encoding: quoted-printable",
+    "",
+    "Gr=C3=BC=C3=9Fe, a long line that goes on=",
+    " and on=0D=0Aand a broken =ZZ escape",
+    ""
+  ])],
+  ["base64 in 76-character lines", crlf([
+    "From: a@example.com",
+    "Content-Type: text/plain; charset=us-ascii",
+    "Content-Transfer-Encoding: base64",
+    "",
+    ...Buffer.from("The export to CSV fails with error 500 every time I try it. ".repeat(8)).toString("base64").match(/.{1,76}/g)!,
+    ""
+  ])],
+  ["an empty body", crlf(["From: a@example.com", "Subject: (empty)", "", ""])],
+  ["a From without an address", crlf(["From: Nobody", "Subject: who", "", "text"])],
+  ["no From at all", crlf(["Subject: anonymous", "", "text"])],
+  ["NUL bytes and a lone surrogate's bytes in the body", Buffer.concat([crlf(["From: a@example.com", "", "a"]), Buffer.from([0, 0xed, 0xa0, 0x80, 0x62])])],
+  ["an encoded word hiding an address in the name", crlf([`From: ${encodeWord("ceo@bank.example")} <mallory@evil.example>`, "", "pay now"])],
+  ["a punycode domain", crlf(["From: a@xn--mnchen-3ya.example", "", "servus"])]
+]
+
+/** Shapes left to mailparser: the fast path must say no, and the result must still agree. */
+const declined: ReadonlyArray<readonly [string, Buffer]> = [
+  ["multipart/alternative", mail({ text: "plain", html: "<p>html</p>" })],
+  ["a latin-1 charset", mail({ text: "Grüße", charset: "iso-8859-1" })],
+  ["format=flowed", crlf(["From: a@example.com", "Content-Type: text/plain; format=flowed", "", "soft \r\nwrapped"])],
+  ["text/html alone", crlf(["From: a@example.com", "Content-Type: text/html", "", "<p>hi</p>"])],
+  ["a text/plain attachment", crlf(["From: a@example.com", "Content-Disposition: attachment; filename=a.txt", "", "data"])],
+  ["base64 padded mid-body", crlf(["From: a@example.com", "Content-Transfer-Encoding: base64", "", "QQ==", "QkM=", ""])],
+  ["an mbox From line", Buffer.from("From a@example.com Tue Dec  1 10:00:00 2026\r\nFrom: a@example.com\r\n\r\nbody")],
+  ["no header block", Buffer.from("\r\njust a body")],
+  ["headers without a body", Buffer.from("From: a@example.com\r\nSubject: never ends")]
+]
+
+describe("readSimple", () => {
+  it.each(edgeCases)("takes %s, and agrees with mailparser", async (_, source) => {
+    expect(readSimple(source)).toBeDefined()
+    await agree(source)
+  })
+
+  it.each(declined)("leaves %s to mailparser", async (_, source) => {
+    expect(readSimple(source)).toBeUndefined()
+    await agree(source)
+  })
+
+  it("agrees with mailparser on every mail of the small real-world corpus, taking the single text parts", async () => {
+    let taken = 0
+    for (const { raw: source, html, attachment } of generateSmallCorpus(1500)) {
+      const simple = readSimple(source) !== undefined
+      if (!html && !attachment) expect(simple).toBe(true)
+      if (simple) taken++
+      await agree(source)
+    }
+    expect(taken).toBeGreaterThan(300)
+  })
+
+  it("agrees with mailparser on the generated backlog corpus", async () => {
+    for (const { raw: source } of generateCorpus(400)) await agree(source)
+  })
+
+  it("agrees with mailparser on hostile mail and on the real mail under samples/", async () => {
+    for (const { raw: source } of hostileMails()) await agree(source)
+    const real = samples(join(import.meta.dirname, "../../samples"))
+    expect(real.length).toBeGreaterThan(0)
+    for (const { source } of real) await agree(source)
+  })
+})
