@@ -1,13 +1,14 @@
 /**
- * A fast path for the commonest support mail: one text/plain part in UTF-8 or ASCII. mailparser
- * reads every mail as a tree of streams, a few event-loop turns and a dozen stream objects per mail;
- * for small mail that was most of the per-mail cost (docs/performance.md). This reads such a mail
- * with the very pieces mailparser reads it with (mailsplit's header block and MIME node, libmime's
- * header decoding, mailparser's own address parser, libqp and libbase64), in one synchronous call.
+ * A fast path for the commonest support mail: one text/plain part, or a text/plain and a text/html
+ * part as alternatives, in UTF-8 or ASCII. mailparser reads every mail as a tree of streams, a few
+ * event-loop turns and a dozen stream objects per mail; for small mail that was most of the per-mail
+ * cost (docs/performance.md). This reads such a mail with the very pieces mailparser reads it with
+ * (mailsplit's header block and MIME node, libmime's header decoding, mailparser's own address
+ * parser, libqp and libbase64), in one synchronous call.
  *
- * Whatever is not plainly that shape (multipart, another charset, format=flowed, an attachment, an
- * oversized or odd header block, base64 that a stream could split differently) returns undefined,
- * and mailparser reads the mail as before. The unit test `simpleMail.test.ts` holds both readers
+ * Whatever is not plainly that shape (other multiparts, nesting, another charset, format=flowed, an
+ * attachment, an oversized or odd header block, base64 that a stream could split differently)
+ * returns undefined, and mailparser reads the mail as before. The unit test `simpleMail.test.ts` holds both readers
  * to the same result over generated, real-world and hostile mail.
  */
 import mailsplit from "@zone-eu/mailsplit"
@@ -29,7 +30,7 @@ export interface SimpleMail {
   readonly inReplyTo: string | undefined
   readonly references: string | Array<string> | undefined
   readonly text: string | undefined
-  readonly html: undefined
+  readonly html: string | undefined
   readonly attachments: ReadonlyArray<never>
 }
 
@@ -102,11 +103,15 @@ const fieldValue = (key: string, line: string): Value | false | undefined => {
 }
 
 /** Kept once, as mailparser keeps only the first of these when a mail repeats them. */
-const single = new Set(["message-id", "from", "in-reply-to", "reply-to", "subject"])
+const singleKeys = new Set(["message-id", "from", "in-reply-to", "reply-to", "subject"])
+
+/** The headers fieldValue reads: the others (Received, DKIM-Signature and the like) are not decoded at all. */
+const fieldKeys = new Set(["subject", "references", "message-id", "in-reply-to", "from", "to", "cc", "reply-to"])
 
 const readFields = (lines: HeaderLines): Map<string, Value> => {
   const lists = new Map<string, Array<Value>>()
   for (const { key, line } of lines) {
+    if (!fieldKeys.has(key)) continue
     const value = fieldValue(key, line)
     if (!value) continue
     const list = lists.get(key) ?? []
@@ -116,27 +121,89 @@ const readFields = (lines: HeaderLines): Map<string, Value> => {
   }
   const fields = new Map<string, Value>()
   for (const [key, list] of lists) {
-    fields.set(key, single.has(key) || list.length === 1 ? list[0]! : (list as Array<string>))
+    fields.set(key, singleKeys.has(key) || list.length === 1 ? list[0]! : (list as Array<string>))
   }
   return fields
 }
 
-/** The mail read without mailparser's streams, or undefined when it is not one UTF-8 text part. */
-export const readSimple = (source: Buffer): SimpleMail | undefined => {
-  const end = headerEnd(source)
+type MimeNode = InstanceType<typeof mailsplit.MimeNode>
+
+/** A node's header block, parsed as mailsplit parses it; undefined when mailsplit could read it otherwise. */
+const nodeOf = (parent: MimeNode | false, part: Buffer): { readonly node: MimeNode; readonly body: Buffer } | undefined => {
+  const end = headerEnd(part)
   if (end === undefined) return undefined
-  const node = new mailsplit.MimeNode(false, {})
-  node.addHeaderChunk(source.subarray(0, end))
+  const node = new mailsplit.MimeNode(parent, {})
+  node.addHeaderChunk(part.subarray(0, end))
   node.parseHeaders()
+  return { node, body: part.subarray(end) }
+}
+
+/** An inline UTF-8 text part's content as mailparser reads it ("" reads as none), or undefined to decline. */
+const textOf = (node: MimeNode, body: Buffer, type: "text/plain" | "text/html"): { readonly content: string | undefined } | undefined => {
   const inline = node.disposition === false || node.disposition === "inline"
-  if (node.contentType !== "text/plain" || !inline || node.flowed || !utf8(node.charset || "utf-8")) return undefined
-  const headers = node.headers
-  if (headers === false) return undefined
-  const lines = headers.getList()
-  const decoded = decodeBody(node.encoding, source.subarray(end))
+  if (node.contentType !== type || !inline || node.flowed || !utf8(node.charset || "utf-8")) return undefined
+  const decoded = decodeBody(node.encoding, body)
   if (decoded === undefined) return undefined
+  const content = decoded.toString().replace(/\r?\n/g, "\n")
+  return { content: content === "" ? undefined : content }
+}
+
+/**
+ * The two parts of a multipart/alternative body when it is plainly two parts: each delimiter line
+ * exactly `--boundary` (or `--boundary--` to close), no other line starting with it (mailsplit also
+ * reads trailing blanks and CR runs there, and delimiters in the epilogue), and the line break in
+ * front of a delimiter belonging to the delimiter.
+ */
+const twoParts = (body: Buffer, boundary: string): [Buffer, Buffer] | undefined => {
+  const open = `--${boundary}`
+  const close = `${open}--`
+  const starts: Array<number> = []
+  const ends: Array<number> = []
+  let closed = false
+  for (let line = 0; line < body.length;) {
+    const next = body.indexOf(0x0a, line)
+    const stop = next < 0 ? body.length : next
+    if (body[line] === 0x2d && body[line + 1] === 0x2d && body.subarray(line, line + open.length).toString("latin1") === open) {
+      const text = body.subarray(line, stop).toString("latin1").replace(/\r$/, "")
+      if (closed || (text !== open && text !== close)) return undefined
+      // The line break in front of the delimiter (CRLF or LF) is the delimiter's, not the part's.
+      if (starts.length > 0) ends.push(line - (body[line - 2] === 0x0d ? 2 : 1))
+      if (text === close) closed = true
+      else starts.push(next < 0 ? body.length : next + 1)
+    }
+    line = stop + 1
+  }
+  if (!closed || starts.length !== 2 || ends.length !== 2) return undefined
+  return [body.subarray(starts[0]!, ends[0]!), body.subarray(starts[1]!, ends[1]!)]
+}
+
+/** Text and HTML of a multipart/alternative of exactly a text/plain and a text/html part. */
+const alternative = (root: MimeNode, body: Buffer): { readonly text: string | undefined; readonly html: string | undefined } | undefined => {
+  if (root._boundary === false) return undefined
+  const parts = twoParts(body, root._boundary.toString("latin1"))
+  const nodes = parts?.map((part) => nodeOf(root, part))
+  // mailsplit reports a part whose whole body is a line break as that line break: left to it.
+  if (nodes === undefined || nodes.some((part) => part === undefined || part.body.length === 0)) return undefined
+  const [first, second] = nodes as [NonNullable<typeof nodes[0]>, NonNullable<typeof nodes[1]>]
+  const [plain, html] = first.node.contentType === "text/plain" ? [first, second] : [second, first]
+  const text = textOf(plain.node, plain.body, "text/plain")
+  const markup = textOf(html.node, html.body, "text/html")
+  return text && markup ? { text: text.content, html: markup.content } : undefined
+}
+
+const single = (root: MimeNode, body: Buffer) => {
+  const text = textOf(root, body, "text/plain")
+  return text && { text: text.content, html: undefined }
+}
+
+/** The mail read without mailparser's streams, or undefined when it is not plainly UTF-8 text (and HTML). */
+export const readSimple = (source: Buffer): SimpleMail | undefined => {
+  const root = nodeOf(false, source)
+  if (root === undefined || root.node.headers === false) return undefined
+  const content = root.node.contentType === "multipart/alternative" ? alternative(root.node, root.body) : single(root.node, root.body)
+  if (content === undefined) return undefined
+  const lines = root.node.headers.getList()
   const fields = readFields(lines)
-  const text = decoded.toString().replace(/\r?\n/g, "\n")
   const field = <A extends Value>(key: string) => fields.get(key) as A | undefined
   return {
     headerLines: lines,
@@ -148,8 +215,8 @@ export const readSimple = (source: Buffer): SimpleMail | undefined => {
     messageId: field<string>("message-id"),
     inReplyTo: field<string>("in-reply-to"),
     references: field<string | Array<string>>("references"),
-    text: text === "" ? undefined : text,
-    html: undefined,
+    text: content.text,
+    html: content.html,
     attachments: []
   }
 }
