@@ -3,50 +3,48 @@
  * in practice (OpenDKIM writes "(2048-bit key; unprotected)", Gmail "(google.com: domain of ...)").
  */
 const withoutComments = (value: string): string => {
+  // Copied a run at a time, not a character at a time: this runs on every mail's headers.
   let out = ""
+  let start = 0
   let depth = 0
   let quoted = false
   for (let i = 0; i < value.length; i++) {
-    const c = value[i]!
+    const c = value[i]
     if (c === "\\") {
-      if (depth === 0) out += value.slice(i, i + 2)
+      // Escaped: copied with its run outside a comment, dropped with the comment inside one.
       i++
-    } else if (quoted) {
-      out += c
-      if (c === "\"") quoted = false
     } else if (depth > 0) {
       if (c === "(") depth++
-      else if (c === ")" && --depth === 0) out += " "
+      else if (c === ")" && --depth === 0) {
+        out += " "
+        start = i + 1
+      }
+    } else if (quoted) {
+      if (c === "\"") quoted = false
     } else if (c === "(") {
+      out += value.slice(start, i)
       depth = 1
-    } else {
-      if (c === "\"") quoted = true
-      out += c
+    } else if (c === "\"") {
+      quoted = true
     }
   }
-  return out
+  return depth > 0 ? out : out + value.slice(start)
 }
 
 const splitOutsideQuotes = (value: string, separator: RegExp): Array<string> => {
   const parts: Array<string> = []
-  let current = ""
+  let start = 0
   let quoted = false
   for (let i = 0; i < value.length; i++) {
     const c = value[i]!
-    if (c === "\\" && quoted) {
-      current += value.slice(i, i + 2)
-      i++
-    } else if (c === "\"") {
-      quoted = !quoted
-      current += c
-    } else if (!quoted && separator.test(c)) {
-      parts.push(current)
-      current = ""
-    } else {
-      current += c
+    if (c === "\\" && quoted) i++
+    else if (c === "\"") quoted = !quoted
+    else if (!quoted && separator.test(c)) {
+      parts.push(value.slice(start, i))
+      start = i + 1
     }
   }
-  parts.push(current)
+  parts.push(value.slice(start))
   return parts
 }
 
