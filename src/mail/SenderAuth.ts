@@ -6,6 +6,7 @@ import type { AuthCheck, SenderAuth } from "../log/Event.js"
 import { unknownSender } from "../log/Event.js"
 import { parseAuthenticationResults } from "./AuthResults.js"
 import type { AuthenticationResults } from "./AuthResults.js"
+import { annotateWhenTracing, withSpanWhenTracing } from "../telemetry/Tracing.js"
 
 /** A DNS lookup as mailauth makes it: `dns.promises.resolve`'s shape. */
 export type Resolver = (name: string, rrtype: string) => Promise<unknown>
@@ -211,18 +212,20 @@ const make = (config: SenderAuthConfig, resolver?: Resolver) => {
       })
     )
 
-  const check = Effect.fn("SenderAuthenticator.check")(function*(source: Buffer, email: SenderEmail) {
-    const fromHeader = readAuthenticationResults(email.authResults, config.trustedAuthservIds, email.from.address)
-    const auth = fromHeader.source === "none" && config.verify === "dkim"
-      ? yield* verify(source, email.from.address)
-      : fromHeader
-    yield* Effect.annotateCurrentSpan({
-      "mailroom.sender.authenticated": auth.authenticated,
-      "mailroom.sender.auth_source": auth.source,
-      "mailroom.sender.authserv_id": auth.authservId ?? ""
-    })
-    return auth
-  })
+  // A span and its attributes only while tracing: this runs once per mail.
+  const check = (source: Buffer, email: SenderEmail) =>
+    Effect.gen(function*() {
+      const fromHeader = readAuthenticationResults(email.authResults, config.trustedAuthservIds, email.from.address)
+      const auth = fromHeader.source === "none" && config.verify === "dkim"
+        ? yield* verify(source, email.from.address)
+        : fromHeader
+      yield* annotateWhenTracing({
+        "mailroom.sender.authenticated": auth.authenticated,
+        "mailroom.sender.auth_source": auth.source,
+        "mailroom.sender.authserv_id": auth.authservId ?? ""
+      })
+      return auth
+    }).pipe(withSpanWhenTracing("SenderAuthenticator.check", { captureStackTrace: false }))
 
   return { check } as const
 }

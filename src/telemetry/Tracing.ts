@@ -32,6 +32,18 @@ export const withSpanWhenTracing = (name: string, options?: Tracer.SpanOptions) 
     Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (enabled) =>
       enabled ? Effect.withSpan(effect, name, options) : effect)
 
+/**
+ * Effect.annotateCurrentSpan for per-mail code: with no span it does nothing, where Effect's builds
+ * a NoSuchElementException (a stack trace) to find that out.
+ */
+export const annotateWhenTracing = (attributes: Readonly<Record<string, unknown>>): Effect.Effect<void> =>
+  Effect.flatMap(Effect.context<never>(), (context) =>
+    Option.match(recordedSpan(context), {
+      onNone: () => Effect.void,
+      onSome: (span) =>
+        span._tag === "Span" ? Effect.sync(() => Object.entries(attributes).forEach(([key, value]) => span.attribute(key, value))) : Effect.void
+    }))
+
 /** W3C traceparent of a span, as stored with an event and sent in Kafka headers. */
 export const traceparent = (span: Tracer.AnySpan): string =>
   `00-${span.traceId}-${span.spanId}-${span._tag === "Span" && !span.sampled ? "00" : "01"}`

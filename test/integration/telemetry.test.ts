@@ -114,6 +114,13 @@ layer(Otel.layer, { excludeTestServices: true })("OpenTelemetry export", (it) =>
         expect(email.links).toEqual([{ traceId: pass.traceId, spanId: pass.spanId }])
         expect(childrenOf(email.spanId)).toEqual(expect.arrayContaining(["Parser.parse", "mailroom.email.recorded"]))
       }
+      // The sender check of each accepted mail: its span and attributes exist only while tracing.
+      const checks = spans.filter((s) => s.name === "SenderAuthenticator.check")
+      expect(checks).toHaveLength(2)
+      for (const check of checks) {
+        expect(emails.map((s) => s.spanId)).toContain(check.parentSpanId)
+        expect(check.attributes["mailroom.sender.auth_source"]).toBe("none")
+      }
       const outcomes = spans.filter((s) => s.name === "mailroom.email.recorded").map((s) => s.attributes["mailroom.event.type"])
       expect(outcomes.sort()).toEqual(["EmailQuarantined", "EmailReceived", "EmailReceived"])
       const commit = spans.find((s) => s.name === "TicketRepo.commit")!
