@@ -9,10 +9,12 @@ import { setFlagsFromString } from "node:v8"
  * How much garbage that lets pile up scales with the live heap: about 40 MB with one mailbox, and
  * about 0.2 MB more per further watched mailbox (docs/performance.md). 150% over one mailbox's
  * 40 MB lowered the backlog's peak for a few per cent of pass time; 150% over a thousand mailboxes'
- * 240 MB let the heap grow by 360 MB under load. So the allowance is held near 60 MB, and never
- * under 50%, below which V8 collects too often.
+ * 240 MB let the heap grow by 360 MB under load. So the allowance is held near a fixed size, and
+ * never under 50%, below which V8 collects too often. 60 MB left the 10,000-mail backlog's peak at
+ * 251–272 MB once a cheaper parse made garbage faster; 30 MB (75% over one mailbox) holds it at
+ * 232–240 MB for about 9% of pass time (docs/performance.md).
  */
-const allowanceMb = 60
+const allowanceMb = 30
 const liveMb = (mailboxes: number) => 40 + 0.2 * (mailboxes - 1)
 
 export const heapGrowthPercent = (mailboxes: number): number =>
