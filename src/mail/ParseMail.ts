@@ -37,7 +37,7 @@ interface ReadAttachment {
 }
 
 /** What one pass of mailparser leaves: the message's headers and text, and each attachment's size and hash. */
-interface ReadMail {
+export interface ReadMail {
   readonly headerLines: HeaderLines
   readonly from: AddressObject | undefined
   readonly to: AddressObject | Array<AddressObject> | undefined

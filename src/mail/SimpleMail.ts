@@ -17,22 +17,7 @@ import libmime from "libmime"
 import libqp from "libqp"
 import { parseAddressHeader } from "mailparser"
 import type { AddressObject, HeaderLines } from "mailparser"
-
-/** What ParseMail reads of a mail (its ReadMail), for the fields a single text part has. */
-export interface SimpleMail {
-  readonly headerLines: HeaderLines
-  readonly from: AddressObject | undefined
-  readonly to: AddressObject | Array<AddressObject> | undefined
-  readonly cc: AddressObject | Array<AddressObject> | undefined
-  readonly replyTo: AddressObject | undefined
-  readonly subject: string | undefined
-  readonly messageId: string | undefined
-  readonly inReplyTo: string | undefined
-  readonly references: string | Array<string> | undefined
-  readonly text: string | undefined
-  readonly html: string | undefined
-  readonly attachments: ReadonlyArray<never>
-}
+import type { ReadMail } from "./ParseMail.js"
 
 /** mailsplit refuses a header block over 1 MB; far below that, mailparser is left to judge. */
 const maxHeaderBytes = 64 * 1024
@@ -197,7 +182,7 @@ const single = (root: MimeNode, body: Buffer) => {
 }
 
 /** The mail read without mailparser's streams, or undefined when it is not plainly UTF-8 text (and HTML). */
-export const readSimple = (source: Buffer): SimpleMail | undefined => {
+export const readSimple = (source: Buffer): ReadMail | undefined => {
   const root = nodeOf(false, source)
   if (root === undefined || root.node.headers === false) return undefined
   const content = root.node.contentType === "multipart/alternative" ? alternative(root.node, root.body) : single(root.node, root.body)
