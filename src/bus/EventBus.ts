@@ -49,7 +49,7 @@ export class EventBus extends Context.Tag("mailroom/EventBus")<EventBus, EventBu
 /**
  * The default without KAFKA_BROKERS. The projections and the responder are this process's consumers
  * and read the log directly; a relay reading every event back (and opening its sealed fields) to
- * hand it to nobody cost a quarter of a small-mail run (docs/performance.md). Set KAFKA_BROKERS later
+ * hand it to nobody cost about a tenth of a small-mail run (docs/performance.md). Set KAFKA_BROKERS later
  * and the Kafka relay starts from its own position: it publishes the whole log.
  */
 export const EventBusInProcess = Layer.succeed(EventBus, EventBus.of({ name: "in-process", relayed: false, publish: () => Effect.void }))

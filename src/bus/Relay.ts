@@ -11,10 +11,6 @@ import { databaseRetry } from "../log/Sql.js"
 // Events carry each mail's text and HTML: a page's size is memory held at once (docs/performance.md).
 const PAGE = 200
 
-/**
- * The event log is the outbox: the relay publishes committed events in `seq` order and moves its
- * stored position only after the bus acknowledged them (at-least-once; consumers dedupe by event id).
- */
 export interface RelayShape {
   /** Publishes everything committed so far; returns how many events went out. */
   readonly drain: Effect.Effect<number, SqlError>
@@ -29,6 +25,10 @@ export interface RelayShape {
 /** The relay of a bus that needs none: nothing is read back, nothing is pending. */
 const idle: RelayShape = { drain: Effect.succeed(0), run: Effect.never, pending: Effect.succeed(0), consumer: undefined }
 
+/**
+ * The event log is the outbox: the relay publishes committed events in `seq` order and moves its
+ * stored position only after the bus acknowledged them (at-least-once; consumers dedupe by event id).
+ */
 export class Relay extends Effect.Service<Relay>()("mailroom/Relay", {
   effect: Effect.gen(function*(): Effect.fn.Return<RelayShape, never, EventLog | EventBus> {
     const log = yield* EventLog

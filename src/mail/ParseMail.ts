@@ -36,7 +36,7 @@ interface ReadAttachment {
   readonly checksum: string
 }
 
-/** What one pass of mailparser leaves: the message's headers and text, and each attachment's size and hash. */
+/** What reading a mail leaves (mailparser, or SimpleMail's fast path): headers, text, and each attachment's size and hash. */
 export interface ReadMail {
   readonly headerLines: HeaderLines
   readonly from: AddressObject | undefined
@@ -121,7 +121,10 @@ const readSimpleOrNot = (source: Buffer) => {
   }
 }
 
-/** Large base64 parts are hashed natively and cut out first; if mailparser reads the cut message differently, it reads the whole. */
+/**
+ * One text part (or text and HTML alternatives) without mailparser; else large base64 parts are
+ * hashed natively and cut out first, and if mailparser reads the cut message differently, it reads the whole.
+ */
 const readMail = async (source: Buffer): Promise<ReadMail> => {
   const simple = readSimpleOrNot(source)
   if (simple) return simple

@@ -8,8 +8,8 @@
  *
  * Whatever is not plainly that shape (other multiparts, nesting, another charset, format=flowed, an
  * attachment, an oversized or odd header block, base64 that a stream could split differently)
- * returns undefined, and mailparser reads the mail as before. The unit test `simpleMail.test.ts` holds both readers
- * to the same result over generated, real-world and hostile mail.
+ * returns undefined, and mailparser reads the mail as before. The unit test `simpleMail.test.ts`
+ * holds both readers to the same result over generated, real-world and hostile mail.
  */
 import mailsplit from "@zone-eu/mailsplit"
 import libbase64 from "libbase64"
