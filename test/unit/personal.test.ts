@@ -16,7 +16,7 @@ import type { EventType } from "../../src/log/Event.js"
 import { fromHeaderAddress, personalFields } from "../../src/log/Personal.js"
 import { open, seal } from "../../src/log/Sealing.js"
 import type { DataKey, VaultShape } from "../../src/log/Vault.js"
-import { keyedCustomerId, keysFrom } from "../../src/log/Vault.js"
+import { decrypt, encrypt, keyedCustomerId, keysFrom } from "../../src/log/Vault.js"
 
 /** The vault's contract over a Map: keys made on demand, destroyed by customer. */
 const memoryVault = () => {
@@ -199,4 +199,15 @@ describe("sealing", () => {
       expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
       expect(String(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause))).toContain("does not decrypt")
     }))
+})
+
+describe("encrypt", () => {
+  it("gives every box an IV of its own, across the refills of its IV pool, and each box opens", () => {
+    const key = Buffer.alloc(32, 7)
+    const plain = Buffer.from("the same personal fields")
+    const boxes = Array.from({ length: 1000 }, (_, i) => encrypt(key, plain, `event-${i}`))
+    expect(new Set(boxes.map((box) => box.subarray(0, 12).toString("hex"))).size).toBe(1000)
+    boxes.forEach((box, i) => expect(decrypt(key, box, `event-${i}`)).toEqual(plain))
+    expect(decrypt(key, boxes[0]!, "event-1")).toBeUndefined()
+  })
 })
