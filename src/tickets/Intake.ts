@@ -142,8 +142,11 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         })
       )
 
-    /** Closes each mail's trace with what became of it. */
+    /** Closes each mail's trace with what became of it; with the tracer off, nothing per mail. */
     const traceOutcomes = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>, mails: ReadonlyArray<Incoming>) =>
+      Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (tracing) => tracing ? traceEach(committed, mails) : Effect.void)
+
+    const traceEach = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>, mails: ReadonlyArray<Incoming>) =>
       Effect.suspend(() => {
         const traces = new Map(mails.map((mail) => [mail.uid, mail.trace ?? null]))
         return Effect.forEach(committed.decisions, (decision) =>
