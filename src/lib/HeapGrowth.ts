@@ -18,7 +18,7 @@ const allowanceMb = 30
 const liveMb = (mailboxes: number) => 40 + 0.2 * (mailboxes - 1)
 
 export const heapGrowthPercent = (mailboxes: number): number =>
-  Math.round(Math.min(150, Math.max(50, (100 * allowanceMb) / liveMb(mailboxes))))
+  Math.round(Math.max(50, (100 * allowanceMb) / liveMb(mailboxes)))
 
 /** Called again once the number of watched mailboxes is known. */
 export const fitHeapGrowth = (mailboxes: number) => setFlagsFromString(`--heap-growing-percent=${heapGrowthPercent(mailboxes)}`)

@@ -104,22 +104,16 @@ const readWhole = (source: Buffer): Promise<ReadMail> =>
   })
 
 /** A fast path must never be the reason a mail is quarantined: any surprise, and mailparser reads it all. */
-const elideOrNot = (source: Buffer) => {
+const orMailparser = <A>(fastPath: (source: Buffer) => A | undefined) => (source: Buffer): A | undefined => {
   try {
-    return elideLargeParts(source)
+    return fastPath(source)
   } catch {
     return undefined
   }
 }
 
-/** The same rule for the single-text-part path (SimpleMail.ts): a surprise there is mailparser's to read. */
-const readSimpleOrNot = (source: Buffer) => {
-  try {
-    return readSimple(source)
-  } catch {
-    return undefined
-  }
-}
+const elideOrNot = orMailparser(elideLargeParts)
+const readSimpleOrNot = orMailparser(readSimple)
 
 /**
  * One text part (or text and HTML alternatives) without mailparser; else large base64 parts are

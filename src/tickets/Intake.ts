@@ -151,7 +151,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         const traces = new Map(mails.map((mail) => [mail.uid, mail.trace ?? null]))
         return Effect.forEach(committed.decisions, (decision) =>
           Effect.void.pipe(
-            withSpanWhenTracing("mailroom.email.recorded", {
+            Effect.withSpan("mailroom.email.recorded", {
               captureStackTrace: false,
               attributes: {
                 "mailroom.uid": decision.uid,
