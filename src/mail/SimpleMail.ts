@@ -6,9 +6,9 @@
  * (mailsplit's header block and MIME node, libmime's header decoding, mailparser's own address
  * parser, libqp and libbase64), in one synchronous call.
  *
- * Whatever is not plainly that shape (other multiparts, nesting, another charset, format=flowed, an
- * attachment, an oversized or odd header block, base64 that a stream could split differently)
- * returns undefined, and mailparser reads the mail as before. The unit test `simpleMail.test.ts`
+ * Whatever is not plainly that shape, or is over 1 MB (other multiparts, nesting, another charset,
+ * format=flowed, an attachment, an oversized or odd header block, base64 that a stream could split
+ * differently) returns undefined, and mailparser reads the mail as before. The unit test `simpleMail.test.ts`
  * holds both readers to the same result over generated, real-world and hostile mail.
  */
 import mailsplit from "@zone-eu/mailsplit"
@@ -21,6 +21,13 @@ import type { ReadMail } from "./ParseMail.js"
 
 /** mailsplit refuses a header block over 1 MB; far below that, mailparser is left to judge. */
 const maxHeaderBytes = 64 * 1024
+
+/**
+ * The fast path is for the per-mail cost of small mail. Larger mail goes to mailparser, which yields
+ * to the event loop between chunks: read in one synchronous call, a huge text part would hold up
+ * every other mailbox's IDLE and commits while it is decoded.
+ */
+const maxMailBytes = 1024 * 1024
 
 /** Charsets mailparser reads as UTF-8 without a decoder (its own test, verbatim). */
 const utf8 = (charset: string) => ["ascii", "usascii", "utf8"].includes(charset.toLowerCase().replace(/[^a-z0-9]+/g, ""))
@@ -183,6 +190,7 @@ const single = (root: MimeNode, body: Buffer) => {
 
 /** The mail read without mailparser's streams, or undefined when it is not plainly UTF-8 text (and HTML). */
 export const readSimple = (source: Buffer): ReadMail | undefined => {
+  if (source.length > maxMailBytes) return undefined
   const root = nodeOf(false, source)
   if (root === undefined || root.node.headers === false) return undefined
   const content = root.node.contentType === "multipart/alternative" ? alternative(root.node, root.body) : single(root.node, root.body)

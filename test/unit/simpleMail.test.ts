@@ -134,7 +134,8 @@ const declined: ReadonlyArray<readonly [string, Buffer]> = [
   ["base64 padded mid-body", crlf(["From: a@example.com", "Content-Transfer-Encoding: base64", "", "QQ==", "QkM=", ""])],
   ["an mbox From line", Buffer.from("From a@example.com Tue Dec  1 10:00:00 2026\r\nFrom: a@example.com\r\n\r\nbody")],
   ["no header block", Buffer.from("\r\njust a body")],
-  ["headers without a body", Buffer.from("From: a@example.com\r\nSubject: never ends")]
+  ["headers without a body", Buffer.from("From: a@example.com\r\nSubject: never ends")],
+  ["a text part over 1 MB (mailparser yields to other mailboxes while it reads)", mail({ text: "a long log line\n".repeat(80_000) })]
 ]
 
 describe("readSimple", () => {
