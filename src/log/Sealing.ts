@@ -1,12 +1,11 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schema } from "effect"
-import { EventData } from "./Event.js"
+import { encodeEventData, EventData } from "./Event.js"
 import type { StoredEvent } from "./Event.js"
 import { fromHeaderAddress, personalFields, split } from "./Personal.js"
 import type { VaultShape } from "./Vault.js"
 import { decrypt, encrypt, SealBroken } from "./Vault.js"
 
-const encodeData = Schema.encodeSync(EventData)
 const decodeData = Schema.decodeUnknownSync(EventData)
 
 /** An event's data as the `events` row holds it. */
@@ -32,7 +31,7 @@ export const seal = (
   events: ReadonlyArray<Pick<StoredEvent, "id" | "data">>
 ): Effect.Effect<Array<SealedData>, SqlError> =>
   Effect.gen(function*() {
-    const encoded = events.map((event) => encodeData(event.data) as Record<string, unknown>)
+    const encoded = events.map((event) => encodeEventData(event.data))
     const owners = encoded.map((data) => personalFields[data._tag as StoredEvent["type"]] ? ownerOf(vault, data) : null)
     const keys = yield* vault.keysFor([...new Set(owners.filter((owner) => owner !== null))])
     return encoded.map((data, i) => {

@@ -2,9 +2,13 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Schema } from "effect"
 import {
   CustomerErased,
+  EmailDuplicate,
   EmailQuarantined,
+  EmailReprocessed,
   EmailReceived,
+  encodeEventData,
   EventData,
+  MailboxReset,
   ReplyDrafted,
   ReplyFailed,
   ReplyIntended,
@@ -124,6 +128,37 @@ describe("personal fields", () => {
       expect([...named].filter((name) => !(name in encoded)), type).toEqual([])
     }
     expect(Object.keys(personalFields).sort()).toEqual(Object.keys(samples).sort())
+  })
+
+  it("stores every event type's fields as the schema encodes them, so that the log can skip the schema's walk", () => {
+    const every: ReadonlyArray<EventData> = [
+      ...Object.values(samples),
+      new MailboxReset({ previousUidValidity: 1, uidValidity: 2 }),
+      new EmailDuplicate({ messageId: "<m1@customer.test>", duplicateOf: "e0", ticketId: null, rawSha256: "f00", size: 12 }),
+      new EmailReprocessed({
+        quarantineEventId: "q1",
+        reason: "unparseable",
+        outcomeEventId: "e2",
+        outcome: "EmailReceived",
+        ticketId: "t1",
+        rawSha256: "f00",
+        bytesFrom: "stored"
+      }),
+      new CustomerErased({
+        customerId: "c1",
+        addressId: "a1",
+        ticketIds: ["t1"],
+        keysDestroyed: 1,
+        rawMessagesDeleted: 1,
+        messagesDeleted: 2,
+        unsealedEvents: 0
+      })
+    ]
+    expect(new Set(every.map((data) => data._tag))).toEqual(new Set(EventData.members.map((member) => member.identifier)))
+    for (const data of every) {
+      expect(encodeEventData(data), data._tag).toStrictEqual(encode(data))
+      expect(JSON.stringify(encodeEventData(data)), data._tag).toBe(JSON.stringify(encode(data)))
+    }
   })
 
   it("finds the address in a raw From header", () => {
