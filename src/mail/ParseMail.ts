@@ -303,6 +303,21 @@ export interface ParseResult {
   readonly rawSha256: string
 }
 
+/**
+ * The fast path's result at once, without a promise: undefined when the mail needs mailparser (or
+ * anything about it surprised the fast path), which then gives the same result through parseWithHash.
+ */
+export const parseSimple = (raw: RawMail): ParseResult | undefined => {
+  if (raw.source.length === 0) return undefined
+  const mail = readSimpleOrNot(raw.source)
+  if (mail === undefined) return undefined
+  try {
+    return { parsed: verdict(mail, raw), rawSha256: sha256(raw.source) }
+  } catch {
+    return undefined
+  }
+}
+
 export const parseWithHash = async (raw: RawMail): Promise<ParseResult> => ({
   parsed: await parseRaw(raw),
   rawSha256: sha256(raw.source)

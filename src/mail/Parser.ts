@@ -4,7 +4,7 @@ import { parserThreads } from "../config/Mail.js"
 import type { Parsed, RawMail } from "./Email.js"
 import { withSpanWhenTracing } from "../telemetry/Tracing.js"
 import type { ParseResult } from "./ParseMail.js"
-import { parseWithHash, sha256, unparseable } from "./ParseMail.js"
+import { parseSimple, parseWithHash, sha256, unparseable } from "./ParseMail.js"
 
 export { sha256 }
 
@@ -238,7 +238,15 @@ export const makePool = (options: PoolOptions) =>
 
 /** Turns fetched bytes into a checked email or a reason to quarantine it, with the raw hash. It never fails. */
 export class Parser extends Effect.Service<Parser>()("mailroom/Parser", {
-  succeed: { parse: inline }
+  succeed: {
+    parse: inline,
+    /**
+     * What can be parsed on the spot, in one synchronous call (single-part text mail, the most
+     * common kind): a batch reads those in a loop instead of a fiber and a promise per mail.
+     * Undefined for the rest, which go through `parse`; a worker pool parses everything itself.
+     */
+    parseNow: parseSimple as (raw: RawMail) => ParseResult | undefined
+  }
 }) {
   /** Worker threads when running compiled (dist/), else the main thread: a worker cannot load TypeScript. */
   static readonly Live = Layer.unwrapScoped(
@@ -246,11 +254,11 @@ export class Parser extends Effect.Service<Parser>()("mailroom/Parser", {
       const threads = yield* parserThreads
       if (threads === 0 || import.meta.url.endsWith(".ts")) return Parser.Default
       const parse = yield* makePool({ threads, worker: new URL("./parserWorker.js", import.meta.url) })
-      return Layer.succeed(Parser, Parser.make({ parse }))
+      return Layer.succeed(Parser, Parser.make({ parse, parseNow: () => undefined }))
     })
   )
 
   /** For tests: a parser that answers from a table, so that intake logic runs without MIME. */
   static readonly Test = (answer: (raw: RawMail) => Parsed) =>
-    Layer.succeed(Parser, Parser.make({ parse: (raw) => Effect.sync(() => ({ parsed: answer(raw), rawSha256: sha256(raw.source) })) }))
+    Layer.succeed(Parser, Parser.make({ parse: (raw) => Effect.sync(() => ({ parsed: answer(raw), rawSha256: sha256(raw.source) })), parseNow: () => undefined }))
 }

@@ -212,13 +212,16 @@ const make = (config: SenderAuthConfig, resolver?: Resolver) => {
       })
     )
 
+  /** The verdict the trusted headers give; undefined when DKIM and DMARC must be checked here (DNS). */
+  const checkNow = (email: SenderEmail): SenderAuth | undefined => {
+    const fromHeader = readAuthenticationResults(email.authResults, config.trustedAuthservIds, email.from.address)
+    return fromHeader.source === "none" && config.verify === "dkim" ? undefined : fromHeader
+  }
+
   // A span and its attributes only while tracing: this runs once per mail.
   const check = (source: Buffer, email: SenderEmail) =>
     Effect.gen(function*() {
-      const fromHeader = readAuthenticationResults(email.authResults, config.trustedAuthservIds, email.from.address)
-      const auth = fromHeader.source === "none" && config.verify === "dkim"
-        ? yield* verify(source, email.from.address)
-        : fromHeader
+      const auth = checkNow(email) ?? (yield* verify(source, email.from.address))
       yield* annotateWhenTracing({
         "mailroom.sender.authenticated": auth.authenticated,
         "mailroom.sender.auth_source": auth.source,
@@ -227,7 +230,7 @@ const make = (config: SenderAuthConfig, resolver?: Resolver) => {
       return auth
     }).pipe(withSpanWhenTracing("SenderAuthenticator.check", { captureStackTrace: false }))
 
-  return { check } as const
+  return { check, checkNow } as const
 }
 
 /**

@@ -10,7 +10,7 @@ import type { Incoming } from "./Decide.js"
 import type { ImapSession, MailboxStatus } from "../mailbox/Imap.js"
 
 import { Parser } from "../mail/Parser.js"
-import { countDecisions, readIncoming } from "./Incoming.js"
+import { countDecisions, readIncoming, readIncomingBatch } from "./Incoming.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
 import type { Cursor } from "../log/StateStore.js"
 import { StateStore } from "../log/StateStore.js"
@@ -75,7 +75,9 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
   effect: Effect.gen(function*() {
     const config = yield* IntakeConfig
     const parser = yield* Parser
-    const read = readIncoming(parser, yield* SenderAuthenticator)
+    const senders = yield* SenderAuthenticator
+    const read = readIncoming(parser, senders)
+    const readBatch = readIncomingBatch(parser, senders)
     const repo = yield* TicketRepo
     const state = yield* StateStore
     const { key: mailbox, folder } = yield* Watched
@@ -141,6 +143,11 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           attributes: { "mailroom.mailbox": mailbox, "mailroom.uid": raw.uid, "messaging.message.body.size": raw.size }
         })
       )
+
+    /** Each mail in a span of its own while tracing; else the batch is read at once (readIncomingBatch). */
+    const readAll = (raws: ReadonlyArray<RawMail>, pass: Option.Option<Tracer.AnySpan>) =>
+      Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (tracing) =>
+        tracing ? Effect.forEach(raws, prepare(pass), { concurrency: 16 }) : readBatch(raws))
 
     /** Closes each mail's trace with what became of it; with the tracer off, nothing per mail. */
     const traceOutcomes = (committed: Effect.Effect.Success<ReturnType<typeof repo.commit>>, mails: ReadonlyArray<Incoming>) =>
@@ -237,7 +244,7 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
       // batch waiting for the parser would only hold memory, and make nothing faster.
       const fetchAndRead = (batch: FetchBatch) =>
         session.fetch(batch.uids, { headersOnly: batch.headersOnly, bytes: batch.bytes }).pipe(
-          Effect.flatMap((raws) => Effect.forEach(raws, prepare(span), { concurrency: 16 })),
+          Effect.flatMap((raws) => readAll(raws, span)),
           Effect.map((mails) => ({ batch, mails }))
         )
       // A shutdown signal lets the commit in flight finish; a \Seen it cuts off, repairSeen redoes.
