@@ -32,8 +32,17 @@ export const readIncoming = (parser: Parser, senders: SenderAuthenticator) =>
     return incoming(raw, result, trace, senderAuth)
   })
 
-/** Bytes read on the spot before other fibers (other mailboxes' IDLE, commits) get the event loop back. */
-const SLICE_BYTES = 1024 * 1024
+/** Bytes read on the spot (a few milliseconds) before I/O gets the event loop back. */
+const SLICE_BYTES = 256 * 1024
+
+/**
+ * Back to the event loop, so that I/O waiting for it (the commit's query results, other mailboxes'
+ * IDLE) is handled before more mail is read. Effect.yieldNow resumes in a microtask, before any I/O.
+ */
+const yieldToIo: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
 
 /**
  * A batch's mails read as readIncoming reads them: those the parser and the sender check can
@@ -64,7 +73,7 @@ export const readIncomingBatch = (parser: Parser, senders: SenderAuthenticator) 
       }
       const readNow: Effect.Effect<void> = Effect.suspend(() => {
         readSlice()
-        return mails.length < raws.length ? Effect.zipRight(Effect.yieldNow(), readNow) : Effect.void
+        return mails.length < raws.length ? Effect.zipRight(yieldToIo, readNow) : Effect.void
       })
       return readNow.pipe(
         Effect.zipRight(Effect.suspend(() =>
