@@ -57,6 +57,17 @@ const fromRow = (row: CursorRow): Cursor => ({
   seenUid: Number(row.seen_uid)
 })
 
+/**
+ * Moves a cursor's last UID up, only under the UIDVALIDITY the caller read mail under; returns the
+ * mailbox when it did. A statement of its own, or a clause of the commit that records the batch.
+ */
+export const advanceStatement = (sql: SqlClient.SqlClient, mailbox: string, uidValidity: number, lastUid: number) =>
+  sql<{ readonly mailbox: string }>`
+    UPDATE cursors SET last_uid = GREATEST(last_uid, ${lastUid}), updated_at = now()
+    WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
+    RETURNING mailbox
+  `
+
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   return StateStore.of({
@@ -72,11 +83,7 @@ const make = Effect.gen(function*() {
           backfill_to = EXCLUDED.backfill_to, seen_uid = EXCLUDED.seen_uid, updated_at = now()
       `.pipe(Effect.asVoid),
     advance: (mailbox, uidValidity, lastUid) =>
-      sql`
-        UPDATE cursors SET last_uid = GREATEST(last_uid, ${lastUid}), updated_at = now()
-        WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
-        RETURNING mailbox
-      `.pipe(Effect.map((rows) => rows.length === 1)),
+      advanceStatement(sql, mailbox, uidValidity, lastUid).pipe(Effect.map((rows) => rows.length === 1)),
     markSeen: (mailbox, uidValidity, seenUid) =>
       sql`
         UPDATE cursors SET seen_uid = GREATEST(seen_uid, ${seenUid})

@@ -6,69 +6,64 @@ import { ticketToken } from "../replies/Reply.js"
 import type { Incoming, Known, KnownMail, TicketParties } from "./Decide.js"
 import { lookupKeys, lookupTokens, newParticipants } from "./Decide.js"
 
-/** What a batch's mail points at, across every mailbox: a mail is recorded once however it came. */
+interface KnownRows {
+  readonly tokens: ReadonlyArray<readonly [token: string, id: string]>
+  readonly customers: ReadonlyArray<readonly [id: string, email: string]>
+  readonly mails: ReadonlyArray<readonly [messageId: string | null, rawSha256: string | null, id: string, ticketId: string]>
+  readonly parties: ReadonlyArray<readonly [id: string, customerId: string, address: string | null]>
+}
+
+/**
+ * What a batch's mail points at, across every mailbox: a mail is recorded once however it came.
+ * One statement, so one round trip while the append lock is held: the tickets its subject tokens
+ * name, its senders' customer ids, the mail its Message-IDs and thread headers (or, lacking a
+ * Message-ID, its hash) name, and the parties of the tickets found.
+ */
 export const knownFromDatabase = (sql: SqlClient.SqlClient, items: ReadonlyArray<Incoming>): Effect.Effect<Known, SqlError> =>
   Effect.gen(function*() {
     const ids = lookupKeys(items)
     const hashes = items.flatMap((item) =>
       item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
     )
-    const byTicketToken = yield* ticketsByToken(sql, lookupTokens(items))
-    const customers = yield* customersOf(sql, items)
-    if (ids.length === 0 && hashes.length === 0) {
-      return { byMessageId: new Map(), byRawSha256: new Map(), byTicketToken, parties: yield* partiesOf(sql, [...byTicketToken.values()]), customers }
-    }
-    const rows = yield* sql<{ message_id: string | null; raw_sha256: string | null; id: string; ticket_id: string }>`
-      SELECT message_id, raw_sha256, id, ticket_id FROM messages
-      WHERE message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes}))
+    const addresses = [...new Set(items.flatMap((item) => item.parsed._tag === "Accepted" ? [item.parsed.email.from.address] : []))]
+    const [rows] = yield* sql<KnownRows>`
+      WITH tokens AS (
+        SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
+        WHERE left(replace(id::text, '-', ''), 12) = ANY(${lookupTokens(items)})
+      ), mails AS (
+        SELECT message_id, raw_sha256, id, ticket_id FROM messages
+        WHERE message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes}))
+      )
+      SELECT
+        (SELECT coalesce(json_agg(json_build_array(token, id)), '[]') FROM tokens) AS tokens,
+        (SELECT coalesce(json_agg(json_build_array(id, email)), '[]') FROM customers WHERE email = ANY(${addresses})) AS customers,
+        (SELECT coalesce(json_agg(json_build_array(message_id, raw_sha256, id, ticket_id)), '[]') FROM mails) AS mails,
+        (SELECT coalesce(json_agg(json_build_array(t.id, t.customer_id, p.address)), '[]')
+          FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
+          WHERE t.id IN (SELECT id FROM tokens UNION SELECT ticket_id FROM mails)) AS parties
     `
-    const byMessageId = new Map<string, KnownMail>()
-    const byRawSha256 = new Map<string, KnownMail>()
-    for (const row of rows) {
-      const mail = { eventId: row.id, ticketId: row.ticket_id }
-      if (row.message_id !== null) byMessageId.set(row.message_id, mail)
-      else if (row.raw_sha256 !== null) byRawSha256.set(row.raw_sha256, mail)
-    }
-    const tickets = new Set([...byTicketToken.values(), ...rows.map((row) => row.ticket_id)])
-    return { byMessageId, byRawSha256, byTicketToken, parties: yield* partiesOf(sql, [...tickets]), customers } satisfies Known
+    return fromRows(rows!)
   })
 
-const customersOf = (sql: SqlClient.SqlClient, items: ReadonlyArray<Incoming>) => {
-  const addresses = [...new Set(items.flatMap((item) => item.parsed._tag === "Accepted" ? [item.parsed.email.from.address] : []))]
-  return addresses.length === 0
-    ? Effect.succeed(new Map<string, string>())
-    : sql<{ id: string; email: string }>`SELECT id, email FROM customers WHERE email = ANY(${addresses})`.pipe(
-      Effect.map((rows) => new Map(rows.map((row) => [row.email, row.id])))
-    )
+const fromRows = (rows: KnownRows): Known => {
+  const byMessageId = new Map<string, KnownMail>()
+  const byRawSha256 = new Map<string, KnownMail>()
+  for (const [messageId, rawSha256, eventId, ticketId] of rows.mails) {
+    if (messageId !== null) byMessageId.set(messageId, { eventId, ticketId })
+    else if (rawSha256 !== null) byRawSha256.set(rawSha256, { eventId, ticketId })
+  }
+  // A token two tickets share (twelve hex digits of two ids alike) points at neither.
+  const byToken = new Map<string, Array<string>>()
+  for (const [token, id] of rows.tokens) byToken.set(token, [...(byToken.get(token) ?? []), id])
+  const byTicketToken = new Map([...byToken].flatMap(([token, [id, ...others]]) => others.length === 0 ? [[token, id!] as const] : []))
+  const parties = new Map<string, { customerId: string; participants: Set<string> }>()
+  for (const [id, customerId, address] of rows.parties) {
+    const entry = parties.get(id) ?? { customerId, participants: new Set<string>() }
+    if (address !== null) entry.participants.add(address)
+    parties.set(id, entry)
+  }
+  return { byMessageId, byRawSha256, byTicketToken, parties, customers: new Map(rows.customers.map(([id, email]) => [email, id])) }
 }
-
-const partiesOf = (sql: SqlClient.SqlClient, ticketIds: ReadonlyArray<string>) =>
-  ticketIds.length === 0
-    ? Effect.succeed(new Map<string, TicketParties>())
-    : sql<{ id: string; customer_id: string; address: string | null }>`
-      SELECT t.id, t.customer_id, p.address FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
-      WHERE t.id = ANY(${ticketIds})
-    `.pipe(Effect.map((rows) => {
-      const parties = new Map<string, { customerId: string; participants: Set<string> }>()
-      for (const row of rows) {
-        const entry = parties.get(row.id) ?? { customerId: row.customer_id, participants: new Set<string>() }
-        if (row.address !== null) entry.participants.add(row.address)
-        parties.set(row.id, entry)
-      }
-      return parties as ReadonlyMap<string, TicketParties>
-    }))
-
-const ticketsByToken = (sql: SqlClient.SqlClient, tokens: ReadonlyArray<string>) =>
-  tokens.length === 0
-    ? Effect.succeed(new Map<string, string>())
-    : sql<{ token: string; id: string }>`
-      SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
-      WHERE left(replace(id::text, '-', ''), 12) = ANY(${tokens})
-    `.pipe(Effect.map((rows) => {
-      const ids = new Map<string, Array<string>>()
-      for (const row of rows) ids.set(row.token, [...(ids.get(row.token) ?? []), row.id])
-      return new Map([...ids].flatMap(([token, [id, ...others]]) => others.length === 0 ? [[token, id!] as const] : []))
-    }))
 
 /**
  * What the log says is known, rebuilt from its events as a replay would: threads by Message-ID

@@ -10,7 +10,7 @@ import { EventLog } from "../log/EventLog.js"
 import { knownFromDatabase, knownFromLog } from "./Known.js"
 import { project, projectionStatements } from "./Projection.js"
 import type { Cursor } from "../log/StateStore.js"
-import { StateStore } from "../log/StateStore.js"
+import { advanceStatement, StateStore } from "../log/StateStore.js"
 import { Vault } from "../log/Vault.js"
 
 /** The cursor's UIDVALIDITY changed under a batch (another instance reset it): nothing was written. */
@@ -105,20 +105,23 @@ const makeSql = Effect.gen(function*() {
   const commit = (batch: Batch) =>
     log.transaction((append) =>
       Effect.gen(function*() {
+        // The cursor moves first, in the statement that finds what is already recorded: a round trip
+        // saved while the append lock is held (every mailbox's commit waits for it). Under a new
+        // UIDVALIDITY nothing moves, and the whole transaction rolls back.
         const uids = batch.items.map((item) => item.uid)
-        const recorded = uids.length === 0 ? [] : yield* sql<{ uid: string }>`
-          SELECT uid FROM events WHERE mailbox = ${batch.mailbox} AND uidvalidity = ${batch.uidValidity}
-            AND uid = ANY(${uids}) AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')
+        const [found] = yield* sql<{ readonly moved: boolean; readonly recorded: ReadonlyArray<string> }>`
+          ${batch.cursorTo === undefined ? sql.literal("") : sql`WITH advanced AS (${advanceStatement(sql, batch.mailbox, batch.uidValidity, batch.cursorTo)})`}
+          SELECT ${batch.cursorTo === undefined ? sql.literal("false") : sql.literal("NOT EXISTS (SELECT 1 FROM advanced)")} AS moved,
+            ARRAY(SELECT uid::text FROM events WHERE mailbox = ${batch.mailbox} AND uidvalidity = ${batch.uidValidity}
+              AND uid = ANY(${uids}) AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')) AS recorded
         `
-        const alreadyRecorded = new Set(recorded.map((row) => Number(row.uid)))
+        if (found!.moved) return yield* new CursorMoved({ mailbox: batch.mailbox })
+        const alreadyRecorded = new Set(found!.recorded.map(Number))
         const fresh = batch.items.filter((item) => !alreadyRecorded.has(item.uid))
         const decisions = decide(fresh, yield* knownFromDatabase(sql, fresh), { customerId })
         const at = new Date()
-        // Raw mail, events and the projection in one statement: a round trip each saved while the
-        // append lock is held, and every mailbox's commit waits for it.
+        // Raw mail, events and the projection in one statement, for the same reason.
         yield* append(intakeEvents(batch, decisions, at), [...rawStatement(sql, fresh), ...projectionStatements(sql, project(batch.mailbox, decisions, at), at)])
-        const moved = batch.cursorTo !== undefined && !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))
-        if (moved) return yield* new CursorMoved({ mailbox: batch.mailbox })
         return { decisions, alreadyRecorded: [...alreadyRecorded] }
       })
     ).pipe(
