@@ -28,9 +28,9 @@ describe("configuration", () => {
       expect(fatal?.line).toMatch(/^GMAIL_SENDER_EMAIL is not set: The mailbox login/)
     }))
 
-  it.effect("batches 8 MB on PostgreSQL and 2 MB on the embedded database, unless IMAP_BATCH_BYTES says otherwise", () =>
+  it.effect("batches 6 MB on PostgreSQL and 2 MB on the embedded database, unless IMAP_BATCH_BYTES says otherwise", () =>
     Effect.gen(function*() {
-      expect((yield* load(IntakeConfig, { DATABASE_URL: "postgres://db/mail" })).batchBytes).toBe(8 * 1024 * 1024)
+      expect((yield* load(IntakeConfig, { DATABASE_URL: "postgres://db/mail" })).batchBytes).toBe(6 * 1024 * 1024)
       expect((yield* load(IntakeConfig, {})).batchBytes).toBe(2 * 1024 * 1024)
       expect((yield* load(IntakeConfig, { IMAP_BATCH_BYTES: "1000" })).batchBytes).toBe(1000)
       expect((yield* lineFor(IntakeConfig, { IMAP_BATCH_BYTES: "-1" }))?.line).toMatch(/^IMAP_BATCH_BYTES is invalid/)
