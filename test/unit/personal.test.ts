@@ -117,6 +117,17 @@ const samples: Record<string, EventData> = {
   ReplyFailed: new ReplyFailed({ ...ids, stage: "smtp", reason: "550 ada@customer.test unknown", attempts: 3, messageId: null })
 }
 
+/** Holds nobody's personal data: never sealed. */
+const erased = new CustomerErased({
+  customerId: "c1",
+  addressId: "a1",
+  ticketIds: ["t1"],
+  keysDestroyed: 1,
+  rawMessagesDeleted: 1,
+  messagesDeleted: 2,
+  unsealedEvents: 0
+})
+
 const encode = Schema.encodeSync(EventData)
 
 describe("personal fields", () => {
@@ -144,15 +155,7 @@ describe("personal fields", () => {
         rawSha256: "f00",
         bytesFrom: "stored"
       }),
-      new CustomerErased({
-        customerId: "c1",
-        addressId: "a1",
-        ticketIds: ["t1"],
-        keysDestroyed: 1,
-        rawMessagesDeleted: 1,
-        messagesDeleted: 2,
-        unsealedEvents: 0
-      })
+      erased
     ]
     expect(new Set(every.map((data) => data._tag))).toEqual(new Set(EventData.members.map((member) => member.identifier)))
     for (const data of every) {
@@ -174,15 +177,7 @@ const asRows = (events: ReadonlyArray<{ id: string; data: EventData }>, sealed: 
   sealed.map((s, i) => ({ id: events[i]!.id, data: JSON.parse(s.data), key_id: s.keyId, sealed: s.sealed }))
 
 describe("sealing", () => {
-  const events = [...Object.values(samples), new CustomerErased({
-    customerId: "c1",
-    addressId: "a1",
-    ticketIds: ["t1"],
-    keysDestroyed: 1,
-    rawMessagesDeleted: 1,
-    messagesDeleted: 2,
-    unsealedEvents: 0
-  })].map((data, i) => ({ id: `00000000-0000-4000-8000-00000000000${i}`, data }))
+  const events = [...Object.values(samples), erased].map((data, i) => ({ id: `00000000-0000-4000-8000-00000000000${i}`, data }))
 
   it.effect("keeps only plain fields readable in the row, and opens back to the same data", () =>
     Effect.gen(function*() {
