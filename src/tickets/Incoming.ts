@@ -46,8 +46,8 @@ const yieldToIo: Effect.Effect<void> = Effect.async<void>((resume) => {
 
 /**
  * A batch's mails read as readIncoming reads them: those the parser and the sender check can
- * answer on the spot in a plain loop (a megabyte at a time), the rest (mailparser, DKIM lookups) as
- * effects, 16 at a time. For mail with no trace of its own; a traced mail goes through readIncoming
+ * answer on the spot in a plain loop (SLICE_BYTES at a time), the rest (mailparser, DKIM lookups)
+ * as effects, 16 at a time. For mail with no trace of its own; a traced mail goes through readIncoming
  * inside its span.
  */
 export const readIncomingBatch = (parser: Parser, senders: SenderAuthenticator) => {
