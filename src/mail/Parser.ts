@@ -245,7 +245,7 @@ export class Parser extends Effect.Service<Parser>()("mailroom/Parser", {
      * common kind): a batch reads those in a loop instead of a fiber and a promise per mail.
      * Undefined for the rest, which go through `parse`; a worker pool parses everything itself.
      */
-    parseNow: parseSimple as (raw: RawMail) => ParseResult | undefined
+    parseNow: parseSimple
   }
 }) {
   /** Worker threads when running compiled (dist/), else the main thread: a worker cannot load TypeScript. */

@@ -43,19 +43,19 @@ const silentDns = () => {
   return { asked, resolver: (name: string) => (asked.push(name), Promise.reject(Object.assign(new Error("no answer"), { code: "ENOTFOUND" }))) }
 }
 
-const compare = (verify: "headers" | "dkim", batch: ReadonlyArray<RawMail>) => {
+const compare = (verify: "headers" | "dkim", raws: ReadonlyArray<RawMail>) => {
   const { viaEffect, layer } = counted()
   const dns = silentDns()
   return Effect.gen(function*() {
     const parser = yield* Parser
     const senders = yield* SenderAuthenticator
     const one = readIncoming(parser, senders)
-    const expected = yield* Effect.forEach(batch, (raw) => one(raw))
+    const expected = yield* Effect.forEach(raws, (raw) => one(raw))
     viaEffect.length = 0
     const askedBefore = dns.asked.length
-    const got = yield* readIncomingBatch(parser, senders)(batch)
+    const got = yield* readIncomingBatch(parser, senders)(raws)
     expect(got).toEqual(expected)
-    expect(got.map((m) => m.uid)).toEqual(batch.map((raw) => raw.uid))
+    expect(got.map((m) => m.uid)).toEqual(raws.map((raw) => raw.uid))
     return { viaEffect: [...viaEffect], lookups: dns.asked.length - askedBefore }
   }).pipe(Effect.provide(Layer.merge(layer, SenderAuthenticator.Test(dns.resolver).pipe(Layer.provide(configLayer({ SENDER_VERIFY: verify }))))))
 }
