@@ -9,18 +9,25 @@ import { instanceId } from "../lib/Instance.js"
 import type { EventData, EventType, StoredEvent } from "./Event.js"
 import type { SealedRow } from "./Sealing.js"
 import { open, seal } from "./Sealing.js"
-import { inTransaction } from "./Sql.js"
+import { inTransactionOpenedWith } from "./Sql.js"
+import type { KeysRead } from "./Vault.js"
 import { Vault } from "./Vault.js"
 
 /** An event on its way into the log: everything but `seq`, which the commit gives it. */
 export type NewEvent = Omit<StoredEvent, "seq">
 
-/**
- * Appends the events of the transaction it is handed to. `alongside`: data-modifying statements
- * (INSERT, UPDATE) sent in the same statement, as WITH clauses, to save a round trip each while the
- * append lock is held. Only the PostgreSQL log takes them.
- */
-export type Append = (events: ReadonlyArray<NewEvent>, alongside?: ReadonlyArray<Statement.Fragment>) => Effect.Effect<void, SqlError>
+export interface AppendOptions {
+  /**
+   * Data-modifying statements (INSERT, UPDATE) sent in the same statement as the events, as WITH
+   * clauses, to save a round trip each while the append lock is held. Only the PostgreSQL log takes them.
+   */
+  readonly alongside?: ReadonlyArray<Statement.Fragment>
+  /** The customer keys the caller read in the same transaction (Vault.liveKeysJson), for sealing. */
+  readonly keys?: KeysRead
+}
+
+/** Appends the events of the transaction it is handed to. */
+export type Append = (events: ReadonlyArray<NewEvent>, options?: AppendOptions) => Effect.Effect<void, SqlError>
 
 export interface ConsumeOptions {
   /** Events per page handed to the handler. */
@@ -161,8 +168,11 @@ const makeSql = Effect.gen(function*() {
 
   const each = (statements: ReadonlyArray<Statement.Fragment>) => Effect.forEach(statements, (statement) => sql`${statement}`, { discard: true })
 
-  const append: Append = (events, alongside = []) =>
-    events.length === 0 ? each(alongside) : Effect.flatMap(seal(vault, events), (sealed) => {
+  const append: Append = (events, { alongside: others = [], keys } = {}) =>
+    events.length === 0 ? each(others) : Effect.flatMap(seal(vault, events, keys), ({ insertKeys, rows: sealed }) => {
+      // New customers' keys go first: a statement's WITH clauses and its main part see one snapshot,
+      // and nothing in the log refers to a key by a foreign key.
+      const alongside = insertKeys === undefined ? others : [insertKeys, ...others]
       const insert = sql`INSERT INTO events ${
         sql.insert(events.map((event, i) => ({
           id: event.id,
@@ -185,17 +195,16 @@ const makeSql = Effect.gen(function*() {
       return together.compile()[1].length <= MAX_PARAMETERS ? Effect.asVoid(together) : Effect.zipRight(each(alongside), insert)
     })
 
+  // A custom plan copies every bound value into the plan as a constant, the raw mail included: a
+  // generic plan reads the parameters where they are (docs/performance.md). The notification is
+  // delivered at commit, and only if the transaction commits, wherever in it it was made.
+  const lockAndSettings = `SELECT pg_advisory_xact_lock(${APPEND_LOCK}), set_config('plan_cache_mode', 'force_generic_plan', true)${
+    shared ? `, pg_notify('${CHANNEL}', '${instanceId.replaceAll("'", "''")}')` : ""
+  }`
+  const locked = inTransactionOpenedWith(sql, lockAndSettings)
+
   const transaction = <A, E, R>(write: (append: Append) => Effect.Effect<A, E, R>) =>
-    Effect.gen(function*() {
-      // A custom plan copies every bound value into the plan as a constant, the raw mail included:
-      // a generic plan reads the parameters where they are (docs/performance.md).
-      // The notification rides on the same statement: it is delivered at commit, and only if the
-      // transaction commits, wherever in it it was made.
-      yield* shared
-        ? sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK}), set_config('plan_cache_mode', 'force_generic_plan', true), pg_notify(${CHANNEL}, ${instanceId})`
-        : sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK}), set_config('plan_cache_mode', 'force_generic_plan', true)`
-      return yield* write(append)
-    }).pipe(inTransaction(sql), Effect.tap(() => wakeups.wake))
+    locked(Effect.suspend(() => write(append))).pipe(Effect.tap(() => wakeups.wake))
 
   const opened = (rows: ReadonlyArray<EventRow>) =>
     Effect.map(open(vault, rows), (data) => rows.map((row, i) => fromRow(row, data[i]!)))
@@ -259,7 +268,7 @@ const makeMemory = Effect.gen(function*() {
   const transaction = <A, E, R>(write: (append: Append) => Effect.Effect<A, E, R>) =>
     lock.withPermits(1)(Effect.gen(function*() {
       const pending: Array<NewEvent> = []
-      const result = yield* write((batch, alongside = []) =>
+      const result = yield* write((batch, { alongside = [] } = {}) =>
         alongside.length > 0 ? Effect.dieMessage("SQL alongside events: the in-memory log takes none") : Effect.sync(() => void pending.push(...batch)))
       yield* Ref.update(events, (all) => [...all, ...pending.map((event, i) => ({ ...event, seq: BigInt(all.length + i + 1) }))])
       return result

@@ -1,9 +1,10 @@
+import type { Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schema } from "effect"
 import { encodeEventData, EventData } from "./Event.js"
 import type { StoredEvent } from "./Event.js"
 import { fromHeaderAddress, personalFields, split } from "./Personal.js"
-import type { VaultShape } from "./Vault.js"
+import type { KeysRead, VaultShape } from "./Vault.js"
 import { decrypt, encrypt, SealBroken } from "./Vault.js"
 
 const decodeData = Schema.decodeUnknownSync(EventData)
@@ -25,16 +26,26 @@ const ownerOf = (vault: Pick<VaultShape, "customerId">, data: Readonly<Record<st
   return typeof data.customerId === "string" ? data.customerId : null
 }
 
-/** Encodes each event, sealing its personal fields under its customer's key (made if new). */
+export interface Sealed {
+  readonly rows: Array<SealedData>
+  /** Stores the keys made for new customers: part of the same transaction as the rows (Vault.keysFor). */
+  readonly insertKeys: Statement.Fragment | undefined
+}
+
+/**
+ * Encodes each event, sealing its personal fields under its customer's key (made if new).
+ * `read`: keys the caller has read already (Vault.keysFor).
+ */
 export const seal = (
   vault: VaultShape,
-  events: ReadonlyArray<Pick<StoredEvent, "id" | "data">>
-): Effect.Effect<Array<SealedData>, SqlError> =>
+  events: ReadonlyArray<Pick<StoredEvent, "id" | "data">>,
+  read?: KeysRead
+): Effect.Effect<Sealed, SqlError> =>
   Effect.gen(function*() {
     const encoded = events.map((event) => encodeEventData(event.data))
     const owners = encoded.map((data) => personalFields[data._tag as StoredEvent["type"]] ? ownerOf(vault, data) : null)
-    const keys = yield* vault.keysFor([...new Set(owners.filter((owner) => owner !== null))])
-    return encoded.map((data, i) => {
+    const { insert, keys } = yield* vault.keysFor([...new Set(owners.filter((owner) => owner !== null))], read)
+    const rows = encoded.map((data, i): SealedData => {
       const fields = personalFields[data._tag as StoredEvent["type"]]
       const key = owners[i] === null ? undefined : keys.get(owners[i]!)
       if (fields === undefined || key === undefined) return { data: JSON.stringify(data), keyId: null, sealed: null }
@@ -42,6 +53,7 @@ export const seal = (
       // The event id is authenticated with the box: a box copied into another event does not open.
       return { data: JSON.stringify(plain), keyId: key.id, sealed: encrypt(key.key, Buffer.from(JSON.stringify(personal)), events[i]!.id) }
     })
+    return { rows, insertKeys: insert }
   })
 
 export interface SealedRow {

@@ -2,10 +2,10 @@ import { existsSync } from "node:fs"
 import { chmod, mkdir, mkdtemp, open as openFile, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import type { SqlClient } from "@effect/sql"
+import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
-import { Data, Effect, Layer, Option, Schedule } from "effect"
+import { Data, Effect, Layer, Option, Schedule, Scope } from "effect"
 import { DatabaseConfig } from "../config/Config.js"
 import { instanceId } from "../lib/Instance.js"
 
@@ -17,9 +17,30 @@ export const databaseRetry = Schedule.exponential("1 second", 2).pipe(Schedule.u
  * typed SqlError for the retry policy instead of becoming a defect.
  */
 export const inTransaction = (sql: SqlClient.SqlClient) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  sql.withTransaction(effect).pipe(
-    Effect.catchSomeDefect((defect) => defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none())
-  )
+  sql.withTransaction(effect).pipe(rollbackFailureTyped)
+
+const rollbackFailureTyped = Effect.catchSomeDefect((defect) => defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none())
+
+/**
+ * `inTransaction`, with `first` (constant SQL, without parameters) sent in the same round trip as
+ * BEGIN (or, nested, as the SAVEPOINT): a simple query may hold several statements. A round trip
+ * saved where every one counts, while the append lock is held.
+ */
+export const inTransactionOpenedWith = (sql: SqlClient.SqlClient, first: string) => {
+  const unprepared = (conn: { readonly executeUnprepared: (sql: string, params: ReadonlyArray<unknown>, transform: undefined) => Effect.Effect<unknown, SqlError> }, statement: string) =>
+    Effect.asVoid(conn.executeUnprepared(statement, [], undefined))
+  const run = SqlClient.makeWithTransaction({
+    transactionTag: SqlClient.TransactionConnection,
+    spanAttributes: [["db.system.name", "postgresql"]],
+    acquireConnection: Effect.flatMap(Scope.make(), (scope) => Effect.map(Scope.extend(sql.reserve, scope), (conn) => [scope, conn] as const)),
+    begin: (conn) => unprepared(conn, `BEGIN; ${first}`),
+    savepoint: (conn, id) => unprepared(conn, `SAVEPOINT effect_sql_${id}; ${first}`),
+    commit: (conn) => unprepared(conn, "COMMIT"),
+    rollback: (conn) => unprepared(conn, "ROLLBACK"),
+    rollbackSavepoint: (conn, id) => unprepared(conn, `ROLLBACK TO SAVEPOINT effect_sql_${id}`)
+  })
+  return <A, E, R>(effect: Effect.Effect<A, E, R>) => run(effect).pipe(rollbackFailureTyped)
+}
 
 export class DataDirInUse extends Data.TaggedError("DataDirInUse")<{ readonly dataDir: string; readonly pid: number }> {
   override get message() {

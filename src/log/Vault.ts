@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomUUID, timingSafeEqual } from "node:crypto"
 import { SqlClient } from "@effect/sql"
+import type { Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer, Option, Redacted } from "effect"
 import type { ConfigError } from "effect"
@@ -87,10 +88,31 @@ export interface DataKey {
   readonly key: Buffer
 }
 
+/** A live key as `liveKeysJson` reads it: its row id, its customer, the wrapped key in hex. */
+export type KeyRow = readonly [id: string, customerId: string, wrapped: string]
+
+/**
+ * Keys read ahead, in a statement of the caller's under the append lock (`liveKeysJson`): the
+ * customers looked up, and the live keys among them. A customer looked up without a row has none.
+ */
+export interface KeysRead {
+  readonly customers: ReadonlySet<string>
+  readonly rows: ReadonlyArray<KeyRow>
+}
+
+export interface KeysFound {
+  readonly keys: ReadonlyMap<string, DataKey>
+  /** Stores the keys made for customers who had none: to run in the same transaction as what they seal. */
+  readonly insert: Statement.Fragment | undefined
+}
+
 export interface VaultShape {
   readonly customerId: (address: string) => string
-  /** Every customer's live key, made for those who have none; run inside the append transaction. */
-  readonly keysFor: (customerIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, DataKey>, SqlError>
+  /**
+   * Every customer's live key, made for those who have none; run inside the append transaction, and
+   * `insert` with it. Customers in `read` are not looked up again.
+   */
+  readonly keysFor: (customerIds: ReadonlyArray<string>, read?: KeysRead) => Effect.Effect<KeysFound, SqlError>
   /** Keys by row id; a destroyed key is absent. */
   readonly keysById: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Buffer>, SqlError>
   /** Destroys every key of the customer; returns how many. */
@@ -155,22 +177,27 @@ const make = Effect.gen(function*() {
     return key
   }
 
-  const keysFor = (customerIds: ReadonlyArray<string>) =>
+  const keysFor = (customerIds: ReadonlyArray<string>, read?: KeysRead) =>
     Effect.gen(function*() {
       const keys = new Map<string, DataKey>()
-      if (customerIds.length === 0) return keys
-      const rows = yield* sql<{ id: string; customer_id: string; key: Uint8Array }>`
-        SELECT id, customer_id, key FROM customer_keys WHERE customer_id = ANY(${customerIds}) AND key IS NOT NULL
-      `
-      for (const row of rows) keys.set(row.customer_id, { id: row.id, key: unwrap(row) })
+      const wanted = new Set(customerIds)
+      for (const [id, customerId, wrapped] of read?.rows ?? []) {
+        if (wanted.has(customerId)) keys.set(customerId, { id, key: unwrap({ id, key: Buffer.from(wrapped, "hex") }) })
+      }
+      const unread = customerIds.filter((id) => !read?.customers.has(id))
+      if (unread.length > 0) {
+        const rows = yield* sql<{ id: string; customer_id: string; key: Uint8Array }>`
+          SELECT id, customer_id, key FROM customer_keys WHERE customer_id = ANY(${unread}) AND key IS NOT NULL
+        `
+        for (const row of rows) keys.set(row.customer_id, { id: row.id, key: unwrap(row) })
+      }
       const fresh = customerIds.filter((id) => !keys.has(id)).map((customerId) => {
         const id = randomUUID()
         const key = randomBytes(32)
         keys.set(customerId, { id, key })
         return { id, customer_id: customerId, key: encrypt(wrapKey, key, id) }
       })
-      if (fresh.length > 0) yield* sql`INSERT INTO customer_keys ${sql.insert(fresh)}`
-      return keys
+      return { keys, insert: fresh.length === 0 ? undefined : sql`INSERT INTO customer_keys ${sql.insert(fresh)}` }
     })
 
   return Vault.of({
@@ -189,6 +216,14 @@ const make = Effect.gen(function*() {
   })
 })
 
+/**
+ * A subquery for a caller's statement: the live keys of the customers `customers` (a query of ids)
+ * selects, as a JSON array of KeyRow, for `keysFor`'s `read`.
+ */
+export const liveKeysJson = (sql: SqlClient.SqlClient, customers: Statement.Fragment) =>
+  sql`(SELECT coalesce(json_agg(json_build_array(id, customer_id, encode(key, 'hex'))), '[]') FROM customer_keys
+    WHERE key IS NOT NULL AND customer_id IN (${customers}))`
+
 export class Vault extends Context.Tag("mailroom/Vault")<Vault, VaultShape>() {
   static readonly Live: Layer.Layer<Vault, SqlError | SecretKeyMismatch | ConfigError.ConfigError, SqlClient.SqlClient> = Layer.effect(Vault, make)
 
@@ -197,7 +232,7 @@ export class Vault extends Context.Tag("mailroom/Vault")<Vault, VaultShape>() {
     const { idKey } = keysFrom(Buffer.from("mailroom test root"))
     return Vault.of({
       customerId: (address) => keyedCustomerId(idKey, address),
-      keysFor: () => Effect.succeed(new Map()),
+      keysFor: () => Effect.succeed({ keys: new Map(), insert: undefined }),
       keysById: () => Effect.succeed(new Map()),
       destroy: () => Effect.succeed(0)
     })

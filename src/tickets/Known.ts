@@ -2,6 +2,9 @@ import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import type { StoredEvent } from "../log/Event.js"
+import { fromHeaderAddress } from "../log/Personal.js"
+import type { KeyRow, KeysRead } from "../log/Vault.js"
+import { liveKeysJson } from "../log/Vault.js"
 import { ticketToken } from "../replies/Reply.js"
 import type { Incoming, Known, KnownMail, TicketParties } from "./Decide.js"
 import { lookupKeys, lookupTokens, newParticipants } from "./Decide.js"
@@ -11,21 +14,39 @@ interface KnownRows {
   readonly customers: ReadonlyArray<readonly [id: string, email: string]>
   readonly mails: ReadonlyArray<readonly [messageId: string | null, rawSha256: string | null, id: string, ticketId: string]>
   readonly parties: ReadonlyArray<readonly [id: string, customerId: string, address: string | null]>
+  readonly keys: ReadonlyArray<KeyRow>
+}
+
+/** What a batch points at, and the keys of the customers its events will be sealed for. */
+export interface KnownWithKeys {
+  readonly known: Known
+  readonly keys: KeysRead
 }
 
 /**
  * What a batch's mail points at, across every mailbox: a mail is recorded once however it came.
  * One statement, so one round trip while the append lock is held: the tickets its subject tokens
  * name, its senders' customer ids, the mail its Message-IDs and thread headers (or, lacking a
- * Message-ID, its hash) name, and the parties of the tickets found.
+ * Message-ID, its hash) name, and the parties of the tickets found. And the keys its events will
+ * be sealed under (a sender's recorded id, or the keyed id `customerId` gives a new one; a
+ * quarantined mail's From address), which would otherwise take a round trip of their own.
  */
-export const knownFromDatabase = (sql: SqlClient.SqlClient, items: ReadonlyArray<Incoming>): Effect.Effect<Known, SqlError> =>
+export const knownFromDatabase = (
+  sql: SqlClient.SqlClient,
+  items: ReadonlyArray<Incoming>,
+  customerId: (address: string) => string
+): Effect.Effect<KnownWithKeys, SqlError> =>
   Effect.gen(function*() {
     const ids = lookupKeys(items)
     const hashes = items.flatMap((item) =>
       item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
     )
     const addresses = [...new Set(items.flatMap((item) => item.parsed._tag === "Accepted" ? [item.parsed.email.from.address] : []))]
+    const quarantined = items.flatMap((item) => {
+      const address = item.parsed._tag === "Rejected" ? fromHeaderAddress(item.parsed.glimpse.from) : null
+      return address === null ? [] : [address]
+    })
+    const keyed = [...new Set([...addresses, ...quarantined].map(customerId))]
     const [rows] = yield* sql<KnownRows>`
       WITH tokens AS (
         SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
@@ -40,9 +61,11 @@ export const knownFromDatabase = (sql: SqlClient.SqlClient, items: ReadonlyArray
         (SELECT coalesce(json_agg(json_build_array(message_id, raw_sha256, id, ticket_id)), '[]') FROM mails) AS mails,
         (SELECT coalesce(json_agg(json_build_array(t.id, t.customer_id, p.address)), '[]')
           FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
-          WHERE t.id IN (SELECT id FROM tokens UNION SELECT ticket_id FROM mails)) AS parties
+          WHERE t.id IN (SELECT id FROM tokens UNION SELECT ticket_id FROM mails)) AS parties,
+        ${liveKeysJson(sql, sql`SELECT unnest(${keyed}::uuid[]) UNION SELECT id FROM customers WHERE email = ANY(${addresses})`)} AS keys
     `
-    return fromRows(rows!)
+    const known = fromRows(rows!)
+    return { known, keys: { customers: new Set([...keyed, ...known.customers.values()]), rows: rows!.keys } }
   })
 
 const fromRows = (rows: KnownRows): Known => {

@@ -136,7 +136,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
         return yield* fromImap(q, session, kept)
       })
 
-    const known = (items: ReadonlyArray<Incoming>) => knownFromDatabase(sql, items)
+    const known = (items: ReadonlyArray<Incoming>) => knownFromDatabase(sql, items, vault.customerId)
 
     /** One transaction; under the log's append lock, so two runs never reprocess one mail twice. */
     const commit = (q: Quarantine, item: IncomingMail, from: EmailReprocessed["bytesFrom"]) =>
@@ -146,7 +146,8 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
             SELECT count(*) AS n FROM events WHERE type = 'EmailReprocessed' AND data->>'quarantineEventId' = ${q.id}
           `
           if (Number(done[0]!.n) > 0) return undefined
-          const [decision] = decide([item], yield* known([item]), { customerId: vault.customerId })
+          const { keys, known: knownNow } = yield* known([item])
+          const [decision] = decide([item], knownNow, { customerId: vault.customerId })
           const at = new Date()
           yield* sql`INSERT INTO raw_messages ${
             sql.insert({ sha256: item.rawSha256, size: item.size, headers_only: false, bytes: item.source })
@@ -165,7 +166,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
             { id: crypto.randomUUID(), type: "EmailReprocessed", mailbox: q.mailbox, uidvalidity: q.uidvalidity, uid: q.uid, ticketId: decision!.ticketId, occurredAt: at, data: linked, trace: null },
             { id: decision!.eventId, type: data._tag, mailbox: q.mailbox, uidvalidity: null, uid: null, ticketId: decision!.ticketId, occurredAt: at, data, trace: null }
           ]
-          yield* append(events)
+          yield* append(events, { keys })
           yield* writeProjection(sql, project(q.mailbox, [decision!], at), at)
           return decision!
         })

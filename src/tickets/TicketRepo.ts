@@ -118,10 +118,14 @@ const makeSql = Effect.gen(function*() {
         if (found!.moved) return yield* new CursorMoved({ mailbox: batch.mailbox })
         const alreadyRecorded = new Set(found!.recorded.map(Number))
         const fresh = batch.items.filter((item) => !alreadyRecorded.has(item.uid))
-        const decisions = decide(fresh, yield* knownFromDatabase(sql, fresh), { customerId })
+        const { keys, known } = yield* knownFromDatabase(sql, fresh, customerId)
+        const decisions = decide(fresh, known, { customerId })
         const at = new Date()
         // Raw mail, events and the projection in one statement, for the same reason.
-        yield* append(intakeEvents(batch, decisions, at), [...rawStatement(sql, fresh), ...projectionStatements(sql, project(batch.mailbox, decisions, at), at)])
+        yield* append(intakeEvents(batch, decisions, at), {
+          alongside: [...rawStatement(sql, fresh), ...projectionStatements(sql, project(batch.mailbox, decisions, at), at)],
+          keys
+        })
         return { decisions, alreadyRecorded: [...alreadyRecorded] }
       })
     ).pipe(

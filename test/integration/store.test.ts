@@ -96,6 +96,52 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       expect(yield* mode).toBe("auto")
     }).pipe(Effect.provide(sqlPipeline(backend, "store_plans", Imap.Test(new MemoryMailbox())))))
 
+  it.scoped("takes the append lock and the generic plan in the round trip that begins the transaction", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const log = yield* EventLog
+      const held = yield* log.transaction(() =>
+        sql<{ locks: string; mode: string }>`
+          SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+            AND ((classid::bigint << 32) | objid::bigint) = ${0x6d61696c}) AS locks, current_setting('plan_cache_mode') AS mode
+        `.pipe(Effect.map((rows) => rows[0]!))
+      )
+      expect({ locks: Number(held.locks), mode: held.mode }).toEqual({ locks: 1, mode: "force_generic_plan" })
+      const after = yield* sql<{ n: string }>`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()`
+      expect(Number(after[0]!.n)).toBe(0)
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_lock", Imap.Test(new MemoryMailbox())))))
+
+  it.scoped("seals each customer's events under one key across batches: recorded senders, new ones and a quarantined From alike", () => {
+    const mailbox = new MemoryMailbox()
+    mailbox.append(mail({ from: "Ada <ada@customer.test>", subject: "first" }))
+    mailbox.append(mail({ from: "bob@other.test", subject: "bob's" }))
+    return Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      expect(yield* once).toMatchObject({ received: 2 })
+      mailbox.append(mail({ from: "Ada <ada@customer.test>", subject: "second" }))
+      mailbox.append(mail({ from: "carol@third.test", subject: "carol's" }))
+      // Over MAX_MESSAGE_BYTES: quarantined, sealed under the key of the address in its From header.
+      mailbox.append(mail({ from: "Bob <bob@other.test>", subject: "scans", text: "x".repeat(5_000) }))
+      expect(yield* once).toMatchObject({ received: 2, quarantined: 1 })
+      const keys = yield* sql<{ customer_id: string; n: string }>`
+        SELECT customer_id, count(*) AS n FROM customer_keys WHERE key IS NOT NULL GROUP BY customer_id`
+      expect(keys.map((row) => Number(row.n))).toEqual([1, 1, 1])
+      const sealedUnder = yield* sql<{ key_id: string; owner: string }>`
+        SELECT e.key_id, k.customer_id AS owner FROM events e JOIN customer_keys k ON k.id = e.key_id ORDER BY e.seq`
+      expect(sealedUnder).toHaveLength(5)
+      expect(new Set(sealedUnder.map((row) => row.owner)).size).toBe(3)
+      const events = yield* Effect.flatMap(EventLog, (log) => log.read(0n, 100))
+      expect(events.map((e) => [e.type, e.erased ?? false])).toEqual([
+        ["EmailReceived", false], ["EmailReceived", false], ["EmailReceived", false], ["EmailReceived", false], ["EmailQuarantined", false]
+      ])
+      const from = events.map((e) => e.data._tag === "EmailReceived" ? e.data.from.address : e.data._tag === "EmailQuarantined" ? e.data.headers.from : null)
+      expect(from).toEqual(["ada@customer.test", "bob@other.test", "ada@customer.test", "carol@third.test", "Bob <bob@other.test>"])
+      // The quarantined mail and Bob's own share his key; Ada's two mails share hers.
+      expect(sealedUnder[4]!.key_id).toBe(sealedUnder[1]!.key_id)
+      expect(sealedUnder[2]!.key_id).toBe(sealedUnder[0]!.key_id)
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_keys", Imap.Test(mailbox), { MAX_MESSAGE_BYTES: "4000" })))
+  })
+
   it.scoped("compresses payloads and bodies with lz4 where the server has it, and migrates where it has not", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
