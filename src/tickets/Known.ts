@@ -9,7 +9,8 @@ import { ticketToken } from "../replies/Reply.js"
 import type { Incoming, Known, KnownMail, TicketParties } from "./Decide.js"
 import { lookupKeys, lookupTokens, newParticipants } from "./Decide.js"
 
-interface KnownRows {
+/** The one row the known statement returns. */
+export interface KnownRows {
   readonly tokens: ReadonlyArray<readonly [token: string, id: string]>
   readonly customers: ReadonlyArray<readonly [id: string, email: string]>
   readonly mails: ReadonlyArray<readonly [messageId: string | null, rawSha256: string | null, id: string, ticketId: string]>
@@ -25,48 +26,61 @@ export interface KnownWithKeys {
 
 /**
  * What a batch's mail points at, across every mailbox: a mail is recorded once however it came.
- * One statement, so one round trip while the append lock is held: the tickets its subject tokens
- * name, its senders' customer ids, the mail its Message-IDs and thread headers (or, lacking a
- * Message-ID, its hash) name, and the parties of the tickets found. And the keys its events will
- * be sealed under (a sender's recorded id, or the keyed id `customerId` gives a new one; a
- * quarantined mail's From address), which would otherwise take a round trip of their own.
+ * One statement, so one round trip while the append lock is held (TicketRepo sends it with the
+ * cursor's move): the tickets its subject tokens name, its senders' customer ids, the mail its
+ * Message-IDs and thread headers (or, lacking a Message-ID, its hash) name, and the parties of the
+ * tickets found. And the keys its events will be sealed under (a sender's recorded id, or the
+ * keyed id `customerId` gives a new one; a quarantined mail's From address), which would otherwise
+ * take a round trip of their own.
  */
+export const knownQuery = (
+  sql: SqlClient.SqlClient,
+  items: ReadonlyArray<Incoming>,
+  customerId: (address: string) => string
+) => {
+  const ids = lookupKeys(items)
+  const hashes = items.flatMap((item) =>
+    item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
+  )
+  const addresses = [...new Set(items.flatMap((item) => item.parsed._tag === "Accepted" ? [item.parsed.email.from.address] : []))]
+  const quarantined = items.flatMap((item) => {
+    const address = item.parsed._tag === "Rejected" ? fromHeaderAddress(item.parsed.glimpse.from) : null
+    return address === null ? [] : [address]
+  })
+  const keyed = [...new Set([...addresses, ...quarantined].map(customerId))]
+  const statement = sql`
+    WITH tokens AS (
+      SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
+      WHERE left(replace(id::text, '-', ''), 12) = ANY(${lookupTokens(items)})
+    ), mails AS (
+      SELECT message_id, raw_sha256, id, ticket_id FROM messages
+      WHERE message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes}))
+    )
+    SELECT
+      (SELECT coalesce(json_agg(json_build_array(token, id)), '[]') FROM tokens) AS tokens,
+      (SELECT coalesce(json_agg(json_build_array(id, email)), '[]') FROM customers WHERE email = ANY(${addresses})) AS customers,
+      (SELECT coalesce(json_agg(json_build_array(message_id, raw_sha256, id, ticket_id)), '[]') FROM mails) AS mails,
+      (SELECT coalesce(json_agg(json_build_array(t.id, t.customer_id, p.address)), '[]')
+        FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
+        WHERE t.id IN (SELECT id FROM tokens UNION SELECT ticket_id FROM mails)) AS parties,
+      ${liveKeysJson(sql, sql`SELECT unnest(${keyed}::uuid[]) UNION SELECT id FROM customers WHERE email = ANY(${addresses})`)} AS keys
+  `
+  const read = (row: KnownRows): KnownWithKeys => {
+    const known = fromRows(row)
+    return { known, keys: { customers: new Set([...keyed, ...known.customers.values()]), rows: row.keys } }
+  }
+  return { statement, read } as const
+}
+
+/** `knownQuery`'s statement on its own. */
 export const knownFromDatabase = (
   sql: SqlClient.SqlClient,
   items: ReadonlyArray<Incoming>,
   customerId: (address: string) => string
-): Effect.Effect<KnownWithKeys, SqlError> =>
-  Effect.gen(function*() {
-    const ids = lookupKeys(items)
-    const hashes = items.flatMap((item) =>
-      item.parsed._tag === "Accepted" && item.parsed.email.messageId === null ? [item.rawSha256] : []
-    )
-    const addresses = [...new Set(items.flatMap((item) => item.parsed._tag === "Accepted" ? [item.parsed.email.from.address] : []))]
-    const quarantined = items.flatMap((item) => {
-      const address = item.parsed._tag === "Rejected" ? fromHeaderAddress(item.parsed.glimpse.from) : null
-      return address === null ? [] : [address]
-    })
-    const keyed = [...new Set([...addresses, ...quarantined].map(customerId))]
-    const [rows] = yield* sql<KnownRows>`
-      WITH tokens AS (
-        SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
-        WHERE left(replace(id::text, '-', ''), 12) = ANY(${lookupTokens(items)})
-      ), mails AS (
-        SELECT message_id, raw_sha256, id, ticket_id FROM messages
-        WHERE message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes}))
-      )
-      SELECT
-        (SELECT coalesce(json_agg(json_build_array(token, id)), '[]') FROM tokens) AS tokens,
-        (SELECT coalesce(json_agg(json_build_array(id, email)), '[]') FROM customers WHERE email = ANY(${addresses})) AS customers,
-        (SELECT coalesce(json_agg(json_build_array(message_id, raw_sha256, id, ticket_id)), '[]') FROM mails) AS mails,
-        (SELECT coalesce(json_agg(json_build_array(t.id, t.customer_id, p.address)), '[]')
-          FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
-          WHERE t.id IN (SELECT id FROM tokens UNION SELECT ticket_id FROM mails)) AS parties,
-        ${liveKeysJson(sql, sql`SELECT unnest(${keyed}::uuid[]) UNION SELECT id FROM customers WHERE email = ANY(${addresses})`)} AS keys
-    `
-    const known = fromRows(rows!)
-    return { known, keys: { customers: new Set([...keyed, ...known.customers.values()]), rows: rows!.keys } }
-  })
+): Effect.Effect<KnownWithKeys, SqlError> => {
+  const { read, statement } = knownQuery(sql, items, customerId)
+  return Effect.map(sql<KnownRows>`${statement}`, (rows) => read(rows[0]!))
+}
 
 const fromRows = (rows: KnownRows): Known => {
   const byMessageId = new Map<string, KnownMail>()

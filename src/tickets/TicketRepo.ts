@@ -7,7 +7,8 @@ import { decide } from "./Decide.js"
 import { intakeEventTypes, MailboxReset } from "../log/Event.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
-import { knownFromDatabase, knownFromLog } from "./Known.js"
+import type { KnownRows } from "./Known.js"
+import { knownFromLog, knownQuery } from "./Known.js"
 import { project, projectionStatements } from "./Projection.js"
 import type { Cursor } from "../log/StateStore.js"
 import { advanceStatement, StateStore } from "../log/StateStore.js"
@@ -105,20 +106,25 @@ const makeSql = Effect.gen(function*() {
   const commit = (batch: Batch) =>
     log.transaction((append) =>
       Effect.gen(function*() {
-        // The cursor moves first, in the statement that finds what is already recorded: a round trip
-        // saved while the append lock is held (every mailbox's commit waits for it). Under a new
-        // UIDVALIDITY nothing moves, and the whole transaction rolls back.
+        // The cursor moves first, in the statement that finds what is already recorded and what the
+        // batch points at: round trips saved while the append lock is held (every mailbox's commit
+        // waits for it). Under a new UIDVALIDITY nothing moves, and the whole transaction rolls back.
+        // What is known is read for the whole batch: a mail recorded before (after a crash) only
+        // adds what the rest would find anyway.
         const uids = batch.items.map((item) => item.uid)
-        const [found] = yield* sql<{ readonly moved: boolean; readonly recorded: ReadonlyArray<string> }>`
+        const knownNow = knownQuery(sql, batch.items, customerId)
+        const [found] = yield* sql<KnownRows & { readonly moved: boolean; readonly recorded: ReadonlyArray<string> }>`
           ${batch.cursorTo === undefined ? sql.literal("") : sql`WITH advanced AS (${advanceStatement(sql, batch.mailbox, batch.uidValidity, batch.cursorTo)})`}
           SELECT ${batch.cursorTo === undefined ? sql.literal("false") : sql.literal("NOT EXISTS (SELECT 1 FROM advanced)")} AS moved,
             ARRAY(SELECT uid::text FROM events WHERE mailbox = ${batch.mailbox} AND uidvalidity = ${batch.uidValidity}
-              AND uid = ANY(${uids}) AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')) AS recorded
+              AND uid = ANY(${uids}) AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')) AS recorded,
+            known.*
+          FROM (${knownNow.statement}) AS known
         `
         if (found!.moved) return yield* new CursorMoved({ mailbox: batch.mailbox })
         const alreadyRecorded = new Set(found!.recorded.map(Number))
         const fresh = batch.items.filter((item) => !alreadyRecorded.has(item.uid))
-        const { keys, known } = yield* knownFromDatabase(sql, fresh, customerId)
+        const { keys, known } = knownNow.read(found!)
         const decisions = decide(fresh, known, { customerId })
         const at = new Date()
         // Raw mail, events and the projection in one statement, for the same reason.
