@@ -9,12 +9,15 @@ import { Cause, Effect, Exit, Layer } from "effect"
 import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
 import { describeFailure } from "./cli/Fatal.js"
 import { fleetOn, statusFleetOn, StoreLive } from "./Layers.js"
+import { EarlyLogin } from "./mailbox/EarlyLogin.js"
 import { ImapLive } from "./mailbox/Imap.js"
 import { EventBusLive } from "./bus/KafkaBus.js"
 import { LoggingLive } from "./telemetry/Logging.js"
 import { TracingLive } from "./telemetry/Tracing.js"
 
+// The mailbox's login starts before the database opens, and runs beside it (mailbox/EarlyLogin).
 const AppLive = fleetOn(ImapLive, EventBusLive).pipe(
+  Layer.provide(EarlyLogin.Live),
   Layer.provide(Layer.effectDiscard(refuseWhenGmailApiOwnsReceiving))
 )
 

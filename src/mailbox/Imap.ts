@@ -1,14 +1,16 @@
-import { Context, Duration, Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
-import { ImapFlow } from "imapflow"
 import type { FetchMessageObject } from "imapflow"
 import { ImapConfig } from "../config/Config.js"
 import type { RawMail } from "../mail/Email.js"
 import type { ImapError } from "./ImapErrors.js"
-import { classify, ConnectionLost } from "./ImapErrors.js"
+import { ConnectionLost } from "./ImapErrors.js"
 import type { MemoryMailbox } from "./MemoryMailbox.js"
 import { OAuth2, OAuth2Live } from "./OAuth2.js"
 import { makeNews } from "./News.js"
+import { EarlyLogin } from "./EarlyLogin.js"
+import type { Credentials } from "./Login.js"
+import { attemptOn, login, passwordCredentials } from "./Login.js"
 
 export { MemoryMailbox } from "./MemoryMailbox.js"
 
@@ -95,62 +97,29 @@ export const FETCH_PIECE_BYTES = 4 * 1024 * 1024
 
 const make = Effect.gen(function*() {
   const config = yield* ImapConfig
-  const context = { host: config.host, port: config.port, tls: config.tls, user: config.user }
-
-  /** A stalled server must not hang the pipeline: past the timeout the command counts as a lost connection. */
-  const attempt = <A>(command: string, run: () => Promise<A>, mailbox?: string) =>
-    Effect.tryPromise({
-      try: run,
-      catch: (cause) => classify(cause, { ...context, command, ...(mailbox ? { mailbox } : {}) })
-    }).pipe(
-      Effect.timeoutFail({
-        duration: config.commandTimeout,
-        onTimeout: () => new ConnectionLost({ host: config.host, reason: `${command} timed out after ${Duration.format(config.commandTimeout)}` })
-      })
-    )
-
+  const attempt = attemptOn(config)
   const oauth2 = yield* OAuth2
-  /** imapflow takes XOAUTH2 (or OAUTHBEARER, when the server offers it) for an accessToken. */
-  const credentials = (token: Redacted.Redacted) =>
+  const early = yield* Effect.serviceOption(EarlyLogin)
+  const credentials = (token: Redacted.Redacted): Credentials =>
     config.auth === "oauth2"
       ? { user: config.user, accessToken: Redacted.value(token) }
-      : { user: config.user, pass: Redacted.value(config.password) }
+      : passwordCredentials(config)
 
-  const login = (token: Redacted.Redacted) => Effect.gen(function*() {
-    const client = new ImapFlow({
-      host: config.host,
-      port: config.port,
-      secure: config.tls === true,
-      // imapflow upgrades whenever the server offers STARTTLS unless told not to, and then verifies the certificate.
-      doSTARTTLS: config.tls === "starttls",
-      auth: credentials(token),
-      logger: false,
-      connectionTimeout: Duration.toMillis(config.connectTimeout),
-      greetingTimeout: Duration.toMillis(config.connectTimeout),
-      autoIdleDelay: 150,
-      maxIdleTime: 25 * 60 * 1000,
-      missingIdleCommand: "STATUS",
-      clientInfo: { name: "mailroom" }
-    })
-    // imapflow re-emits socket errors; without a listener Node would crash the process.
-    client.on("error", () => {})
-    yield* Effect.acquireRelease(
-      attempt("LOGIN", () => client.connect()),
-      () =>
-        Effect.tryPromise(() => client.logout()).pipe(
-          Effect.timeout("5 seconds"),
-          Effect.ignore,
-          Effect.ensuring(Effect.sync(() => client.close()))
+  /** The login begun as the process started, when it was this mailbox's; else a login now. */
+  const loggedIn = Effect.flatMap(
+    Option.match(early, { onNone: () => Effect.succeedNone, onSome: (begun) => begun.take(config) }),
+    Option.match({
+      onSome: (client) => Effect.succeed(client),
+      // With OAuth2 a refused login refreshes the token once: it may have been revoked early or expired in flight.
+      onNone: () =>
+        oauth2.withToken((token) => login(config, credentials(token)), (error) => error._tag === "AuthenticationFailed").pipe(
+          Effect.catchTag("TokenUnavailable", (error) => Effect.fail(new ConnectionLost({ host: error.url, reason: error.message })))
         )
-    ).pipe(Effect.withSpan("Imap.connect", { attributes: { "server.address": config.host, "server.port": config.port } }))
-    return client
-  })
+    })
+  )
 
   const connect = Effect.gen(function*() {
-    // With OAuth2 a refused login refreshes the token once: it may have been revoked early or expired in flight.
-    const client = yield* oauth2.withToken(login, (error) => error._tag === "AuthenticationFailed").pipe(
-      Effect.catchTag("TokenUnavailable", (error) => Effect.fail(new ConnectionLost({ host: error.url, reason: error.message })))
-    )
+    const client = yield* loggedIn
 
     const dropped = () => new ConnectionLost({ host: config.host, reason: "the server closed the connection" })
     // Heard from the moment of login, not only while someone listens: the server reports new mail in

@@ -5,11 +5,13 @@ import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
+import { EarlyLogin } from "../../src/mailbox/EarlyLogin.js"
 import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { generateCorpus } from "../support/corpus.js"
 import type { Dovecot } from "../support/dovecot.js"
 import { DovecotServer, dovecotEnv } from "../support/dovecot.js"
+import type { FaultProxy } from "../support/faultProxy.js"
 import { FaultProxyServer } from "../support/faultProxy.js"
 import { hostileMails, largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
 import { PostgresServer, query } from "../support/postgres.js"
@@ -305,6 +307,46 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
         expect(during).not.toContain("IDLE")
         expect(after.slice(during.length)).toContain("IDLE")
       })
+    }))
+})
+
+layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.layer()), { excludeTestServices: true })("the login begun at start", (it) => {
+  const logins = (proxy: FaultProxy) => proxy.sent().split("\r\n").filter((line) => /^\S+ (LOGIN|AUTHENTICATE) /i.test(line)).length
+  const connectAndOpen = Effect.scoped(Effect.flatMap(Imap, (imap) => imap.connect).pipe(Effect.flatMap((session) => session.open("INBOX"))))
+
+  it.effect("is made before anything asks for the mailbox, and is the first connect's; the next connect logs in anew", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const proxy = yield* FaultProxyServer
+      const before = logins(proxy)
+      const counts = yield* Effect.gen(function*() {
+        // Nothing has asked for the mailbox yet: in a start, the database would be opening now.
+        yield* Effect.sleep("700 millis")
+        const early = logins(proxy) - before
+        yield* connectAndOpen
+        const afterFirst = logins(proxy) - before
+        yield* connectAndOpen
+        return { early, afterFirst, afterSecond: logins(proxy) - before }
+      }).pipe(
+        Effect.provide(ImapLive),
+        Effect.provide(EarlyLogin.Live),
+        Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) }))
+      )
+      expect(counts).toEqual({ early: 1, afterFirst: 1, afterSecond: 2 })
+    }))
+
+  it.effect("hands its refusal to the first connect, as that connect's own: a wrong password is tried once", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const proxy = yield* FaultProxyServer
+      const before = logins(proxy)
+      const refused = yield* Effect.flip(connectAndOpen).pipe(
+        Effect.provide(ImapLive),
+        Effect.provide(EarlyLogin.Live),
+        Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port), GMAIL_SENDER_PASSWORD: "wrong" }))
+      )
+      expect(refused._tag).toBe("AuthenticationFailed")
+      expect(logins(proxy) - before).toBe(1)
     }))
 })
 

@@ -1,0 +1,54 @@
+import { Duration, Effect, Redacted } from "effect"
+import { ImapFlow } from "imapflow"
+import type { ImapConfig } from "../config/Config.js"
+import { classify, ConnectionLost } from "./ImapErrors.js"
+
+/** A stalled server must not hang the pipeline: past the timeout the command counts as a lost connection. */
+export const attemptOn = (config: ImapConfig) => <A>(command: string, run: () => Promise<A>, mailbox?: string) =>
+  Effect.tryPromise({
+    try: run,
+    catch: (cause) => classify(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, command, ...(mailbox ? { mailbox } : {}) })
+  }).pipe(
+    Effect.timeoutFail({
+      duration: config.commandTimeout,
+      onTimeout: () => new ConnectionLost({ host: config.host, reason: `${command} timed out after ${Duration.format(config.commandTimeout)}` })
+    })
+  )
+
+/** What imapflow logs in with: a password, or an OAuth2 access token (XOAUTH2, or OAUTHBEARER where offered). */
+export type Credentials = { readonly user: string; readonly pass: string } | { readonly user: string; readonly accessToken: string }
+
+/** A logged-in connection to the server of `config`, logged out when the scope closes. */
+export const login = (config: ImapConfig, credentials: Credentials) =>
+  Effect.gen(function*() {
+    const client = new ImapFlow({
+      host: config.host,
+      port: config.port,
+      secure: config.tls === true,
+      // imapflow upgrades whenever the server offers STARTTLS unless told not to, and then verifies the certificate.
+      doSTARTTLS: config.tls === "starttls",
+      auth: credentials,
+      logger: false,
+      connectionTimeout: Duration.toMillis(config.connectTimeout),
+      greetingTimeout: Duration.toMillis(config.connectTimeout),
+      autoIdleDelay: 150,
+      maxIdleTime: 25 * 60 * 1000,
+      missingIdleCommand: "STATUS",
+      clientInfo: { name: "mailroom" }
+    })
+    // imapflow re-emits socket errors; without a listener Node would crash the process.
+    client.on("error", () => {})
+    yield* Effect.acquireRelease(
+      attemptOn(config)("LOGIN", () => client.connect()),
+      () =>
+        Effect.tryPromise(() => client.logout()).pipe(
+          Effect.timeout("5 seconds"),
+          Effect.ignore,
+          Effect.ensuring(Effect.sync(() => client.close()))
+        )
+    ).pipe(Effect.withSpan("Imap.connect", { attributes: { "server.address": config.host, "server.port": config.port } }))
+    return client
+  })
+
+/** The password login of `config` (MAILBOX_AUTH=password). */
+export const passwordCredentials = (config: ImapConfig): Credentials => ({ user: config.user, pass: Redacted.value(config.password) })
