@@ -3,6 +3,7 @@ import { chmod, mkdir, mkdtemp, open as openFile, readdir, readFile, rm, writeFi
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { SqlClient } from "@effect/sql"
+import type { SqlConnection } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
 import { Data, Effect, Layer, Option, Schedule, Scope } from "effect"
@@ -19,7 +20,9 @@ export const databaseRetry = Schedule.exponential("1 second", 2).pipe(Schedule.u
 export const inTransaction = (sql: SqlClient.SqlClient) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   sql.withTransaction(effect).pipe(rollbackFailureTyped)
 
-const rollbackFailureTyped = Effect.catchSomeDefect((defect) => defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none())
+function rollbackFailureTyped<A, E, R>(effect: Effect.Effect<A, E, R>) {
+  return Effect.catchSomeDefect(effect, (defect) => defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none())
+}
 
 /**
  * `inTransaction`, with `first` (constant SQL, without parameters) sent in the same round trip as
@@ -27,8 +30,7 @@ const rollbackFailureTyped = Effect.catchSomeDefect((defect) => defect instanceo
  * saved where every one counts, while the append lock is held.
  */
 export const inTransactionOpenedWith = (sql: SqlClient.SqlClient, first: string) => {
-  const unprepared = (conn: { readonly executeUnprepared: (sql: string, params: ReadonlyArray<unknown>, transform: undefined) => Effect.Effect<unknown, SqlError> }, statement: string) =>
-    Effect.asVoid(conn.executeUnprepared(statement, [], undefined))
+  const unprepared = (conn: SqlConnection.Connection, statement: string) => Effect.asVoid(conn.executeUnprepared(statement, [], undefined))
   const run = SqlClient.makeWithTransaction({
     transactionTag: SqlClient.TransactionConnection,
     spanAttributes: [["db.system.name", "postgresql"]],
