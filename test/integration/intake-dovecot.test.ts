@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, TestClock, TestContext } from "effect"
 import { EarlyLogin } from "../../src/mailbox/EarlyLogin.js"
 import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { runCli, spawnCli } from "../support/cli.js"
@@ -333,6 +333,33 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
         Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) }))
       )
       expect(counts).toEqual({ early: 1, afterFirst: 1, afterSecond: 2 })
+    }))
+
+  it.effect("is logged out when nothing takes it for 30 seconds (a standby that does not lead), and a connect then logs in anew", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const proxy = yield* FaultProxyServer
+      const logouts = () => proxy.sent().split("\r\n").filter((line) => /^\S+ LOGOUT$/i.test(line)).length
+      const before = { logins: logins(proxy), logouts: logouts() }
+      const realPause = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+      const counts = yield* Effect.gen(function*() {
+        yield* realPause(700)
+        const early = { logins: logins(proxy) - before.logins, logouts: logouts() - before.logouts }
+        yield* TestClock.adjust("29 seconds")
+        yield* realPause(200)
+        const kept = logouts() - before.logouts
+        yield* TestClock.adjust("2 seconds")
+        yield* realPause(500)
+        const dropped = logouts() - before.logouts
+        yield* connectAndOpen
+        return { early, kept, dropped, logins: logins(proxy) - before.logins }
+      }).pipe(
+        Effect.provide(ImapLive),
+        Effect.provide(EarlyLogin.Live),
+        Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) })),
+        Effect.provide(TestContext.TestContext)
+      )
+      expect(counts).toEqual({ early: { logins: 1, logouts: 0 }, kept: 0, dropped: 1, logins: 2 })
     }))
 
   it.effect("hands its refusal to the first connect, as that connect's own: a wrong password is tried once", () =>
