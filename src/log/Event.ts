@@ -117,7 +117,13 @@ export const SkipReason = Schema.Literal(
   /** REPLY_GLOBAL_LIMIT answers in the last hour across the mailbox: the circuit breaker is open. */
   "global_limit",
   /** The answer needed a person (a link the help passages do not hold) and no draft could be left. */
-  "needs_human"
+  "needs_human",
+  /**
+   * `mailroom erase` erased the customer while the answer was written (ReplyStore's
+   * CustomerErasedMeanwhile). Never recorded, only counted and logged: the CustomerErased event
+   * says it, and a record would be sealed under a key made anew for the erased customer.
+   */
+  "erased"
 )
 export type SkipReason = typeof SkipReason.Type
 

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer } from "effect"
+import { Context, Data, Effect, Layer } from "effect"
 import type { EventData, ReplyEvent, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
 import type { NewEvent } from "../log/EventLog.js"
@@ -13,14 +13,30 @@ export interface ReplyState {
   readonly outcome: ReplyOutcome | undefined
 }
 
+/**
+ * `mailroom erase` erased the customer whose mail was being answered, after the responder had read
+ * it: nothing of the answer is recorded (it would be sealed under a key made anew) or sent.
+ */
+export class CustomerErasedMeanwhile extends Data.TaggedError("CustomerErasedMeanwhile")<{ readonly emailEventId: string }> {
+  override get message() {
+    return `the customer whose mail ${this.emailEventId} was being answered has been erased: the answer is neither recorded nor sent`
+  }
+}
+
 export interface ReplyStoreShape {
   /** The reply events recorded for one EmailReceived. */
   readonly replyState: (emailEventId: string) => Effect.Effect<ReplyState, SqlError>
   /**
-   * Appends one reply event; a ReplySent also writes the answer's outbound `messages` row (from its
-   * ReplyIntended), in the same transaction. The database refuses a second intent or outcome.
+   * Appends the intent to answer, unless the mail's customer has been erased since the responder
+   * read it: checked under the log's append lock, which `erase` takes too, so no intent is ever
+   * recorded for a customer erased before it. The database refuses a second intent.
    */
-  readonly append: (mailbox: string, data: ReplyEvent) => Effect.Effect<string, SqlError>
+  readonly intend: (mailbox: string, intent: ReplyIntended) => Effect.Effect<string, SqlError | CustomerErasedMeanwhile>
+  /**
+   * Appends one outcome; a ReplySent also writes the answer's outbound `messages` row (from its
+   * ReplyIntended), in the same transaction. The database refuses a second outcome.
+   */
+  readonly append: (mailbox: string, data: ReplyOutcome) => Effect.Effect<string, SqlError>
   /** Answers decided (ReplyIntended) since `since` for this customer or to this recipient (its keyed id and address). */
   readonly sentSince: (
     customerId: string,
@@ -65,21 +81,31 @@ const makeSql = Effect.gen(function*() {
       type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
     `).pipe(Effect.map((events) => replyStateOf(events.map((event) => event.data))))
 
+  const appendEvent = <E>(mailbox: string, data: ReplyEvent, before: Effect.Effect<void, E> = Effect.void) =>
+    Effect.flatMap(currentTraceparent, (trace) =>
+      log.transaction((append) =>
+        Effect.gen(function*() {
+          yield* before
+          const event = replyEvent(mailbox, data, trace)
+          yield* append([event])
+          if (data._tag === "ReplySent") {
+            const { intent } = yield* replyState(data.emailEventId)
+            if (intent !== undefined) yield* writeOutbound(sql, outboundRow(event.id, mailbox, intent, event.occurredAt))
+          }
+          return event.id
+        })
+      )).pipe(Effect.withSpan("ReplyStore.append", { kind: "client", attributes: { "mailroom.event.type": data._tag } }))
+
+  /** The mail's sealing key is destroyed: its customer was erased. Mail recorded before 0010 has none to check. */
+  const notErased = (emailEventId: string) =>
+    sql<{ erased: boolean }>`
+      SELECT EXISTS (SELECT 1 FROM events e JOIN customer_keys k ON k.id = e.key_id WHERE e.id = ${emailEventId} AND k.key IS NULL) AS erased
+    `.pipe(Effect.flatMap((rows) => rows[0]?.erased ? new CustomerErasedMeanwhile({ emailEventId }) : Effect.void))
+
   return ReplyStore.of({
     replyState,
-    append: (mailbox, data) =>
-      Effect.flatMap(currentTraceparent, (trace) =>
-        log.transaction((append) =>
-          Effect.gen(function*() {
-            const event = replyEvent(mailbox, data, trace)
-            yield* append([event])
-            if (data._tag === "ReplySent") {
-              const { intent } = yield* replyState(data.emailEventId)
-              if (intent !== undefined) yield* writeOutbound(sql, outboundRow(event.id, mailbox, intent, event.occurredAt))
-            }
-            return event.id
-          })
-        )).pipe(Effect.withSpan("ReplyStore.append", { kind: "client", attributes: { "mailroom.event.type": data._tag } })),
+    intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId)),
+    append: (mailbox, data) => appendEvent(mailbox, data),
     sentSince: (customerId, recipientId, since) =>
       // `to` is sealed since 0010; an older intent's is still in data, and counted by it for a day.
       sql<{ n: string }>`
@@ -107,20 +133,23 @@ const makeMemory = Effect.gen(function*() {
   const log = yield* EventLog
   const all = log.read(0n, Number.MAX_SAFE_INTEGER)
   const count = (keep: (event: StoredEvent) => boolean) => Effect.map(all, (events) => events.filter(keep).length)
+  const appendEvent = (mailbox: string, data: ReplyEvent) =>
+    log.transaction((append) =>
+      Effect.gen(function*() {
+        const before = replyStateOf(repliesTo(yield* all, data.emailEventId))
+        if ((isIntent(data) && before.intent) || (isOutcome(data) && before.outcome)) {
+          return yield* Effect.die(new Error(`a ${data._tag} for ${data.emailEventId} is already recorded`))
+        }
+        const event = replyEvent(mailbox, data, null)
+        yield* append([event])
+        return event.id
+      })
+    )
   return ReplyStore.of({
     replyState: (emailEventId) => Effect.map(all, (events) => replyStateOf(repliesTo(events, emailEventId))),
-    append: (mailbox, data) =>
-      log.transaction((append) =>
-        Effect.gen(function*() {
-          const before = replyStateOf(repliesTo(yield* all, data.emailEventId))
-          if ((isIntent(data) && before.intent) || (isOutcome(data) && before.outcome)) {
-            return yield* Effect.die(new Error(`a ${data._tag} for ${data.emailEventId} is already recorded`))
-          }
-          const event = replyEvent(mailbox, data, null)
-          yield* append([event])
-          return event.id
-        })
-      ),
+    // The in-memory log erases nobody.
+    intend: appendEvent,
+    append: appendEvent,
     sentSince: (customerId, recipient, since) =>
       count((e) =>
         e.data._tag === "ReplyIntended" && (e.data.customerId === customerId || e.data.recipientId === recipient.id) && e.occurredAt > since

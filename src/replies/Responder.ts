@@ -89,7 +89,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     // A responder that starts on an existing log answers what arrives from now on, not the history.
     yield* log.startAt(consumer, yield* log.lastSeq)
 
-    const record = <A extends ReplyIntended | ReplyOutcome>(data: A) => store.append(mailbox, data).pipe(Effect.as(data))
+    const record = <A extends ReplyOutcome>(data: A) => store.append(mailbox, data).pipe(Effect.as(data))
 
     const sent = (intent: ReplyIntended, outcome: Pick<ReplySent, "response" | "attempts" | "foundInSent">) =>
       new ReplySent({
@@ -193,22 +193,25 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           truncated: reply.right.truncated
         })
         const to = recipient(email)
-        const intent = yield* record(
-          new ReplyIntended({
-            ...ids,
-            messageId: newMessageId(own.address),
-            from: own.address,
-            to: { address: to.address, name: safeDisplayName(to.name) },
-            subject: replySubject(email.subject, email.ticketId),
-            ...threading(email),
-            text: reply.right.text,
-            agent: reply.right.agent,
-            model: reply.right.model,
-            mode: config.mode === "draft" || human !== undefined ? "draft" : "send",
-            draftReason: human ?? null,
-            recipientId: vault.customerId(to.address)
-          })
+        const intent = new ReplyIntended({
+          ...ids,
+          messageId: newMessageId(own.address),
+          from: own.address,
+          to: { address: to.address, name: safeDisplayName(to.name) },
+          subject: replySubject(email.subject, email.ticketId),
+          ...threading(email),
+          text: reply.right.text,
+          agent: reply.right.agent,
+          model: reply.right.model,
+          mode: config.mode === "draft" || human !== undefined ? "draft" : "send",
+          draftReason: human ?? null,
+          recipientId: vault.customerId(to.address)
+        })
+        const intended = yield* store.intend(mailbox, intent).pipe(
+          Effect.as(true),
+          Effect.catchTag("CustomerErasedMeanwhile", () => Effect.succeed(false))
         )
+        if (!intended) return new ReplySkipped({ ...ids, reason: "erased", detail: "the customer was erased while the answer was written" })
         yield* recorded
         return yield* deliver(intent, session)
       })

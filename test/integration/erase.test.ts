@@ -122,6 +122,42 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
+    it.effect("neither records nor sends an answer to a customer erased while the model was writing it", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("erase_meanwhile")
+      const p = await replyPipeline(servers, "erase_meanwhile", { DATABASE_URL: db.url })
+      const sentBefore = servers.sink.messages.length
+      try {
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Ada Lovelace <ada@customer.test>", messageId: "<ada-m@customer.test>", subject: "ADA-MEANWHILE-SUBJECT", text: "ADA-MEANWHILE-BODY" })
+        ])
+        await p.ingest()
+        // The model takes its time; meanwhile a person runs `mailroom erase` for Ada.
+        let erasedMeanwhile = false
+        servers.llm.setResponder(async () => {
+          await p.runtime.runPromise(eraseCustomer("ada@customer.test"))
+          erasedMeanwhile = true
+          return "Hello Ada, ADA-MEANWHILE-ANSWER: use Forgot password on the sign-in page."
+        })
+        const summary = await p.reply()
+        expect(erasedMeanwhile).toBe(true)
+        expect(summary).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 0 })
+        expect(servers.sink.messages.length).toBe(sentBefore)
+        const events = await p.events()
+        expect(events.map((e) => e.type)).toEqual(["EmailReceived", "CustomerErased"])
+        // No key was made anew to seal an answer with: nothing of Ada's is readable anywhere.
+        expect(await count(db.url, "SELECT count(*) AS n FROM customer_keys WHERE key IS NOT NULL")).toBe(0)
+        for (const needle of ["ada@customer.test", "Lovelace", "ADA-MEANWHILE"]) {
+          expect(await p.runtime.runPromise(holdersIn(needle)), needle).toEqual([])
+        }
+        // Nothing is left to answer on the next run either.
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+      } finally {
+        servers.llm.setResponder(() => "We have your message and will follow up.")
+        await p.runtime.dispose()
+        await db.drop()
+      }
+    }))
+
     it.effect("seals under MAILROOM_SECRET_KEY once it is set, and refuses to start with another key", () => withReplyServers(async (servers) => {
       const db = await createDatabase("erase_key")
       const env = (extra: Record<string, string> = {}) => servers.env({ DATABASE_URL: db.url, AGENT: "off", IMAP_BACKFILL: "all", ...extra })

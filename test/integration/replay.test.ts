@@ -36,7 +36,7 @@ const answer = Effect.gen(function*() {
   const first = (yield* log.read(0n, 100)).find((e) => e.data._tag === "EmailReceived")!
   if (first.data._tag !== "EmailReceived") throw new Error("unreachable")
   const base = { emailEventId: first.id, ticketId: first.data.ticketId, customerId: first.data.customerId }
-  yield* store.append("INBOX", new ReplyIntended({
+  yield* store.intend("INBOX", new ReplyIntended({
     ...base,
     messageId: "<answer-1@example.com>",
     from: "support@example.com",

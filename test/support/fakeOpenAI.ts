@@ -16,7 +16,8 @@ export interface FakeOpenAI {
   readonly baseUrl: string
   readonly requests: ReadonlyArray<FakeRequest>
   setMode(mode: FakeMode): void
-  setResponder(answer: (request: FakeRequest) => string): void
+  /** What the model answers; a promise holds the answer back until it settles. */
+  setResponder(answer: (request: FakeRequest) => string | Promise<string>): void
   close(): Promise<void>
 }
 
@@ -31,7 +32,7 @@ const lastUserLine = (body: any): string => {
 export const startFakeOpenAI = async (): Promise<FakeOpenAI> => {
   const requests: Array<FakeRequest> = []
   let mode: FakeMode = "ok"
-  let responder = (request: FakeRequest) => `Thanks for reaching out. ${lastUserLine(request.body)}`
+  let responder: (request: FakeRequest) => string | Promise<string> = (request) => `Thanks for reaching out. ${lastUserLine(request.body)}`
   const server = createServer((req, res) => {
     const chunks: Array<Buffer> = []
     req.on("data", (chunk: Buffer) => chunks.push(chunk))
@@ -54,24 +55,26 @@ export const startFakeOpenAI = async (): Promise<FakeOpenAI> => {
         res.writeHead(404, { "content-type": "application/json" })
         return res.end(JSON.stringify({ error: { message: `no route ${req.url}` } }))
       }
-      const content = responder(request)
-      const model = body?.model ?? "fake-model"
-      const usage = { prompt_tokens: Math.ceil(text.length / 4), completion_tokens: Math.ceil(content.length / 4) }
-      if (body?.stream) {
-        res.writeHead(200, { "content-type": "text/event-stream" })
-        res.write(`data: ${JSON.stringify({ id: "chatcmpl-fake", object: "chat.completion.chunk", created: 0, model, choices: [{ index: 0, delta: { role: "assistant", content }, finish_reason: null }] })}\n\n`)
-        res.write(`data: ${JSON.stringify({ id: "chatcmpl-fake", object: "chat.completion.chunk", created: 0, model, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\n`)
-        return res.end("data: [DONE]\n\n")
+      const answer = (content: string) => {
+        const model = body?.model ?? "fake-model"
+        const usage = { prompt_tokens: Math.ceil(text.length / 4), completion_tokens: Math.ceil(content.length / 4) }
+        if (body?.stream) {
+          res.writeHead(200, { "content-type": "text/event-stream" })
+          res.write(`data: ${JSON.stringify({ id: "chatcmpl-fake", object: "chat.completion.chunk", created: 0, model, choices: [{ index: 0, delta: { role: "assistant", content }, finish_reason: null }] })}\n\n`)
+          res.write(`data: ${JSON.stringify({ id: "chatcmpl-fake", object: "chat.completion.chunk", created: 0, model, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\n`)
+          return res.end("data: [DONE]\n\n")
+        }
+        res.writeHead(200, { "content-type": "application/json" })
+        res.end(JSON.stringify({
+          id: `chatcmpl-${requests.length}`,
+          object: "chat.completion",
+          created: Math.floor(Date.now() / 1000),
+          model,
+          choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+          usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens }
+        }))
       }
-      res.writeHead(200, { "content-type": "application/json" })
-      res.end(JSON.stringify({
-        id: `chatcmpl-${requests.length}`,
-        object: "chat.completion",
-        created: Math.floor(Date.now() / 1000),
-        model,
-        choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
-        usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens }
-      }))
+      void Promise.resolve(responder(request)).then(answer, () => res.destroy())
     })
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))

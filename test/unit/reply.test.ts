@@ -354,7 +354,7 @@ describe("Responder", () => {
       const received = (yield* events).filter((e) => e.data._tag === "EmailReceived")
       for (const event of received) {
         const data = event.data as Extract<StoredEvent["data"], { _tag: "EmailReceived" }>
-        yield* store.append("INBOX", new ReplyIntended({
+        yield* store.intend("INBOX", new ReplyIntended({
           emailEventId: event.id,
           ticketId: data.ticketId,
           customerId: data.customerId,
