@@ -1,7 +1,8 @@
 import { Command, Options } from "@effect/cli"
 import { Config, Console, Data, Effect, Layer, Option } from "effect"
 import { mailboxUser } from "../config/Config.js"
-import { StoreLive } from "../Layers.js"
+import { StoreLive, statusFleetOn } from "../Layers.js"
+import { mailboxesFile } from "../config/Mailboxes.js"
 import type { QuarantineReason } from "../mail/Email.js"
 import { Parser } from "../mail/Parser.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
@@ -55,15 +56,20 @@ export const reprocessCommandHandler = (options: ReprocessOptions) =>
     return outcomes
   })
 
-/** The mailbox only when one is configured: mail stored in full needs none. */
-const ImapWhenConfigured = Layer.unwrapEffect(
-  Effect.map(Config.option(mailboxUser), (user): Layer.Layer<never, Layer.Layer.Error<typeof ImapLive>, Layer.Layer.Context<typeof ImapLive>> =>
-    Option.isSome(user) ? ImapLive : Layer.empty)
+/** Each watched mailbox's connection, when mailboxes are configured: mail stored in full needs none. */
+export const reprocessFleet = statusFleetOn(ImapLive)
+
+const FleetWhenConfigured = Layer.unwrapEffect(
+  Effect.map(
+    Effect.all([Config.option(mailboxUser), mailboxesFile]),
+    ([user, file]): Layer.Layer<never, Layer.Layer.Error<typeof reprocessFleet>, Layer.Layer.Context<typeof reprocessFleet>> =>
+      Option.isSome(user) || Option.isSome(file) ? reprocessFleet : Layer.empty
+  )
 )
 
 export const ReprocessLive = Reprocessor.Default.pipe(
   Layer.provide(Layer.mergeAll(Parser.Live, SenderAuthenticator.Default)),
-  Layer.provide(ImapWhenConfigured),
+  Layer.provide(FleetWhenConfigured),
   Layer.provideMerge(StoreLive)
 )
 

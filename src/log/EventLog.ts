@@ -3,6 +3,7 @@ import type { Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Deferred, Duration, Effect, Layer, Option, Ref, Stream } from "effect"
+import type { Scope } from "effect"
 import { eventLogPoll } from "../config/Config.js"
 import { DatabaseConfig } from "../config/Config.js"
 import { instanceId } from "../lib/Instance.js"
@@ -102,7 +103,9 @@ const makeConsumers = (
   log: Pick<EventLogShape, "read">,
   positions: { readonly get: (consumer: string) => Effect.Effect<bigint, SqlError>; readonly save: (consumer: string, seq: bigint) => Effect.Effect<void, SqlError> },
   wakeups: Wakeups,
-  backstop: Duration.DurationInput
+  backstop: Duration.DurationInput,
+  /** Starts hearing other instances' commits (once; later calls do nothing). */
+  listening: Effect.Effect<void> = Effect.void
 ) => {
   const drain = <E, R>(consumer: string, handle: Handler<E, R>, options: ConsumeOptions) =>
     Effect.gen(function*() {
@@ -119,12 +122,15 @@ const makeConsumers = (
     })
 
   const consume = <E, R>(consumer: string, handle: Handler<E, R>, options: ConsumeOptions & { readonly onDrained?: Effect.Effect<void> }) =>
-    Effect.gen(function*() {
-      const woken = yield* wakeups.next
-      yield* drain(consumer, handle, options)
-      if (options.onDrained) yield* options.onDrained
-      yield* Deferred.await(woken).pipe(Effect.timeoutOption(backstop))
-    }).pipe(Effect.forever)
+    Effect.zipRight(
+      listening,
+      Effect.gen(function*() {
+        const woken = yield* wakeups.next
+        yield* drain(consumer, handle, options)
+        if (options.onDrained) yield* options.onDrained
+        yield* Deferred.await(woken).pipe(Effect.timeoutOption(backstop))
+      }).pipe(Effect.forever)
+    )
 
   return { drain, consume } as const
 }
@@ -225,18 +231,23 @@ const makeSql = Effect.gen(function*() {
   }
 
   // Other instances' commits arrive as notifications; the one LISTEN connection serves every consumer.
-  // Lost (the connection dropped), it is made again, and meanwhile EVENT_LOG_POLL covers.
-  if (shared) {
-    const pg = yield* PgClient.PgClient
-    yield* pg.listen(CHANNEL).pipe(
-      Stream.runForEach(() => wakeups.wake),
-      Effect.catchAll((error) => Effect.logDebug(`LISTEN ${CHANNEL} ended (${error.message}); listening again`)),
-      Effect.zipRight(Effect.sleep("1 second")),
-      Effect.forever,
-      Effect.withTracerEnabled(false),
-      Effect.forkScoped
-    )
-  }
+  // Lost (the connection dropped), it is made again, and meanwhile EVENT_LOG_POLL covers. Opened by
+  // the first consumer, not with the log: a command that only writes (erase, reprocess) needs none,
+  // and one that ended while LISTEN was still connecting left that connection open, and the process
+  // running, after it was done.
+  const listening = shared
+    ? yield* Effect.cached(Effect.gen(function*() {
+      const pg = yield* PgClient.PgClient
+      yield* pg.listen(CHANNEL).pipe(
+        Stream.runForEach(() => wakeups.wake),
+        Effect.catchAll((error) => Effect.logDebug(`LISTEN ${CHANNEL} ended (${error.message}); listening again`)),
+        Effect.zipRight(Effect.sleep("1 second")),
+        Effect.forever,
+        Effect.withTracerEnabled(false),
+        Effect.forkIn(yield* Effect.scope)
+      )
+    }).pipe(Effect.provide(yield* Effect.context<PgClient.PgClient | Scope.Scope>())))
+    : Effect.void
 
   const backstop = shared ? yield* eventLogPoll : Duration.seconds(5)
   return EventLog.of({
@@ -254,7 +265,7 @@ const makeSql = Effect.gen(function*() {
       sql`INSERT INTO positions (consumer, last_seq) VALUES (${consumer}, ${seq.toString()}) ON CONFLICT (consumer) DO NOTHING`.pipe(
         Effect.asVoid
       ),
-    ...makeConsumers({ read }, positions, wakeups, backstop)
+    ...makeConsumers({ read }, positions, wakeups, backstop, listening)
   })
 })
 

@@ -15,6 +15,8 @@ import { Vault } from "../log/Vault.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { Imap } from "../mailbox/Imap.js"
 import type { ImapSession } from "../mailbox/Imap.js"
+import type { MailboxRuntime } from "../mailbox/Fleet.js"
+import { StatusFleet } from "../mailbox/Fleet.js"
 import type { Incoming } from "./Decide.js"
 import { decide } from "./Decide.js"
 import { project, writeProjection } from "./Projection.js"
@@ -51,6 +53,24 @@ interface Quarantine {
 
 type Bytes = { readonly raw: RawMail; readonly from: EmailReprocessed["bytesFrom"] } | { readonly skip: string }
 
+/** A watched mailbox's connection, opened on first use, and the folder that holds its mail. */
+interface Source {
+  readonly session: Effect.Effect<ImapSession, unknown>
+  readonly folder: string
+}
+
+/**
+ * Where a quarantined mail can be fetched again: the watched mailbox its key names (each of
+ * MAILBOXES_FILE, or the one of the settings). The one mailbox of the settings also serves a key
+ * it no longer watches (IMAP_MAILBOX changed since): that folder, on the same account.
+ */
+const sourceFor = (fleet: ReadonlyArray<MailboxRuntime<Imap>>, key: string) => {
+  const watched = fleet.find((runtime) => runtime.watched.key === key)
+  if (watched !== undefined) return { runtime: watched, folder: watched.watched.folder }
+  const single = fleet.length === 1 && fleet[0]!.watched.key === fleet[0]!.watched.folder ? fleet[0] : undefined
+  return single === undefined ? undefined : { runtime: single, folder: key }
+}
+
 const describeCause = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 /**
@@ -67,7 +87,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
     const log = yield* EventLog
     const sql = yield* SqlClient.SqlClient
     const vault = yield* Vault
-    const imap = yield* Effect.serviceOption(Imap)
+    const fleet = yield* Effect.serviceOption(StatusFleet)
 
     const pending = (options: ReprocessOptions) =>
       log.readWhere(sql`
@@ -94,11 +114,11 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
       `.pipe(Effect.map((rows) => rows[0]))
 
     /** The mailbox holds the whole mail still, under the same UIDVALIDITY: fetched again by its UID. */
-    const fromImap = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>, kept: string): Effect.Effect<Bytes> =>
+    const fromImap = (q: Quarantine, source: Source, kept: string): Effect.Effect<Bytes> =>
       Effect.gen(function*() {
         if (q.uid === null || q.uidvalidity === null) return { skip: "the quarantine event names no UID to fetch again" }
-        const s = yield* session
-        const status = yield* s.open(q.mailbox)
+        const s = yield* source.session
+        const status = yield* s.open(source.folder)
         if (status.uidValidity !== q.uidvalidity) {
           return { skip: `${q.mailbox} has UIDVALIDITY ${status.uidValidity} now, not ${q.uidvalidity}: the mail cannot be found by its UID any more` }
         }
@@ -119,7 +139,7 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
       }).pipe(Effect.catchAll((error) => Effect.succeed({ skip: `${kept}, and ${error.message}` })))
 
     /** The whole mail: stored in full, or fetched again where only its headers were kept. */
-    const bytesOf = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>): Effect.Effect<Bytes, unknown> =>
+    const bytesOf = (q: Quarantine, sources: (key: string) => Source | undefined): Effect.Effect<Bytes, unknown> =>
       Effect.gen(function*() {
         const row = yield* stored(q.data.rawSha256)
         if (row !== undefined && !row.headers_only) {
@@ -132,8 +152,9 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
         }
         const path = importPath(q.mailbox)
         if (path !== undefined) return yield* fromSource(q, path, kept)
-        if (Option.isNone(imap)) return { skip: `${kept}, and no IMAP mailbox is configured to fetch it again from ${q.mailbox}` }
-        return yield* fromImap(q, session, kept)
+        const source = sources(q.mailbox)
+        if (source === undefined) return { skip: `${kept}, and no IMAP mailbox is configured to fetch it again from ${q.mailbox}` }
+        return yield* fromImap(q, source, kept)
       })
 
     const known = (items: ReadonlyArray<Incoming>) => knownFromDatabase(sql, items, vault.customerId)
@@ -172,10 +193,10 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
         })
       )
 
-    const one = (q: Quarantine, session: Effect.Effect<ImapSession, unknown>) =>
+    const one = (q: Quarantine, sources: (key: string) => Source | undefined) =>
       Effect.gen(function*() {
         const base = { quarantineEventId: q.id, reason: q.data.reason }
-        const bytes = yield* bytesOf(q, session)
+        const bytes = yield* bytesOf(q, sources)
         if ("skip" in bytes) return { _tag: "Skipped", ...base, why: bytes.skip } satisfies ReprocessOutcome
         const item = yield* read(bytes.raw)
         const parsed = item.parsed
@@ -199,12 +220,24 @@ export class Reprocessor extends Effect.Service<Reprocessor>()("mailroom/Reproce
     const run = Effect.fn("Reprocessor.run")(function*(options: ReprocessOptions) {
       const quarantined = yield* pending(options)
       yield* Effect.annotateCurrentSpan({ "mailroom.reprocess.count": quarantined.length })
-      // One IMAP connection, opened only if a mail has to be fetched again.
+      // One IMAP connection per mailbox, opened only if one of its mails has to be fetched again.
       const scope = yield* Effect.scope
-      const session: Effect.Effect<ImapSession, unknown> = Option.isNone(imap)
-        ? Effect.dieMessage("no IMAP mailbox")
-        : yield* Effect.cached(Scope.extend(imap.value.connect, scope))
-      return yield* Effect.forEach(quarantined, (q) => one(q, session))
+      const opened = new Map<MailboxRuntime<Imap>, Effect.Effect<ImapSession, unknown>>()
+      const connection = (runtime: MailboxRuntime<Imap>) =>
+        Effect.gen(function*() {
+          const known = opened.get(runtime)
+          if (known !== undefined) return known
+          const cached = yield* Effect.cached(runtime.run(Effect.flatMap(Imap, (imap) => Scope.extend(imap.connect, scope))))
+          opened.set(runtime, cached)
+          return cached
+        })
+      const sources = new Map<string, Source | undefined>()
+      for (const q of quarantined) {
+        if (sources.has(q.mailbox)) continue
+        const found = Option.isNone(fleet) ? undefined : sourceFor(fleet.value, q.mailbox)
+        sources.set(q.mailbox, found === undefined ? undefined : { session: yield* connection(found.runtime), folder: found.folder })
+      }
+      return yield* Effect.forEach(quarantined, (q) => one(q, (key) => sources.get(key)))
     }, Effect.scoped)
 
     return { run } as const

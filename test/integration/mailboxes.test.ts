@@ -5,24 +5,10 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import type { ChildProcess } from "node:child_process"
 import { collect, runCli, spawnCli } from "../support/cli.js"
-import { DovecotServer } from "../support/dovecot.js"
+import { DovecotServer, fileEnv, mailboxesYaml, SALES, SUPPORT } from "../support/dovecot.js"
 import { consumeRecords, KafkaServer } from "../support/kafka.js"
 import { mail } from "../support/mails.js"
-import { createDatabase, query } from "../support/postgres.js"
-
-const SUPPORT = { user: "support@acme.test", password: "support-pass" }
-const SALES = { user: "sales@globex.test", password: "sales-pass" }
-
-/** mailroom over `dir`/mailboxes.yaml, the two accounts' passwords in the variables it names, and `db`. */
-const fileEnv = (dir: string, db: { readonly url: string }, extra: Record<string, string> = {}) => ({
-  MAILBOXES_FILE: join(dir, "mailboxes.yaml"),
-  SUPPORT_PASSWORD: SUPPORT.password,
-  SALES_PASSWORD: SALES.password,
-  DATABASE_URL: db.url,
-  IMAP_BACKFILL: "all",
-  AGENT: "off",
-  ...extra
-})
+import { query, scratchDatabaseAndFolder } from "../support/postgres.js"
 
 /** Both accounts on one Dovecot, and a broker: two accounts × two folders in one process. */
 const servers = Effect.gen(function*() {
@@ -38,12 +24,7 @@ layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: t
       it.scoped("keeps events, cursors, tickets, status and Kafka keys apart, and a second run adds nothing", () =>
         Effect.gen(function*() {
           const { dovecot, kafka } = yield* servers
-          const db = yield* Effect.promise(() => createDatabase("mailboxes"))
-          const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "mailroom-mailboxes-")))
-          yield* Effect.addFinalizer(() => Effect.promise(async () => {
-            await db.drop()
-            await rm(dir, { recursive: true, force: true })
-          }))
+          const { db, dir } = yield* scratchDatabaseAndFolder("mailboxes")
           yield* Effect.promise(async () => {
             await dovecot.createMailbox("Escalations", { user: SUPPORT.user })
             await dovecot.createMailbox("Leads", { user: SALES.user })
@@ -54,18 +35,10 @@ layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: t
             await dovecot.append([mail({ from: "Di <di@customer.test>", subject: "Sales inbox" })], { user: SALES.user })
             await dovecot.append([mail({ from: "Ada <ada@customer.test>", subject: "Support inbox 1", messageId: "<shared@customer.test>" })], { user: SALES.user, mailbox: "Leads" })
             await dovecot.append([mail({ from: "Ed <ed@customer.test>", subject: "New lead" })], { user: SALES.user, mailbox: "Leads" })
-            await writeFile(join(dir, "mailboxes.yaml"), [
-              "mailboxes:",
-              `  - address: ${SUPPORT.user}`,
-              `    imap: { host: 127.0.0.1, port: ${dovecot.port}, tls: false }`,
-              "    auth: { password_env: SUPPORT_PASSWORD }",
-              "    folders: [INBOX, Escalations]",
-              `  - address: ${SALES.user}`,
-              `    imap: { host: 127.0.0.1, port: ${dovecot.port}, tls: false }`,
-              "    auth: { password_env: SALES_PASSWORD }",
-              "    folders: [INBOX, Leads]",
-              ""
-            ].join("\n"))
+            await writeFile(join(dir, "mailboxes.yaml"), mailboxesYaml(dovecot.port, [
+              { user: SUPPORT.user, passwordEnv: "SUPPORT_PASSWORD", folders: ["INBOX", "Escalations"] },
+              { user: SALES.user, passwordEnv: "SALES_PASSWORD", folders: ["INBOX", "Leads"] }
+            ]))
           })
           const env = fileEnv(dir, db, {
             KAFKA_BROKERS: kafka.brokers,
@@ -130,12 +103,7 @@ layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: t
       it.scoped("a folder that cannot be opened is reported on its own; the others go on", () =>
         Effect.gen(function*() {
           const { dovecot } = yield* servers
-          const db = yield* Effect.promise(() => createDatabase("mailboxes_missing"))
-          const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "mailroom-mailboxes-")))
-          yield* Effect.addFinalizer(() => Effect.promise(async () => {
-            await db.drop()
-            await rm(dir, { recursive: true, force: true })
-          }))
+          const { db, dir } = yield* scratchDatabaseAndFolder("mailboxes_missing")
           yield* Effect.promise(() =>
             writeFile(join(dir, "mailboxes.json"), JSON.stringify({
               mailboxes: [{
@@ -156,28 +124,24 @@ layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: t
       it.scoped("two processes under MAX_MAILBOXES_PER_PROCESS split the mailboxes; after kill -9 a third takes the dead one's over, nothing lost or doubled", () =>
         Effect.gen(function*() {
           const { dovecot } = yield* servers
-          const db = yield* Effect.promise(() => createDatabase("mailboxes_share"))
-          const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "mailroom-mailboxes-")))
+          const { db, dir } = yield* scratchDatabaseAndFolder("mailboxes_share")
           const children: Array<{ child: ChildProcess; output: () => string; done: Promise<unknown> }> = []
+          // Runs before the database is dropped: finalizers run last added, first.
           yield* Effect.addFinalizer(() => Effect.promise(async () => {
             for (const c of children) {
               c.child.kill("SIGKILL")
               await c.done.catch(() => undefined)
             }
-            await db.drop()
-            await rm(dir, { recursive: true, force: true })
           }))
           yield* Effect.promise(async () => {
             for (const folder of ["Share1", "Share2"]) {
               await dovecot.createMailbox(folder, { user: SUPPORT.user })
               await dovecot.createMailbox(folder, { user: SALES.user })
             }
-            await writeFile(join(dir, "mailboxes.yaml"), [SUPPORT, SALES].flatMap((account) => [
-              `  - address: ${account.user}`,
-              `    imap: { host: 127.0.0.1, port: ${dovecot.port}, tls: false }`,
-              `    auth: { password_env: ${account === SUPPORT ? "SUPPORT_PASSWORD" : "SALES_PASSWORD"} }`,
-              "    folders: [Share1, Share2]"
-            ]).reduce((file, line) => `${file}${line}\n`, "mailboxes:\n"))
+            await writeFile(join(dir, "mailboxes.yaml"), mailboxesYaml(dovecot.port, [
+              { user: SUPPORT.user, passwordEnv: "SUPPORT_PASSWORD", folders: ["Share1", "Share2"] },
+              { user: SALES.user, passwordEnv: "SALES_PASSWORD", folders: ["Share1", "Share2"] }
+            ]))
           })
           const env = (extra: Record<string, string> = {}) => fileEnv(dir, db, extra)
           const start = (extra: Record<string, string>) => {

@@ -1,19 +1,34 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect, Layer, ManagedRuntime, Option } from "effect"
-import { describeReprocess } from "../../src/cli/Reprocess.js"
+import { writeFile } from "node:fs/promises"
+import { join } from "node:path"
+import { describeReprocess, reprocessFleet } from "../../src/cli/Reprocess.js"
 import { StoreLive } from "../../src/Layers.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { ImapLive } from "../../src/mailbox/Imap.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Reprocessor } from "../../src/tickets/Reprocess.js"
-import { DovecotServer } from "../support/dovecot.js"
-import { PostgresServer, query } from "../support/postgres.js"
+import { runCli } from "../support/cli.js"
+import { DovecotServer, fileEnv, mailboxesYaml, SALES, SUPPORT } from "../support/dovecot.js"
+import { PostgresServer, query, scratchDatabaseAndFolder } from "../support/postgres.js"
 import { pipelineOn } from "../../src/Layers.js"
 import { EventBus, MemoryEventBus } from "../../src/bus/EventBus.js"
 import { configLayer, mail } from "../unit/layers.js"
 
 layer(Layer.merge(DovecotServer.layer(), PostgresServer.layer), { excludeTestServices: true })("mailroom reprocess against Dovecot and PostgreSQL", (it) => {
+  it.scoped("with nothing to reprocess says so and exits at once, on a shared PostgreSQL too", () =>
+    Effect.gen(function*() {
+      const db = yield* Effect.flatMap(PostgresServer, (postgres) => postgres.freshDatabase("reprocess_nothing"))
+      // The command used to print its answer and then wait forever on a LISTEN connection it never
+      // needed, when it was done before that connection was (on a database migrated already).
+      for (const _ of ["migrates", "is quick"]) {
+        const run = yield* Effect.promise(() => runCli(["reprocess"], { DATABASE_URL: db.url }, { timeoutMs: 15_000 }))
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.stdout).toContain("No quarantined mail to reprocess")
+      }
+    }))
+
   it.scoped("fetches a too-large mail again once MAX_MESSAGE_BYTES allows it, links it to its quarantine event and does it once", () =>
     Effect.gen(function*() {
       const dovecot = yield* DovecotServer
@@ -32,7 +47,7 @@ layer(Layer.merge(DovecotServer.layer(), PostgresServer.layer), { excludeTestSer
       const reprocessor = (limit: string) =>
         ManagedRuntime.make(
           Reprocessor.Default.pipe(
-            Layer.provide(Layer.mergeAll(Parser.Default, SenderAuthenticator.Default, ImapLive)),
+            Layer.provide(Layer.mergeAll(Parser.Default, SenderAuthenticator.Default, reprocessFleet)),
             Layer.provideMerge(StoreLive),
             Layer.provide(configLayer({ ...env, MAX_MESSAGE_BYTES: limit }))
           )
@@ -101,6 +116,41 @@ layer(Layer.merge(DovecotServer.layer(), PostgresServer.layer), { excludeTestSer
         expect(again).toEqual([])
         expect(describeReprocess(again)).toContain("No quarantined mail to reprocess")
         expect(await query(db.url, "SELECT 1 FROM events WHERE type IN ('EmailReprocessed', 'EmailReceived')")).toHaveLength(3)
+      })
+    }))
+})
+
+layer(DovecotServer.layer({ users: [SUPPORT, SALES] }), { excludeTestServices: true })("mailroom reprocess with MAILBOXES_FILE", (it) => {
+  it.scoped("fetches a too-large mail again from the account and folder its mailbox key names", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const { db, dir } = yield* scratchDatabaseAndFolder("reprocess_file")
+      yield* Effect.promise(async () => {
+        await dovecot.createMailbox("Orders", { user: SALES.user })
+        await writeFile(join(dir, "mailboxes.yaml"), mailboxesYaml(dovecot.port, [
+          { user: SUPPORT.user, passwordEnv: "SUPPORT_PASSWORD" },
+          { user: SALES.user, passwordEnv: "SALES_PASSWORD", folders: ["INBOX", "Orders"] }
+        ]))
+        const env = (limit: string) => fileEnv(dir, db, { MAX_MESSAGE_BYTES: limit })
+        const big = mail({ subject: "Order export", from: "Gus <gus@customer.test>", text: "order line 0123456789\r\n".repeat(500) })
+        // The same UID 1 in two accounts' folders: only the right one holds the big mail.
+        await dovecot.append([mail({ subject: "support's first" })], { user: SUPPORT.user })
+        await dovecot.append([big], { user: SALES.user, mailbox: "Orders" })
+        const intake = await runCli(["--once"], env("2000"))
+        expect(intake.code, intake.stderr).toBe(0)
+        const [quarantine] = await query<{ mailbox: string; uid: string }>(db.url, "SELECT mailbox, uid FROM events WHERE type = 'EmailQuarantined'")
+        expect(quarantine).toEqual({ mailbox: "sales@globex.test/Orders", uid: "1" })
+
+        const run = await runCli(["reprocess", "--reason", "too_large"], env("20000"))
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.stdout).toContain("fetched again from the mailbox")
+        expect(run.stdout).toContain("Reprocessed 1: 1 received")
+        const [received] = await query<{ mailbox: string; subject: string; text: string }>(
+          db.url,
+          "SELECT e.mailbox, m.subject, m.text FROM events e JOIN messages m ON m.id = e.id WHERE e.type = 'EmailReceived' AND e.uid IS NULL"
+        )
+        expect(received).toMatchObject({ mailbox: "sales@globex.test/Orders", subject: "Order export" })
+        expect(received!.text).toContain("order line 0123456789")
       })
     }))
 })

@@ -320,6 +320,33 @@ export class DovecotServer extends Context.Tag("test/DovecotServer")<DovecotServ
 
 
 /** The settings that point mailroom at this Dovecot's main user over plain IMAP, answering nothing. */
+/** Two accounts for the MAILBOXES_FILE tests: `DovecotServer.layer({ users: [SUPPORT, SALES] })`. */
+export const SUPPORT = { user: "support@acme.test", password: "support-pass" }
+export const SALES = { user: "sales@globex.test", password: "sales-pass" }
+
+/** mailroom over `dir`/mailboxes.yaml, the two accounts' passwords in the variables it names, and `db`. */
+export const fileEnv = (dir: string, db: { readonly url: string }, extra: Record<string, string> = {}) => ({
+  MAILBOXES_FILE: join(dir, "mailboxes.yaml"),
+  SUPPORT_PASSWORD: SUPPORT.password,
+  SALES_PASSWORD: SALES.password,
+  DATABASE_URL: db.url,
+  IMAP_BACKFILL: "all",
+  AGENT: "off",
+  ...extra
+})
+
+/** A MAILBOXES_FILE (YAML) over accounts of a Dovecot on `port`, each password in the variable it names. */
+export const mailboxesYaml = (
+  port: number,
+  accounts: ReadonlyArray<{ readonly user: string; readonly passwordEnv: string; readonly folders?: ReadonlyArray<string> }>
+) =>
+  ["mailboxes:", ...accounts.flatMap((account) => [
+    `  - address: ${account.user}`,
+    `    imap: { host: 127.0.0.1, port: ${port}, tls: false }`,
+    `    auth: { password_env: ${account.passwordEnv} }`,
+    ...(account.folders === undefined ? [] : [`    folders: [${account.folders.join(", ")}]`])
+  ]), ""].join("\n")
+
 export const dovecotEnv = (dovecot: Pick<Dovecot, "user" | "password" | "host" | "port">): Record<string, string> => ({
   GMAIL_SENDER_EMAIL: dovecot.user,
   GMAIL_SENDER_PASSWORD: dovecot.password,

@@ -73,6 +73,17 @@ export const querySession = (url: string) => {
   }
 }
 
+/** A fresh database and a scratch folder for one test, both gone when its scope closes. */
+export const scratchDatabaseAndFolder = (label: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => ({ db: await createDatabase(label), dir: await mkdtemp(join(tmpdir(), "mailroom-")) })),
+    ({ db, dir }) =>
+      Effect.promise(async () => {
+        await db.drop()
+        await rm(dir, { recursive: true, force: true })
+      })
+  )
+
 /** A fresh database as a Promise API: `url` and `drop()`. */
 export const createDatabase = async (label: string) => {
   const name = `mailroom_${label}_${process.pid}_${Date.now().toString(36)}`.toLowerCase().replace(/[^a-z0-9_]/g, "_")
