@@ -1,3 +1,5 @@
+import { FETCH_PIECE_BYTES } from "./Imap.js"
+
 /** A run of UIDs fetched with one UID FETCH and committed in one transaction. */
 export interface FetchBatch {
   readonly uids: ReadonlyArray<number>
@@ -32,3 +34,11 @@ export const planBatches = (
   }
   return batches
 }
+
+/**
+ * A size no planning decision tells apart from a smaller one: `batchSize` mails of this size fill
+ * no more than `batchBytes`, none is quarantined nor fetched in pieces. For mail a SEARCH LARGER
+ * says is no bigger, it stands in for the RFC822.SIZE not asked.
+ */
+export const smallMailBound = (limits: BatchLimits): number =>
+  Math.min(Math.floor(limits.batchBytes / limits.batchSize), limits.maxMessageBytes, FETCH_PIECE_BYTES)

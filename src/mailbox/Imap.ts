@@ -33,6 +33,11 @@ export interface UidRange {
   readonly to?: number
 }
 
+export interface SearchOptions {
+  readonly unseenOnly: boolean
+  readonly larger?: number
+}
+
 /** One logged-in connection, with a mailbox selected once `open` succeeded. */
 export interface ImapSession {
   readonly user: string
@@ -43,7 +48,8 @@ export interface ImapSession {
    * say), and the next command must first end it, a round trip more to a distant server.
    */
   readonly hold: (mailbox: string) => Effect.Effect<void, ImapError, Scope.Scope>
-  readonly search: (range: UidRange, options: { readonly unseenOnly: boolean }) => Effect.Effect<ReadonlyArray<number>, ImapError>
+  /** UIDs in `range`, ascending; with `larger`, only mail whose RFC822.SIZE is over that many bytes. */
+  readonly search: (range: UidRange, options: SearchOptions) => Effect.Effect<ReadonlyArray<number>, ImapError>
   readonly sizes: (uids: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<MailSize>, ImapError>
   /** Every mail from UID `from` up, with its size (in no set order): one UID FETCH where SEARCH and then FETCH took two round trips. */
   readonly sizesFrom: (from: number) => Effect.Effect<ReadonlyArray<MailSize>, ImapError>
@@ -169,7 +175,11 @@ const make = Effect.gen(function*() {
           (lock) => Effect.sync(() => lock.release())
         ).pipe(Effect.asVoid),
       search: (range, options) =>
-        attempt("UID SEARCH", () => client.search({ uid: uidSet(range), ...(options.unseenOnly ? { seen: false } : {}) }, { uid: true })).pipe(
+        attempt("UID SEARCH", () => client.search({
+          uid: uidSet(range),
+          ...(options.unseenOnly ? { seen: false } : {}),
+          ...(options.larger === undefined ? {} : { larger: options.larger })
+        }, { uid: true })).pipe(
           Effect.map((uids) =>
             (uids || []).filter((uid) => uid >= range.from && (range.to === undefined || uid <= range.to)).sort((a, b) => a - b)
           ),

@@ -20,6 +20,8 @@ export class MemoryMailbox {
   readonly folders = new Map<string, Array<Buffer>>()
   logins = 0
   fetches = 0
+  /** Sizes reported (FETCH RFC822.SIZE), by `sizes` and `sizesFrom`. */
+  sized = 0
   /** Passes holding the mailbox now, and the FETCHes and STOREs that ran while none did. */
   holds = 0
   readonly unheld: Array<"fetch" | "markSeen"> = []
@@ -81,12 +83,21 @@ export class MemoryMailbox {
             this.messages
               .filter((m) => m.uid >= range.from && (range.to === undefined || m.uid <= range.to))
               .filter((m) => !options.unseenOnly || !m.seen)
+              .filter((m) => options.larger === undefined || m.source.length > options.larger)
               .map((m) => m.uid)
           ),
         sizes: (uids) =>
-          Effect.sync(() => this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({ uid: m.uid, size: m.source.length }))),
+          Effect.sync(() => {
+            const sizes = this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({ uid: m.uid, size: m.source.length }))
+            this.sized += sizes.length
+            return sizes
+          }),
         sizesFrom: (from) =>
-          Effect.sync(() => this.messages.filter((m) => m.uid >= from).map((m) => ({ uid: m.uid, size: m.source.length }))),
+          Effect.sync(() => {
+            const sizes = this.messages.filter((m) => m.uid >= from).map((m) => ({ uid: m.uid, size: m.source.length }))
+            this.sized += sizes.length
+            return sizes
+          }),
         fetch: (uids, options) =>
           this.fail("fetch").pipe(
             Effect.tap(() => {

@@ -310,6 +310,35 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
     }))
 })
 
+layer(DovecotAndPostgres, { excludeTestServices: true })("SEARCH LARGER, which sizes a large backlog", (it) => {
+  it.scoped("names only the mail whose RFC822.SIZE is over the bound, unread or not, and an intake of over a thousand mails takes each once", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const db = yield* freshDatabase("larger")
+      yield* Effect.promise(async () => {
+        const small = await dovecot.append(Array.from({ length: 1_100 }, (_, i) => mail({ subject: `small ${i}` })))
+        const [large] = await dovecot.append([mail({ subject: "larger", text: "y".repeat(30_000) })])
+        const [read] = await dovecot.append([mail({ subject: "larger, read", text: "y".repeat(30_000) })], { seen: true })
+        const [quarantined] = await dovecot.append([mail({ subject: "over MAX_MESSAGE_BYTES", text: "x".repeat(80_000) })])
+        const searched = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const session = yield* (yield* Imap).connect
+          yield* session.open("INBOX")
+          const all = yield* session.search({ from: 1 }, { unseenOnly: false, larger: 25_000 })
+          const unseen = yield* session.search({ from: 1 }, { unseenOnly: true, larger: 25_000 })
+          return { all, unseen }
+        })).pipe(Effect.provide(ImapLive), Effect.provide(configLayer(mailboxEnv(dovecot)))))
+        expect(searched).toEqual({ all: [large, read, quarantined], unseen: [large, quarantined] })
+
+        const run = await runCli(["--once"], { ...mailboxEnv(dovecot), DATABASE_URL: db.url, IMAP_BACKFILL: "all", MAX_MESSAGE_BYTES: "60000" })
+        expect(run.code, run.stderr).toBe(0)
+        const taken = [...small, large!, read!, quarantined!]
+        const uids = await query<{ uid: string; type: string }>(db.url, "SELECT uid, type FROM events WHERE uid IS NOT NULL ORDER BY uid::bigint")
+        expect(uids.map((r) => Number(r.uid))).toEqual(taken)
+        expect(uids.filter((r) => r.type === "EmailQuarantined").map((r) => Number(r.uid))).toEqual([quarantined])
+      })
+    }))
+})
+
 layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.layer()), { excludeTestServices: true })("the login begun at start", (it) => {
   const logins = (proxy: FaultProxy) => proxy.sent().split("\r\n").filter((line) => /^\S+ (LOGIN|AUTHENTICATE) /i.test(line)).length
   const connectAndOpen = Effect.scoped(Effect.flatMap(Imap, (imap) => imap.connect).pipe(Effect.flatMap((session) => session.open("INBOX"))))

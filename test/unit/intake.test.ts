@@ -121,6 +121,39 @@ describe("Intake", () => {
     }))
   })
 
+  it.effect("over a thousand new mails, asks the size only of those a SEARCH finds larger than a batch's share", () => {
+    const env = { MAX_MESSAGE_BYTES: "20000", IMAP_BATCH_SIZE: "250", IMAP_BATCH_BYTES: "500000" }
+    const fill = (mailbox: MemoryMailbox, seen: boolean) => {
+      for (let i = 0; i < 1_200; i++) mailbox.append(mail({ subject: `small ${i}` }), { seen })
+    }
+    const run = (backfill: "all" | "unseen") => {
+      const mailbox = new MemoryMailbox()
+      fill(mailbox, false)
+      const large = mailbox.append(mail({ subject: "larger than 2,000 bytes", text: "y".repeat(3_000) }))
+      const huge = mailbox.append(mail({ subject: "over MAX_MESSAGE_BYTES", text: "x".repeat(30_000) }))
+      return withMailbox(mailbox, { ...env, IMAP_BACKFILL: backfill }, Effect.gen(function*() {
+        const summary = yield* once
+        const all = yield* events
+        const kind = (uid: number) => all.find((e) => e.uid === uid)?.data._tag
+        expect(summary).toMatchObject({ found: 1_202, received: 1_201, quarantined: 1 })
+        expect([kind(large), kind(huge)]).toEqual(["EmailReceived", "EmailQuarantined"])
+        expect(ofType(all, "EmailQuarantined")[0]).toMatchObject({ reason: "too_large", headersOnly: true })
+        expect(mailbox.sized).toBe(2)
+        expect(mailbox.messages.every((m) => m.seen)).toBe(true)
+      }))
+    }
+    return Effect.gen(function*() {
+      yield* run("all")
+      yield* run("unseen")
+      // Below the threshold, one FETCH of sizes still answers for every mail.
+      const few = new MemoryMailbox()
+      few.append(mail())
+      few.append(mail({ text: "z".repeat(3_000) }))
+      yield* withMailbox(few, { ...env, IMAP_BACKFILL: "all" }, once)
+      expect(few.sized).toBe(2)
+    })
+  })
+
   it.effect("a second pass adds nothing", () => {
     const mailbox = new MemoryMailbox()
     for (let i = 0; i < 30; i++) mailbox.append(mail())
