@@ -31,7 +31,11 @@ const withoutComments = (value: string): string => {
   return depth > 0 ? out : out + value.slice(start)
 }
 
-const splitOutsideQuotes = (value: string, separator: RegExp): Array<string> => {
+const isSemicolon = (c: string) => c === ";"
+const isSpace = (c: string) => /\s/.test(c)
+
+// A character test, not a RegExp: the split of a whole header runs once per mail.
+const splitOutsideQuotes = (value: string, isSeparator: (c: string) => boolean): Array<string> => {
   const parts: Array<string> = []
   let start = 0
   let quoted = false
@@ -39,7 +43,7 @@ const splitOutsideQuotes = (value: string, separator: RegExp): Array<string> => 
     const c = value[i]!
     if (c === "\\" && quoted) i++
     else if (c === "\"") quoted = !quoted
-    else if (!quoted && separator.test(c)) {
+    else if (!quoted && isSeparator(c)) {
       parts.push(value.slice(start, i))
       start = i + 1
     }
@@ -87,8 +91,8 @@ const parseResinfo = (text: string): Resinfo | undefined => {
 
 /** One Authentication-Results header value (RFC 8601), already unfolded. */
 export const parseAuthenticationResults = (header: string): AuthenticationResults => {
-  const [head = "", ...rest] = splitOutsideQuotes(withoutComments(header), /;/)
-  const id = splitOutsideQuotes(head.trim(), /\s/).find((word) => word !== "")
+  const [head = "", ...rest] = splitOutsideQuotes(withoutComments(header), isSemicolon)
+  const id = splitOutsideQuotes(head.trim(), isSpace).find((word) => word !== "")
   const authservId = id === undefined || (id.includes("=") && !id.startsWith("\"")) ? null : unquote(id).toLowerCase()
   const results = authservId === null ? [] : rest.flatMap((text) => {
     const resinfo = parseResinfo(text)

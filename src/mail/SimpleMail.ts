@@ -136,7 +136,7 @@ const textOf = (node: MimeNode, body: Buffer, type: "text/plain" | "text/html"):
   if (node.contentType !== type || !inline || node.flowed || !utf8(node.charset || "utf-8")) return undefined
   const decoded = decodeBody(node.encoding, body)
   if (decoded === undefined) return undefined
-  const content = decoded.toString().replace(/\r?\n/g, "\n")
+  const content = decoded.toString().replaceAll("\r\n", "\n")
   return { content: content === "" ? undefined : content }
 }
 
