@@ -1,6 +1,6 @@
 import { mailboxPassword, mailboxUser, markSeenPolicy } from "./Config.js"
 import { Config, Duration } from "effect"
-import { addressList, positive, seconds, settingList, tlsMode } from "./Settings.js"
+import { address, addressList, positive, seconds, settingList, tlsMode } from "./Settings.js"
 import type { TlsMode } from "./Settings.js"
 
 /** The reply settings: who answers, with what, how often, over which SMTP server. */
@@ -70,6 +70,11 @@ export const ReplyConfig = Config.all({
     "Answer only senders whose From address a trusted server authenticated (see TRUSTED_AUTHSERV_IDS); others are recorded as skipped (unauthenticated).",
     Config.boolean,
     { value: true }
+  ),
+  from: setting(
+    "REPLY_FROM",
+    "The From of answers and drafts, when customers write to an address the login may send as but is not (a shared mailbox, an alias); mail from the login is still never answered. Unset: GMAIL_SENDER_EMAIL.",
+    (name) => Config.option(address(name))
   ),
   ownAddresses: setting(
     "OWN_ADDRESSES",

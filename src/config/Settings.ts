@@ -41,14 +41,23 @@ export const seconds = (name: string) =>
 export const positive = (name: string) =>
   Config.integer(name).pipe(Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 }))
 
-/** Comma-separated, blanks dropped: host:port lists, ids. */
-export const list = (name: string) =>
-  Config.string(name).pipe(Config.map((value) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)))
+const splitList = (value: string) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
 
+/** Comma-separated, blanks dropped: host:port lists, ids. */
+export const list = (name: string) => Config.string(name).pipe(Config.map(splitList))
+
+// Validated before it is mapped: a check after Config.map fails without the variable's name.
 export const addressList = (name: string) =>
-  list(name).pipe(
-    Config.map((items) => items.map((item) => item.toLowerCase())),
-    Config.validate({ message: "Expected comma-separated email addresses", validation: (items) => items.every((a) => a.includes("@")) })
+  Config.string(name).pipe(
+    Config.validate({ message: "Expected comma-separated email addresses", validation: (value) => splitList(value).every((a) => a.includes("@")) }),
+    Config.map((value) => splitList(value).map((item) => item.toLowerCase()))
+  )
+
+/** One email address, lower-cased. */
+export const address = (name: string) =>
+  Config.nonEmptyString(name).pipe(
+    Config.validate({ message: "Expected an email address, e.g. help@example.com", validation: (value) => /^[^\s@]+@[^\s@]+$/.test(value.trim()) }),
+    Config.map((value) => value.trim().toLowerCase())
   )
 
 export const optional = (name: string) => Config.option(Config.nonEmptyString(name))

@@ -25,9 +25,11 @@ export interface MailboxRuntime<A> {
  * single-mailbox pipeline under a ConfigProvider of its own, so that every setting keeps one
  * declaration and one meaning. What the file leaves out falls back to the environment.
  */
-const settingsOf = (account: MailboxAccount, folder: string): Map<string, string> => {
+export const settingsOf = (account: MailboxAccount, folder: string): Map<string, string> => {
   const settings = new Map<string, string>([
     ["GMAIL_SENDER_EMAIL", account.user],
+    // Customers write to the address; the login (`user`) may differ, and answers must not come from it.
+    ["REPLY_FROM", account.address],
     ["IMAP_HOST", account.imap.host],
     ["IMAP_PORT", String(account.imap.port)],
     ["IMAP_TLS", String(account.imap.tls)],

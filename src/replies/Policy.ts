@@ -1,5 +1,5 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Ref } from "effect"
+import { Effect, Option, Ref } from "effect"
 import { ReplyConfig } from "../config/Replies.js"
 import { mailboxUser } from "../config/Config.js"
 import type { EmailReceived } from "../log/Event.js"
@@ -8,9 +8,12 @@ import type { ReplyStoreShape } from "./ReplyStore.js"
 import type { OwnAddresses, Skip } from "./Reply.js"
 import { globalGuard, loopGuard, rateGuard, recipient, ticketGuard } from "./Reply.js"
 
+/** Answers come from REPLY_FROM, or else the login; the login is one of mailroom's addresses either way. */
 export const ownAddressesOf = Effect.gen(function*() {
-  const { ownAddresses } = yield* ReplyConfig
-  return { address: (yield* mailboxUser).toLowerCase(), aliases: ownAddresses } satisfies OwnAddresses
+  const { from, ownAddresses } = yield* ReplyConfig
+  const login = (yield* mailboxUser).toLowerCase()
+  const address = Option.getOrElse(from, () => login)
+  return { address, aliases: address === login ? ownAddresses : [login, ...ownAddresses] } satisfies OwnAddresses
 })
 
 const HOUR = 60 * 60 * 1000

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Effect, Redacted } from "effect"
 import { ImapConfig, IntakeConfig } from "../../src/config/Config.js"
+import { ReplyConfig } from "../../src/config/Replies.js"
 import { describeFailure } from "../../src/cli/Fatal.js"
 
 const load = <A, E>(config: Effect.Effect<A, E>, env: Record<string, string>) =>
@@ -44,6 +45,11 @@ describe("configuration", () => {
       expect(interval?.line).toMatch(/^IMAP_POLL_INTERVAL is invalid \(Expected a whole number of seconds above 0\)/)
       const backfill = yield* lineFor(IntakeConfig, { IMAP_BACKFILL: "everything" })
       expect(backfill?.line).toMatch(/^IMAP_BACKFILL is invalid/)
+      const from = yield* lineFor(ReplyConfig, { REPLY_FROM: "help desk" })
+      expect(from?.line).toMatch(/^REPLY_FROM is invalid \(Expected an email address, e\.g\. help@example\.com\)/)
+      const aliases = yield* lineFor(ReplyConfig, { OWN_ADDRESSES: "help@example.com, billing" })
+      expect(aliases?.line).toMatch(/^OWN_ADDRESSES is invalid \(Expected comma-separated email addresses\)/)
+      expect((yield* load(ReplyConfig, { OWN_ADDRESSES: " Help@Example.com,, billing@example.com " })).ownAddresses).toEqual(["help@example.com", "billing@example.com"])
     }))
 
   it.effect("an empty password is refused", () =>

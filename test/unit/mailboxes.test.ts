@@ -5,6 +5,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Option, Redacted } from "effect"
 import type { MailboxAccount } from "../../src/config/Mailboxes.js"
 import { configuredMailboxes, loadMailboxes, mailboxKey, settings, watchedMailboxes } from "../../src/config/Mailboxes.js"
+import { ReplyConfig } from "../../src/config/Replies.js"
+import { settingsOf } from "../../src/mailbox/Fleet.js"
 
 const temp = Effect.acquireRelease(
   Effect.promise(() => mkdtemp(join(tmpdir(), "mailroom-mailboxes-"))),
@@ -134,6 +136,16 @@ describe("mailboxes file", () => {
         tokenUrl: Option.none(),
         refreshToken: Option.some("refresh-token")
       })
+    }))
+
+  it.scoped("gives each folder its account's settings: logged in as `user`, answering from `address`", () =>
+    Effect.gen(function*() {
+      const { result } = yield* load("mailboxes.yaml", twoAccounts)
+      if (result._tag === "Left") throw new Error(result.left.message)
+      const help = settingsOf(result.right[1]!, "Archive")
+      expect([help.get("GMAIL_SENDER_EMAIL"), help.get("REPLY_FROM"), help.get("IMAP_MAILBOX")]).toEqual(["help-login", "help@example.com", "Archive"])
+      const reply = yield* Effect.withConfigProvider(ReplyConfig, ConfigProvider.fromMap(help))
+      expect(reply.from).toEqual(Option.some("help@example.com"))
     }))
 
   it.scoped("keeps the password Redacted, with the spaces Gmail shows stripped", () =>

@@ -91,6 +91,22 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
+  it.effect("REPLY_FROM: answers come from the address customers write to, and mail from the login is still not answered", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "Login broken" }))
+    mailbox.append(mail({ from: "Support Robot <SUPPORT@example.com>", subject: "From the login itself" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 1, failed: 0 })
+      expect(mailer.sent.map((out) => out.from)).toEqual(["help@example.com"])
+      expect(mailer.sent[0]!.messageId).toMatch(/^<.+\.mailroom@example\.com>$/)
+      const all = yield* events
+      expect(ofType(all, "ReplyIntended").map((intent) => intent.from)).toEqual(["help@example.com"])
+      expect(ofType(all, "ReplySkipped").map((skip) => skip.reason)).toEqual(["own_address"])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_FROM: "Help@Example.com" } })))
+  })
+
   it.effect("joins the customer's answer to the same ticket through its headers, or failing those, the subject token", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
