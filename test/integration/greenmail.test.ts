@@ -8,6 +8,7 @@ import { PgClient } from "@effect/sql-pg"
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { SMTPServer } from "smtp-server"
+import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { lockKey } from "../../src/mailbox/Leadership.js"
 import { Mailer, MailerLive } from "../../src/replies/Mailer.js"
 import { runCli } from "../support/cli.js"
@@ -184,6 +185,17 @@ layer(Suite.layer, { excludeTestServices: true })((it) => {
         expect(second.code, second.stderr).toBe(0)
         expect(await count("events")).toBe(eventsBefore)
         expect(await count("tickets")).toBe(2)
+      }))
+
+    it.effect("answers SEARCH LARGER, which sizes a backlog of over a thousand mails, by RFC822.SIZE", () =>
+      withSuite(async ({ greenmail, imapEnv }) => {
+        const [small, large] = await greenmail.append([mail({ subject: "small" }), mail({ subject: "large", text: "y".repeat(30_000) })])
+        const larger = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const session = yield* (yield* Imap).connect
+          yield* session.open("INBOX")
+          return yield* session.search({ from: small! }, { unseenOnly: false, larger: 25_000 })
+        })).pipe(Effect.provide(ImapLive), Effect.provide(configLayer(imapEnv(greenmail.imapPort, "false")))))
+        expect(larger).toEqual([large])
       }))
 
     it.effect("status ignores the same advisory lock held in another database of the server", () =>
