@@ -4,7 +4,7 @@ import type { FetchMessageObject } from "imapflow"
 import { ImapConfig } from "../config/Config.js"
 import type { RawMail } from "../mail/Email.js"
 import type { ImapError } from "./ImapErrors.js"
-import { ConnectionLost } from "./ImapErrors.js"
+import { ConnectionLost, ImapProtocolError } from "./ImapErrors.js"
 import type { MemoryMailbox } from "./MemoryMailbox.js"
 import { OAuth2, OAuth2Live } from "./OAuth2.js"
 import { makeNews } from "./News.js"
@@ -101,6 +101,16 @@ const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
  */
 export const FETCH_PIECE_BYTES = 4 * 1024 * 1024
 
+/**
+ * A SEARCH's UIDs, ascending. imapflow resolves a refused SEARCH (NO or BAD) as false, and one without
+ * a selected mailbox as nothing; read as "nothing matched", a backfill would be skipped, a LARGER
+ * search would call every mail small, and a reply already in the sent folder would go out again.
+ */
+const matches = (command: string) => (uids: ReadonlyArray<number> | false | undefined) =>
+  uids === false || uids === undefined
+    ? Effect.fail(new ImapProtocolError({ command, serverText: "the server refused the search (NO or BAD)" }))
+    : Effect.succeed([...uids].sort((a, b) => a - b))
+
 const make = Effect.gen(function*() {
   const config = yield* ImapConfig
   const attempt = attemptOn(config)
@@ -180,9 +190,8 @@ const make = Effect.gen(function*() {
           ...(options.unseenOnly ? { seen: false } : {}),
           ...(options.larger === undefined ? {} : { larger: options.larger })
         }, { uid: true })).pipe(
-          Effect.map((uids) =>
-            (uids || []).filter((uid) => uid >= range.from && (range.to === undefined || uid <= range.to)).sort((a, b) => a - b)
-          ),
+          Effect.flatMap(matches("UID SEARCH")),
+          Effect.map((uids) => uids.filter((uid) => uid >= range.from && (range.to === undefined || uid <= range.to))),
           Effect.withSpan("Imap.search")
         ),
       sizes: (uids) =>
@@ -227,7 +236,7 @@ const make = Effect.gen(function*() {
           await client.mailboxOpen(mailbox, { readOnly: true })
           return client.search({ header: { "message-id": messageId } }, { uid: true })
         }, mailbox).pipe(
-          Effect.map((uids) => [...(uids || [])].sort((a, b) => a - b)),
+          Effect.flatMap(matches("UID SEARCH HEADER Message-ID")),
           Effect.withSpan("Imap.findByMessageId", { attributes: { "mailroom.mailbox": mailbox, "mailroom.account": config.user } })
         ),
       append: (mailbox, source, flags) =>

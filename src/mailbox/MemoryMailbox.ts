@@ -2,7 +2,7 @@ import { Effect } from "effect"
 import type { Scope } from "effect"
 import type { ImapSession } from "./Imap.js"
 import type { ImapError } from "./ImapErrors.js"
-import { MailboxNotFound } from "./ImapErrors.js"
+import { ImapProtocolError, MailboxNotFound } from "./ImapErrors.js"
 import { makeNews } from "./News.js"
 
 type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId" | "append"
@@ -26,6 +26,8 @@ export class MemoryMailbox {
   holds = 0
   readonly unheld: Array<"fetch" | "markSeen"> = []
   private readonly listeners = new Set<() => void>()
+  /** Whether the server refuses SEARCH LARGER (answers it NO), as a server without it would. */
+  refusesLarger = false
   /** Whether the server announces new mail (IDLE); without it, nothing is announced. */
   idle = true
 
@@ -79,13 +81,15 @@ export class MemoryMailbox {
           Effect.sync(() => ({ path: this.path, uidValidity: this.uidValidity, uidNext: this.nextUid, exists: this.messages.length })),
         hold: () => Effect.acquireRelease(Effect.sync(() => void this.holds++), () => Effect.sync(() => void this.holds--)),
         search: (range, options) =>
-          Effect.sync(() =>
-            this.messages
-              .filter((m) => m.uid >= range.from && (range.to === undefined || m.uid <= range.to))
-              .filter((m) => !options.unseenOnly || !m.seen)
-              .filter((m) => options.larger === undefined || m.source.length > options.larger)
-              .map((m) => m.uid)
-          ),
+          options.larger !== undefined && this.refusesLarger
+            ? Effect.fail(new ImapProtocolError({ command: "UID SEARCH", serverText: "NO unknown search key LARGER" }))
+            : Effect.sync(() =>
+              this.messages
+                .filter((m) => m.uid >= range.from && (range.to === undefined || m.uid <= range.to))
+                .filter((m) => !options.unseenOnly || !m.seen)
+                .filter((m) => options.larger === undefined || m.source.length > options.larger)
+                .map((m) => m.uid)
+            ),
         sizes: (uids) =>
           Effect.sync(() => {
             const sizes = this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({ uid: m.uid, size: m.source.length }))

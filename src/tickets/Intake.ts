@@ -130,7 +130,12 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         const uids = yield* session.search(range, { unseenOnly })
         if (uids.length <= SIZES_BY_SEARCH_OVER) return yield* session.sizes(uids)
         const bound = smallMailBound(config)
-        const large = yield* session.sizes(yield* session.search(range, { unseenOnly, larger: bound }))
+        const larger = yield* session.search(range, { unseenOnly, larger: bound }).pipe(
+          // LARGER is IMAP4rev1's own; a server (or proxy) that refuses it gets every size asked.
+          Effect.catchTag("ImapProtocolError", () => Effect.succeed(undefined))
+        )
+        if (larger === undefined) return yield* session.sizes(uids)
+        const large = yield* session.sizes(larger)
         const sizes = new Map(large.map((mail) => [mail.uid, mail.size]))
         return uids.map((uid) => ({ uid, size: sizes.get(uid) ?? bound }))
       })

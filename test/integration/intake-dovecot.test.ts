@@ -325,9 +325,11 @@ layer(DovecotAndPostgres, { excludeTestServices: true })("SEARCH LARGER, which s
           yield* session.open("INBOX")
           const all = yield* session.search({ from: 1 }, { unseenOnly: false, larger: 25_000 })
           const unseen = yield* session.search({ from: 1 }, { unseenOnly: true, larger: 25_000 })
-          return { all, unseen }
+          // A search the server refuses (BAD: no such size) is an error, not "nothing matched".
+          const refused = yield* Effect.flip(session.search({ from: 1 }, { unseenOnly: false, larger: -1 }))
+          return { all, unseen, refused: refused._tag }
         })).pipe(Effect.provide(ImapLive), Effect.provide(configLayer(mailboxEnv(dovecot)))))
-        expect(searched).toEqual({ all: [large, read, quarantined], unseen: [large, quarantined] })
+        expect(searched).toEqual({ all: [large, read, quarantined], unseen: [large, quarantined], refused: "ImapProtocolError" })
 
         const run = await runCli(["--once"], { ...mailboxEnv(dovecot), DATABASE_URL: db.url, IMAP_BACKFILL: "all", MAX_MESSAGE_BYTES: "60000" })
         expect(run.code, run.stderr).toBe(0)

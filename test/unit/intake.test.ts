@@ -145,6 +145,15 @@ describe("Intake", () => {
     return Effect.gen(function*() {
       yield* run("all")
       yield* run("unseen")
+      // A server that refuses SEARCH LARGER: every size is asked, and the large mail is still kept out.
+      const refusing = new MemoryMailbox()
+      refusing.refusesLarger = true
+      fill(refusing, false)
+      const huge = refusing.append(mail({ subject: "over MAX_MESSAGE_BYTES", text: "x".repeat(30_000) }))
+      const summary = yield* withMailbox(refusing, { ...env, IMAP_BACKFILL: "all" }, once)
+      expect(summary).toMatchObject({ found: 1_201, received: 1_200, quarantined: 1 })
+      expect(refusing.sized).toBe(1_201)
+      expect(refusing.isSeen(huge)).toBe(true)
       // Below the threshold, one FETCH of sizes still answers for every mail.
       const few = new MemoryMailbox()
       few.append(mail())
