@@ -1,6 +1,6 @@
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
-import type { FetchMessageObject } from "imapflow"
+import type { FetchMessageObject, MailboxObject } from "imapflow"
 import { ImapConfig } from "../config/Config.js"
 import type { RawMail } from "../mail/Email.js"
 import type { ImapError } from "./ImapErrors.js"
@@ -111,6 +111,10 @@ const matches = (command: string) => (uids: ReadonlyArray<number> | false | unde
     ? Effect.fail(new ImapProtocolError({ command, serverText: "the server refused the search (NO or BAD)" }))
     : Effect.succeed([...uids].sort((a, b) => a - b))
 
+/** Whether \Seen can be stored where the session is: not in a folder opened read-only, nor where PERMANENTFLAGS leave it out. */
+const canFlagSeen = (box: MailboxObject | false): boolean =>
+  !box || (!box.readOnly && (box.permanentFlags === undefined || box.permanentFlags.has("\\*") || box.permanentFlags.has("\\Seen")))
+
 const make = Effect.gen(function*() {
   const config = yield* ImapConfig
   const attempt = attemptOn(config)
@@ -138,6 +142,12 @@ const make = Effect.gen(function*() {
     const client = yield* loggedIn
 
     const dropped = () => new ConnectionLost({ host: config.host, reason: "the server closed the connection" })
+    let readOnlyTold = false
+    // A folder this login may read but not change: mail is still recorded, once, by the cursor.
+    const readOnlyOnce = (path: string) =>
+      readOnlyTold ? Effect.void : Effect.logWarning(
+        `${path} is read-only for ${config.user}: mail is recorded but cannot be flagged \\Seen; give the login write access to flag it`
+      ).pipe(Effect.zipRight(Effect.sync(() => void (readOnlyTold = true))))
     // Heard from the moment of login, not only while someone listens: the server reports new mail in
     // the answer to any command, and one that came during the first pass (before the poller listens)
     // would otherwise wait for the next backstop pass. At most one announcement is kept: one pass
@@ -227,8 +237,20 @@ const make = Effect.gen(function*() {
           })
         ),
       markSeen: (uids) =>
-        uids.length === 0 ? Effect.void : attempt("UID STORE +FLAGS (\\Seen)", () => client.messageFlagsAdd([...uids], ["\\Seen"], { uid: true })).pipe(
-          Effect.asVoid,
+        uids.length === 0
+          ? Effect.void
+          : !canFlagSeen(client.mailbox)
+          ? readOnlyOnce(client.mailbox ? client.mailbox.path : "the folder")
+          : attempt("UID STORE +FLAGS (\\Seen)", () => client.messageFlagsAdd([...uids], ["\\Seen"], { uid: true })).pipe(
+          // imapflow answers a refused STORE, and one on a dropped connection, with false: taken as
+          // done, the cursor's seen_uid would move past mail that stays unread for good.
+          Effect.flatMap((stored) =>
+            stored ? Effect.void : Effect.fail(
+              client.usable
+                ? new ImapProtocolError({ command: "UID STORE +FLAGS (\\Seen)", serverText: "the server did not set \\Seen" })
+                : dropped()
+            )
+          ),
           Effect.withSpan("Imap.markSeen", { attributes: { "messaging.batch.message_count": uids.length } })
         ),
       findByMessageId: (mailbox, messageId) =>

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Option, TestClock, TestContext } from "effect"
+import { Context, Effect, Layer, Logger, Option, TestClock, TestContext } from "effect"
 import { EarlyLogin } from "../../src/mailbox/EarlyLogin.js"
 import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { runCli, spawnCli } from "../support/cli.js"
@@ -306,6 +306,40 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
         expect(during.filter((command) => command.startsWith("UID FETCH"))).toHaveLength(3)
         expect(during).not.toContain("IDLE")
         expect(after.slice(during.length)).toContain("IDLE")
+      })
+    }))
+  it.effect("a \\Seen it could not store is an error (ConnectionLost once the connection dropped); a folder open read-only is skipped with one warning", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const proxy = yield* FaultProxyServer
+      yield* Effect.promise(async () => {
+        const [uid] = await dovecot.append([mail({ subject: "flag me" })])
+        const warnings: Array<string> = []
+        const capture = Logger.add(Logger.make(({ logLevel, message }) => {
+          if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
+        }))
+        const program = Effect.scoped(Effect.gen(function*() {
+          const session = yield* (yield* Imap).connect
+          yield* session.open("INBOX")
+          // The sent-folder lookup leaves the folder it searched selected read-only.
+          yield* session.findByMessageId("INBOX", "<nowhere@customer.test>")
+          yield* session.markSeen([uid!])
+          yield* session.markSeen([uid!])
+          const readOnlyFlags = yield* Effect.promise(() => dovecot.flags())
+          yield* session.open("INBOX")
+          proxy.cutAll()
+          yield* Effect.sleep("300 millis")
+          const lost = yield* Effect.flip(session.markSeen([uid!]))
+          return { readOnlySeen: readOnlyFlags.get(uid!)?.has("\\Seen") ?? false, lost: lost._tag }
+        }))
+        const result = await Effect.runPromise(program.pipe(
+          Effect.provide(ImapLive),
+          Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) })),
+          Effect.provide(capture)
+        ))
+        expect(result).toEqual({ readOnlySeen: false, lost: "ConnectionLost" })
+        expect(warnings.filter((line) => line.includes("is read-only for"))).toHaveLength(1)
+        expect((await dovecot.flags()).get(uid!)?.has("\\Seen")).toBe(false)
       })
     }))
 })
