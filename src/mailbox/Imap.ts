@@ -263,7 +263,12 @@ const make = Effect.gen(function*() {
         ),
       append: (mailbox, source, flags) =>
         attempt("APPEND", () => client.append(mailbox, source, [...flags]), mailbox).pipe(
-          Effect.map((result) => ({ uid: result && result.uid ? result.uid : null })),
+          // false is imapflow's "nothing done" (no authenticated session): never a stored draft or copy.
+          Effect.flatMap((result) =>
+            result
+              ? Effect.succeed({ uid: result.uid ? result.uid : null })
+              : Effect.fail(client.usable ? new ImapProtocolError({ command: "APPEND", serverText: "the mail was not stored" }) : dropped())
+          ),
           Effect.withSpan("Imap.append", {
             kind: "client",
             attributes: { "mailroom.mailbox": mailbox, "mailroom.account": config.user, "messaging.message.body.size": source.length }
