@@ -25,6 +25,9 @@ export const authGuard = (email: Pick<EmailReceived, "senderAuth">, required: bo
     ? { reason: "unauthenticated", detail: `the sender is not authenticated: ${email.senderAuth.reason}` }
     : undefined
 
+/** Records an admitted answer's intent (its effect) and frees the answer's place under the caps. */
+export type Recorder = <X, E, R>(intend: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
+
 /** An answer admitted but not yet recorded as ReplyIntended: it counts against the caps meanwhile. */
 interface Reservation {
   readonly ticketId: string
@@ -90,12 +93,12 @@ export const makePolicy = (
 
     /**
      * Runs `answer` for a mail the policy admits, holding its place under the caps until `answer`
-     * calls `recorded` (its ReplyIntended is in the log, where the caps count it from then on) or
+     * records its ReplyIntended through `record` (from then on the caps count it in the log) or
      * ends; a mail it does not admit gets `skipped` with the reason.
      */
     const admit = <A, E, R>(
       email: EmailReceived,
-      answer: (recorded: Effect.Effect<void>) => Effect.Effect<A, E, R>,
+      answer: (record: Recorder) => Effect.Effect<A, E, R>,
       skipped: (skip: Skip) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | SqlError, R> =>
       Effect.gen(function*() {
@@ -109,7 +112,11 @@ export const makePolicy = (
         )
         if (skip !== undefined) return yield* skipped(skip)
         const release = Ref.update(inFlight, (all) => all.filter((r) => r !== reservation))
-        return yield* answer(release).pipe(Effect.ensuring(release))
+        // The intent goes into the log and the place is freed in one step, under admission's permit:
+        // an admission between the two would count this answer twice (in the log and in flight) and
+        // skip a mail the caps allow.
+        const record: Recorder = (intend) => oneAtATime.withPermits(1)(Effect.zipLeft(intend, release))
+        return yield* answer(record).pipe(Effect.ensuring(release))
       })
 
     return { admit } as const

@@ -10,6 +10,7 @@ import { Agent } from "./Agent.js"
 import { needsHuman } from "./Checks.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
 import { Drafts } from "./Drafts.js"
+import type { Recorder } from "./Policy.js"
 import { makePolicy, ownAddressesOf } from "./Policy.js"
 import { Vault } from "../log/Vault.js"
 import { Watched } from "../mailbox/Watched.js"
@@ -168,7 +169,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         }))
       })
 
-    const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recorded: Effect.Effect<void>) =>
+    const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recordIntent: Recorder) =>
       Effect.gen(function*() {
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
         const thread = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
@@ -207,12 +208,11 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           draftReason: human ?? null,
           recipientId: vault.customerId(to.address)
         })
-        const intended = yield* store.intend(mailbox, intent).pipe(
+        const intended = yield* recordIntent(store.intend(mailbox, intent).pipe(
           Effect.as(true),
           Effect.catchTag("CustomerErasedMeanwhile", () => Effect.succeed(false))
-        )
+        ))
         if (!intended) return new ReplySkipped({ ...ids, reason: "erased", detail: "the customer was erased while the answer was written" })
-        yield* recorded
         return yield* deliver(intent, session)
       })
 

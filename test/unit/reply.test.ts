@@ -2,9 +2,13 @@ import type { AgentKind } from "../../src/config/Replies.js"
 import { ReplyStore } from "../../src/replies/ReplyStore.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Logger, Option, TestClock } from "effect"
+import { ConfigProvider, Deferred, Effect, Fiber, Layer, Logger, Option, Ref, TestClock } from "effect"
 import type { StoredEvent } from "../../src/log/Event.js"
+import type { EmailReceived } from "../../src/log/Event.js"
 import { ReplyIntended } from "../../src/log/Event.js"
+import { ReplyConfig } from "../../src/config/Replies.js"
+import { makePolicy } from "../../src/replies/Policy.js"
+import type { ReplyStoreShape } from "../../src/replies/ReplyStore.js"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { Intake } from "../../src/tickets/Intake.js"
 import { Poller } from "../../src/mailbox/Poller.js"
@@ -509,4 +513,43 @@ describe("Responder", () => {
       expect(mailer.sent.map((m) => m.subject)).toEqual([expect.stringMatching(/^Re: new \[#/)])
     }).pipe(Effect.scoped)
   })
+})
+
+describe("reply policy", () => {
+  const answerable = (address: string, customerId: string) =>
+    ({
+      from: { address, name: "" },
+      replyTo: [],
+      headers: {},
+      contentType: "text/plain",
+      senderAuth: { authenticated: true },
+      ticketId: "0b6f3a2c-5d1e-4f00-a123-456789abcdef",
+      customerId
+    }) as unknown as EmailReceived
+
+  it.live("records an intent and frees its place as one step: a mail admitted meanwhile does not count that answer twice", () =>
+    Effect.gen(function*() {
+      const intents = yield* Ref.make(0)
+      const store = { answersSince: () => Ref.get(intents), sentSince: () => Effect.succeed(0) } as unknown as ReplyStoreShape
+      const config = yield* ReplyConfig.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["REPLY_TICKET_LIMIT", "2"]]))))
+      const policy = yield* makePolicy(config, { address: "support@example.com", aliases: [] }, store, (address) => address)
+      const second = yield* Deferred.make<string>()
+      // Ada's answer is recorded (one intent on the ticket, of two allowed); Bob's mail on the same
+      // ticket is admitted while that happens, and must count one answer, not Ada's twice.
+      yield* policy.admit(
+        answerable("ada@customer.test", "ada"),
+        (record) =>
+          record(Effect.gen(function*() {
+            yield* Ref.update(intents, (n) => n + 1)
+            yield* Effect.fork(policy.admit(
+              answerable("bob@customer.test", "bob"),
+              () => Deferred.succeed(second, "answered"),
+              (skip) => Deferred.succeed(second, skip.reason)
+            ))
+            yield* Effect.sleep("50 millis")
+          })),
+        (skip) => Effect.die(`Ada's mail was skipped: ${skip.reason}`)
+      )
+      expect(yield* Deferred.await(second)).toBe("answered")
+    }))
 })
