@@ -142,6 +142,8 @@ const make = Effect.gen(function*() {
     const client = yield* loggedIn
 
     const dropped = () => new ConnectionLost({ host: config.host, reason: "the server closed the connection" })
+    /** What imapflow's `false` ("not done") means: the server said no, or the connection is gone. */
+    const notDone = (command: string, serverText: string) => client.usable ? new ImapProtocolError({ command, serverText }) : dropped()
     let readOnlyTold = false
     // A folder this login may read but not change: mail is still recorded, once, by the cursor.
     const readOnlyOnce = (path: string) =>
@@ -245,11 +247,7 @@ const make = Effect.gen(function*() {
           // imapflow answers a refused STORE, and one on a dropped connection, with false: taken as
           // done, the cursor's seen_uid would move past mail that stays unread for good.
           Effect.flatMap((stored) =>
-            stored ? Effect.void : Effect.fail(
-              client.usable
-                ? new ImapProtocolError({ command: "UID STORE +FLAGS (\\Seen)", serverText: "the server did not set \\Seen" })
-                : dropped()
-            )
+            stored ? Effect.void : Effect.fail(notDone("UID STORE +FLAGS (\\Seen)", "the server did not set \\Seen"))
           ),
           Effect.withSpan("Imap.markSeen", { attributes: { "messaging.batch.message_count": uids.length } })
         ),
@@ -267,7 +265,7 @@ const make = Effect.gen(function*() {
           Effect.flatMap((result) =>
             result
               ? Effect.succeed({ uid: result.uid ? result.uid : null })
-              : Effect.fail(client.usable ? new ImapProtocolError({ command: "APPEND", serverText: "the mail was not stored" }) : dropped())
+              : Effect.fail(notDone("APPEND", "the mail was not stored"))
           ),
           Effect.withSpan("Imap.append", {
             kind: "client",

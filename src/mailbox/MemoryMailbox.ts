@@ -65,6 +65,14 @@ export class MemoryMailbox {
     return Effect.fail(failure!.error)
   }
 
+  private sizesOf(keep: (message: { readonly uid: number }) => boolean) {
+    return Effect.sync(() => {
+      const sizes = this.messages.filter(keep).map((m) => ({ uid: m.uid, size: m.source.length }))
+      this.sized += sizes.length
+      return sizes
+    })
+  }
+
   /** A session, announced new mail from login on (as a real server's) until its scope closes. */
   session(): Effect.Effect<ImapSession, ImapError, Scope.Scope> {
     const news = makeNews<ImapError>()
@@ -90,18 +98,8 @@ export class MemoryMailbox {
                 .filter((m) => options.larger === undefined || m.source.length > options.larger)
                 .map((m) => m.uid)
             ),
-        sizes: (uids) =>
-          Effect.sync(() => {
-            const sizes = this.messages.filter((m) => uids.includes(m.uid)).map((m) => ({ uid: m.uid, size: m.source.length }))
-            this.sized += sizes.length
-            return sizes
-          }),
-        sizesFrom: (from) =>
-          Effect.sync(() => {
-            const sizes = this.messages.filter((m) => m.uid >= from).map((m) => ({ uid: m.uid, size: m.source.length }))
-            this.sized += sizes.length
-            return sizes
-          }),
+        sizes: (uids) => this.sizesOf((m) => uids.includes(m.uid)),
+        sizesFrom: (from) => this.sizesOf((m) => m.uid >= from),
         fetch: (uids, options) =>
           this.fail("fetch").pipe(
             Effect.tap(() => {
