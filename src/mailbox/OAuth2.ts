@@ -110,9 +110,10 @@ export const tokenStore = (sql: SqlClient.SqlClient, secret: Redacted.Redacted) 
             Option.some({ token, updatedAt: new Date(rows[0]!.updated_at).getTime() }))
       )
     ),
+  /** Dated by clock_timestamp(): now() is the transaction's start, which under the refresh lock can predate a token rotated meanwhile. */
   save: (account: string, token: Redacted.Redacted): Effect.Effect<void, SqlError> =>
     Effect.flatMap(seal(secret, account, token), (sealed) =>
-      sql`INSERT INTO oauth_tokens (account, refresh_token_enc, updated_at) VALUES (${account}, ${sealed}, now())
+      sql`INSERT INTO oauth_tokens (account, refresh_token_enc, updated_at) VALUES (${account}, ${sealed}, clock_timestamp())
         ON CONFLICT (account) DO UPDATE SET refresh_token_enc = excluded.refresh_token_enc, updated_at = excluded.updated_at`.pipe(Effect.asVoid))
 })
 
@@ -204,13 +205,43 @@ const make = Effect.gen(function*() {
     return { token: tokens.accessToken, refreshAt: now + lifetime - margin }
   })
 
+  /**
+   * One refresh at a time per account, across every folder and instance sharing the database, and
+   * from the newest stored token: a provider that rotates refresh tokens refuses the one a
+   * concurrent refresh has just used (invalid_grant), which would stop the mailbox that lost the race.
+   * The advisory lock is a transaction's, so the rotated token is stored before the next refresh reads it.
+   */
+  const lockKey = `mailroom/oauth2/${grant.account}`
+  const refreshOnce: Effect.Effect<AccessToken, OAuth2Error> = Option.match(Option.flatMap(store, () => sql), {
+    onNone: () => refresh(),
+    onSome: (sql) =>
+      Effect.suspend(() => {
+        let done: AccessToken | undefined
+        return sql.withTransaction(
+          sql`SELECT pg_advisory_xact_lock(hashtextextended(${lockKey}, 0))`.pipe(
+            Effect.zipRight(refresh()),
+            Effect.tap((token) => Effect.sync(() => void (done = token)))
+          )
+        ).pipe(
+          Effect.catchTag("SqlError", (error) =>
+            done === undefined
+              ? Effect.logWarning(`Could not take the OAuth2 refresh lock (${error.message}); refreshing without it`).pipe(
+                Effect.zipRight(refresh())
+              )
+              : Effect.logWarning(`Could not store the rotated OAuth2 refresh token (kept in memory): ${error.message}`).pipe(
+                Effect.as(done)
+              ))
+        )
+      })
+  })
+
   const cache = yield* SynchronizedRef.make(Option.none<AccessToken>())
 
   const accessToken: Effect.Effect<AccessToken, OAuth2Error> = SynchronizedRef.modifyEffect(cache, (cached) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       if (Option.isSome(cached) && now < cached.value.refreshAt) return [cached.value, cached] as const
-      const fresh = yield* refresh()
+      const fresh = yield* refreshOnce
       return [fresh, Option.some(fresh)] as const
     })).pipe(Effect.annotateLogs({ service: "OAuth2" }))
 

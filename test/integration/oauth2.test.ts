@@ -2,12 +2,12 @@ import { OAuth2Config } from "../../src/config/Config.js"
 import { SqlClient } from "@effect/sql"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, layer } from "@effect/vitest"
-import { Cause, Effect, Layer, Option, Redacted } from "effect"
+import { Cause, Context, Effect, Layer, Option, Redacted } from "effect"
 import { keep, loopbackFlow, deviceFlow } from "../../src/cli/Auth.js"
 import { describeFailure } from "../../src/cli/Fatal.js"
 import { DatabaseLive } from "../../src/Layers.js"
 import { ImapLive } from "../../src/mailbox/Imap.js"
-import { unseal } from "../../src/mailbox/OAuth2.js"
+import { OAuth2, oauth2With, unseal } from "../../src/mailbox/OAuth2.js"
 import { endpointsFor } from "../../src/mailbox/OAuth2Providers.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Mailer, MailerLive } from "../../src/replies/Mailer.js"
@@ -112,6 +112,39 @@ layer(OAuth2Servers, { excludeTestServices: true })((it) => {
         yield* program.pipe(
           Effect.provide(sqlPipeline("postgres", "oauth2", ImapLive, { ...mailboxEnv(dovecot), ...oauthEnv(tokens, first) }))
         )
+      }))
+  })
+
+  describe("two folders of one account", () => {
+    it.scoped("refresh one after the other from the stored token, so a provider that rotates refresh tokens takes both", () =>
+      Effect.gen(function*() {
+        const tokens = yield* OAuth2TokenServer
+        tokens.rotate = true
+        const account = "two-folders@example.com"
+        const first = tokens.grant(account)
+        const db = yield* freshDatabase("oauth2folders")
+        const env = { ...oauthEnv(tokens, first), GMAIL_SENDER_EMAIL: account, DATABASE_URL: db.url }
+        const database = DatabaseLive.pipe(Layer.provide(configLayer(env)))
+        // What the fleet builds for each folder: an OAuth2 service of its own over the shared database.
+        const folder = Layer.fresh(oauth2With(NodeHttpClient.layer)).pipe(Layer.provide(Layer.merge(configLayer(env), database)))
+        const [inbox, escalations] = yield* Effect.all([Layer.build(folder), Layer.build(folder)]).pipe(
+          Effect.map((built) => built.map((context) => Context.get(context, OAuth2)))
+        )
+        const before = tokens.requests.refresh
+        const [one, two] = yield* Effect.all([inbox!.accessToken, escalations!.accessToken], { concurrency: 2 })
+        expect(tokens.isActive(Redacted.value(one.token))).toBe(true)
+        expect(tokens.isActive(Redacted.value(two.token))).toBe(true)
+        // The second refresh sent the token the first one returned, never the one it had just used.
+        const used = tokens.refreshTokensUsed.slice(-2)
+        expect(tokens.requests.refresh - before).toBe(2)
+        expect(used[0]).toBe(first)
+        expect(used[1]).not.toBe(first)
+        // The folder that refreshed first refreshes again from the token the other rotated last, not its own.
+        yield* inbox!.invalidate(one.token)
+        const again = yield* inbox!.accessToken
+        expect(tokens.isActive(Redacted.value(again.token))).toBe(true)
+        expect(tokens.refreshTokensUsed.slice(-1)[0]).not.toBe(used[1])
+        expect(yield* storedToken(account).pipe(Effect.provide(database))).toBe(tokens.currentRefreshToken(account))
       }))
   })
 
