@@ -47,6 +47,9 @@ if [ ! -f "$greenmail_dir/greenmail-standalone-$greenmail_version.jar" ]; then
     || die "could not fetch GreenMail $greenmail_version from Maven Central"
 fi
 
+say "fetching real-world mail from Debian's packages (cached after the first run)"
+bash test/support/realWorld/fetch.sh >/dev/null || die "could not fetch the real-world mail (test/support/realWorld/fetch.sh)"
+
 say "type check and build"
 npx tsc -p tsconfig.json --noEmit || die "type errors"
 npm run -s build || die "build failed"

@@ -287,16 +287,35 @@ export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
   glimpse: { messageId: null, from: null, subject: null, date: null }
 })
 
+/** HTML and no text (or a blank text part): mailparser converts HTML to text only when the whole mail is one HTML part. */
+const wantsHtmlText = (mail: ReadMail): mail is ReadMail & { readonly html: string } =>
+  (!mail.text || mail.text.trim() === "") && typeof mail.html === "string" && mail.html.trim() !== ""
+
+const HTML_ALONE = Buffer.from("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+
+/**
+ * HTML alone inside a multipart (an alternative without its text part, HTML with inline images, a web
+ * form's HTML with an attachment) gave no text at all: the ticket's message and the agent saw only the
+ * subject. The text is mailparser's own conversion, with its limits on size and nesting, of the HTML
+ * handed to it as a mail of its own.
+ */
+const withHtmlText = (read: (source: Buffer) => Promise<ReadMail>) => async (source: Buffer): Promise<ReadMail> => {
+  const mail = await read(source)
+  if (!wantsHtmlText(mail)) return mail
+  const alone = await readWhole(Buffer.concat([HTML_ALONE, Buffer.from(mail.html, "utf8")])).catch(() => undefined)
+  return alone?.text ? { ...mail, text: alone.text } : mail
+}
+
 const parseWith = (read: (source: Buffer) => Promise<ReadMail>) => (raw: RawMail): Promise<Parsed> =>
   raw.source.length === 0
     ? Promise.resolve(unparseable(raw, "empty message"))
     : read(raw.source).then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
 
 /** mailparser → a checked email or a reason to quarantine; never rejects. Plain code, so a worker thread can run it. */
-export const parseRaw = parseWith(readMail)
+export const parseRaw = parseWith(withHtmlText(readMail))
 
 /** mailparser over every byte, without cutting large parts out first: what parseRaw must always agree with. */
-export const parseRawWhole = parseWith(readWhole)
+export const parseRawWhole = parseWith(withHtmlText(readWhole))
 
 export interface ParseResult {
   readonly parsed: Parsed
@@ -310,7 +329,8 @@ export interface ParseResult {
 export const parseSimple = (raw: RawMail): ParseResult | undefined => {
   if (raw.source.length === 0) return undefined
   const mail = readSimpleOrNot(raw.source)
-  if (mail === undefined) return undefined
+  // Its text comes from mailparser, asynchronously (withHtmlText).
+  if (mail === undefined || wantsHtmlText(mail)) return undefined
   try {
     return { parsed: verdict(mail, raw), rawSha256: sha256(raw.source) }
   } catch {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import type { RawMail } from "../../src/mail/Email.js"
-import { parseWithHash } from "../../src/mail/ParseMail.js"
+import { parseSimple, parseWithHash } from "../../src/mail/ParseMail.js"
 import { largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
 
 const raw = (source: Buffer, uid = 1): RawMail => ({ uid, size: source.length, source, headersOnly: false })
@@ -38,5 +38,40 @@ describe("parseWithHash", () => {
     expect(parsed._tag === "Accepted" && parsed.email.attachments).toEqual([
       { filename: "logs.bin", contentType: "application/octet-stream", size, sha256: sha256(pseudoRandomBytes(size, size)) }
     ])
+  })
+})
+
+describe("HTML without text", () => {
+  const alternative = (html: string) =>
+    Buffer.from([
+      "From: Ada <ada@customer.test>",
+      "Subject: cannot log in",
+      "Message-ID: <html-only@customer.test>",
+      "MIME-Version: 1.0",
+      "Content-Type: multipart/alternative; boundary=\"b\"",
+      "",
+      "--b",
+      "Content-Type: text/plain; charset=utf-8",
+      "",
+      " ",
+      "--b",
+      "Content-Type: text/html; charset=utf-8",
+      "",
+      html,
+      "--b--",
+      ""
+    ].join("\r\n"))
+
+  it("an alternative whose text part is blank is left to mailparser by the fast path, and its HTML becomes the text", async () => {
+    const source = alternative("<p>My password reset link <b>expired</b> twice.</p>")
+    expect(parseSimple(raw(source))).toBeUndefined()
+    const { parsed } = await parseWithHash(raw(source))
+    expect(parsed._tag === "Accepted" && parsed.email.text.trim()).toBe("My password reset link expired twice.")
+  })
+
+  it("HTML nested past mailparser's limit keeps an empty text rather than stalling", async () => {
+    const { parsed } = await parseWithHash(raw(alternative(`${"<div>".repeat(5_000)}deep${"</div>".repeat(5_000)}`)))
+    expect(parsed._tag === "Accepted" && parsed.email.text.trim()).toBe("")
+    expect(parsed._tag === "Accepted" && parsed.email.html).toContain("deep")
   })
 })
