@@ -182,12 +182,22 @@ const glimpse = (headers: Map<string, string>): HeaderGlimpse => ({
   date: headers.get("date") ?? null
 })
 
-/** The bytes after the header block, for mail whose MIME structure yields no readable part at all. */
+/** A header field's first line (RFC 5322 2.2: printable ASCII but the colon, then a colon), or a folded line. */
+const HEADER_LINE = /^(?:[!-9;-~]+:|[ \t])/
+
+/**
+ * The bytes after the header block (with LF line ends, as mailparser gives text), for mail whose MIME
+ * structure yields no readable part at all.
+ * Without the blank line that should end the header block, the body starts at the first line that
+ * is no header field, as Python's email package reads such mail: the words are not lost to it.
+ */
 const bodyOf = (source: Buffer): string => {
   const crlf = source.indexOf("\r\n\r\n")
   const lf = source.indexOf("\n\n")
-  const start = crlf >= 0 ? crlf + 4 : lf >= 0 ? lf + 2 : source.length
-  return source.subarray(start).toString("utf8")
+  if (crlf >= 0 || lf >= 0) return source.subarray(crlf >= 0 ? crlf + 4 : lf + 2).toString("utf8").replaceAll("\r\n", "\n")
+  const lines = source.toString("utf8").split(/\r?\n/)
+  const first = lines.findIndex((line, i) => i > 0 && !HEADER_LINE.test(line))
+  return first < 0 ? "" : lines.slice(first).join("\n")
 }
 
 const readableText = (mail: ReadMail, source: Buffer): string =>

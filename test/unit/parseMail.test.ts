@@ -75,3 +75,22 @@ describe("HTML without text", () => {
     expect(parsed._tag === "Accepted" && parsed.email.html).toContain("deep")
   })
 })
+
+describe("a body without the blank line that ends the header block", () => {
+  it("starts at the first line that is no header field, and folded headers stay headers", async () => {
+    const source = Buffer.from([
+      "From: Ada <ada@customer.test>",
+      "Subject: my order",
+      "\tis late",
+      "Message-ID: <no-blank@customer.test>",
+      "Order 4711 has not arrived: where is it?",
+      "Thanks, Ada",
+      ""
+    ].join("\r\n"))
+    const { parsed } = await parseWithHash(raw(source))
+    expect(parsed._tag).toBe("Accepted")
+    if (parsed._tag !== "Accepted") return
+    expect(parsed.email.subject).toBe("my order is late")
+    expect(parsed.email.text.trim()).toBe("Order 4711 has not arrived: where is it?\nThanks, Ada")
+  })
+})

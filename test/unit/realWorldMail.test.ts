@@ -46,6 +46,12 @@ describe("real-world mail (Python's email tests, enmime's malformed mail, SpamAs
     for (const { name, raw: source } of mails) expect(await parseRaw(raw(source)), name).toEqual(await parseRawWhole(raw(source)))
   })
 
+  it("Python's mail with no blank line after its headers keeps its words as its text", async () => {
+    const broken = mails.find((m) => m.name === "python/msg_35.txt")!
+    const parsed = await parseRaw(raw(broken.raw))
+    expect(parsed._tag === "Accepted" && parsed.email.text.trim()).toBe("counter to RFC 2822, there's no separating newline here")
+  })
+
   it("HTML alone inside a multipart becomes the mail's text, as mailparser converts a mail that is only HTML", async () => {
     const html = mails.find((m) => m.name === "enmime/mail-html-only-inline.raw")!
     const parsed = await parseRaw(raw(html.raw))
