@@ -3,6 +3,8 @@ import { MailParser } from "mailparser"
 import type { AddressObject, AttachmentStream, HeaderLines, MailParserOptions } from "mailparser"
 import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "./Email.js"
 import { cleanHeader, cleanText } from "./Text.js"
+import { forwardedCollector, withForwardedText } from "./Forwarded.js"
+import type { ForwardedWords } from "./Forwarded.js"
 import { elideLargeParts, restoreDigests } from "./LargeParts.js"
 import { readSimple } from "./SimpleMail.js"
 
@@ -34,6 +36,8 @@ interface ReadAttachment {
   readonly contentType: string
   readonly size: number
   readonly checksum: string
+  /** A forwarded mail's bytes (message/rfc822, the first one, up to FORWARDED_BYTES): never on the event. */
+  readonly forwarded?: Buffer
 }
 
 /** What reading a mail leaves (mailparser, or SimpleMail's fast path): headers, text, and each attachment's size and hash. */
@@ -68,13 +72,21 @@ const readWhole = (source: Buffer): Promise<ReadMail> =>
   new Promise((resolve, reject) => {
     const parser = new MailParser(options)
     const attachments: Array<ReadAttachment> = []
+    let forwardedSeen = false
     const drain = (attachment: AttachmentStream) => {
+      const forwarded = attachment.contentType === "message/rfc822" && !forwardedSeen ? forwardedCollector() : undefined
+      if (forwarded) {
+        forwardedSeen = true
+        attachment.content.on("data", forwarded.add)
+      }
       attachment.content.on("end", () => {
+        const bytes = forwarded?.bytes()
         attachments.push({
           ...(attachment.filename === undefined ? {} : { filename: attachment.filename }),
           contentType: attachment.contentType,
           size: attachment.size ?? 0,
-          checksum: attachment.checksum ?? ""
+          checksum: attachment.checksum ?? "",
+          ...(bytes === undefined ? {} : { forwarded: bytes })
         })
         attachment.release?.()
       })
@@ -321,11 +333,26 @@ const parseWith = (read: (source: Buffer) => Promise<ReadMail>) => (raw: RawMail
     ? Promise.resolve(unparseable(raw, "empty message"))
     : read(raw.source).then((mail) => verdict(mail, raw), (cause: unknown) => unparseable(raw, cause))
 
+/** A forwarded mail's words, read as any mail's (a forward in it stays an attachment). */
+const forwardedWords = (read: (source: Buffer) => Promise<ReadMail>) => async (source: Buffer): Promise<ForwardedWords> => {
+  const mail = await read(source)
+  const date = mail.headerLines.find((line) => line.key === "date")?.line.replace(/^date:\s*/i, "") ?? ""
+  return {
+    from: cleanHeader(mail.from?.text ?? ""),
+    date: cleanHeader(date),
+    subject: cleanHeader(mail.subject ?? ""),
+    text: readableText(mail, source)
+  }
+}
+
+const readWords = (read: (source: Buffer) => Promise<ReadMail>) =>
+  withForwardedText(withHtmlText(read), forwardedWords(withHtmlText(read)))
+
 /** mailparser → a checked email or a reason to quarantine; never rejects. Plain code, so a worker thread can run it. */
-export const parseRaw = parseWith(withHtmlText(readMail))
+export const parseRaw = parseWith(readWords(readMail))
 
 /** mailparser over every byte, without cutting large parts out first: what parseRaw must always agree with. */
-export const parseRawWhole = parseWith(withHtmlText(readWhole))
+export const parseRawWhole = parseWith(readWords(readWhole))
 
 export interface ParseResult {
   readonly parsed: Parsed

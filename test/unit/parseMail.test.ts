@@ -2,6 +2,7 @@ import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import type { RawMail } from "../../src/mail/Email.js"
 import { parseSimple, parseWithHash } from "../../src/mail/ParseMail.js"
+import { FORWARDED_BYTES } from "../../src/mail/Forwarded.js"
 import { largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
 
 const raw = (source: Buffer, uid = 1): RawMail => ({ uid, size: source.length, source, headersOnly: false })
@@ -92,5 +93,61 @@ describe("a body without the blank line that ends the header block", () => {
     if (parsed._tag !== "Accepted") return
     expect(parsed.email.subject).toBe("my order is late")
     expect(parsed.email.text.trim()).toBe("Order 4711 has not arrived: where is it?\nThanks, Ada")
+  })
+})
+
+describe("a mail forwarded as an attachment (message/rfc822)", () => {
+  const forwarded = (body: string, type = "text/html") => [
+    "From: Ada <ada@customer.test>",
+    "Date: Tue, 1 Dec 2026 10:00:00 +0100",
+    "Subject: refund, please",
+    "Message-ID: <inner@customer.test>",
+    `Content-Type: ${type}; charset=utf-8`,
+    "",
+    body
+  ].join("\r\n")
+  const outer = (note: string, inner: string) =>
+    Buffer.from([
+      "From: Bob <bob@support.test>",
+      "Subject: FW: refund, please",
+      "Message-ID: <outer@support.test>",
+      "MIME-Version: 1.0",
+      "Content-Type: multipart/mixed; boundary=\"f\"",
+      "",
+      "--f",
+      "Content-Type: text/plain; charset=utf-8",
+      "",
+      note,
+      "--f",
+      "Content-Type: message/rfc822",
+      "Content-Disposition: attachment; filename=\"refund.eml\"",
+      "",
+      inner,
+      "--f--",
+      ""
+    ].join("\r\n"))
+
+  it("with nothing written around it, reads as the forwarded mail's header lines and words (its HTML as text)", async () => {
+    const { parsed } = await parseWithHash(raw(outer("", forwarded("<p>Order <b>4711</b> arrived broken.</p>"))))
+    expect(parsed._tag).toBe("Accepted")
+    if (parsed._tag !== "Accepted") return
+    expect(parsed.email.from.address).toBe("bob@support.test")
+    expect(parsed.email.text).toBe([
+      "---------- Forwarded message ---------",
+      "From: \"Ada\" <ada@customer.test>",
+      "Date: Tue, 1 Dec 2026 10:00:00 +0100",
+      "Subject: refund, please",
+      "",
+      "Order 4711 arrived broken."
+    ].join("\n"))
+    expect(parsed.email.attachments).toEqual([expect.objectContaining({ contentType: "message/rfc822", filename: "refund.eml" })])
+    expect(Object.keys(parsed.email.attachments[0]!)).not.toContain("forwarded")
+  })
+
+  it("keeps what the forwarder wrote as the text, and a forwarded mail over FORWARDED_BYTES as an attachment only", async () => {
+    const noted = await parseWithHash(raw(outer("see the customer's mail", forwarded("<p>broken</p>"))))
+    expect(noted.parsed._tag === "Accepted" && noted.parsed.email.text.trim()).toBe("see the customer's mail")
+    const huge = await parseWithHash(raw(outer("", forwarded(`${"too long a line ".repeat(FORWARDED_BYTES / 16)}`, "text/plain"))))
+    expect(huge.parsed._tag === "Accepted" && huge.parsed.email.text.trim()).toBe("")
   })
 })

@@ -52,6 +52,17 @@ describe("real-world mail (Python's email tests, enmime's malformed mail, SpamAs
     expect(parsed._tag === "Accepted" && parsed.email.text.trim()).toBe("counter to RFC 2822, there's no separating newline here")
   })
 
+  it("a mail that is nothing but a forwarded mail (GroupWise's forward) reads as the forwarded words", async () => {
+    const forward = mails.find((m) => m.name === "python/msg_46.txt")!
+    const parsed = await parseRaw(raw(forward.raw))
+    expect(parsed._tag).toBe("Accepted")
+    if (parsed._tag !== "Accepted") return
+    expect(parsed.email.text).toContain("---------- Forwarded message ---------\nFrom: \"Dr. Sender\" <sender@example.net>")
+    expect(parsed.email.text).toContain("Subject: GroupwiseForwardingTest")
+    expect(parsed.email.text).toContain("Testing email forwarding with Groupwise 1.2.2010")
+    expect(parsed.email.attachments.map((a) => a.contentType)).toEqual(["message/rfc822"])
+  })
+
   it("HTML alone inside a multipart becomes the mail's text, as mailparser converts a mail that is only HTML", async () => {
     const html = mails.find((m) => m.name === "enmime/mail-html-only-inline.raw")!
     const parsed = await parseRaw(raw(html.raw))
