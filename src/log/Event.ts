@@ -108,6 +108,8 @@ export const SkipReason = Schema.Literal(
   "loop",
   /** The receiving server's spam verdict (X-Spam-Flag, X-Spam-Status, X-Spam). */
   "spam",
+  /** Sent through a bulk mail service (Feedback-ID, an ESP's own header, its bounce address as Return-Path): a receipt or a newsletter, no one's question. */
+  "bulk_sender",
   /** REPLY_REQUIRE_AUTH: no trusted server vouched for the From address. */
   "unauthenticated",
   /** The address an answer would go to is not a valid mailbox address. */

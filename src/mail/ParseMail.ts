@@ -25,7 +25,15 @@ const keptHeaders = [
   "x-spam-status",
   "x-spam",
   "return-path",
-  "sender"
+  "sender",
+  // bulkHeaderNames in replies/Reply.ts
+  "feedback-id",
+  "x-mandrill-user",
+  "x-mc-user",
+  "x-sg-eid",
+  "x-ses-outgoing",
+  "x-mailgun-sid",
+  "x-pm-message-id"
 ]
 
 /** Headers a mail may carry several times, where every one counts: their values are joined with ", ". */

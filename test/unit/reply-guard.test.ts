@@ -34,6 +34,9 @@ describe("loopGuard", () => {
     expect(loopGuard(withHeaders({ "auto-submitted": " No ; comment" }), own)).toBeUndefined()
     expect(loopGuard(withHeaders({ precedence: "first-class", "return-path": "<ada@customer.test>" }), own)).toBeUndefined()
     expect(loopGuard(email({ from: { address: "noreplyservice.fan@customer.test", name: "" } }), own)).toBeUndefined()
+    // A person whose address merely starts with "bounce", and forwarding's rewritten Return-Path (SRS).
+    expect(loopGuard(withHeaders({ "return-path": "<bounce-fan@customer.test>" }), own)).toBeUndefined()
+    expect(loopGuard(withHeaders({ "return-path": "<SRS0=x1Yz=2B=customer.test=ada@forwarder.test>" }), own)).toBeUndefined()
   })
 
   it.each([
@@ -48,7 +51,18 @@ describe("loopGuard", () => {
     ["x-autoreply", "yes", "auto_reply_header"],
     ["x-autorespond", "Out of office", "auto_reply_header"],
     ["x-auto-response-suppress", "All", "auto_reply_header"],
-    ["return-path", "<>", "bounce"]
+    ["return-path", "<>", "bounce"],
+    ["feedback-id", "1234:receipts:shop.test:esp", "bulk_sender"],
+    ["x-mandrill-user", "md_30112948", "bulk_sender"],
+    ["x-mc-user", "0f1e2d3c4b5a69788796a5b4c", "bulk_sender"],
+    ["x-sg-eid", "abc123", "bulk_sender"],
+    ["x-ses-outgoing", "2026.12.04-54.240.1.1", "bulk_sender"],
+    ["return-path", "<bounce-md_30112948.55a02731.v1-163e4a0f@mandrill.shop.test>", "bulk_sender"],
+    ["return-path", "<bounce-mc.us5_1234567.890123-ada=customer.test@mail12.suw.mcsv.net>", "bulk_sender"],
+    ["return-path", "<bounces+1234567-abcd-ada=customer.test@em123.shop.test>", "bulk_sender"],
+    ["return-path", "<bounce+5d2c41.1f7b-ada=customer.test@mg.shop.test>", "bulk_sender"],
+    ["return-path", "<msprvs1=18124jsoh3e=bounces-1234-5678@spmailtechn.com>", "bulk_sender"],
+    ["return-path", "<pm_bounces@pm-bounces.shop.test>", "bulk_sender"]
   ])("skips %s: %s as %s", (header, value, reason) => {
     const skip = loopGuard(withHeaders({ [header]: value }), own)
     expect(skip?.reason).toBe(reason)

@@ -22,6 +22,7 @@ import { Mailer, MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnava
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { Drafts } from "../../src/replies/Drafts.js"
+import { realWorldMail } from "../support/realWorld.js"
 import { configLayer, mail as anyMail, storeLayer } from "./layers.js"
 
 /** Mail from senders Gmail authenticated: the only mail that gets automatic answers by default. */
@@ -167,6 +168,29 @@ describe("Responder", () => {
       // Each sender's mail is answered in order; different senders side by side.
       expect(ofType(yield* events, "ReplySkipped").map((e) => e.reason).sort()).toEqual([...cases.map(([, reason]) => reason), "bounce"].sort())
       expect(mailer.sent).toHaveLength(0)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("real-world mail: every received mail gets one recorded outcome, and none is answered", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    const mails = realWorldMail()
+    const uids = mails.map((m) => mailbox.append(m.raw))
+    return Effect.gen(function*() {
+      yield* ingest
+      const outcome = yield* drain
+      const all = yield* events
+      const received = all.filter((e) => e.type === "EmailReceived").map((e) => e.id)
+      const outcomes = [...ofType(all, "ReplySent"), ...ofType(all, "ReplySkipped"), ...ofType(all, "ReplyFailed")]
+      expect(outcomes.map((o) => o.emailEventId).sort()).toEqual(received.sort())
+      expect(outcome).toEqual({ sent: 0, drafted: 0, skipped: received.length, failed: 0 })
+      expect(mailer.sent).toHaveLength(0)
+      // The one mail a trusted server authenticated (mx.google.com, DKIM aligned with its From) is
+      // Papertrail's welcome mail, sent through Mandrill: a company's automatic mail, not a question.
+      const welcome = all.find((e) => e.uid === uids[mails.findIndex((m) => m.name === "enmime/mail-ctype-bug.raw")])!
+      expect(welcome.data._tag === "EmailReceived" && welcome.data.senderAuth?.authenticated).toBe(true)
+      const skip = ofType(all, "ReplySkipped").find((s) => s.emailEventId === welcome.id)
+      expect(skip?.reason).toBe("bulk_sender")
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
