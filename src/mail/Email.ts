@@ -7,6 +7,14 @@ export const Address = Schema.Struct({
 })
 export type Address = typeof Address.Type
 
+/**
+ * Headers that bulk mail services put on what they send for a company (receipts, welcome mail,
+ * newsletters): Gmail's Feedback-ID for bulk senders, Mandrill's and Mailchimp's user, SendGrid's
+ * event id, Amazon SES's, Mailgun's and Postmark's. Kept on the event for the reply guard: such mail
+ * is authenticated (the service signs it for the company), has no Auto-Submitted, and is no one's question.
+ */
+export const bulkHeaderNames = ["feedback-id", "x-mandrill-user", "x-mc-user", "x-sg-eid", "x-ses-outgoing", "x-mailgun-sid", "x-pm-message-id"]
+
 export const Attachment = Schema.Struct({
   filename: Schema.NullOr(Schema.String),
   contentType: Schema.String,

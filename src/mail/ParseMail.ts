@@ -2,6 +2,7 @@ import { createHash } from "node:crypto"
 import { MailParser } from "mailparser"
 import type { AddressObject, AttachmentStream, HeaderLines, MailParserOptions } from "mailparser"
 import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "./Email.js"
+import { bulkHeaderNames } from "./Email.js"
 import { cleanHeader, cleanText } from "./Text.js"
 import { forwardedCollector, withForwardedText } from "./Forwarded.js"
 import type { ForwardedWords } from "./Forwarded.js"
@@ -26,14 +27,7 @@ const keptHeaders = [
   "x-spam",
   "return-path",
   "sender",
-  // bulkHeaderNames in replies/Reply.ts
-  "feedback-id",
-  "x-mandrill-user",
-  "x-mc-user",
-  "x-sg-eid",
-  "x-ses-outgoing",
-  "x-mailgun-sid",
-  "x-pm-message-id"
+  ...bulkHeaderNames
 ]
 
 /** Headers a mail may carry several times, where every one counts: their values are joined with ", ". */
