@@ -49,6 +49,11 @@ export interface GreenMail {
   readonly user: string
   readonly password: string
   append(raws: ReadonlyArray<Buffer | string>): Promise<Array<number>>
+  /**
+   * Each mail's UID, or undefined for one GreenMail would not store: its MIME parser gives up on
+   * some malformed mail and drops the connection (a new one takes the next mail).
+   */
+  appendEach(raws: ReadonlyArray<Buffer | string>): Promise<Array<number | undefined>>
   uids(): Promise<Array<number>>
   /** The IMAPS port's certificate as PEM, for NODE_EXTRA_CA_CERTS. */
   certificatePem(): Promise<string>
@@ -131,6 +136,23 @@ export const startGreenMail = async (
         for (const raw of raws) {
           const result = await c.append("INBOX", raw, [])
           if (result && result.uid) uids.push(result.uid)
+        }
+        return uids
+      } finally {
+        await c.logout().catch(() => c.close())
+      }
+    },
+    appendEach: async (raws) => {
+      const uids: Array<number | undefined> = []
+      let c = await client()
+      try {
+        for (const raw of raws) {
+          const result = await c.append("INBOX", raw, []).catch(() => undefined)
+          uids.push(result && result.uid ? result.uid : undefined)
+          if (!result) {
+            c.close()
+            c = await client()
+          }
         }
         return uids
       } finally {
