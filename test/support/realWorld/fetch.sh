@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Fetches real-world mail for the tests from Debian's packages, once, and prints the folder it is in:
-# the test messages of Python's email package (libpython3.11-testsuite), the malformed and ordinary
+# the test messages of Python's email package (libpython3.X-testsuite), the malformed and ordinary
 # mail that enmime collected from its bug reports (golang-github-jhillyerd-enmime-dev, testdata under
 # CC0), and SpamAssassin's spam and ham samples. The packages are downloaded and unpacked here, never
 # installed; SOURCES in the folder names each package's version.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${MAILROOM_CACHE:-$here/../../../.cache}/real-world-mail"
-packages=(libpython3.11-testsuite golang-github-jhillyerd-enmime-dev spamassassin)
+# The test suite of the release's own Python (3.11 on Debian 12).
+python_version="$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3.11)"
+packages=("libpython$python_version-testsuite" golang-github-jhillyerd-enmime-dev spamassassin)
 if [ ! -f "$cache/.complete" ]; then
   command -v apt-get >/dev/null || { echo "apt-get not found: the real-world mail comes from Debian's packages" >&2; exit 1; }
   work="$(mktemp -d)"
