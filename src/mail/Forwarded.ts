@@ -23,7 +23,8 @@ export interface ForwardedWords {
   readonly text: string
 }
 
-const blank = (value: string | false | undefined) => !value || value.trim() === ""
+/** No text at all, or only white space. */
+export const blank = (value: string | false | undefined): boolean => !value || value.trim() === ""
 
 export const withForwardedText = <M extends WithForward>(
   read: (source: Buffer) => Promise<M>,

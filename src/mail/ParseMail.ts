@@ -4,7 +4,7 @@ import type { AddressObject, AttachmentStream, HeaderLines, MailParserOptions } 
 import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "./Email.js"
 import { bulkHeaderNames } from "./Email.js"
 import { cleanHeader, cleanText } from "./Text.js"
-import { forwardedCollector, withForwardedText } from "./Forwarded.js"
+import { blank, forwardedCollector, withForwardedText } from "./Forwarded.js"
 import type { ForwardedWords } from "./Forwarded.js"
 import { elideLargeParts, restoreDigests } from "./LargeParts.js"
 import { readSimple } from "./SimpleMail.js"
@@ -313,7 +313,7 @@ export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
 
 /** HTML and no text (or a blank text part): mailparser converts HTML to text only when the whole mail is one HTML part. */
 const wantsHtmlText = (mail: ReadMail): mail is ReadMail & { readonly html: string } =>
-  (!mail.text || mail.text.trim() === "") && typeof mail.html === "string" && mail.html.trim() !== ""
+  blank(mail.text) && typeof mail.html === "string" && !blank(mail.html)
 
 const HTML_ALONE = Buffer.from("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
 
