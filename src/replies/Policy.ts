@@ -54,14 +54,14 @@ export const makePolicy = (
     const inFlight = yield* Ref.make<ReadonlyArray<Reservation>>([])
     const oneAtATime = yield* Effect.makeSemaphore(1)
 
-    const breaker = (pending: number) =>
+    const breaker = (answeredLastHour: number) =>
       Effect.gen(function*() {
         const now = Date.now()
         const until = yield* Ref.get(openUntil)
         if (until > now) {
           return { reason: "global_limit", detail: `the circuit breaker is open until ${new Date(until).toISOString()} (REPLY_GLOBAL_LIMIT=${config.globalLimit})` } satisfies Skip
         }
-        const skip = globalGuard((yield* store.answersSince({}, new Date(now - HOUR))) + pending, config.globalLimit)
+        const skip = globalGuard(answeredLastHour, config.globalLimit)
         if (skip === undefined) {
           if (until > 0) {
             yield* Ref.set(openUntil, 0)
@@ -77,18 +77,17 @@ export const makePolicy = (
     const caps = (email: EmailReceived, to: string, pending: ReadonlyArray<Reservation>) =>
       Effect.gen(function*() {
         const now = Date.now()
+        const counts = yield* store.answerCounts(
+          { customerId: email.customerId, recipient: { id: keyedId(to), address: to }, ticketId: email.ticketId },
+          { sender: new Date(now - HOUR), ticket: new Date(now - DAY), all: new Date(now - HOUR) }
+        )
         const sender = rateGuard(
-          (yield* store.sentSince(email.customerId, { id: keyedId(to), address: to }, new Date(now - HOUR))) +
-            pending.filter((r) => r.customerId === email.customerId || r.to === to).length,
+          counts.sender + pending.filter((r) => r.customerId === email.customerId || r.to === to).length,
           config.rateLimit
         )
         if (sender !== undefined) return sender
-        const ticket = ticketGuard(
-          (yield* store.answersSince({ ticketId: email.ticketId }, new Date(now - DAY))) +
-            pending.filter((r) => r.ticketId === email.ticketId).length,
-          config.ticketLimit
-        )
-        return ticket ?? (yield* breaker(pending.length))
+        const ticket = ticketGuard(counts.ticket + pending.filter((r) => r.ticketId === email.ticketId).length, config.ticketLimit)
+        return ticket ?? (yield* breaker(counts.all + pending.length))
       })
 
     /**

@@ -23,6 +23,25 @@ export class CustomerErasedMeanwhile extends Data.TaggedError("CustomerErasedMea
   }
 }
 
+/** Whose answers the caps count. */
+export interface AnswerScope {
+  readonly customerId: string
+  readonly recipient: { readonly id: string; readonly address: string }
+  readonly ticketId: string
+}
+
+export interface AnswerWindows {
+  readonly sender: Date
+  readonly ticket: Date
+  readonly all: Date
+}
+
+export interface AnswerCounts {
+  readonly sender: number
+  readonly ticket: number
+  readonly all: number
+}
+
 export interface ReplyStoreShape {
   /** The reply events recorded for one EmailReceived. */
   readonly replyState: (emailEventId: string) => Effect.Effect<ReplyState, SqlError>
@@ -33,22 +52,18 @@ export interface ReplyStoreShape {
    */
   readonly intend: (mailbox: string, intent: ReplyIntended) => Effect.Effect<string, SqlError | CustomerErasedMeanwhile>
   /**
-   * Appends one outcome; a ReplySent also writes the answer's outbound `messages` row (from its
-   * ReplyIntended), in the same transaction. The database refuses a second outcome.
+   * Appends one outcome; a ReplySent also writes the answer's outbound `messages` row from its
+   * ReplyIntended (`intent` when the caller holds it, else read from the log), in the same
+   * transaction. The database refuses a second outcome.
    */
-  readonly append: (mailbox: string, data: ReplyOutcome) => Effect.Effect<string, SqlError>
-  /** Answers decided (ReplyIntended) since `since` for this customer or to this recipient (its keyed id and address). */
-  readonly sentSince: (
-    customerId: string,
-    recipient: { readonly id: string; readonly address: string },
-    since: Date
-  ) => Effect.Effect<number, SqlError>
+  readonly append: (mailbox: string, data: ReplyOutcome, intent?: ReplyIntended) => Effect.Effect<string, SqlError>
   /**
-   * Answers decided (ReplyIntended: sent, drafted, or failing) since `since`, on one ticket or
-   * (without ticketId) across the log. An intent is recorded before its answer leaves, so the
-   * count never lags behind what is on its way.
+   * Answers decided (ReplyIntended: sent, drafted, or failing) that the caps count, in one round
+   * trip: for this customer or to this recipient (its keyed id and address) since `sender`, on this
+   * ticket since `ticket`, and across the log since `all`. An intent is recorded before its answer
+   * leaves, so the counts never lag behind what is on its way.
    */
-  readonly answersSince: (scope: { readonly ticketId?: string }, since: Date) => Effect.Effect<number, SqlError>
+  readonly answerCounts: (scope: AnswerScope, since: AnswerWindows) => Effect.Effect<AnswerCounts, SqlError>
 }
 
 const isIntent = (data: EventData): data is ReplyIntended => data._tag === "ReplyIntended"
@@ -81,7 +96,7 @@ const makeSql = Effect.gen(function*() {
       type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
     `).pipe(Effect.map((events) => replyStateOf(events.map((event) => event.data))))
 
-  const appendEvent = <E>(mailbox: string, data: ReplyEvent, before: Effect.Effect<void, E> = Effect.void) =>
+  const appendEvent = <E>(mailbox: string, data: ReplyEvent, before: Effect.Effect<void, E> = Effect.void, held?: ReplyIntended) =>
     Effect.flatMap(currentTraceparent, (trace) =>
       log.transaction((append) =>
         Effect.gen(function*() {
@@ -89,7 +104,7 @@ const makeSql = Effect.gen(function*() {
           const event = replyEvent(mailbox, data, trace)
           yield* append([event])
           if (data._tag === "ReplySent") {
-            const { intent } = yield* replyState(data.emailEventId)
+            const intent = held ?? (yield* replyState(data.emailEventId)).intent
             if (intent !== undefined) yield* writeOutbound(sql, outboundRow(event.id, mailbox, intent, event.occurredAt))
           }
           return event.id
@@ -105,23 +120,20 @@ const makeSql = Effect.gen(function*() {
   return ReplyStore.of({
     replyState,
     intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId)),
-    append: (mailbox, data) => appendEvent(mailbox, data),
-    sentSince: (customerId, recipientId, since) =>
+    append: (mailbox, data, intent) => appendEvent(mailbox, data, Effect.void, intent),
+    answerCounts: (scope, since) =>
+      // Three counts, each by its own index, in one statement: admission runs one mail at a time.
       // `to` is sealed since 0010; an older intent's is still in data, and counted by it for a day.
-      sql<{ n: string }>`
-        SELECT count(*) AS n FROM events
-        WHERE type = 'ReplyIntended' AND occurred_at > ${since}
-          AND (data->>'customerId' = ${customerId} OR data->>'recipientId' = ${recipientId.id} OR data->'to'->>'address' = ${recipientId.address})
-      `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0))),
-    answersSince: (scope, since) =>
-      (scope.ticketId === undefined
-        ? sql<{ n: string }>`
-          SELECT count(*) AS n FROM events WHERE type = 'ReplyIntended' AND occurred_at > ${since}`
-        : sql<{ n: string }>`
-          SELECT count(*) AS n FROM events
-          WHERE type = 'ReplyIntended' AND ticket_id = ${scope.ticketId} AND occurred_at > ${since}`).pipe(
-          Effect.map((rows) => Number(rows[0]?.n ?? 0))
-        )
+      sql<{ sender: string; ticket: string; all: string }>`
+        SELECT
+          (SELECT count(*) FROM events
+           WHERE type = 'ReplyIntended' AND occurred_at > ${since.sender}
+             AND (data->>'customerId' = ${scope.customerId} OR data->>'recipientId' = ${scope.recipient.id}
+                  OR data->'to'->>'address' = ${scope.recipient.address})) AS sender,
+          (SELECT count(*) FROM events
+           WHERE type = 'ReplyIntended' AND ticket_id = ${scope.ticketId} AND occurred_at > ${since.ticket}) AS ticket,
+          (SELECT count(*) FROM events WHERE type = 'ReplyIntended' AND occurred_at > ${since.all}) AS "all"
+      `.pipe(Effect.map(([row]) => ({ sender: Number(row?.sender ?? 0), ticket: Number(row?.ticket ?? 0), all: Number(row?.all ?? 0) })))
   })
 })
 
@@ -132,7 +144,6 @@ const repliesTo = (all: ReadonlyArray<StoredEvent>, emailEventId: string) =>
 const makeMemory = Effect.gen(function*() {
   const log = yield* EventLog
   const all = log.read(0n, Number.MAX_SAFE_INTEGER)
-  const count = (keep: (event: StoredEvent) => boolean) => Effect.map(all, (events) => events.filter(keep).length)
   const appendEvent = (mailbox: string, data: ReplyEvent) =>
     log.transaction((append) =>
       Effect.gen(function*() {
@@ -150,15 +161,17 @@ const makeMemory = Effect.gen(function*() {
     // The in-memory log erases nobody.
     intend: appendEvent,
     append: appendEvent,
-    sentSince: (customerId, recipient, since) =>
-      count((e) =>
-        e.data._tag === "ReplyIntended" && (e.data.customerId === customerId || e.data.recipientId === recipient.id) && e.occurredAt > since
-      ),
-    answersSince: (scope, since) =>
-      count((e) =>
-        e.data._tag === "ReplyIntended" && e.occurredAt > since &&
-        (scope.ticketId === undefined || e.data.ticketId === scope.ticketId)
-      )
+    answerCounts: (scope, since) =>
+      Effect.map(all, (events) => {
+        const intents = events.filter((e): e is StoredEvent & { readonly data: ReplyIntended } => isIntent(e.data))
+        return {
+          sender: intents.filter((e) =>
+            e.occurredAt > since.sender && (e.data.customerId === scope.customerId || e.data.recipientId === scope.recipient.id)
+          ).length,
+          ticket: intents.filter((e) => e.occurredAt > since.ticket && e.data.ticketId === scope.ticketId).length,
+          all: intents.filter((e) => e.occurredAt > since.all).length
+        }
+      })
   })
 })
 

@@ -90,7 +90,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     // A responder that starts on an existing log answers what arrives from now on, not the history.
     yield* log.startAt(consumer, yield* log.lastSeq)
 
-    const record = <A extends ReplyOutcome>(data: A) => store.append(mailbox, data).pipe(Effect.as(data))
+    const record = <A extends ReplyOutcome>(data: A, intent?: ReplyIntended) => store.append(mailbox, data, intent).pipe(Effect.as(data))
 
     const sent = (intent: ReplyIntended, outcome: Pick<ReplySent, "response" | "attempts" | "foundInSent">) =>
       new ReplySent({
@@ -111,7 +111,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const send = (intent: ReplyIntended) =>
       mailer.send(outbound(intent)).pipe(
         Effect.flatMap((delivery) =>
-          record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }))
+          record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }), intent)
         ),
         Effect.catchTag("SmtpRejected", (error) =>
           record(new ReplyFailed({ ...base(intent), stage: "smtp", reason: error.message, attempts: 1, messageId: intent.messageId }))
@@ -166,7 +166,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           response: `found in ${config.sentMailbox} (UID ${found[0]}) after a restart`,
           attempts: 0,
           foundInSent: true
-        }))
+        }), intent)
       })
 
     const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recordIntent: Recorder) =>

@@ -554,7 +554,9 @@ describe("reply policy", () => {
   it.live("records an intent and frees its place as one step: a mail admitted meanwhile does not count that answer twice", () =>
     Effect.gen(function*() {
       const intents = yield* Ref.make(0)
-      const store = { answersSince: () => Ref.get(intents), sentSince: () => Effect.succeed(0) } as unknown as ReplyStoreShape
+      const store = {
+        answerCounts: () => Effect.map(Ref.get(intents), (n) => ({ sender: 0, ticket: n, all: n }))
+      } as unknown as ReplyStoreShape
       const config = yield* ReplyConfig.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["REPLY_TICKET_LIMIT", "2"]]))))
       const policy = yield* makePolicy(config, { address: "support@example.com", aliases: [] }, store, (address) => address)
       const second = yield* Deferred.make<string>()
