@@ -5,7 +5,9 @@ import type { EventData, ReplyEvent, ReplyIntended, ReplyOutcome, StoredEvent } 
 import { EventLog } from "../log/EventLog.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { currentTraceparent } from "../telemetry/Tracing.js"
-import { writeOutbound } from "../tickets/Projection.js"
+import { outboundStatements } from "../tickets/Projection.js"
+import type { KeyRow, KeysRead } from "../log/Vault.js"
+import { liveKeysJson } from "../log/Vault.js"
 import { outboundRow } from "./Reply.js"
 
 export interface ReplyState {
@@ -96,31 +98,47 @@ const makeSql = Effect.gen(function*() {
       type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
     `).pipe(Effect.map((events) => replyStateOf(events.map((event) => event.data))))
 
-  const appendEvent = <E>(mailbox: string, data: ReplyEvent, before: Effect.Effect<void, E> = Effect.void, held?: ReplyIntended) =>
+  /**
+   * Appends `data` under the append lock. `before` runs first in the transaction and may read its
+   * customer's keys ahead; a ReplySent carries its outbound `messages` row and the ticket's touch in
+   * its INSERT's statement: one round trip where there were three.
+   */
+  const appendEvent = <E>(
+    mailbox: string,
+    data: ReplyEvent,
+    before: Effect.Effect<KeysRead | undefined, E> = Effect.succeed(undefined),
+    held?: ReplyIntended
+  ) =>
     Effect.flatMap(currentTraceparent, (trace) =>
       log.transaction((append) =>
         Effect.gen(function*() {
-          yield* before
+          const keys = yield* before
           const event = replyEvent(mailbox, data, trace)
-          yield* append([event])
-          if (data._tag === "ReplySent") {
-            const intent = held ?? (yield* replyState(data.emailEventId)).intent
-            if (intent !== undefined) yield* writeOutbound(sql, outboundRow(event.id, mailbox, intent, event.occurredAt))
-          }
+          const intent = data._tag === "ReplySent" ? held ?? (yield* replyState(data.emailEventId)).intent : undefined
+          yield* append([event], {
+            ...(keys === undefined ? {} : { keys }),
+            ...(intent === undefined ? {} : { alongside: outboundStatements(sql, outboundRow(event.id, mailbox, intent, event.occurredAt)) })
+          })
           return event.id
         })
       )).pipe(Effect.withSpan("ReplyStore.append", { kind: "client", attributes: { "mailroom.event.type": data._tag } }))
 
-  /** The mail's sealing key is destroyed: its customer was erased. Mail recorded before 0010 has none to check. */
-  const notErased = (emailEventId: string) =>
-    sql<{ erased: boolean }>`
-      SELECT EXISTS (SELECT 1 FROM events e JOIN customer_keys k ON k.id = e.key_id WHERE e.id = ${emailEventId} AND k.key IS NULL) AS erased
-    `.pipe(Effect.flatMap((rows) => rows[0]?.erased ? new CustomerErasedMeanwhile({ emailEventId }) : Effect.void))
+  /**
+   * The mail's sealing key is destroyed: its customer was erased (mail recorded before 0010 has none
+   * to check). Reads the intent's customer's live keys in the same statement, for sealing it.
+   */
+  const notErased = (emailEventId: string, customerId: string) =>
+    sql<{ erased: boolean; keys: ReadonlyArray<KeyRow> }>`
+      SELECT EXISTS (SELECT 1 FROM events e JOIN customer_keys k ON k.id = e.key_id WHERE e.id = ${emailEventId} AND k.key IS NULL) AS erased,
+        ${liveKeysJson(sql, sql`SELECT ${customerId}::uuid`)} AS keys
+    `.pipe(Effect.flatMap(([row]) =>
+      row?.erased ? new CustomerErasedMeanwhile({ emailEventId }) : Effect.succeed({ customers: new Set([customerId]), rows: row?.keys ?? [] })
+    ))
 
   return ReplyStore.of({
     replyState,
-    intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId)),
-    append: (mailbox, data, intent) => appendEvent(mailbox, data, Effect.void, intent),
+    intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId, intent.customerId)),
+    append: (mailbox, data, intent) => appendEvent(mailbox, data, undefined, intent),
     answerCounts: (scope, since) =>
       // Three counts, each by its own index, in one statement: admission runs one mail at a time.
       // `to` is sealed since 0010; an older intent's is still in data, and counted by it for a day.

@@ -127,9 +127,6 @@ const insertStatements = (sql: SqlClient.SqlClient, table: string, rows: Readonl
   return statements
 }
 
-const insert = (sql: SqlClient.SqlClient, table: string, rows: ReadonlyArray<object>, suffix = "") =>
-  Effect.forEach(insertStatements(sql, table, rows, suffix), (statement) => statement, { discard: true })
-
 /**
  * A projection's writes, as statements: none touches a row another one writes, so they can go in one
  * statement (the tickets a mail follows up are never the ones it creates; foreign keys are checked at
@@ -153,8 +150,7 @@ export const writeProjection = (sql: SqlClient.SqlClient, rows: Projection, at: 
   Effect.forEach(projectionStatements(sql, rows, at), (statement) => statement, { discard: true })
 
 /** The outbound `messages` row an answer becomes once it is sent, and the ticket it touches. */
-export const writeOutbound = (sql: SqlClient.SqlClient, row: MessageRow) =>
-  Effect.gen(function*() {
-    yield* insert(sql, "messages", [{ ...row, references: [...row.references] }], "ON CONFLICT DO NOTHING")
-    yield* sql`UPDATE tickets SET updated_at = ${row.received_at} WHERE id = ${row.ticket_id}`
-  })
+export const outboundStatements = (sql: SqlClient.SqlClient, row: MessageRow): ReadonlyArray<Statement.Statement<unknown>> => [
+  ...insertStatements(sql, "messages", [{ ...row, references: [...row.references] }], "ON CONFLICT DO NOTHING"),
+  sql`UPDATE tickets SET updated_at = ${row.received_at} WHERE id = ${row.ticket_id}`
+]
