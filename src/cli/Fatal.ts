@@ -48,6 +48,7 @@ export const describeFailure = (cause: Cause.Cause<unknown>): Fatal | undefined 
     case "DataDirInUse":
     case "MailboxesFileInvalid":
     case "SecretKeyMismatch":
+    case "DatabaseIsNewer":
       return { line: String((error as unknown as Error).message), exitCode: 2 }
     case "ValidationError":
       return { line: "", exitCode: 2 }

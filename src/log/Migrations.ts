@@ -53,6 +53,18 @@ export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
   }
 }
 
+/**
+ * The database records migrations this version does not have: a newer mailroom migrated it. This one
+ * could misread what the newer one writes (an event kind, or a reason, it does not know), so it stops
+ * before touching anything.
+ */
+export class DatabaseIsNewer extends Data.TaggedError("DatabaseIsNewer")<{ readonly unknown: ReadonlyArray<string> }> {
+  override get message() {
+    return `the database was migrated by a newer mailroom (it has ${this.unknown.join(", ")}, which this version does not know): ` +
+      "run that version or a later one; every instance sharing a database must run the same version"
+  }
+}
+
 /** SqlError says only "Failed to execute statement"; the server's words are in its cause. */
 const reasons = (cause: unknown): string =>
   cause instanceof Error
@@ -79,12 +91,20 @@ const ledger = (sql: SqlClient.SqlClient) =>
       SELECT name, created_at FROM effect_sql_migrations ON CONFLICT DO NOTHING`
   }).pipe(inTransaction(sql))
 
-/** Each missing migration in number order, in one transaction with the row that records it. */
+const known = new Set(ordered.map((migration) => migration.name))
+
+/**
+ * Each missing migration in number order, in one transaction with the row that records it. A new
+ * event kind, or a new value in an event's fields, comes with a migration (one that may only record
+ * itself), so that an older instance refuses the database rather than misread it.
+ */
 const migrate = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* ledger(sql)
   const recorded = yield* sql<{ name: string }>`SELECT name FROM mailroom_migrations`
   const applied = new Set(recorded.map((row) => row.name))
+  const unknown = [...applied].filter((name) => !known.has(name)).sort()
+  if (unknown.length > 0) return yield* new DatabaseIsNewer({ unknown })
   for (const migration of ordered) {
     if (applied.has(migration.name)) continue
     yield* migration.run.pipe(

@@ -1,8 +1,9 @@
 import { Migrator, SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Logger } from "effect"
+import { Cause, Context, Effect, Layer, Logger } from "effect"
 import { DatabaseLive } from "../../src/Layers.js"
-import { migrations, ordered } from "../../src/log/Migrations.js"
+import { describeFailure } from "../../src/cli/Fatal.js"
+import { DatabaseIsNewer, migrations, ordered } from "../../src/log/Migrations.js"
 import { SqlLive } from "../../src/log/Sql.js"
 import events from "../../src/log/migrations/0001_events.js"
 import mailboxHealth from "../../src/log/migrations/0002_mailbox_health.js"
@@ -102,6 +103,29 @@ describe.each<Backend>(["postgres", "pglite"])("migrating on %s", (backend) => {
         expect(first.participants).toBe(true)
         expect(first.recorded).toEqual(allNames)
         expect((yield* start(env)).applied).toEqual([])
+      }))
+
+    it.scoped("refuses a database a newer version migrated, applying nothing, with one line saying what to run", () =>
+      Effect.gen(function*() {
+        const env = yield* freshEnv(backend, "migrate_newer")
+        yield* start(env)
+        // What a later mailroom leaves: a migration this version has never heard of.
+        yield* onDatabase(env)(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql`INSERT INTO mailroom_migrations (name) VALUES ('event_kinds_of_tomorrow')`.pipe(
+            Effect.zipRight(sql`DELETE FROM mailroom_migrations WHERE name = 'customer_keys'`)
+          )))
+        const refused = yield* Effect.flip(start(env))
+        expect(refused).toBeInstanceOf(DatabaseIsNewer)
+        expect((refused as DatabaseIsNewer).unknown).toEqual(["event_kinds_of_tomorrow"])
+        const fatal = describeFailure(Cause.fail(refused))
+        expect(fatal?.exitCode).toBe(2)
+        expect(fatal?.line).toMatch(/^the database was migrated by a newer mailroom \(it has event_kinds_of_tomorrow, .*\): run that version/)
+        // Nothing was applied: the migration whose record went missing was not run again.
+        const recorded = yield* onDatabase(env)(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ name: string }>`SELECT name FROM mailroom_migrations ORDER BY name`))
+        expect(recorded.map((row) => row.name)).toEqual(
+          [...allNames.filter((name) => name !== "customer_keys"), "event_kinds_of_tomorrow"].sort()
+        )
       }))
 
     it.scoped("gives a fresh database every migration, in order", () =>
