@@ -56,9 +56,15 @@ export interface ReplyStoreShape {
   /**
    * Appends one outcome; a ReplySent also writes the answer's outbound `messages` row from its
    * ReplyIntended (`intent` when the caller holds it, else read from the log), in the same
-   * transaction. The database refuses a second outcome.
+   * transaction. The database refuses a second outcome. Nothing is recorded when the mail's
+   * customer was erased since the intent (the answer was on its way): checked under the append lock,
+   * as `intend` does, so no key is made anew to seal what the erasure removed.
    */
-  readonly append: (mailbox: string, data: ReplyOutcome, intent?: ReplyIntended) => Effect.Effect<string, SqlError>
+  readonly append: (
+    mailbox: string,
+    data: ReplyOutcome,
+    intent?: ReplyIntended
+  ) => Effect.Effect<string, SqlError | CustomerErasedMeanwhile>
   /**
    * Answers decided (ReplyIntended: sent, drafted, or failing) that the caps count, in one round
    * trip: for this customer or to this recipient (its keyed id and address) since `sender`, on this
@@ -125,7 +131,7 @@ const makeSql = Effect.gen(function*() {
 
   /**
    * The mail's sealing key is destroyed: its customer was erased (mail recorded before 0010 has none
-   * to check). Reads the intent's customer's live keys in the same statement, for sealing it.
+   * to check). Reads the customer's live keys in the same statement, for sealing the reply event.
    */
   const notErased = (emailEventId: string, customerId: string) =>
     sql<{ erased: boolean; keys: ReadonlyArray<KeyRow> }>`
@@ -138,7 +144,7 @@ const makeSql = Effect.gen(function*() {
   return ReplyStore.of({
     replyState,
     intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId, intent.customerId)),
-    append: (mailbox, data, intent) => appendEvent(mailbox, data, undefined, intent),
+    append: (mailbox, data, intent) => appendEvent(mailbox, data, notErased(data.emailEventId, data.customerId), intent),
     answerCounts: (scope, since) =>
       // Three counts, each by its own index, in one statement: admission runs one mail at a time.
       // `to` is sealed since 0010; an older intent's is still in data, and counted by it for a day.

@@ -90,7 +90,14 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     // A responder that starts on an existing log answers what arrives from now on, not the history.
     yield* log.startAt(consumer, yield* log.lastSeq)
 
-    const record = <A extends ReplyOutcome>(data: A, intent?: ReplyIntended) => store.append(mailbox, data, intent).pipe(Effect.as(data))
+    // A customer erased while their answer was on its way: the answer went out (it cannot be called
+    // back), nothing of it is recorded, and their erased mail is never answered again.
+    const record = <A extends ReplyOutcome>(data: A, intent?: ReplyIntended) =>
+      store.append(mailbox, data, intent).pipe(
+        Effect.catchTag("CustomerErasedMeanwhile", () =>
+          Effect.logInfo(`The customer on ticket ${data.ticketId} was erased while the answer was on its way: its ${data._tag} is not recorded`)),
+        Effect.as(data)
+      )
 
     const sent = (intent: ReplyIntended, outcome: Pick<ReplySent, "response" | "attempts" | "foundInSent">) =>
       new ReplySent({

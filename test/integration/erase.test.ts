@@ -158,6 +158,45 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
+    it.effect("records nothing of an answer whose customer was erased while it went out, and goes on", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("erase_sending")
+      const p = await replyPipeline(servers, "erase_sending", { DATABASE_URL: db.url })
+      const sentBefore = servers.sink.messages.length
+      try {
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Ada Lovelace <ada@customer.test>", messageId: "<ada-s@customer.test>", subject: "ADA-SENDING-SUBJECT", text: "ADA-SENDING-BODY" }),
+          mail({ authenticated: true, from: "Bob <bob@customer.test>", messageId: "<bob-s@customer.test>", subject: "How do I reset my password?" })
+        ])
+        await p.ingest()
+        // Ada's answer is on the wire when a person runs `mailroom erase` for her.
+        let erasedWhileSending = false
+        servers.sink.beforeAccepting(async () => {
+          if (erasedWhileSending) return
+          erasedWhileSending = true
+          await p.runtime.runPromise(eraseCustomer("ada@customer.test"))
+        })
+        const summary = await p.reply()
+        expect(erasedWhileSending).toBe(true)
+        // Both answers went out (an answer on the wire cannot be called back); Bob's is recorded.
+        expect(servers.sink.messages.length).toBe(sentBefore + 2)
+        expect(summary).toMatchObject({ sent: 2, failed: 0 })
+        const events = await p.events()
+        expect(ofType(events, "ReplySent")).toHaveLength(1)
+        expect(ofType(events, "ReplySent")[0]).toMatchObject({ to: "bob@customer.test" })
+        // No key was made anew to seal Ada's ReplySent with (Bob's is the one live key): nothing of
+        // Ada's is readable anywhere.
+        expect(await count(db.url, "SELECT count(*) AS n FROM customer_keys WHERE key IS NOT NULL")).toBe(1)
+        for (const needle of ["ada@customer.test", "Lovelace", "ADA-SENDING"]) {
+          expect(await p.runtime.runPromise(holdersIn(needle)), needle).toEqual([])
+        }
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+      } finally {
+        servers.sink.beforeAccepting(undefined)
+        await p.runtime.dispose()
+        await db.drop()
+      }
+    }))
+
     it.effect("seals under MAILROOM_SECRET_KEY once it is set, and refuses to start with another key", () => withReplyServers(async (servers) => {
       const db = await createDatabase("erase_key")
       const env = (extra: Record<string, string> = {}) => servers.env({ DATABASE_URL: db.url, AGENT: "off", IMAP_BACKFILL: "all", ...extra })

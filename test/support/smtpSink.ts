@@ -19,6 +19,8 @@ export interface SmtpSink {
   waitFor(count: number, timeoutMs?: number): Promise<ReadonlyArray<SinkMessage>>
   /** Rejects the next `n` messages at DATA with `code` (0 stops rejecting). */
   failNext(n: number, code?: number): void
+  /** Runs `hook` on each message before the sink answers its DATA (undefined: none). */
+  beforeAccepting(hook: (() => Promise<void>) | undefined): void
   close(): Promise<void>
 }
 
@@ -50,6 +52,7 @@ export const startSmtpSink = async (
   let authAttempts = 0
   let failing = 0
   let failCode = 451
+  let beforeAccepting: (() => Promise<void>) | undefined
   const waiters: Array<() => void> = []
   const requireAuth = options.user !== undefined || options.accessToken !== undefined
   const server = new SMTPServer({
@@ -72,7 +75,8 @@ export const startSmtpSink = async (
     onData: (stream, session, callback) => {
       const chunks: Array<Buffer> = []
       stream.on("data", (chunk: Buffer) => chunks.push(chunk))
-      stream.on("end", () => {
+      stream.on("end", async () => {
+        await beforeAccepting?.()
         if (failing > 0) {
           failing -= 1
           return callback(Object.assign(new Error("Try again later"), { responseCode: failCode }))
@@ -115,6 +119,9 @@ export const startSmtpSink = async (
     failNext: (n, code = 451) => {
       failing = n
       failCode = code
+    },
+    beforeAccepting: (hook) => {
+      beforeAccepting = hook
     },
     close: () => new Promise((resolve) => server.close(() => resolve()))
   }
