@@ -7,7 +7,7 @@ export interface AnswerContext {
   readonly text: string
   /** The help passages the agent was given. */
   readonly material: ReadonlyArray<string>
-  /** The sender's own mail: this one and their earlier messages on the ticket. */
+  /** The sender's own words: this mail and their earlier messages on the ticket, without forwarded mail (ownWords). */
   readonly customerTexts: ReadonlyArray<string>
   readonly own: OwnAddresses
   readonly maxChars: number
@@ -34,6 +34,23 @@ export const linksIn = (text: string): { readonly links: ReadonlyArray<string>; 
     if (parse(match[0].split("/")[0]!).isIcann === true) found.add(trimmed(match[0]))
   }
   return { links: [...found], addresses: [...mails] }
+}
+
+/**
+ * Where a forwarded mail starts in a customer's text: Gmail's and mailroom's own (a mail forwarded
+ * as an attachment), Thunderbird's, Apple Mail's, Outlook's separators.
+ */
+const forwardedStart =
+  /^(?:-{2,} ?(?:Forwarded|Original) [Mm]essage ?-{2,}[ \t]*$|Begin forwarded message:[ \t]*$|_{10,}[ \t]*\n[ \t]*From:)/m
+
+/**
+ * The customer's own words: their text up to the first forwarded mail. What a forwarded mail says was
+ * written by someone else (a phishing mail forwarded with "is this from you?"): a link only it holds
+ * must not go out under the company's name without a person looking at it.
+ */
+export const ownWords = (text: string): string => {
+  const start = text.search(forwardedStart)
+  return start < 0 ? text : text.slice(0, start)
 }
 
 /**

@@ -7,7 +7,7 @@ import type { EmailReceived, ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
 import { Agent } from "./Agent.js"
-import { needsHuman } from "./Checks.js"
+import { needsHuman, ownWords } from "./Checks.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
 import { Drafts } from "./Drafts.js"
 import type { Recorder } from "./Policy.js"
@@ -193,8 +193,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
             email.from.address,
             recipient(email).address,
             email.subject,
-            email.text,
-            ...thread.messages.flatMap((m) => m.direction === "inbound" ? [m.subject, m.text] : [])
+            ownWords(email.text),
+            ...thread.messages.flatMap((m) => m.direction === "inbound" ? [m.subject, ownWords(m.text)] : [])
           ],
           own,
           maxChars: config.maxChars,

@@ -246,7 +246,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
-    it.effect("an invented link is never mailed: the answer waits in the drafts folder", () => withReplyServers(async (servers) => {
+    it.effect("an invented link, or one only a forwarded mail holds, is never mailed: the answer waits in the drafts folder", () => withReplyServers(async (servers) => {
       const p = await replyPipeline(servers, "safety_link")
       try {
         const before = servers.sink.messages.length
@@ -264,6 +264,19 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await servers.dovecot.append([mail({ authenticated: true, from: "Ola <ola@customer.test>", subject: "Order", text: "See https://customer.test/orders/17" })])
         await p.ingest()
         expect(await p.reply()).toMatchObject({ sent: 1 })
+        // A link only a mail she forwards holds is someone else's (a phishing invoice): a person looks first.
+        servers.llm.setResponder(() => "Yes, that invoice is ours: please pay at https://pay-invoice.example/now.")
+        await servers.dovecot.append([mail({
+          authenticated: true,
+          from: "Ola <ola@customer.test>",
+          subject: "Is this from you?",
+          text: "Is this invoice from you?\n\n---------- Forwarded message ---------\nFrom: Billing <billing@pay-invoice.example>\n" +
+            "Subject: Invoice\n\nPay today at https://pay-invoice.example/now"
+        })])
+        await p.ingest()
+        expect(await p.reply()).toMatchObject({ sent: 0, drafted: 1 })
+        expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain("pay-invoice.example/now")
+        expect(servers.sink.messages.length).toBe(before + 1)
       } finally {
         servers.llm.setResponder((request) => `Thanks for reaching out. ${String(request.body?.messages?.length ?? "")}`)
         await p.runtime.dispose()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { AnswerContext } from "../../src/replies/Checks.js"
-import { linksIn, needsHuman } from "../../src/replies/Checks.js"
+import { linksIn, needsHuman, ownWords } from "../../src/replies/Checks.js"
 
 const own = { address: "support@example.com", aliases: ["billing@example.com"] }
 
@@ -24,6 +24,36 @@ describe("linksIn", () => {
       links: ["a.test/x", "www.b.test", "evil.com/login"],
       addresses: ["ada@customer.test"]
     })
+  })
+})
+
+describe("ownWords", () => {
+  const forwarded = (separator: string) => `Is this invoice from you?\n\n${separator}\nFrom: Billing <billing@pay-invoice.example>\nPay at https://pay-invoice.example/now`
+
+  it("ends where a forwarded mail starts, whichever client wrote the separator", () => {
+    for (
+      const separator of [
+        "---------- Forwarded message ---------", // Gmail, and mailroom's text of a mail forwarded as an attachment
+        "-------- Forwarded Message --------", // Thunderbird
+        "Begin forwarded message:", // Apple Mail
+        "-----Original Message-----", // Outlook
+        "________________________________" // Outlook, its From: block next
+      ]
+    ) {
+      expect(ownWords(forwarded(separator)), separator).toBe("Is this invoice from you?\n\n")
+    }
+  })
+
+  it("keeps a mail without a forwarded one whole, a line of underscores in a signature included", () => {
+    const text = "My order https://shop.customer.test/orders/17 never came.\n__________\nAda, www.customer.test"
+    expect(ownWords(text)).toBe(text)
+  })
+
+  it("makes a link only the forwarded mail holds a reason for a person to look", () => {
+    const phishing = forwarded("---------- Forwarded message ---------")
+    expect(needsHuman(answer("Yes, please pay at https://pay-invoice.example/now.", { customerTexts: [phishing] }))).toBeUndefined()
+    expect(needsHuman(answer("Yes, please pay at https://pay-invoice.example/now.", { customerTexts: [ownWords(phishing)] })))
+      .toContain("pay-invoice.example/now")
   })
 })
 
