@@ -55,7 +55,7 @@ export const ownWords = (text: string): string => {
 
 /**
  * Why an answer needs a person, or undefined when it may be sent. A link or address that neither
- * the help passages nor the customer's own mail holds was made up by the model, or put into its
+ * the help passages nor the customer's own words hold was made up by the model, or put into its
  * mouth by a prompt injection: either way it must not go out under the company's name.
  */
 export const needsHuman = (answer: AnswerContext): string | undefined => {
