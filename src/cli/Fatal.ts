@@ -49,6 +49,9 @@ export const describeFailure = (cause: Cause.Cause<unknown>): Fatal | undefined 
     case "MailboxesFileInvalid":
     case "SecretKeyMismatch":
     case "DatabaseIsNewer":
+    // A folder setting that names no folder on the server: a --once run stops here (a daemon retries).
+    case "SentMailboxMissing":
+    case "DraftsMailboxMissing":
       return { line: String((error as unknown as Error).message), exitCode: 2 }
     case "ValidationError":
       return { line: "", exitCode: 2 }

@@ -1,7 +1,8 @@
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Cause, Context, Effect, Layer } from "effect"
 import type { AddressObject } from "mailparser"
 import { simpleParser } from "mailparser"
+import { describeFailure } from "../../src/cli/Fatal.js"
 import type { ImapSession } from "../../src/mailbox/Imap.js"
 import { Imap, ImapLive, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import type { DraftsShape } from "../../src/replies/Drafts.js"
@@ -101,6 +102,7 @@ layer(DovecotWithDrafts, { excludeTestServices: true })("Drafts against a real D
       expect(error._tag).toBe("DraftsMailboxMissing")
       expect(error.message).toContain(`"No Such Drafts"`)
       expect(error.message).toContain("DRAFTS_MAILBOX")
+      expect(describeFailure(Cause.fail(error))?.exitCode).toBe(2)
     }))
 
   it.effect("APPEND to a folder that does not exist is MailboxNotFound; to one that does, it answers the UID", () =>

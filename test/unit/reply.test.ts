@@ -1,8 +1,9 @@
 import type { AgentKind } from "../../src/config/Replies.js"
 import { ReplyStore } from "../../src/replies/ReplyStore.js"
+import { describeFailure } from "../../src/cli/Fatal.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Deferred, Effect, Fiber, Layer, Logger, Option, Ref, TestClock } from "effect"
+import { Cause, ConfigProvider, Deferred, Effect, Fiber, Layer, Logger, Option, Ref, TestClock } from "effect"
 import type { StoredEvent } from "../../src/log/Event.js"
 import type { EmailReceived } from "../../src/log/Event.js"
 import { ReplyIntended } from "../../src/log/Event.js"
@@ -454,6 +455,7 @@ describe("Responder", () => {
       const error = yield* Effect.flip(drain)
       expect(error._tag).toBe("SentMailboxMissing")
       expect(error.message).toContain("SENT_MAILBOX")
+      expect(describeFailure(Cause.fail(error))?.exitCode).toBe(2)
       expect(mailer.sent).toHaveLength(0)
       mailbox.appendTo(SENT, "Message-ID: <other@example.com>\r\n\r\nx")
       expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
