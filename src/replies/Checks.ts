@@ -36,6 +36,60 @@ export const linksIn = (text: string): { readonly links: ReadonlyArray<string>; 
   return { links: [...found], addresses: [...mails] }
 }
 
+/** IBAN-shaped: country, check digits, then groups of four (the last shorter), spaced or not. */
+const ibanLike = /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g
+
+/** ISO 13616's check: the number with its first four characters moved to the end, letters as 10–35, mod 97 is 1. */
+const validIban = (iban: string) => {
+  const moved = iban.slice(4) + iban.slice(0, 4)
+  let rest = 0
+  for (const c of moved) {
+    const value = c >= "A" ? String(c.charCodeAt(0) - 55) : c
+    for (const digit of value) rest = (rest * 10 + Number(digit)) % 97
+  }
+  return rest === 1
+}
+
+/** The valid IBANs a text holds, without spaces. */
+export const ibansIn = (text: string): ReadonlyArray<string> =>
+  [...new Set([...text.matchAll(ibanLike)].map((match) => match[0].replace(/ /g, "")))].filter(validIban)
+
+/** Dates and year ranges, which are digits in groups too but no one's number. */
+const dates = /\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|(?:19|20)\d{2} ?- ?(?:19|20)\d{2})\b/g
+
+/**
+ * Digits as a person writes a phone number: after an optional +, in groups (some in parentheses)
+ * joined by one space, dot, dash or slash, or " - "; not glued to a word, a + or a ticket's `#`. A
+ * sentence's end (". ") joins nothing.
+ */
+const numberLike = /(?<![\w+#])(?:\+ ?)?\(?\d+\)?(?:(?: - |[ ./-]|(?<=\)))\(?\d+\)?)*(?!\w)/g
+
+/** E.164 numbers have at most 15 digits; fewer than 7 are extensions, amounts, quantities. */
+const isPhoneLength = (digits: string) => digits.length >= 7 && digits.length <= 15
+
+/**
+ * The phone numbers (7 to 15 digits, as digits) a text holds; IBANs and dates are none. Each pattern
+ * here starts at a digit, a + or a word's edge and never backtracks far, so a customer's megabyte of
+ * text is read in one pass (unlike `urls` and `addresses`, which only the bounded answer is given).
+ */
+export const phoneNumbersIn = (text: string): ReadonlyArray<{ readonly written: string; readonly digits: string }> =>
+  [...text.replace(ibanLike, " ").replace(dates, " ").matchAll(numberLike)].flatMap((match) => {
+    const written = match[0].trim()
+    // "+44 (0)20": the (0) is the trunk prefix dialled at home only, not a digit of the number.
+    const digits = written.replace(/\(0\)/g, "").replace(/\D/g, "")
+    return isPhoneLength(digits) ? [{ written, digits }] : []
+  })
+
+/**
+ * One number written two ways: with or without its country code (+44 20 7946 0958, 020 7946 0958),
+ * or the international prefix 00. Leading zeros are the trunk or international prefix; what is left
+ * must match whole, or one must end with the other and differ only by a country code's 1–3 digits.
+ */
+const sameNumber = (a: string, b: string) => {
+  const [x, y] = [a.replace(/^0+/, ""), b.replace(/^0+/, "")].sort((p, q) => p.length - q.length) as [string, string]
+  return x === y || (x.length >= 7 && y.length - x.length <= 3 && y.endsWith(x))
+}
+
 /**
  * Where a forwarded mail starts in a customer's text: Gmail's and mailroom's own (a mail forwarded
  * as an attachment), Thunderbird's, Apple Mail's, Outlook's separators.
@@ -54,9 +108,10 @@ export const ownWords = (text: string): string => {
 }
 
 /**
- * Why an answer needs a person, or undefined when it may be sent. A link or address that neither
- * the help passages nor the customer's own words hold was made up by the model, or put into its
- * mouth by a prompt injection: either way it must not go out under the company's name.
+ * Why an answer needs a person, or undefined when it may be sent. A link, an address, a phone number
+ * or an IBAN that neither the help passages nor the customer's own words hold was made up by the
+ * model, or put into its mouth by a prompt injection: either way it must not go out under the
+ * company's name.
  */
 export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (answer.truncated) return "the model stopped at LLM_MAX_TOKENS: the answer is cut off"
@@ -69,5 +124,13 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (link !== undefined) return `it holds a link that no help passage or mail of the customer's holds (${link.slice(0, 100)})`
   const mail = mails.find((candidate) => !allowed.includes(candidate) && !isOwnAddress(candidate, answer.own))
   if (mail !== undefined) return "it holds an email address that no help passage or mail of the customer's holds"
+  // A phone number or a bank account is how a scam the model was steered into goes on outside the mail.
+  const known = phoneNumbersIn(allowed).map((number) => number.digits)
+  // The digits of a link or an address in the answer were judged with it above.
+  const phone = phoneNumbersIn(answer.text.replace(urls, " ").replace(addresses, " ")).find((number) => !known.some((digits) => sameNumber(digits, number.digits)))
+  if (phone !== undefined) return `it holds a phone number that no help passage or mail of the customer's holds (${phone.written.slice(0, 40)})`
+  const knownIbans = ibansIn(allowed.toUpperCase())
+  const iban = ibansIn(answer.text.toUpperCase()).find((candidate) => !knownIbans.includes(candidate))
+  if (iban !== undefined) return `it holds a bank account (IBAN) that no help passage or mail of the customer's holds (${iban})`
   return undefined
 }

@@ -246,7 +246,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
-    it.effect("an invented link, or one only a forwarded mail holds, is never mailed: the answer waits in the drafts folder", () => withReplyServers(async (servers) => {
+    it.effect("an invented link, or a link or phone number only a forwarded mail holds, is never mailed: the answer waits in the drafts folder", () => withReplyServers(async (servers) => {
       const p = await replyPipeline(servers, "safety_link")
       try {
         const before = servers.sink.messages.length
@@ -276,6 +276,19 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await p.ingest()
         expect(await p.reply()).toMatchObject({ sent: 0, drafted: 1 })
         expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain("pay-invoice.example/now")
+        // So is a phone number only a forwarded mail holds (a renewal scam's "call us to cancel").
+        servers.llm.setResponder(() => "Yes, that renewal is ours: to cancel it call +1 888 555 0147 today.")
+        await servers.dovecot.append([mail({
+          authenticated: true,
+          from: "Ola <ola@customer.test>",
+          subject: "Did you renew my plan?",
+          text: "Did you send this?\n\n---------- Forwarded message ---------\nFrom: Renewals <billing@renew.example>\n" +
+            "Subject: Your plan renews today\n\nTo cancel call +1 (888) 555-0147."
+        })])
+        await p.ingest()
+        expect(await p.reply()).toMatchObject({ sent: 0, drafted: 1 })
+        expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain("phone number")
+        await new Promise((resolve) => setTimeout(resolve, 200))
         expect(servers.sink.messages.length).toBe(before + 1)
       } finally {
         servers.llm.setResponder((request) => `Thanks for reaching out. ${String(request.body?.messages?.length ?? "")}`)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { AnswerContext } from "../../src/replies/Checks.js"
-import { linksIn, needsHuman, ownWords } from "../../src/replies/Checks.js"
+import { ibansIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
 
 const own = { address: "support@example.com", aliases: ["billing@example.com"] }
 
@@ -24,6 +24,32 @@ describe("linksIn", () => {
       links: ["a.test/x", "www.b.test", "evil.com/login"],
       addresses: ["ada@customer.test"]
     })
+  })
+})
+
+describe("phoneNumbersIn", () => {
+  it("finds numbers written the ways people write them", () => {
+    expect(phoneNumbersIn("Call +44 (0)20 7946 0958, +1 (888) 555-0147, 030/1234567 or 555 0147.").map((n) => n.digits)).toEqual([
+      "442079460958",
+      "18885550147",
+      "0301234567",
+      "5550147"
+    ])
+  })
+
+  it("reads dates, times, versions, amounts, ticket tokens and a sentence's end as no phone number", () => {
+    const text = "On 2026-12-05, 05.12.2026 or 12/05/2026 (2019-2026) at 10:30-12:00, version 2.10.2 costs €1,299.00 " +
+      "for orders 17, 18 and 19 [#012345678901]. Call 0800 123 456. 2 items left."
+    expect(phoneNumbersIn(text).map((n) => n.written)).toEqual(["0800 123 456"])
+  })
+})
+
+describe("ibansIn", () => {
+  it("finds valid IBANs, spaced or not, and leaves out what fails the check digits", () => {
+    expect(ibansIn("Pay DE89 3704 0044 0532 0130 00 or GB82WEST12345698765432, not DE89 3704 0044 0532 0130 01.")).toEqual([
+      "DE89370400440532013000",
+      "GB82WEST12345698765432"
+    ])
   })
 })
 
@@ -72,6 +98,35 @@ describe("needsHuman", () => {
 
   it("holds back an invented address", () => {
     expect(needsHuman(answer("Send your card details to refunds@payments-desk.test."))).toContain("email address")
+  })
+
+  it("lets a phone number through that the passages or the customer's own words hold, however it is written", () => {
+    const material = ["Our hotline: +44 20 7946 0958 (weekdays). Bank: DE89 3704 0044 0532 0130 00."]
+    expect(needsHuman(answer("Call us on 020 7946 0958 or +44 (0)20 7946 0958.", { material }))).toBeUndefined()
+    expect(needsHuman(answer("Transfer it to DE89370400440532013000.", { material }))).toBeUndefined()
+    expect(needsHuman(answer("We will call you back on 555-0147.", { customerTexts: ["Call me back: 555 0147"] }))).toBeUndefined()
+    expect(needsHuman(answer("Your order 2026-12-05 ships by 10:30, version 2.10.2."))).toBeUndefined()
+  })
+
+  it("holds back a phone number or an IBAN nobody gave the model, or that only a forwarded mail holds", () => {
+    expect(needsHuman(answer("Please call +1 (888) 555-0147 to cancel the renewal."))).toContain("holds (+1 (888) 555-0147)")
+    // A country code in front of a number we know is another number when it is more than a country code.
+    expect(needsHuman(answer("Call 1234 020 7946 0958.", { material: ["Call 020 7946 0958."] }))).toContain("phone number")
+    const scam = "Is this from you?\n\n---------- Forwarded message ---------\nFrom: Renewals <billing@renew.example>\n" +
+      "Your subscription renews today. To cancel call +1 888 555 0147. Pay to GB82 WEST 1234 5698 7654 32."
+    expect(needsHuman(answer("Yes, call +1 888 555 0147.", { customerTexts: [ownWords(scam)] }))).toContain("phone number")
+    expect(needsHuman(answer("Yes, please pay to GB82 WEST 1234 5698 7654 32.", { customerTexts: [ownWords(scam)] })))
+      .toContain("IBAN) that no help passage or mail of the customer's holds (GB82WEST12345698765432)")
+    expect(needsHuman(answer("Yes, call +1 888 555 0147.", { customerTexts: [scam] }))).toBeUndefined()
+  })
+
+  it("reads a megabyte of the customer's text in one pass, whatever it repeats", () => {
+    // Patterns that backtrack over a long run (an address's local part before an @ that never comes)
+    // took minutes on a 900 KB subject: each of these returns at once, or the test times out.
+    for (const filler of ["A", "1 ", "+1 ", "12-12-", "AB12 ", "x.y"]) {
+      const customerTexts = [filler.repeat(Math.ceil(1_000_000 / filler.length))]
+      expect(needsHuman(answer("Thanks, we will follow up on +1 (888) 555-0147.", { customerTexts })), filler).toContain("phone number")
+    }
   })
 
   it("holds back an answer cut off at the token limit or over REPLY_MAX_CHARS", () => {
