@@ -91,6 +91,15 @@ const sameNumber = (a: string, b: string) => {
 }
 
 /**
+ * A long code of letters and digits: a wallet address (bc1q…, 0x…), a key, a reference number. One
+ * nobody gave the model is made up, or someone's account to pay into.
+ */
+const codeLike = /\b(?=[a-z0-9]*\d)(?=[a-z0-9]*[a-z])[a-z0-9]{26,}\b/gi
+
+/** The long codes a text holds, lower-cased (only the bounded answer is read with this). */
+export const codesIn = (text: string): ReadonlyArray<string> => [...new Set([...text.matchAll(codeLike)].map((match) => match[0].toLowerCase()))]
+
+/**
  * Where a forwarded mail starts in a customer's text: Gmail's and mailroom's own (a mail forwarded
  * as an attachment), Thunderbird's, Apple Mail's, Outlook's separators.
  */
@@ -108,8 +117,8 @@ export const ownWords = (text: string): string => {
 }
 
 /**
- * Why an answer needs a person, or undefined when it may be sent. A link, an address, a phone number
- * or an IBAN that neither the help passages nor the customer's own words hold was made up by the
+ * Why an answer needs a person, or undefined when it may be sent. A link, an address, a phone number,
+ * an IBAN or a long code that neither the help passages nor the customer's own words hold was made up by the
  * model, or put into its mouth by a prompt injection: either way it must not go out under the
  * company's name.
  */
@@ -132,5 +141,9 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   const knownIbans = ibansIn(allowed.toUpperCase())
   const iban = ibansIn(answer.text.toUpperCase()).find((candidate) => !knownIbans.includes(candidate))
   if (iban !== undefined) return `it holds a bank account (IBAN) that no help passage or mail of the customer's holds (${iban})`
+  const code = codesIn(answer.text.replace(urls, " ").replace(addresses, " ")).find((candidate) => !allowed.includes(candidate))
+  if (code !== undefined) {
+    return `it holds a code (a wallet address, a key, a reference) that no help passage or mail of the customer's holds (${code.slice(0, 70)})`
+  }
   return undefined
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { AnswerContext } from "../../src/replies/Checks.js"
-import { ibansIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
+import { codesIn, ibansIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
 
 const own = { address: "support@example.com", aliases: ["billing@example.com"] }
 
@@ -118,6 +118,17 @@ describe("needsHuman", () => {
     expect(needsHuman(answer("Yes, please pay to GB82 WEST 1234 5698 7654 32.", { customerTexts: [ownWords(scam)] })))
       .toContain("IBAN) that no help passage or mail of the customer's holds (GB82WEST12345698765432)")
     expect(needsHuman(answer("Yes, call +1 888 555 0147.", { customerTexts: [scam] }))).toBeUndefined()
+  })
+
+  it("holds back a wallet address or another long code nobody gave the model, and lets one through the customer gave", () => {
+    const btc = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+    const eth = "0x71C7656EC7ab88b098defB751B7401B5f6d8976F"
+    expect(codesIn(`Send it to ${btc} or ${eth}; the Fortbildungsveranstaltungsteilnehmer and v2.10.2 are no codes.`)).toEqual([
+      btc,
+      eth.toLowerCase()
+    ])
+    expect(needsHuman(answer(`Yes, the refund fee goes to ${btc}.`))).toContain(`code (a wallet address, a key, a reference) that no help passage or mail of the customer's holds (${btc})`)
+    expect(needsHuman(answer(`Your reference ${eth} is noted.`, { customerTexts: [`My reference: ${eth}`] }))).toBeUndefined()
   })
 
   it("reads a megabyte of the customer's text in one pass, whatever it repeats", () => {
