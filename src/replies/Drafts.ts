@@ -36,6 +36,14 @@ export interface DraftsShape {
  */
 export const draftHeaders = (from: string): Record<string, string> => ({ "X-Loop": from })
 
+/**
+ * A draft the checks held back says why on its first line, where the person who opens it reads it
+ * (the reason is otherwise only in the log): what to check (a link, a number, a code) before it goes
+ * out. They delete the line as they check; a draft every answer becomes (REPLY_MODE=draft) has none.
+ */
+export const withReason = (mail: OutboundMail, reason: string | null): OutboundMail =>
+  reason === null ? mail : { ...mail, text: `[mailroom, for the team: ${reason}. Check it, then delete this line before sending.]\n\n${mail.text}` }
+
 const draftFlags = ["\\Draft", "\\Seen"]
 
 const makeDrafts = (mailbox: string): DraftsShape => ({

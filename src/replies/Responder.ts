@@ -9,7 +9,7 @@ import { newMessageId, recipient, replySubject, safeDisplayName, threading, tick
 import { Agent } from "./Agent.js"
 import { needsHuman, ownWords } from "./Checks.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
-import { Drafts } from "./Drafts.js"
+import { Drafts, withReason } from "./Drafts.js"
 import type { Recorder } from "./Policy.js"
 import { makePolicy, ownAddressesOf } from "./Policy.js"
 import { Vault } from "../log/Vault.js"
@@ -129,7 +129,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
 
     /** Drafts are looked up by Message-ID before they are appended, so a crash never leaves two. */
     const draft = (intent: ReplyIntended, session: WithSession) =>
-      session((s) => drafts.save(s, outbound(intent))).pipe(
+      session((s) => drafts.save(s, withReason(outbound(intent), intent.draftReason))).pipe(
         Effect.flatMap((saved) =>
           record(
             new ReplyDrafted({

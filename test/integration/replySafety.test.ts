@@ -1,4 +1,5 @@
 import { describe, expect, layer } from "@effect/vitest"
+import { simpleParser } from "mailparser"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
@@ -257,6 +258,9 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const [drafted] = ofType(await p.events(), "ReplyDrafted")
         expect(drafted!.reason).toContain("account-verify.example/login")
         expect(drafted!.mailbox).toBe(DRAFTS)
+        // Whoever opens the draft reads why it waits, above the answer.
+        const draft = await simpleParser((await servers.dovecot.messages({ mailbox: DRAFTS })).find((m) => m.uid === drafted!.uid)!.source)
+        expect(draft.text).toMatch(/^\[mailroom, for the team: it holds a link that no help passage .*\(account-verify\.example\/login\)\. Check it, then delete this line before sending\.\]\n\nPlease verify/)
         await new Promise((resolve) => setTimeout(resolve, 200))
         expect(servers.sink.messages.length).toBe(before)
         // A link the customer's own mail holds may be repeated.
@@ -313,6 +317,10 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect((await servers.dovecot.uids({ mailbox: DRAFTS })).length).toBe(draftsBefore + 1)
         const flags = await servers.dovecot.flags({ mailbox: DRAFTS })
         expect([...flags.values()].at(-1)?.has("\\Draft")).toBe(true)
+        // Every answer is a draft here: one the checks did not hold back carries no note.
+        const draft = await simpleParser((await servers.dovecot.messages({ mailbox: DRAFTS })).at(-1)!.source)
+        expect(draft.text).not.toContain("[mailroom")
+        expect(draft.text).toContain("Pia")
         expect(servers.sink.messages.length).toBe(before)
       } finally {
         await db.drop()
