@@ -268,30 +268,32 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await servers.dovecot.append([mail({ authenticated: true, from: "Ola <ola@customer.test>", subject: "Order", text: "See https://customer.test/orders/17" })])
         await p.ingest()
         expect(await p.reply()).toMatchObject({ sent: 1 })
-        // A link only a mail she forwards holds is someone else's (a phishing invoice): a person looks first.
-        servers.llm.setResponder(() => "Yes, that invoice is ours: please pay at https://pay-invoice.example/now.")
-        await servers.dovecot.append([mail({
-          authenticated: true,
-          from: "Ola <ola@customer.test>",
-          subject: "Is this from you?",
-          text: "Is this invoice from you?\n\n---------- Forwarded message ---------\nFrom: Billing <billing@pay-invoice.example>\n" +
-            "Subject: Invoice\n\nPay today at https://pay-invoice.example/now"
-        })])
-        await p.ingest()
-        expect(await p.reply()).toMatchObject({ sent: 0, drafted: 1 })
-        expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain("pay-invoice.example/now")
-        // So is a phone number only a forwarded mail holds (a renewal scam's "call us to cancel").
-        servers.llm.setResponder(() => "Yes, that renewal is ours: to cancel it call +1 888 555 0147 today.")
-        await servers.dovecot.append([mail({
-          authenticated: true,
-          from: "Ola <ola@customer.test>",
-          subject: "Did you renew my plan?",
-          text: "Did you send this?\n\n---------- Forwarded message ---------\nFrom: Renewals <billing@renew.example>\n" +
-            "Subject: Your plan renews today\n\nTo cancel call +1 (888) 555-0147."
-        })])
-        await p.ingest()
-        expect(await p.reply()).toMatchObject({ sent: 0, drafted: 1 })
-        expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain("phone number")
+        // What only a mail she forwards holds was written by someone else: a person looks first.
+        const forwarded = async (answer: string, subject: string, from: string, body: string) => {
+          servers.llm.setResponder(() => answer)
+          await servers.dovecot.append([mail({
+            authenticated: true,
+            from: "Ola <ola@customer.test>",
+            subject,
+            text: `${subject}\n\n---------- Forwarded message ---------\nFrom: ${from}\nSubject: Your account\n\n${body}`
+          })])
+          await p.ingest()
+          expect(await p.reply()).toMatchObject({ sent: 0, drafted: 1 })
+          return ofType(await p.events(), "ReplyDrafted").at(-1)!.reason
+        }
+        // A phishing invoice's link, and a renewal scam's "call us to cancel".
+        expect(await forwarded(
+          "Yes, that invoice is ours: please pay at https://pay-invoice.example/now.",
+          "Is this invoice from you?",
+          "Billing <billing@pay-invoice.example>",
+          "Pay today at https://pay-invoice.example/now"
+        )).toContain("pay-invoice.example/now")
+        expect(await forwarded(
+          "Yes, that renewal is ours: to cancel it call +1 888 555 0147 today.",
+          "Did you renew my plan?",
+          "Renewals <billing@renew.example>",
+          "To cancel call +1 (888) 555-0147."
+        )).toContain("phone number")
         await new Promise((resolve) => setTimeout(resolve, 200))
         expect(servers.sink.messages.length).toBe(before + 1)
       } finally {
