@@ -117,10 +117,31 @@ export const ownWords = (text: string): string => {
 }
 
 /**
- * Why an answer needs a person, or undefined when it may be sent. A link, an address, a phone number,
- * an IBAN or a long code that neither the help passages nor the customer's own words hold was made up by the
- * model, or put into its mouth by a prompt injection: either way it must not go out under the
- * company's name.
+ * A phone number, a bank account or a wallet is how a scam the model was steered into goes on
+ * outside the mail: the reason for one in `text` (the answer, its links and addresses already
+ * judged) that `allowed` (the passages and the customer's own words, lower-cased) does not hold.
+ */
+const unknownNumber = (text: string, allowed: string): string | undefined => {
+  const known = phoneNumbersIn(allowed).map((number) => number.digits)
+  const phone = phoneNumbersIn(text).find((number) => !known.some((digits) => sameNumber(digits, number.digits)))
+  if (phone !== undefined) return `it holds a phone number that no help passage or mail of the customer's holds (${phone.written.slice(0, 40)})`
+  const upper = text.toUpperCase()
+  const knownIbans = ibansIn(allowed.toUpperCase())
+  const iban = ibansIn(upper).find((candidate) => !knownIbans.includes(candidate))
+  if (iban !== undefined) return `it holds a bank account (IBAN) that no help passage or mail of the customer's holds (${iban})`
+  // An IBAN written without spaces is a long code too; it was judged above.
+  const code = codesIn(upper.replace(ibanLike, " ")).find((candidate) => !allowed.includes(candidate))
+  if (code !== undefined) {
+    return `it holds a code (a wallet address, a key, a reference) that no help passage or mail of the customer's holds (${code.slice(0, 70)})`
+  }
+  return undefined
+}
+
+/**
+ * Why an answer needs a person, or undefined when it may be sent. A link, an address, a phone
+ * number, an IBAN or a long code that neither the help passages nor the customer's own words hold was
+ * made up by the model, or put into its mouth by a prompt injection: either way it must not go out
+ * under the company's name.
  */
 export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (answer.truncated) return "the model stopped at LLM_MAX_TOKENS: the answer is cut off"
@@ -133,17 +154,6 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (link !== undefined) return `it holds a link that no help passage or mail of the customer's holds (${link.slice(0, 100)})`
   const mail = mails.find((candidate) => !allowed.includes(candidate) && !isOwnAddress(candidate, answer.own))
   if (mail !== undefined) return "it holds an email address that no help passage or mail of the customer's holds"
-  // A phone number or a bank account is how a scam the model was steered into goes on outside the mail.
-  const known = phoneNumbersIn(allowed).map((number) => number.digits)
-  // The digits of a link or an address in the answer were judged with it above.
-  const phone = phoneNumbersIn(answer.text.replace(urls, " ").replace(addresses, " ")).find((number) => !known.some((digits) => sameNumber(digits, number.digits)))
-  if (phone !== undefined) return `it holds a phone number that no help passage or mail of the customer's holds (${phone.written.slice(0, 40)})`
-  const knownIbans = ibansIn(allowed.toUpperCase())
-  const iban = ibansIn(answer.text.toUpperCase()).find((candidate) => !knownIbans.includes(candidate))
-  if (iban !== undefined) return `it holds a bank account (IBAN) that no help passage or mail of the customer's holds (${iban})`
-  const code = codesIn(answer.text.replace(urls, " ").replace(addresses, " ")).find((candidate) => !allowed.includes(candidate))
-  if (code !== undefined) {
-    return `it holds a code (a wallet address, a key, a reference) that no help passage or mail of the customer's holds (${code.slice(0, 70)})`
-  }
-  return undefined
+  return unknownNumber(answer.text.replace(urls, " ").replace(addresses, " "), allowed)
 }
+
