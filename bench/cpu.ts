@@ -44,6 +44,33 @@ export interface CpuSeconds {
   readonly dovecot: number
   /** The shortest the scenario could take with every core busy for it alone: all of it over the cores. */
   readonly floor: number
+  /**
+   * What the rest of the machine used meanwhile (the bench itself aside): another program's work on
+   * a shared machine takes cores from the row, which is then not comparable with its neighbours.
+   */
+  readonly others: number
+  /** Time the hypervisor gave this machine's vCPUs to other guests (steal): a noisy host. */
+  readonly stolen: number
+  /** Other programs took more than DISTURBED_SHARE of the machine's cores while the row ran. */
+  readonly disturbed: boolean
+}
+
+/**
+ * A quiet machine's own services (this one runs PostgreSQL, MariaDB, Redis, RabbitMQ, …) take
+ * about 1% of a core; a type check or a test run beside the bench takes most of one.
+ */
+const DISTURBED_SHARE = 0.05
+
+/** The whole machine's busy and stolen CPU-seconds since boot, from /proc/stat's first line. */
+const machineTotals = async () => {
+  const [user, nice, system, , , irq, softirq, steal] = (await readFile("/proc/stat", "utf8")).split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)
+  return { busy: (user! + nice! + system! + irq! + softirq!) / TICKS_PER_SECOND, stolen: (steal ?? 0) / TICKS_PER_SECOND }
+}
+
+/** This process's own CPU-seconds (the bench's watching and logging). */
+const ownSeconds = () => {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1e6
 }
 
 /** Every pid in the tree under `root` (itself included), by parent links in one snapshot. */
@@ -78,6 +105,8 @@ export interface MeterOptions {
    * tests run theirs). Its `imap` processes that ended count through the master, which reaps them.
    */
   readonly dovecotMaster?: number
+  /** Processes that stand in for the network (the latency proxy): neither a party's CPU nor another program's. */
+  readonly network?: ReadonlyArray<number>
 }
 
 /** CPU-seconds per 1,000 mails, all parties together. */
@@ -87,7 +116,12 @@ export const perThousand = (cpu: CpuSeconds, messages: number) =>
 /** Starts counting; the returned function says what each party used since. */
 export const meterCpu = async (options: MeterOptions = {}) => {
   const before = await snapshot()
+  const machineBefore = await machineTotals()
+  const ownBefore = ownSeconds()
+  const started = performance.now()
   return async (): Promise<CpuSeconds> => {
+    const machineAfter = await machineTotals()
+    const own = ownSeconds() - ownBefore
     const after = await snapshot()
     const since = (pid: string, usage: Usage) => {
       const earlier = before.get(pid)
@@ -111,6 +145,18 @@ export const meterCpu = async (options: MeterOptions = {}) => {
       ? sum((usage) => DOVECOT.has(usage.comm))
       : sum((_usage, pid) => ours.has(pid))
     const round = (seconds: number) => Math.round(seconds * 100) / 100
-    return { client: round(client), postgres: round(postgres), dovecot: round(dovecot), floor: round((client + postgres + dovecot) / availableParallelism()) }
+    const network = new Set((options.network ?? []).map(String))
+    const proxies = sum((_usage, pid) => network.has(pid))
+    const others = machineAfter.busy - machineBefore.busy - client - postgres - dovecot - proxies - own
+    return {
+      client: round(client),
+      postgres: round(postgres),
+      dovecot: round(dovecot),
+      floor: round((client + postgres + dovecot) / availableParallelism()),
+      // Ticks are counted per core and per process apart: a few hundredths either way are rounding.
+      others: round(Math.max(0, others)),
+      stolen: round(machineAfter.stolen - machineBefore.stolen),
+      disturbed: others > DISTURBED_SHARE * availableParallelism() * ((performance.now() - started) / 1000)
+    }
   }
 }

@@ -80,6 +80,8 @@ interface Target {
 const rows: Array<Row> = []
 const extra: Record<string, unknown> = {}
 let dovecotPid: number | undefined
+/** The latency proxy while the 20 ms scenario runs: the network's CPU, no party's and no other program's. */
+let proxyPid: number | undefined
 
 const round = (n: number, digits = 2) => Number(n.toFixed(digits))
 
@@ -87,15 +89,23 @@ const rate = (result: BaselineResult) => result.messages / result.seconds
 
 /** Runs `body` while counting CPU, and prints the count after the scenario's own line. */
 const metered = async <A>(body: () => Promise<A>) => {
-  const stop = await meterCpu(dovecotPid === undefined ? {} : { dovecotMaster: dovecotPid })
+  const stop = await meterCpu({
+    ...(dovecotPid === undefined ? {} : { dovecotMaster: dovecotPid }),
+    ...(proxyPid === undefined ? {} : { network: [proxyPid] })
+  })
   const result = await body()
   return { result, cpu: await stop() }
 }
 
-const cpuLine = (cpu: CpuSeconds, messages: number) =>
-  `    CPU-seconds, start-up included: client ${cpu.client.toFixed(1)}, PostgreSQL ${cpu.postgres.toFixed(1)}, Dovecot ${
+const cpuLine = (cpu: CpuSeconds, messages: number) => {
+  const line = `    CPU-seconds, start-up included: client ${cpu.client.toFixed(1)}, PostgreSQL ${cpu.postgres.toFixed(1)}, Dovecot ${
     cpu.dovecot.toFixed(1)
-  }: ${perThousand(cpu, messages).toFixed(2)} per 1,000 mails; on every core alone no less than ${cpu.floor.toFixed(1)} s`
+  }: ${perThousand(cpu, messages).toFixed(2)} per 1,000 mails; on every core alone no less than ${cpu.floor.toFixed(1)} s; ` +
+    `other programs ${cpu.others.toFixed(1)}, stolen by the host ${cpu.stolen.toFixed(1)}`
+  return cpu.disturbed
+    ? `${line}\n    DISTURBED: other programs used ${cpu.others.toFixed(1)} CPU-s meanwhile; this row is not comparable, run the bench again on a quiet machine`
+    : line
+}
 
 interface Baselines {
   readonly fetchOnly?: number
@@ -299,6 +309,7 @@ const withLatency = async (dovecot: Dovecot) => {
   })())
   const port = await freePort()
   const proxy = spawn(PYTHON, [`${shared}/latency_proxy.py`, String(port), String(dovecot.port), String(rtt / 2)], { stdio: "ignore" })
+  proxyPid = proxy.pid
   try {
     await sleep(500)
     log(`rtt: ${rtt} ms round trip, ${loaded.messages} mails, a cold process timed from spawn to exit`)
@@ -309,6 +320,7 @@ const withLatency = async (dovecot: Dovecot) => {
         reload(dovecot, user, loaded.uids), "process"))
   } finally {
     proxy.kill()
+    proxyPid = undefined
   }
 }
 
@@ -534,8 +546,13 @@ const run = async () => {
     "× fetch-only": r.vsFetchOnly ?? "",
     "× whole loop": r.vsWholeLoop ?? "",
     "CPU-s/1k": r.cpuPer1k ?? "",
-    "RSS MB": r.peakRssMb ?? ""
+    "RSS MB": r.peakRssMb ?? "",
+    quiet: r.cpu === undefined ? "" : r.cpu.disturbed ? "NO" : "yes"
   })))
+  const disturbed = rows.filter((r) => r.cpu?.disturbed)
+  if (disturbed.length > 0) {
+    log(`DISTURBED: another program took cores during ${disturbed.map((r) => `${r.scenario} "${r.name}"`).join(", ")}: compare those ratios with care, or run again on a quiet machine`)
+  }
   const measured = targets()
   if (measured.length > 0) console.table(measured.map((t) => ({ target: t.target, measured: t.measured, met: t.met ? "yes" : "NO" })))
   const report = {
@@ -549,7 +566,9 @@ const run = async () => {
     cpuScope: {
       client: "the bench's reaped children: the loop's python3 or mailroom's node, start-up included",
       postgres: "every postgres process on the machine (a shared server: others' work on it counts too)",
-      dovecot: dovecotPid === undefined ? "every Dovecot process on the machine, by name" : "the bench's own Dovecot master and its children"
+      dovecot: dovecotPid === undefined ? "every Dovecot process on the machine, by name" : "the bench's own Dovecot master and its children",
+      others: "the rest of the machine's busy CPU (/proc/stat) less the three parties, the bench itself and the latency proxy; a row is disturbed when it exceeds 5% of all cores",
+      stolen: "steal time: the host gave the vCPUs to other guests"
     },
     rows,
     targets: measured,

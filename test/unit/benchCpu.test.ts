@@ -1,9 +1,15 @@
 import { execFile, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { promisify } from "node:util"
 import { describe, expect, it } from "vitest"
 import { meterCpu, perThousand } from "../../bench/cpu.js"
 
 const run = promisify(execFile)
+
+const shellQuote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`
 
 /** Busy until this process has used `ms` more CPU time (not wall time: the machine may be loaded). */
 function spin(ms: number) {
@@ -47,8 +53,45 @@ describe("the benchmark's CPU meter", () => {
     }
   })
 
+  it("counts another program's work on the machine apart from every party", async () => {
+    // An orphan (its shell exits at once): no party of the row, and never reaped by this process.
+    const dir = await mkdtemp(join(tmpdir(), "bench-cpu-"))
+    try {
+      const stop = await meterCpu()
+      const spinner = `(${spin.toString()})(500); require("node:fs").writeFileSync(${JSON.stringify(join(dir, "done"))}, "")`
+      await run("sh", ["-c", `${JSON.stringify(process.execPath)} -e ${shellQuote(spinner)} >/dev/null 2>&1 &`])
+      while (!existsSync(join(dir, "done"))) await new Promise((resolve) => setTimeout(resolve, 20))
+      const cpu = await stop()
+      expect(cpu.others).toBeGreaterThanOrEqual(0.4)
+      // Half a second of one core's work in a window of about as long is a disturbed row.
+      expect(cpu.disturbed).toBe(true)
+      expect(cpu.client).toBeLessThan(0.2)
+      expect(cpu.stolen).toBeGreaterThanOrEqual(0)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("leaves the network's stand-in (the latency proxy) out of other programs' CPU", async () => {
+    // A child still running when the meter stops: not yet reaped, so no party's either way.
+    const proxy = spawn(process.execPath, ["-e", `(${spin.toString()})(500); console.log("spun"); setInterval(() => {}, 1000)`], {
+      stdio: ["ignore", "pipe", "ignore"]
+    })
+    try {
+      const told = await meterCpu({ network: [proxy.pid!] })
+      const untold = await meterCpu()
+      await new Promise<void>((resolve) => proxy.stdout!.once("data", () => resolve()))
+      // Both windows hold the same other work (other test files run beside this one): only the proxy differs.
+      const [without, withProxy] = [await told(), await untold()]
+      expect(withProxy.others - without.others).toBeGreaterThanOrEqual(0.4)
+    } finally {
+      proxy.kill()
+    }
+  })
+
   it("puts all three parties per 1,000 mails", () => {
-    expect(perThousand({ client: 1.5, postgres: 0.4, dovecot: 0.1, floor: 1 }, 500)).toBe(4)
-    expect(perThousand({ client: 1, postgres: 0, dovecot: 0, floor: 0.5 }, 0)).toBe(0)
+    const quiet = { others: 0, stolen: 0, disturbed: false }
+    expect(perThousand({ client: 1.5, postgres: 0.4, dovecot: 0.1, floor: 1, ...quiet }, 500)).toBe(4)
+    expect(perThousand({ client: 1, postgres: 0, dovecot: 0, floor: 0.5, ...quiet }, 0)).toBe(0)
   })
 })
