@@ -57,23 +57,14 @@ npm run -s build || die "build failed"
 results=$(mktemp -d)
 status=0
 say "unit tests"
-npx vitest run --project unit --reporter=default --reporter=json --outputFile="$results/unit.json" || status=1
+npx vitest run --project unit --reporter=default --reporter=json --outputFile="$results/unit.json"
+unit_exit=$?
 say "integration tests (Dovecot, GreenMail, PostgreSQL, PGlite, Kafka, SMTP, OpenAI-compatible and OTLP servers on loopback)"
 npx vitest run --project integration --no-file-parallelism --reporter=default --reporter=json \
-  --outputFile="$results/integration.json" || status=1
+  --outputFile="$results/integration.json"
+integration_exit=$?
 
-node -e '
-  const fs = require("fs")
-  let passed = 0, failed = 0, skipped = 0
-  for (const file of process.argv.slice(1)) {
-    if (!fs.existsSync(file)) { failed += 1; continue }
-    const r = JSON.parse(fs.readFileSync(file, "utf8"))
-    passed += r.numPassedTests; failed += r.numFailedTests + (r.numTotalTestSuites && !r.success && !r.numFailedTests ? 1 : 0)
-    skipped += r.numPendingTests + r.numTodoTests
-  }
-  if (passed === 0) failed += 1
-  console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""))
-  process.exit(failed > 0 ? 1 : 0)
-' "$results/unit.json" "$results/integration.json" || status=1
+# Each report with the exit code of the run that wrote it: vitest exits 1 on an error no test owns.
+node test/support/summary.mjs "$results/unit.json=$unit_exit" "$results/integration.json=$integration_exit" || status=1
 rm -rf "$results"
 exit $status
