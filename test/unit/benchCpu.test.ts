@@ -1,4 +1,4 @@
-import { execFile, spawn } from "node:child_process"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
@@ -21,6 +21,30 @@ function spin(ms: number) {
   while (used() < end);
 }
 
+/**
+ * A child that runs `work` only once told, then waits to be stopped. It is ready once it has
+ * started (Node's own start-up, a tenth of a second or more on a loaded machine), before any meter
+ * starts, so two meters started one after the other see the same work.
+ */
+const whenTold = async (work: string) => {
+  const child = spawn(
+    process.execPath,
+    ["-e", `process.stdin.once("data", () => { ${work}; setInterval(() => {}, 1000) }); console.log("ready")`],
+    { stdio: ["pipe", "pipe", "ignore"] }
+  )
+  await said(child)
+  return child
+}
+
+const said = (child: ChildProcess) => new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()))
+
+/** Tells a `whenTold` child to work and waits until it says it is done. */
+const go = (child: ChildProcess) => {
+  const done = said(child)
+  child.stdin!.write("go\n")
+  return done
+}
+
 describe("the benchmark's CPU meter", () => {
   it("counts a child that has exited, through this process, and not this process's own work", async () => {
     const stop = await meterCpu()
@@ -33,16 +57,15 @@ describe("the benchmark's CPU meter", () => {
   })
 
   it("counts one process tree as Dovecot when told its master, and nothing else that runs", async () => {
-    // A stand-in master: it spins in a child of its own, reaps it, then waits to be stopped.
+    // A stand-in master: once told, it spins in a child of its own, reaps it, then waits to be stopped.
     const grandchild = `(${spin.toString()})(400)`
-    const master = spawn(process.execPath, [
-      "-e",
-      `require("node:child_process").execFileSync(process.execPath, ["-e", ${JSON.stringify(grandchild)}]); console.log("done"); setInterval(() => {}, 1000)`
-    ], { stdio: ["ignore", "pipe", "ignore"] })
+    const master = await whenTold(
+      `require("node:child_process").execFileSync(process.execPath, ["-e", ${JSON.stringify(grandchild)}]); console.log("done")`
+    )
     try {
       const scoped = await meterCpu({ dovecotMaster: master.pid! })
       const global = await meterCpu()
-      await new Promise<void>((resolve) => master.stdout!.once("data", () => resolve()))
+      await go(master)
       const cpu = await scoped()
       expect(cpu.dovecot).toBeGreaterThanOrEqual(0.4)
       expect(cpu.client).toBeLessThan(0.2)
@@ -74,13 +97,11 @@ describe("the benchmark's CPU meter", () => {
 
   it("leaves the network's stand-in (the latency proxy) out of other programs' CPU", async () => {
     // A child still running when the meter stops: not yet reaped, so no party's either way.
-    const proxy = spawn(process.execPath, ["-e", `(${spin.toString()})(500); console.log("spun"); setInterval(() => {}, 1000)`], {
-      stdio: ["ignore", "pipe", "ignore"]
-    })
+    const proxy = await whenTold(`(${spin.toString()})(500); console.log("spun")`)
     try {
       const told = await meterCpu({ network: [proxy.pid!] })
       const untold = await meterCpu()
-      await new Promise<void>((resolve) => proxy.stdout!.once("data", () => resolve()))
+      await go(proxy)
       // Both windows hold the same other work (other test files run beside this one): only the proxy differs.
       const [without, withProxy] = [await told(), await untold()]
       expect(withProxy.others - without.others).toBeGreaterThanOrEqual(0.4)
