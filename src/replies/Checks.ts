@@ -1,4 +1,5 @@
 import { parse } from "tldts"
+import { unknownMoney, withoutAmounts } from "./Money.js"
 import type { OwnAddresses } from "./Reply.js"
 import { isOwnAddress } from "./Reply.js"
 
@@ -141,10 +142,10 @@ const unknownNumber = (text: string, allowed: string): string | undefined => {
 }
 
 /**
- * Why an answer needs a person, or undefined when it may be sent. A link, an address, a phone
- * number, an IBAN or a long code that neither the help passages nor the customer's own words hold was
- * made up by the model, or put into its mouth by a prompt injection: either way it must not go out
- * under the company's name.
+ * Why an answer needs a person, or undefined when it may be sent. A link, an address, a sum of
+ * money, a phone number, an IBAN or a long code that neither the help passages nor the customer's
+ * own words hold was made up by the model, or put into its mouth by a prompt injection: either way
+ * it must not go out under the company's name. Nor may money be promised on the customer's word.
  */
 export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (answer.truncated) return "the model stopped at LLM_MAX_TOKENS: the answer is cut off"
@@ -157,6 +158,8 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (link !== undefined) return `it holds a link that no help passage or mail of the customer's holds (${link.slice(0, 100)})`
   const mail = mails.find((candidate) => !allowed.includes(candidate) && !isOwnAddress(candidate, answer.own))
   if (mail !== undefined) return "it holds an email address that no help passage or mail of the customer's holds"
-  return unknownNumber(answer.text.replace(urls, " ").replace(addresses, " "), allowed)
+  const money = unknownMoney(answer.text, answer.material.join("\n"), answer.customerTexts.join("\n"))
+  if (money !== undefined) return money
+  return unknownNumber(withoutAmounts(answer.text.replace(urls, " ").replace(addresses, " ")), allowed)
 }
 
