@@ -18,8 +18,8 @@ const moneyLike = new RegExp(`(?:${CURRENCY}) ?(${NUMBER})|(?<![\\d.,])(${NUMBER
 /** A share: "50%", "100 percent" (of a price, when a sentence refunds or discounts it). */
 const shareLike = new RegExp(`(?<![\\d.,])(${NUMBER}) ?(?:%|percent\\b)`, "gi")
 
-/** Words that give money away: refund, reimburse, compensation, credit (not a credit card), waive, … */
-const promising = /\b(?:refund|reimburs|compensat|credit(?!\s*cards?\b)|waiv|discount|voucher|coupon|rebate|money back|pay (?:you|it back|back))/i
+/** Words that give money away: refund, reimburse, compensation, credit (not a credit card), waive, 20% off, … */
+const promising = /\b(?:refund|reimburs|compensat|credit(?!\s*cards?\b)|waiv|discount|voucher|coupon|rebate|money back|pay (?:you|it back|back))|(?:%|\bpercent) off\b/i
 
 /** An amount's value in hundredths, whatever currency and separators it is written with. */
 const hundredths = (number: string) => {
@@ -31,17 +31,23 @@ const hundredths = (number: string) => {
 
 export interface Amount {
   readonly written: string
+  /** In hundredths: of a currency for a sum, of a percent for a share. */
   readonly value: number
+  /** A sum and a share of the same figure are different things ("$50" is no "50%"). */
+  readonly key: string
 }
 
-const read = (text: string, pattern: RegExp): ReadonlyArray<Amount> =>
-  [...text.matchAll(pattern)].map((match) => ({ written: match[0].trim(), value: hundredths(match[1] ?? match[2]!) }))
+const read = (text: string, pattern: RegExp, kind: "sum" | "share"): ReadonlyArray<Amount> =>
+  [...text.matchAll(pattern)].map((match) => {
+    const value = hundredths(match[1] ?? match[2]!)
+    return { written: match[0].trim(), value, key: `${kind} ${value}` }
+  })
 
 /** The sums of money a text holds (a currency's sign, code or name beside a number). */
-export const amountsIn = (text: string): ReadonlyArray<Amount> => read(text, moneyLike)
+export const amountsIn = (text: string): ReadonlyArray<Amount> => read(text, moneyLike, "sum")
 
 /** The percentages a text holds. */
-export const sharesIn = (text: string): ReadonlyArray<Amount> => read(text, shareLike)
+export const sharesIn = (text: string): ReadonlyArray<Amount> => read(text, shareLike, "share")
 
 /** An answer's sentences: a promise and its figure are written in the same one. */
 const sentencesOf = (text: string) => text.split(/(?<=[.!?])\s+|\n+/)
@@ -62,13 +68,13 @@ export const unknownMoney = (
     return [...amountsIn(sentence), ...(promised ? sharesIn(sentence) : [])].map((amount) => ({ amount, promised }))
   })
   if (found.length === 0) return undefined
-  const passages = new Set([...amountsIn(material), ...sharesIn(material)].map((amount) => amount.value))
-  let customer: Set<number> | undefined
+  const passages = new Set([...amountsIn(material), ...sharesIn(material)].map((amount) => amount.key))
+  let customer: Set<string> | undefined
   for (const { amount, promised } of found) {
-    if (passages.has(amount.value)) continue
+    if (passages.has(amount.key)) continue
     if (promised) return `it promises money (a refund, a credit, a discount: ${amount.written.slice(0, 40)}) that no help passage holds`
-    customer ??= new Set(amountsIn(customerTexts).map((known) => known.value))
-    if (!customer.has(amount.value)) {
+    customer ??= new Set(amountsIn(customerTexts).map((known) => known.key))
+    if (!customer.has(amount.key)) {
       return `it holds an amount of money (${amount.written.slice(0, 40)}) that no help passage or mail of the customer's holds`
     }
   }
