@@ -142,6 +142,21 @@ const unknownNumber = (text: string, allowed: string): string | undefined => {
 }
 
 /**
+ * A request for a secret: a password, a card's number or code, a one-time code, a wallet's recovery
+ * phrase. A support team never asks for one by mail; a phishing mail the customer forwards does,
+ * and a model may echo it. The gap is bounded, so the pattern reads in one pass.
+ */
+const secretAsked =
+  /\b(?:send|reply with|respond with|provide|share|give|tell|include|e-?mail|mail|text)\b[^.!?\n]{0,60}?\b(?:password|passcode|PIN|CVV|CVC|security code|card number|credit card details|one[- ]time (?:code|password)|verification code|2FA code|OTP|seed phrase|recovery phrase|private key)s?\b/i
+
+/** "Never share your password" warns; it does not ask. */
+const warning = /\b(?:never|not|no one|nobody|don't|do not|won't)\b|n't\b/i
+
+/** Whether a sentence of the answer asks the customer for a secret. */
+export const asksForSecret = (text: string): boolean =>
+  text.split(/(?<=[.!?])\s+|\n+/).some((sentence) => secretAsked.test(sentence) && !warning.test(sentence))
+
+/**
  * Why an answer needs a person, or undefined when it may be sent. A link, an address, a sum of
  * money, a phone number, an IBAN or a long code that neither the help passages nor the customer's
  * own words hold was made up by the model, or put into its mouth by a prompt injection: either way
@@ -152,6 +167,7 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (answer.text.length > answer.maxChars) {
     return `the answer is ${answer.text.length} characters long, more than REPLY_MAX_CHARS=${answer.maxChars}`
   }
+  if (asksForSecret(answer.text)) return "it asks the customer for a password, a card's details or a code, which support never asks for by mail"
   const allowed = [...answer.material, ...answer.customerTexts].join("\n").toLowerCase()
   const { links, addresses: mails } = linksIn(answer.text)
   const link = links.find((candidate) => !allowed.includes(candidate))

@@ -247,7 +247,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
-    it.effect("an invented link, or a link or phone number only a forwarded mail holds, is never mailed: the answer waits in the drafts folder", () => withReplyServers(async (servers) => {
+    it.effect("an invented link, a link or phone number only a forwarded mail holds, or a password asked for, is never mailed: the answer waits in the drafts folder", () => withReplyServers(async (servers) => {
       const p = await replyPipeline(servers, "safety_link")
       try {
         const before = servers.sink.messages.length
@@ -294,6 +294,13 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
           "Renewals <billing@renew.example>",
           "To cancel call +1 (888) 555-0147."
         )).toContain("phone number")
+        // A phishing mail's request, echoed: no link or number of its own, a secret asked for.
+        expect(await forwarded(
+          "Yes, that check is ours: please reply with your password so we can keep your account open.",
+          "Is this security check real?",
+          "Security <security@account-check.example>",
+          "Your account will be closed. Reply with your password to keep it."
+        )).toContain("asks the customer for a password")
         await new Promise((resolve) => setTimeout(resolve, 200))
         expect(servers.sink.messages.length).toBe(before + 1)
       } finally {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { AnswerContext } from "../../src/replies/Checks.js"
-import { codesIn, ibansIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
+import { asksForSecret, codesIn, ibansIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
 
 const own = { address: "support@example.com", aliases: ["billing@example.com"] }
 
@@ -50,6 +50,38 @@ describe("ibansIn", () => {
       "DE89370400440532013000",
       "GB82WEST12345698765432"
     ])
+  })
+})
+
+describe("asksForSecret", () => {
+  it("hears a request for a password, a card's details or a code, however it is put", () => {
+    for (
+      const text of [
+        "To verify your account, please reply with your password.",
+        "Send us the card number and the CVV so we can check the charge.",
+        "Could you share the 6-digit verification code we just texted you?",
+        "Please provide your wallet's recovery phrase.",
+        "Thanks! Mail us your PIN and we will unlock it."
+      ]
+    ) expect(asksForSecret(text), text).toBe(true)
+  })
+
+  it("leaves warnings and the help passages' own steps alone", () => {
+    for (
+      const text of [
+        "We will never ask you to send your password by mail.",
+        "Don't share your one-time code with anyone.",
+        "Reset your password at https://example.com/reset, then sign in with the new password.",
+        "Enter the verification code from the app; your credit card was charged once.",
+        "Send us the order number and we will look."
+      ]
+    ) expect(asksForSecret(text), text).toBe(false)
+  })
+
+  it("makes the answer a draft", () => {
+    expect(needsHuman(answer("To keep your account, reply with your password today."))).toBe(
+      "it asks the customer for a password, a card's details or a code, which support never asks for by mail"
+    )
   })
 })
 
