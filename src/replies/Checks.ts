@@ -1,7 +1,7 @@
 import { parse } from "tldts"
 import { unknownMoney, withoutAmounts } from "./Money.js"
 import type { OwnAddresses } from "./Reply.js"
-import { isOwnAddress } from "./Reply.js"
+import { isOwnAddress, withoutTicketTokens } from "./Reply.js"
 
 /** What an answer is checked against before it may go out without a person looking at it. */
 export interface AnswerContext {
@@ -167,15 +167,16 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (answer.text.length > answer.maxChars) {
     return `the answer is ${answer.text.length} characters long, more than REPLY_MAX_CHARS=${answer.maxChars}`
   }
-  if (asksForSecret(answer.text)) return "it asks the customer for a password, a card's details or a code, which support never asks for by mail"
+  const text = withoutTicketTokens(answer.text)
+  if (asksForSecret(text)) return "it asks the customer for a password, a card's details or a code, which support never asks for by mail"
   const allowed = [...answer.material, ...answer.customerTexts].join("\n").toLowerCase()
-  const { links, addresses: mails } = linksIn(answer.text)
+  const { links, addresses: mails } = linksIn(text)
   const link = links.find((candidate) => !allowed.includes(candidate))
   if (link !== undefined) return `it holds a link that no help passage or mail of the customer's holds (${link.slice(0, 100)})`
   const mail = mails.find((candidate) => !allowed.includes(candidate) && !isOwnAddress(candidate, answer.own))
   if (mail !== undefined) return "it holds an email address that no help passage or mail of the customer's holds"
-  const money = unknownMoney(answer.text, answer.material.join("\n"), answer.customerTexts.join("\n"))
+  const money = unknownMoney(text, answer.material.join("\n"), answer.customerTexts.join("\n"))
   if (money !== undefined) return money
-  return unknownNumber(withoutAmounts(answer.text.replace(urls, " ").replace(addresses, " ")), allowed)
+  return unknownNumber(withoutAmounts(text.replace(urls, " ").replace(addresses, " ")), allowed)
 }
 

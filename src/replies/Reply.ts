@@ -180,6 +180,12 @@ export const ticketToken = (ticketId: string): string => ticketId.replace(/-/g, 
 
 const tokenPattern = /\[#([0-9a-f]{12})\]/gi
 
+/**
+ * An answer without its ticket tokens, bracketed or not ("#0b6f3a2c5d1e"): ours, and random, so one
+ * in a few thousand reads as a valid IBAN ("AB12 0000 000D") and would hold its answer back.
+ */
+export const withoutTicketTokens = (text: string): string => text.replace(/\[?#[0-9a-f]{12}\b\]?/gi, " ")
+
 /** The ticket tokens a subject carries, e.g. "Re: Login [#0b6f3a2c5d1e]". */
 export const subjectTokens = (subject: string): Array<string> =>
   [...new Set([...subject.matchAll(tokenPattern)].map((match) => match[1]!.toLowerCase()))]

@@ -176,6 +176,15 @@ describe("needsHuman", () => {
     }
   })
 
+  it("reads a ticket token as ours, never as a bank account, even one that passes an IBAN's check", () => {
+    // Tokens are random hex: the first of these that is IBAN-shaped with valid check digits.
+    const token = Array.from({ length: 100_000 }, (_, i) => `ab12${i.toString(16).padStart(8, "0")}`)
+      .find((candidate) => ibansIn(`[#${candidate}]`.toUpperCase()).length > 0)!
+    expect(token).toBeDefined()
+    expect(needsHuman(answer(`Thanks, we are on it: ticket [#${token}].`))).toBeUndefined()
+    expect(needsHuman(answer(`Thanks, we are on it: ticket #${token.toUpperCase()}.`))).toBeUndefined()
+  })
+
   it("holds back an answer cut off at the token limit or over REPLY_MAX_CHARS", () => {
     expect(needsHuman(answer("Dear customer, the steps are", { truncated: true }))).toContain("LLM_MAX_TOKENS")
     expect(needsHuman(answer("x".repeat(41), { maxChars: 40 }))).toContain("REPLY_MAX_CHARS=40")
