@@ -12,7 +12,7 @@ const TICKS_PER_SECOND = 100
 
 const DOVECOT = new Set(["dovecot", "imap", "imap-login", "auth", "anvil", "log", "config", "stats"])
 
-interface Usage {
+export interface Usage {
   readonly comm: string
   readonly ppid: number
   /** utime + stime */
@@ -74,7 +74,7 @@ const ownSeconds = () => {
 }
 
 /** Every pid in the tree under `root` (itself included), by parent links in one snapshot. */
-const treeOf = (usages: Map<string, Usage>, root: number): Set<string> => {
+const treeOf = (usages: ReadonlyMap<string, Usage>, root: number): Set<string> => {
   const children = new Map<number, Array<string>>()
   for (const [pid, usage] of usages) children.set(usage.ppid, [...(children.get(usage.ppid) ?? []), pid])
   const tree = new Set<string>()
@@ -113,50 +113,74 @@ export interface MeterOptions {
 export const perThousand = (cpu: CpuSeconds, messages: number) =>
   messages > 0 ? Math.round(((cpu.client + cpu.postgres + cpu.dovecot) / messages) * 1000 * 100) / 100 : 0
 
+/** What /proc said at one moment: every process, and the machine's busy and stolen seconds. */
+export interface Reading {
+  readonly processes: ReadonlyMap<string, Usage>
+  readonly machine: { readonly busy: number; readonly stolen: number }
+}
+
+/**
+ * Each party's CPU-seconds between two readings: the client (what `self` reaped), PostgreSQL,
+ * Dovecot, and the rest of the machine less the network's stand-ins and `own` (the bench's own work).
+ */
+export const account = (
+  before: Reading,
+  after: Reading,
+  measure: { readonly self: string; readonly own: number; readonly seconds: number; readonly cores: number },
+  options: MeterOptions = {}
+): CpuSeconds => {
+  const since = (pid: string, usage: Usage) => {
+    const earlier = before.processes.get(pid)
+    // A pid reused by another program since the first snapshot counts from zero.
+    return earlier?.comm === usage.comm ? { own: usage.own - earlier.own, reaped: usage.reaped - earlier.reaped } : usage
+  }
+  const sum = (belongs: (usage: Usage, pid: string) => boolean) => {
+    let ticks = 0
+    for (const [pid, usage] of after.processes) {
+      if (!belongs(usage, pid)) continue
+      const delta = since(pid, usage)
+      ticks += delta.own + delta.reaped
+    }
+    return ticks / TICKS_PER_SECOND
+  }
+  const self = after.processes.get(measure.self)
+  const client = self === undefined ? 0 : since(measure.self, self).reaped / TICKS_PER_SECOND
+  const postgres = sum((usage) => usage.comm === "postgres")
+  const ours = options.dovecotMaster === undefined ? undefined : treeOf(after.processes, options.dovecotMaster)
+  const dovecot = ours === undefined
+    ? sum((usage) => DOVECOT.has(usage.comm))
+    : sum((_usage, pid) => ours.has(pid))
+  const round = (seconds: number) => Math.round(seconds * 100) / 100
+  const network = new Set((options.network ?? []).map(String))
+  const proxies = sum((_usage, pid) => network.has(pid))
+  const others = after.machine.busy - before.machine.busy - client - postgres - dovecot - proxies - measure.own
+  return {
+    client: round(client),
+    postgres: round(postgres),
+    dovecot: round(dovecot),
+    floor: round((client + postgres + dovecot) / measure.cores),
+    // Ticks are counted per core and per process apart: a few hundredths either way are rounding.
+    others: round(Math.max(0, others)),
+    stolen: round(after.machine.stolen - before.machine.stolen),
+    disturbed: others > DISTURBED_SHARE * measure.cores * measure.seconds
+  }
+}
+
 /** Starts counting; the returned function says what each party used since. */
 export const meterCpu = async (options: MeterOptions = {}) => {
-  const before = await snapshot()
-  const machineBefore = await machineTotals()
+  const before: Reading = { processes: await snapshot(), machine: await machineTotals() }
   const ownBefore = ownSeconds()
   const started = performance.now()
   return async (): Promise<CpuSeconds> => {
-    const machineAfter = await machineTotals()
+    // The machine's total first: the snapshot's own reading is then in neither it nor `own`.
+    const machine = await machineTotals()
     const own = ownSeconds() - ownBefore
-    const after = await snapshot()
-    const since = (pid: string, usage: Usage) => {
-      const earlier = before.get(pid)
-      // A pid reused by another program since the first snapshot counts from zero.
-      return earlier?.comm === usage.comm ? { own: usage.own - earlier.own, reaped: usage.reaped - earlier.reaped } : usage
-    }
-    const sum = (belongs: (usage: Usage, pid: string) => boolean) => {
-      let ticks = 0
-      for (const [pid, usage] of after) {
-        if (!belongs(usage, pid)) continue
-        const delta = since(pid, usage)
-        ticks += delta.own + delta.reaped
-      }
-      return ticks / TICKS_PER_SECOND
-    }
-    const self = String(process.pid)
-    const client = since(self, after.get(self)!).reaped / TICKS_PER_SECOND
-    const postgres = sum((usage) => usage.comm === "postgres")
-    const ours = options.dovecotMaster === undefined ? undefined : treeOf(after, options.dovecotMaster)
-    const dovecot = ours === undefined
-      ? sum((usage) => DOVECOT.has(usage.comm))
-      : sum((_usage, pid) => ours.has(pid))
-    const round = (seconds: number) => Math.round(seconds * 100) / 100
-    const network = new Set((options.network ?? []).map(String))
-    const proxies = sum((_usage, pid) => network.has(pid))
-    const others = machineAfter.busy - machineBefore.busy - client - postgres - dovecot - proxies - own
-    return {
-      client: round(client),
-      postgres: round(postgres),
-      dovecot: round(dovecot),
-      floor: round((client + postgres + dovecot) / availableParallelism()),
-      // Ticks are counted per core and per process apart: a few hundredths either way are rounding.
-      others: round(Math.max(0, others)),
-      stolen: round(machineAfter.stolen - machineBefore.stolen),
-      disturbed: others > DISTURBED_SHARE * availableParallelism() * ((performance.now() - started) / 1000)
-    }
+    const after: Reading = { processes: await snapshot(), machine }
+    return account(before, after, {
+      self: String(process.pid),
+      own,
+      seconds: (performance.now() - started) / 1000,
+      cores: availableParallelism()
+    }, options)
   }
 }
