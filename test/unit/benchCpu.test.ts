@@ -107,37 +107,28 @@ describe("the benchmark's CPU meter", () => {
   })
 
   it("splits the machine's work between the parties, the network's stand-in and other programs", () => {
-    // Ticks (hundredths of a second) in two readings of /proc, and the machine's busy seconds.
-    const usage = (comm: string, ppid: number, own: number, reaped = 0) => ({ comm, ppid, own, reaped })
-    const before = {
-      processes: new Map([
-        ["100", usage("node", 1, 500)],
-        ["200", usage("postgres", 1, 0)],
-        ["300", usage("dovecot", 1, 0)],
-        ["301", usage("imap", 300, 0)],
-        ["400", usage("imap", 1, 0)],
-        ["500", usage("python3", 100, 0)],
-        ["600", usage("yes", 1, 0)],
-        ["900", usage("bash", 1, 300)]
-      ]),
-      machine: { busy: 10, stolen: 1 }
-    }
-    const after = {
-      processes: new Map([
-        // The bench: its own work is `own` below; what it reaped (the client) is the client's.
-        ["100", usage("node", 1, 510, 100)],
-        ["200", usage("postgres", 1, 50)],
-        ["300", usage("dovecot", 1, 0, 20)],
-        ["301", usage("imap", 300, 10)],
-        // Another Dovecot on the machine: Dovecot's only by name.
-        ["400", usage("imap", 1, 40)],
-        ["500", usage("python3", 100, 50)],
-        ["600", usage("yes", 1, 30)],
-        // A pid reused by a PostgreSQL backend: counted from zero, not from the shell's 300.
-        ["900", usage("postgres", 200, 10)]
-      ]),
-      machine: { busy: 13.5, stolen: 1.2 }
-    }
+    // Each process in two readings of /proc: comm, parent, and own and reaped ticks (hundredths of a
+    // second) before and after.
+    const processes: ReadonlyArray<readonly [pid: string, comm: string, ppid: number, before: [number, number], after: [number, number]]> = [
+      // The bench: its own work is `own` below; what it reaped is the client's.
+      ["100", "node", 1, [500, 0], [510, 100]],
+      ["200", "postgres", 1, [0, 0], [50, 0]],
+      ["300", "dovecot", 1, [0, 0], [0, 20]],
+      ["301", "imap", 300, [0, 0], [10, 0]],
+      // Another Dovecot on the machine: Dovecot's only by name.
+      ["400", "imap", 1, [0, 0], [40, 0]],
+      ["500", "python3", 100, [0, 0], [50, 0]],
+      ["600", "yes", 1, [0, 0], [30, 0]]
+    ]
+    const reading = (when: 3 | 4, busy: number) => ({
+      processes: new Map(processes.map((p) => [p[0], { comm: p[1], ppid: p[2], own: p[when][0], reaped: p[when][1] }] as const)),
+      machine: { busy, stolen: when === 3 ? 1 : 1.2 }
+    })
+    const before = reading(3, 10)
+    before.processes.set("900", { comm: "bash", ppid: 1, own: 300, reaped: 0 })
+    const after = reading(4, 13.5)
+    // A pid reused by a PostgreSQL backend: counted from zero, not from the shell's 300.
+    after.processes.set("900", { comm: "postgres", ppid: 200, own: 10, reaped: 0 })
     const measure = { self: "100", own: 0.1, seconds: 2, cores: 2 }
     const cpu = account(before, after, measure, { dovecotMaster: 300, network: [500] })
     expect(cpu).toEqual({ client: 1, postgres: 0.6, dovecot: 0.3, floor: 0.95, others: 1, stolen: 0.2, disturbed: true })
