@@ -54,28 +54,23 @@ describe("ibansIn", () => {
 })
 
 describe("asksForSecret", () => {
-  it("hears a request for a password, a card's details or a code, however it is put", () => {
-    for (
-      const text of [
-        "To verify your account, please reply with your password.",
-        "Send us the card number and the CVV so we can check the charge.",
-        "Could you share the 6-digit verification code we just texted you?",
-        "Please provide your wallet's recovery phrase.",
-        "Thanks! Mail us your PIN and we will unlock it."
-      ]
-    ) expect(asksForSecret(text), text).toBe(true)
-  })
-
-  it("leaves warnings and the help passages' own steps alone", () => {
-    for (
-      const text of [
-        "We will never ask you to send your password by mail.",
-        "Don't share your one-time code with anyone.",
-        "Reset your password at https://example.com/reset, then sign in with the new password.",
-        "Enter the verification code from the app; your credit card was charged once.",
-        "Send us the order number and we will look."
-      ]
-    ) expect(asksForSecret(text), text).toBe(false)
+  it("hears a request for a password, a card's details or a code, and leaves warnings and help steps alone", () => {
+    const read = (texts: ReadonlyArray<string>) => texts.filter((text) => asksForSecret(text))
+    const requests = [
+      "To verify your account, please reply with your password.",
+      "Send us the card number and the CVV so we can check the charge.",
+      "Could you share the 6-digit verification code we just texted you?",
+      "Please provide your wallet's recovery phrase.",
+      "Thanks! Mail us your PIN and we will unlock it."
+    ]
+    expect(read(requests)).toEqual(requests)
+    expect(read([
+      "We will never ask you to send your password by mail.",
+      "Don't share your one-time code with anyone.",
+      "Reset your password at https://example.com/reset, then sign in with the new password.",
+      "Enter the verification code from the app; your credit card was charged once.",
+      "Send us the order number and we will look."
+    ])).toEqual([])
   })
 
   it("makes the answer a draft", () => {
