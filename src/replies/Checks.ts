@@ -1,5 +1,5 @@
 import { parse } from "tldts"
-import { unknownMoney, withoutAmounts } from "./Money.js"
+import { sentencesOf, unknownMoney, withoutAmounts } from "./Money.js"
 import type { OwnAddresses } from "./Reply.js"
 import { isOwnAddress, withoutTicketTokens } from "./Reply.js"
 
@@ -154,7 +154,7 @@ const warning = /\b(?:never|not|no one|nobody|don't|do not|won't)\b|n't\b/i
 
 /** Whether a sentence of the answer asks the customer for a secret. */
 export const asksForSecret = (text: string): boolean =>
-  text.split(/(?<=[.!?])\s+|\n+/).some((sentence) => secretAsked.test(sentence) && !warning.test(sentence))
+  sentencesOf(text).some((sentence) => secretAsked.test(sentence) && !warning.test(sentence))
 
 /**
  * Why an answer needs a person, or undefined when it may be sent. A link, an address, a sum of

@@ -49,8 +49,8 @@ export const amountsIn = (text: string): ReadonlyArray<Amount> => read(text, mon
 /** The percentages a text holds. */
 export const sharesIn = (text: string): ReadonlyArray<Amount> => read(text, shareLike, "share")
 
-/** An answer's sentences: a promise and its figure are written in the same one. */
-const sentencesOf = (text: string) => text.split(/(?<=[.!?])\s+|\n+/)
+/** An answer's sentences: a promise and its figure (or a request and its secret) are written in the same one. */
+export const sentencesOf = (text: string) => text.split(/(?<=[.!?])\s+|\n+/)
 
 /**
  * Why an answer's money needs a person, or undefined. An amount the help passages hold may be
@@ -60,7 +60,7 @@ const sentencesOf = (text: string) => text.split(/(?<=[.!?])\s+|\n+/)
 export const unknownMoney = (
   text: string,
   material: string,
-  customerTexts: string
+  customerWords: string
 ): string | undefined => {
   const found = sentencesOf(text).flatMap((sentence) => {
     const promised = promising.test(sentence)
@@ -73,7 +73,7 @@ export const unknownMoney = (
   for (const { amount, promised } of found) {
     if (passages.has(amount.key)) continue
     if (promised) return `it promises money (a refund, a credit, a discount: ${amount.written.slice(0, 40)}) that no help passage holds`
-    customer ??= new Set(amountsIn(customerTexts).map((known) => known.key))
+    customer ??= new Set(amountsIn(customerWords).map((known) => known.key))
     if (!customer.has(amount.key)) {
       return `it holds an amount of money (${amount.written.slice(0, 40)}) that no help passage or mail of the customer's holds`
     }
