@@ -175,7 +175,8 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (link !== undefined) return `it holds a link that no help passage or mail of the customer's holds (${link.slice(0, 100)})`
   const mail = mails.find((candidate) => !allowed.includes(candidate) && !isOwnAddress(candidate, answer.own))
   if (mail !== undefined) return "it holds an email address that no help passage or mail of the customer's holds"
-  const money = unknownMoney(text, answer.material.join("\n"), answer.customerTexts.join("\n"))
+  // `allowed` holds the passages too, whose amounts pass anyway: no second copy of the customer's text.
+  const money = unknownMoney(text, answer.material.join("\n"), allowed)
   if (money !== undefined) return money
   return unknownNumber(withoutAmounts(text.replace(urls, " ").replace(addresses, " ")), allowed)
 }

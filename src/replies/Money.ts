@@ -55,7 +55,8 @@ export const sentencesOf = (text: string) => text.split(/(?<=[.!?])\s+|\n+/)
 /**
  * Why an answer's money needs a person, or undefined. An amount the help passages hold may be
  * repeated; one only the customer's own words hold may be repeated back ("the $49.99 you were
- * charged"), but not in a sentence that refunds, credits or discounts it.
+ * charged"), but not in a sentence that refunds, credits or discounts it. `customerWords` is read
+ * only when an amount needs it (it may be a megabyte, and may hold the passages too).
  */
 export const unknownMoney = (
   text: string,
