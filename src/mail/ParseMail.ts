@@ -7,6 +7,7 @@ import { cleanHeader, cleanText } from "./Text.js"
 import { blank, forwardedCollector, withForwardedText } from "./Forwarded.js"
 import type { ForwardedWords } from "./Forwarded.js"
 import { elideLargeParts, restoreDigests } from "./LargeParts.js"
+import { visibleHtml } from "./HiddenHtml.js"
 import { readSimple } from "./SimpleMail.js"
 
 /** Headers kept whole on the event: the reply guard and consumers read them. */
@@ -315,19 +316,31 @@ export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
 const wantsHtmlText = (mail: ReadMail): mail is ReadMail & { readonly html: string } =>
   blank(mail.text) && typeof mail.html === "string" && !blank(mail.html)
 
+/** A mail that is one HTML part: its text is mailparser's conversion of that HTML. */
+const isHtmlAlone = (mail: ReadMail): mail is ReadMail & { readonly html: string } =>
+  typeof mail.html === "string" &&
+  /^content-type:\s*text\/html\b/i.test(mail.headerLines.find((line) => line.key === "content-type")?.line ?? "")
+
 const HTML_ALONE = Buffer.from("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+
+/** mailparser's own conversion, with its limits on size and nesting, of HTML handed to it as a mail of its own. */
+const htmlAsText = (html: string): Promise<string> =>
+  readWhole(Buffer.concat([HTML_ALONE, Buffer.from(html, "utf8")])).then((alone) => alone.text || "", () => "")
 
 /**
  * HTML alone inside a multipart (an alternative without its text part, HTML with inline images, a web
  * form's HTML with an attachment) gave no text at all: the ticket's message and the agent saw only the
- * subject. The text is mailparser's own conversion, with its limits on size and nesting, of the HTML
- * handed to it as a mail of its own.
+ * subject. Its text is now the HTML's. Whenever a mail's text comes from its HTML, what the HTML hides
+ * from a reader (HiddenHtml.ts) is left out; only once the whole HTML converted, so that its size and
+ * depth are known to be within mailparser's bounds.
  */
 const withHtmlText = (read: (source: Buffer) => Promise<ReadMail>) => async (source: Buffer): Promise<ReadMail> => {
   const mail = await read(source)
-  if (!wantsHtmlText(mail)) return mail
-  const alone = await readWhole(Buffer.concat([HTML_ALONE, Buffer.from(mail.html, "utf8")])).catch(() => undefined)
-  return alone?.text ? { ...mail, text: alone.text } : mail
+  const fromHtml = wantsHtmlText(mail) ? await htmlAsText(mail.html) : isHtmlAlone(mail) ? mail.text || "" : ""
+  if (fromHtml === "" || typeof mail.html !== "string") return mail
+  const visible = visibleHtml(mail.html)
+  const text = visible === undefined ? fromHtml : await htmlAsText(visible)
+  return text === mail.text ? mail : { ...mail, text }
 }
 
 const parseWith = (read: (source: Buffer) => Promise<ReadMail>) => (raw: RawMail): Promise<Parsed> =>

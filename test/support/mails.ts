@@ -12,7 +12,8 @@ export interface MailOptions {
   readonly to?: string
   /** Printable ASCII is written as given (an encoded-word of the caller's own included); anything else is RFC 2047 encoded. */
   readonly subject?: string
-  readonly text?: string
+  /** `null` leaves the text part out: with `html`, the mail is that one HTML part. */
+  readonly text?: string | null
   readonly html?: string
   /** `null` leaves the header out. */
   readonly messageId?: string | null
@@ -300,6 +301,8 @@ const bodyEntity = (options: MailOptions, boundary: string, attachments: Readonl
   const text = textPart("plain", options.text ?? "Hello, I need help with my account.", options)
   const readable = options.html === undefined
     ? text
+    : options.text === null
+    ? textPart("html", options.html, options)
     : multipart("alternative", `alt_${boundary}`, [text, textPart("html", options.html, options)])
   return attachments.length === 0 ? readable : multipart("mixed", `mix_${boundary}`, [readable, ...attachments])
 }
