@@ -40,8 +40,30 @@ export const linksIn = (text: string): { readonly links: ReadonlyArray<string>; 
 /** IBAN-shaped: country, check digits, then groups of four (the last shorter), spaced or not. */
 const ibanLike = /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g
 
-/** ISO 13616's check: the number with its first four characters moved to the end, letters as 10–35, mod 97 is 1. */
+/**
+ * Each country's IBAN length: SWIFT's IBAN registry, the territories that use their country's
+ * format under their own code, and the African and other formats in use outside the registry
+ * (Nicaragua's older 32 too). A code of another country or length, such as a product code shaped like
+ * one that passes the check digits (1 in 97 do), is no bank account.
+ */
+const ibanLengths: ReadonlyMap<string, ReadonlyArray<number>> = (() => {
+  const table = new Map<string, Array<number>>()
+  const registry = "AD24 AE23 AL28 AT20 AX18 AZ28 BA20 BE16 BG22 BH22 BI27 BL27 BR29 BY28 CH21 CR22 CY28 CZ24 DE22 DJ27 " +
+    "DK18 DO28 EE20 EG29 ES24 FI18 FK18 FO18 FR27 GB22 GE22 GF27 GG22 GI23 GL18 GP27 GR27 GT28 HN28 HR21 HU28 IE22 " +
+    "IL23 IM22 IQ23 IS26 IT27 JE22 JO30 KW30 KZ20 LB28 LC32 LI21 LT20 LU20 LV21 LY25 MC27 MD24 ME22 MF27 MK19 MN20 " +
+    "MQ27 MR27 MT31 MU30 NC27 NI28 NL18 NO15 OM23 PF27 PK24 PL28 PM27 PS29 PT25 QA29 RE27 RO24 RS22 RU33 SA24 SC31 " +
+    "SD18 SE24 SI19 SK24 SM27 SO23 ST25 SV28 TF27 TL23 TN24 TR26 UA29 VA22 VG24 WF27 XK20 YE30 YT27"
+  const outside = "AO25 BF28 BJ28 CF27 CG27 CI28 CM27 CV25 DZ26 GA27 GQ27 GW25 IR26 KM27 MA28 MG27 ML28 MZ25 NE28 NI32 SN28 TD27 TG28"
+  for (const entry of `${registry} ${outside}`.split(" ")) {
+    const country = entry.slice(0, 2)
+    table.set(country, [...(table.get(country) ?? []), Number(entry.slice(2))])
+  }
+  return table
+})()
+
+/** ISO 13616: a known country's length, and the number with its first four characters moved to the end, letters as 10–35, mod 97 is 1. */
 const validIban = (iban: string) => {
+  if (!ibanLengths.get(iban.slice(0, 2))?.includes(iban.length)) return false
   const moved = iban.slice(4) + iban.slice(0, 4)
   let rest = 0
   for (const c of moved) {
@@ -58,6 +80,12 @@ export const ibansIn = (text: string): ReadonlyArray<string> =>
 /** Dates and year ranges, which are digits in groups too but no one's number. */
 const dates = /\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|(?:19|20)\d{2} ?- ?(?:19|20)\d{2})\b/g
 
+/** An IPv4 address: four numbers of 0–255, dotted, not part of a longer dotted number (a version, a build). */
+const ipv4 = /(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\w|\.\d)/g
+
+/** The IPv4 addresses a text holds. */
+export const ipAddressesIn = (text: string): ReadonlyArray<string> => [...new Set(text.match(ipv4) ?? [])]
+
 /**
  * Digits as a person writes a phone number: after an optional +, in groups (some in parentheses)
  * joined by one space, dot, dash or slash, or " - "; not glued to a word, a + or a ticket's `#`. A
@@ -69,12 +97,12 @@ const numberLike = /(?<![\w+#])(?:\+ ?)?\(?\d+\)?(?:(?: - |[ ./-]|(?<=\)))\(?\d+
 const isPhoneLength = (digits: string) => digits.length >= 7 && digits.length <= 15
 
 /**
- * The phone numbers (7 to 15 digits, as digits) a text holds; IBANs and dates are none. Each pattern
+ * The phone numbers (7 to 15 digits, as digits) a text holds; IBANs, dates and IP addresses are none. Each pattern
  * here starts at a digit, a + or a word's edge and never backtracks far, so a customer's megabyte of
  * text is read in one pass (unlike `urls` and `addresses`, which only the bounded answer is given).
  */
 export const phoneNumbersIn = (text: string): ReadonlyArray<{ readonly written: string; readonly digits: string }> =>
-  [...text.replace(ibanLike, " ").replace(dates, " ").matchAll(numberLike)].flatMap((match) => {
+  [...text.replace(ibanLike, " ").replace(dates, " ").replace(ipv4, " ").matchAll(numberLike)].flatMap((match) => {
     const written = match[0].trim()
     // "+44 (0)20": the (0) is the trunk prefix dialled at home only, not a digit of the number.
     const digits = written.replace(/\(0\)/g, "").replace(/\D/g, "")
@@ -119,10 +147,15 @@ export const ownWords = (text: string): string => {
 
 /**
  * A phone number, a bank account or a wallet is how a scam the model was steered into goes on
- * outside the mail: the reason for one in `text` (the answer, its links and addresses already
- * judged) that `allowed` (the passages and the customer's own words, lower-cased) does not hold.
+ * outside the mail, and a server's address (a DNS server, a host to allow) is a link without its
+ * scheme: the reason for one in `text` (the answer, its links and addresses already judged) that
+ * `allowed` (the passages and the customer's own words, lower-cased) does not hold.
  */
 const unknownNumber = (text: string, allowed: string): string | undefined => {
+  const ips = ipAddressesIn(text)
+  const knownIps = ips.length === 0 ? [] : ipAddressesIn(allowed)
+  const ip = ips.find((candidate) => !knownIps.includes(candidate))
+  if (ip !== undefined) return `it holds an IP address that no help passage or mail of the customer's holds (${ip})`
   // The customer's side (up to a megabyte) is read only when the answer holds something to look up.
   const phones = phoneNumbersIn(text)
   const known = phones.length === 0 ? [] : phoneNumbersIn(allowed).map((number) => number.digits)
@@ -158,7 +191,7 @@ export const asksForSecret = (text: string): boolean =>
 
 /**
  * Why an answer needs a person, or undefined when it may be sent. A link, an address, a sum of
- * money, a phone number, an IBAN or a long code that neither the help passages nor the customer's
+ * money, a phone number, an IP address, an IBAN or a long code that neither the help passages nor the customer's
  * own words hold was made up by the model, or put into its mouth by a prompt injection: either way
  * it must not go out under the company's name. Nor may money be promised on the customer's word.
  */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { AnswerContext } from "../../src/replies/Checks.js"
-import { asksForSecret, codesIn, ibansIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
+import { asksForSecret, codesIn, ibansIn, ipAddressesIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
 
 const own = { address: "support@example.com", aliases: ["billing@example.com"] }
 
@@ -44,12 +44,34 @@ describe("phoneNumbersIn", () => {
   })
 })
 
+describe("ipAddressesIn", () => {
+  it("finds IPv4 addresses, at a sentence's end too, and leaves versions, builds and numbers out of range alone", () => {
+    expect(ipAddressesIn("Set DNS to 203.0.113.7. Allow 10.0.0.1, not 10.0.0.256 or 1.2.3.4.5, version 2.10.2 or build 10.0.19045.2965."))
+      .toEqual(["203.0.113.7", "10.0.0.1"])
+    expect(phoneNumbersIn("our server 203.0.113.7 answers; 192.168.100.254 too")).toEqual([])
+  })
+})
+
 describe("ibansIn", () => {
   it("finds valid IBANs, spaced or not, and leaves out what fails the check digits", () => {
     expect(ibansIn("Pay DE89 3704 0044 0532 0130 00 or GB82WEST12345698765432, not DE89 3704 0044 0532 0130 01.")).toEqual([
       "DE89370400440532013000",
       "GB82WEST12345698765432"
     ])
+  })
+
+  it("knows each country's length: the registry's shortest and longest, and a code shaped like one that is none", () => {
+    const registry = ["NO93 8601 1117 947", "LC55 HEMM 0001 0001 0012 0012 0002 3015", "RU02 0445 2560 0407 0281 0412 3456 7890 1"]
+    expect(ibansIn(registry.join(", "))).toEqual(registry.map((iban) => iban.replace(/ /g, "")))
+    // Check digits that pass, for a country that has no IBAN, or for a length the country does not use.
+    const shaped = (country: string, rest: string) => {
+      const digits = (98 - Number(BigInt(`${rest}${[...country].map((c) => c.charCodeAt(0) - 55).join("")}00`) % 97n)).toString().padStart(2, "0")
+      return `${country}${digits}${rest}`
+    }
+    expect(ibansIn(shaped("DE", "370400440532013000"))).toHaveLength(1)
+    expect(ibansIn(shaped("ZZ", "370400440532013000"))).toEqual([])
+    expect(ibansIn(shaped("DE", "3704004405320130"))).toEqual([])
+    expect(ibansIn(shaped("AB", "12345678"))).toEqual([])
   })
 })
 
@@ -138,6 +160,15 @@ describe("needsHuman", () => {
     expect(needsHuman(answer("Your order 2026-12-05 ships by 10:30, version 2.10.2."))).toBeUndefined()
   })
 
+  it("holds back an IP address nobody gave the model, as such and not as a phone number", () => {
+    expect(needsHuman(answer("Set your DNS server to 198.51.100.23 and try again."))).toBe(
+      "it holds an IP address that no help passage or mail of the customer's holds (198.51.100.23)"
+    )
+    expect(needsHuman(answer("Please allow 203.0.113.7 in your firewall.", { material: ["Our mail server is 203.0.113.7."] }))).toBeUndefined()
+    expect(needsHuman(answer("We see requests from 192.0.2.10.", { customerTexts: ["my IP is 192.0.2.10"] }))).toBeUndefined()
+    expect(needsHuman(answer("We see requests from 192.0.2.1.", { customerTexts: ["my IP is 192.0.2.10"] }))).toContain("IP address that no help passage or mail of the customer's holds (192.0.2.1)")
+  })
+
   it("holds back a phone number or an IBAN nobody gave the model, or that only a forwarded mail holds", () => {
     expect(needsHuman(answer("Please call +1 (888) 555-0147 to cancel the renewal."))).toContain("holds (+1 (888) 555-0147)")
     // A country code in front of a number we know is another number when it is more than a country code.
@@ -164,20 +195,21 @@ describe("needsHuman", () => {
   it("reads a megabyte of the customer's text in one pass, whatever it repeats", () => {
     // Patterns that backtrack over a long run (an address's local part before an @ that never comes)
     // took minutes on a 900 KB subject: each of these returns at once, or the test times out.
-    for (const filler of ["A", "1 ", "+1 ", "12-12-", "AB12 ", "x.y", "123 ", "1,234.5", "$1 ", "EUR"]) {
+    for (const filler of ["A", "1 ", "+1 ", "12-12-", "AB12 ", "x.y", "123 ", "1,234.5", "$1 ", "EUR", "1.", "10.0.0.", "255.255."]) {
       const customerTexts = [filler.repeat(Math.ceil(1_000_000 / filler.length))]
       expect(needsHuman(answer("Thanks, we will follow up on +1 (888) 555-0147.", { customerTexts })), filler).toContain("phone number")
       expect(needsHuman(answer("Thanks, the $17.25 are noted.", { customerTexts })), filler).toContain("amount of money")
     }
   })
 
-  it("reads a ticket token as ours, never as a bank account, even one that passes an IBAN's check", () => {
-    // Tokens are random hex: the first of these that is IBAN-shaped with valid check digits.
-    const token = Array.from({ length: 100_000 }, (_, i) => `ab12${i.toString(16).padStart(8, "0")}`)
-      .find((candidate) => ibansIn(`[#${candidate}]`.toUpperCase()).length > 0)!
-    expect(token).toBeDefined()
-    expect(needsHuman(answer(`Thanks, we are on it: ticket [#${token}].`))).toBeUndefined()
-    expect(needsHuman(answer(`Thanks, we are on it: ticket #${token.toUpperCase()}.`))).toBeUndefined()
+  it("reads a ticket token as ours, never as a bank account", () => {
+    // Tokens are 12 random hex digits: shaped like an IBAN of a country with hex letters (Belgium, Germany), one in 97 passes the check digits.
+    const candidates = Array.from({ length: 20_000 }, (_, i) => `${i % 2 ? "de" : "be"}${(10 + (i % 90)).toString()}${i.toString(16).padStart(8, "0")}`)
+    expect(candidates.filter((token) => ibansIn(`[#${token}]`.toUpperCase()).length > 0)).toEqual([])
+    for (const token of candidates.slice(0, 200)) {
+      expect(needsHuman(answer(`Thanks, we are on it: ticket [#${token}].`)), token).toBeUndefined()
+      expect(needsHuman(answer(`Thanks, we are on it: ticket #${token.toUpperCase()}.`)), token).toBeUndefined()
+    }
   })
 
   it("holds back an answer cut off at the token limit or over REPLY_MAX_CHARS", () => {
