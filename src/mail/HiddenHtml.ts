@@ -5,9 +5,11 @@
  * that the person reading it never saw, and a link hidden that way counted as the customer's own.
  * What a reader's mail client shows is what the customer said.
  *
- * Only inline styles are read, with CSS's inheritance where a child can undo its parent's
- * (font-size, visibility): a rule in a <style> block (`.x { display: none }`) or white text on a
- * white table is not recognised, and such text still counts.
+ * Inline styles are read, and the rules of the mail's <style> blocks whose selectors are simple (a
+ * tag, classes, an id: `.preheader`, `span.x`, `#y`; rules inside `@media` apply to some screens
+ * only and are left out), in CSS's order of specificity, with CSS's inheritance where a child can
+ * undo its parent's (font-size, visibility). Descendant or attribute selectors, and white text on a
+ * white table, are not recognised: such text still counts.
  */
 import { DomUtils, parseDocument } from "htmlparser2"
 
@@ -38,6 +40,79 @@ const declarations = (style: string): Map<string, string> => {
     if (colon > 0) found.set(declaration.slice(0, colon), declaration.slice(colon + 1).replace(/!important$/, ""))
   }
   return found
+}
+
+/** A style rule with a simple selector, and its specificity (ids, classes, tag) for CSS's order. */
+interface Rule {
+  readonly tag: string | undefined
+  readonly id: string | undefined
+  readonly classes: ReadonlyArray<string>
+  readonly specificity: number
+  readonly css: Map<string, string>
+}
+
+/** Properties that can hide: rules without any are not worth matching. */
+const HIDING = /display|opacity|visibility|font-size|overflow/
+
+const simpleSelector = /^([a-z][a-z0-9]*)?((?:[.#][\w-]+)+)?$/
+
+/**
+ * The top-level rules of a style sheet that could hide and whose selectors are simple, in the
+ * sheet's order, read in one pass: an at-rule's block (@media, @supports, @font-face) is skipped
+ * with everything nested in it.
+ */
+const rulesOf = (sheet: string): Array<Rule> => {
+  const rules: Array<Rule> = []
+  const css = withoutComments(sheet.toLowerCase())
+  let start = 0
+  for (let open = css.indexOf("{"); open >= 0; open = css.indexOf("{", start)) {
+    const prelude = css.slice(start, open).trim()
+    let depth = 1
+    let end = open + 1
+    while (end < css.length && depth > 0) {
+      if (css[end] === "{") depth++
+      else if (css[end] === "}") depth--
+      end++
+    }
+    const body = css.slice(open + 1, end - 1)
+    start = end
+    // A statement at-rule (@import …;) before the next rule ends at its semicolon.
+    const selectors = prelude.slice(prelude.lastIndexOf(";") + 1).trim()
+    if (selectors.startsWith("@") || !HIDING.test(body)) continue
+    const declared = declarations(body)
+    for (const selector of selectors.split(",").map((part) => part.trim())) {
+      const match = simpleSelector.exec(selector)
+      if (match === null || selector === "") continue
+      const parts = match[2]?.match(/[.#][\w-]+/g) ?? []
+      const ids = parts.filter((part) => part.startsWith("#"))
+      if (ids.length > 1) continue
+      const classes = parts.filter((part) => part.startsWith(".")).map((part) => part.slice(1))
+      rules.push({
+        tag: match[1],
+        id: ids[0]?.slice(1),
+        classes,
+        specificity: ids.length * 10_000 + classes.length * 100 + (match[1] === undefined ? 0 : 1),
+        css: declared
+      })
+    }
+  }
+  return rules
+}
+
+const matches = (rule: Rule, element: Element): boolean => {
+  if (rule.tag !== undefined && rule.tag !== element.name.toLowerCase()) return false
+  if (rule.id !== undefined && rule.id !== element.attribs["id"]?.toLowerCase()) return false
+  if (rule.classes.length === 0) return true
+  const classes = (element.attribs["class"] ?? "").toLowerCase().split(/\s+/)
+  return rule.classes.every((name) => classes.includes(name))
+}
+
+/** The style an element gets: the matching rules in order, then its inline style, which wins. */
+const styleOf = (element: Element, rules: ReadonlyArray<Rule>): Map<string, string> | undefined => {
+  const inline = element.attribs["style"] === undefined ? undefined : declarations(element.attribs["style"])
+  const matching = rules.length === 0 ? [] : rules.filter((rule) => matches(rule, element))
+  if (matching.length === 0) return inline
+  return new Map([...matching.flatMap((rule) => [...rule.css]), ...(inline ?? [])])
 }
 
 /** A length or number that is zero: 0, 0px, 0.0em, 0%. */
@@ -81,11 +156,14 @@ const inherit = (parent: Inherited, css: Map<string, string> | undefined): Inher
 export const visibleHtml = (html: string): string | undefined => {
   if (!MAYBE_HIDDEN.test(html)) return undefined
   const document = parseDocument(html, { decodeEntities: false })
+  // By specificity; among equals the later rule wins, as sort is stable.
+  const rules = DomUtils.getElementsByTagName("style", document).flatMap((style) => rulesOf(DomUtils.textContent(style)))
+    .sort((a, b) => a.specificity - b.specificity)
   const found: Array<Node> = []
   const visit = (nodes: ReadonlyArray<Node>, inherited: Inherited): void => {
     for (const node of nodes) {
       if ("attribs" in node) {
-        const css = node.attribs["style"] === undefined ? undefined : declarations(node.attribs["style"])
+        const css = styleOf(node, rules)
         if (gone(node, css)) found.push(node)
         else visit(node.children, inherit(inherited, css))
       } else if (node.type === "text" && (inherited.tiny || inherited.invisible) && node.data.trim() !== "") {
