@@ -327,6 +327,15 @@ const HTML_ALONE = Buffer.from("Content-Type: text/html; charset=utf-8\r\nConten
 const htmlAsText = (html: string): Promise<string> =>
   readWhole(Buffer.concat([HTML_ALONE, Buffer.from(html, "utf8")])).then((alone) => alone.text || "", () => "")
 
+/** Reading what is hidden must never be the reason a mail is quarantined: on any surprise, the whole HTML's text stands. */
+const visibleOrWhole = (html: string): string | undefined => {
+  try {
+    return visibleHtml(html)
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * HTML alone inside a multipart (an alternative without its text part, HTML with inline images, a web
  * form's HTML with an attachment) gave no text at all: the ticket's message and the agent saw only the
@@ -338,7 +347,7 @@ const withHtmlText = (read: (source: Buffer) => Promise<ReadMail>) => async (sou
   const mail = await read(source)
   const fromHtml = wantsHtmlText(mail) ? await htmlAsText(mail.html) : isHtmlAlone(mail) ? mail.text || "" : ""
   if (fromHtml === "" || typeof mail.html !== "string") return mail
-  const visible = visibleHtml(mail.html)
+  const visible = visibleOrWhole(mail.html)
   const text = visible === undefined ? fromHtml : await htmlAsText(visible)
   return text === mail.text ? mail : { ...mail, text }
 }
