@@ -99,20 +99,52 @@ const rulesOf = (sheet: string): Array<Rule> => {
   return rules
 }
 
-const matches = (rule: Rule, element: Element): boolean => {
-  if (rule.tag !== undefined && rule.tag !== element.name.toLowerCase()) return false
-  if (rule.id !== undefined && rule.id !== element.attribs["id"]?.toLowerCase()) return false
-  if (rule.classes.length === 0) return true
-  const classes = (element.attribs["class"] ?? "").toLowerCase().split(/\s+/)
-  return rule.classes.every((name) => classes.includes(name))
+/**
+ * Rules looked up by what an element has (its tag, id and classes), in CSS's order: by specificity,
+ * and among equals the later rule wins. Matching stops after a budget of checks, so that a mail of
+ * many thousand rules and elements costs no more than an ordinary one: past it, only inline styles
+ * count (what a sheet that large hides still counts as words).
+ */
+class Sheet {
+  private readonly index = new Map<string, Array<{ readonly rule: Rule; readonly rank: number }>>()
+  private checks = 0
+  static readonly budget = 200_000
+
+  constructor(rules: ReadonlyArray<Rule>) {
+    const ordered = [...rules].sort((a, b) => a.specificity - b.specificity)
+    ordered.forEach((rule, rank) => {
+      const key = rule.classes.length > 0 ? `.${rule.classes[0]}` : rule.id !== undefined ? `#${rule.id}` : rule.tag!
+      const bucket = this.index.get(key)
+      if (bucket === undefined) this.index.set(key, [{ rule, rank }])
+      else bucket.push({ rule, rank })
+    })
+  }
+
+  /** The declarations of the rules that match, in order; empty past the budget. */
+  declared(element: Element): ReadonlyArray<Map<string, string>> {
+    if (this.index.size === 0 || this.checks > Sheet.budget) return []
+    const tag = element.name.toLowerCase()
+    const id = element.attribs["id"]?.toLowerCase()
+    const classes = [...new Set((element.attribs["class"] ?? "").toLowerCase().split(/\s+/).filter(Boolean))]
+    const keys = [tag, ...(id === undefined ? [] : [`#${id}`]), ...classes.map((name) => `.${name}`)]
+    const candidates = keys.flatMap((key) => this.index.get(key) ?? [])
+    this.checks += candidates.length
+    return candidates
+      .filter(({ rule }) =>
+        (rule.tag === undefined || rule.tag === tag) && (rule.id === undefined || rule.id === id) &&
+        rule.classes.every((name) => classes.includes(name))
+      )
+      .sort((a, b) => a.rank - b.rank)
+      .map(({ rule }) => rule.css)
+  }
 }
 
 /** The style an element gets: the matching rules in order, then its inline style, which wins. */
-const styleOf = (element: Element, rules: ReadonlyArray<Rule>): Map<string, string> | undefined => {
+const styleOf = (element: Element, sheet: Sheet): Map<string, string> | undefined => {
   const inline = element.attribs["style"] === undefined ? undefined : declarations(element.attribs["style"])
-  const matching = rules.length === 0 ? [] : rules.filter((rule) => matches(rule, element))
-  if (matching.length === 0) return inline
-  return new Map([...matching.flatMap((rule) => [...rule.css]), ...(inline ?? [])])
+  const declared = sheet.declared(element)
+  if (declared.length === 0) return inline
+  return new Map([...declared.flatMap((css) => [...css]), ...(inline ?? [])])
 }
 
 /** A length or number that is zero: 0, 0px, 0.0em, 0%. */
@@ -156,14 +188,12 @@ const inherit = (parent: Inherited, css: Map<string, string> | undefined): Inher
 export const visibleHtml = (html: string): string | undefined => {
   if (!MAYBE_HIDDEN.test(html)) return undefined
   const document = parseDocument(html, { decodeEntities: false })
-  // By specificity; among equals the later rule wins, as sort is stable.
-  const rules = DomUtils.getElementsByTagName("style", document).flatMap((style) => rulesOf(DomUtils.textContent(style)))
-    .sort((a, b) => a.specificity - b.specificity)
+  const sheet = new Sheet(DomUtils.getElementsByTagName("style", document).flatMap((style) => rulesOf(DomUtils.textContent(style))))
   const found: Array<Node> = []
   const visit = (nodes: ReadonlyArray<Node>, inherited: Inherited): void => {
     for (const node of nodes) {
       if ("attribs" in node) {
-        const css = styleOf(node, rules)
+        const css = styleOf(node, sheet)
         if (gone(node, css)) found.push(node)
         else visit(node.children, inherit(inherited, css))
       } else if (node.type === "text" && (inherited.tiny || inherited.invisible) && node.data.trim() !== "") {

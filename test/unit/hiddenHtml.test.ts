@@ -77,4 +77,15 @@ describe("visibleHtml", () => {
       expect(words(`<style>${style}</style><p style="display:none">y</p>`), filler).not.toContain("y")
     }
   })
+
+  it("matches many rules against many elements within a bounded number of checks", () => {
+    // 20,000 rules an element with class "a" could match, and 20,000 such elements: 400 million
+    // checks unbounded (minutes, or the test times out); past the budget only inline styles count.
+    const css = Array.from({ length: 20_000 }, (_, i) => `.a.b${i}{display:none}`).join("")
+    const body = Array.from({ length: 20_000 }, (_, i) => `<i class="a b${i}">w${i}</i>`).join("")
+    const left = words(`<style>${css}</style>${body}<p style="display:none">inline</p>`)
+    expect(left).not.toContain("w0")
+    expect(left).toContain("w19999")
+    expect(left).not.toContain("inline")
+  })
 })
