@@ -1,5 +1,8 @@
+import { readFileSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
+import { simpleParser } from "mailparser"
 import { visibleHtml } from "../../src/mail/HiddenHtml.js"
+import { parseWithHash } from "../../src/mail/ParseMail.js"
 
 /** The words left, as a reader would list them. */
 const words = (html: string) =>
@@ -87,5 +90,16 @@ describe("visibleHtml", () => {
     expect(left).not.toContain("w0")
     expect(left).toContain("w19999")
     expect(left).not.toContain("inline")
+  })
+
+  it("reads a newsletter as MJML writes it: every line a reader sees, and not its hidden preview text", async () => {
+    const html = readFileSync(new URL("../fixtures/html/shipping.html", import.meta.url), "utf8")
+    const source = Buffer.from(
+      `From: Shop <shop@shop.example>\r\nSubject: shipped\r\nMessage-ID: <s@shop.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n${html}`
+    )
+    const { parsed } = await parseWithHash({ uid: 1, size: source.length, source, headersOnly: false })
+    const whole = (await simpleParser(source)).text!
+    expect(whole.split("\n")[0]).toBe("Order 4711 is on its way - track it today")
+    expect(parsed._tag === "Accepted" && parsed.email.text).toBe(whole.split("\n").slice(1).join("\n").trim())
   })
 })
