@@ -151,20 +151,28 @@ const styleOf = (element: Element, sheet: Sheet): Map<string, string> | undefine
 const zero = (value: string | undefined): boolean =>
   value !== undefined && /^[+-]?0*\.?0*(?:[a-z]+|%)?$/.test(value) && value.includes("0")
 
+/** Too small to read or to show anything: zero, or under 2 pixels or points (a preheader's `font-size:1px`, a 1px box). */
+const unreadable = (value: string | undefined): boolean => {
+  if (value === undefined) return false
+  if (zero(value)) return true
+  const size = /^(\d*\.?\d+)(px|pt)$/.exec(value)
+  return size !== null && Number(size[1]) < 2
+}
+
 /** Sizes relative to the parent's: of a zero font size they stay zero. */
 const relative = (value: string) => /(?:em|ex|ch|%)$/.test(value) || ["inherit", "larger", "smaller"].includes(value)
 
-/** Hidden with everything in it, whatever a child says: no box, no opacity, or a box of no size that clips. */
+/** Hidden with everything in it, whatever a child says: no box, no opacity, or a box too small to show anything that clips. */
 const gone = (element: Element, css: Map<string, string> | undefined): boolean => {
   if (element.attribs["hidden"] !== undefined) return true
   if (css === undefined) return false
   const clipped = ["overflow", "overflow-x", "overflow-y"].some((property) => css.get(property) === "hidden")
   return css.get("display") === "none" ||
     zero(css.get("opacity")) ||
-    (clipped && ["height", "max-height", "width", "max-width"].some((property) => zero(css.get(property))))
+    (clipped && ["height", "max-height", "width", "max-width"].some((property) => unreadable(css.get(property))))
 }
 
-/** What a child inherits and may undo: a font size of zero (a common trick against gaps, undone by each column) and visibility. */
+/** What a child inherits and may undo: an unreadable font size (zero is a common trick against gaps, undone by each column) and visibility. */
 interface Inherited {
   readonly tiny: boolean
   readonly invisible: boolean
@@ -175,7 +183,7 @@ const inherit = (parent: Inherited, css: Map<string, string> | undefined): Inher
   const size = css.get("font-size")
   const visibility = css.get("visibility")
   return {
-    tiny: size === undefined ? parent.tiny : zero(size) || (relative(size) && parent.tiny),
+    tiny: size === undefined ? parent.tiny : unreadable(size) || (relative(size) && parent.tiny),
     invisible: visibility === undefined || visibility === "inherit" ? parent.invisible : visibility !== "visible"
   }
 }

@@ -20,6 +20,9 @@ describe("visibleHtml", () => {
       `style="font-size:0"`,
       `style="visibility:hidden"`,
       `style="max-height:0; overflow:hidden"`,
+      `style="height:1px; overflow:hidden"`,
+      `style="font-size:1px"`,
+      `style="font-size:1.5pt"`,
       `style="width:0px;overflow-x:hidden"`,
       `hidden`
     ]) {
@@ -31,6 +34,9 @@ describe("visibleHtml", () => {
     for (const html of [
       `<div style="opacity:0.5">seen</div>`,
       `<div style="font-size:0.8em">seen</div>`,
+      `<div style="font-size:9px">seen</div>`,
+      `<div style="height:1px">seen</div>`,
+      `<div style="overflow:hidden;max-height:20px">seen</div>`,
       `<div style="display:none;display:block">seen</div>`,
       `<div style="max-height:0">seen</div>`,
       `<div style="overflow:hidden;height:10px">seen</div>`,
