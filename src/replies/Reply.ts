@@ -181,8 +181,9 @@ export const ticketToken = (ticketId: string): string => ticketId.replace(/-/g, 
 const tokenPattern = /\[#([0-9a-f]{12})\]/gi
 
 /**
- * An answer without its ticket tokens, bracketed or not ("#0b6f3a2c5d1e"): ours, and random, so one
- * in a few thousand reads as a valid IBAN ("AB12 0000 000D") and would hold its answer back.
+ * An answer without its ticket tokens, bracketed or not ("#0b6f3a2c5d1e"): ours, and random hex, so
+ * the checks must not judge them. Read together with the words after it, a token could still take
+ * an IBAN's shape ("DE12 3456 7890 …") and pass its check digits, and hold its answer back.
  */
 export const withoutTicketTokens = (text: string): string => text.replace(/\[?#[0-9a-f]{12}\b\]?/gi, " ")
 
