@@ -1,8 +1,9 @@
 /**
  * Text a person never sees in an HTML mail: elements hidden by their own inline style or by the
- * `hidden` attribute. A mail whose words come from its HTML (no text part) reached the ticket, the
- * help search and the model with these words too, so a mail could carry instructions for the model
- * that the person reading it never saw, and a link hidden that way counted as the customer's own.
+ * `hidden` attribute. A mail whose words come from its HTML (no text part, or HTML beside a text
+ * part rather than as its alternative) reached the ticket, the help search and the model with these
+ * words too, so a mail could carry instructions for the model that the person reading it never saw,
+ * and a link hidden that way counted as the customer's own.
  * What a reader's mail client shows is what the customer said.
  *
  * Inline styles are read, and the rules of the mail's <style> blocks whose selectors are simple (a

@@ -57,6 +57,32 @@ export interface ReadMail {
   readonly text: string | false | undefined
   readonly html: string | false | undefined
   readonly attachments: ReadonlyArray<ReadAttachment>
+  /** HTML parts whose conversion mailparser joined into `text` beside text parts (htmlBesideText). */
+  readonly htmlBesideText?: ReadonlyArray<string>
+}
+
+/** A part of mailparser's MIME tree as its getTextContent walks it. Internal to mailparser: parseMail.test.ts pins it. */
+interface MimeNode {
+  readonly contentType?: string
+  readonly textContent?: string
+  readonly children?: ReadonlyArray<MimeNode>
+}
+
+/**
+ * The HTML parts below the root and outside any multipart/alternative: mailparser converts each
+ * into the text, between the text parts around it (an HTML part beside a text part, a footer a list
+ * server appends). Not when it could not convert one: its text stays empty then, as it does here.
+ */
+const htmlBesideText = (root: MimeNode | undefined): Array<string> => {
+  const found: Array<string> = []
+  const walk = (node: MimeNode, alternative: boolean) => {
+    for (const child of node.children ?? []) {
+      if (!alternative && child.contentType === "text/html" && typeof child.textContent === "string") found.push(child.textContent)
+      walk(child, alternative || child.contentType === "multipart/alternative")
+    }
+  }
+  if (root !== undefined) walk(root, root.contentType === "multipart/alternative")
+  return found
 }
 
 const options: MailParserOptions = {
@@ -95,11 +121,14 @@ const readWhole = (source: Buffer): Promise<ReadMail> =>
       })
       attachment.content.resume()
     }
-    parser.on("data", (data: AttachmentStream | { readonly type: "text" }) => {
+    let converted = true
+    parser.on("data", (data: AttachmentStream | { readonly type: "text"; readonly textConversionError?: unknown }) => {
       if (data.type === "attachment") drain(data)
+      else if (data.textConversionError !== undefined) converted = false
     })
     parser.once("error", reject)
-    parser.once("end", () =>
+    parser.once("end", () => {
+      const beside = converted ? htmlBesideText((parser as unknown as { readonly tree?: MimeNode }).tree) : []
       resolve({
         headerLines: parser.headerLines || [],
         from: parser.from,
@@ -112,9 +141,10 @@ const readWhole = (source: Buffer): Promise<ReadMail> =>
         references: parser.references,
         text: parser.text,
         html: parser.html,
-        attachments
+        attachments,
+        ...(beside.length > 0 ? { htmlBesideText: beside } : {})
       })
-    )
+    })
     parser.end(source)
   })
 
@@ -346,9 +376,32 @@ const visibleOrWhole = (html: string): string | undefined => {
 const withHtmlText = (read: (source: Buffer) => Promise<ReadMail>) => async (source: Buffer): Promise<ReadMail> => {
   const mail = await read(source)
   const fromHtml = wantsHtmlText(mail) ? await htmlAsText(mail.html) : isHtmlAlone(mail) ? mail.text || "" : ""
-  if (fromHtml === "" || typeof mail.html !== "string") return mail
+  if (fromHtml === "") return withoutHiddenBeside(mail)
+  if (typeof mail.html !== "string") return mail
   const visible = visibleOrWhole(mail.html)
   const text = visible === undefined ? fromHtml : await htmlAsText(visible)
+  return text === mail.text ? mail : { ...mail, text }
+}
+
+/**
+ * An HTML part beside text parts: its share of mailparser's text is its conversion, found in the text
+ * and replaced by the conversion of what a reader sees. mailparser has converted each such part, so
+ * each is within its bounds of size and depth.
+ */
+const withoutHiddenBeside = async (mail: ReadMail): Promise<ReadMail> => {
+  if (mail.htmlBesideText === undefined || typeof mail.text !== "string") return mail
+  let text = mail.text
+  let from = 0
+  for (const html of mail.htmlBesideText) {
+    const visible = visibleOrWhole(html)
+    if (visible === undefined) continue
+    const [whole, shown] = await Promise.all([htmlAsText(html), htmlAsText(visible)])
+    // The parts' texts follow each other in order, so each is looked for after the one before.
+    const at = whole === "" ? -1 : text.indexOf(whole, from)
+    if (at < 0) continue
+    text = text.slice(0, at) + shown + text.slice(at + whole.length)
+    from = at + shown.length
+  }
   return text === mail.text ? mail : { ...mail, text }
 }
 
