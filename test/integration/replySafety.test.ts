@@ -2,7 +2,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { simpleParser } from "mailparser"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli } from "../support/cli.js"
-import { mail } from "../support/mails.js"
+import { gmailPass, mail } from "../support/mails.js"
 import { createDatabase } from "../support/postgres.js"
 import type { ReplyStack } from "../support/replyStack.js"
 import { DRAFTS, ofType, ReplyServers, replyPipeline, withReplyServers } from "../support/replyStack.js"
@@ -333,8 +333,28 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await p.ingest()
         expect(await p.reply()).toEqual({ sent: 0, drafted: 1, skipped: 0, failed: 0 })
         expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain("reset-account.example/now")
+        // The same HTML beside a text part, not as its alternative (multipart/mixed): read as shown too.
+        const llmBeside = servers.llm.requests.length
+        servers.llm.setResponder(() => "You can close it under Settings, Account.")
+        await servers.dovecot.append([Buffer.from([
+          gmailPass("vera@customer.test"),
+          "From: Vera <vera@customer.test>",
+          "To: support@example.com",
+          "Subject: Closing my account",
+          "Message-ID: <beside-html@customer.test>",
+          "MIME-Version: 1.0",
+          "Content-Type: multipart/mixed; boundary=\"b\"",
+          "",
+          "--b", "Content-Type: text/plain; charset=utf-8", "", "How do I close my account?",
+          "--b", "Content-Type: text/html; charset=utf-8", "", html,
+          "--b--", ""
+        ].join("\r\n"))])
+        await p.ingest()
+        expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+        expect(ofType(await p.events(), "EmailReceived").at(-1)!.text).toBe("How do I close my account?\nHow do I change the e-mail address on my account?\n\nThanks, Vera")
+        expect(promptsSince(servers, llmBeside).join("\n")).not.toContain("reset-account.example")
         await new Promise((resolve) => setTimeout(resolve, 200))
-        expect(servers.sink.messages.length).toBe(before + 1)
+        expect(servers.sink.messages.length).toBe(before + 2)
       } finally {
         servers.llm.setResponder((request) => `Thanks for reaching out. ${String(request.body?.messages?.length ?? "")}`)
         await p.runtime.dispose()
