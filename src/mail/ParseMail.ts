@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto"
-import { MailParser } from "mailparser"
-import type { AddressObject, AttachmentStream, HeaderLines, MailParserOptions } from "mailparser"
+import type { AddressObject } from "mailparser"
 import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "./Email.js"
 import { bulkHeaderNames } from "./Email.js"
 import { cleanHeader, cleanText } from "./Text.js"
-import { blank, forwardedCollector, withForwardedText } from "./Forwarded.js"
+import { withForwardedText } from "./Forwarded.js"
 import type { ForwardedWords } from "./Forwarded.js"
+import { wantsHtmlText, withHtmlText } from "./HtmlText.js"
 import { elideLargeParts, restoreDigests } from "./LargeParts.js"
-import { visibleHtml } from "./HiddenHtml.js"
+import type { ReadMail } from "./ReadMail.js"
+import { readWhole } from "./ReadMail.js"
 import { readSimple } from "./SimpleMail.js"
 
 /** Headers kept whole on the event: the reply guard and consumers read them. */
@@ -33,120 +34,6 @@ const keptHeaders = [
 
 /** Headers a mail may carry several times, where every one counts: their values are joined with ", ". */
 const repeatedHeaders = new Set(["x-loop"])
-
-interface ReadAttachment {
-  readonly filename?: string
-  readonly contentType: string
-  readonly size: number
-  readonly checksum: string
-  /** A forwarded mail's bytes (message/rfc822, the first one, up to FORWARDED_BYTES): never on the event. */
-  readonly forwarded?: Buffer
-}
-
-/** What reading a mail leaves (mailparser, or SimpleMail's fast path): headers, text, and each attachment's size and hash. */
-export interface ReadMail {
-  readonly headerLines: HeaderLines
-  readonly from: AddressObject | undefined
-  readonly to: AddressObject | Array<AddressObject> | undefined
-  readonly cc: AddressObject | Array<AddressObject> | undefined
-  readonly replyTo: AddressObject | undefined
-  readonly subject: string | undefined
-  readonly messageId: string | undefined
-  readonly inReplyTo: string | undefined
-  readonly references: string | Array<string> | undefined
-  readonly text: string | false | undefined
-  readonly html: string | false | undefined
-  readonly attachments: ReadonlyArray<ReadAttachment>
-  /** HTML parts whose conversion mailparser joined into `text` beside text parts (htmlBesideText). */
-  readonly htmlBesideText?: ReadonlyArray<string>
-}
-
-/** A part of mailparser's MIME tree as its getTextContent walks it. Internal to mailparser: parseMail.test.ts pins it. */
-interface MimeNode {
-  readonly contentType?: string
-  readonly textContent?: string
-  readonly children?: ReadonlyArray<MimeNode>
-}
-
-/**
- * The HTML parts below the root and outside any multipart/alternative: mailparser converts each
- * into the text, between the text parts around it (an HTML part beside a text part, a footer a list
- * server appends). Not when it could not convert one: its text stays empty then, as it does here.
- */
-const htmlBesideText = (root: MimeNode | undefined): Array<string> => {
-  const found: Array<string> = []
-  const walk = (node: MimeNode, alternative: boolean) => {
-    for (const child of node.children ?? []) {
-      if (!alternative && child.contentType === "text/html" && typeof child.textContent === "string") found.push(child.textContent)
-      walk(child, alternative || child.contentType === "multipart/alternative")
-    }
-  }
-  if (root !== undefined) walk(root, root.contentType === "multipart/alternative")
-  return found
-}
-
-const options: MailParserOptions = {
-  checksumAlgo: "sha256",
-  skipImageLinks: true,
-  skipTextToHtml: true,
-  skipTextLinks: true,
-  maxHtmlLengthToParse: 2_000_000
-}
-
-/**
- * mailparser's streaming parser, with each attachment drained as it is decoded: mailparser hashes
- * and counts it on the way (checksumAlgo), so the decoded bytes are never held in memory at once.
- */
-const readWhole = (source: Buffer): Promise<ReadMail> =>
-  new Promise((resolve, reject) => {
-    const parser = new MailParser(options)
-    const attachments: Array<ReadAttachment> = []
-    let forwardedSeen = false
-    const drain = (attachment: AttachmentStream) => {
-      const forwarded = attachment.contentType === "message/rfc822" && !forwardedSeen ? forwardedCollector() : undefined
-      if (forwarded) {
-        forwardedSeen = true
-        attachment.content.on("data", forwarded.add)
-      }
-      attachment.content.on("end", () => {
-        const bytes = forwarded?.bytes()
-        attachments.push({
-          ...(attachment.filename === undefined ? {} : { filename: attachment.filename }),
-          contentType: attachment.contentType,
-          size: attachment.size ?? 0,
-          checksum: attachment.checksum ?? "",
-          ...(bytes === undefined ? {} : { forwarded: bytes })
-        })
-        attachment.release?.()
-      })
-      attachment.content.resume()
-    }
-    let converted = true
-    parser.on("data", (data: AttachmentStream | { readonly type: "text"; readonly textConversionError?: unknown }) => {
-      if (data.type === "attachment") drain(data)
-      else if (data.textConversionError !== undefined) converted = false
-    })
-    parser.once("error", reject)
-    parser.once("end", () => {
-      const beside = converted ? htmlBesideText((parser as unknown as { readonly tree?: MimeNode }).tree) : []
-      resolve({
-        headerLines: parser.headerLines || [],
-        from: parser.from,
-        to: parser.to,
-        cc: parser.cc,
-        replyTo: parser.replyTo,
-        subject: parser.subject,
-        messageId: parser.messageId,
-        inReplyTo: parser.inReplyTo,
-        references: parser.references,
-        text: parser.text,
-        html: parser.html,
-        attachments,
-        ...(beside.length > 0 ? { htmlBesideText: beside } : {})
-      })
-    })
-    parser.end(source)
-  })
 
 /** A fast path must never be the reason a mail is quarantined: any surprise, and mailparser reads it all. */
 const orMailparser = <A>(fastPath: (source: Buffer) => A | undefined) => (source: Buffer): A | undefined => {
@@ -341,69 +228,6 @@ export const unparseable = (raw: RawMail, cause: unknown): Parsed => ({
     (raw.source.length === 0 ? "empty message" : "parser failed"),
   glimpse: { messageId: null, from: null, subject: null, date: null }
 })
-
-/** HTML and no text (or a blank text part): mailparser converts HTML to text only when the whole mail is one HTML part. */
-const wantsHtmlText = (mail: ReadMail): mail is ReadMail & { readonly html: string } =>
-  blank(mail.text) && typeof mail.html === "string" && !blank(mail.html)
-
-/** A mail that is one HTML part: its text is mailparser's conversion of that HTML. */
-const isHtmlAlone = (mail: ReadMail): mail is ReadMail & { readonly html: string } =>
-  typeof mail.html === "string" &&
-  /^content-type:\s*text\/html\b/i.test(mail.headerLines.find((line) => line.key === "content-type")?.line ?? "")
-
-const HTML_ALONE = Buffer.from("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
-
-/** mailparser's own conversion, with its limits on size and nesting, of HTML handed to it as a mail of its own. */
-const htmlAsText = (html: string): Promise<string> =>
-  readWhole(Buffer.concat([HTML_ALONE, Buffer.from(html, "utf8")])).then((alone) => alone.text || "", () => "")
-
-/** Reading what is hidden must never be the reason a mail is quarantined: on any surprise, the whole HTML's text stands. */
-const visibleOrWhole = (html: string): string | undefined => {
-  try {
-    return visibleHtml(html)
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * HTML alone inside a multipart (an alternative without its text part, HTML with inline images, a web
- * form's HTML with an attachment) gave no text at all: the ticket's message and the agent saw only the
- * subject. Its text is now the HTML's. Whenever a mail's text comes from its HTML, what the HTML hides
- * from a reader (HiddenHtml.ts) is left out; only once the whole HTML converted, so that its size and
- * depth are known to be within mailparser's bounds.
- */
-const withHtmlText = (read: (source: Buffer) => Promise<ReadMail>) => async (source: Buffer): Promise<ReadMail> => {
-  const mail = await read(source)
-  const fromHtml = wantsHtmlText(mail) ? await htmlAsText(mail.html) : isHtmlAlone(mail) ? mail.text || "" : ""
-  if (fromHtml === "") return withoutHiddenBeside(mail)
-  if (typeof mail.html !== "string") return mail
-  const visible = visibleOrWhole(mail.html)
-  const text = visible === undefined ? fromHtml : await htmlAsText(visible)
-  return text === mail.text ? mail : { ...mail, text }
-}
-
-/**
- * An HTML part beside text parts: its share of mailparser's text is its conversion, found in the text
- * and replaced by the conversion of what a reader sees. mailparser has converted each such part, so
- * each is within its bounds of size and depth.
- */
-const withoutHiddenBeside = async (mail: ReadMail): Promise<ReadMail> => {
-  if (mail.htmlBesideText === undefined || typeof mail.text !== "string") return mail
-  let text = mail.text
-  let from = 0
-  for (const html of mail.htmlBesideText) {
-    const visible = visibleOrWhole(html)
-    if (visible === undefined) continue
-    const [whole, shown] = await Promise.all([htmlAsText(html), htmlAsText(visible)])
-    // The parts' texts follow each other in order, so each is looked for after the one before.
-    const at = whole === "" ? -1 : text.indexOf(whole, from)
-    if (at < 0) continue
-    text = text.slice(0, at) + shown + text.slice(at + whole.length)
-    from = at + shown.length
-  }
-  return text === mail.text ? mail : { ...mail, text }
-}
 
 const parseWith = (read: (source: Buffer) => Promise<ReadMail>) => (raw: RawMail): Promise<Parsed> =>
   raw.source.length === 0

@@ -17,7 +17,7 @@ import libmime from "libmime"
 import libqp from "libqp"
 import { parseAddressHeader } from "mailparser"
 import type { AddressObject, HeaderLines } from "mailparser"
-import type { ReadMail } from "./ParseMail.js"
+import type { ReadMail } from "./ReadMail.js"
 
 /** mailsplit refuses a header block over 1 MB; far below that, mailparser is left to judge. */
 const maxHeaderBytes = 64 * 1024
