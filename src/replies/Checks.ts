@@ -2,6 +2,7 @@ import { parse } from "tldts"
 import { sentencesOf, unknownMoney, withoutAmounts } from "./Money.js"
 import type { OwnAddresses } from "./Reply.js"
 import { isOwnAddress, withoutTicketTokens } from "./Reply.js"
+import { vouchingIn } from "./Vouching.js"
 
 /** What an answer is checked against before it may go out without a person looking at it. */
 export interface AnswerContext {
@@ -193,7 +194,8 @@ export const asksForSecret = (text: string): boolean =>
  * Why an answer needs a person, or undefined when it may be sent. A link, an address, a sum of
  * money, a phone number, an IP address, an IBAN or a long code that neither the help passages nor the customer's
  * own words hold was made up by the model, or put into its mouth by a prompt injection: either way
- * it must not go out under the company's name. Nor may money be promised on the customer's word.
+ * it must not go out under the company's name. Nor may money be promised on the customer's word, nor
+ * a mail or a link called genuine or safe (Vouching.ts).
  */
 export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (answer.truncated) return "the model stopped at LLM_MAX_TOKENS: the answer is cut off"
@@ -202,6 +204,8 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   }
   const text = withoutTicketTokens(answer.text)
   if (asksForSecret(text)) return "it asks the customer for a password, a card's details or a code, which support never asks for by mail"
+  const vouching = vouchingIn(text, answer.material)
+  if (vouching !== undefined) return `it vouches for a mail, a link or a sender ("${vouching.slice(0, 100)}"), which only a person can judge`
   const allowed = [...answer.material, ...answer.customerTexts].join("\n").toLowerCase()
   const { links, addresses: mails } = linksIn(text)
   const link = links.find((candidate) => !allowed.includes(candidate))

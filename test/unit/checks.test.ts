@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import type { AnswerContext } from "../../src/replies/Checks.js"
 import { asksForSecret, codesIn, ibansIn, ipAddressesIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
+import { vouchingIn } from "../../src/replies/Vouching.js"
 
 const own = { address: "support@example.com", aliases: ["billing@example.com"] }
 
@@ -72,6 +73,47 @@ describe("ibansIn", () => {
     expect(ibansIn(shaped("ZZ", "370400440532013000"))).toEqual([])
     expect(ibansIn(shaped("DE", "3704004405320130"))).toEqual([])
     expect(ibansIn(shaped("AB", "12345678"))).toEqual([])
+  })
+})
+
+describe("vouchingIn", () => {
+  it("hears an answer vouch for a mail, a link or a sender, and leaves warnings and other praise alone", () => {
+    const read = (texts: ReadonlyArray<string>) => texts.filter((text) => vouchingIn(text, []) !== undefined)
+    const vouching = [
+      "Yes, this email is genuine.",
+      "Good news: the message you received is legitimate and you can pay the invoice.",
+      "It looks authentic to us.",
+      "That mail really came from our billing team.",
+      "The link was sent by us last week.",
+      "This message is really from us.",
+      "We sent you that message to confirm your address.",
+      "It is safe to click the link.",
+      "You can safely open the attachment.",
+      "Don't worry, it's not a scam.",
+      "This is not phishing."
+    ]
+    expect(read(vouching)).toEqual(vouching)
+    expect(read([
+      "This email is not genuine: please delete it.",
+      "If it asks for your password, it is not from us.",
+      "It was never sent by our team.",
+      "Do not click the link; it is not safe to click links in such mails.",
+      "We cannot tell whether it is legitimate, so please forward it to security@example.com.",
+      "All our spare parts are genuine.",
+      "Your parcel was sent by our warehouse on Monday.",
+      "Your refund was processed by our billing team.",
+      "You can open the app and follow the steps under Settings.",
+      "Your account is safe and your data is encrypted."
+    ])).toEqual([])
+  })
+
+  it("lets the help passages' own sentences through, and names the first one they do not hold", () => {
+    const material = ["Mail from billing@example.com is genuine. Anything else is not from us."]
+    expect(vouchingIn("Mail from billing@example.com is genuine.", material)).toBeUndefined()
+    expect(vouchingIn("Mail from billing@example.com is genuine. And this one is genuine too!", material)).toBe("And this one is genuine too!")
+    expect(needsHuman(answer("Yes, the email you forwarded is genuine, go ahead."))).toBe(
+      "it vouches for a mail, a link or a sender (\"Yes, the email you forwarded is genuine, go ahead.\"), which only a person can judge"
+    )
   })
 })
 
