@@ -32,8 +32,12 @@ const selfContained = [
 /** Said of a mail, these vouch for it though they hold a "not". */
 const notAScam = /\b(?:is|was|are|'s)\s*(?:not|n't)\s+(?:a\s+|an\s+)?(?:phishing|scam|fraud|fake|spoof)|\bnothing suspicious\b/i
 
-/** A "not" in the clause before the claim, or within it, makes it a warning: "if it asks for your password, it is not from us". */
-const negation = /\b(?:not|never|no|cannot)\b|n't\b/i
+/**
+ * A "not" in the clause before the claim, or within it, makes it a warning ("if it asks for your
+ * password, it is not from us"); a "whether" or an "if" makes it a question ("the team will check
+ * whether it is from us").
+ */
+const unclaimed = /\b(?:not|never|no|cannot|whether|if|unless)\b|n't\b/i
 
 const clauseBefore = (sentence: string, at: number) => {
   const head = sentence.slice(0, at)
@@ -43,7 +47,7 @@ const clauseBefore = (sentence: string, at: number) => {
 const claims = (sentence: string, patterns: ReadonlyArray<RegExp>): boolean =>
   patterns.some((pattern) => {
     const match = pattern.exec(sentence)
-    return match !== null && !negation.test(clauseBefore(sentence, match.index) + match[0])
+    return match !== null && !unclaimed.test(clauseBefore(sentence, match.index) + match[0])
   })
 
 const vouches = (sentence: string): boolean =>

@@ -103,7 +103,9 @@ describe("vouchingIn", () => {
       "Your parcel was sent by our warehouse on Monday.",
       "Your refund was processed by our billing team.",
       "You can open the app and follow the steps under Settings.",
-      "Your account is safe and your data is encrypted."
+      "Your account is safe and your data is encrypted.",
+      "The team will check whether it is from us; meanwhile please do not click its links.",
+      "If it is genuine, it will show your ticket number."
     ])).toEqual([])
   })
 
