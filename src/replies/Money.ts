@@ -13,13 +13,40 @@ const CURRENCY = String.raw`[$€£¥₹]|\b(?:USD|EUR|GBP|CHF|CAD|AUD|NZD|JPY|I
  */
 const NUMBER = String.raw`\d{1,3}(?:[,.' ]\d{3}){1,4}(?:[.,]\d{1,2})?|\d{1,12}(?:[.,]\d{1,2})?`
 
-const moneyLike = new RegExp(`(?:${CURRENCY}) ?(${NUMBER})|(?<![\\d.,])(${NUMBER}) ?(?:${CURRENCY})`, "gi")
+// Whole numbers only: a Message-ID's "a6$8752e060" holds no money.
+const moneyLike = new RegExp(`(?:${CURRENCY}) ?(${NUMBER})(?![\\w@])|(?<![\\w.,])(${NUMBER}) ?(?:${CURRENCY})`, "gi")
 
 /** A share: "50%", "100 percent" (of a price, when a sentence refunds or discounts it). */
 const shareLike = new RegExp(`(?<![\\d.,])(${NUMBER}) ?(?:%|percent\\b)`, "gi")
 
-/** Words that give money away: refund, reimburse, compensation, credit (not a credit card), waive, 20% off, … */
-const promising = /\b(?:refund|reimburs|compensat|credit(?!\s*cards?\b)|waiv|discount|voucher|coupon|rebate|money back|pay (?:you|it back|back))|(?:%|\bpercent) off\b/i
+/**
+ * Words that give money away (refund, reimburse, compensation, credit but not a credit card, waive,
+ * 20% off, …) in the languages the model is likeliest to answer in: it answers in the customer's,
+ * and an injection written in German is answered in German.
+ */
+const promising = new RegExp([
+  String.raw`\b(?:refund|reimburs|compensat|credit(?!\s*cards?\b)|waiv|discount|voucher|coupon|rebate|money back|pay (?:you|it back|back))|(?:%|\bpercent) off\b`,
+  String.raw`erstatt|gutschrift|gutschreib|gutgeschrieben|entschädig|rabatt|gutschein|nachlass|geld zurück|zurückzahl|zurückgezahlt|erlassen|\bzahlen\b[^.!?\n]{0,60}\bzurück\b`,
+  String.raw`rembours|(?<!carte de )crédit(?:er|é|ons|erons)?\b|dédommag|indemni|réduction|bon d'achat|geste commercial|\bremise\b`,
+  String.raw`reembols|devoluci[oó]n del (?:importe|dinero|pago)|devolver(?:le)? el dinero|compensa(?:ci|r\b|remos)|indemniz|descuento|cup[oó]n|bonificaci|abon(?:ar|aremos|amos)\b|(?<!tarjeta de |cartão de )crédito`,
+  String.raw`rimbors|risarci|indennizz|compensaz|sconto|\bbuono\b|accredit`,
+  String.raw`terugbeta|restitu|vergoed|korting|tegoed|\bbetal\w*\b[^.!?\n]{0,60}\bterug\b`,
+  String.raw`estorn|indeniza|desconto|cupom`
+].join("|"), "i")
+
+/**
+ * Common words of the languages `promising` reads (English, German, French, Spanish, Italian, Dutch,
+ * Portuguese). A sentence with none of them may promise in words the check does not know.
+ */
+const readable = new RegExp(String.raw`(?:^|[\s(])(?:${[
+  "the you your we our and for with this that will have has is are was not but it to of in on be can",
+  "der die das und sie ihr ihre ihnen wir ist für mit den dem wird haben",
+  "le la les vous votre nous est pour avec des une sera avez",
+  "el los las usted su sus nosotros es para con del una hemos será",
+  "il lo gli lei suo sua noi per del una sarà abbiamo",
+  "de het uw wij voor met van een zal hebben",
+  "os você seu nós com do da uma temos"
+].join(" ").split(" ").join("|")})(?=[\s,.;:!?)]|$)`, "i")
 
 /** An amount's value in hundredths, whatever currency and separators it is written with. */
 const hundredths = (number: string) => {
@@ -55,7 +82,8 @@ export const sentencesOf = (text: string) => text.split(/(?<=[.!?])\s+|\n+/)
 /**
  * Why an answer's money needs a person, or undefined. An amount the help passages hold may be
  * repeated; one only the customer's own words hold may be repeated back ("the $49.99 you were
- * charged"), but not in a sentence that refunds, credits or discounts it. `customerWords` is read
+ * charged"), but not in a sentence that refunds, credits or discounts it, nor in one written in a
+ * language whose promises `promising` does not know. `customerWords` is read
  * only when an amount needs it (it may be a megabyte, and may hold the passages too).
  */
 export const unknownMoney = (
@@ -66,17 +94,20 @@ export const unknownMoney = (
   const found = sentencesOf(text).flatMap((sentence) => {
     const promised = promising.test(sentence)
     // A percentage is no money of its own, until a sentence refunds or discounts it.
-    return [...amountsIn(sentence), ...(promised ? sharesIn(sentence) : [])].map((amount) => ({ amount, promised }))
+    return [...amountsIn(sentence), ...(promised ? sharesIn(sentence) : [])].map((amount) => ({ amount, promised, sentence }))
   })
   if (found.length === 0) return undefined
   const passages = new Set([...amountsIn(material), ...sharesIn(material)].map((amount) => amount.key))
   let customer: Set<string> | undefined
-  for (const { amount, promised } of found) {
+  for (const { amount, promised, sentence } of found) {
     if (passages.has(amount.key)) continue
     if (promised) return `it promises money (a refund, a credit, a discount: ${amount.written.slice(0, 40)}) that no help passage holds`
     customer ??= new Set(amountsIn(customerWords).map((known) => known.key))
     if (!customer.has(amount.key)) {
       return `it holds an amount of money (${amount.written.slice(0, 40)}) that no help passage or mail of the customer's holds`
+    }
+    if (!readable.test(sentence)) {
+      return `it repeats the customer's amount (${amount.written.slice(0, 40)}) in a sentence whose language the money check cannot read for a promise`
     }
   }
   return undefined
