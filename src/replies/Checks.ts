@@ -1,7 +1,8 @@
 import { parse } from "tldts"
-import { sentencesOf, unknownMoney, withoutAmounts } from "./Money.js"
+import { unknownMoney, withoutAmounts } from "./Money.js"
 import type { OwnAddresses } from "./Reply.js"
 import { isOwnAddress, withoutTicketTokens } from "./Reply.js"
+import { asksForSecret } from "./Secrets.js"
 import { vouchingIn } from "./Vouching.js"
 
 /** What an answer is checked against before it may go out without a person looking at it. */
@@ -174,21 +175,6 @@ const unknownNumber = (text: string, allowed: string): string | undefined => {
   }
   return undefined
 }
-
-/**
- * A request for a secret: a password, a card's number or code, a one-time code, a wallet's recovery
- * phrase. A support team never asks for one by mail; a phishing mail the customer forwards does,
- * and a model may echo it. The gap is bounded, so the pattern reads in one pass.
- */
-const secretAsked =
-  /\b(?:send|reply with|respond with|provide|share|give|tell|include|e-?mail|mail|text)\b[^.!?\n]{0,60}?\b(?:password|passcode|PIN|CVV|CVC|security code|card number|credit card details|one[- ]time (?:code|password)|verification code|2FA code|OTP|seed phrase|recovery phrase|private key)s?\b/i
-
-/** "Never share your password" warns; it does not ask. */
-const warning = /\b(?:never|not|no one|nobody|don't|do not|won't)\b|n't\b/i
-
-/** Whether a sentence of the answer asks the customer for a secret. */
-export const asksForSecret = (text: string): boolean =>
-  sentencesOf(text).some((sentence) => secretAsked.test(sentence) && !warning.test(sentence))
 
 /**
  * Why an answer needs a person, or undefined when it may be sent. A link, an address, a sum of

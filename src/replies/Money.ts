@@ -5,6 +5,8 @@
  * customer's own figure, waits for a person.
  */
 
+import { sentencesOf } from "./Sentences.js"
+
 const CURRENCY = String.raw`[$€£¥₹]|\b(?:USD|EUR|GBP|CHF|CAD|AUD|NZD|JPY|INR|SEK|NOK|DKK|PLN|CZK|BRL|MXN|ZAR)\b|\b(?:dollars?|euros?|pounds?|francs?)\b`
 
 /**
@@ -75,9 +77,6 @@ export const amountsIn = (text: string): ReadonlyArray<Amount> => read(text, mon
 
 /** The percentages a text holds. */
 export const sharesIn = (text: string): ReadonlyArray<Amount> => read(text, shareLike, "share")
-
-/** An answer's sentences: a promise and its figure (or a request and its secret) are written in the same one. */
-export const sentencesOf = (text: string) => text.split(/(?<=[.!?])\s+|\n+/)
 
 /**
  * Why an answer's money needs a person, or undefined. An amount the help passages hold may be

@@ -7,17 +7,34 @@
  * not click it") is not. The company's own words may say it: a sentence the help passages hold
  * ("mail from billing@example.com is genuine") passes.
  */
-import { sentencesOf } from "./Money.js"
+import { anyWord, sentencesOf } from "./Sentences.js"
 
-/** What a claim of the first kind is said of: a mail or a link ("it", "this"), not a product ("all our parts are genuine"). */
-const ofAMail = /\b(?:e-?mails?|mails?|messages?|links?|url|site|website|page|sender|request|texts?|sms|call|caller|letter|invoice|notification|notice|it|this|that|these|those)\b/i
+/** What a claim said of a mail is said of: a mail or a link ("it", "this"), not a product ("all our parts are genuine"). */
+const ofAMail = anyWord([
+  String.raw`e-?mails?|mails?|messages?|links?|url|site|website|page|sender|request|texts?|sms|call|caller|letter|invoice|notification|notice|it|this|that|these|those`,
+  String.raw`nachricht|absender|rechnung|anruf|sie|es|das|diese[rs]?`,
+  String.raw`courriel|lien|expéditeur|facture|appel|il|elle|cela|ceci|ce`,
+  String.raw`correo|mensaje|enlace|remitente|factura|llamada|esto|eso|este|esta`,
+  String.raw`messaggio|mittente|fattura|chiamata|questo|questa|quello|quella`,
+  String.raw`bericht|afzender|factuur|dit|dat|deze|die|het`,
+  String.raw`mensagem|remetente|fatura|chamada|isto|isso|esse|essa`
+])
 
-// Each gap is bounded, so every pattern reads a sentence in one pass.
+// Every gap is bounded, so every pattern reads a sentence in one pass.
 /** "this email is genuine", "the link looks legitimate", "it came from us", "this message is really from us" */
 const saidOfAMail = [
   /\b(?:is|was|are|were|'s|looks?|seems?|appears?(?: to be)?)\s+(?:\w+\s+){0,2}?(?:genuine|legitimate|legit|authentic|trustworthy)\b/i,
   /\b(?:came|comes|come|sent)\s+(?:\w+\s+){0,2}?(?:from|by)\s+(?:us|our (?:\w+\s+)?(?:team|department|company|staff|support|billing|security|system))\b/i,
-  /\b(?:is|was|are|were|'s)\s+(?:really\s+|indeed\s+|genuinely\s+|definitely\s+)?from\s+(?:us|our (?:\w+\s+)?(?:team|department|company|staff|support|billing|security))\b/i
+  /\b(?:is|was|are|were|'s)\s+(?:really\s+|indeed\s+|genuinely\s+|definitely\s+)?from\s+(?:us|our (?:\w+\s+)?(?:team|department|company|staff|support|billing|security))\b/i,
+  // The same in German, French, Spanish, Italian, Dutch and Portuguese.
+  anyWord([
+    String.raw`ist (?:\p{L}+ )?(?:echt(?=\s*(?:[.,;:!?]|und\s|$))|legitim|authentisch|seriös)|(?:stammt|kommt|kam) (?:\p{L}+ )?von uns|wurde (?:\p{L}+ )?von uns (?:gesendet|verschickt|geschickt)`,
+    String.raw`est (?:\p{L}+ )?(?:authentique|légitime|véritable|fiable)|vient (?:\p{L}+ )?de (?:chez )?nous|a (?:\p{L}+ )?été envoyée? par nous`,
+    String.raw`es (?:\p{L}+ )?(?:auténtic[oa]|legítim[oa]|genuin[oa]|fiable)|(?:viene|proviene) (?:\p{L}+ )?de nosotros|(?:fue|ha sido) enviad[oa] por nosotros`,
+    String.raw`è (?:\p{L}+ )?(?:autentic[oa]|legittim[oa]|genuin[oa]|affidabile)|(?:viene|proviene) (?:\p{L}+ )?da noi|(?:è stat[oa]|fu) inviat[oa] da noi`,
+    String.raw`is (?:\p{L}+ )?(?:echt|legitiem|authentiek|betrouwbaar)|(?:komt|kwam) (?:\p{L}+ )?van ons|(?:is|werd) (?:\p{L}+ )?door ons (?:verstuurd|verzonden)`,
+    String.raw`é (?:\p{L}+ )?(?:autêntic[oa]|legítim[oa]|genuín[oa]|confiável)|(?:vem|veio) (?:\p{L}+ )?de nós|foi enviad[oa] por nós`
+  ])
 ]
 
 /** Claims that name what they vouch for. */
@@ -26,18 +43,45 @@ const selfContained = [
   /\bwe (?:did )?sen[dt] (?:you )?(?:it|this|that|these|those|the (?:e-?mail|mail|message|link|text|sms|letter|invoice|notice))\b/i,
   // "it is safe to click", "you can safely open the attachment"
   /\b(?:safe|ok|okay|fine)\s+to\s+(?:click|download|trust|pay|log\s?in|sign\s?in|enter your|(?:open|follow)\s+(?:it|the (?:link|attachment|file|url)|(?:this|that) (?:link|attachment|file)))\b/i,
-  /\byou can (?:safely (?:click|open|follow|download|trust|pay|reply)|trust (?:it|this|that|the (?:e-?mail|mail|message|link|sender)))\b/i
+  /\byou can (?:safely (?:click|open|follow|download|trust|pay|reply)|trust (?:it|this|that|the (?:e-?mail|mail|message|link|sender)))\b/i,
+  anyWord([
+    String.raw`bedenkenlos (?:\p{L}+ )?(?:klicken|öffnen|anklicken)|(?:link|anhang) (?:\p{L}+ )?(?:ist|sind) sicher`,
+    String.raw`cliquer (?:\p{L}+ )?(?:sans crainte|sans risque|en toute sécurité)`,
+    String.raw`(?:hacer clic|abrir(?:lo)?) (?:\p{L}+ )?(?:sin riesgo|con seguridad|con total seguridad)|es seguro (?:hacer clic|abrir)`,
+    String.raw`(?:cliccare|aprire) (?:\p{L}+ )?(?:senza rischi|in sicurezza|tranquillamente)|è sicuro (?:cliccare|aprire)`,
+    String.raw`(?:veilig|gerust) (?:\p{L}+ )?(?:klikken|openen|aanklikken)`,
+    String.raw`(?:clicar|abrir) (?:\p{L}+ )?(?:sem risco|com segurança|tranquilamente)|é seguro (?:clicar|abrir)`
+  ])
 ]
 
 /** Said of a mail, these vouch for it though they hold a "not". */
-const notAScam = /\b(?:is|was|are|'s)\s*(?:not|n't)\s+(?:a\s+|an\s+)?(?:phishing|scam|fraud|fake|spoof)|\bnothing suspicious\b/i
+const notAScam = [
+  /\b(?:is|was|are|'s)\s*(?:not|n't)\s+(?:a\s+|an\s+)?(?:phishing|scam|fraud|fake|spoof)|\bnothing suspicious\b/i,
+  anyWord([
+    String.raw`(?:ist|handelt sich um) (?:\p{L}+ )?(?:kein|keine|keinen) (?:betrug|phishing|fälschung|spam)`,
+    String.raw`(?:n'est|ne s'agit) pas (?:d'une? |une? )?(?:arnaque|escroquerie|hameçonnage|phishing|fraude)`,
+    String.raw`no es (?:una? )?(?:estafa|fraude|phishing|timo)`,
+    String.raw`non è (?:una? )?(?:truffa|frode|phishing)`,
+    String.raw`is geen (?:oplichting|phishing|fraude|nep)`,
+    String.raw`não é (?:uma? )?(?:golpe|fraude|phishing)`
+  ])
+]
 
 /**
  * A "not" in the clause before the claim, or within it, makes it a warning ("if it asks for your
  * password, it is not from us"); a "whether" or an "if" makes it a question ("the team will check
- * whether it is from us").
+ * whether it is from us"). Italian's and Portuguese "se" and Dutch "of" are left out: each is also a
+ * common word that would excuse a real claim.
  */
-const unclaimed = /\b(?:not|never|no|cannot|whether|if|unless)\b|n't\b/i
+const unclaimed = anyWord([
+  String.raw`not|never|no|cannot|whether|if|unless|\p{L}+n't`,
+  String.raw`nicht|nie|niemals|kein\p{L}*|ob|falls|wenn`,
+  String.raw`ne|pas|jamais|si`,
+  String.raw`no|nunca|jamás|si`,
+  String.raw`non|mai`,
+  String.raw`niet|nooit|geen`,
+  String.raw`não|nunca`
+])
 
 const clauseBefore = (sentence: string, at: number) => {
   const head = sentence.slice(0, at)
@@ -51,7 +95,7 @@ const claims = (sentence: string, patterns: ReadonlyArray<RegExp>): boolean =>
   })
 
 const vouches = (sentence: string): boolean =>
-  notAScam.test(sentence) || claims(sentence, selfContained) || (ofAMail.test(sentence) && claims(sentence, saidOfAMail))
+  notAScam.some((pattern) => pattern.test(sentence)) || claims(sentence, selfContained) || (ofAMail.test(sentence) && claims(sentence, saidOfAMail))
 
 const normalised = (text: string) => text.toLowerCase().replace(/\s+/g, " ").replace(/[.!?\s]+$/, "").trim()
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import type { AnswerContext } from "../../src/replies/Checks.js"
-import { asksForSecret, codesIn, ibansIn, ipAddressesIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
+import { codesIn, ibansIn, ipAddressesIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
+import { asksForSecret } from "../../src/replies/Secrets.js"
 import { vouchingIn } from "../../src/replies/Vouching.js"
 
 const own = { address: "support@example.com", aliases: ["billing@example.com"] }
@@ -109,6 +110,34 @@ describe("vouchingIn", () => {
     ])).toEqual([])
   })
 
+  it("hears it in the customer's language too, warnings apart", () => {
+    const read = (texts: ReadonlyArray<string>) => texts.filter((text) => vouchingIn(text, []) !== undefined)
+    const vouching = [
+      "Ja, diese E-Mail ist echt.",
+      "Die Nachricht stammt wirklich von uns.",
+      "Das ist kein Betrug.",
+      "Oui, ce message est bien authentique.",
+      "Ce n'est pas une arnaque.",
+      "Sí, el correo es auténtico y viene de nosotros.",
+      "Sì, il messaggio è autentico.",
+      "Ja, deze e-mail is echt.",
+      "Sim, a mensagem é legítima.",
+      "Sie können den Link bedenkenlos anklicken."
+    ]
+    expect(read(vouching)).toEqual(vouching)
+    expect(read([
+      "Diese E-Mail ist nicht echt und stammt nicht von uns.",
+      "Das ist echt ärgerlich, das tut uns leid.",
+      "Wir prüfen, ob die Nachricht von uns stammt.",
+      "Ce message n'est pas authentique.",
+      "El correo no es auténtico: no haga clic en el enlace.",
+      "Il messaggio non è autentico.",
+      "Deze e-mail is niet echt.",
+      "A mensagem não é legítima.",
+      "The email is one of the ways we reach you, but this one is not genuine."
+    ])).toEqual([])
+  })
+
   it("lets the help passages' own sentences through, and names the first one they do not hold", () => {
     const material = ["Mail from billing@example.com is genuine. Anything else is not from us."]
     expect(vouchingIn("Mail from billing@example.com is genuine.", material)).toBeUndefined()
@@ -136,6 +165,30 @@ describe("asksForSecret", () => {
       "Reset your password at https://example.com/reset, then sign in with the new password.",
       "Enter the verification code from the app; your credit card was charged once.",
       "Send us the order number and we will look."
+    ])).toEqual([])
+  })
+
+  it("hears it in the customer's language too: the model answers in it", () => {
+    const read = (texts: ReadonlyArray<string>) => texts.filter((text) => asksForSecret(text))
+    const requests = [
+      "Bitte senden Sie uns Ihr Passwort, damit wir das Konto prüfen können.",
+      "Teilen Sie uns bitte den Bestätigungscode aus der SMS mit.",
+      "Merci de nous envoyer votre mot de passe pour vérifier le compte.",
+      "Por favor, envíenos el número de la tarjeta y el código de seguridad.",
+      "Ci invii la password e il codice di verifica, per favore.",
+      "Stuur ons uw wachtwoord, dan controleren we het account.",
+      "Por favor, envie a sua senha para confirmarmos a conta."
+    ]
+    expect(read(requests)).toEqual(requests)
+    expect(read([
+      "Wir werden Sie niemals bitten, Ihr Passwort per Mail zu senden.",
+      "Geben Sie den Bestätigungscode aus der App ein.",
+      "Ne partagez jamais votre mot de passe.",
+      "Nunca comparta su contraseña con nadie.",
+      "Non condivida mai la password.",
+      "Deel uw wachtwoord nooit met iemand.",
+      "Nunca compartilhe a sua senha.",
+      "It is mandatory to set a password in the environment settings."
     ])).toEqual([])
   })
 
