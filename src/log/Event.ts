@@ -99,6 +99,7 @@ export const SkipReason = Schema.Literal(
   "auto_submitted",
   "precedence",
   "mailing_list",
+  /** An automatic reply's header (X-Autoreply and the like) or its subject ("Automatic reply: …"). */
   "auto_reply_header",
   "bounce",
   "no_reply_sender",

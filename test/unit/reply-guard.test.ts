@@ -22,6 +22,7 @@ const email = (overrides: Partial<GuardInput> = {}): GuardInput => ({
   replyTo: [],
   headers: {},
   contentType: "text/plain",
+  subject: "My order",
   ...overrides
 })
 
@@ -67,6 +68,26 @@ describe("loopGuard", () => {
     const skip = loopGuard(withHeaders({ [header]: value }), own)
     expect(skip?.reason).toBe(reason)
     expect(skip?.detail.length).toBeGreaterThan(0)
+  })
+
+  it("skips an automatic reply known only by its subject, in the languages the answer checks read", () => {
+    for (const subject of [
+      "Automatic reply: Your ticket [#0b6f3a2c5d1e]",
+      "Out of Office: Re: My order",
+      "RE: Auto-Reply",
+      "Abwesenheitsnotiz: Ihre Anfrage",
+      "AW: Automatische Antwort: Bestellung",
+      "Réponse automatique : Votre commande",
+      "Respuesta automática: Su pedido",
+      "Risposta automatica: Ordine",
+      "Automatisch antwoord: Uw bestelling",
+      "Resposta automática: Seu pedido"
+    ]) {
+      expect(loopGuard(email({ subject }), own), subject).toEqual({ reason: "auto_reply_header", detail: `its subject is an automatic reply's (${subject})` })
+    }
+    for (const subject of ["How do I set up an automatic reply?", "Re: My order", "Autoreplying twice?", "Office hours", "Abwesenheit beantragen"]) {
+      expect(loopGuard(email({ subject }), own), subject).toBeUndefined()
+    }
   })
 
   it("skips delivery reports and mail from mailer-daemon or postmaster as bounces", () => {
