@@ -132,10 +132,21 @@ export const codesIn = (text: string): ReadonlyArray<string> => [...new Set([...
 
 /**
  * Where a forwarded mail starts in a customer's text: Gmail's and mailroom's own (a mail forwarded
- * as an attachment), Thunderbird's, Apple Mail's, Outlook's separators.
+ * as an attachment), Thunderbird's, Apple Mail's, Outlook's separators, as each client writes them
+ * in English, German, French, Spanish, Italian, Dutch and Portuguese: a German customer's Gmail
+ * forwards under "Weitergeleitete Nachricht", and what follows is no more their words than in English.
  */
-const forwardedStart =
-  /^(?:-{2,} ?(?:Forwarded|Original) [Mm]essage ?-{2,}[ \t]*$|Begin forwarded message:[ \t]*$|_{10,}[ \t]*\n[ \t]*From:)/m
+const forwardedStart = new RegExp(
+  "^(?:" + [
+    // Gmail's "---------- X ---------", Thunderbird's "-------- X --------", Outlook's "-----X-----"
+    String.raw`-{2,} ?(?:forwarded message|original message|weitergeleitete nachricht|ursprüngliche nachricht|message transféré|message d'origine|mensaje reenviado|mensaje original|messaggio inoltrato|messaggio originale|doorgestuurd bericht|oorspronkelijk bericht|mensagem encaminhada|mensagem original) ?-{2,}[ \t]*$`,
+    // Apple Mail's
+    String.raw`(?:begin forwarded message|anfang der weitergeleiteten nachricht|début du message réexpédié|inicio del mensaje reenviado|inizio messaggio inoltrato|begin doorgestuurd bericht|início da mensagem reencaminhada)[ \t]*:[ \t]*$`,
+    // Outlook's line of underscores, then its From: block
+    String.raw`_{10,}[ \t]*\n[ \t]*(?:from|von|de|da|van)[ \t]*:`
+  ].join("|") + ")",
+  "imu"
+)
 
 /**
  * The customer's own words: their text up to the first forwarded mail. What a forwarded mail says was

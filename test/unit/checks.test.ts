@@ -216,6 +216,31 @@ describe("ownWords", () => {
     }
   })
 
+  it("knows the separators as the clients write them in the languages the checks read", () => {
+    const localised = (separator: string, from: string) => `Ist diese Rechnung von Ihnen?\n\n${separator}\n${from}: Billing <billing@pay-invoice.example>\nhttps://pay-invoice.example/now`
+    for (
+      const [separator, from] of [
+        ["---------- Weitergeleitete Nachricht ---------", "Von"], // Gmail, German
+        ["-----Ursprüngliche Nachricht-----", "Von"], // Outlook, German
+        ["Anfang der weitergeleiteten Nachricht:", "Von"], // Apple Mail, German
+        ["-------- Message transféré --------", "De"], // Thunderbird, French
+        ["Début du message réexpédié :", "De"], // Apple Mail, French
+        ["---------- Mensaje reenviado ---------", "De"], // Gmail, Spanish
+        ["-----Messaggio originale-----", "Da"], // Outlook, Italian
+        ["---------- Doorgestuurd bericht ---------", "Van"], // Gmail, Dutch
+        ["---------- Mensagem encaminhada ---------", "De"], // Gmail, Portuguese
+        ["________________________________", "Von"] // Outlook, German, its From: block next
+      ] as const
+    ) {
+      expect(ownWords(localised(separator, from)), separator).toBe("Ist diese Rechnung von Ihnen?\n\n")
+    }
+  })
+
+  it("reads a megabyte of dashes and underscores in one pass", () => {
+    const text = `${"-".repeat(500_000)}\n${"_".repeat(500_000)}\n${"- ".repeat(200_000)}`
+    expect(ownWords(text)).toBe(text)
+  })
+
   it("keeps a mail without a forwarded one whole, a line of underscores in a signature included", () => {
     const text = "My order https://shop.customer.test/orders/17 never came.\n__________\nAda, www.customer.test"
     expect(ownWords(text)).toBe(text)
