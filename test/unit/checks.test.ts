@@ -78,8 +78,9 @@ describe("ibansIn", () => {
 })
 
 describe("vouchingIn", () => {
+  const read = (texts: ReadonlyArray<string>) => texts.filter((text) => vouchingIn(text, []) !== undefined)
+
   it("hears an answer vouch for a mail, a link or a sender, and leaves warnings and other praise alone", () => {
-    const read = (texts: ReadonlyArray<string>) => texts.filter((text) => vouchingIn(text, []) !== undefined)
     const vouching = [
       "Yes, this email is genuine.",
       "Good news: the message you received is legitimate and you can pay the invoice.",
@@ -111,7 +112,6 @@ describe("vouchingIn", () => {
   })
 
   it("hears it in the customer's language too, warnings apart", () => {
-    const read = (texts: ReadonlyArray<string>) => texts.filter((text) => vouchingIn(text, []) !== undefined)
     const vouching = [
       "Ja, diese E-Mail ist echt.",
       "Die Nachricht stammt wirklich von uns.",
@@ -149,8 +149,9 @@ describe("vouchingIn", () => {
 })
 
 describe("asksForSecret", () => {
+  const read = (texts: ReadonlyArray<string>) => texts.filter((text) => asksForSecret(text))
+
   it("hears a request for a password, a card's details or a code, and leaves warnings and help steps alone", () => {
-    const read = (texts: ReadonlyArray<string>) => texts.filter((text) => asksForSecret(text))
     const requests = [
       "To verify your account, please reply with your password.",
       "Send us the card number and the CVV so we can check the charge.",
@@ -169,7 +170,6 @@ describe("asksForSecret", () => {
   })
 
   it("hears it in the customer's language too: the model answers in it", () => {
-    const read = (texts: ReadonlyArray<string>) => texts.filter((text) => asksForSecret(text))
     const requests = [
       "Bitte senden Sie uns Ihr Passwort, damit wir das Konto prüfen können.",
       "Teilen Sie uns bitte den Bestätigungscode aus der SMS mit.",
