@@ -123,7 +123,9 @@ const make = Effect.gen(function*() {
       auth: oauth2.enabled ? { type: "OAuth2", user: config.user } : { user: config.user, pass: Redacted.value(config.password) },
       connectionTimeout: Duration.toMillis(config.timeout),
       greetingTimeout: Duration.toMillis(config.timeout),
-      socketTimeout: Duration.toMillis(config.timeout),
+      // A second longer: a server silent from the start is then always told by the greeting's timer
+      // ("speaks TLS: set SMTP_TLS=true"), never by the socket's, which a busy event loop could run first.
+      socketTimeout: Duration.toMillis(config.timeout) + 1000,
       disableFileAccess: true,
       disableUrlAccess: true
     })
