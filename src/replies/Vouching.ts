@@ -21,7 +21,11 @@ const ofAMail = anyWord([
 ])
 
 // Every gap is bounded, so every pattern reads a sentence in one pass.
-/** "this email is genuine", "the link looks legitimate", "it came from us", "this message is really from us" */
+/**
+ * "this email is genuine", "the link looks legitimate", "it came from us", "this message is really
+ * from us". German's and Dutch "echt" counts at a clause's end only: "das ist echt ärgerlich" is
+ * "that is really annoying".
+ */
 const saidOfAMail = [
   /\b(?:is|was|are|were|'s|looks?|seems?|appears?(?: to be)?)\s+(?:\w+\s+){0,2}?(?:genuine|legitimate|legit|authentic|trustworthy)\b/i,
   /\b(?:came|comes|come|sent)\s+(?:\w+\s+){0,2}?(?:from|by)\s+(?:us|our (?:\w+\s+)?(?:team|department|company|staff|support|billing|security|system))\b/i,
@@ -32,7 +36,7 @@ const saidOfAMail = [
     String.raw`est (?:\p{L}+ )?(?:authentique|légitime|véritable|fiable)|vient (?:\p{L}+ )?de (?:chez )?nous|a (?:\p{L}+ )?été envoyée? par nous`,
     String.raw`es (?:\p{L}+ )?(?:auténtic[oa]|legítim[oa]|genuin[oa]|fiable)|(?:viene|proviene) (?:\p{L}+ )?de nosotros|(?:fue|ha sido) enviad[oa] por nosotros`,
     String.raw`è (?:\p{L}+ )?(?:autentic[oa]|legittim[oa]|genuin[oa]|affidabile)|(?:viene|proviene) (?:\p{L}+ )?da noi|(?:è stat[oa]|fu) inviat[oa] da noi`,
-    String.raw`is (?:\p{L}+ )?(?:echt|legitiem|authentiek|betrouwbaar)|(?:komt|kwam) (?:\p{L}+ )?van ons|(?:is|werd) (?:\p{L}+ )?door ons (?:verstuurd|verzonden)`,
+    String.raw`is (?:\p{L}+ )?(?:echt(?=\s*(?:[.,;:!?]|en\s|$))|legitiem|authentiek|betrouwbaar)|(?:komt|kwam) (?:\p{L}+ )?van ons|(?:is|werd) (?:\p{L}+ )?door ons (?:verstuurd|verzonden)`,
     String.raw`é (?:\p{L}+ )?(?:autêntic[oa]|legítim[oa]|genuín[oa]|confiável)|(?:vem|veio) (?:\p{L}+ )?de nós|foi enviad[oa] por nós`
   ])
 ]

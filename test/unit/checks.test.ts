@@ -133,6 +133,7 @@ describe("vouchingIn", () => {
       "El correo no es auténtico: no haga clic en el enlace.",
       "Il messaggio non è autentico.",
       "Deze e-mail is niet echt.",
+      "Dat is echt vervelend, excuses daarvoor.",
       "A mensagem não é legítima.",
       "The email is one of the ways we reach you, but this one is not genuine."
     ])).toEqual([])
