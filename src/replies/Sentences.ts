@@ -15,3 +15,31 @@ export const END = String.raw`(?![\p{L}\p{N}])`
 /** Any of `alternatives`, one per language, as whole words, case-insensitively. */
 export const anyWord = (alternatives: ReadonlyArray<string>, flags = "iu") =>
   new RegExp(`${START}(?:${alternatives.join("|")})${END}`, flags)
+
+/**
+ * A "not" in a claim's clause makes it a warning ("if it asks for your password, it is not from
+ * us"); a "whether" or an "if" makes it a question ("the team will check whether it is from us").
+ * Italian's and Portuguese "se" and Dutch "of" are left out: each is also a common word that would
+ * excuse a real claim.
+ */
+export const unclaimed = anyWord([
+  String.raw`not|never|no|cannot|whether|if|unless|\p{L}+n't`,
+  String.raw`nicht|nie|niemals|kein\p{L}*|ob|falls|wenn`,
+  String.raw`ne|pas|jamais|si`,
+  String.raw`no|nunca|jamás|si`,
+  String.raw`non|mai`,
+  String.raw`niet|nooit|geen`,
+  String.raw`não|nunca`
+])
+
+const SEPARATORS = /[,;:—]/g
+
+/** Where the clause of `sentence` that holds position `at` starts and ends: at the commas, semicolons, colons or dashes around it. */
+export const clauseAround = (sentence: string, at: number): { readonly start: number; readonly end: number } => {
+  let start = 0
+  for (const match of sentence.matchAll(SEPARATORS)) {
+    if (match.index >= at) return { start, end: match.index }
+    start = match.index + 1
+  }
+  return { start, end: sentence.length }
+}

@@ -7,7 +7,7 @@
  * not click it") is not. The company's own words may say it: a sentence the help passages hold
  * ("mail from billing@example.com is genuine") passes.
  */
-import { anyWord, sentencesOf } from "./Sentences.js"
+import { anyWord, clauseAround, sentencesOf, unclaimed } from "./Sentences.js"
 
 /** What a claim said of a mail is said of: a mail or a link ("it", "this"), not a product ("all our parts are genuine"). */
 const ofAMail = anyWord([
@@ -71,31 +71,11 @@ const notAScam = [
   ])
 ]
 
-/**
- * A "not" in the clause before the claim, or within it, makes it a warning ("if it asks for your
- * password, it is not from us"); a "whether" or an "if" makes it a question ("the team will check
- * whether it is from us"). Italian's and Portuguese "se" and Dutch "of" are left out: each is also a
- * common word that would excuse a real claim.
- */
-const unclaimed = anyWord([
-  String.raw`not|never|no|cannot|whether|if|unless|\p{L}+n't`,
-  String.raw`nicht|nie|niemals|kein\p{L}*|ob|falls|wenn`,
-  String.raw`ne|pas|jamais|si`,
-  String.raw`no|nunca|jamás|si`,
-  String.raw`non|mai`,
-  String.raw`niet|nooit|geen`,
-  String.raw`não|nunca`
-])
-
-const clauseBefore = (sentence: string, at: number) => {
-  const head = sentence.slice(0, at)
-  return head.slice(Math.max(head.lastIndexOf(","), head.lastIndexOf(";"), head.lastIndexOf(":"), head.lastIndexOf("—")) + 1)
-}
-
+/** A claim, with the clause before it, holding no "not" and no "if" (`unclaimed`); what follows it in the clause may ("genuine, not a scam"). */
 const claims = (sentence: string, patterns: ReadonlyArray<RegExp>): boolean =>
   patterns.some((pattern) => {
     const match = pattern.exec(sentence)
-    return match !== null && !unclaimed.test(clauseBefore(sentence, match.index) + match[0])
+    return match !== null && !unclaimed.test(sentence.slice(clauseAround(sentence, match.index).start, match.index) + match[0])
   })
 
 const vouches = (sentence: string): boolean =>
