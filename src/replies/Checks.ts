@@ -1,5 +1,5 @@
 import { parse } from "tldts"
-import { unknownMoney, withoutAmounts } from "./Money.js"
+import { unbackedPromise, unknownMoney, withoutAmounts } from "./Money.js"
 import type { OwnAddresses } from "./Reply.js"
 import { isOwnAddress, withoutTicketTokens } from "./Reply.js"
 import { asksForSecret } from "./Secrets.js"
@@ -210,8 +210,10 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   const mail = mails.find((candidate) => !allowed.includes(candidate) && !isOwnAddress(candidate, answer.own))
   if (mail !== undefined) return "it holds an email address that no help passage or mail of the customer's holds"
   // `allowed` holds the passages too, whose amounts pass anyway: no second copy of the customer's text.
-  const money = unknownMoney(text, answer.material.join("\n"), allowed)
+  const material = answer.material.join("\n")
+  const money = unknownMoney(text, material, allowed)
   if (money !== undefined) return money
-  return unknownNumber(withoutAmounts(text.replace(urls, " ").replace(addresses, " ")), allowed)
+  // A promise without a figure last: an invented number or code in the same answer says more.
+  return unknownNumber(withoutAmounts(text.replace(urls, " ").replace(addresses, " ")), allowed) ?? unbackedPromise(text, material)
 }
 

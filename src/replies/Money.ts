@@ -5,7 +5,7 @@
  * customer's own figure, waits for a person.
  */
 
-import { sentencesOf } from "./Sentences.js"
+import { anyWord, clauseAround, sentencesOf, unclaimed } from "./Sentences.js"
 
 const CURRENCY = String.raw`[$€£¥₹]|\b(?:USD|EUR|GBP|CHF|CAD|AUD|NZD|JPY|INR|SEK|NOK|DKK|PLN|CZK|BRL|MXN|ZAR)\b|\b(?:dollars?|euros?|pounds?|francs?)\b`
 
@@ -22,19 +22,19 @@ const moneyLike = new RegExp(`(?:${CURRENCY}) ?(${NUMBER})(?![\\w@])|(?<![\\w.,]
 const shareLike = new RegExp(`(?<![\\d.,])(${NUMBER}) ?(?:%|percent\\b)`, "gi")
 
 /**
- * Words that give money away (refund, reimburse, compensation, credit but not a credit card, waive,
- * 20% off, …) in the languages the model is likeliest to answer in: it answers in the customer's,
- * and an injection written in German is answered in German.
+ * Words that give money away, by kind, in the languages the model is likeliest to answer in: it
+ * answers in the customer's, and an injection written in German is answered in German. Each kind
+ * lists English, German, French, Spanish, Italian, Dutch and Portuguese words, in that order.
  */
-const promising = new RegExp([
-  String.raw`\b(?:refund|reimburs|compensat|credit(?!\s*cards?\b)|waiv|discount|voucher|coupon|rebate|money back|pay (?:you|it back|back))|(?:%|\bpercent) off\b`,
-  String.raw`erstatt|gutschrift|gutschreib|gutgeschrieben|entschädig|rabatt|gutschein|nachlass|geld zurück|zurückzahl|zurückgezahlt|erlassen|\bzahlen\b[^.!?\n]{0,60}\bzurück\b`,
-  String.raw`rembours|(?<!carte de )crédit(?:er|é|ons|erons)?\b|dédommag|indemni|réduction|bon d'achat|geste commercial|\bremise\b`,
-  String.raw`reembols|devoluci[oó]n del (?:importe|dinero|pago)|devolver(?:le)? el dinero|compensa(?:ci|r\b|remos)|indemniz|descuento|cup[oó]n|bonificaci|abon(?:ar|aremos|amos)\b|(?<!tarjeta de |cartão de )crédito`,
-  String.raw`rimbors|risarci|indennizz|compensaz|sconto|\bbuono\b|accredit`,
-  String.raw`terugbeta|restitu|vergoed|korting|tegoed|\bbetal\w*\b[^.!?\n]{0,60}\bterug\b`,
-  String.raw`estorn|indeniza|desconto|cupom`
-].join("|"), "i")
+const kinds = {
+  refund: String.raw`\b(?:refund|reimburs|money back|pay (?:you|it back|back))|erstatt|geld zurück|zurückzahl|zurückgezahlt|\bzahlen\b[^.!?\n]{0,60}\bzurück\b|rembours|reembols|devoluci[oó]n del (?:importe|dinero|pago)|devolver(?:le)? el dinero|rimbors|terugbeta|restitu|\bbetal\w*\b[^.!?\n]{0,60}\bterug\b|estorn`,
+  credit: String.raw`\bcredit(?!\s*cards?\b)|gutschrift|gutschreib|gutgeschrieben|(?<!carte de )crédit(?:er|é|ons|erons)?\b|abon(?:ar|aremos|amos)\b|(?<!tarjeta de |cartão de )crédito|accredit|tegoed`,
+  discount: String.raw`\b(?:discount|voucher|coupon|rebate)|(?:%|\bpercent) off\b|rabatt|gutschein|nachlass|réduction|bon d'achat|\bremise\b|descuento|cup[oó]n|sconto|\bbuono\b|korting|desconto|cupom`,
+  compensation: String.raw`\b(?:compensat|waiv)|entschädig|erlassen|dédommag|indemni|geste commercial|compensa(?:ci|r\b|remos)|indemniz|bonificaci|risarci|indennizz|compensaz|vergoed|indeniza`
+} as const
+
+const kindPatterns = Object.values(kinds).map((kind) => new RegExp(kind, "i"))
+const promising = new RegExp(Object.values(kinds).join("|"), "i")
 
 /**
  * Common words of the languages `promising` reads (English, German, French, Spanish, Italian, Dutch,
@@ -110,6 +110,42 @@ export const unknownMoney = (
     }
   }
   return undefined
+}
+
+/** Words that speak of a promise rather than make one: the customer's request for it. */
+const asked = anyWord([
+  String.raw`requests?|asked|ask for|would like|want|wants|wish`,
+  String.raw`anfrage|antrag|wunsch|möchten|wünschen|beantragt`,
+  String.raw`demande|demandé|souhaitez`,
+  String.raw`solicitud|petición|solicitado|desea`,
+  String.raw`richiesta|richiesto|desidera`,
+  String.raw`verzoek|aanvraag|wilt`,
+  String.raw`pedido|solicitação|deseja`
+])
+
+/** A clause that gives money away, figure or not ("we will refund your order"), and neither says no nor if, nor speaks of a request; a question promises nothing. */
+const promises = (sentence: string): boolean => {
+  const match = promising.exec(sentence)
+  if (match === null || sentence.trimEnd().endsWith("?")) return false
+  const { start, end } = clauseAround(sentence, match.index)
+  const clause = sentence.slice(start, end)
+  return !unclaimed.test(clause) && !asked.test(clause)
+}
+
+/**
+ * Why an answer that gives money away without a figure needs a person: "we will refund you in
+ * full" binds the company as much as "$49.99" does. When the help passages speak of that kind of
+ * giving (a refund, a credit, a discount, a compensation), the model answers from them, and the
+ * figures are checked above; a passage on refunds backs no credit.
+ */
+export const unbackedPromise = (text: string, material: string): string | undefined => {
+  const backed = kindPatterns.filter((kind) => kind.test(material))
+  const sentence = sentencesOf(text).find((candidate) =>
+    promises(candidate) && kindPatterns.some((kind) => kind.test(candidate) && !backed.includes(kind))
+  )
+  return sentence === undefined
+    ? undefined
+    : `it promises a refund, a credit or a discount ("${sentence.slice(0, 100)}") that no help passage speaks of`
 }
 
 /** The text without its amounts of money, which the phone number check should not read. */

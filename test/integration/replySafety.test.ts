@@ -394,6 +394,10 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
             `it promises money (a refund, a credit, a discount: ${figure}) that no help passage holds`
           )
         }
+        // A promise without a figure, where no help passage given to the model speaks of credits.
+        expect(await asked("We are sorry: we will credit your account for the outage.", "Outage yesterday", "The outage cost us a day of work."))
+          .toMatchObject({ drafted: 1 })
+        expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain("promises a refund, a credit or a discount (\"We are sorry: we will credit")
         // A price the model made up.
         expect(await asked("The Enterprise plan is $99 a month.", "Plans", "What does the Enterprise plan cost?")).toMatchObject({ drafted: 1 })
         expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain("amount of money ($99)")

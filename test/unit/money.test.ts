@@ -82,6 +82,26 @@ describe("money in an answer", () => {
     )
   })
 
+  it("holds back money given away without a figure when no help passage speaks of it, and lets requests and refusals through", () => {
+    const withoutPolicy = (text: string) => needsHuman({ ...answer(text), material: ["Orders ship within two days."] })
+    for (const text of ["We will refund your last payment in full.", "Sure, we'll credit your account for the outage.", "Wir erstatten Ihnen den vollen Betrag.", "Nous vous rembourserons intégralement."]) {
+      expect(withoutPolicy(text), text).toBe(`it promises a refund, a credit or a discount ("${text}") that no help passage speaks of`)
+    }
+    for (const text of [
+      "I have passed your refund request to the team.",
+      "A refund is not possible for this plan, but the team will look at your case.",
+      "The team will check whether a refund applies.",
+      "Your credit card was charged twice; the team will look at it.",
+      "Ihre Anfrage zur Erstattung ist bei uns eingegangen.",
+      "Would a credit on your next invoice help?"
+    ]) {
+      expect(withoutPolicy(text), text).toBeUndefined()
+    }
+    // Where the passages speak of refunds, the model answers from them; they back no credit.
+    expect(needsHuman(answer("We will refund your annual plan in full."))).toBeUndefined()
+    expect(needsHuman(answer("We will credit your account for the outage."))).toContain("that no help passage speaks of")
+  })
+
   it("reads a known amount written with spaces as money, not as a phone number", () => {
     const material = ["Large accounts pay $1,250,000 a year."]
     expect(needsHuman({ ...answer("Large accounts pay $1 250 000 a year."), material })).toBeUndefined()
