@@ -43,6 +43,9 @@ const saidOfAMail = [
 
 /** Claims that name what they vouch for. */
 const selfContained = [
+  // "yes, that was us", in the seven languages
+  /\b(?:that|it|this)\s+(?:was|is|'s)\s+(?:really\s+|indeed\s+|definitely\s+)?us\b/i,
+  anyWord([String.raw`das (?:waren|sind) (?:\p{L}+ )?wir|c'(?:est|était) (?:bien )?nous|(?:fuimos|somos) nosotros|siamo stati noi|dat (?:waren|zijn) (?:\p{L}+ )?wij|fomos nós`]),
   // "we sent you that message": the model sends nothing, so it cannot know
   /\bwe (?:did )?sen[dt] (?:you )?(?:it|this|that|these|those|the (?:e-?mail|mail|message|link|text|sms|letter|invoice|notice))\b/i,
   // "it is safe to click", "you can safely open the attachment"

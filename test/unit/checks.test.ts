@@ -92,7 +92,8 @@ describe("vouchingIn", () => {
       "It is safe to click the link.",
       "You can safely open the attachment.",
       "Don't worry, it's not a scam.",
-      "This is not phishing."
+      "This is not phishing.",
+      "Yes, that was us."
     ]
     expect(read(vouching)).toEqual(vouching)
     expect(read([
@@ -107,7 +108,8 @@ describe("vouchingIn", () => {
       "You can open the app and follow the steps under Settings.",
       "Your account is safe and your data is encrypted.",
       "The team will check whether it is from us; meanwhile please do not click its links.",
-      "If it is genuine, it will show your ticket number."
+      "If it is genuine, it will show your ticket number.",
+      "It was not us: please delete it."
     ])).toEqual([])
   })
 
@@ -122,7 +124,9 @@ describe("vouchingIn", () => {
       "Sì, il messaggio è autentico.",
       "Ja, deze e-mail is echt.",
       "Sim, a mensagem é legítima.",
-      "Sie können den Link bedenkenlos anklicken."
+      "Sie können den Link bedenkenlos anklicken.",
+      "Ja, das waren wir.",
+      "Oui, c'est bien nous."
     ]
     expect(read(vouching)).toEqual(vouching)
     expect(read([
