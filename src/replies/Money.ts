@@ -123,13 +123,17 @@ const asked = anyWord([
   String.raw`pedido|solicitação|deseja`
 ])
 
-/** A clause that gives money away, figure or not ("we will refund your order"), and neither says no nor if, nor speaks of a request; a question promises nothing. */
+/**
+ * A clause that gives money away, figure or not ("we will refund your order"), and neither says no
+ * nor if; a question promises nothing, nor does a request beside the word ("your refund request",
+ * "you asked for a credit"), while "we will refund you, as you asked" does.
+ */
 const promises = (sentence: string): boolean => {
   const match = promising.exec(sentence)
   if (match === null || sentence.trimEnd().endsWith("?")) return false
   const { start, end } = clauseAround(sentence, match.index)
-  const clause = sentence.slice(start, end)
-  return !unclaimed.test(clause) && !asked.test(clause)
+  const beside = sentence.slice(Math.max(start, match.index - 30), Math.min(end, match.index + match[0].length + 12))
+  return !unclaimed.test(sentence.slice(start, end)) && !asked.test(beside)
 }
 
 /**

@@ -84,7 +84,7 @@ describe("money in an answer", () => {
 
   it("holds back money given away without a figure when no help passage speaks of it, and lets requests and refusals through", () => {
     const withoutPolicy = (text: string) => needsHuman({ ...answer(text), material: ["Orders ship within two days."] })
-    for (const text of ["We will refund your last payment in full.", "Sure, we'll credit your account for the outage.", "Wir erstatten Ihnen den vollen Betrag.", "Nous vous rembourserons intégralement."]) {
+    for (const text of ["We will refund your last payment in full.", "Sure, we'll credit your account for the outage.", "We will refund the whole order as you asked.", "Wir erstatten Ihnen den vollen Betrag.", "Nous vous rembourserons intégralement."]) {
       expect(withoutPolicy(text), text).toBe(`it promises a refund, a credit or a discount ("${text}") that no help passage speaks of`)
     }
     for (const text of [
@@ -93,6 +93,7 @@ describe("money in an answer", () => {
       "The team will check whether a refund applies.",
       "Your credit card was charged twice; the team will look at it.",
       "Ihre Anfrage zur Erstattung ist bei uns eingegangen.",
+      "You asked for a refund of the second charge, and the team will look at it today.",
       "Would a credit on your next invoice help?"
     ]) {
       expect(withoutPolicy(text), text).toBeUndefined()
