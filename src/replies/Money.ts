@@ -28,9 +28,9 @@ const shareLike = new RegExp(`(?<![\\d.,])(${NUMBER}) ?(?:%|percent\\b)`, "gi")
  */
 const kinds = {
   refund: String.raw`\b(?:refund|reimburs|money back|pay (?:you|it back|back))|erstatt|geld zurück|zurückzahl|zurückgezahlt|\bzahlen\b[^.!?\n]{0,60}\bzurück\b|rembours|reembols|devoluci[oó]n del (?:importe|dinero|pago)|devolver(?:le)? el dinero|rimbors|terugbeta|restitu|\bbetal\w*\b[^.!?\n]{0,60}\bterug\b|estorn`,
-  credit: String.raw`\bcredit(?!\s*cards?\b)|gutschrift|gutschreib|gutgeschrieben|(?<!carte de )crédit(?:er|é|ons|erons)?\b|abon(?:ar|aremos|amos)\b|(?<!tarjeta de |cartão de )crédito|accredit|tegoed`,
-  discount: String.raw`\b(?:discount|voucher|coupon|rebate)|(?:%|\bpercent) off\b|rabatt|gutschein|nachlass|réduction|bon d'achat|\bremise\b|descuento|cup[oó]n|sconto|\bbuono\b|korting|desconto|cupom`,
-  compensation: String.raw`\b(?:compensat|waiv)|entschädig|erlassen|dédommag|indemni|geste commercial|compensa(?:ci|r\b|remos)|indemniz|bonificaci|risarci|indennizz|compensaz|vergoed|indeniza`
+  credit: String.raw`\bcredit(?!\s*cards?\b)|gutschrift|gutschreib|gutgeschrieben|(?<!carte de )crédit(?:er|é|ons|erons)?\b|abon(?:ar|aremos|amos)\b|(?<!tarjeta de |cartão de )crédito|accredit(?:o|iamo|eremo|are|ato)\b|tegoed`,
+  discount: String.raw`\b(?:discount|voucher|coupon|rebate)|(?:%|\bpercent) off\b|rabatt|gutschein|nachlass|réduction|bon d'achat|\bremise\b|descuento|cup[oó]n|sconto|\bbuono (?:sconto|regalo|acquisto)|korting|desconto|cupom`,
+  compensation: String.raw`\b(?:compensat|waiv)|entschädig|\berlass(?:en|e|t)\b|dédommag|indemni|geste commercial|compensa(?:ci|r\b|remos)|indemniz|bonificaci|risarci|indennizz|compensaz|vergoed|indeniza`
 } as const
 
 const kindPatterns = Object.values(kinds).map((kind) => new RegExp(kind, "i"))
