@@ -101,7 +101,8 @@ export const readWhole = (source: Buffer): Promise<ReadMail> =>
     })
     parser.once("error", reject)
     parser.once("end", () => {
-      const beside = converted ? htmlBesideText((parser as unknown as { readonly tree?: MimeNode }).tree) : []
+      // Only a mail with HTML and text can have HTML beside its text.
+      const beside = converted && parser.html && parser.text ? htmlBesideText((parser as unknown as { readonly tree?: MimeNode }).tree) : []
       resolve({
         headerLines: parser.headerLines || [],
         from: parser.from,

@@ -40,7 +40,7 @@ const promising = new RegExp(Object.values(kinds).join("|"), "i")
  * Common words of the languages `promising` reads (English, German, French, Spanish, Italian, Dutch,
  * Portuguese). A sentence with none of them may promise in words the check does not know.
  */
-const readable = new RegExp(String.raw`(?:^|[\s(])(?:${[
+const readable = anyWord([
   "the you your we our and for with this that will have has is are was not but it to of in on be can",
   "der die das und sie ihr ihre ihnen wir ist für mit den dem wird haben",
   "le la les vous votre nous est pour avec des une sera avez",
@@ -48,7 +48,7 @@ const readable = new RegExp(String.raw`(?:^|[\s(])(?:${[
   "il lo gli lei suo sua noi per del una sarà abbiamo",
   "de het uw wij voor met van een zal hebben",
   "os você seu nós com do da uma temos"
-].join(" ").split(" ").join("|")})(?=[\s,.;:!?)]|$)`, "i")
+].map((words) => words.replaceAll(" ", "|")))
 
 /** An amount's value in hundredths, whatever currency and separators it is written with. */
 const hundredths = (number: string) => {
