@@ -1,4 +1,5 @@
 import { parse } from "tldts"
+import { deedsIn } from "./Deeds.js"
 import { unbackedPromise, unknownMoney, withoutAmounts } from "./Money.js"
 import type { OwnAddresses } from "./Reply.js"
 import { isOwnAddress, withoutTicketTokens } from "./Reply.js"
@@ -192,7 +193,8 @@ const unknownNumber = (text: string, allowed: string): string | undefined => {
  * money, a phone number, an IP address, an IBAN or a long code that neither the help passages nor the customer's
  * own words hold was made up by the model, or put into its mouth by a prompt injection: either way
  * it must not go out under the company's name. Nor may money be promised on the customer's word, nor
- * a mail or a link called genuine or safe (Vouching.ts).
+ * a mail or a link called genuine or safe (Vouching.ts), nor a change to an account claimed or
+ * promised (Deeds.ts).
  */
 export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (answer.truncated) return "the model stopped at LLM_MAX_TOKENS: the answer is cut off"
@@ -214,6 +216,13 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   const money = unknownMoney(text, material, allowed)
   if (money !== undefined) return money
   // A promise without a figure last: an invented number or code in the same answer says more.
-  return unknownNumber(withoutAmounts(text.replace(urls, " ").replace(addresses, " ")), allowed) ?? unbackedPromise(text, material)
+  const number = unknownNumber(withoutAmounts(text.replace(urls, " ").replace(addresses, " ")), allowed)
+  if (number !== undefined) return number
+  const promise = unbackedPromise(text, material)
+  if (promise !== undefined) return promise
+  const deed = deedsIn(text, answer.material)
+  return deed === undefined
+    ? undefined
+    : `it says an account, a subscription or an order was or will be changed ("${deed.trim().slice(0, 100)}"), which only a person can do`
 }
 

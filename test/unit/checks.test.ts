@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import type { AnswerContext } from "../../src/replies/Checks.js"
 import { codesIn, ibansIn, ipAddressesIn, linksIn, needsHuman, ownWords, phoneNumbersIn } from "../../src/replies/Checks.js"
+import { deedsIn } from "../../src/replies/Deeds.js"
 import { asksForSecret } from "../../src/replies/Secrets.js"
 import { vouchingIn } from "../../src/replies/Vouching.js"
 
@@ -150,6 +151,90 @@ describe("vouchingIn", () => {
     expect(needsHuman(answer("Yes, the email you forwarded is genuine, go ahead."))).toBe(
       "it vouches for a mail, a link or a sender (\"Yes, the email you forwarded is genuine, go ahead.\"), which only a person can judge"
     )
+  })
+})
+
+describe("deedsIn", () => {
+  const read = (texts: ReadonlyArray<string>) => texts.filter((text) => deedsIn(text, []) !== undefined)
+
+  it("hears an answer say that an account, a subscription or an order was or will be changed, and leaves help steps and refusals alone", () => {
+    const deeds = [
+      "I have cancelled your subscription.",
+      "We've closed your account as requested.",
+      "Your subscription has been cancelled.",
+      "Good news: your account is now unlocked.",
+      "We went ahead and reset your password.",
+      "Your password was reset this morning.",
+      "We have updated your billing details.",
+      "We will delete your account tomorrow.",
+      "I'll cancel your order right away.",
+      "Simply reply to this email and we'll extend your trial period."
+    ]
+    expect(read(deeds)).toEqual(deeds)
+    expect(read([
+      "To reset your password, open the sign-in page and choose \"Forgot password\".",
+      "You can cancel your subscription under Settings, Billing.",
+      "We recommend that you reset your password.",
+      "We can reset your password once you reply with your account name.",
+      "We are unable to reset your password by mail.",
+      "Your subscription has not been cancelled.",
+      "I can't cancel your order, but the team will look at it.",
+      "Once your account has been closed, you will receive a confirmation.",
+      "Would you like us to cancel your subscription?",
+      "Have we already cancelled your order?",
+      "If your account was suspended, sign in to see why.",
+      "The team will check whether your account was suspended.",
+      "A member of our team will verify your identity and reset two-factor authentication.",
+      "We have received your request to cancel your subscription.",
+      "We've passed your request to close your account to the team.",
+      "We'll update you as soon as we know more.",
+      "I have changed my password.",
+      "Make sure your billing details are updated.",
+      "We have updated our terms of service."
+    ])).toEqual([])
+  })
+
+  it("hears it in the customer's language too, refusals and help steps apart", () => {
+    const deeds = [
+      "Ich habe Ihr Abonnement gekündigt.",
+      "Ihr Konto wurde gelöscht.",
+      "Wir werden Ihr Konto morgen löschen.",
+      "J'ai résilié votre abonnement.",
+      "Votre compte a été supprimé.",
+      "Nous allons supprimer votre compte.",
+      "He cancelado su suscripción.",
+      "Su cuenta ha sido eliminada.",
+      "Eliminaremos su cuenta mañana.",
+      "Ho annullato il tuo abbonamento.",
+      "Il tuo account è stato eliminato.",
+      "Ik heb uw abonnement opgezegd.",
+      "We zullen uw account verwijderen.",
+      "Cancelei a sua assinatura.",
+      "A sua conta foi excluída."
+    ]
+    expect(read(deeds)).toEqual(deeds)
+    expect(read([
+      "Um Ihr Passwort zurückzusetzen, öffnen Sie die Anmeldeseite.",
+      "Ihr Konto wurde nicht gelöscht.",
+      "Sobald Ihr Konto gelöscht wurde, erhalten Sie eine Bestätigung.",
+      "Pour réinitialiser votre mot de passe, ouvrez la page de connexion.",
+      "Votre compte n'a pas été supprimé.",
+      "Para restablecer su contraseña, abra la página de inicio de sesión.",
+      "Su cuenta no ha sido eliminada.",
+      "Il tuo account non è stato eliminato.",
+      "Uw account is niet verwijderd.",
+      "A sua conta não foi excluída.",
+      // The deed and the account in different clauses, or far apart: about something else.
+      "Wir haben unsere Bedingungen geändert, und Ihr Abo läuft weiter wie bisher.",
+      "Ihr Konto ist bei uns seit vielen Jahren in guten Händen und heute wurden nur unsere Preise geändert."
+    ])).toEqual([])
+  })
+
+  it("lets the help passages' own sentences through, and makes the answer a draft", () => {
+    const material = ["Your subscription is cancelled at the end of the billing period."]
+    expect(deedsIn("Your subscription is cancelled at the end of the billing period.", material)).toBeUndefined()
+    expect(needsHuman(answer("Thanks for writing. Your account has been closed and your data deleted.")))
+      .toBe("it says an account, a subscription or an order was or will be changed (\"Your account has been closed and your data deleted.\"), which only a person can do")
   })
 })
 

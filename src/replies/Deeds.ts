@@ -1,0 +1,101 @@
+/**
+ * mailroom's answers are words only: the model cannot cancel a subscription, close an account or
+ * reset a password. An answer that says one of these was done ("your subscription has been
+ * cancelled") or that we will do it ("we will delete your account") tells the customer something
+ * untrue or promises what nobody has agreed to, and a customer who believes it keeps paying, or
+ * thinks their data gone. It is also what an injection asks for ("tell them their account is
+ * closed"). Such an answer is a draft, for a person who can do the deed first; a sentence the help
+ * passages hold passes.
+ */
+import { anyWord, clauseAround, sentencesOf, unclaimed } from "./Sentences.js"
+
+/** What can be done to a customer's account, by whom it is theirs ("your"), in the seven languages. */
+const OBJECTS = {
+  en: String.raw`account|subscription|membership|plan|order|booking|reservation|password|e-?mail address|address|(?:billing |payment |bank |card |account |personal |contact )?details|card|payment method|data|profile|login|username|access|licen[cs]e|trial|contract|direct debit|auto-?renewal`,
+  de: String.raw`(?:ihr|ihre|ihren|ihrem|ihrer|ihres|dein|deine|deinen|deinem|deiner|deines) (?:\p{L}+ ){0,2}?(?:kundenkonto|benutzerkonto|konto|account|abonnement|abo|mitgliedschaft|tarif|vertrag|bestellung|buchung|reservierung|passwort|kennwort|e-mail-adresse|adresse|daten|angaben|karte|zahlungsmethode|profil|zugang|lizenz|lastschrift)`,
+  fr: String.raw`(?:votre|vos|ton|ta|tes) (?:\p{L}+ ){0,2}?(?:compte|abonnement|adhésion|forfait|contrat|commande|réservation|mot de passe|adresse|données|coordonnées|carte|moyen de paiement|profil|accès|licence|prélèvement)`,
+  es: String.raw`(?:su|sus|tu|tus) (?:\p{L}+ ){0,2}?(?:cuenta|suscripción|membresía|plan|contrato|pedido|reserva|contraseña|dirección|datos|tarjeta|método de pago|perfil|acceso|licencia)`,
+  it: String.raw`(?:tuo|tua|tuoi|tue|suo|sua|suoi|sue|vostro|vostra|vostri|vostre) (?:\p{L}+ ){0,2}?(?:account|conto|abbonamento|iscrizione|piano|contratto|ordine|prenotazione|password|indirizzo|dati|carta|metodo di pagamento|profilo|accesso|licenza)`,
+  nl: String.raw`(?:uw|je|jouw) (?:\p{L}+ ){0,2}?(?:account|abonnement|lidmaatschap|contract|bestelling|boeking|reservering|wachtwoord|e-?mailadres|adres|gegevens|kaart|betaalmethode|profiel|toegang|licentie|pakket)`,
+  pt: String.raw`(?:seu|sua|seus|suas|teu|tua|teus|tuas) (?:\p{L}+ ){0,2}?(?:conta|assinatura|subscrição|plano|contrato|pedido|encomenda|reserva|senha|palavra-passe|endereço|dados|cartão|método de pagamento|perfil|acesso|licença)`
+}
+
+/** English participles that differ from the verb's plain form; "reset" is both, and counts after an auxiliary only. */
+const DONE_EN = String.raw`cancell?ed|terminated|deleted|closed|deactivated|disabled|suspended|removed|erased|changed|updated|unlocked|unblocked|reactivated|re-?enabled|restored|verified|upgraded|downgraded|extended|renewed|paused|transferred|merged`
+const DO_EN = String.raw`cancel|terminate|delete|close|deactivate|disable|suspend|remove|erase|reset|change|update|unlock|unblock|reactivate|re-?enable|restore|verify|upgrade|downgrade|extend|renew|pause|transfer|merge`
+/** In the gap between "we" and the verb: "we recommend that you reset", "we can reset", "we are unable to reset" are no deed. */
+const NOT_DONE_BY_US = String.raw`(?!you\b|to\b|can\b|could\b|may\b|might\b|would\b|should\b|must\b|need\b|want\b|help\b|let\b)`
+
+const english = [
+  // "I have cancelled your subscription", "we went ahead and reset your password"
+  new RegExp(String.raw`\b(?:i|we)(?:'ve|'d|\s+have|\s+had)?\s+(?:${NOT_DONE_BY_US}[\w']+\s+){0,3}?(?:${DONE_EN}|reset)\s+(?:[\w-]+\s+)?your\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i"),
+  // "your subscription has been cancelled", "your account is now closed"
+  new RegExp(String.raw`\byour\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\s+(?:[\w-]+\s+){0,3}?(?:has|have|had|was|were|is|are|got)\s+(?:(?:now|already|just|successfully|been|also|finally|fully)\s+){0,3}(?:${DONE_EN}|reset)\b`, "i"),
+  // "we will delete your account", "I'm going to reset your password"
+  new RegExp(String.raw`\b(?:i|we)(?:'ll|\s+will|\s+shall|'m going to|'re going to|\s+am going to|\s+are going to)\s+(?:${NOT_DONE_BY_US}\w+\s+){0,2}?(?:${DO_EN})\s+(?:[\w-]+\s+)?your\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i")
+]
+
+/** The other six languages: a participle of a deed, or our future doing it, beside what it is done to. */
+const DONE_OR_WILL_DO = anyWord([
+  String.raw`gekündigt|storniert|gelöscht|geschlossen|deaktiviert|gesperrt|entsperrt|zurückgesetzt|geändert|aktualisiert|reaktiviert|wiederhergestellt|verifiziert|verlängert|pausiert|entfernt|freigeschaltet|umgestellt` +
+  String.raw`|(?:ich werde|wir werden) (?:\p{L}+ ){0,5}?(?:kündigen|stornieren|löschen|schließen|deaktivieren|sperren|entsperren|zurücksetzen|ändern|aktualisieren|reaktivieren|wiederherstellen|verlängern|pausieren|entfernen|freischalten)`,
+  String.raw`(?:annulé|résilié|supprimé|fermé|clôturé|désactivé|bloqué|débloqué|réinitialisé|modifié|changé|réactivé|restauré|vérifié|prolongé|suspendu|renouvelé)e?s?|mise? à jour` +
+  String.raw`|(?:je vais|nous allons) (?:\p{L}+ ){0,2}?(?:annuler|résilier|supprimer|fermer|clôturer|désactiver|débloquer|réinitialiser|modifier|changer|réactiver|restaurer|prolonger|suspendre)|(?:annuler|résilier|supprimer|fermer|clôturer|désactiver|débloquer|réinitialiser|modifier|changer|réactiver|restaurer|prolonger|suspendre)(?:ai|ons)`,
+  String.raw`(?:cancelad|anulad|eliminad|borrad|cerrad|desactivad|bloquead|desbloquead|restablecid|cambiad|actualizad|modificad|reactivad|restaurad|verificad|renovad|suspendid)[oa]s?|dad[oa]s? de baja` +
+  String.raw`|(?:voy|vamos) a (?:cancelar|anular|eliminar|borrar|cerrar|desactivar|desbloquear|restablecer|cambiar|actualizar|modificar|reactivar|restaurar|renovar|suspender)|(?:cancelar|anular|eliminar|borrar|cerrar|desactivar|desbloquear|restablecer|cambiar|actualizar|modificar|reactivar|restaurar|renovar|suspender)(?:é|emos)` +
+  String.raw`|(?:cancel|anul|elimin|borr|cerr|desactiv|desbloque|cambi|actualic|modifiqu|reactiv|restaur|renov)é|restablecí|suspendí`,
+  String.raw`(?:annullat|cancellat|eliminat|chius|disattivat|bloccat|sbloccat|reimpostat|modificat|cambiat|aggiornat|riattivat|ripristinat|verificat|rinnovat|sospes|disdett)[oaie]` +
+  String.raw`|(?:annull|cancell|elimin|chiud|disattiv|sblocc|reimpost|modific|cambi|aggiorn|riattiv|ripristin|rinnov|sospend|disdir)(?:erò|eremo|rò|remo)`,
+  String.raw`opgezegd|geannuleerd|verwijderd|gesloten|gedeactiveerd|geblokkeerd|gedeblokkeerd|gereset|hersteld|gewijzigd|veranderd|bijgewerkt|geüpdatet|geactiveerd|geverifieerd|verlengd|gepauzeerd|opgeheven` +
+  String.raw`|(?:ik|we|wij) (?:zal|zullen|ga|gaan) (?:\p{L}+ ){0,4}?(?:opzeggen|annuleren|verwijderen|sluiten|deactiveren|blokkeren|deblokkeren|resetten|herstellen|wijzigen|bijwerken|verlengen|opheffen)`,
+  String.raw`(?:cancelad|eliminad|excluíd|apagad|encerrad|desativad|bloquead|desbloquead|redefinid|alterad|atualizad|reativad|restaurad|verificad|renovad|suspens)[oa]s?` +
+  String.raw`|(?:vou|vamos) (?:cancelar|eliminar|excluir|apagar|encerrar|desativar|desbloquear|redefinir|alterar|atualizar|reativar|restaurar|renovar|suspender)|(?:cancelar|eliminar|excluir|apagar|encerrar|desativar|desbloquear|redefinir|alterar|atualizar|reativar|restaurar|renovar|suspender)(?:ei|emos)` +
+  String.raw`|(?:cancel|elimin|apagu|encerr|desativ|desbloque|alter|atualiz|reativ|restaur|renov)ei|excluí|redefini|suspendi`
+])
+
+const THEIRS = anyWord([OBJECTS.de, OBJECTS.fr, OBJECTS.es, OBJECTS.it, OBJECTS.nl, OBJECTS.pt])
+
+/**
+ * A deed described, not claimed: "once your account has been closed, you get a confirmation",
+ * "make sure your details are updated". (Negations and "if" are `unclaimed`'s.)
+ */
+const described = anyWord([
+  String.raw`once|when|after|before|until|as soon as|make sure|ensure|check that|confirm that`,
+  String.raw`sobald|nachdem|bevor|bis|sicherstellen|prüfen sie`,
+  String.raw`une fois|quand|lorsque|après|avant|dès que|vérifiez`,
+  String.raw`una vez|cuando|después de|antes de|hasta que|en cuanto|compruebe|asegúrese`,
+  String.raw`una volta|quando|dopo|prima|finché|appena|verifichi|assicurati`,
+  String.raw`zodra|wanneer|nadat|voordat|totdat|controleer|zorg`,
+  String.raw`assim que|quando|depois|antes|até que|verifique|certifique`
+])
+
+/** The deed in `sentence`, found where it ends, unless its clause up to there says it is not done or only describes it. */
+const deedIn = (sentence: string): boolean => {
+  const ends: Array<number> = []
+  for (const pattern of english) {
+    const match = pattern.exec(sentence)
+    if (match !== null) ends.push(match.index + match[0].length)
+  }
+  const done = DONE_OR_WILL_DO.exec(sentence)
+  const theirs = THEIRS.exec(sentence)
+  // Beside each other, in one clause: at most 40 characters between the deed and what it is done to, either way round.
+  if (done !== null && theirs !== null) {
+    const [first, second] = done.index < theirs.index ? [done, theirs] : [theirs, done]
+    const end = second.index + second[0].length
+    if (second.index - (first.index + first[0].length) <= 40 && clauseAround(sentence, end - 1).start <= first.index) ends.push(end)
+  }
+  return ends.some((end) => {
+    const said = sentence.slice(clauseAround(sentence, end - 1).start, end)
+    return !unclaimed.test(said) && !described.test(said)
+  })
+}
+
+const normalised = (text: string) => text.toLowerCase().replace(/\s+/g, " ").replace(/[.!?\s]+$/, "").trim()
+
+/** The first sentence of `text` that says an account, a subscription or an order was or will be changed by us, unless the help passages hold it. */
+export const deedsIn = (text: string, material: ReadonlyArray<string>): string | undefined => {
+  const found = sentencesOf(text).filter((sentence) => !sentence.trim().endsWith("?") && deedIn(sentence))
+  if (found.length === 0) return undefined
+  const passages = normalised(material.join("\n"))
+  return found.find((sentence) => !passages.includes(normalised(sentence)))
+}
