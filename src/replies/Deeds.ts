@@ -11,18 +11,18 @@ import { anyWord, clauseAround, sentencesOf, unclaimed } from "./Sentences.js"
 
 /** What can be done to a customer's account, by whom it is theirs ("your"), in the seven languages. */
 const OBJECTS = {
-  en: String.raw`account|subscription|membership|plan|order|booking|reservation|password|e-?mail address|address|(?:billing |payment |bank |card |account |personal |contact )?details|card|payment method|data|profile|login|username|access|licen[cs]e|trial|contract|direct debit|auto-?renewal`,
-  de: String.raw`(?:ihr|ihre|ihren|ihrem|ihrer|ihres|dein|deine|deinen|deinem|deiner|deines) (?:\p{L}+ ){0,2}?(?:kundenkonto|benutzerkonto|konto|account|abonnement|abo|mitgliedschaft|tarif|vertrag|bestellung|buchung|reservierung|passwort|kennwort|e-mail-adresse|adresse|daten|angaben|karte|zahlungsmethode|profil|zugang|lizenz|lastschrift)`,
-  fr: String.raw`(?:votre|vos|ton|ta|tes) (?:\p{L}+ ){0,2}?(?:compte|abonnement|adhésion|forfait|contrat|commande|réservation|mot de passe|adresse|données|coordonnées|carte|moyen de paiement|profil|accès|licence|prélèvement)`,
-  es: String.raw`(?:su|sus|tu|tus) (?:\p{L}+ ){0,2}?(?:cuenta|suscripción|membresía|plan|contrato|pedido|reserva|contraseña|dirección|datos|tarjeta|método de pago|perfil|acceso|licencia)`,
-  it: String.raw`(?:tuo|tua|tuoi|tue|suo|sua|suoi|sue|vostro|vostra|vostri|vostre) (?:\p{L}+ ){0,2}?(?:account|conto|abbonamento|iscrizione|piano|contratto|ordine|prenotazione|password|indirizzo|dati|carta|metodo di pagamento|profilo|accesso|licenza)`,
-  nl: String.raw`(?:uw|je|jouw) (?:\p{L}+ ){0,2}?(?:account|abonnement|lidmaatschap|contract|bestelling|boeking|reservering|wachtwoord|e-?mailadres|adres|gegevens|kaart|betaalmethode|profiel|toegang|licentie|pakket)`,
-  pt: String.raw`(?:seu|sua|seus|suas|teu|tua|teus|tuas) (?:\p{L}+ ){0,2}?(?:conta|assinatura|subscrição|plano|contrato|pedido|encomenda|reserva|senha|palavra-passe|endereço|dados|cartão|método de pagamento|perfil|acesso|licença)`
+  en: String.raw`account|subscription|membership|plan|order|booking|reservation|password|e-?mail address|address|(?:billing |payment |bank |card |account |personal |contact )?details|card|payment method|data|profile|login|username|access|identity|licen[cs]e|trial|contract|direct debit|auto-?renewal`,
+  de: String.raw`(?:ihr|ihre|ihren|ihrem|ihrer|ihres|dein|deine|deinen|deinem|deiner|deines) (?:\p{L}+ ){0,2}?(?:kundenkonto|benutzerkonto|konto|account|abonnement|abo|mitgliedschaft|tarif|vertrag|bestellung|buchung|reservierung|passwort|kennwort|e-mail-adresse|adresse|daten|angaben|karte|zahlungsmethode|profil|zugang|identität|lizenz|lastschrift)`,
+  fr: String.raw`(?:votre|vos|ton|ta|tes) (?:\p{L}+ ){0,2}?(?:compte|abonnement|adhésion|forfait|contrat|commande|réservation|mot de passe|adresse|données|coordonnées|carte|moyen de paiement|profil|accès|identité|licence|prélèvement)`,
+  es: String.raw`(?:su|sus|tu|tus) (?:\p{L}+ ){0,2}?(?:cuenta|suscripción|membresía|plan|contrato|pedido|reserva|contraseña|dirección|datos|tarjeta|método de pago|perfil|acceso|identidad|licencia)`,
+  it: String.raw`(?:tuo|tua|tuoi|tue|suo|sua|suoi|sue|vostro|vostra|vostri|vostre) (?:\p{L}+ ){0,2}?(?:account|conto|abbonamento|iscrizione|piano|contratto|ordine|prenotazione|password|indirizzo|dati|carta|metodo di pagamento|profilo|accesso|identità|licenza)`,
+  nl: String.raw`(?:uw|je|jouw) (?:\p{L}+ ){0,2}?(?:account|abonnement|lidmaatschap|contract|bestelling|boeking|reservering|wachtwoord|e-?mailadres|adres|gegevens|kaart|betaalmethode|profiel|toegang|identiteit|licentie|pakket)`,
+  pt: String.raw`(?:seu|sua|seus|suas|teu|tua|teus|tuas) (?:\p{L}+ ){0,2}?(?:conta|assinatura|subscrição|plano|contrato|pedido|encomenda|reserva|senha|palavra-passe|endereço|dados|cartão|método de pagamento|perfil|acesso|identidade|licença)`
 }
 
 /** English participles that differ from the verb's plain form; "reset" is both, and counts after an auxiliary only. */
-const DONE_EN = String.raw`cancell?ed|terminated|deleted|closed|deactivated|disabled|suspended|removed|erased|changed|updated|unlocked|unblocked|reactivated|re-?enabled|restored|verified|upgraded|downgraded|extended|renewed|paused|transferred|merged`
-const DO_EN = String.raw`cancel|terminate|delete|close|deactivate|disable|suspend|remove|erase|reset|change|update|unlock|unblock|reactivate|re-?enable|restore|verify|upgrade|downgrade|extend|renew|pause|transfer|merge`
+const DONE_EN = String.raw`cancell?ed|terminated|deleted|closed|deactivated|disabled|suspended|removed|erased|changed|updated|unlocked|unblocked|reactivated|activated|reinstated|re-?enabled|restored|verified|approved|upgraded|downgraded|extended|renewed|paused|transferred|merged`
+const DO_EN = String.raw`cancel|terminate|delete|close|deactivate|disable|suspend|remove|erase|reset|change|update|(?:un)?lock|(?:un)?block|freeze|reactivate|activate|reinstate|re-?enable|restore|verify|approve|upgrade|downgrade|extend|renew|pause|transfer|merge`
 /** In the gap between "we" and the verb: "we recommend that you reset", "we can reset", "we are unable to reset" are no deed. */
 const NOT_DONE_BY_US = String.raw`(?!you\b|to\b|can\b|could\b|may\b|might\b|would\b|should\b|must\b|need\b|want\b|help\b|let\b)`
 
@@ -55,21 +55,29 @@ const DONE_OR_WILL_DO = anyWord([
 
 const THEIRS = anyWord([OBJECTS.de, OBJECTS.fr, OBJECTS.es, OBJECTS.it, OBJECTS.nl, OBJECTS.pt])
 
-/**
- * A deed described, not claimed: "once your account has been closed, you get a confirmation",
- * "make sure your details are updated". (Negations and "if" are `unclaimed`'s.)
- */
+/** A deed described, not claimed: "once your account has been closed, you get a confirmation", "make sure your details are updated". (Negations and "if" are `unclaimed`'s.) */
 const described = anyWord([
   String.raw`once|when|after|before|until|as soon as|make sure|ensure|check that|confirm that`,
   String.raw`sobald|nachdem|bevor|bis|sicherstellen|prüfen sie`,
   String.raw`une fois|quand|lorsque|après|avant|dès que|vérifiez`,
   String.raw`una vez|cuando|después de|antes de|hasta que|en cuanto|compruebe|asegúrese`,
   String.raw`una volta|quando|dopo|prima|finché|appena|verifichi|assicurati`,
-  String.raw`zodra|wanneer|nadat|voordat|totdat|controleer|zorg`,
+  String.raw`als|zodra|wanneer|nadat|voordat|totdat|controleer|zorg`,
   String.raw`assim que|quando|depois|antes|até que|verifique|certifique`
 ])
 
-/** The deed in `sentence`, found where it ends, unless its clause up to there says it is not done or only describes it. */
+/** The customer's own report said back, anywhere before the deed in its sentence: "sorry to hear your account was suspended", "Es tut uns leid, dass Ihr Konto gesperrt wurde". */
+const reported = anyWord([
+  String.raw`sorry to hear|sorry that|understand that|you (?:say|said|mention|mentioned|wrote|write)`,
+  String.raw`tut (?:mir|uns) leid|sie schreiben|sie schrieben`,
+  String.raw`désolée?s?|vous écrivez|vous indiquez`,
+  String.raw`lamento|lamentamos|sentimos|nos indica|me indica`,
+  String.raw`mi dispiace|ci dispiace|ci scrive|scrive che`,
+  String.raw`spijt|u schrijft|je schrijft`,
+  String.raw`lamento|lamentamos|escreve que`
+])
+
+/** The deed in `sentence`, found where it ends, unless its clause up to there says it is not done or only describes it, or the sentence says back the customer's report. */
 const deedIn = (sentence: string): boolean => {
   const ends: Array<number> = []
   for (const pattern of english) {
@@ -86,7 +94,7 @@ const deedIn = (sentence: string): boolean => {
   }
   return ends.some((end) => {
     const said = sentence.slice(clauseAround(sentence, end - 1).start, end)
-    return !unclaimed.test(said) && !described.test(said)
+    return !unclaimed.test(said) && !described.test(said) && !reported.test(sentence.slice(0, end))
   })
 }
 

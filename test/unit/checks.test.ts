@@ -168,7 +168,9 @@ describe("deedsIn", () => {
       "We have updated your billing details.",
       "We will delete your account tomorrow.",
       "I'll cancel your order right away.",
-      "Simply reply to this email and we'll extend your trial period."
+      "Simply reply to this email and we'll extend your trial period.",
+      "We have verified your identity, so you can sign in again.",
+      "Your account has been reactivated."
     ]
     expect(read(deeds)).toEqual(deeds)
     expect(read([
@@ -190,6 +192,8 @@ describe("deedsIn", () => {
       "We'll update you as soon as we know more.",
       "I have changed my password.",
       "Make sure your billing details are updated.",
+      "I'm sorry to hear your account was suspended; the team will look into it.",
+      "Your account is locked after five failed sign-ins.",
       "We have updated our terms of service."
     ])).toEqual([])
   })
@@ -217,6 +221,8 @@ describe("deedsIn", () => {
       "Um Ihr Passwort zurückzusetzen, öffnen Sie die Anmeldeseite.",
       "Ihr Konto wurde nicht gelöscht.",
       "Sobald Ihr Konto gelöscht wurde, erhalten Sie eine Bestätigung.",
+      "Es tut uns leid, dass Ihr Konto gesperrt wurde.",
+      "Als je je wachtwoord hebt gewijzigd, log dan opnieuw in.",
       "Pour réinitialiser votre mot de passe, ouvrez la page de connexion.",
       "Votre compte n'a pas été supprimé.",
       "Para restablecer su contraseña, abra la página de inicio de sesión.",
