@@ -7,7 +7,7 @@
  * closed"). Such an answer is a draft, for a person who can do the deed first; a sentence the help
  * passages hold passes.
  */
-import { anyWord, clauseAround, sentencesOf, unclaimed } from "./Sentences.js"
+import { anyWord, clauseAround, firstNotHeld, sentencesOf, unclaimed } from "./Sentences.js"
 
 /** What can be done to a customer's account, by whom it is theirs ("your"), in the seven languages. */
 const OBJECTS = {
@@ -98,12 +98,6 @@ const deedIn = (sentence: string): boolean => {
   })
 }
 
-const normalised = (text: string) => text.toLowerCase().replace(/\s+/g, " ").replace(/[.!?\s]+$/, "").trim()
-
 /** The first sentence of `text` that says an account, a subscription or an order was or will be changed by us, unless the help passages hold it. */
-export const deedsIn = (text: string, material: ReadonlyArray<string>): string | undefined => {
-  const found = sentencesOf(text).filter((sentence) => !sentence.trim().endsWith("?") && deedIn(sentence))
-  if (found.length === 0) return undefined
-  const passages = normalised(material.join("\n"))
-  return found.find((sentence) => !passages.includes(normalised(sentence)))
-}
+export const deedsIn = (text: string, material: ReadonlyArray<string>): string | undefined =>
+  firstNotHeld(sentencesOf(text).filter((sentence) => !sentence.trim().endsWith("?") && deedIn(sentence)), material)

@@ -43,3 +43,12 @@ export const clauseAround = (sentence: string, at: number): { readonly start: nu
   }
   return { start, end: sentence.length }
 }
+
+const normalised = (text: string) => text.toLowerCase().replace(/\s+/g, " ").replace(/[.!?\s]+$/, "").trim()
+
+/** The first of `sentences` that the help passages do not hold word for word: what the company wrote itself may be said. */
+export const firstNotHeld = (sentences: ReadonlyArray<string>, material: ReadonlyArray<string>): string | undefined => {
+  if (sentences.length === 0) return undefined
+  const passages = normalised(material.join("\n"))
+  return sentences.find((sentence) => !passages.includes(normalised(sentence)))
+}

@@ -7,7 +7,7 @@
  * not click it") is not. The company's own words may say it: a sentence the help passages hold
  * ("mail from billing@example.com is genuine") passes.
  */
-import { anyWord, clauseAround, sentencesOf, unclaimed } from "./Sentences.js"
+import { anyWord, clauseAround, firstNotHeld, sentencesOf, unclaimed } from "./Sentences.js"
 
 /** What a claim said of a mail is said of: a mail or a link ("it", "this"), not a product ("all our parts are genuine"). */
 const ofAMail = anyWord([
@@ -84,12 +84,6 @@ const claims = (sentence: string, patterns: ReadonlyArray<RegExp>): boolean =>
 const vouches = (sentence: string): boolean =>
   notAScam.some((pattern) => pattern.test(sentence)) || claims(sentence, selfContained) || (ofAMail.test(sentence) && claims(sentence, saidOfAMail))
 
-const normalised = (text: string) => text.toLowerCase().replace(/\s+/g, " ").replace(/[.!?\s]+$/, "").trim()
-
 /** The first sentence of `text` that vouches for a mail, a link or a sender, unless the help passages hold it. */
-export const vouchingIn = (text: string, material: ReadonlyArray<string>): string | undefined => {
-  const found = sentencesOf(text).filter(vouches)
-  if (found.length === 0) return undefined
-  const passages = normalised(material.join("\n"))
-  return found.find((sentence) => !passages.includes(normalised(sentence)))
-}
+export const vouchingIn = (text: string, material: ReadonlyArray<string>): string | undefined =>
+  firstNotHeld(sentencesOf(text).filter(vouches), material)
