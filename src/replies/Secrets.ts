@@ -7,9 +7,13 @@
  */
 import { anyWord, END, sentencesOf, START } from "./Sentences.js"
 
-/** Asking verbs, in the forms an answer asks with ("senden Sie", "envoyez", "envíenos"). */
+/**
+ * Asking verbs, in the forms an answer asks with ("senden Sie", "envoyez", "envíenos"). In English
+ * the same verb gives ("we will send you a verification code", "we'll text a code to your phone"):
+ * with "we" or "I" before it, or "you" after it, it is no request.
+ */
 const asking = [
-  String.raw`send|reply with|respond with|provide|share|give|tell|include|e-?mail|mail|text`,
+  String.raw`(?<!\b(?:we|i)(?:'ll|'d|\s+will|\s+would|\s+can|\s+could|\s+shall|\s+may|\s+also|\s+then|\s+just)*\s+)(?:send|reply with|respond with|provide|share|give|tell|include|e-?mail|mail|text)(?!\s+you\b)`,
   String.raw`senden sie|schicken sie|schick(?:e|t)? (?:mir|uns)|teilen sie (?:mir|uns)|nennen sie (?:mir|uns)|geben sie (?:mir|uns)|übermitteln sie|antworten sie mit|per (?:e-?mail|mail)`,
   String.raw`envoyez|envoyer|envoie|transmettez|transmettre|communiquez|communiquer|partagez|partager|indiquez-nous|donnez-nous|répondez avec|par (?:e-?mail|courriel)`,
   String.raw`envíe|envie|envía|envíenos|mande|mándenos|comparta|compártanos|proporcione|proporciónenos|facilite|facilítenos|indíquenos|díganos|dénos|responda con|por (?:correo|e-?mail)`,

@@ -253,7 +253,8 @@ describe("asksForSecret", () => {
       "Send us the card number and the CVV so we can check the charge.",
       "Could you share the 6-digit verification code we just texted you?",
       "Please provide your wallet's recovery phrase.",
-      "Thanks! Mail us your PIN and we will unlock it."
+      "Thanks! Mail us your PIN and we will unlock it.",
+      "You can also send us the verification code by email."
     ]
     expect(read(requests)).toEqual(requests)
     expect(read([
@@ -261,7 +262,12 @@ describe("asksForSecret", () => {
       "Don't share your one-time code with anyone.",
       "Reset your password at https://example.com/reset, then sign in with the new password.",
       "Enter the verification code from the app; your credit card was charged once.",
-      "Send us the order number and we will look."
+      "Send us the order number and we will look.",
+      // The same verbs give: we send the code, the customer sends nothing.
+      "We will send you a verification code by SMS.",
+      "We'll text a new verification code to your phone.",
+      "I'll email you a one-time password.",
+      "The app will text you a verification code."
     ])).toEqual([])
   })
 
