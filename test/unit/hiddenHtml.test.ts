@@ -199,6 +199,19 @@ describe("visibleHtml", () => {
     expect(words(`<style>${rule}</style>${deep}<p style="display:none">inline</p>`)).toEqual(Array(2_000).fill("x"))
   })
 
+  it("reads transactional templates as their authors wrote them: every word but the hidden preheader, white buttons and grey footers included", () => {
+    const text = (html: string) =>
+      html.replace(/<(style|title)[^>]*>[\s\S]*?<\/\1>|<!--[\s\S]*?-->/g, " ").replace(/<[^>]*>/g, " ").split(/\s+/).filter(Boolean)
+    for (const name of ["postmark-dunning.html", "leemunroe-email.html"]) {
+      const html = readFileSync(new URL(`../fixtures/html/${name}`, import.meta.url), "utf8")
+      const preheader = /<span class="preheader"[^>]*>[^<]*<\/span>/.exec(html)![0]
+      const shown = text(html.replace(preheader, ""))
+      expect(shown.length, name).toBeGreaterThan(50)
+      expect(text(html).length, name).toBeGreaterThan(shown.length)
+      expect(text(visibleHtml(html)!), name).toEqual(shown)
+    }
+  })
+
   it("reads a newsletter as MJML writes it: every line a reader sees, and not its hidden preview text", async () => {
     const html = readFileSync(new URL("../fixtures/html/shipping.html", import.meta.url), "utf8")
     const source = Buffer.from(
