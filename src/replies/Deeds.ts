@@ -35,6 +35,13 @@ const english = [
   new RegExp(String.raw`\b(?:i|we)(?:'ll|\s+will|\s+shall|'m going to|'re going to|\s+am going to|\s+are going to)\s+(?:${NOT_DONE_BY_US}\w+\s+){0,2}?(?:${DO_EN})\s+(?:[\w-]+\s+)?your\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i")
 ]
 
+/** "I have cancelled it for you", "we'll close it today": a deed on a pronoun, heard where the answer names what it stands for. */
+const onAPronoun = [
+  new RegExp(String.raw`\b(?:i|we)(?:'ve|'d|\s+have|\s+had)?\s+(?:${NOT_DONE_BY_US}[\w']+\s+){0,3}?(?:${DONE_EN}|reset)\s+(?:it|them)\b`, "i"),
+  new RegExp(String.raw`\b(?:i|we)(?:'ll|\s+will|\s+shall|'m going to|'re going to|\s+am going to|\s+are going to)\s+(?:${NOT_DONE_BY_US}\w+\s+){0,2}?(?:${DO_EN})\s+(?:it|them)\b`, "i")
+]
+const namesAnObject = new RegExp(String.raw`\b(?:your|the)\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i")
+
 /** The other six languages: a participle of a deed, or our future doing it, beside what it is done to. */
 const DONE_OR_WILL_DO = anyWord([
   String.raw`gekündigt|storniert|gelöscht|geschlossen|deaktiviert|gesperrt|entsperrt|zurückgesetzt|geändert|aktualisiert|reaktiviert|wiederhergestellt|verifiziert|verlängert|pausiert|entfernt|freigeschaltet|umgestellt` +
@@ -68,7 +75,7 @@ const described = anyWord([
 
 /** The customer's own report said back, anywhere before the deed in its sentence: "sorry to hear your account was suspended", "Es tut uns leid, dass Ihr Konto gesperrt wurde". */
 const reported = anyWord([
-  String.raw`sorry to hear|sorry that|understand that|you (?:say|said|mention|mentioned|wrote|write)`,
+  String.raw`sorry to hear|sorry that|understand that|you (?:say|said|mention|mentioned|wrote|write)(?: that)? your`,
   String.raw`tut (?:mir|uns) leid|sie schreiben|sie schrieben`,
   String.raw`désolée?s?|vous écrivez|vous indiquez`,
   String.raw`lamento|lamentamos|sentimos|nos indica|me indica`,
@@ -78,9 +85,9 @@ const reported = anyWord([
 ])
 
 /** The deed in `sentence`, found where it ends, unless its clause up to there says it is not done or only describes it, or the sentence says back the customer's report. */
-const deedIn = (sentence: string): boolean => {
+const deedIn = (sentence: string, named: boolean): boolean => {
   const ends: Array<number> = []
-  for (const pattern of english) {
+  for (const pattern of named ? [...english, ...onAPronoun] : english) {
     const match = pattern.exec(sentence)
     if (match !== null) ends.push(match.index + match[0].length)
   }
@@ -99,5 +106,7 @@ const deedIn = (sentence: string): boolean => {
 }
 
 /** The first sentence of `text` that says an account, a subscription or an order was or will be changed by us, unless the help passages hold it. */
-export const deedsIn = (text: string, material: ReadonlyArray<string>): string | undefined =>
-  firstNotHeld(sentencesOf(text).filter((sentence) => !sentence.trim().endsWith("?") && deedIn(sentence)), material)
+export const deedsIn = (text: string, material: ReadonlyArray<string>): string | undefined => {
+  const named = namesAnObject.test(text)
+  return firstNotHeld(sentencesOf(text).filter((sentence) => !sentence.trim().endsWith("?") && deedIn(sentence, named)), material)
+}

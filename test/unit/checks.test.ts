@@ -170,7 +170,10 @@ describe("deedsIn", () => {
       "I'll cancel your order right away.",
       "Simply reply to this email and we'll extend your trial period.",
       "We have verified your identity, so you can sign in again.",
-      "Your account has been reactivated."
+      "Your account has been reactivated.",
+      // A pronoun, where the answer names what it stands for; "you mentioned" alone is no report said back.
+      "Thanks for asking about your subscription. I have cancelled it for you.",
+      "About the order you mentioned: we'll cancel it today."
     ]
     expect(read(deeds)).toEqual(deeds)
     expect(read([
@@ -193,6 +196,9 @@ describe("deedsIn", () => {
       "I have changed my password.",
       "Make sure your billing details are updated.",
       "I'm sorry to hear your account was suspended; the team will look into it.",
+      "You mentioned that your order was cancelled twice; the team will look at both.",
+      "I have updated it.",
+      "Your order is late. I have checked it and it ships on Monday.",
       "Your account is locked after five failed sign-ins.",
       "We have updated our terms of service."
     ])).toEqual([])
