@@ -12,8 +12,8 @@
  *
  * Styles come from inline styles and the rules of the mail's style blocks (MailStyles). A mail is
  * judged as it first shows on a desktop, in light mode. Where a style rule that is not read (an
- * attribute or sibling selector) sets a colour, no text is judged by its colour; what such a rule
- * hides otherwise is not recognised either: its text still counts.
+ * attribute or sibling selector) sets a colour or a background, only transparent text is judged by
+ * its colour; what such a rule hides otherwise is not recognised either: its text still counts.
  */
 import { DomUtils, parseDocument } from "htmlparser2"
 import type { Rgba } from "./CssColor.js"
@@ -117,10 +117,10 @@ const inherit = (parent: Inherited, element: Element, css: Map<string, string> |
 /**
  * Text no reader tells apart from what is behind it: a contrast under 1.3 (`#e5e5e5` on white; light
  * grey footers such as `#cccccc`, at 1.6, still count), or a colour almost fully transparent whatever
- * is behind it.
+ * is behind it. Where a rule that is not read may paint a background, only the transparent is known.
  */
-const unseen = ({ background, color }: Inherited): boolean =>
-  color !== undefined && (color.a < 0.1 || (background !== undefined && contrast(color, background) < 1.3))
+const unseen = ({ background, color }: Inherited, backgroundsKnown: boolean): boolean =>
+  color !== undefined && (color.a < 0.1 || (backgroundsKnown && background !== undefined && contrast(color, background) < 1.3))
 
 const NEVER_SHOWN = new Set(["head", "style", "script", "title", "template"])
 
@@ -144,7 +144,7 @@ export const visibleHtml = (html: string): string | undefined => {
         else visit(node.children, inherit(inherited, node, css))
       } else if (
         node.type === "text" && node.data.trim() !== "" &&
-        (inherited.tiny || inherited.invisible || (sheet.coloursKnown && unseen(inherited)))
+        (inherited.tiny || inherited.invisible || unseen(inherited, sheet.coloursKnown))
       ) {
         found.push(node)
       }
