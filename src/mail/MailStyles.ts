@@ -147,13 +147,22 @@ const rulesOf = (sheet: string): { readonly rules: Array<Rule>; readonly colours
 }
 
 const tagOf = (element: Element) => element.name.toLowerCase()
-const classesOf = (element: Element) => (element.attribs["class"] ?? "").toLowerCase().split(/\s+/).filter(Boolean)
+const classNames = new WeakMap<Element, ReadonlySet<string>>()
+/** An element's classes, split once: every rule it is a candidate for, and every rule that looks up through it, asks again. */
+const classesOf = (element: Element): ReadonlySet<string> => {
+  let classes = classNames.get(element)
+  if (classes === undefined) {
+    classes = new Set((element.attribs["class"] ?? "").toLowerCase().split(/\s+/).filter(Boolean))
+    classNames.set(element, classes)
+  }
+  return classes
+}
 
 const matches = (compound: Compound, element: Element): boolean =>
   (compound.tag === undefined || compound.tag === tagOf(element)) &&
   (compound.id === undefined || compound.id === element.attribs["id"]?.toLowerCase()) &&
   (!compound.link || (tagOf(element) === "a" && element.attribs["href"] !== undefined)) &&
-  (compound.classes.length === 0 || compound.classes.every((name) => classesOf(element).includes(name)))
+  (compound.classes.length === 0 || compound.classes.every((name) => classesOf(element).has(name)))
 
 const parentElement = (element: Element): Element | undefined => {
   const parent = element.parent
@@ -208,7 +217,7 @@ export class Sheet {
   declared(element: Element): ReadonlyArray<Map<string, string>> {
     if (this.index.size === 0 || this.checks > Sheet.budget) return []
     const id = element.attribs["id"]?.toLowerCase()
-    const keys = [tagOf(element), "*", ...(id === undefined ? [] : [`#${id}`]), ...new Set(classesOf(element).map((name) => `.${name}`))]
+    const keys = [tagOf(element), "*", ...(id === undefined ? [] : [`#${id}`]), ...[...classesOf(element)].map((name) => `.${name}`)]
     const candidates = keys.flatMap((key) => this.index.get(key) ?? [])
     this.checks += candidates.length
     return candidates
