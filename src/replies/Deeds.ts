@@ -7,7 +7,7 @@
  * closed"). Such an answer is a draft, for a person who can do the deed first; a sentence the help
  * passages hold passes.
  */
-import { anyWord, clauseAround, firstNotHeld, sentencesOf, unclaimed } from "./Sentences.js"
+import { anyWord, clauseAround, clauseUpTo, firstNotHeld, sentencesOf, unclaimed } from "./Sentences.js"
 
 /** What can be done to a customer's account, by whom it is theirs ("your"), in the seven languages. */
 const OBJECTS = {
@@ -100,7 +100,7 @@ const deedIn = (sentence: string, named: boolean): boolean => {
     if (second.index - (first.index + first[0].length) <= 40 && clauseAround(sentence, end - 1).start <= first.index) ends.push(end)
   }
   return ends.some((end) => {
-    const said = sentence.slice(clauseAround(sentence, end - 1).start, end)
+    const said = clauseUpTo(sentence, end)
     return !unclaimed.test(said) && !described.test(said) && !reported.test(sentence.slice(0, end))
   })
 }

@@ -44,6 +44,9 @@ export const clauseAround = (sentence: string, at: number): { readonly start: nu
   return { start, end: sentence.length }
 }
 
+/** The clause of `sentence` that ends at `end`, from its start up to there: where a claim's "not" or "if" stands. */
+export const clauseUpTo = (sentence: string, end: number): string => sentence.slice(clauseAround(sentence, end - 1).start, end)
+
 const normalised = (text: string) => text.toLowerCase().replace(/\s+/g, " ").replace(/[.!?\s]+$/, "").trim()
 
 /** The first of `sentences` that the help passages do not hold word for word: what the company wrote itself may be said. */

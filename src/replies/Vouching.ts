@@ -7,7 +7,7 @@
  * not click it") is not. The company's own words may say it: a sentence the help passages hold
  * ("mail from billing@example.com is genuine") passes.
  */
-import { anyWord, clauseAround, firstNotHeld, sentencesOf, unclaimed } from "./Sentences.js"
+import { anyWord, clauseUpTo, firstNotHeld, sentencesOf, unclaimed } from "./Sentences.js"
 
 /** What a claim said of a mail is said of: a mail or a link ("it", "this"), not a product ("all our parts are genuine"). */
 const ofAMail = anyWord([
@@ -78,7 +78,7 @@ const notAScam = [
 const claims = (sentence: string, patterns: ReadonlyArray<RegExp>): boolean =>
   patterns.some((pattern) => {
     const match = pattern.exec(sentence)
-    return match !== null && !unclaimed.test(sentence.slice(clauseAround(sentence, match.index).start, match.index) + match[0])
+    return match !== null && !unclaimed.test(clauseUpTo(sentence, match.index + match[0].length))
   })
 
 const vouches = (sentence: string): boolean =>
