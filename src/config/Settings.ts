@@ -23,7 +23,9 @@ export const settingList = () => {
     make: (name: string) => Config.Config<A>,
     fallback?: { readonly value: A; readonly shown?: string }
   ): Config.Config<A> => {
-    all.push({ name, help, ...(fallback ? { default: fallback.shown ?? String(fallback.value) } : {}) })
+    // An empty default (an optional setting) is shown as none: "(default )" says nothing.
+    const shown = fallback ? fallback.shown ?? String(fallback.value) : ""
+    all.push({ name, help, ...(shown === "" ? {} : { default: shown }) })
     const config = make(name).pipe(Config.withDescription(help))
     return fallback ? Config.withDefault(config, fallback.value) : config
   }

@@ -102,7 +102,7 @@ describe("mailboxes file", () => {
   it("declares MAILBOXES_FILE as a setting with help and no default", () => {
     const setting = settings.find((s) => s.name === "MAILBOXES_FILE")
     expect(setting?.help).toMatch(/YAML or JSON file/)
-    expect(setting?.default).toBe("")
+    expect(setting?.default).toBeUndefined()
   })
 
   it.scoped("reads two accounts of two folders each from YAML, with the defaults filled in", () =>
