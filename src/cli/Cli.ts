@@ -81,9 +81,10 @@ const runOnce = Effect.gen(function*() {
     const prefix = several ? `${mailbox.watched.key}: ` : ""
     if (replies.value._tag === "Left") {
       // An outage is transient: what was recorded stays recorded and the replies go out on the next run.
-      if (replies.value.left._tag !== "SmtpUnavailable") return yield* replies.value.left
-      yield* Effect.logWarning(replies.value.left.message)
-      yield* Console.log(`${prefix}Replies: waiting for the SMTP server; they go out on the next run`)
+      const outage = replies.value.left
+      if (outage._tag !== "SmtpUnavailable" && outage._tag !== "LlmUnavailable") return yield* outage
+      yield* Effect.logWarning(outage.message)
+      yield* Console.log(`${prefix}Replies: waiting for the ${outage._tag === "SmtpUnavailable" ? "SMTP server" : "LLM"}; they go out on the next run`)
       continue
     }
     yield* Console.log(

@@ -100,6 +100,12 @@ export const ReplyConfig = Config.all({
     positive,
     { value: 100 }
   ),
+  llmOutageWait: setting(
+    "LLM_OUTAGE_WAIT",
+    "Seconds a mail may wait for an LLM that is down or rate-limited (answers wait and are tried again, from 15 s to every 5 minutes); one still unanswered this long after it arrived is recorded as ReplyFailed, for a person to answer.",
+    seconds,
+    { value: Duration.hours(1), shown: "3600" }
+  ),
   maxChars: setting(
     "REPLY_MAX_CHARS",
     "Longest answer sent without a person: a longer one is left as a draft.",

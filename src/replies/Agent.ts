@@ -45,11 +45,14 @@ export class AgentFailed extends Data.TaggedError("AgentFailed")<{
   }
 }
 
-/** An outage or rate limit is retried three times over about seven seconds; then the reply is recorded as failed. */
+/** A blip or a rate limit is retried within the answer: three times over about seven seconds. */
 export const llmRetry = Schedule.exponential("1 second", 2).pipe(
   Schedule.jittered,
   Schedule.intersect(Schedule.recurs(3))
 )
+
+/** After that, the responder pauses (LlmUnavailable): from 15 s doubling to 5 minutes. */
+export const llmOutageRetry = Schedule.exponential("15 seconds", 2).pipe(Schedule.union(Schedule.spaced("5 minutes")), Schedule.jittered)
 
 export interface AgentShape {
   readonly kind: AgentKind

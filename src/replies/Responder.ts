@@ -1,5 +1,5 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Layer, Metric, Option, Ref, Scope } from "effect"
+import { Duration, Effect, Layer, Metric, Option, Ref, Scope } from "effect"
 import { ReplyConfig } from "../config/Replies.js"
 import { replies } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
@@ -22,11 +22,11 @@ import type { Handler } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
 import { ReplyStore } from "./ReplyStore.js"
 import type { ResponderError, WithSession } from "./ResponderErrors.js"
-import { scheduleFor, SentMailboxMissing } from "./ResponderErrors.js"
+import { LlmUnavailable, scheduleFor, SentMailboxMissing } from "./ResponderErrors.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
 
-export { SentMailboxMissing } from "./ResponderErrors.js"
+export { LlmUnavailable, SentMailboxMissing } from "./ResponderErrors.js"
 export type { ResponderError } from "./ResponderErrors.js"
 
 export interface ReplySummary {
@@ -182,9 +182,16 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const thread = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
         const reply = yield* agent.reply({ email, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
         if (reply._tag === "Left") {
-          return yield* record(
-            new ReplyFailed({ ...ids, stage: "agent", reason: reply.left.message, attempts: reply.left.attempts, messageId: null })
-          )
+          const failure = reply.left
+          // An outage or a rate limit: the mail waits, up to LLM_OUTAGE_WAIT from when it was recorded.
+          const waited = Date.now() - event.occurredAt.getTime()
+          if (failure.retryable && waited < Duration.toMillis(config.llmOutageWait)) {
+            return yield* new LlmUnavailable({ cause: failure, wait: config.llmOutageWait })
+          }
+          const reason = failure.retryable
+            ? `${failure.message} (it waited ${Duration.format(Duration.seconds(Math.round(waited / 1000)))}, LLM_OUTAGE_WAIT)`
+            : failure.message
+          return yield* record(new ReplyFailed({ ...ids, stage: "agent", reason, attempts: failure.attempts, messageId: null }))
         }
         const human = needsHuman({
           text: reply.right.text,

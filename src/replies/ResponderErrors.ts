@@ -1,11 +1,13 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Data, Schedule } from "effect"
+import { Data, Duration, Schedule } from "effect"
 import type { Effect } from "effect"
 import type { ImapSession } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
 import { imapRetry, protocolRetry } from "../mailbox/ImapErrors.js"
 import type { LeadershipLost } from "../mailbox/Leadership.js"
 import { databaseRetry } from "../log/Sql.js"
+import type { AgentFailed } from "./Agent.js"
+import { llmOutageRetry } from "./Agent.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
 import type { SmtpAuthenticationFailed, SmtpUnavailable } from "./Mailer.js"
 import { smtpAuthenticationRetry, smtpOutageRetry } from "./Mailer.js"
@@ -17,6 +19,22 @@ export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{
   }
 }
 
+/**
+ * The LLM is down or rate-limited past `llmRetry`: the mail stays unanswered and the responder
+ * pauses on `llmOutageRetry`, rather than give up on every mail that arrives during an outage. A
+ * mail still unanswered LLM_OUTAGE_WAIT after it was recorded is recorded as ReplyFailed instead,
+ * so that neither a long outage nor a mail the LLM always fails on holds the others back for ever.
+ */
+export class LlmUnavailable extends Data.TaggedError("LlmUnavailable")<{
+  readonly cause: AgentFailed
+  readonly wait: Duration.Duration
+}> {
+  override get message() {
+    const { detail, endpoint, reason } = this.cause
+    return `the LLM at ${endpoint} is unavailable (${reason}: ${detail}): answers wait and are tried again (should it last, check LLM_BASE_URL and the network); a mail unanswered ${Duration.format(this.wait)} after it arrived is left for a person (LLM_OUTAGE_WAIT)`
+  }
+}
+
 /** Runs `use` on the responder's IMAP connection, opened on first use, one caller at a time. */
 export type WithSession = <A, E>(use: (session: ImapSession) => Effect.Effect<A, E>) => Effect.Effect<A, E | ImapError>
 
@@ -25,6 +43,7 @@ export type ResponderError =
   | ImapError
   | SmtpAuthenticationFailed
   | SmtpUnavailable
+  | LlmUnavailable
   | SentMailboxMissing
   | DraftsMailboxMissing
   | LeadershipLost
@@ -35,6 +54,8 @@ export const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, u
       return smtpAuthenticationRetry
     case "SmtpUnavailable":
       return smtpOutageRetry
+    case "LlmUnavailable":
+      return llmOutageRetry
     case "SqlError":
     case "LeadershipLost":
       return databaseRetry

@@ -101,24 +101,46 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
-    it.effect("an LLM outage records ReplyFailed with the reason and sends nothing; ingest is done regardless", () => withReplyServers(async (servers) => {
-      const p = await replyPipeline(servers, "reply_llm_down")
+    it.effect("an LLM outage leaves the answer waiting and the run ends 0; once the LLM is back it is sent once; past LLM_OUTAGE_WAIT it is ReplyFailed", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("reply_llm_down")
+      const types = async () => (await query<{ type: string }>(db.url, "SELECT type FROM events ORDER BY seq")).map((row) => row.type)
       try {
+        const cliEnv = servers.env({ DATABASE_URL: db.url })
+        expect((await runCli(["--once"], cliEnv)).code).toBe(0)
         const before = servers.sink.messages.length
         servers.llm.setMode("error500")
         await servers.dovecot.append([mail({ authenticated: true, subject: "Is anyone there?" })])
-        expect(await p.ingest()).toMatchObject({ received: 1 })
-        const started = Date.now()
-        expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
-        expect(Date.now() - started).toBeLessThan(30_000)
-        const [failed] = ofType(await p.events(), "ReplyFailed")
-        expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
-        expect(failed!.reason).toContain("server_error: HTTP 500: internal error")
-        expect(ofType(await p.events(), "ReplyIntended")).toHaveLength(0)
+        const down = await runCli(["--once"], cliEnv)
+        expect(down.code, down.stderr).toBe(0)
+        expect(down.stdout).toContain("Summary: 1 received")
+        expect(down.stdout).toContain("Replies: waiting for the LLM; they go out on the next run")
+        expect(down.stderr).toMatch(/the LLM at http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions is unavailable \(server_error: HTTP 500: internal error\)/)
+        expect(down.stderr).not.toContain("sk-test")
+        expect(await types()).toEqual(["EmailReceived"])
         expect(servers.sink.messages.length).toBe(before)
+
+        servers.llm.setMode("ok")
+        const back = await runCli(["--once"], cliEnv)
+        expect(back.code, back.stderr).toBe(0)
+        expect(back.stdout).toContain("Replies: 1 sent, 0 skipped, 0 failed")
+        expect(await types()).toEqual(["EmailReceived", "ReplyIntended", "ReplySent"])
+        await servers.sink.waitFor(before + 1)
+
+        // The three quick retries alone take longer than a second: a mail that waited past
+        // LLM_OUTAGE_WAIT is given up on in the same run, for a person to answer.
+        servers.llm.setMode("error500")
+        await servers.dovecot.append([mail({ authenticated: true, subject: "Still nobody?" })])
+        const given = await runCli(["--once"], { ...cliEnv, LLM_OUTAGE_WAIT: "1" })
+        expect(given.code, given.stderr).toBe(0)
+        expect(given.stdout).toContain("Replies: 0 sent, 0 skipped, 1 failed")
+        expect(given.stderr).toMatch(/failed \(agent\): the LLM at .* gave no answer after 4 attempt\(s\) \(server_error: HTTP 500: internal error\).*it waited \d+s, LLM_OUTAGE_WAIT/)
+        expect(await types()).toEqual(["EmailReceived", "ReplyIntended", "ReplySent", "EmailReceived", "ReplyFailed"])
+        const [failed] = await query<{ stage: string; attempts: string }>(db.url, "SELECT data->>'stage' AS stage, data->>'attempts' AS attempts FROM events WHERE type = 'ReplyFailed'")
+        expect(failed).toEqual({ stage: "agent", attempts: "4" })
+        expect(servers.sink.messages.length).toBe(before + 1)
       } finally {
         servers.llm.setMode("ok")
-        await p.runtime.dispose()
+        await db.drop()
       }
     }))
 

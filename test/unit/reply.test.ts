@@ -333,23 +333,70 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
   })
 
-  it.effect("records ReplyFailed with the reason when the agent fails, and goes on with the next mail", () => {
+  it.effect("records ReplyFailed with the reason when the LLM refuses the request, and goes on with the next mail", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail({ subject: "first" }))
     mailbox.append(mail({ subject: "second" }))
     const reply: AgentShape["reply"] = (request) =>
       request.email.subject === "first"
-        ? Effect.fail(new AgentFailed({ reason: "server_error", detail: "HTTP 500", endpoint: "http://llm.test/v1/chat/completions", attempts: 4 }))
+        ? Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 }))
         : echo(request)
     return Effect.gen(function*() {
       expect((yield* ingest).received).toBe(2)
       expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 1 })
       const [failed] = ofType(yield* events, "ReplyFailed")
-      expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
-      expect(failed!.reason).toContain("server_error: HTTP 500")
+      expect(failed).toMatchObject({ stage: "agent", attempts: 1, messageId: null })
+      expect(failed!.reason).toContain("rejected: HTTP 400: context too long")
       expect(ofType(yield* events, "ReplyIntended")).toHaveLength(1)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
+  })
+
+  it.effect("an LLM outage makes answers wait: nothing is recorded for the mail, and once the LLM is back it is answered once", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "first" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "second" }))
+    const down = { value: true }
+    const reply: AgentShape["reply"] = (request) =>
+      down.value
+        ? Effect.fail(new AgentFailed({ reason: "server_error", detail: "HTTP 503", endpoint: "http://llm.test/v1/chat/completions", attempts: 4 }))
+        : echo(request)
+    return Effect.gen(function*() {
+      expect((yield* ingest).received).toBe(2)
+      const outage = yield* Effect.flip(drain)
+      expect(outage._tag).toBe("LlmUnavailable")
+      expect(outage.message).toContain("server_error: HTTP 503")
+      expect(outage.message).toContain("LLM_OUTAGE_WAIT")
+      const during = (yield* events).map((e) => e.type)
+      expect(during).toEqual(["EmailReceived", "EmailReceived"])
+      down.value = false
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent.map((m) => m.to.address).sort()).toEqual(["ada@customer.test", "bob@customer.test"])
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
+  })
+
+  it.effect("a mail the LLM still fails on LLM_OUTAGE_WAIT after it was recorded is ReplyFailed, and the next mail is tried", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "always fails" }))
+    const reply: AgentShape["reply"] = (request) =>
+      request.email.subject === "always fails"
+        ? Effect.fail(new AgentFailed({ reason: "timeout", detail: "no answer within 1m", endpoint: "http://llm.test", attempts: 4 }))
+        : echo(request)
+    return Effect.gen(function*() {
+      yield* ingest
+      expect((yield* Effect.flip(drain))._tag).toBe("LlmUnavailable")
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "fresh" }))
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 1 })
+      const [failed] = ofType(yield* events, "ReplyFailed")
+      expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
+      expect(failed!.reason).toMatch(/timeout: no answer within 1m.*it waited 1s, LLM_OUTAGE_WAIT/)
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["bob@customer.test"])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, env: { LLM_OUTAGE_WAIT: "1" } })))
   })
 
   it.effect("records a permanent SMTP refusal as ReplyFailed", () => {
@@ -444,6 +491,28 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
+  it.effect("in continuous mode an LLM outage pauses replies, which go out once when it passes", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail())
+    const asked = { times: 0 }
+    const reply: AgentShape["reply"] = (request) =>
+      ++asked.times <= 3
+        ? Effect.fail(new AgentFailed({ reason: "rate_limited", detail: "HTTP 429", endpoint: "http://llm.test", attempts: 4 }))
+        : echo(request)
+    return Effect.gen(function*() {
+      yield* ingest
+      const fiber = yield* Effect.fork(Effect.flatMap(Responder, (r) => r.run))
+      for (let i = 0; i < 30 && mailer.sent.length === 0; i++) yield* TestClock.adjust("15 seconds")
+      yield* TestClock.adjust("15 seconds")
+      yield* Fiber.interrupt(fiber)
+      expect(asked.times).toBe(4)
+      expect(mailer.sent).toHaveLength(1)
+      expect(ofType(yield* events, "ReplyFailed")).toHaveLength(0)
+      expect(ofType(yield* events, "ReplySent")).toHaveLength(1)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
+  })
+
   it.effect("a missing sent folder holds the pending reply back with a line naming SENT_MAILBOX", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
@@ -471,7 +540,7 @@ describe("Responder", () => {
     const quarantined = mailbox.append(mail({ from: null }))
     const reply: AgentShape["reply"] = (request) =>
       request.email.subject === "agent fails"
-        ? Effect.fail(new AgentFailed({ reason: "timeout", detail: "60 s", endpoint: "http://llm.test", attempts: 4 }))
+        ? Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400", endpoint: "http://llm.test", attempts: 1 }))
         : echo(request)
     return Effect.gen(function*() {
       yield* ingest
