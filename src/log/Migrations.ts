@@ -12,6 +12,7 @@ import oauthTokens from "./migrations/0007_oauth_tokens.js"
 import importSources from "./migrations/0008_import_sources.js"
 import rawRetention from "./migrations/0009_raw_retention.js"
 import customerKeys from "./migrations/0010_customer_keys.js"
+import answeredByPerson from "./migrations/0011_answered_by_person.js"
 
 /** Numbered in the order they were written; a database knows each by its name, the part after the number. */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
@@ -24,7 +25,8 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0007_oauth_tokens": oauthTokens,
   "0008_import_sources": importSources,
   "0009_raw_retention": rawRetention,
-  "0010_customer_keys": customerKeys
+  "0010_customer_keys": customerKeys,
+  "0011_answered_by_person": answeredByPerson
 }
 
 export interface Migration {

@@ -67,6 +67,8 @@ export interface ImapSession {
    * read-only: `open` the watched mailbox again before working on it.
    */
   readonly findByMessageId: (mailbox: string, messageId: string) => Effect.Effect<ReadonlyArray<number>, ImapError>
+  /** UIDs in `mailbox` whose In-Reply-To names `messageId`: the answers to that mail (UID SEARCH HEADER). Selects it read-only too. */
+  readonly findAnswersTo: (mailbox: string, messageId: string) => Effect.Effect<ReadonlyArray<number>, ImapError>
   /**
    * Stores `source` in `mailbox` (APPEND) with these flags; the UID when the server says (UIDPLUS).
    * Leaves the selected mailbox as it was. A folder that does not exist fails with MailboxNotFound.
@@ -183,6 +185,17 @@ const make = Effect.gen(function*() {
         })
       )
 
+    const searchHeader = (header: "Message-ID" | "In-Reply-To", mailbox: string, value: string) =>
+      attempt(`UID SEARCH HEADER ${header}`, async () => {
+        await client.mailboxOpen(mailbox, { readOnly: true })
+        return client.search({ header: { [header.toLowerCase()]: value } }, { uid: true })
+      }, mailbox).pipe(
+        Effect.flatMap(matches(`UID SEARCH HEADER ${header}`)),
+        Effect.withSpan("Imap.searchHeader", {
+          attributes: { "mailroom.mailbox": mailbox, "mailroom.account": config.user, "mailroom.imap.header": header }
+        })
+      )
+
     return {
       user: config.user,
       supportsIdle: client.capabilities.has("IDLE"),
@@ -251,14 +264,8 @@ const make = Effect.gen(function*() {
           ),
           Effect.withSpan("Imap.markSeen", { attributes: { "messaging.batch.message_count": uids.length } })
         ),
-      findByMessageId: (mailbox, messageId) =>
-        attempt("UID SEARCH HEADER Message-ID", async () => {
-          await client.mailboxOpen(mailbox, { readOnly: true })
-          return client.search({ header: { "message-id": messageId } }, { uid: true })
-        }, mailbox).pipe(
-          Effect.flatMap(matches("UID SEARCH HEADER Message-ID")),
-          Effect.withSpan("Imap.findByMessageId", { attributes: { "mailroom.mailbox": mailbox, "mailroom.account": config.user } })
-        ),
+      findByMessageId: (mailbox, messageId) => searchHeader("Message-ID", mailbox, messageId),
+      findAnswersTo: (mailbox, messageId) => searchHeader("In-Reply-To", mailbox, messageId),
       append: (mailbox, source, flags) =>
         attempt("APPEND", () => client.append(mailbox, source, [...flags]), mailbox).pipe(
           // false is imapflow's "nothing done" (no authenticated session): never a stored draft or copy.

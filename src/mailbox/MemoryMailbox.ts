@@ -5,7 +5,7 @@ import type { ImapError } from "./ImapErrors.js"
 import { ImapProtocolError, MailboxNotFound } from "./ImapErrors.js"
 import { makeNews } from "./News.js"
 
-type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId" | "append"
+type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId" | "findAnswersTo" | "append"
 
 /**
  * An IMAP server in memory, for tests (`Imap.Test(mailbox)`): append mail, change UIDVALIDITY, and
@@ -65,6 +65,19 @@ export class MemoryMailbox {
     return Effect.fail(failure!.error)
   }
 
+  /** UID SEARCH HEADER as a server does it: the header's value holds `value` (a UID is the mail's place in the folder). */
+  private searchHeader(command: MemoryCommand, header: RegExp, folder: string, value: string) {
+    return this.fail(command).pipe(
+      Effect.zipRight(Effect.suspend(() => {
+        const sources = this.folders.get(folder)
+        if (sources === undefined) return Effect.fail(new MailboxNotFound({ mailbox: folder }))
+        return Effect.succeed(sources.flatMap((source, i) =>
+          headerPart(source).toString("utf8").match(header)?.[1]?.includes(value) ? [i + 1] : []
+        ))
+      }))
+    )
+  }
+
   private sizesOf(keep: (message: { readonly uid: number }) => boolean) {
     return Effect.sync(() => {
       const sizes = this.messages.filter(keep).map((m) => ({ uid: m.uid, size: m.source.length }))
@@ -122,16 +135,8 @@ export class MemoryMailbox {
               this.messages.filter((m) => uids.includes(m.uid)).forEach((m) => (m.seen = true))
             })
           ),
-        findByMessageId: (folder, messageId) =>
-          this.fail("findByMessageId").pipe(
-            Effect.zipRight(Effect.suspend(() => {
-              const sources = this.folders.get(folder)
-              if (sources === undefined) return Effect.fail(new MailboxNotFound({ mailbox: folder }))
-              return Effect.succeed(sources.flatMap((source, i) =>
-                headerPart(source).toString("utf8").match(/^message-id:[ \t]*(.*)$/im)?.[1]?.trim() === messageId ? [i + 1] : []
-              ))
-            }))
-          ),
+        findByMessageId: (folder, messageId) => this.searchHeader("findByMessageId", /^message-id:[ \t]*(.*)$/im, folder, messageId),
+        findAnswersTo: (folder, messageId) => this.searchHeader("findAnswersTo", /^in-reply-to:[ \t]*(.*)$/im, folder, messageId),
         append: (folder, source) =>
           this.fail("append").pipe(
             Effect.zipRight(Effect.suspend(() => {

@@ -52,6 +52,15 @@ const answersNothing = (consumer: string): ResponderShape => ({ drain: Effect.su
 const PAGE = 100
 const THREAD_MESSAGES = 10
 
+/** How old a mail must be before its answer looks for a person's in SENT_MAILBOX: no one answers faster. */
+const ANSWERED_BY_PERSON_AFTER = 2 * 60_000
+
+/** When the mail arrived, as far as can be told: its Date, unless that is later than its recording. */
+const arrivedAt = (event: StoredEvent, email: EmailReceived) => {
+  const dated = email.date === null ? Number.NaN : Date.parse(email.date)
+  return Number.isNaN(dated) ? event.occurredAt.getTime() : Math.min(dated, event.occurredAt.getTime())
+}
+
 const outbound = (intent: ReplyIntended): OutboundMail => ({
   messageId: intent.messageId,
   from: intent.from,
@@ -176,9 +185,30 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         }), intent)
       })
 
+    /**
+     * A person may have answered a mail whose answer waited (an LLM outage, a backlog, mailroom
+     * stopped): their answer in SENT_MAILBOX, threaded to the mail, is not followed by an automatic
+     * one. Mail answered as it arrives is not looked up, which spares an IMAP round trip per answer.
+     */
+    const answeredByPerson = (event: StoredEvent, email: EmailReceived, session: WithSession) =>
+      email.messageId === null || Date.now() - arrivedAt(event, email) < ANSWERED_BY_PERSON_AFTER
+        ? Effect.succeed([] as ReadonlyArray<number>)
+        : session((s) => s.findAnswersTo(config.sentMailbox, email.messageId!)).pipe(
+          // Without the folder nothing can be looked up; a missing sent folder is said where it matters.
+          Effect.catchTag("MailboxNotFound", () => Effect.succeed([] as ReadonlyArray<number>))
+        )
+
     const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recordIntent: Recorder) =>
       Effect.gen(function*() {
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
+        const answered = yield* answeredByPerson(event, email, session)
+        if (answered.length > 0) {
+          return yield* record(new ReplySkipped({
+            ...ids,
+            reason: "answered_by_person",
+            detail: `a person's answer to it is already in ${config.sentMailbox} (UID ${answered[0]})`
+          }))
+        }
         const thread = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
         const reply = yield* agent.reply({ email, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
         if (reply._tag === "Left") {

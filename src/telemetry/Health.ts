@@ -171,6 +171,7 @@ export class HealthState extends Effect.Service<HealthState>()("mailroom/HealthS
         fetch: (uids, options) => noted(session.fetch(uids, options)),
         markSeen: (uids) => noted(session.markSeen(uids)),
         findByMessageId: (box, messageId) => noted(session.findByMessageId(box, messageId)),
+        findAnswersTo: (box, messageId) => noted(session.findAnswersTo(box, messageId)),
         append: (box, source, flags) => noted(session.append(box, source, flags)),
         nextNews: noted(session.nextNews)
       }

@@ -144,6 +144,32 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
+    it.effect("a mail that waited is not answered when a person's answer to it is in the sent folder; the others are", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "reply_person")
+      try {
+        const before = servers.sink.messages.length
+        const asked = `<asked.${Date.now()}@customer.test>`
+        // What Gmail's web client files when a person answers: the customer's id in In-Reply-To and References.
+        const person = mail({ from: "Support <support@example.com>", to: "Ada Customer <ada@customer.test>", subject: "Re: Refund", inReplyTo: asked, references: [asked], text: "Refunded, Ada." })
+        await servers.dovecot.append([person], { mailbox: SENT, seen: true })
+        const yesterday = new Date(Date.now() - 24 * 3_600_000)
+        await servers.dovecot.append([
+          mail({ authenticated: true, subject: "Refund", messageId: asked, date: yesterday }),
+          mail({ authenticated: true, from: "Bob <bob@customer.test>", subject: "Invoice", date: yesterday })
+        ])
+        expect(await p.ingest()).toMatchObject({ received: 2 })
+        expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 1, failed: 0 })
+        const [skipped] = ofType(await p.events(), "ReplySkipped")
+        expect(skipped).toMatchObject({ reason: "answered_by_person" })
+        expect(skipped!.detail).toMatch(new RegExp(`^a person's answer to it is already in ${SENT} \\(UID \\d+\\)$`))
+        await servers.sink.waitFor(before + 1)
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["bob@customer.test"]])
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
     it.effect("MARK_SEEN=after-reply flags the mail only once its reply is sent", () => withReplyServers(async (servers) => {
       const p = await replyPipeline(servers, "reply_seen", { MARK_SEEN: "after-reply" })
       try {

@@ -69,6 +69,8 @@ export const mail = (options: {
   readonly inReplyTo?: string
   readonly references?: ReadonlyArray<string>
   readonly headers?: Record<string, string>
+  /** Its Date header; a fixed day in the past unless given. */
+  readonly date?: Date
   /** Topped with the Authentication-Results Gmail's MX writes for a sender that passed DMARC. */
   readonly authenticated?: boolean
 } = {}): string => {
@@ -81,7 +83,7 @@ export const mail = (options: {
     options.messageId === null ? undefined : `Message-ID: ${options.messageId ?? `<m${counter}.${Date.now()}@customer.test>`}`,
     options.inReplyTo ? `In-Reply-To: ${options.inReplyTo}` : undefined,
     options.references ? `References: ${options.references.join(" ")}` : undefined,
-    "Date: Tue, 24 Nov 2026 10:00:00 +0000",
+    `Date: ${options.date ? options.date.toUTCString().replace(/GMT$/, "+0000") : "Tue, 24 Nov 2026 10:00:00 +0000"}`,
     ...Object.entries(options.headers ?? {}).map(([key, value]) => `${key}: ${value}`),
     "Content-Type: text/plain; charset=utf-8"
   ].filter((line) => line !== undefined)

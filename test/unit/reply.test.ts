@@ -399,6 +399,34 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, env: { LLM_OUTAGE_WAIT: "1" } })))
   })
 
+  it.effect("a mail that waited is not answered when a person's answer to it is already in the sent folder", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.appendTo(SENT, "Message-ID: <p1@example.com>\r\nIn-Reply-To: <q1@customer.test>\r\nSubject: Re: Refund\r\n\r\nDone, Ada.")
+    mailbox.appendTo(SENT, "Message-ID: <p2@example.com>\r\nIn-Reply-To: <fresh@customer.test>\r\nSubject: Re: Now\r\n\r\nAlready?")
+    mailbox.append(mail({ messageId: "<q1@customer.test>", subject: "Refund" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", messageId: "<q2@customer.test>", subject: "Invoice" }))
+    // Answered as it arrives, a mail is not looked up: nobody answers within seconds.
+    mailbox.append(mail({ from: "Cy <cy@customer.test>", messageId: "<fresh@customer.test>", subject: "Now", date: new Date() }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 1, failed: 0 })
+      const [skipped] = ofType(yield* events, "ReplySkipped")
+      expect(skipped).toMatchObject({ reason: "answered_by_person", detail: `a person's answer to it is already in ${SENT} (UID 1)` })
+      expect(mailer.sent.map((m) => m.to.address).sort()).toEqual(["bob@customer.test", "cy@customer.test"])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("without a sent folder the answer of a mail that waited is not held back", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "Old question" }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
   it.effect("records a permanent SMTP refusal as ReplyFailed", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
