@@ -15,6 +15,8 @@ import { makePolicy, ownAddressesOf } from "./Policy.js"
 import { Vault } from "../log/Vault.js"
 import { Watched } from "../mailbox/Watched.js"
 import { Imap } from "../mailbox/Imap.js"
+import type { ImapSession } from "../mailbox/Imap.js"
+import type { ImapError } from "../mailbox/ImapErrors.js"
 import { Leadership } from "../mailbox/Leadership.js"
 import type { OutboundMail } from "./Mailer.js"
 import { Mailer } from "./Mailer.js"
@@ -54,6 +56,9 @@ const THREAD_MESSAGES = 10
 
 /** How old a mail must be before its answer looks for a person's in SENT_MAILBOX: no one answers faster. */
 const ANSWERED_BY_PERSON_AFTER = 2 * 60_000
+
+/** The newest References a follow-up is looked up by, besides its In-Reply-To: a person's mail is among the last. */
+const REFERENCES_LOOKED_UP = 2
 
 /** When the mail arrived, as far as can be told: its Date, unless that is later than its recording. */
 const arrivedAt = (event: StoredEvent, email: EmailReceived) => {
@@ -185,30 +190,40 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         }), intent)
       })
 
+    const inSent = (find: (s: ImapSession) => Effect.Effect<ReadonlyArray<number>, ImapError>, session: WithSession) =>
+      // Without the folder nothing can be looked up; a missing sent folder is said where it matters.
+      session(find).pipe(Effect.catchTag("MailboxNotFound", () => Effect.succeed([] as ReadonlyArray<number>)))
+
     /**
-     * A person may have answered a mail whose answer waited (an LLM outage, a backlog, mailroom
-     * stopped): their answer in SENT_MAILBOX, threaded to the mail, is not followed by an automatic
-     * one. Mail answered as it arrives is not looked up, which spares an IMAP round trip per answer.
+     * Whether a person answered from the mailbox, which an automatic answer must not follow:
+     * - the mail itself, when its answer waited (an LLM outage, a backlog, mailroom stopped): a reply
+     *   in SENT_MAILBOX threaded to it. Mail answered as it arrives is not looked up, which spares an
+     *   IMAP round trip per answer;
+     * - the conversation, when the mail answers one that is neither a customer's nor mailroom's: that
+     *   one, found in SENT_MAILBOX, is a person's, and the conversation is theirs now. A mail that
+     *   answers mailroom's own answer, the usual follow-up, costs one indexed query and no IMAP.
      */
-    const answeredByPerson = (event: StoredEvent, email: EmailReceived, session: WithSession) =>
-      email.messageId === null || Date.now() - arrivedAt(event, email) < ANSWERED_BY_PERSON_AFTER
-        ? Effect.succeed([] as ReadonlyArray<number>)
-        : session((s) => s.findAnswersTo(config.sentMailbox, email.messageId!)).pipe(
-          // Without the folder nothing can be looked up; a missing sent folder is said where it matters.
-          Effect.catchTag("MailboxNotFound", () => Effect.succeed([] as ReadonlyArray<number>))
-        )
+    const personAnswered = (event: StoredEvent, email: EmailReceived, session: WithSession) =>
+      Effect.gen(function*() {
+        if (email.messageId !== null && Date.now() - arrivedAt(event, email) >= ANSWERED_BY_PERSON_AFTER) {
+          const answers = yield* inSent((s) => s.findAnswersTo(config.sentMailbox, email.messageId!), session)
+          if (answers.length > 0) return `a person's answer to it is already in ${config.sentMailbox} (UID ${answers[0]})`
+        }
+        const referenced = [...new Set([email.inReplyTo, ...email.references.slice(-REFERENCES_LOOKED_UP).reverse()])]
+          .filter((id): id is string => id !== null && id !== email.messageId)
+        const known = yield* tickets.knownMessageIds(mailbox, referenced)
+        for (const id of referenced.filter((id) => !known.has(id))) {
+          const found = yield* inSent((s) => s.findByMessageId(config.sentMailbox, id), session)
+          if (found.length > 0) return `it answers a person's mail in ${config.sentMailbox} (UID ${found[0]}): a person has this conversation`
+        }
+        return undefined
+      })
 
     const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recordIntent: Recorder) =>
       Effect.gen(function*() {
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
-        const answered = yield* answeredByPerson(event, email, session)
-        if (answered.length > 0) {
-          return yield* record(new ReplySkipped({
-            ...ids,
-            reason: "answered_by_person",
-            detail: `a person's answer to it is already in ${config.sentMailbox} (UID ${answered[0]})`
-          }))
-        }
+        const person = yield* personAnswered(event, email, session)
+        if (person !== undefined) return yield* record(new ReplySkipped({ ...ids, reason: "answered_by_person", detail: person }))
         const thread = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
         const reply = yield* agent.reply({ email, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
         if (reply._tag === "Left") {

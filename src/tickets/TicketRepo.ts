@@ -55,6 +55,8 @@ export interface TicketRepoShape {
    * first: a prompt never holds another participant's mail.
    */
   readonly ticketThread: (ticketId: string, sender: string, limit: number) => Effect.Effect<TicketThread, SqlError>
+  /** Which of these Message-IDs mailroom has in `mailbox`: customers' mail and its own answers. */
+  readonly knownMessageIds: (mailbox: string, messageIds: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, SqlError>
 }
 
 export interface ThreadMessage {
@@ -162,6 +164,13 @@ const makeSql = Effect.gen(function*() {
       }))
     } satisfies TicketThread)))
 
+  const knownMessageIds = (mailbox: string, messageIds: ReadonlyArray<string>) =>
+    messageIds.length === 0
+      ? Effect.succeed(new Set<string>())
+      : sql<{ message_id: string }>`SELECT message_id FROM messages WHERE mailbox = ${mailbox} AND message_id IN ${sql.in(messageIds)}`.pipe(
+        Effect.map((rows) => new Set(rows.map((row) => row.message_id)))
+      )
+
   return TicketRepo.of({
     commit,
     resetMailbox: (previous, next) =>
@@ -174,7 +183,8 @@ const makeSql = Effect.gen(function*() {
           AND uid > ${above} AND uid <= ${upTo} AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')
         ORDER BY uid
       `.pipe(Effect.map((rows) => rows.map((row) => Number(row.uid)))),
-    ticketThread
+    ticketThread,
+    knownMessageIds
   })
 })
 
@@ -227,6 +237,18 @@ const makeMemory = Effect.gen(function*() {
             : []
         })
         return { messages: messages.slice(-limit) }
+      }),
+    knownMessageIds: (mailbox, messageIds) =>
+      Effect.map(all, (events) => {
+        const intents = new Map(events.flatMap((e) => e.data._tag === "ReplyIntended" ? [[e.data.emailEventId, e.data] as const] : []))
+        const known = new Set(events.filter((e) => e.mailbox === mailbox).flatMap((e) =>
+          e.data._tag === "EmailReceived" && e.data.messageId !== null
+            ? [e.data.messageId]
+            : e.data._tag === "ReplySent"
+            ? [intents.get(e.data.emailEventId)?.messageId ?? ""]
+            : []
+        ))
+        return new Set(messageIds.filter((id) => known.has(id)))
       })
   })
 })

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { simpleParser } from "mailparser"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
@@ -144,7 +145,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
-    it.effect("a mail that waited is not answered when a person's answer to it is in the sent folder; the others are", () => withReplyServers(async (servers) => {
+    it.effect("a person's answer in the sent folder: the mail it answers, if that waited, and a follow-up to it are left to the person; the others are answered", () => withReplyServers(async (servers) => {
       const p = await replyPipeline(servers, "reply_person")
       try {
         const before = servers.sink.messages.length
@@ -165,6 +166,24 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await servers.sink.waitFor(before + 1)
         await new Promise((resolve) => setTimeout(resolve, 300))
         expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["bob@customer.test"]])
+
+        // Follow-ups as they arrive: to mailroom's own answer (which Gmail files in the sent folder
+        // too), answered; to the person's answer, left to the person.
+        const ours = await servers.received(before)
+        await servers.dovecot.append([servers.sink.messages[before]!.raw], { mailbox: SENT, seen: true })
+        const personId = (await simpleParser(person)).messageId!
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Bob <bob@customer.test>", subject: "Re: Invoice", inReplyTo: ours.messageId!, references: [ours.messageId!], date: new Date() }),
+          mail({ authenticated: true, subject: "Re: Refund", inReplyTo: personId, references: [asked, personId], date: new Date() })
+        ])
+        expect(await p.ingest()).toMatchObject({ received: 2 })
+        expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 1, failed: 0 })
+        const [, conversation] = ofType(await p.events(), "ReplySkipped")
+        expect(conversation).toMatchObject({ reason: "answered_by_person" })
+        expect(conversation!.detail).toMatch(/^it answers a person's mail in Sent \(UID \d+\): a person has this conversation$/)
+        await servers.sink.waitFor(before + 2)
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["bob@customer.test"], ["bob@customer.test"]])
       } finally {
         await p.runtime.dispose()
       }

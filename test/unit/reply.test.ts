@@ -417,6 +417,29 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
+  it.effect("a mail that answers a person's mail is theirs to answer; one that answers mailroom's own answer, or a stranger's mail, is answered", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.appendTo(SENT, "Message-ID: <person1@example.com>\r\nSubject: Re: Refund\r\n\r\nI will look into it myself.")
+    const now = new Date()
+    mailbox.append(mail({ messageId: "<first@customer.test>", subject: "Refund", date: now }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      const ours = mailer.sent[0]!.messageId
+      // Gmail files what its SMTP server sent in the sent folder: mailroom's answers are there too.
+      mailbox.appendTo(SENT, `Message-ID: ${ours}\r\nIn-Reply-To: <first@customer.test>\r\nSubject: Re: Refund\r\n\r\n${mailer.sent[0]!.text}`)
+      mailbox.append(mail({ subject: "Re: Refund", inReplyTo: ours, references: ["<first@customer.test>", ours], date: now }))
+      mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "Re: Refund", inReplyTo: "<person1@example.com>", references: ["<first@customer.test>", "<person1@example.com>"], date: now }))
+      mailbox.append(mail({ from: "Cy <cy@customer.test>", subject: "Re: Lunch", inReplyTo: "<colleague@elsewhere.test>", date: now }))
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 1, failed: 0 })
+      const [skipped] = ofType(yield* events, "ReplySkipped")
+      expect(skipped).toMatchObject({ reason: "answered_by_person", detail: `it answers a person's mail in ${SENT} (UID 1): a person has this conversation` })
+      expect(mailer.sent.map((m) => m.to.address).sort()).toEqual(["ada@customer.test", "ada@customer.test", "cy@customer.test"])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
   it.effect("without a sent folder the answer of a mail that waited is not held back", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
