@@ -10,13 +10,12 @@ import { Agent } from "./Agent.js"
 import { needsHuman, ownWords } from "./Checks.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
 import { Drafts, withReason } from "./Drafts.js"
+import { personCheck } from "./Person.js"
 import type { Recorder } from "./Policy.js"
 import { makePolicy, ownAddressesOf } from "./Policy.js"
 import { Vault } from "../log/Vault.js"
 import { Watched } from "../mailbox/Watched.js"
 import { Imap } from "../mailbox/Imap.js"
-import type { ImapSession } from "../mailbox/Imap.js"
-import type { ImapError } from "../mailbox/ImapErrors.js"
 import { Leadership } from "../mailbox/Leadership.js"
 import type { OutboundMail } from "./Mailer.js"
 import { Mailer } from "./Mailer.js"
@@ -54,17 +53,6 @@ const answersNothing = (consumer: string): ResponderShape => ({ drain: Effect.su
 const PAGE = 100
 const THREAD_MESSAGES = 10
 
-/** How old a mail must be before its answer looks for a person's in SENT_MAILBOX: no one answers faster. */
-const ANSWERED_BY_PERSON_AFTER = 2 * 60_000
-
-/** The newest References a follow-up is looked up by, besides its In-Reply-To: a person's mail is among the last. */
-const REFERENCES_LOOKED_UP = 2
-
-/** When the mail arrived, as far as can be told: its Date, unless that is later than its recording. */
-const arrivedAt = (event: StoredEvent, email: EmailReceived) => {
-  const dated = email.date === null ? Number.NaN : Date.parse(email.date)
-  return Number.isNaN(dated) ? event.occurredAt.getTime() : Math.min(dated, event.occurredAt.getTime())
-}
 
 const outbound = (intent: ReplyIntended): OutboundMail => ({
   messageId: intent.messageId,
@@ -100,6 +88,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const consumer = `responder:${mailbox}`
     if (agent.kind === "off") return answersNothing(consumer)
     const policy = yield* makePolicy(config, own, store, vault.customerId)
+    const personAnswered = personCheck({ sentMailbox: config.sentMailbox, mailbox, tickets })
 
     // A responder that starts on an existing log answers what arrives from now on, not the history.
     yield* log.startAt(consumer, yield* log.lastSeq)
@@ -188,35 +177,6 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           attempts: 0,
           foundInSent: true
         }), intent)
-      })
-
-    const inSent = (find: (s: ImapSession) => Effect.Effect<ReadonlyArray<number>, ImapError>, session: WithSession) =>
-      // Without the folder nothing can be looked up; a missing sent folder is said where it matters.
-      session(find).pipe(Effect.catchTag("MailboxNotFound", () => Effect.succeed([] as ReadonlyArray<number>)))
-
-    /**
-     * Whether a person answered from the mailbox, which an automatic answer must not follow:
-     * - the mail itself, when its answer waited (an LLM outage, a backlog, mailroom stopped): a reply
-     *   in SENT_MAILBOX threaded to it. Mail answered as it arrives is not looked up, which spares an
-     *   IMAP round trip per answer;
-     * - the conversation, when the mail answers one that is neither a customer's nor mailroom's: that
-     *   one, found in SENT_MAILBOX, is a person's, and the conversation is theirs now. A mail that
-     *   answers mailroom's own answer, the usual follow-up, costs one indexed query and no IMAP.
-     */
-    const personAnswered = (event: StoredEvent, email: EmailReceived, session: WithSession) =>
-      Effect.gen(function*() {
-        if (email.messageId !== null && Date.now() - arrivedAt(event, email) >= ANSWERED_BY_PERSON_AFTER) {
-          const answers = yield* inSent((s) => s.findAnswersTo(config.sentMailbox, email.messageId!), session)
-          if (answers.length > 0) return `a person's answer to it is already in ${config.sentMailbox} (UID ${answers[0]})`
-        }
-        const referenced = [...new Set([email.inReplyTo, ...email.references.slice(-REFERENCES_LOOKED_UP).reverse()])]
-          .filter((id): id is string => id !== null && id !== email.messageId)
-        const known = yield* tickets.knownMessageIds(mailbox, referenced)
-        for (const id of referenced.filter((id) => !known.has(id))) {
-          const found = yield* inSent((s) => s.findByMessageId(config.sentMailbox, id), session)
-          if (found.length > 0) return `it answers a person's mail in ${config.sentMailbox} (UID ${found[0]}): a person has this conversation`
-        }
-        return undefined
       })
 
     const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recordIntent: Recorder) =>

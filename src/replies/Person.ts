@@ -1,0 +1,56 @@
+import { Effect } from "effect"
+import type { EmailReceived, StoredEvent } from "../log/Event.js"
+import type { ImapSession } from "../mailbox/Imap.js"
+import type { ImapError } from "../mailbox/ImapErrors.js"
+import type { TicketRepoShape } from "../tickets/TicketRepo.js"
+import type { WithSession } from "./ResponderErrors.js"
+
+/** How old a mail must be before its answer looks for a person's in SENT_MAILBOX: no one answers faster. */
+const ANSWERED_BY_PERSON_AFTER = 2 * 60_000
+
+/** The newest References a follow-up is looked up by, besides its In-Reply-To: a person's mail is among the last. */
+const REFERENCES_LOOKED_UP = 2
+
+/** When the mail arrived, as far as can be told: its Date, unless that is later than its recording. */
+const arrivedAt = (event: StoredEvent, email: EmailReceived) => {
+  const dated = email.date === null ? Number.NaN : Date.parse(email.date)
+  return Number.isNaN(dated) ? event.occurredAt.getTime() : Math.min(dated, event.occurredAt.getTime())
+}
+
+/**
+ * Whether a person answered from the mailbox, which an automatic answer must not follow. The
+ * detail of the `answered_by_person` skip when one did:
+ * - the mail itself, when its answer waited (an LLM outage, a backlog, mailroom stopped): a reply
+ *   in SENT_MAILBOX threaded to it. Mail answered as it arrives is not looked up, which spares an
+ *   IMAP round trip per answer;
+ * - the conversation, when the mail answers one that is neither a customer's nor mailroom's: that
+ *   one, found in SENT_MAILBOX, is a person's, and the conversation is theirs now. A mail that
+ *   answers mailroom's own answer, the usual follow-up, costs one indexed query and no IMAP.
+ */
+export const personCheck = (options: {
+  readonly sentMailbox: string
+  /** The watched mailbox's key, whose messages mailroom knows. */
+  readonly mailbox: string
+  readonly tickets: Pick<TicketRepoShape, "knownMessageIds">
+}) => {
+  const { mailbox, sentMailbox, tickets } = options
+  // Without the folder nothing can be looked up; a missing sent folder is said where it matters.
+  const inSent = (find: (s: ImapSession) => Effect.Effect<ReadonlyArray<number>, ImapError>, session: WithSession) =>
+    session(find).pipe(Effect.catchTag("MailboxNotFound", () => Effect.succeed([] as ReadonlyArray<number>)))
+
+  return (event: StoredEvent, email: EmailReceived, session: WithSession) =>
+    Effect.gen(function*() {
+      if (email.messageId !== null && Date.now() - arrivedAt(event, email) >= ANSWERED_BY_PERSON_AFTER) {
+        const answers = yield* inSent((s) => s.findAnswersTo(sentMailbox, email.messageId!), session)
+        if (answers.length > 0) return `a person's answer to it is already in ${sentMailbox} (UID ${answers[0]})`
+      }
+      const referenced = [...new Set([email.inReplyTo, ...email.references.slice(-REFERENCES_LOOKED_UP).reverse()])]
+        .filter((id): id is string => id !== null && id !== email.messageId)
+      const known = yield* tickets.knownMessageIds(mailbox, referenced)
+      for (const id of referenced.filter((id) => !known.has(id))) {
+        const found = yield* inSent((s) => s.findByMessageId(sentMailbox, id), session)
+        if (found.length > 0) return `it answers a person's mail in ${sentMailbox} (UID ${found[0]}): a person has this conversation`
+      }
+      return undefined
+    })
+}
