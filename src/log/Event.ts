@@ -121,7 +121,7 @@ export const SkipReason = Schema.Literal(
   "global_limit",
   /** The answer needed a person (a link the help passages do not hold) and no draft could be left. */
   "needs_human",
-  /** A person's answer to the mail, threaded to it, was already in SENT_MAILBOX when its turn came (it had waited). */
+  /** A person answered from the mailbox first (SENT_MAILBOX): the mail itself while its answer waited, or the mail it follows up (Person). */
   "answered_by_person",
   /**
    * `mailroom erase` erased the customer while the answer was written (ReplyStore's

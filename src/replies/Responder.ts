@@ -53,7 +53,6 @@ const answersNothing = (consumer: string): ResponderShape => ({ drain: Effect.su
 const PAGE = 100
 const THREAD_MESSAGES = 10
 
-
 const outbound = (intent: ReplyIntended): OutboundMail => ({
   messageId: intent.messageId,
   from: intent.from,
