@@ -34,9 +34,19 @@ export const personCheck = (options: {
   readonly tickets: Pick<TicketRepoShape, "knownMessageIds">
 }) => {
   const { mailbox, sentMailbox, tickets } = options
-  // Without the folder nothing can be looked up; a missing sent folder is said where it matters.
+  const nothing: ReadonlyArray<number> = []
+  let refusalSaid = false
+  // Without the folder nothing can be looked up; a missing sent folder is said where it matters. A
+  // server that refuses the search (NO or BAD) cannot tell either: the answer goes on, and one line says so.
   const inSent = (find: (s: ImapSession) => Effect.Effect<ReadonlyArray<number>, ImapError>, session: WithSession) =>
-    session(find).pipe(Effect.catchTag("MailboxNotFound", () => Effect.succeed([] as ReadonlyArray<number>)))
+    session(find).pipe(
+      Effect.catchTag("MailboxNotFound", () => Effect.succeed(nothing)),
+      Effect.catchTag("ImapProtocolError", (error) => {
+        if (refusalSaid) return Effect.succeed(nothing)
+        refusalSaid = true
+        return Effect.as(Effect.logWarning(`${error.message}: answers are sent without looking in ${sentMailbox} for a person's answer first`), nothing)
+      })
+    )
 
   return (event: StoredEvent, email: EmailReceived, session: WithSession) =>
     Effect.gen(function*() {

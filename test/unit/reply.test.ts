@@ -17,7 +17,7 @@ import { Responder } from "../../src/replies/Responder.js"
 import type { AgentShape } from "../../src/replies/Agent.js"
 import { Agent, AgentFailed } from "../../src/replies/Agent.js"
 import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
-import { ConnectionLost } from "../../src/mailbox/ImapErrors.js"
+import { ConnectionLost, ImapProtocolError } from "../../src/mailbox/ImapErrors.js"
 import { Leadership } from "../../src/mailbox/Leadership.js"
 import { Mailer, MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnavailable } from "../../src/replies/Mailer.js"
 import { Parser } from "../../src/mail/Parser.js"
@@ -440,13 +440,20 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
-  it.effect("without a sent folder the answer of a mail that waited is not held back", () => {
+  it.effect("without a sent folder, or with a server that refuses the search, the answer of a mail that waited is not held back", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail({ subject: "Old question" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "Older question" }))
     return Effect.gen(function*() {
       yield* ingest
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
+      mailbox.folders.set(SENT, [])
+      mailbox.failNext("findAnswersTo", new ImapProtocolError({ command: "UID SEARCH HEADER In-Reply-To", serverText: "BAD unknown search key" }))
+      mailbox.append(mail({ from: "Cy <cy@customer.test>", subject: "Oldest question" }))
+      yield* ingest
       expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent).toHaveLength(3)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
