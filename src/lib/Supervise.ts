@@ -7,6 +7,8 @@ export interface Supervised<E, R> {
   readonly scheduleFor: (error: E) => Schedule.Schedule<unknown, unknown>
   /** Told of every failure, e.g. to record it for `status`. */
   readonly onFailure?: (error: E) => Effect.Effect<void>
+  /** Told once things work again after a failure. */
+  readonly onRecovered?: Effect.Effect<void>
   readonly recoveredLine?: (was: string) => string
 }
 
@@ -25,7 +27,8 @@ export const supervise = <E extends { readonly _tag: string; readonly message: s
       const was = failing
       failing = undefined
       drivers.clear()
-      return Effect.logInfo(options.recoveredLine?.(was) ?? `Recovered from ${was}`)
+      const line = Effect.logInfo(options.recoveredLine?.(was) ?? `Recovered from ${was}`)
+      return options.onRecovered ? Effect.zipRight(line, options.onRecovered) : line
     })
     while (true) {
       const exit = yield* Effect.either(options.work(healthy))

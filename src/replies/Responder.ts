@@ -1,7 +1,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Layer, Metric, Option, Ref, Scope } from "effect"
 import { ReplyConfig } from "../config/Replies.js"
-import { replies } from "../telemetry/Metrics.js"
+import { replies, repliesPaused } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
 import type { EmailReceived, ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
@@ -85,6 +85,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const leadership = yield* Leadership
     const vault = yield* Vault
     const consumer = `responder:${mailbox}`
+    const paused = Metric.tagged(repliesPaused, "mailbox", mailbox)
     if (agent.kind === "off") return answersNothing(consumer)
     const policy = yield* makePolicy(config, own, store, vault.customerId)
     const personAnswered = personCheck({ sentMailbox: config.sentMailbox, mailbox, tickets })
@@ -320,6 +321,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
 
     /** Follows the log until interrupted; each kind of failure waits by its own Schedule and is logged once. */
     const run: Effect.Effect<void> = Effect.logInfo(`Answering new mail in ${mailbox} with AGENT=${agent.kind}`).pipe(
+      Effect.zipRight(Metric.set(paused, 0)),
       Effect.zipRight(supervise<ResponderError, never>({
         work: (healthy) =>
           leadership.lead(
@@ -327,6 +329,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
             Effect.flatMap(Ref.make(empty), (summary) => log.consume(consumer, answerPage(summary), { page: PAGE, onDrained: healthy }))
           ).pipe(Effect.asVoid),
         scheduleFor,
+        onFailure: () => Metric.set(paused, 1),
+        onRecovered: Metric.set(paused, 0),
         recoveredLine: (was) => `Replies go out again (recovered from ${was})`
       })),
       Effect.annotateLogs("service", "responder")

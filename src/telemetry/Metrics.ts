@@ -38,3 +38,7 @@ export const rawDropped = Metric.counter("mailroom_raw_messages_dropped", {
 export const mailboxRoles = Metric.gauge("mailroom_mailboxes", {
   description: "Mailboxes of this instance by role: leading, or standby (another instance leads it, and this one takes it over when that one dies)."
 })
+
+export const repliesPaused = Metric.gauge("mailroom_replies_paused", {
+  description: "1 while a mailbox's answers wait (the LLM or the SMTP server down, a login refused, a folder missing; the log says which), 0 when they go out."
+})

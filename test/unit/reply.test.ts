@@ -3,7 +3,7 @@ import { ReplyStore } from "../../src/replies/ReplyStore.js"
 import { describeFailure } from "../../src/cli/Fatal.js"
 import { EventLog } from "../../src/log/EventLog.js"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Deferred, Effect, Fiber, Layer, Logger, Option, Ref, TestClock } from "effect"
+import { Cause, ConfigProvider, Deferred, Effect, Fiber, Layer, Logger, Metric, Option, Ref, TestClock } from "effect"
 import type { StoredEvent } from "../../src/log/Event.js"
 import type { EmailReceived } from "../../src/log/Event.js"
 import { ReplyIntended } from "../../src/log/Event.js"
@@ -23,6 +23,7 @@ import { Mailer, MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnava
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { Drafts } from "../../src/replies/Drafts.js"
+import { repliesPaused } from "../../src/telemetry/Metrics.js"
 import { realWorldMail } from "../support/realWorld.js"
 import { configLayer, mail as anyMail, storeLayer } from "./layers.js"
 
@@ -558,11 +559,15 @@ describe("Responder", () => {
       ++asked.times <= 3
         ? Effect.fail(new AgentFailed({ reason: "rate_limited", detail: "HTTP 429", endpoint: "http://llm.test", attempts: 4 }))
         : echo(request)
+    const paused = Effect.map(Metric.value(Metric.tagged(repliesPaused, "mailbox", "INBOX")), (state) => state.value)
     return Effect.gen(function*() {
       yield* ingest
       const fiber = yield* Effect.fork(Effect.flatMap(Responder, (r) => r.run))
+      yield* TestClock.adjust("1 second")
+      expect(yield* paused).toBe(1)
       for (let i = 0; i < 30 && mailer.sent.length === 0; i++) yield* TestClock.adjust("15 seconds")
       yield* TestClock.adjust("15 seconds")
+      expect(yield* paused).toBe(0)
       yield* Fiber.interrupt(fiber)
       expect(asked.times).toBe(4)
       expect(mailer.sent).toHaveLength(1)
