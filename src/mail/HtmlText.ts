@@ -32,6 +32,9 @@ const visibleOrWhole = (html: string): string | undefined => {
   }
 }
 
+/** The text of what an HTML part shows its reader, as mailparser converts it (within mailparser's bounds). */
+export const shownText = (html: string): Promise<string> => htmlAsText(visibleOrWhole(html) ?? html)
+
 /**
  * HTML alone inside a multipart (an alternative without its text part, HTML with inline images, a web
  * form's HTML with an attachment) gave no text at all: the ticket's message and the agent saw only the

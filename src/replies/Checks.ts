@@ -17,6 +17,8 @@ export interface AnswerContext {
   readonly maxChars: number
   /** The model stopped at its token limit. */
   readonly truncated: boolean
+  /** Words of the mail's plain-text part that its HTML does not show (PartsAgree): the parts were written apart. */
+  readonly unshown?: ReadonlyArray<string>
 }
 
 const urls = /\b(?:https?:\/\/|www\.)[^\s<>"'`)\]}]+/gi
@@ -197,6 +199,10 @@ const unknownNumber = (text: string, allowed: string): string | undefined => {
  * promised (Deeds.ts).
  */
 export const needsHuman = (answer: AnswerContext): string | undefined => {
+  if (answer.unshown !== undefined && answer.unshown.length > 0) {
+    const words = answer.unshown.slice(0, 5).map((word) => `"${word}"`).join(", ")
+    return `the mail's plain-text part says what its HTML does not show (${words}, …), where instructions for the model can hide: the answer was written from what the HTML shows`
+  }
   if (answer.truncated) return "the model stopped at LLM_MAX_TOKENS: the answer is cut off"
   if (answer.text.length > answer.maxChars) {
     return `the answer is ${answer.text.length} characters long, more than REPLY_MAX_CHARS=${answer.maxChars}`

@@ -3,8 +3,9 @@ import { Duration, Effect, Layer, Metric, Option, Ref, Scope } from "effect"
 import { ReplyConfig } from "../config/Replies.js"
 import { replies, repliesPaused } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
-import type { EmailReceived, ReplyOutcome, StoredEvent } from "../log/Event.js"
-import { ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
+import type { ReplyOutcome, StoredEvent } from "../log/Event.js"
+import { EmailReceived, ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
+import { partsApart } from "../mail/PartsAgree.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
 import { Agent } from "./Agent.js"
 import { needsHuman, ownWords } from "./Checks.js"
@@ -184,8 +185,15 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
         const person = yield* personAnswered(event, email, session)
         if (person !== undefined) return yield* record(new ReplySkipped({ ...ids, reason: "answered_by_person", detail: person }))
-        const thread = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
-        const reply = yield* agent.reply({ email, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
+        // A text part written apart from the HTML is not what a person reading the mail sees: the
+        // agent reads what the HTML shows, and the answer waits for a person.
+        const apart = yield* partsApart(email)
+        const read = apart === undefined ? email : new EmailReceived({ ...email, text: apart.shown })
+        const stored = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
+        const thread = apart === undefined ? stored : {
+          messages: stored.messages.map((m) => m.direction === "inbound" && m.text === email.text ? { ...m, text: apart.shown } : m)
+        }
+        const reply = yield* agent.reply({ email: read, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
         if (reply._tag === "Left") {
           const failure = reply.left
           // An outage or a rate limit: the mail waits, up to LLM_OUTAGE_WAIT from when it was recorded.
@@ -205,12 +213,13 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
             email.from.address,
             recipient(email).address,
             email.subject,
-            ownWords(email.text),
+            ownWords(read.text),
             ...thread.messages.flatMap((m) => m.direction === "inbound" ? [m.subject, ownWords(m.text)] : [])
           ],
           own,
           maxChars: config.maxChars,
-          truncated: reply.right.truncated
+          truncated: reply.right.truncated,
+          ...(apart === undefined ? {} : { unshown: apart.unshown })
         })
         const to = recipient(email)
         const intent = new ReplyIntended({

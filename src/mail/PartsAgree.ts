@@ -1,0 +1,47 @@
+import { Effect } from "effect"
+import type { ParsedEmail } from "./Email.js"
+import { shownText } from "./HtmlText.js"
+
+/**
+ * Whether a mail's plain-text part says what its HTML shows. A mail client writes the text part from
+ * the HTML the person typed, so the two hold the same words; a sender who writes them apart can give
+ * the model (which reads the text part) instructions that a person reading the HTML never sees.
+ */
+
+/** Words of three letters or more; in scripts written without spaces, each character (a line break may fall anywhere). */
+const unspaced = String.raw`[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\p{Script=Thai}]`
+const tokens = new RegExp(String.raw`${unspaced}|(?:(?!${unspaced})[\p{L}\p{M}]){3,}`, "gu")
+
+const wordsOf = (text: string): Set<string> => new Set(text.toLowerCase().match(tokens) ?? [])
+
+/** The fewest words, and the least share of the text part's, that make the parts disagree: a client's own differences are a few. */
+const AT_LEAST = 8
+const SHARE = 0.1
+
+/**
+ * The text part's words that the HTML's shown text does not hold, when there are enough of them to
+ * say the parts were written apart; else none. `shown` is the text of what the HTML shows
+ * (HtmlText.shownText), which writes link targets and image titles out as a client's text part does.
+ */
+export const unshownWords = (text: string, shown: string): ReadonlyArray<string> => {
+  const inText = wordsOf(text)
+  const inHtml = wordsOf(shown)
+  const missing = [...inText].filter((word) => !inHtml.has(word))
+  return missing.length >= AT_LEAST && missing.length >= inText.size * SHARE ? missing : []
+}
+
+/**
+ * What the HTML of a mail shows, with the text part's words it does not show, when the two parts
+ * were written apart; undefined when they agree or cannot be compared (no HTML, a part cut to keep
+ * the event deliverable, HTML mailparser would not convert).
+ */
+export const partsApart = (
+  email: Pick<ParsedEmail, "text" | "html" | "truncated">
+): Effect.Effect<{ readonly shown: string; readonly unshown: ReadonlyArray<string> } | undefined> => {
+  const html = email.html
+  if (html === null || email.truncated.includes("html") || email.truncated.includes("text")) return Effect.succeed(undefined)
+  return Effect.map(Effect.promise(() => shownText(html)), (shown) => {
+    const unshown = shown.trim() === "" ? [] : unshownWords(email.text, shown)
+    return unshown.length === 0 ? undefined : { shown, unshown }
+  })
+}
