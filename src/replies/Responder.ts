@@ -8,6 +8,7 @@ import { EmailReceived, ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, Rep
 import { partsApart } from "../mail/PartsAgree.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
 import { Agent } from "./Agent.js"
+import type { AgentFailed } from "./Agent.js"
 import { needsHuman, ownWords } from "./Checks.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
 import { Drafts, withReason } from "./Drafts.js"
@@ -26,6 +27,7 @@ import { ReplyStore } from "./ReplyStore.js"
 import type { ResponderError, WithSession } from "./ResponderErrors.js"
 import { LlmUnavailable, scheduleFor, SentMailboxMissing } from "./ResponderErrors.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
+import type { TicketThread } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
 
 export { LlmUnavailable, SentMailboxMissing } from "./ResponderErrors.js"
@@ -53,6 +55,13 @@ const answersNothing = (consumer: string): ResponderShape => ({ drain: Effect.su
 
 const PAGE = 100
 const THREAD_MESSAGES = 10
+
+/** The mail and its thread as the agent reads them: what the HTML shows, where the text part was written apart from it. */
+const asShown = (email: EmailReceived, apart: { readonly shown: string } | undefined, thread: TicketThread) =>
+  apart === undefined ? { read: email, thread } : {
+    read: new EmailReceived({ ...email, text: apart.shown }),
+    thread: { messages: thread.messages.map((m) => m.direction === "inbound" && m.text === email.text ? { ...m, text: apart.shown } : m) }
+  }
 
 const outbound = (intent: ReplyIntended): OutboundMail => ({
   messageId: intent.messageId,
@@ -180,6 +189,21 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         }), intent)
       })
 
+    /**
+     * An outage or a rate limit: the mail waits (LlmUnavailable), up to LLM_OUTAGE_WAIT from when it
+     * was recorded. A refused request, or one still failing past that, is ReplyFailed.
+     */
+    const agentFailed = (ids: Pick<ReplyFailed, "emailEventId" | "ticketId" | "customerId">, recordedAt: Date, failure: AgentFailed) => {
+      const waited = Date.now() - recordedAt.getTime()
+      if (failure.retryable && waited < Duration.toMillis(config.llmOutageWait)) {
+        return Effect.fail(new LlmUnavailable({ cause: failure, wait: config.llmOutageWait }))
+      }
+      const reason = failure.retryable
+        ? `${failure.message} (it waited ${Duration.format(Duration.seconds(Math.round(waited / 1000)))}, LLM_OUTAGE_WAIT)`
+        : failure.message
+      return record(new ReplyFailed({ ...ids, stage: "agent", reason, attempts: failure.attempts, messageId: null }))
+    }
+
     const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recordIntent: Recorder) =>
       Effect.gen(function*() {
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
@@ -188,24 +212,9 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         // A text part written apart from the HTML is not what a person reading the mail sees: the
         // agent reads what the HTML shows, and the answer waits for a person.
         const apart = yield* partsApart(email)
-        const read = apart === undefined ? email : new EmailReceived({ ...email, text: apart.shown })
-        const stored = yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES)
-        const thread = apart === undefined ? stored : {
-          messages: stored.messages.map((m) => m.direction === "inbound" && m.text === email.text ? { ...m, text: apart.shown } : m)
-        }
+        const { read, thread } = asShown(email, apart, yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES))
         const reply = yield* agent.reply({ email: read, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
-        if (reply._tag === "Left") {
-          const failure = reply.left
-          // An outage or a rate limit: the mail waits, up to LLM_OUTAGE_WAIT from when it was recorded.
-          const waited = Date.now() - event.occurredAt.getTime()
-          if (failure.retryable && waited < Duration.toMillis(config.llmOutageWait)) {
-            return yield* new LlmUnavailable({ cause: failure, wait: config.llmOutageWait })
-          }
-          const reason = failure.retryable
-            ? `${failure.message} (it waited ${Duration.format(Duration.seconds(Math.round(waited / 1000)))}, LLM_OUTAGE_WAIT)`
-            : failure.message
-          return yield* record(new ReplyFailed({ ...ids, stage: "agent", reason, attempts: failure.attempts, messageId: null }))
-        }
+        if (reply._tag === "Left") return yield* agentFailed(ids, event.occurredAt, reply.left)
         const human = needsHuman({
           text: reply.right.text,
           material: reply.right.material,
