@@ -29,6 +29,8 @@ export interface MailboxReport {
   readonly logins: number
   readonly lastError: string | null
   readonly lastErrorAt: string | null
+  /** Whether its answers go out or wait, and why; null where no responder ever ran (AGENT=off). */
+  readonly replies: { readonly state: string; readonly lastError: string | null; readonly lastErrorAt: string | null } | null
 }
 
 export interface StatusReport {
@@ -72,7 +74,9 @@ const mailboxReport = (mailbox: MailboxRuntime<Imap>, embedded: boolean) =>
     const state = yield* StateStore
     const key = mailbox.watched.key
     const cursor = yield* state.cursor(key)
-    const health = (yield* state.health).find((h) => h.mailbox === key)
+    const all = yield* state.health
+    const health = all.find((h) => h.mailbox === key)
+    const replies = all.find((h) => h.mailbox === `replies:${key}`)
     const backlog = yield* mailbox.run(
       serverBacklog(mailbox.watched, Option.match(cursor, { onNone: () => 0, onSome: (c) => c.lastUid })).pipe(
         Effect.provideService(StateStore, state),
@@ -94,7 +98,10 @@ const mailboxReport = (mailbox: MailboxRuntime<Imap>, embedded: boolean) =>
       connection: health?.state ?? "never started",
       logins: health?.logins ?? 0,
       lastError: health?.lastError ?? null,
-      lastErrorAt: health?.lastErrorAt?.toISOString() ?? null
+      lastErrorAt: health?.lastErrorAt?.toISOString() ?? null,
+      replies: replies === undefined
+        ? null
+        : { state: replies.state, lastError: replies.lastError, lastErrorAt: replies.lastErrorAt?.toISOString() ?? null }
     } satisfies MailboxReport
   })
 
@@ -137,7 +144,13 @@ export const formatStatus = (report: StatusReport): string =>
       ]),
       line("lock holder", m.lockHolder ?? "nobody"),
       line("connection", `${m.connection}${m.instance ? ` (${m.instance}, ${m.logins} login(s))` : ""}`),
-      line("last error", m.lastError ? `${m.lastError} at ${m.lastErrorAt}` : "none")
+      line("last error", m.lastError ? `${m.lastError} at ${m.lastErrorAt}` : "none"),
+      line(
+        "replies",
+        m.replies === null
+          ? "no answers yet (AGENT=off, or no responder has run)"
+          : `${m.replies.state}${m.replies.lastError ? `; last error at ${m.replies.lastErrorAt}: ${m.replies.lastError}` : ""}`
+      )
     ]),
     "events",
     ...Object.entries(report.events).sort().map(([type, n]) => line(type, n)),

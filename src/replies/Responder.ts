@@ -29,6 +29,8 @@ import { LlmUnavailable, scheduleFor, SentMailboxMissing } from "./ResponderErro
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import type { TicketThread } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
+import { instanceId } from "../lib/Instance.js"
+import { StateStore } from "../log/StateStore.js"
 
 export { LlmUnavailable, SentMailboxMissing } from "./ResponderErrors.js"
 export type { ResponderError } from "./ResponderErrors.js"
@@ -95,7 +97,14 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const leadership = yield* Leadership
     const vault = yield* Vault
     const consumer = `responder:${mailbox}`
+    const state = yield* StateStore
     const paused = Metric.tagged(repliesPaused, "mailbox", mailbox)
+    // Whether answers go out or wait, and why: for `status` (mailbox_health, as replies:<mailbox>) and for alerts.
+    const report = (health: Parameters<typeof state.reportHealth>[2]) =>
+      state.reportHealth(`replies:${mailbox}`, instanceId, health).pipe(Effect.ignore, Effect.withTracerEnabled(false))
+    const going = Effect.zipRight(Metric.set(paused, 0), report({ _tag: "State", state: "answering" }))
+    const waiting = (error: ResponderError) =>
+      Effect.zipRight(Metric.set(paused, 1), report({ _tag: "Error", state: `waiting (${error._tag})`, error: error.message }))
     if (agent.kind === "off") return answersNothing(consumer)
     const policy = yield* makePolicy(config, own, store, vault.customerId)
     const personAnswered = personCheck({ sentMailbox: config.sentMailbox, mailbox, tickets })
@@ -335,11 +344,15 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     })
 
     /** `--once`: answers what is committed. None when another instance is answering. */
-    const drain: Effect.Effect<Option.Option<ReplySummary>, ResponderError> = leadership.lead(consumer, drainAll, { wait: false })
+    const drain: Effect.Effect<Option.Option<ReplySummary>, ResponderError> = leadership.lead(
+      consumer,
+      drainAll.pipe(Effect.tapError(waiting), Effect.tap(() => going)),
+      { wait: false }
+    )
 
     /** Follows the log until interrupted; each kind of failure waits by its own Schedule and is logged once. */
     const run: Effect.Effect<void> = Effect.logInfo(`Answering new mail in ${mailbox} with AGENT=${agent.kind}`).pipe(
-      Effect.zipRight(Metric.set(paused, 0)),
+      Effect.zipRight(going),
       Effect.zipRight(supervise<ResponderError, never>({
         work: (healthy) =>
           leadership.lead(
@@ -347,10 +360,11 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
             Effect.flatMap(Ref.make(empty), (summary) => log.consume(consumer, answerPage(summary), { page: PAGE, onDrained: healthy }))
           ).pipe(Effect.asVoid),
         scheduleFor,
-        onFailure: () => Metric.set(paused, 1),
-        onRecovered: Metric.set(paused, 0),
+        onFailure: waiting,
+        onRecovered: going,
         recoveredLine: (was) => `Replies go out again (recovered from ${was})`
       })),
+      Effect.ensuring(report({ _tag: "State", state: "stopped" })),
       Effect.annotateLogs("service", "responder")
     )
 

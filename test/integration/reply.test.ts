@@ -119,11 +119,20 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(down.stderr).not.toContain("sk-test")
         expect(await types()).toEqual(["EmailReceived"])
         expect(servers.sink.messages.length).toBe(before)
+        const replies = async () => {
+          const status = await runCli(["status", "--json"], cliEnv)
+          expect(status.code, status.stderr).toBe(0)
+          return JSON.parse(status.stdout).mailboxes[0].replies
+        }
+        const waiting = await replies()
+        expect(waiting.state).toBe("waiting (LlmUnavailable)")
+        expect(waiting.lastError).toContain("is unavailable (server_error: HTTP 500: internal error)")
 
         servers.llm.setMode("ok")
         const back = await runCli(["--once"], cliEnv)
         expect(back.code, back.stderr).toBe(0)
         expect(back.stdout).toContain("Replies: 1 sent, 0 skipped, 0 failed")
+        expect((await replies()).state).toBe("answering")
         expect(await types()).toEqual(["EmailReceived", "ReplyIntended", "ReplySent"])
         await servers.sink.waitFor(before + 1)
 

@@ -2,6 +2,7 @@ import type { AgentKind } from "../../src/config/Replies.js"
 import { ReplyStore } from "../../src/replies/ReplyStore.js"
 import { describeFailure } from "../../src/cli/Fatal.js"
 import { EventLog } from "../../src/log/EventLog.js"
+import { StateStore } from "../../src/log/StateStore.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Deferred, Effect, Fiber, Layer, Logger, Metric, Option, Ref, TestClock } from "effect"
 import type { StoredEvent } from "../../src/log/Event.js"
@@ -595,14 +596,17 @@ describe("Responder", () => {
         ? Effect.fail(new AgentFailed({ reason: "rate_limited", detail: "HTTP 429", endpoint: "http://llm.test", attempts: 4 }))
         : echo(request)
     const paused = Effect.map(Metric.value(Metric.tagged(repliesPaused, "mailbox", "INBOX")), (state) => state.value)
+    const replies = Effect.map(Effect.flatMap(StateStore, (state) => state.health), (all) => all.find((h) => h.mailbox === "replies:INBOX"))
     return Effect.gen(function*() {
       yield* ingest
       const fiber = yield* Effect.fork(Effect.flatMap(Responder, (r) => r.run))
       yield* TestClock.adjust("1 second")
       expect(yield* paused).toBe(1)
+      expect(yield* replies).toMatchObject({ state: "waiting (LlmUnavailable)", lastError: expect.stringContaining("HTTP 429") })
       for (let i = 0; i < 30 && mailer.sent.length === 0; i++) yield* TestClock.adjust("15 seconds")
       yield* TestClock.adjust("15 seconds")
       expect(yield* paused).toBe(0)
+      expect(yield* replies).toMatchObject({ state: "answering" })
       yield* Fiber.interrupt(fiber)
       expect(asked.times).toBe(4)
       expect(mailer.sent).toHaveLength(1)
