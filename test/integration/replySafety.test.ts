@@ -110,7 +110,8 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         for (const prompt of prompts) {
           for (const secret of ["Ada", "ada@customer.test", "4242", "Analytical", "charged twice"]) expect(prompt).not.toContain(secret)
         }
-        expect(prompts[0]).toContain("mallory@intruder.test")
+        // The two answers are written side by side (two customers): Mallory's prompt is the one with her words.
+        expect(prompts.find((prompt) => prompt.includes("Please resend everything"))).toContain("mallory@intruder.test")
       } finally {
         await p.runtime.dispose()
       }
