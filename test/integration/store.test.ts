@@ -52,6 +52,20 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
     }).pipe(Effect.provide(sqlPipeline(backend, "store", Imap.Test(mailbox))))
   })
 
+  it.scoped("knows which Message-IDs it holds in a mailbox, for the responder's look for a person's answer", () => {
+    const mailbox = new MemoryMailbox()
+    mailbox.append(mail({ messageId: "<known-1@c.test>" }))
+    mailbox.append(mail({ messageId: "<known-2@c.test>", from: "bob@customer.test" }))
+    return Effect.gen(function*() {
+      yield* once
+      const tickets = yield* TicketRepo
+      const asked = ["<known-1@c.test>", "<person@example.com>", "<known-2@c.test>"]
+      expect([...(yield* tickets.knownMessageIds("INBOX", asked))].sort()).toEqual(["<known-1@c.test>", "<known-2@c.test>"])
+      expect(yield* tickets.knownMessageIds("Other", asked)).toEqual(new Set())
+      expect(yield* tickets.knownMessageIds("INBOX", [])).toEqual(new Set())
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_known_ids", Imap.Test(mailbox))))
+  })
+
   it.scoped("commits a batch whose rows need more than one statement's 65,535 parameters (long Cc lists) instead of failing at every retry", () => {
     const mailbox = new MemoryMailbox()
     const cc = Array.from({ length: 600 }, (_, i) => `guest${i}@crowd.test`).join(", ")
