@@ -3,6 +3,7 @@ import type { EmailReceived, StoredEvent } from "../log/Event.js"
 import type { ImapSession } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
 import type { TicketRepoShape } from "../tickets/TicketRepo.js"
+import { isMessageId } from "./Reply.js"
 import type { WithSession } from "./ResponderErrors.js"
 
 /** How old a mail must be before its answer looks for a person's in SENT_MAILBOX: no one answers faster. */
@@ -50,12 +51,14 @@ export const personCheck = (options: {
 
   return (event: StoredEvent, email: EmailReceived, session: WithSession) =>
     Effect.gen(function*() {
-      if (email.messageId !== null && Date.now() - arrivedAt(event, email) >= ANSWERED_BY_PERSON_AFTER) {
+      // Only well-formed ids are looked up: a sender's id of a megabyte, or one built to upset the
+      // server, must not become the IMAP command that drops the connection at every retry.
+      if (email.messageId !== null && isMessageId(email.messageId) && Date.now() - arrivedAt(event, email) >= ANSWERED_BY_PERSON_AFTER) {
         const answers = yield* inSent((s) => s.findAnswersTo(sentMailbox, email.messageId!), session)
         if (answers.length > 0) return `a person's answer to it is already in ${sentMailbox} (UID ${answers[0]})`
       }
       const referenced = [...new Set([email.inReplyTo, ...email.references.slice(-REFERENCES_LOOKED_UP).reverse()])]
-        .filter((id): id is string => id !== null && id !== email.messageId)
+        .filter((id): id is string => id !== null && id !== email.messageId && isMessageId(id))
       const known = yield* tickets.knownMessageIds(mailbox, referenced)
       for (const id of referenced.filter((id) => !known.has(id))) {
         const found = yield* inSent((s) => s.findByMessageId(sentMailbox, id), session)

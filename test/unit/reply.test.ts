@@ -477,6 +477,21 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
+  it.effect("a hostile Message-ID (200 KB) is never sent to the server as a search", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.folders.set(SENT, [])
+    const huge = `<${"x".repeat(200_000)}@intruder.test>`
+    mailbox.append(mail({ messageId: huge, inReplyTo: `<${"y".repeat(200_000)}@intruder.test>`, references: [huge] }))
+    return Effect.gen(function*() {
+      yield* ingest
+      // Either search would meet a dropped connection, and the page would be retried for ever.
+      mailbox.failNext("findAnswersTo", new ConnectionLost({ host: "imap.test", reason: "line too long" }))
+      mailbox.failNext("findByMessageId", new ConnectionLost({ host: "imap.test", reason: "line too long" }))
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
   it.effect("without a sent folder, or with a server that refuses the search, the answer of a mail that waited is not held back", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
