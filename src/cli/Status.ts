@@ -7,7 +7,7 @@ import { StatusFleet } from "../mailbox/Fleet.js"
 import { Imap } from "../mailbox/Imap.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import { lockKey } from "../mailbox/Leadership.js"
-import { StateStore } from "../log/StateStore.js"
+import { repliesHealthKey, StateStore } from "../log/StateStore.js"
 import { EventLog } from "../log/EventLog.js"
 import { describeUids, findGaps } from "../mailbox/Reconcile.js"
 
@@ -76,7 +76,7 @@ const mailboxReport = (mailbox: MailboxRuntime<Imap>, embedded: boolean) =>
     const cursor = yield* state.cursor(key)
     const all = yield* state.health
     const health = all.find((h) => h.mailbox === key)
-    const replies = all.find((h) => h.mailbox === `replies:${key}`)
+    const replies = all.find((h) => h.mailbox === repliesHealthKey(key))
     const backlog = yield* mailbox.run(
       serverBacklog(mailbox.watched, Option.match(cursor, { onNone: () => 0, onSome: (c) => c.lastUid })).pipe(
         Effect.provideService(StateStore, state),

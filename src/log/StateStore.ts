@@ -30,6 +30,9 @@ export type HealthReport =
   | { readonly _tag: "Login" }
   | { readonly _tag: "Error"; readonly state: string; readonly error: string }
 
+/** The mailbox_health row of a mailbox's answers (the responder's), beside the mailbox's own (the poller's). */
+export const repliesHealthKey = (mailbox: string) => `replies:${mailbox}`
+
 export interface StateStoreShape {
   readonly cursor: (mailbox: string) => Effect.Effect<Option.Option<Cursor>, SqlError>
   /** Replaces the cursor; used on the first start and after a UIDVALIDITY change. */

@@ -30,7 +30,8 @@ import { TicketRepo } from "../tickets/TicketRepo.js"
 import type { TicketThread } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
 import { instanceId } from "../lib/Instance.js"
-import { StateStore } from "../log/StateStore.js"
+import type { HealthReport } from "../log/StateStore.js"
+import { repliesHealthKey, StateStore } from "../log/StateStore.js"
 
 export { LlmUnavailable, SentMailboxMissing } from "./ResponderErrors.js"
 export type { ResponderError } from "./ResponderErrors.js"
@@ -98,14 +99,14 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const vault = yield* Vault
     const consumer = `responder:${mailbox}`
     const state = yield* StateStore
+    if (agent.kind === "off") return answersNothing(consumer)
     const paused = Metric.tagged(repliesPaused, "mailbox", mailbox)
-    // Whether answers go out or wait, and why: for `status` (mailbox_health, as replies:<mailbox>) and for alerts.
-    const report = (health: Parameters<typeof state.reportHealth>[2]) =>
-      state.reportHealth(`replies:${mailbox}`, instanceId, health).pipe(Effect.ignore, Effect.withTracerEnabled(false))
+    // Whether answers go out or wait, and why: for `status` (mailbox_health) and for alerts.
+    const report = (health: HealthReport) =>
+      state.reportHealth(repliesHealthKey(mailbox), instanceId, health).pipe(Effect.ignore, Effect.withTracerEnabled(false))
     const going = Effect.zipRight(Metric.set(paused, 0), report({ _tag: "State", state: "answering" }))
     const waiting = (error: ResponderError) =>
       Effect.zipRight(Metric.set(paused, 1), report({ _tag: "Error", state: `waiting (${error._tag})`, error: error.message }))
-    if (agent.kind === "off") return answersNothing(consumer)
     const policy = yield* makePolicy(config, own, store, vault.customerId)
     const personAnswered = personCheck({ sentMailbox: config.sentMailbox, mailbox, tickets })
 
