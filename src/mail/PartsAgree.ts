@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import type { ParsedEmail } from "./Email.js"
 import { shownText } from "./HtmlText.js"
+import { eventLimits } from "./ParseMail.js"
 
 /**
  * Whether a mail's plain-text part says what its HTML shows. A mail client writes the text part from
@@ -45,3 +46,20 @@ export const partsApart = (
     return unshown.length === 0 ? undefined : { shown, unshown }
   })
 }
+
+/** A UTF-8 character takes at most four bytes: a part this close to its event limit may have been cut there. */
+const mayBeCut = (part: string, limit: number) => part.length * 3 > limit - 4 && Buffer.byteLength(part, "utf8") > limit - 4
+
+/**
+ * partsApart for a mail read back from `messages`, which does not say what intake cut: a part at its
+ * event limit is taken as cut, and not compared.
+ */
+export const storedPartsApart = (stored: { readonly text: string; readonly html: string | null }) =>
+  partsApart({
+    text: stored.text,
+    html: stored.html,
+    truncated: [
+      ...(mayBeCut(stored.text, eventLimits.textBytes) ? ["text"] : []),
+      ...(stored.html !== null && mayBeCut(stored.html, eventLimits.htmlBytes) ? ["html"] : [])
+    ]
+  })

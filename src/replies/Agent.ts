@@ -98,7 +98,7 @@ export const query = (request: ReplyRequest) =>
 const threadFor = (request: ReplyRequest): ReadonlyArray<ThreadMessage> => {
   const messages = request.thread.messages.length > 0
     ? request.thread.messages
-    : [{ direction: "inbound" as const, from: request.email.from.address, subject: request.email.subject, text: request.email.text, at: new Date() }]
+    : [{ direction: "inbound" as const, from: request.email.from.address, subject: request.email.subject, text: request.email.text, html: request.email.html, at: new Date() }]
   const kept: Array<ThreadMessage> = []
   let room = PROMPT_LIMITS.thread
   for (const message of [...messages].reverse()) {

@@ -5,7 +5,7 @@ import { replies, repliesPaused } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
 import type { ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { EmailReceived, ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
-import { partsApart } from "../mail/PartsAgree.js"
+import { partsApart, storedPartsApart } from "../mail/PartsAgree.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
 import { Agent } from "./Agent.js"
 import type { AgentFailed } from "./Agent.js"
@@ -59,12 +59,21 @@ const answersNothing = (consumer: string): ResponderShape => ({ drain: Effect.su
 const PAGE = 100
 const THREAD_MESSAGES = 10
 
-/** The mail and its thread as the agent reads them: what the HTML shows, where the text part was written apart from it. */
+/**
+ * The mail and its thread as the agent reads them: for each of the customer's mails whose text part
+ * was written apart from its HTML, what the HTML shows. An earlier mail of the thread is checked
+ * again here, so hidden words answered long ago (or never answered) do not reach a later prompt.
+ */
 const asShown = (email: EmailReceived, apart: { readonly shown: string } | undefined, thread: TicketThread) =>
-  apart === undefined ? { read: email, thread } : {
-    read: new EmailReceived({ ...email, text: apart.shown }),
-    thread: { messages: thread.messages.map((m) => m.direction === "inbound" && m.text === email.text ? { ...m, text: apart.shown } : m) }
-  }
+  Effect.map(
+    Effect.forEach(thread.messages, (m) =>
+      m.direction === "outbound" || m.html === null
+        ? Effect.succeed(m)
+        : m.text === email.text && m.html === email.html
+        ? Effect.succeed(apart === undefined ? m : { ...m, text: apart.shown })
+        : Effect.map(storedPartsApart(m), (earlier) => earlier === undefined ? m : { ...m, text: earlier.shown })),
+    (messages) => ({ read: apart === undefined ? email : new EmailReceived({ ...email, text: apart.shown }), thread: { messages } })
+  )
 
 const outbound = (intent: ReplyIntended): OutboundMail => ({
   messageId: intent.messageId,
@@ -222,7 +231,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         // A text part written apart from the HTML is not what a person reading the mail sees: the
         // agent reads what the HTML shows, and the answer waits for a person.
         const apart = yield* partsApart(email)
-        const { read, thread } = asShown(email, apart, yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES))
+        const { read, thread } = yield* asShown(email, apart, yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES))
         const reply = yield* agent.reply({ email: read, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
         if (reply._tag === "Left") return yield* agentFailed(ids, event.occurredAt, reply.left)
         const human = needsHuman({

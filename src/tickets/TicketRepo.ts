@@ -64,6 +64,8 @@ export interface ThreadMessage {
   readonly from: string
   readonly subject: string
   readonly text: string
+  /** An inbound mail's HTML part, against which its text part is checked before the model reads it (PartsAgree). */
+  readonly html: string | null
   readonly at: Date
 }
 
@@ -149,8 +151,8 @@ const makeSql = Effect.gen(function*() {
     )
 
   const ticketThread = (ticketId: string, sender: string, limit: number) =>
-    sql<{ direction: "inbound" | "outbound"; from_email: string; subject: string; text: string; received_at: Date }>`
-      SELECT direction, from_email, subject, text, received_at FROM messages
+    sql<{ direction: "inbound" | "outbound"; from_email: string; subject: string; text: string; html: string | null; received_at: Date }>`
+      SELECT direction, from_email, subject, text, CASE WHEN direction = 'inbound' THEN html END AS html, received_at FROM messages
       WHERE ticket_id = ${ticketId}
         AND ((direction = 'inbound' AND from_email = ${sender}) OR (direction = 'outbound' AND to_email = ${sender}))
       ORDER BY received_at DESC, id LIMIT ${limit}
@@ -160,6 +162,7 @@ const makeSql = Effect.gen(function*() {
         from: row.from_email,
         subject: row.subject,
         text: row.text,
+        html: row.html,
         at: row.received_at
       }))
     } satisfies TicketThread)))
@@ -229,11 +232,11 @@ const makeMemory = Effect.gen(function*() {
         const intents = new Map(events.flatMap((e) => e.data._tag === "ReplyIntended" ? [[e.data.emailEventId, e.data] as const] : []))
         const messages = events.filter((e) => e.ticketId === ticketId).flatMap((e): Array<ThreadMessage> => {
           if (e.data._tag === "EmailReceived" && e.data.from.address === sender) {
-            return [{ direction: "inbound", from: e.data.from.address, subject: e.data.subject, text: e.data.text, at: e.occurredAt }]
+            return [{ direction: "inbound", from: e.data.from.address, subject: e.data.subject, text: e.data.text, html: e.data.html, at: e.occurredAt }]
           }
           const intent = e.data._tag === "ReplySent" ? intents.get(e.data.emailEventId) : undefined
           return intent && intent.to.address === sender
-            ? [{ direction: "outbound", from: intent.from, subject: intent.subject, text: intent.text, at: e.occurredAt }]
+            ? [{ direction: "outbound", from: intent.from, subject: intent.subject, text: intent.text, html: null, at: e.occurredAt }]
             : []
         })
         return { messages: messages.slice(-limit) }

@@ -49,7 +49,7 @@ const request = (subject: string, text: string): ReplyRequest => ({
   mailbox: "support@example.com",
   ticketToken: "0b6f3a2c5d1e",
   thread: {
-    messages: [{ direction: "inbound", from: "ada@customer.test", subject, text: `${text}\n> quoted old text`, at: new Date(0) }]
+    messages: [{ direction: "inbound", from: "ada@customer.test", subject, text: `${text}\n> quoted old text`, html: null, at: new Date(0) }]
   }
 })
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { partsApart, unshownWords } from "../../src/mail/PartsAgree.js"
+import { eventLimits } from "../../src/mail/ParseMail.js"
+import { partsApart, storedPartsApart, unshownWords } from "../../src/mail/PartsAgree.js"
 
 // As Gmail writes a person's mail: the text part is the HTML's words, with link targets and image titles.
 const html = `<div dir="ltr">Hi team,<div><br></div><div>My invoice INV-2231 shows the wrong address. Could you fix it?</div>` +
@@ -34,6 +35,17 @@ describe("a mail's text part against what its HTML shows", () => {
       expect(yield* partsApart({ text: text + injection, html, truncated: ["html"] })).toBeUndefined()
       expect(yield* partsApart({ text: text + injection, html, truncated: ["text"] })).toBeUndefined()
       expect(yield* partsApart({ text: text + injection, html: null, truncated: [] })).toBeUndefined()
+    }))
+
+  it.effect("a stored mail, which does not say what intake cut, is not compared when a part reaches its event limit", () =>
+    Effect.gen(function*() {
+      expect((yield* storedPartsApart({ text: text + injection, html }))?.unshown).toContain("ignore")
+      expect(yield* storedPartsApart({ text, html })).toBeUndefined()
+      // Cut at the limit, on a whole character of up to four bytes: the rest of the mail is not there to compare.
+      const atLimit = (part: string, limit: number) => part + "x".repeat(limit - 3 - Buffer.byteLength(part))
+      expect(yield* storedPartsApart({ text: atLimit(text + injection, eventLimits.textBytes), html })).toBeUndefined()
+      expect(yield* storedPartsApart({ text: text + injection, html: atLimit(html, eventLimits.htmlBytes) })).toBeUndefined()
+      expect((yield* storedPartsApart({ text: atLimit(text + injection, eventLimits.textBytes - 10), html }))?.unshown).toContain("ignore")
     }))
 
   it("a few words of difference are a client's own (a signature line, a greeting), not parts written apart", () => {
