@@ -1,4 +1,4 @@
-import { Context, Data, Effect, Layer, Schedule } from "effect"
+import { Context, Data, Duration, Effect, Layer, Schedule } from "effect"
 import { agentKind } from "../config/Replies.js"
 import type { AgentKind } from "../config/Replies.js"
 import type { EmailReceived } from "../log/Event.js"
@@ -36,23 +36,48 @@ export class AgentFailed extends Data.TaggedError("AgentFailed")<{
   readonly detail: string
   readonly endpoint: string
   readonly attempts: number
+  /** How long the server asked to be left alone (a 429's or 503's Retry-After), when it said. */
+  readonly retryAfter?: Duration.Duration | undefined
 }> {
   get retryable() {
     return retryable.has(this.reason)
+  }
+  /** Worth trying again within the answer: a blip, not a server that asked for more than the quick retries' time. */
+  get retryableNow() {
+    return this.retryable && (this.retryAfter === undefined || Duration.lessThanOrEqualTo(this.retryAfter, QUICK_RETRY_WAIT))
   }
   override get message() {
     return `the LLM at ${this.endpoint} gave no answer after ${this.attempts} attempt(s) (${this.reason}: ${this.detail}): check LLM_BASE_URL, LLM_API_KEY and LLM_MODEL; the mail stays recorded for a person to answer`
   }
 }
 
-/** A blip or a rate limit is retried within the answer: three times over about seven seconds. */
-export const llmRetry = Schedule.exponential("1 second", 2).pipe(
-  Schedule.jittered,
-  Schedule.intersect(Schedule.recurs(3))
+/**
+ * Never sooner than the server asked: the Retry-After its failure carries (an AgentFailed's, or
+ * the one LlmUnavailable wraps), added to nothing else. Intersected with a schedule, the longer wait wins.
+ */
+export const notBeforeAsked: Schedule.Schedule<unknown, unknown> = Schedule.identity<unknown>().pipe(
+  Schedule.addDelay((failure) => {
+    const asked = typeof failure === "object" && failure !== null && "retryAfter" in failure ? failure.retryAfter : undefined
+    return Duration.isDuration(asked) ? asked : Duration.zero
+  })
 )
 
-/** After that, the responder pauses (LlmUnavailable): from 15 s doubling to 5 minutes. */
-export const llmOutageRetry = Schedule.exponential("15 seconds", 2).pipe(Schedule.union(Schedule.spaced("5 minutes")), Schedule.jittered)
+/** The longest Retry-After that the quick retries wait for; a server asking for more gets the outage schedule. */
+const QUICK_RETRY_WAIT = Duration.seconds(10)
+
+/** A blip or a rate limit is retried within the answer: three times over about seven seconds, or as the server asks. */
+export const llmRetry = Schedule.exponential("1 second", 2).pipe(
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(3)),
+  Schedule.intersect(notBeforeAsked)
+)
+
+/** After that, the responder pauses (LlmUnavailable): from 15 s doubling to 5 minutes, or longer when the server asks. */
+export const llmOutageRetry = Schedule.exponential("15 seconds", 2).pipe(
+  Schedule.union(Schedule.spaced("5 minutes")),
+  Schedule.jittered,
+  Schedule.intersect(notBeforeAsked)
+)
 
 export interface AgentShape {
   readonly kind: AgentKind

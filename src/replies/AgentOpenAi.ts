@@ -135,17 +135,41 @@ const serverMessage = (body: string | undefined): string | undefined => {
   }
 }
 
+/** The longest Retry-After taken at its word: a server's mistake (a day, a year) must not silence answers for that long. */
+const MAX_RETRY_AFTER = Duration.minutes(10)
+
+/**
+ * How long a 429 or 503 asks the client to wait (RFC 9110 10.2.3: seconds or an HTTP date; OpenAI
+ * also sends `retry-after-ms`), within MAX_RETRY_AFTER; undefined when it says nothing readable.
+ */
+export const retryAfterOf = (headers: Readonly<Record<string, string | undefined>>, now: number): Duration.Duration | undefined => {
+  const ms = headers["retry-after-ms"]?.trim()
+  const value = headers["retry-after"]?.trim()
+  const millis = ms !== undefined && /^\d+(\.\d+)?$/.test(ms)
+    ? Number(ms)
+    : value === undefined
+    ? NaN
+    : /^\d+$/.test(value)
+    ? Number(value) * 1000
+    : /^[A-Za-z]{3},? /.test(value) // an HTTP date starts with its weekday; Date.parse would take "-5" for a year
+    ? Date.parse(value) - now
+    : NaN
+  return Number.isFinite(millis) ? Duration.min(Duration.millis(Math.max(0, millis)), MAX_RETRY_AFTER) : undefined
+}
+
 const reasonOf = (
   error: AiError.AiError,
   scrub: (text: string) => string
-): { readonly reason: FailureReason; readonly detail: string } => {
+): { readonly reason: FailureReason; readonly detail: string; readonly retryAfter?: Duration.Duration } => {
   switch (error._tag) {
     case "HttpRequestError":
       return { reason: "unreachable", detail: scrub(error.description ?? error.reason) }
     case "HttpResponseError": {
       const status = error.response.status
-      const detail = `HTTP ${status}${scrub(serverMessage(error.body) ?? "")}`
-      return { reason: status === 429 ? "rate_limited" : status >= 500 ? "server_error" : "rejected", detail }
+      const retryAfter = status === 429 || status === 503 ? retryAfterOf(error.response.headers, Date.now()) : undefined
+      const asked = retryAfter === undefined ? "" : `, Retry-After ${Duration.format(retryAfter)}`
+      const detail = `HTTP ${status}${scrub(serverMessage(error.body) ?? "")}${asked}`
+      return { reason: status === 429 ? "rate_limited" : status >= 500 ? "server_error" : "rejected", detail, ...(retryAfter === undefined ? {} : { retryAfter }) }
     }
     case "MalformedOutput":
     case "MalformedInput":
@@ -190,7 +214,7 @@ const makeOpenAi = Effect.gen(function*() {
       const { system, user } = promptFor(request, passages)
       const prompt = Prompt.make([{ role: "system", content: system }, { role: "user", content: user }])
       const attempts = yield* Ref.make(0)
-      const response = yield* ask(prompt, attempts).pipe(Effect.retry({ schedule: llmRetry, while: (error) => error.retryable }))
+      const response = yield* ask(prompt, attempts).pipe(Effect.retry({ schedule: llmRetry, while: (error) => error.retryableNow }))
       yield* Effect.annotateCurrentSpan({
         "gen_ai.usage.input_tokens": response.usage.inputTokens ?? 0,
         "gen_ai.usage.output_tokens": response.usage.outputTokens ?? 0,

@@ -29,6 +29,10 @@ export class LlmUnavailable extends Data.TaggedError("LlmUnavailable")<{
   readonly cause: AgentFailed
   readonly wait: Duration.Duration
 }> {
+  /** The server's Retry-After, which llmOutageRetry waits at least. */
+  get retryAfter() {
+    return this.cause.retryAfter
+  }
   override get message() {
     const { detail, endpoint, reason } = this.cause
     return `the LLM at ${endpoint} is unavailable (${reason}: ${detail}): answers wait and are tried again (should it last, check LLM_BASE_URL and the network); a mail unanswered ${Duration.format(this.wait)} after it was recorded is left for a person (LLM_OUTAGE_WAIT)`

@@ -102,7 +102,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
-    it.effect("an LLM outage leaves the answer waiting and the run ends 0; once the LLM is back it is sent once; past LLM_OUTAGE_WAIT it is ReplyFailed", () => withReplyServers(async (servers) => {
+    it.effect("an LLM outage leaves the answer waiting and the run ends 0; once the LLM is back it is sent once; past LLM_OUTAGE_WAIT it is ReplyFailed; a long Retry-After is not asked again", () => withReplyServers(async (servers) => {
       const db = await createDatabase("reply_llm_down")
       const types = async () => (await query<{ type: string }>(db.url, "SELECT type FROM events ORDER BY seq")).map((row) => row.type)
       try {
@@ -148,6 +148,17 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const [failed] = await query<{ stage: string; attempts: string }>(db.url, "SELECT data->>'stage' AS stage, data->>'attempts' AS attempts FROM events WHERE type = 'ReplyFailed'")
         expect(failed).toEqual({ stage: "agent", attempts: "4" })
         expect(servers.sink.messages.length).toBe(before + 1)
+
+        // A rate limit that asks for two minutes is not asked again within the run: the answer waits.
+        servers.llm.setMode("error429")
+        await servers.dovecot.append([mail({ authenticated: true, subject: "Rate limited?" })])
+        const asked = servers.llm.requests.length
+        const limited = await runCli(["--once"], cliEnv)
+        expect(limited.code, limited.stderr).toBe(0)
+        expect(limited.stdout).toContain("Replies: waiting for the LLM; they go out on the next run")
+        expect(limited.stderr).toContain("is unavailable (rate_limited: HTTP 429: rate limited, Retry-After 2m)")
+        expect(servers.llm.requests.length - asked).toBe(1)
+        expect((await replies()).lastError).toContain("Retry-After 2m")
       } finally {
         servers.llm.setMode("ok")
         await db.drop()

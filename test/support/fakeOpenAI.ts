@@ -48,7 +48,8 @@ export const startFakeOpenAI = async (): Promise<FakeOpenAI> => {
       requests.push(request)
       if (mode === "hang") return
       if (mode === "error500" || mode === "error429") {
-        res.writeHead(mode === "error500" ? 500 : 429, { "content-type": "application/json" })
+        // A rate limit says how long to wait, as OpenAI's does.
+        res.writeHead(mode === "error500" ? 500 : 429, { "content-type": "application/json", ...(mode === "error429" ? { "retry-after": "120" } : {}) })
         return res.end(JSON.stringify({ error: { message: mode === "error500" ? "internal error" : "rate limited", type: "server_error" } }))
       }
       if (!req.url?.endsWith("/chat/completions")) {

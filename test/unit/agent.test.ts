@@ -1,11 +1,12 @@
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import type { HttpClientRequest } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, TestClock } from "effect"
+import { Chunk, Duration, Effect, Fiber, Layer, Schedule, TestClock } from "effect"
 import { EmailReceived } from "../../src/log/Event.js"
 import type { ReplyRequest } from "../../src/replies/Agent.js"
-import { Agent, AgentKnowledge, knowledgeAnswer, promptFor } from "../../src/replies/Agent.js"
-import { agentOpenAiWith } from "../../src/replies/AgentOpenAi.js"
+import { Agent, AgentFailed, AgentKnowledge, knowledgeAnswer, llmOutageRetry, promptFor } from "../../src/replies/Agent.js"
+import { agentOpenAiWith, retryAfterOf } from "../../src/replies/AgentOpenAi.js"
+import { LlmUnavailable } from "../../src/replies/ResponderErrors.js"
 import { buildIndex, Knowledge, rank, splitMarkdown } from "../../src/replies/Knowledge.js"
 import { classifySmtp } from "../../src/replies/Mailer.js"
 import { configLayer } from "./layers.js"
@@ -111,7 +112,7 @@ describe("promptFor", () => {
   })
 })
 
-type Answer = { readonly status: number; readonly body?: unknown } | "hang"
+type Answer = { readonly status: number; readonly body?: unknown; readonly headers?: Record<string, string> } | "hang"
 
 /** An HTTP client that answers from a script and records the requests: no server needed. */
 const scriptedHttp = (script: Array<Answer>) => {
@@ -123,7 +124,7 @@ const scriptedHttp = (script: Array<Answer>) => {
     if (next === "hang") return Effect.never
     return Effect.succeed(HttpClientResponse.fromWeb(
       req,
-      new Response(JSON.stringify(next.body ?? {}), { status: next.status, headers: { "content-type": "application/json" } })
+      new Response(JSON.stringify(next.body ?? {}), { status: next.status, headers: { "content-type": "application/json", ...next.headers } })
     ))
   })
   return { requests, layer: Layer.succeed(HttpClient.HttpClient, client) }
@@ -206,6 +207,57 @@ describe("the openai agent", () => {
       expect(result._tag === "Right" && result.right.text).toBe("Fine now")
       expect(fake.requests).toHaveLength(2)
     }).pipe(Effect.provide(fake.layer))
+  })
+
+  it.effect("a rate limit's Retry-After is waited for before the next try", () => {
+    const fake = openAi([{ status: 429, body: {}, headers: { "retry-after": "4" } }, completion("Fine now")])
+    return Effect.gen(function*() {
+      const agent = yield* Agent
+      const fiber = yield* Effect.fork(Effect.either(agent.reply(request("Login", "help"))))
+      yield* TestClock.adjust("3 seconds")
+      // Without Retry-After the first retry comes within 1.2 s.
+      expect(fake.requests).toHaveLength(1)
+      yield* TestClock.adjust("2 seconds")
+      const result = yield* Fiber.join(fiber)
+      expect(result._tag === "Right" && result.right.text).toBe("Fine now")
+      expect(fake.requests).toHaveLength(2)
+    }).pipe(Effect.provide(fake.layer))
+  })
+
+  it.effect("a server that asks for more than the quick retries' time is not asked again within the answer", () => {
+    const fake = openAi([{ status: 429, body: { error: { message: "slow down" } }, headers: { "retry-after": "120" } }, completion("Too soon")])
+    return Effect.gen(function*() {
+      const result = yield* replyWithClock(request("Login", "help"))
+      const error = result._tag === "Left" ? result.left : undefined
+      expect(error).toMatchObject({ reason: "rate_limited", attempts: 1, detail: "HTTP 429: slow down, Retry-After 2m" })
+      expect(error!.retryAfter).toEqual(Duration.minutes(2))
+      expect(fake.requests).toHaveLength(1)
+    }).pipe(Effect.provide(fake.layer))
+  })
+
+  it("reads Retry-After as seconds, an HTTP date or OpenAI's milliseconds, within ten minutes", () => {
+    const now = Date.parse("2026-12-06T10:00:00Z")
+    expect(retryAfterOf({ "retry-after": "30" }, now)).toEqual(Duration.seconds(30))
+    expect(retryAfterOf({ "retry-after": "Sun, 06 Dec 2026 10:01:30 GMT" }, now)).toEqual(Duration.seconds(90))
+    expect(retryAfterOf({ "retry-after-ms": "1500.5", "retry-after": "30" }, now)).toEqual(Duration.millis(1500.5))
+    expect(retryAfterOf({ "retry-after": "Sun, 06 Dec 2026 09:00:00 GMT" }, now)).toEqual(Duration.zero)
+    expect(retryAfterOf({ "retry-after": "86400" }, now)).toEqual(Duration.minutes(10))
+    for (const junk of ["", "soon", "-5", "1e9"]) expect(retryAfterOf({ "retry-after": junk }, now)).toBeUndefined()
+    expect(retryAfterOf({}, now)).toBeUndefined()
+  })
+
+  it("the responder's pause waits at least the Retry-After the LLM gave", () => {
+    const outage = (retryAfter?: Duration.Duration) =>
+      new LlmUnavailable({
+        cause: new AgentFailed({ reason: "rate_limited", detail: "HTTP 429", endpoint: "http://llm.test", attempts: 1, retryAfter }),
+        wait: Duration.hours(1)
+      })
+    const delays = (input: LlmUnavailable) =>
+      Chunk.toReadonlyArray(Effect.runSync(Schedule.run(Schedule.delays(llmOutageRetry), 0, [input, input, input]))).map(Duration.toSeconds)
+    const asked = delays(outage(Duration.minutes(4)))
+    expect(asked.every((s) => s >= 240)).toBe(true)
+    const plain = delays(outage())
+    expect(plain[0]).toBeLessThan(30)
   })
 
   it.effect("a refused request (wrong key, unknown model) and an empty answer are not retried", () => {
