@@ -82,12 +82,23 @@ export const llmOutageRetry = Schedule.exponential("15 seconds", 2).pipe(
 export interface AgentShape {
   readonly kind: AgentKind
   readonly reply: (request: ReplyRequest) => Effect.Effect<Answer, AgentFailed>
+  /**
+   * Whether the LLM answers a small request of mailroom's own now: after a timeout or a 5xx on one
+   * mail, it tells a mail the model fails on (left for a person) from an outage (answers wait).
+   */
+  readonly answersOthers: Effect.Effect<boolean>
 }
 
+/** A timeout or a 5xx can be one mail's own doing (a prompt the model chokes on); a 429 or no connection never is. */
+export const mayBeTheMails = (failure: AgentFailed) => failure.reason === "timeout" || failure.reason === "server_error"
+
 export class Agent extends Context.Tag("mailroom/Agent")<Agent, AgentShape>() {
-  /** For tests: answers from a function. */
-  static readonly Test = (reply: AgentShape["reply"], kind: AgentKind = "knowledge"): Layer.Layer<Agent> =>
-    Layer.succeed(Agent, Agent.of({ kind, reply }))
+  /** For tests: answers from a function; the LLM answers no request of its own unless `answersOthers` says so. */
+  static readonly Test = (
+    reply: AgentShape["reply"],
+    kind: AgentKind = "knowledge",
+    answersOthers: Effect.Effect<boolean> = Effect.succeed(false)
+  ): Layer.Layer<Agent> => Layer.succeed(Agent, Agent.of({ kind, reply, answersOthers }))
 }
 
 export const PASSAGES = 3
@@ -189,6 +200,7 @@ const makeKnowledge = Effect.gen(function*() {
   const knowledge = yield* Knowledge
   return Agent.of({
     kind: "knowledge",
+    answersOthers: Effect.succeed(true),
     reply: Effect.fn("Agent.reply")(function*(request: ReplyRequest) {
       const passages = yield* knowledge.search(query(request), PASSAGES)
       yield* Effect.annotateCurrentSpan({ "gen_ai.system": "mailroom.knowledge", "mailroom.knowledge.passages": passages.length })
@@ -206,7 +218,11 @@ const makeKnowledge = Effect.gen(function*() {
 export const AgentKnowledge = Layer.effect(Agent, makeKnowledge)
 export const AgentOff = Layer.succeed(
   Agent,
-  Agent.of({ kind: "off", reply: () => Effect.dieMessage("AGENT=off: the responder does not ask for answers") })
+  Agent.of({
+    kind: "off",
+    reply: () => Effect.dieMessage("AGENT=off: the responder does not ask for answers"),
+    answersOthers: Effect.succeed(false)
+  })
 )
 
 /** @effect/ai-openai builds its whole generated API schema on import, in memory: load it only for AGENT=openai. */

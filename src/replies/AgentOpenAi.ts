@@ -201,8 +201,18 @@ const makeOpenAi = Effect.gen(function*() {
       )
     )
 
+  // Small and fixed: what the model makes of it does not matter, only that an answer comes.
+  const probeModel = yield* chatCompletionsModel({ model: config.model, maxTokens: 16 })
+  const probe = Prompt.make([{ role: "user", content: "Reply with the word OK." }])
+
   return Agent.of({
     kind: "openai",
+    answersOthers: probeModel.generateText({ prompt: probe }).pipe(
+      Effect.timeout(config.timeout),
+      Effect.as(true),
+      Effect.orElseSucceed(() => false),
+      Effect.withSpan("Agent.answersOthers", { attributes: { "gen_ai.system": "openai", "gen_ai.request.model": config.model, "server.address": host } })
+    ),
     reply: Effect.fn("Agent.reply")(function*(request: ReplyRequest) {
       yield* Effect.annotateCurrentSpan({
         "gen_ai.system": "openai",

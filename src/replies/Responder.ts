@@ -7,7 +7,7 @@ import type { ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { EmailReceived, ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
 import { partsApart, storedPartsApart } from "../mail/PartsAgree.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
-import { Agent } from "./Agent.js"
+import { Agent, mayBeTheMails } from "./Agent.js"
 import type { AgentFailed } from "./Agent.js"
 import { needsHuman, ownWords } from "./Checks.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
@@ -210,18 +210,23 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
 
     /**
      * An outage or a rate limit: the mail waits (LlmUnavailable), up to LLM_OUTAGE_WAIT from when it
-     * was recorded. A refused request, or one still failing past that, is ReplyFailed.
+     * was recorded. A refused request, one still failing past that, or a timeout or 5xx while the
+     * LLM answers a request of mailroom's own (the mail's doing, which must not hold every other
+     * answer back for LLM_OUTAGE_WAIT), is ReplyFailed.
      */
-    const agentFailed = (ids: Pick<ReplyFailed, "emailEventId" | "ticketId" | "customerId">, recordedAt: Date, failure: AgentFailed) => {
-      const waited = Date.now() - recordedAt.getTime()
-      if (failure.retryable && waited < Duration.toMillis(config.llmOutageWait)) {
-        return Effect.fail(new LlmUnavailable({ cause: failure, wait: config.llmOutageWait }))
-      }
-      const reason = failure.retryable
-        ? `${failure.message} (it waited ${Duration.format(Duration.seconds(Math.round(waited / 1000)))}, LLM_OUTAGE_WAIT)`
-        : failure.message
-      return record(new ReplyFailed({ ...ids, stage: "agent", reason, attempts: failure.attempts, messageId: null }))
-    }
+    const agentFailed = (ids: Pick<ReplyFailed, "emailEventId" | "ticketId" | "customerId">, recordedAt: Date, failure: AgentFailed) =>
+      Effect.gen(function*() {
+        const waited = Date.now() - recordedAt.getTime()
+        const outage = failure.retryable && waited < Duration.toMillis(config.llmOutageWait)
+        const mails = outage && mayBeTheMails(failure) && (yield* agent.answersOthers)
+        if (outage && !mails) return yield* new LlmUnavailable({ cause: failure, wait: config.llmOutageWait })
+        const reason = mails
+          ? `${failure.message} (the LLM answers other requests: it fails on this mail)`
+          : failure.retryable
+          ? `${failure.message} (it waited ${Duration.format(Duration.seconds(Math.round(waited / 1000)))}, LLM_OUTAGE_WAIT)`
+          : failure.message
+        return yield* record(new ReplyFailed({ ...ids, stage: "agent", reason, attempts: failure.attempts, messageId: null }))
+      })
 
     const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recordIntent: Recorder) =>
       Effect.gen(function*() {

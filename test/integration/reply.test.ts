@@ -165,6 +165,32 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
+    it.effect("a mail the model chokes on is left for a person once the LLM answers a request of mailroom's own, and the next customer is answered", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "reply_chokes", { LLM_TIMEOUT: "1" })
+      try {
+        const before = servers.sink.messages.length
+        // The model never finishes on this one mail, and answers everything else at once.
+        servers.llm.setResponder((request) => JSON.stringify(request.body).includes("Zalgo") ? new Promise<string>(() => {}) : "Thanks, we are on it.")
+        await servers.dovecot.append([
+          mail({ authenticated: true, subject: "Zalgo", text: "Z̷a̷l̷g̷o̷ ".repeat(50) }),
+          mail({ authenticated: true, from: "Bob <bob@customer.test>", subject: "Invoice", text: "Where is my invoice?" })
+        ])
+        expect(await p.ingest()).toMatchObject({ received: 2 })
+        const asked = servers.llm.requests.length
+        expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 1 })
+        const [failed] = ofType(await p.events(), "ReplyFailed")
+        expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
+        expect(failed!.reason).toMatch(/\(timeout: no answer within 1s\).*\(the LLM answers other requests: it fails on this mail\)$/)
+        // Four tries of the mail, mailroom's own small request, Bob's answer.
+        expect(servers.llm.requests.length - asked).toBe(6)
+        await servers.sink.waitFor(before + 1)
+        expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["bob@customer.test"]])
+      } finally {
+        servers.llm.setResponder(() => "Thanks for reaching out.")
+        await p.runtime.dispose()
+      }
+    }))
+
     it.effect("a person's answer in the sent folder: the mail it answers, if that waited, and a follow-up to it are left to the person; the others are answered", () => withReplyServers(async (servers) => {
       const p = await replyPipeline(servers, "reply_person")
       try {

@@ -235,6 +235,28 @@ describe("the openai agent", () => {
     }).pipe(Effect.provide(fake.layer))
   })
 
+  it.effect("answersOthers is true when the LLM answers a small request of its own, false on an error or past LLM_TIMEOUT", () => {
+    const up = openAi([completion("OK")])
+    const down = openAi([{ status: 503, body: {} }])
+    const hung = openAi(["hang"])
+    const answersOthers = Effect.gen(function*() {
+      const agent = yield* Agent
+      const fiber = yield* Effect.fork(agent.answersOthers)
+      yield* TestClock.adjust("6 seconds")
+      return yield* Fiber.join(fiber)
+    })
+    return Effect.gen(function*() {
+      expect(yield* answersOthers.pipe(Effect.provide(up.layer))).toBe(true)
+      // One request, small and of mailroom's own: no mail's words in it.
+      expect(up.requests).toHaveLength(1)
+      expect(up.requests[0]!.body.max_tokens).toBe(16)
+      expect(JSON.stringify(up.requests[0]!.body.messages)).toBe(JSON.stringify([{ role: "user", content: "Reply with the word OK." }]))
+      expect(yield* answersOthers.pipe(Effect.provide(down.layer))).toBe(false)
+      expect(down.requests).toHaveLength(1)
+      expect(yield* answersOthers.pipe(Effect.provide(hung.layer))).toBe(false)
+    })
+  })
+
   it("reads Retry-After as seconds, an HTTP date or OpenAI's milliseconds, within ten minutes", () => {
     const now = Date.parse("2026-12-06T10:00:00Z")
     expect(retryAfterOf({ "retry-after": "30" }, now)).toEqual(Duration.seconds(30))

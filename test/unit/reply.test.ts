@@ -48,6 +48,8 @@ interface Setup {
   readonly mailbox?: MemoryMailbox
   readonly mailer?: MemoryMailer
   readonly reply?: AgentShape["reply"]
+  /** Whether the LLM answers mailroom's own small request; it does not unless said. */
+  readonly answersOthers?: boolean
   readonly env?: Record<string, string>
   readonly kind?: AgentKind
 }
@@ -64,7 +66,7 @@ const replyLayer = (setup: Setup) => {
       Drafts.Test,
       Leadership.Test,
       Mailer.Test(setup.mailer ?? new MemoryMailer()),
-      Agent.Test(setup.reply ?? echo, setup.kind)
+      Agent.Test(setup.reply ?? echo, setup.kind, Effect.succeed(setup.answersOthers ?? false))
     )),
     Layer.provideMerge(stores),
     Layer.provide(configLayer(setup.env))
@@ -463,6 +465,32 @@ describe("Responder", () => {
       expect(failed!.reason).toMatch(/timeout: no answer within 1m.*it waited 1s, LLM_OUTAGE_WAIT/)
       expect(mailer.sent.map((m) => m.to.address)).toEqual(["bob@customer.test"])
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, env: { LLM_OUTAGE_WAIT: "1" } })))
+  })
+
+  it.effect("a mail the LLM times out on while it answers mailroom's own request is ReplyFailed at once, and the others go out; a rate limit is never the mail's", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "chokes the model" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "plain question" }))
+    const limited = { value: false }
+    const reply: AgentShape["reply"] = (request) =>
+      limited.value
+        ? Effect.fail(new AgentFailed({ reason: "rate_limited", detail: "HTTP 429", endpoint: "http://llm.test", attempts: 4 }))
+        : request.email.subject === "chokes the model"
+        ? Effect.fail(new AgentFailed({ reason: "timeout", detail: "no answer within 1m", endpoint: "http://llm.test", attempts: 4 }))
+        : echo(request)
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 1 })
+      const [failed] = ofType(yield* events, "ReplyFailed")
+      expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
+      expect(failed!.reason).toMatch(/timeout: no answer within 1m.*\(the LLM answers other requests: it fails on this mail\)$/)
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["bob@customer.test"])
+      limited.value = true
+      mailbox.append(mail({ from: "Cy <cy@customer.test>", subject: "another" }))
+      yield* ingest
+      expect((yield* Effect.flip(drain))._tag).toBe("LlmUnavailable")
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, answersOthers: true })))
   })
 
   it.effect("a mail that waited is not answered when a person's answer to it is already in the sent folder", () => {
