@@ -84,7 +84,7 @@ export const ReplyConfig = Config.all({
   ),
   rateLimit: setting(
     "REPLY_RATE_LIMIT",
-    "Answers per sender per hour; mail beyond it is recorded as skipped (rate_limited).",
+    "Answers per sender per hour, a mail of theirs the LLM failed on counting as one; mail beyond it is recorded as skipped (rate_limited).",
     positive,
     { value: 5 }
   ),

@@ -13,6 +13,7 @@ import importSources from "./migrations/0008_import_sources.js"
 import rawRetention from "./migrations/0009_raw_retention.js"
 import customerKeys from "./migrations/0010_customer_keys.js"
 import answeredByPerson from "./migrations/0011_answered_by_person.js"
+import agentFailures from "./migrations/0012_agent_failures.js"
 
 /** Numbered in the order they were written; a database knows each by its name, the part after the number. */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
@@ -26,7 +27,8 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0008_import_sources": importSources,
   "0009_raw_retention": rawRetention,
   "0010_customer_keys": customerKeys,
-  "0011_answered_by_person": answeredByPerson
+  "0011_answered_by_person": answeredByPerson,
+  "0012_agent_failures": agentFailures
 }
 
 export interface Migration {

@@ -175,9 +175,9 @@ export const globalGuard = (answeredLastHour: number, limit: number): Skip | und
     : undefined
 
 /** REPLY_RATE_LIMIT: a sender that already got this many replies in the last hour gets no more. */
-export const rateGuard = (sentLastHour: number, limit: number): Skip | undefined =>
-  sentLastHour >= limit
-    ? { reason: "rate_limited", detail: `${sentLastHour} replies sent to this sender or address in the last hour (REPLY_RATE_LIMIT=${limit})` }
+export const rateGuard = (answeredLastHour: number, limit: number): Skip | undefined =>
+  answeredLastHour >= limit
+    ? { reason: "rate_limited", detail: `${answeredLastHour} answers to this sender or address, or mails of theirs the LLM failed on, in the last hour (REPLY_RATE_LIMIT=${limit})` }
     : undefined
 
 /**

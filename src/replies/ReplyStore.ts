@@ -67,7 +67,8 @@ export interface ReplyStoreShape {
   ) => Effect.Effect<string, SqlError | CustomerErasedMeanwhile>
   /**
    * Answers decided (ReplyIntended: sent, drafted, or failing) that the caps count, in one round
-   * trip: for this customer or to this recipient (its keyed id and address) since `sender`, on this
+   * trip: for this customer or to this recipient (its keyed id and address) since `sender`, with
+   * the customer's mail the LLM failed on (ReplyFailed at stage `agent`, which has no intent), on this
    * ticket since `ticket`, and across the log since `all`. An intent is recorded before its answer
    * leaves, so the counts never lag behind what is on its way.
    */
@@ -153,7 +154,10 @@ const makeSql = Effect.gen(function*() {
           (SELECT count(*) FROM events
            WHERE type = 'ReplyIntended' AND occurred_at > ${since.sender}
              AND (data->>'customerId' = ${scope.customerId} OR data->>'recipientId' = ${scope.recipient.id}
-                  OR data->'to'->>'address' = ${scope.recipient.address})) AS sender,
+                  OR data->'to'->>'address' = ${scope.recipient.address}))
+          + (SELECT count(*) FROM events
+             WHERE type = 'ReplyFailed' AND data->>'stage' = 'agent' AND data->>'customerId' = ${scope.customerId}
+               AND occurred_at > ${since.sender}) AS sender,
           (SELECT count(*) FROM events
            WHERE type = 'ReplyIntended' AND ticket_id = ${scope.ticketId} AND occurred_at > ${since.ticket}) AS ticket,
           (SELECT count(*) FROM events WHERE type = 'ReplyIntended' AND occurred_at > ${since.all}) AS "all"
@@ -188,8 +192,11 @@ const makeMemory = Effect.gen(function*() {
     answerCounts: (scope, since) =>
       Effect.map(all, (events) => {
         const intents = events.filter((e): e is StoredEvent & { readonly data: ReplyIntended } => isIntent(e.data))
+        const agentFailures = events.filter((e) =>
+          e.data._tag === "ReplyFailed" && e.data.stage === "agent" && e.data.customerId === scope.customerId && e.occurredAt > since.sender
+        )
         return {
-          sender: intents.filter((e) =>
+          sender: agentFailures.length + intents.filter((e) =>
             e.occurredAt > since.sender && (e.data.customerId === scope.customerId || e.data.recipientId === scope.recipient.id)
           ).length,
           ticket: intents.filter((e) => e.occurredAt > since.ticket && e.data.ticketId === scope.ticketId).length,

@@ -165,8 +165,8 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
-    it.effect("a mail the model chokes on is left for a person once the LLM answers a request of mailroom's own, and the next customer is answered", () => withReplyServers(async (servers) => {
-      const p = await replyPipeline(servers, "reply_chokes", { LLM_TIMEOUT: "1" })
+    it.effect("a mail the model chokes on is left for a person once the LLM answers a request of mailroom's own, counts against the sender's cap, and the next customer is answered", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "reply_chokes", { LLM_TIMEOUT: "1", REPLY_RATE_LIMIT: "1" })
       try {
         const before = servers.sink.messages.length
         // The model never finishes on this one mail, and answers everything else at once.
@@ -185,6 +185,13 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(servers.llm.requests.length - asked).toBe(6)
         await servers.sink.waitFor(before + 1)
         expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["bob@customer.test"]])
+        // The failure counts against Ada's REPLY_RATE_LIMIT (PostgreSQL's count): her next mail costs no retries.
+        await servers.dovecot.append([mail({ authenticated: true, subject: "Zalgo again", text: "Z̷a̷l̷g̷o̷ ".repeat(50) })])
+        expect(await p.ingest()).toMatchObject({ received: 1 })
+        const again = servers.llm.requests.length
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 0 })
+        expect(ofType(await p.events(), "ReplySkipped")).toMatchObject([{ reason: "rate_limited" }])
+        expect(servers.llm.requests.length).toBe(again)
       } finally {
         servers.llm.setResponder(() => "Thanks for reaching out.")
         await p.runtime.dispose()

@@ -467,7 +467,7 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, env: { LLM_OUTAGE_WAIT: "1" } })))
   })
 
-  it.effect("a mail the LLM times out on while it answers mailroom's own request is ReplyFailed at once, and the others go out; a rate limit is never the mail's", () => {
+  it.effect("a mail the LLM times out on while it answers mailroom's own request is ReplyFailed at once and counts against the sender's cap, and the others go out; a rate limit is never the mail's", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail({ subject: "chokes the model" }))
@@ -486,11 +486,16 @@ describe("Responder", () => {
       expect(failed).toMatchObject({ stage: "agent", attempts: 4, messageId: null })
       expect(failed!.reason).toMatch(/timeout: no answer within 1m.*\(the LLM answers other requests: it fails on this mail\)$/)
       expect(mailer.sent.map((m) => m.to.address)).toEqual(["bob@customer.test"])
+      // The failed mail counts against its sender's REPLY_RATE_LIMIT: more of them cost no more retries.
+      mailbox.append(mail({ subject: "chokes the model" }))
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 0 })
+      expect(ofType(yield* events, "ReplySkipped")).toMatchObject([{ reason: "rate_limited" }])
       limited.value = true
       mailbox.append(mail({ from: "Cy <cy@customer.test>", subject: "another" }))
       yield* ingest
       expect((yield* Effect.flip(drain))._tag).toBe("LlmUnavailable")
-    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, answersOthers: true })))
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, answersOthers: true, env: { REPLY_RATE_LIMIT: "1" } })))
   })
 
   it.effect("a mail that waited is not answered when a person's answer to it is already in the sent folder", () => {
