@@ -31,18 +31,24 @@ export const unshownWords = (text: string, shown: string): ReadonlyArray<string>
   return missing.length >= AT_LEAST && missing.length >= inText.size * SHARE ? missing : []
 }
 
+/** Both parts are there but one was cut to keep the event deliverable: what the model reads cannot be checked against the HTML. */
+export const partsUncheckable = (email: Pick<ParsedEmail, "html" | "truncated">): boolean =>
+  email.html !== null && (email.truncated.includes("html") || email.truncated.includes("text"))
+
 /**
  * What the HTML of a mail shows, with the text part's words it does not show, when the two parts
- * were written apart; undefined when they agree or cannot be compared (no HTML, a part cut to keep
- * the event deliverable, HTML mailparser would not convert).
+ * were written apart; undefined when they agree or cannot be compared (no HTML, partsUncheckable).
+ * HTML that shows nothing (an image alone, or HTML past mailparser's bounds of size and nesting,
+ * which it does not convert) shows none of the text part's words: a sender cannot hide a text part
+ * behind HTML too large or too deep to read.
  */
 export const partsApart = (
   email: Pick<ParsedEmail, "text" | "html" | "truncated">
 ): Effect.Effect<{ readonly shown: string; readonly unshown: ReadonlyArray<string> } | undefined> => {
   const html = email.html
-  if (html === null || email.truncated.includes("html") || email.truncated.includes("text")) return Effect.succeed(undefined)
+  if (html === null || partsUncheckable(email)) return Effect.succeed(undefined)
   return Effect.map(Effect.promise(() => shownText(html)), (shown) => {
-    const unshown = shown.trim() === "" ? [] : unshownWords(email.text, shown)
+    const unshown = unshownWords(email.text, shown)
     return unshown.length === 0 ? undefined : { shown, unshown }
   })
 }

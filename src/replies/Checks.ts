@@ -1,4 +1,5 @@
 import { parse } from "tldts"
+import { eventLimits } from "../mail/ParseMail.js"
 import { deedsIn } from "./Deeds.js"
 import { unbackedPromise, unknownMoney, withoutAmounts } from "./Money.js"
 import type { OwnAddresses } from "./Reply.js"
@@ -19,6 +20,8 @@ export interface AnswerContext {
   readonly truncated: boolean
   /** Words of the mail's plain-text part that its HTML does not show (PartsAgree): the parts were written apart. */
   readonly unshown?: ReadonlyArray<string>
+  /** The mail has both parts, and one was cut at its event limit: its text part could not be checked (PartsAgree.partsUncheckable). */
+  readonly partsUnchecked?: boolean
 }
 
 const urls = /\b(?:https?:\/\/|www\.)[^\s<>"'`)\]}]+/gi
@@ -202,6 +205,9 @@ export const needsHuman = (answer: AnswerContext): string | undefined => {
   if (answer.unshown !== undefined && answer.unshown.length > 0) {
     const words = answer.unshown.slice(0, 5).map((word) => `"${word}"`).join(", ")
     return `the mail's plain-text part says what its HTML does not show (${words}, …), where instructions for the model can hide: the answer was written from what the HTML shows`
+  }
+  if (answer.partsUnchecked === true) {
+    return `the mail's text or HTML part is over ${eventLimits.textBytes / 1000} KB and was cut, so its plain-text part (what the model reads) could not be checked against what its HTML shows`
   }
   if (answer.truncated) return "the model stopped at LLM_MAX_TOKENS: the answer is cut off"
   if (answer.text.length > answer.maxChars) {

@@ -5,7 +5,7 @@ import { replies, repliesPaused } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
 import type { ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { EmailReceived, ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
-import { partsApart, storedPartsApart } from "../mail/PartsAgree.js"
+import { partsApart, partsUncheckable, storedPartsApart } from "../mail/PartsAgree.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
 import { Agent, mayBeTheMails } from "./Agent.js"
 import type { AgentFailed } from "./Agent.js"
@@ -252,7 +252,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           own,
           maxChars: config.maxChars,
           truncated: reply.right.truncated,
-          ...(apart === undefined ? {} : { unshown: apart.unshown })
+          ...(apart === undefined ? {} : { unshown: apart.unshown }),
+          partsUnchecked: partsUncheckable(email)
         })
         const to = recipient(email)
         const intent = new ReplyIntended({

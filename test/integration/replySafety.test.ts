@@ -431,6 +431,17 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(followUp).toContain("Any news on this?")
         expect(followUp).toContain("change the e-mail address")
         expect(followUp).not.toContain("reset-account.example")
+
+        // HTML nested too deep for mailparser to read shows nothing: the text part cannot hide behind it.
+        const deep = `${"<div>".repeat(5000)}${shown}${"</div>".repeat(5000)}`
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Xena <xena@customer.test>", subject: "Account e-mail", text: `${shown}\n\n${injection}`, html: deep })
+        ])
+        expect(await p.ingest()).toMatchObject({ received: 1 })
+        const deepBefore = servers.llm.requests.length
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 1, skipped: 0, failed: 0 })
+        expect(promptsSince(servers, deepBefore).join("")).not.toContain("reset-account.example")
+        expect(ofType(await p.events(), "ReplyDrafted")[1]!.reason).toMatch(/^the mail's plain-text part says what its HTML does not show/)
       } finally {
         servers.llm.setResponder((request) => `Thanks for reaching out. ${String(request.body?.messages?.length ?? "")}`)
         await p.runtime.dispose()

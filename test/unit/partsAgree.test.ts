@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { eventLimits } from "../../src/mail/ParseMail.js"
-import { partsApart, storedPartsApart, unshownWords } from "../../src/mail/PartsAgree.js"
+import { partsApart, partsUncheckable, storedPartsApart, unshownWords } from "../../src/mail/PartsAgree.js"
 
 // As Gmail writes a person's mail: the text part is the HTML's words, with link targets and image titles.
 const html = `<div dir="ltr">Hi team,<div><br></div><div>My invoice INV-2231 shows the wrong address. Could you fix it?</div>` +
@@ -35,6 +35,20 @@ describe("a mail's text part against what its HTML shows", () => {
       expect(yield* partsApart({ text: text + injection, html, truncated: ["html"] })).toBeUndefined()
       expect(yield* partsApart({ text: text + injection, html, truncated: ["text"] })).toBeUndefined()
       expect(yield* partsApart({ text: text + injection, html: null, truncated: [] })).toBeUndefined()
+      // Both parts there and one cut: the answer cannot be trusted to what the model read.
+      expect(partsUncheckable({ html, truncated: ["text"] })).toBe(true)
+      expect(partsUncheckable({ html, truncated: ["html"] })).toBe(true)
+      expect(partsUncheckable({ html, truncated: ["attachments"] })).toBe(false)
+      expect(partsUncheckable({ html: null, truncated: ["text"] })).toBe(false)
+    }))
+
+  it.effect("HTML that shows nothing (an image alone, HTML too deep for mailparser to convert) shows none of the text part's words", () =>
+    Effect.gen(function*() {
+      expect((yield* partsApart({ text: injection, html: `<img src="cid:scan">`, truncated: [] }))?.unshown).toContain("ignore")
+      const deep = `${"<div>".repeat(5000)}Hello${"</div>".repeat(5000)}`
+      expect((yield* partsApart({ text: injection, html: deep, truncated: [] }))?.unshown).toContain("ignore")
+      // A few words beside an image are a client's own: "Sent from my phone".
+      expect(yield* partsApart({ text: "[image: scan]\nSent from my phone", html: `<img src="cid:scan">`, truncated: [] })).toBeUndefined()
     }))
 
   it.effect("a stored mail, which does not say what intake cut, is not compared when a part reaches its event limit", () =>

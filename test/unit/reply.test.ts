@@ -351,6 +351,26 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
   })
 
+  it.effect("a mail whose text part was cut at its event limit beside an HTML part cannot be checked: its answer waits for a person", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.folders.set("Drafts", [])
+    const shown = "Hi, my invoice shows the wrong address. Could you fix it? Thanks, Ada"
+    const long = `${shown}\r\n${"Here is the log line again. ".repeat(8_000)}`
+    mailbox.append(alternative({ subject: "Invoice address" }, long, shown))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "Just text", text: long }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(ofType(yield* events, "EmailReceived").map((e) => e.truncated)).toEqual([["text"], ["text"]])
+      expect(yield* drain).toEqual({ sent: 1, drafted: 1, skipped: 0, failed: 0 })
+      const [drafted] = ofType(yield* events, "ReplyDrafted")
+      expect(drafted!.reason).toBe(
+        "the mail's text or HTML part is over 200 KB and was cut, so its plain-text part (what the model reads) could not be checked against what its HTML shows"
+      )
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["bob@customer.test"])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
   it.effect("an earlier mail of the thread whose text part says what its HTML does not show reaches a later prompt as what its HTML shows", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
