@@ -26,11 +26,19 @@ const DO_EN = String.raw`cancel|terminate|delete|close|deactivate|disable|suspen
 /** In the gap between "we" and the verb: "we recommend that you reset", "we can reset", "we are unable to reset" are no deed. */
 const NOT_DONE_BY_US = String.raw`(?!you\b|to\b|can\b|could\b|may\b|might\b|would\b|should\b|must\b|need\b|want\b|help\b|let\b)`
 
+/** Who else on our side could be said to have done it: "our billing team", "the support department". */
+const OUR_PEOPLE = String.raw`(?:our|the)\s+(?:[\w-]+\s+){0,2}?(?:team|department|colleagues?|staff|support|agents?|engineers?|specialists?|managers?|admins?|administrators?|system)`
+
 const english = [
   // "I have cancelled your subscription", "we went ahead and reset your password"
   new RegExp(String.raw`\b(?:i|we)(?:'ve|'d|\s+have|\s+had)?\s+(?:${NOT_DONE_BY_US}[\w']+\s+){0,3}?(?:${DONE_EN}|reset)\s+(?:[\w-]+\s+)?your\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i"),
   // "your subscription has been cancelled", "your account is now closed"
   new RegExp(String.raw`\byour\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\s+(?:[\w-]+\s+){0,3}?(?:has|have|had|was|were|is|are|got)\s+(?:(?:now|already|just|successfully|been|also|finally|fully)\s+){0,3}(?:${DONE_EN}|reset)\b`, "i"),
+  // "our billing team has cancelled your subscription", "the support team already closed your account": a deed
+  // said done by someone else on our side is as untrue. (Their future, "the team will look at it", is the handoff
+  // an answer should make, and is left alone.)
+  new RegExp(String.raw`\b${OUR_PEOPLE}\s+(?:(?:has|have|had)\s+)?(?:(?:now|already|just|successfully|also|finally)\s+){0,2}(?:${DONE_EN})\s+(?:[\w-]+\s+)?your\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i"),
+  new RegExp(String.raw`\b${OUR_PEOPLE}\s+(?:has|have|had)\s+(?:(?:now|already|just|successfully|also|finally)\s+){0,2}reset\s+(?:[\w-]+\s+)?your\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i"),
   // "we will delete your account", "I'm going to reset your password"
   new RegExp(String.raw`\b(?:i|we)(?:'ll|\s+will|\s+shall|'m going to|'re going to|\s+am going to|\s+are going to)\s+(?:${NOT_DONE_BY_US}\w+\s+){0,2}?(?:${DO_EN})\s+(?:[\w-]+\s+)?your\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i")
 ]

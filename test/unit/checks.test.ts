@@ -173,7 +173,12 @@ describe("deedsIn", () => {
       "Your account has been reactivated.",
       // A pronoun, where the answer names what it stands for; "you mentioned" alone is no report said back.
       "Thanks for asking about your subscription. I have cancelled it for you.",
-      "About the order you mentioned: we'll cancel it today."
+      "About the order you mentioned: we'll cancel it today.",
+      // Someone else on our side said to have done it.
+      "Our billing team has cancelled your subscription.",
+      "The support team already closed your account.",
+      "Our engineers have reset your password.",
+      "The billing department deleted your card details yesterday."
     ]
     expect(read(deeds)).toEqual(deeds)
     expect(read([
@@ -200,7 +205,12 @@ describe("deedsIn", () => {
       "I have updated it.",
       "Your order is late. I have checked it and it ships on Monday.",
       "Your account is locked after five failed sign-ins.",
-      "We have updated our terms of service."
+      "We have updated our terms of service.",
+      "Once our team has closed your account, you will receive a confirmation.",
+      "The team has received your request to close your account.",
+      "Our team has not cancelled your subscription.",
+      "The team will reset your password once you confirm your identity.",
+      "The team reset passwords every quarter."
     ])).toEqual([])
   })
 
