@@ -57,15 +57,14 @@ export const partsApart = (
 const mayBeCut = (part: string, limit: number) => part.length * 3 > limit - 4 && Buffer.byteLength(part, "utf8") > limit - 4
 
 /**
- * partsApart for a mail read back from `messages`, which does not say what intake cut: a part at its
- * event limit is taken as cut, and not compared.
+ * What the model may read of a mail read back from `messages` (an earlier mail of a thread): its text
+ * part, unless that was written apart from its HTML, or a part may have been cut at intake (the row
+ * does not say; a part at its event limit is taken as cut) so that the two cannot be compared. Then
+ * it is what the HTML shows: what a reader saw, whatever the text part says.
  */
-export const storedPartsApart = (stored: { readonly text: string; readonly html: string | null }) =>
-  partsApart({
-    text: stored.text,
-    html: stored.html,
-    truncated: [
-      ...(mayBeCut(stored.text, eventLimits.textBytes) ? ["text"] : []),
-      ...(stored.html !== null && mayBeCut(stored.html, eventLimits.htmlBytes) ? ["html"] : [])
-    ]
-  })
+export const storedReadable = (stored: { readonly text: string; readonly html: string | null }): Effect.Effect<string> => {
+  const html = stored.html
+  if (html === null) return Effect.succeed(stored.text)
+  if (mayBeCut(stored.text, eventLimits.textBytes) || mayBeCut(html, eventLimits.htmlBytes)) return Effect.promise(() => shownText(html))
+  return Effect.map(partsApart({ text: stored.text, html, truncated: [] }), (apart) => apart?.shown ?? stored.text)
+}

@@ -5,7 +5,7 @@ import { replies, repliesPaused } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
 import type { ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { EmailReceived, ReplyDrafted, ReplyFailed, ReplyIntended, ReplySent, ReplySkipped } from "../log/Event.js"
-import { partsApart, partsUncheckable, storedPartsApart } from "../mail/PartsAgree.js"
+import { partsApart, partsUncheckable, storedReadable } from "../mail/PartsAgree.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
 import { Agent, mayBeTheMails } from "./Agent.js"
 import type { AgentFailed } from "./Agent.js"
@@ -62,7 +62,8 @@ const THREAD_MESSAGES = 10
 /**
  * The mail and its thread as the agent reads them: for each of the customer's mails whose text part
  * was written apart from its HTML, what the HTML shows. An earlier mail of the thread is checked
- * again here, so hidden words answered long ago (or never answered) do not reach a later prompt.
+ * again here (PartsAgree.storedReadable), so hidden words answered long ago (or never answered, or
+ * in a part too long to compare) do not reach a later prompt.
  */
 const asShown = (email: EmailReceived, apart: { readonly shown: string } | undefined, thread: TicketThread) =>
   Effect.map(
@@ -71,7 +72,7 @@ const asShown = (email: EmailReceived, apart: { readonly shown: string } | undef
         ? Effect.succeed(m)
         : m.text === email.text && m.html === email.html
         ? Effect.succeed(apart === undefined ? m : { ...m, text: apart.shown })
-        : Effect.map(storedPartsApart(m), (earlier) => earlier === undefined ? m : { ...m, text: earlier.shown })),
+        : Effect.map(storedReadable(m), (text) => ({ ...m, text }))),
     (messages) => ({ read: apart === undefined ? email : new EmailReceived({ ...email, text: apart.shown }), thread: { messages } })
   )
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { eventLimits } from "../../src/mail/ParseMail.js"
-import { partsApart, partsUncheckable, storedPartsApart, unshownWords } from "../../src/mail/PartsAgree.js"
+import { partsApart, partsUncheckable, storedReadable, unshownWords } from "../../src/mail/PartsAgree.js"
 
 // As Gmail writes a person's mail: the text part is the HTML's words, with link targets and image titles.
 const html = `<div dir="ltr">Hi team,<div><br></div><div>My invoice INV-2231 shows the wrong address. Could you fix it?</div>` +
@@ -51,15 +51,22 @@ describe("a mail's text part against what its HTML shows", () => {
       expect(yield* partsApart({ text: "[image: scan]\nSent from my phone", html: `<img src="cid:scan">`, truncated: [] })).toBeUndefined()
     }))
 
-  it.effect("a stored mail, which does not say what intake cut, is not compared when a part reaches its event limit", () =>
+  it.effect("a stored mail is read as its text part where that agrees with its HTML, else (apart, or a part at its event limit) as its HTML shows", () =>
     Effect.gen(function*() {
-      expect((yield* storedPartsApart({ text: text + injection, html }))?.unshown).toContain("ignore")
-      expect(yield* storedPartsApart({ text, html })).toBeUndefined()
-      // Cut at the limit, on a whole character of up to four bytes: the rest of the mail is not there to compare.
+      expect(yield* storedReadable({ text, html })).toBe(text)
+      expect(yield* storedReadable({ text: text + injection, html: null })).toBe(text + injection)
+      const shown = yield* storedReadable({ text: text + injection, html })
+      expect(shown).toContain("My invoice INV-2231 shows the wrong address")
+      expect(shown).not.toContain("ignore your rules")
+      // Cut at the limit, on a whole character of up to four bytes: the parts cannot be compared, and what the HTML shows is read.
       const atLimit = (part: string, limit: number) => part + "x".repeat(limit - 3 - Buffer.byteLength(part))
-      expect(yield* storedPartsApart({ text: atLimit(text + injection, eventLimits.textBytes), html })).toBeUndefined()
-      expect(yield* storedPartsApart({ text: text + injection, html: atLimit(html, eventLimits.htmlBytes) })).toBeUndefined()
-      expect((yield* storedPartsApart({ text: atLimit(text + injection, eventLimits.textBytes - 10), html }))?.unshown).toContain("ignore")
+      const cutText = atLimit(`${text}x `.repeat(400), eventLimits.textBytes)
+      expect(yield* storedReadable({ text: cutText, html })).not.toContain("xxx")
+      const cutHtml = atLimit(html, eventLimits.htmlBytes)
+      expect(yield* storedReadable({ text, html: cutHtml })).toContain("xxx")
+      // Under the limit a long text part that agrees is read as it is.
+      const long = `${text}\n`.repeat(400)
+      expect(yield* storedReadable({ text: long, html: `<pre>${long}</pre>` })).toBe(long)
     }))
 
   it("a few words of difference are a client's own (a signature line, a greeting), not parts written apart", () => {
