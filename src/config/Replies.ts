@@ -102,7 +102,7 @@ export const ReplyConfig = Config.all({
   ),
   llmOutageWait: setting(
     "LLM_OUTAGE_WAIT",
-    "Seconds a mail may wait for an LLM that is down or rate-limited (answers wait and are tried again, from 15 s to every 5 minutes); one still unanswered this long after mailroom recorded it is recorded as ReplyFailed, for a person to answer.",
+    "Seconds a mail may wait for an LLM that is down, rate-limited or refusing its key or model (answers wait and are tried again, from 15 s to every 5 minutes); one still unanswered this long after mailroom recorded it is recorded as ReplyFailed, for a person to answer.",
     seconds,
     { value: Duration.hours(1), shown: "3600" }
   ),

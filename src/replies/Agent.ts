@@ -26,9 +26,24 @@ export interface Answer {
   readonly truncated: boolean
 }
 
-export type FailureReason = "timeout" | "rate_limited" | "server_error" | "unreachable" | "rejected" | "bad_response" | "empty_answer"
+export type FailureReason =
+  | "timeout"
+  | "rate_limited"
+  | "server_error"
+  | "unreachable"
+  | "unauthorized"
+  | "not_found"
+  | "rejected"
+  | "bad_response"
+  | "empty_answer"
 
-const retryable = new Set<FailureReason>(["timeout", "rate_limited", "server_error", "unreachable"])
+/** Failures of the LLM, not of the mail: the mail waits for them to pass (LlmUnavailable) rather than fail. */
+const retryable = new Set<FailureReason>(["timeout", "rate_limited", "server_error", "unreachable", "unauthorized", "not_found"])
+/**
+ * A refused key (401, 403) or an unknown model or path (404) is the configuration's: every mail would
+ * fail the same, so answers wait for someone to fix it, but asking again at once changes nothing.
+ */
+const configuration = new Set<FailureReason>(["unauthorized", "not_found"])
 
 /** The LLM gave no usable answer, after `llmRetry` for the reasons worth retrying. */
 export class AgentFailed extends Data.TaggedError("AgentFailed")<{
@@ -42,9 +57,18 @@ export class AgentFailed extends Data.TaggedError("AgentFailed")<{
   get retryable() {
     return retryable.has(this.reason)
   }
-  /** Worth trying again within the answer: a blip, not a server that asked for more than the quick retries' time. */
+  /** Worth trying again within the answer: a blip, not the configuration, nor a server that asked for more than the quick retries' time. */
   get retryableNow() {
-    return this.retryable && (this.retryAfter === undefined || Duration.lessThanOrEqualTo(this.retryAfter, QUICK_RETRY_WAIT))
+    return this.retryable && !configuration.has(this.reason) &&
+      (this.retryAfter === undefined || Duration.lessThanOrEqualTo(this.retryAfter, QUICK_RETRY_WAIT))
+  }
+  /** What to check when it lasts. */
+  get fix() {
+    return this.reason === "unauthorized"
+      ? "check LLM_API_KEY"
+      : this.reason === "not_found"
+      ? "check LLM_BASE_URL and LLM_MODEL"
+      : "should it last, check LLM_BASE_URL and the network"
   }
   override get message() {
     return `the LLM at ${this.endpoint} gave no answer after ${this.attempts} attempt(s) (${this.reason}: ${this.detail}): check LLM_BASE_URL, LLM_API_KEY and LLM_MODEL; the mail stays recorded for a person to answer`

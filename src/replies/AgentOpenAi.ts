@@ -169,7 +169,16 @@ const reasonOf = (
       const retryAfter = status === 429 || status === 503 ? retryAfterOf(error.response.headers, Date.now()) : undefined
       const asked = retryAfter === undefined ? "" : `, Retry-After ${Duration.format(retryAfter)}`
       const detail = `HTTP ${status}${scrub(serverMessage(error.body) ?? "")}${asked}`
-      return { reason: status === 429 ? "rate_limited" : status >= 500 ? "server_error" : "rejected", detail, ...(retryAfter === undefined ? {} : { retryAfter }) }
+      const reason: FailureReason = status === 429
+        ? "rate_limited"
+        : status >= 500
+        ? "server_error"
+        : status === 401 || status === 403
+        ? "unauthorized"
+        : status === 404
+        ? "not_found"
+        : "rejected"
+      return { reason, detail, ...(retryAfter === undefined ? {} : { retryAfter }) }
     }
     case "MalformedOutput":
     case "MalformedInput":

@@ -35,7 +35,7 @@ export class LlmUnavailable extends Data.TaggedError("LlmUnavailable")<{
   }
   override get message() {
     const { detail, endpoint, reason } = this.cause
-    return `the LLM at ${endpoint} is unavailable (${reason}: ${detail}): answers wait and are tried again (should it last, check LLM_BASE_URL and the network); a mail unanswered ${Duration.format(this.wait)} after it was recorded is left for a person (LLM_OUTAGE_WAIT)`
+    return `the LLM at ${endpoint} is unavailable (${reason}: ${detail}): answers wait and are tried again (${this.cause.fix}); a mail unanswered ${Duration.format(this.wait)} after it was recorded is left for a person (LLM_OUTAGE_WAIT)`
   }
 }
 

@@ -102,7 +102,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
-    it.effect("an LLM outage leaves the answer waiting and the run ends 0; once the LLM is back it is sent once; past LLM_OUTAGE_WAIT it is ReplyFailed; a long Retry-After is not asked again", () => withReplyServers(async (servers) => {
+    it.effect("an LLM outage leaves the answer waiting and the run ends 0; once the LLM is back it is sent once; past LLM_OUTAGE_WAIT it is ReplyFailed; a long Retry-After is not asked again; a revoked key waits for the fix", () => withReplyServers(async (servers) => {
       const db = await createDatabase("reply_llm_down")
       const types = async () => (await query<{ type: string }>(db.url, "SELECT type FROM events ORDER BY seq")).map((row) => row.type)
       try {
@@ -159,6 +159,19 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(limited.stderr).toContain("is unavailable (rate_limited: HTTP 429: rate limited, Retry-After 2m)")
         expect(servers.llm.requests.length - asked).toBe(1)
         expect((await replies()).lastError).toContain("Retry-After 2m")
+
+        // A revoked key: the mail waits for the fix, with one request a run and the setting to check named.
+        servers.llm.setMode("error401")
+        const refusedFrom = servers.llm.requests.length
+        const refused = await runCli(["--once"], cliEnv)
+        expect(refused.code, refused.stderr).toBe(0)
+        expect(refused.stdout).toContain("Replies: waiting for the LLM; they go out on the next run")
+        expect(refused.stderr).toContain("is unavailable (unauthorized: HTTP 401: Incorrect API key provided): answers wait and are tried again (check LLM_API_KEY)")
+        expect(servers.llm.requests.length - refusedFrom).toBe(1)
+        expect(await types()).toEqual(["EmailReceived", "ReplyIntended", "ReplySent", "EmailReceived", "ReplyFailed", "EmailReceived"])
+        servers.llm.setMode("ok")
+        const fixed = await runCli(["--once"], cliEnv)
+        expect(fixed.stdout).toContain("Replies: 1 sent, 0 skipped, 0 failed")
       } finally {
         servers.llm.setMode("ok")
         await db.drop()

@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from "node:http"
 import type { AddressInfo } from "node:net"
 import { Context, Effect, Layer } from "effect"
 
-export type FakeMode = "ok" | "error500" | "error429" | "hang"
+export type FakeMode = "ok" | "error500" | "error429" | "error401" | "hang"
 
 export interface FakeRequest {
   readonly path: string
@@ -47,6 +47,10 @@ export const startFakeOpenAI = async (): Promise<FakeOpenAI> => {
       const request = { path: req.url ?? "", headers: req.headers, body }
       requests.push(request)
       if (mode === "hang") return
+      if (mode === "error401") {
+        res.writeHead(401, { "content-type": "application/json" })
+        return res.end(JSON.stringify({ error: { message: "Incorrect API key provided", type: "invalid_request_error" } }))
+      }
       if (mode === "error500" || mode === "error429") {
         // A rate limit says how long to wait, as OpenAI's does.
         res.writeHead(mode === "error500" ? 500 : 429, { "content-type": "application/json", ...(mode === "error429" ? { "retry-after": "120" } : {}) })

@@ -282,14 +282,29 @@ describe("the openai agent", () => {
     expect(plain[0]).toBeLessThan(30)
   })
 
-  it.effect("a refused request (wrong key, unknown model) and an empty answer are not retried", () => {
-    const refused = openAi([{ status: 401, body: { error: { message: "invalid api key" } } }])
-    const empty = openAi([completion("   ")])
+  it.effect("a refused key, an unknown model, a refused request and an empty answer are not asked again within the answer", () => {
+    const outcome = (answer: Answer) => replyWithClock(request("Login", "help")).pipe(Effect.provide(openAi([answer]).layer))
     return Effect.gen(function*() {
-      const first = yield* replyWithClock(request("Login", "help")).pipe(Effect.provide(refused.layer))
-      expect(first._tag === "Left" && first.left).toMatchObject({ reason: "rejected", attempts: 1, detail: "HTTP 401: invalid api key" })
-      const second = yield* replyWithClock(request("Login", "help")).pipe(Effect.provide(empty.layer))
-      expect(second._tag === "Left" && second.left).toMatchObject({ reason: "empty_answer", attempts: 1 })
+      const key = yield* outcome({ status: 401, body: { error: { message: "invalid api key" } } })
+      expect(key._tag === "Left" && key.left).toMatchObject({ reason: "unauthorized", attempts: 1, detail: "HTTP 401: invalid api key" })
+      const forbidden = yield* outcome({ status: 403, body: {} })
+      expect(forbidden._tag === "Left" && forbidden.left).toMatchObject({ reason: "unauthorized", attempts: 1 })
+      const model = yield* outcome({ status: 404, body: { error: { message: "The model `gpt-9` does not exist" } } })
+      expect(model._tag === "Left" && model.left).toMatchObject({ reason: "not_found", attempts: 1 })
+      const tooLong = yield* outcome({ status: 400, body: { error: { message: "context too long" } } })
+      expect(tooLong._tag === "Left" && tooLong.left).toMatchObject({ reason: "rejected", attempts: 1 })
+      const empty = yield* outcome(completion("   "))
+      expect(empty._tag === "Left" && empty.left).toMatchObject({ reason: "empty_answer", attempts: 1 })
+      // The configuration's refusals make the mail wait for a fix; the mail's own do not.
+      const failures = [key, forbidden, model, tooLong, empty].map((result) => result._tag === "Left" ? result.left : undefined)
+      expect(failures.map((failure) => failure?.retryable)).toEqual([true, true, true, false, false])
+      expect(failures.map((failure) => failure?.fix)).toEqual([
+        "check LLM_API_KEY",
+        "check LLM_API_KEY",
+        "check LLM_BASE_URL and LLM_MODEL",
+        "should it last, check LLM_BASE_URL and the network",
+        "should it last, check LLM_BASE_URL and the network"
+      ])
     })
   })
 
@@ -324,7 +339,7 @@ describe("the openai agent", () => {
     return Effect.gen(function*() {
       const result = yield* replyWithClock(request("Login", "help"))
       const error = result._tag === "Left" ? result.left : undefined
-      expect(error).toMatchObject({ reason: "rejected", endpoint: "https://llm.test/v1/chat/completions" })
+      expect(error).toMatchObject({ reason: "unauthorized", endpoint: "https://llm.test/v1/chat/completions" })
       expect(error!.detail).toBe("HTTP 401: Incorrect API key provided: [redacted] (api-key=[redacted], user [redacted])")
       for (const secret of ["secret", "XYZ", key, "sk-live"]) expect(error!.message).not.toContain(secret)
       // The credentials still go to the server, where they belong.

@@ -465,6 +465,26 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
   })
 
+  it.effect("a refused API key makes answers wait for the fix, not fail: once the key works the mail is answered", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "first" }))
+    const keyWorks = { value: false }
+    const reply: AgentShape["reply"] = (request) =>
+      keyWorks.value
+        ? echo(request)
+        : Effect.fail(new AgentFailed({ reason: "unauthorized", detail: "HTTP 401: invalid api key", endpoint: "http://llm.test", attempts: 1 }))
+    return Effect.gen(function*() {
+      yield* ingest
+      const waiting = yield* Effect.flip(drain)
+      expect(waiting._tag).toBe("LlmUnavailable")
+      expect(waiting.message).toContain("(unauthorized: HTTP 401: invalid api key): answers wait and are tried again (check LLM_API_KEY)")
+      expect((yield* events).map((e) => e.type)).toEqual(["EmailReceived"])
+      keyWorks.value = true
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, answersOthers: true })))
+  })
+
   it.effect("a mail the LLM still fails on LLM_OUTAGE_WAIT after it was recorded is ReplyFailed, and the next mail is tried", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
