@@ -37,7 +37,7 @@ export type FailureReason =
   | "bad_response"
   | "empty_answer"
 
-/** Failures of the LLM, not of the mail: the mail waits for them to pass (LlmUnavailable) rather than fail. */
+/** Failures of the LLM, not of the mail: the mail waits for them to pass (LlmUnavailable, LlmRefused) rather than fail. */
 const retryable = new Set<FailureReason>(["timeout", "rate_limited", "server_error", "unreachable", "unauthorized", "not_found"])
 /**
  * A refused key (401, 403) or an unknown model or path (404) is the configuration's: every mail would
@@ -57,18 +57,14 @@ export class AgentFailed extends Data.TaggedError("AgentFailed")<{
   get retryable() {
     return retryable.has(this.reason)
   }
+  /** The LLM refuses the key, the model or the path: a setting (or the provider's account) needs a person. */
+  get configuration() {
+    return configuration.has(this.reason)
+  }
   /** Worth trying again within the answer: a blip, not the configuration, nor a server that asked for more than the quick retries' time. */
   get retryableNow() {
-    return this.retryable && !configuration.has(this.reason) &&
+    return this.retryable && !this.configuration &&
       (this.retryAfter === undefined || Duration.lessThanOrEqualTo(this.retryAfter, QUICK_RETRY_WAIT))
-  }
-  /** What to check when it lasts. */
-  get fix() {
-    return this.reason === "unauthorized"
-      ? "check LLM_API_KEY"
-      : this.reason === "not_found"
-      ? "check LLM_BASE_URL and LLM_MODEL"
-      : "should it last, check LLM_BASE_URL and the network"
   }
   override get message() {
     return `the LLM at ${this.endpoint} gave no answer after ${this.attempts} attempt(s) (${this.reason}: ${this.detail}): check LLM_BASE_URL, LLM_API_KEY and LLM_MODEL; the mail stays recorded for a person to answer`
@@ -102,6 +98,9 @@ export const llmOutageRetry = Schedule.exponential("15 seconds", 2).pipe(
   Schedule.jittered,
   Schedule.intersect(notBeforeAsked)
 )
+
+/** A refused key or model (LlmRefused) waits for a person: asked again every 5 minutes, in case the provider's side is what changes. */
+export const llmRefusedRetry = Schedule.spaced("5 minutes")
 
 export interface AgentShape {
   readonly kind: AgentKind

@@ -25,7 +25,7 @@ import type { Handler } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
 import { ReplyStore } from "./ReplyStore.js"
 import type { ResponderError, WithSession } from "./ResponderErrors.js"
-import { LlmUnavailable, scheduleFor, SentMailboxMissing } from "./ResponderErrors.js"
+import { LlmRefused, LlmUnavailable, scheduleFor, SentMailboxMissing } from "./ResponderErrors.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import type { TicketThread } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
@@ -33,7 +33,7 @@ import { instanceId } from "../lib/Instance.js"
 import type { HealthReport } from "../log/StateStore.js"
 import { repliesHealthKey, StateStore } from "../log/StateStore.js"
 
-export { LlmUnavailable, SentMailboxMissing } from "./ResponderErrors.js"
+export { LlmRefused, LlmUnavailable, SentMailboxMissing } from "./ResponderErrors.js"
 export type { ResponderError } from "./ResponderErrors.js"
 
 export interface ReplySummary {
@@ -220,7 +220,10 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const waited = Date.now() - recordedAt.getTime()
         const outage = failure.retryable && waited < Duration.toMillis(config.llmOutageWait)
         const mails = outage && mayBeTheMails(failure) && (yield* agent.answersOthers)
-        if (outage && !mails) return yield* new LlmUnavailable({ cause: failure, wait: config.llmOutageWait })
+        if (outage && !mails) {
+          const wait = { cause: failure, wait: config.llmOutageWait }
+          return yield* (failure.configuration ? new LlmRefused(wait) : new LlmUnavailable(wait))
+        }
         const reason = mails
           ? `${failure.message} (the LLM answers other requests: it fails on this mail)`
           : failure.retryable

@@ -7,7 +7,7 @@ import { imapRetry, protocolRetry } from "../mailbox/ImapErrors.js"
 import type { LeadershipLost } from "../mailbox/Leadership.js"
 import { databaseRetry } from "../log/Sql.js"
 import type { AgentFailed } from "./Agent.js"
-import { llmOutageRetry } from "./Agent.js"
+import { llmOutageRetry, llmRefusedRetry } from "./Agent.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
 import type { SmtpAuthenticationFailed, SmtpUnavailable } from "./Mailer.js"
 import { smtpAuthenticationRetry, smtpOutageRetry } from "./Mailer.js"
@@ -35,7 +35,23 @@ export class LlmUnavailable extends Data.TaggedError("LlmUnavailable")<{
   }
   override get message() {
     const { detail, endpoint, reason } = this.cause
-    return `the LLM at ${endpoint} is unavailable (${reason}: ${detail}): answers wait and are tried again (${this.cause.fix}); a mail unanswered ${Duration.format(this.wait)} after it was recorded is left for a person (LLM_OUTAGE_WAIT)`
+    return `the LLM at ${endpoint} is unavailable (${reason}: ${detail}): answers wait and are tried again (should it last, check LLM_BASE_URL and the network); a mail unanswered ${Duration.format(this.wait)} after it was recorded is left for a person (LLM_OUTAGE_WAIT)`
+  }
+}
+
+/**
+ * The LLM refuses the key (401, 403) or knows no such model or path (404): every mail would fail the
+ * same, so answers wait for a person to fix the setting, as for LlmUnavailable, and a `--once` run
+ * stops with the setting named.
+ */
+export class LlmRefused extends Data.TaggedError("LlmRefused")<{
+  readonly cause: AgentFailed
+  readonly wait: Duration.Duration
+}> {
+  override get message() {
+    const { detail, endpoint, reason } = this.cause
+    const fix = reason === "unauthorized" ? "check LLM_API_KEY" : "check LLM_BASE_URL and LLM_MODEL"
+    return `the LLM at ${endpoint} refuses mailroom's requests (${reason}: ${detail}): ${fix}; answers wait until it accepts them, and a mail unanswered ${Duration.format(this.wait)} after it was recorded is left for a person (LLM_OUTAGE_WAIT)`
   }
 }
 
@@ -48,6 +64,7 @@ export type ResponderError =
   | SmtpAuthenticationFailed
   | SmtpUnavailable
   | LlmUnavailable
+  | LlmRefused
   | SentMailboxMissing
   | DraftsMailboxMissing
   | LeadershipLost
@@ -60,6 +77,8 @@ export const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, u
       return smtpOutageRetry
     case "LlmUnavailable":
       return llmOutageRetry
+    case "LlmRefused":
+      return llmRefusedRetry
     case "SqlError":
     case "LeadershipLost":
       return databaseRetry

@@ -160,14 +160,15 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(servers.llm.requests.length - asked).toBe(1)
         expect((await replies()).lastError).toContain("Retry-After 2m")
 
-        // A revoked key: the mail waits for the fix, with one request a run and the setting to check named.
+        // A revoked key: the run stops with the setting named (exit 2, as for any setting that is wrong),
+        // after one request; the mail stays recorded and waits for the fix.
         servers.llm.setMode("error401")
         const refusedFrom = servers.llm.requests.length
         const refused = await runCli(["--once"], cliEnv)
-        expect(refused.code, refused.stderr).toBe(0)
-        expect(refused.stdout).toContain("Replies: waiting for the LLM; they go out on the next run")
-        expect(refused.stderr).toContain("is unavailable (unauthorized: HTTP 401: Incorrect API key provided): answers wait and are tried again (check LLM_API_KEY)")
+        expect(refused.code, refused.stderr).toBe(2)
+        expect(refused.stderr).toContain("refuses mailroom's requests (unauthorized: HTTP 401: Incorrect API key provided): check LLM_API_KEY")
         expect(servers.llm.requests.length - refusedFrom).toBe(1)
+        expect((await replies()).state).toBe("waiting (LlmRefused)")
         expect(await types()).toEqual(["EmailReceived", "ReplyIntended", "ReplySent", "EmailReceived", "ReplyFailed", "EmailReceived"])
         servers.llm.setMode("ok")
         const fixed = await runCli(["--once"], cliEnv)

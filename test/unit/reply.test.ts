@@ -477,8 +477,8 @@ describe("Responder", () => {
     return Effect.gen(function*() {
       yield* ingest
       const waiting = yield* Effect.flip(drain)
-      expect(waiting._tag).toBe("LlmUnavailable")
-      expect(waiting.message).toContain("(unauthorized: HTTP 401: invalid api key): answers wait and are tried again (check LLM_API_KEY)")
+      expect(waiting._tag).toBe("LlmRefused")
+      expect(waiting.message).toContain("refuses mailroom's requests (unauthorized: HTTP 401: invalid api key): check LLM_API_KEY; answers wait until it accepts them")
       expect((yield* events).map((e) => e.type)).toEqual(["EmailReceived"])
       keyWorks.value = true
       expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
