@@ -8,7 +8,8 @@
  *   almost nothing, or placed far off the page (`left:-9999px`, `text-indent:-9999px`, `scale(0)`);
  * - text under a font size too small to read or `visibility:hidden`, unless a child undoes it;
  * - text in the colour of what is behind it (white on white, `transparent`), with CSS's
- *   inheritance of colour and the nearest background an ancestor paints (white when none does).
+ *   inheritance of colour (`<font color>` and `<body text>` included) and the nearest background an
+ *   ancestor paints (white when none does).
  *
  * Styles come from inline styles and the rules of the mail's style blocks (MailStyles). A mail is
  * judged as it first shows on a desktop, in light mode. Where a style rule that is not read (an
@@ -24,7 +25,7 @@ import { Sheet, styleOf } from "./MailStyles.js"
 type Node = ReturnType<typeof parseDocument>["children"][number]
 
 /** Cheap first look: without any of these words nothing can be hidden, and the HTML is not parsed. */
-const MAYBE_HIDDEN = /hidden|display|opacity|font-size|visibility|color|background|position|indent|margin|transform|clip/i
+const MAYBE_HIDDEN = /hidden|display|opacity|font-size|visibility|color|background|position|indent|margin|transform|clip|<body[^>]*\stext\s*=/i
 
 /** A length or number that is zero: 0, 0px, 0.0em, 0%. */
 const zero = (value: string | undefined): boolean =>
@@ -94,12 +95,13 @@ const backgroundOf = (element: Element, css: Map<string, string> | undefined, pa
   return parent === undefined ? undefined : over(painted, parent)
 }
 
-/** The colour of an element's text: its own, the `<font color>` it is, a link's blue, or its parent's. */
+/** The colour of an element's text: its own, the `<font color>` it is, the `<body text>` it is, a link's blue, or its parent's. */
 const colorOf = (element: Element, css: Map<string, string> | undefined, parent: Rgba | undefined): Rgba | undefined => {
   const declared = css?.get("-webkit-text-fill-color") ?? css?.get("color")
   if (declared !== undefined) return declared === "inherit" ? parent : parseColor(declared)
-  const font = element.name.toLowerCase() === "font" ? element.attribs["color"]?.trim().toLowerCase() : undefined
-  if (font !== undefined) return parseColor(font, true)
+  const name = element.name.toLowerCase()
+  const attribute = name === "font" ? element.attribs["color"] : name === "body" ? element.attribs["text"] : undefined
+  if (attribute !== undefined) return parseColor(attribute.trim().toLowerCase(), true)
   return element.name.toLowerCase() === "a" && element.attribs["href"] !== undefined ? LINK_BLUE : parent
 }
 
