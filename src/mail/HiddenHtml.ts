@@ -102,7 +102,7 @@ const colorOf = (element: Element, css: Map<string, string> | undefined, parent:
   const name = element.name.toLowerCase()
   const attribute = name === "font" ? element.attribs["color"] : name === "body" ? element.attribs["text"] : undefined
   if (attribute !== undefined) return parseColor(attribute.trim().toLowerCase(), true)
-  return element.name.toLowerCase() === "a" && element.attribs["href"] !== undefined ? LINK_BLUE : parent
+  return name === "a" && element.attribs["href"] !== undefined ? LINK_BLUE : parent
 }
 
 const inherit = (parent: Inherited, element: Element, css: Map<string, string> | undefined): Inherited => {

@@ -210,10 +210,10 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       })
 
     /**
-     * An outage or a rate limit: the mail waits (LlmUnavailable), up to LLM_OUTAGE_WAIT from when it
-     * was recorded. A refused request, one still failing past that, or a timeout or 5xx while the
-     * LLM answers a request of mailroom's own (the mail's doing, which must not hold every other
-     * answer back for LLM_OUTAGE_WAIT), is ReplyFailed.
+     * An outage or a rate limit: the mail waits (LlmUnavailable; LlmRefused for a refused key or
+     * model), up to LLM_OUTAGE_WAIT from when it was recorded. The mail's own refused request, one
+     * still failing past that, or a timeout or 5xx while the LLM answers a request of mailroom's own
+     * (the mail's doing, which must not hold every other answer back for LLM_OUTAGE_WAIT), is ReplyFailed.
      */
     const agentFailed = (ids: Pick<ReplyFailed, "emailEventId" | "ticketId" | "customerId">, recordedAt: Date, failure: AgentFailed) =>
       Effect.gen(function*() {
