@@ -5,6 +5,7 @@ import { Context, Data, Effect, Layer } from "effect"
 import type { IntakeDecision } from "./Decide.js"
 import { decide } from "./Decide.js"
 import { intakeEventTypes, MailboxReset } from "../log/Event.js"
+import type { StoredEvent } from "../log/Event.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
 import type { KnownRows } from "./Known.js"
@@ -201,6 +202,10 @@ const rawStatement = (sql: SqlClient.SqlClient, items: Batch["items"]) => {
 }
 
 /** The same contract over the in-memory log, for tests: decisions come from the same pure functions. */
+/** Each answer's intent, by the EmailReceived it answers: what a ReplySent in the memory log sent. */
+const intentsByEmail = (events: ReadonlyArray<StoredEvent>) =>
+  new Map(events.flatMap((e) => e.data._tag === "ReplyIntended" ? [[e.data.emailEventId, e.data] as const] : []))
+
 const makeMemory = Effect.gen(function*() {
   const log = yield* EventLog
   const state = yield* StateStore
@@ -229,7 +234,7 @@ const makeMemory = Effect.gen(function*() {
       intakeUids(mailbox, uidValidity).pipe(Effect.map((uids) => uids.filter((uid) => uid > above && uid <= upTo))),
     ticketThread: (ticketId, sender, limit) =>
       Effect.map(all, (events) => {
-        const intents = new Map(events.flatMap((e) => e.data._tag === "ReplyIntended" ? [[e.data.emailEventId, e.data] as const] : []))
+        const intents = intentsByEmail(events)
         const messages = events.filter((e) => e.ticketId === ticketId).flatMap((e): Array<ThreadMessage> => {
           if (e.data._tag === "EmailReceived" && e.data.from.address === sender) {
             return [{ direction: "inbound", from: e.data.from.address, subject: e.data.subject, text: e.data.text, html: e.data.html, at: e.occurredAt }]
@@ -243,7 +248,7 @@ const makeMemory = Effect.gen(function*() {
       }),
     knownMessageIds: (mailbox, messageIds) =>
       Effect.map(all, (events) => {
-        const intents = new Map(events.flatMap((e) => e.data._tag === "ReplyIntended" ? [[e.data.emailEventId, e.data] as const] : []))
+        const intents = intentsByEmail(events)
         const known = new Set(events.filter((e) => e.mailbox === mailbox).flatMap((e) =>
           e.data._tag === "EmailReceived" && e.data.messageId !== null
             ? [e.data.messageId]
