@@ -18,6 +18,7 @@ import { collectStatus, formatStatus } from "./Status.js"
 import { reconcileCommand } from "./Reconcile.js"
 import { replayCommand } from "./Replay.js"
 import { eraseCommand } from "./Erase.js"
+import { repliesCommand } from "./Replies.js"
 import type { HealthState } from "../telemetry/Health.js"
 import type { EventLog } from "../log/EventLog.js"
 import { runRetention } from "../log/Retention.js"
@@ -133,8 +134,13 @@ export interface CliLayers<E1, E2, E3> {
   readonly app: Layer.Layer<Fleet | Relay | HealthState | EventLog | SqlClient.SqlClient, E1>
   /** The stores and each mailbox's connection, for `status`. */
   readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus>, E2>
-  /** The database and the log alone, for `replay` and `erase`: they need no mailbox settings. */
-  readonly store: Layer.Layer<Effect.Effect.Context<ReturnType<typeof replayCommand>> | Effect.Effect.Context<ReturnType<typeof eraseCommand>>, E3>
+  /** The database and the log alone, for `replay`, `erase` and `replies`: they need no mailbox settings. */
+  readonly store: Layer.Layer<
+    | Effect.Effect.Context<ReturnType<typeof replayCommand>>
+    | Effect.Effect.Context<ReturnType<typeof eraseCommand>>
+    | Effect.Effect.Context<ReturnType<typeof repliesCommand>>,
+    E3
+  >
 }
 
 const describeRun = () =>
@@ -197,6 +203,24 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
     )
   )
 
+  const replies = Command.make(
+    "replies",
+    {
+      since: Options.text("since").pipe(
+        Options.withDescription("How far back: 30m, 24h, 7d, 2w."),
+        Options.withDefault("7d")
+      ),
+      all: Options.boolean("all").pipe(Options.withDescription("List every answer, sent and skipped alike, not only those for a person.")),
+      limit: Options.integer("limit").pipe(Options.withDescription("At most this many, newest first."), Options.withDefault(50)),
+      json: Options.boolean("json").pipe(Options.withDescription("Print the report as JSON."))
+    },
+    (options) => repliesCommand(options).pipe(Effect.asVoid, Effect.provide(layers.store))
+  ).pipe(
+    Command.withDescription(
+      "What the automatic answers came to (sent, drafts, failures, skips by reason, mail still waiting) and the mails a person should look at: drafts to check and send, failures, and questions left unanswered (an unauthenticated sender, a cap, an answer that needed a person). Read from the event log; works while mailroom runs or is stopped."
+    )
+  )
+
   const reconcile = Command.make(
     "reconcile",
     { check: Options.boolean("check").pipe(Options.withDescription("Only report the gaps, and exit with 1 when there are any.")) },
@@ -208,6 +232,6 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
   )
 
   return run.pipe(
-    Command.withSubcommands([status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile, erase])
+    Command.withSubcommands([status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile, erase, replies])
   )
 }

@@ -1,0 +1,74 @@
+import { Console, Effect } from "effect"
+import type { AnswerOutcome, RepliesReport } from "../replies/Outcomes.js"
+import { repliesReport } from "../replies/Outcomes.js"
+import { StartupRefused } from "./Fatal.js"
+
+const units: Readonly<Record<string, number>> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
+
+/** `--since 30m | 24h | 7d | 2w`: how far back, in milliseconds; undefined for anything else. */
+export const parseSince = (value: string): number | undefined => {
+  const match = /^\s*(\d{1,6})\s*([mhdw])\s*$/i.exec(value)
+  return match ? Number(match[1]) * units[match[2]!.toLowerCase()]! : undefined
+}
+
+const when = (at: Date) => `${at.toISOString().slice(0, 16).replace("T", " ")} UTC`
+
+const stages: Readonly<Record<string, string>> = { agent: "the LLM", smtp: "SMTP", drafts: "the drafts folder" }
+
+const describeOutcome = (o: AnswerOutcome): string => {
+  const why = o.detail === "" ? "" : `: ${o.detail}`
+  switch (o.outcome) {
+    case "sent":
+      return `sent (${o.reason})`
+    case "drafted":
+      return `left as a draft in ${o.reason}${why === "" ? " (REPLY_MODE=draft)" : why}`
+    case "skipped":
+      return `not answered (${o.reason})${why}`
+    case "failed":
+      return `failed at ${stages[o.reason] ?? o.reason}${why}`
+  }
+}
+
+const describeMail = (o: AnswerOutcome, showMailbox: boolean) =>
+  [
+    `  ${when(o.at)}`,
+    `[#${o.ticket}]`,
+    ...(showMailbox ? [o.mailbox] : []),
+    o.erased ? "(customer erased)" : o.from === "" ? "(sender unknown)" : o.from,
+    ...(o.erased ? [] : [JSON.stringify(o.subject)])
+  ].join("  ")
+
+const describeCounts = (report: RepliesReport) => {
+  const { counts } = report
+  const skipped = Object.entries(counts.skipped)
+  const total = skipped.reduce((n, [, count]) => n + count, 0)
+  return `${counts.sent} sent, ${counts.drafted} left as drafts, ${counts.failed} failed, ${total} not answered` +
+    (total === 0 ? "" : ` (${skipped.map(([reason, n]) => `${n} ${reason}`).join(", ")})`) +
+    `; ${counts.waiting} mail(s) waiting for an answer now`
+}
+
+export const formatReplies = (report: RepliesReport): string => {
+  const mailboxes = new Set(report.outcomes.map((o) => o.mailbox))
+  const listed = report.outcomes.length + report.more
+  return [
+    `Answers since ${when(report.since)}: ${describeCounts(report)}`,
+    listed === 0
+      ? report.all ? "No answer in that time." : "Nothing for a person in that time."
+      : `${report.all ? "Every answer" : "For a person"}, newest first (${listed}):`,
+    ...report.outcomes.flatMap((o) => [describeMail(o, mailboxes.size > 1), `    ${describeOutcome(o)}`]),
+    ...(report.more > 0 ? [`  … and ${report.more} more: --limit ${listed} shows them`] : [])
+  ].join("\n")
+}
+
+/** `mailroom replies [--since 7d] [--all] [--limit N] [--json]`. */
+export const repliesCommand = (options: { readonly since: string; readonly all: boolean; readonly limit: number; readonly json: boolean }) =>
+  Effect.gen(function*() {
+    const span = parseSince(options.since)
+    if (span === undefined) {
+      return yield* new StartupRefused({ reason: `--since takes a span such as 30m, 24h, 7d or 2w, not ${JSON.stringify(options.since)}` })
+    }
+    if (!(options.limit > 0)) return yield* new StartupRefused({ reason: "--limit takes a whole number above 0" })
+    const report = yield* repliesReport({ since: new Date(Date.now() - span), limit: options.limit, all: options.all })
+    yield* Console.log(options.json ? JSON.stringify(report, null, 2) : formatReplies(report))
+    return report
+  })

@@ -1,0 +1,155 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { EmailReceived, ReplyOutcome, SkipReason, StoredEvent } from "../log/Event.js"
+import { EventLog } from "../log/EventLog.js"
+import { safeHeader, ticketToken } from "./Reply.js"
+
+/**
+ * What the automatic answers came to over a span of time, and the mails among them a person should
+ * look at: `mailroom replies`. Read from the log alone (personal fields opened as any reader opens
+ * them, an erased customer's reading as erased), so it works while mailroom runs or is stopped.
+ */
+
+/**
+ * Skips that leave a customer's question unanswered: someone of the team answers it by hand. The
+ * others (auto-replies, bounces, bulk mail, spam, loops, our own address, a person who answered
+ * first) are no one's question, or already answered.
+ */
+export const skipsForAPerson: ReadonlyArray<SkipReason> = [
+  "needs_human",
+  "unauthenticated",
+  "rate_limited",
+  "ticket_limit",
+  "global_limit"
+]
+
+export interface OutcomeCounts {
+  readonly sent: number
+  readonly drafted: number
+  readonly failed: number
+  /** By reason. */
+  readonly skipped: Readonly<Record<string, number>>
+  /** Mail recorded for a mailbox that answers, with no outcome yet (an LLM or SMTP outage, a backlog). */
+  readonly waiting: number
+}
+
+export interface AnswerOutcome {
+  readonly at: Date
+  readonly mailbox: string
+  /** The `[#token]` customers see in the subject. */
+  readonly ticket: string
+  readonly outcome: "sent" | "drafted" | "skipped" | "failed"
+  /** The skip's reason, the failure's stage, the draft's folder, or how it was sent. */
+  readonly reason: string
+  /** Why, in words: the draft's note for the team, the skip's detail, the failure. */
+  readonly detail: string
+  /** The customer's address and the mail's subject; "" once the customer is erased (`erased`). */
+  readonly from: string
+  readonly subject: string
+  readonly erased: boolean
+  readonly emailEventId: string
+}
+
+export interface RepliesReport {
+  readonly since: Date
+  readonly counts: OutcomeCounts
+  /** Newest first, at most `limit`; `more` are left out. */
+  readonly outcomes: ReadonlyArray<AnswerOutcome>
+  readonly more: number
+  /** Every outcome, or only those a person should look at. */
+  readonly all: boolean
+}
+
+const outcomeTypes = ["ReplySent", "ReplyDrafted", "ReplySkipped", "ReplyFailed"] as const
+
+const kindOf = { ReplySent: "sent", ReplyDrafted: "drafted", ReplySkipped: "skipped", ReplyFailed: "failed" } as const
+
+const reasonAndDetail = (data: ReplyOutcome): { readonly reason: string; readonly detail: string } => {
+  switch (data._tag) {
+    case "ReplySent":
+      return { reason: data.foundInSent ? "found in the sent folder after a restart" : "smtp", detail: "" }
+    case "ReplyDrafted":
+      return { reason: data.mailbox, detail: data.reason ?? "" }
+    case "ReplySkipped":
+      return { reason: data.reason, detail: data.detail }
+    case "ReplyFailed":
+      return { reason: data.stage, detail: data.reason }
+  }
+}
+
+/** One line of text a sender wrote, safe to print on a terminal: no escape sequence, no line break. */
+const printable = (text: string, max: number) => {
+  const clean = safeHeader(text)
+  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean
+}
+
+const describe = (event: StoredEvent & { readonly data: ReplyOutcome }, email: StoredEvent | undefined): AnswerOutcome => {
+  const received = email?.data._tag === "EmailReceived" ? email.data as EmailReceived : undefined
+  const { detail, reason } = reasonAndDetail(event.data)
+  return {
+    at: event.occurredAt,
+    mailbox: event.mailbox,
+    ticket: ticketToken(event.data.ticketId),
+    outcome: kindOf[event.data._tag],
+    reason,
+    detail: printable(detail, 300),
+    from: printable(received?.from.address ?? "", 200),
+    subject: printable(received?.subject ?? "", 120),
+    erased: (event.erased ?? false) || (email?.erased ?? false),
+    emailEventId: event.data.emailEventId
+  }
+}
+
+const isOutcome = (event: StoredEvent): event is StoredEvent & { readonly data: ReplyOutcome } =>
+  (outcomeTypes as ReadonlyArray<string>).includes(event.data._tag)
+
+/** The report over the outcomes recorded since `since`: every one with `all`, else those for a person. */
+export const repliesReport = (options: { readonly since: Date; readonly limit: number; readonly all: boolean }) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const log = yield* EventLog
+    const chosen = options.all
+      ? sql`type IN ${sql.in(outcomeTypes)} AND occurred_at > ${options.since}`
+      : sql`type IN ('ReplyDrafted', 'ReplyFailed', 'ReplySkipped') AND occurred_at > ${options.since}
+          AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)})`
+    const [byType, [waiting], [chosenCount]] = yield* Effect.all([
+      sql<{ type: string; reason: string | null; count: string }>`
+        SELECT type, CASE WHEN type = 'ReplySkipped' THEN data->>'reason' END AS reason, count(*) AS count
+        FROM events WHERE type IN ${sql.in(outcomeTypes)} AND occurred_at > ${options.since}
+        GROUP BY 1, 2
+      `,
+      // Mail past a responder's position is answered in its next page; mail before it has its outcome.
+      sql<{ count: string }>`
+        SELECT count(*) AS count FROM events e JOIN positions p ON p.consumer = 'responder:' || e.mailbox
+        WHERE e.type = 'EmailReceived' AND e.seq > p.last_seq
+          AND NOT EXISTS (
+            SELECT 1 FROM events o WHERE o.data->>'emailEventId' = e.id::text AND o.type IN ${sql.in(outcomeTypes)}
+          )
+      `,
+      sql<{ count: string }>`SELECT count(*) AS count FROM events WHERE ${chosen}`
+    ])
+    const events = (yield* log.readWhere(sql`seq IN (SELECT seq FROM events WHERE ${chosen} ORDER BY seq DESC LIMIT ${options.limit})`))
+      .filter(isOutcome)
+      .reverse()
+    const ids = [...new Set(events.map((e) => e.data.emailEventId))]
+    const emails = ids.length === 0 ? [] : yield* log.readWhere(sql`id IN ${sql.in(ids)}`)
+    const byId = new Map(emails.map((e) => [e.id, e]))
+    const count = (type: string) => byType.filter((row) => row.type === type).reduce((n, row) => n + Number(row.count), 0)
+    return {
+      since: options.since,
+      counts: {
+        sent: count("ReplySent"),
+        drafted: count("ReplyDrafted"),
+        failed: count("ReplyFailed"),
+        skipped: Object.fromEntries(
+          byType.filter((row) => row.type === "ReplySkipped")
+            .sort((a, b) => Number(b.count) - Number(a.count))
+            .map((row) => [row.reason ?? "unknown", Number(row.count)])
+        ),
+        waiting: Number(waiting?.count ?? 0)
+      },
+      outcomes: events.map((event) => describe(event, byId.get(event.data.emailEventId))),
+      more: Math.max(0, Number(chosenCount?.count ?? 0) - events.length),
+      all: options.all
+    } satisfies RepliesReport
+  }).pipe(Effect.withSpan("Outcomes.report", { attributes: { "mailroom.replies.all": options.all } }))

@@ -1,0 +1,116 @@
+import { describe, expect, layer } from "@effect/vitest"
+import type { RepliesReport } from "../../src/replies/Outcomes.js"
+import { runCli } from "../support/cli.js"
+import { mail } from "../support/mails.js"
+import { createDatabase, query } from "../support/postgres.js"
+import { ReplyServers, withReplyServers } from "../support/replyStack.js"
+
+// `mailroom replies` over a real run: Dovecot, PostgreSQL, the SMTP sink and the OpenAI-compatible
+// server, every command a whole process as an operator runs it.
+
+const reportOf = async (args: ReadonlyArray<string>, env: Record<string, string>) => {
+  const run = await runCli(["replies", "--json", ...args], env)
+  expect(run.code, run.stderr).toBe(0)
+  return JSON.parse(run.stdout) as RepliesReport
+}
+
+layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
+  describe("mailroom replies", () => {
+    it.effect("counts every outcome, lists the mails a person should look at with why, and never prints a sender's escape codes", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("replies_command")
+      try {
+        const env = servers.env({ DATABASE_URL: db.url })
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        servers.llm.setResponder((request) => {
+          const prompt = JSON.stringify(request.body)
+          return prompt.includes("Zorro") ? "" : prompt.includes("callback") ? "Call us on +1 888 555 0147 and we sort it out." : "It ships tomorrow."
+        })
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Ann <ann@customer.test>", subject: "Where is my order?" }),
+          mail({ authenticated: true, from: "Bob <bob@customer.test>", subject: "Phone me", text: "Please give me a callback number." }),
+          mail({ from: "Cat <cat@customer.test>", subject: "Unsigned question" }),
+          mail({ authenticated: true, from: "Dan <dan@customer.test>", headers: { "X-Autoresponder": "yes" }, subject: "Away" }),
+          mail({ authenticated: true, from: "Eve <eve@customer.test>", subject: "Odd one", text: "Zorro was here." }),
+          mail({ from: "Fay <fay@customer.test>", subject: "\u001b[2J\u001b]0;pwned\u0007Hello\u202e" })
+        ])
+        const pass = await runCli(["--once"], env)
+        expect(pass.code, pass.stderr).toBe(0)
+        expect(pass.stdout).toContain("Replies: 1 sent, 3 skipped, 1 failed, 1 left as drafts")
+
+        const report = await reportOf([], env)
+        expect(report.counts).toEqual({ sent: 1, drafted: 1, failed: 1, skipped: { unauthenticated: 2, auto_reply_header: 1 }, waiting: 0 })
+        // Ann was answered and Dan's was an auto-reply: neither is a person's to look at. Answers
+        // go out side by side, so their outcomes' order is not the mails'.
+        const person = (r: RepliesReport) => Object.fromEntries(r.outcomes.map((o) => [o.from, `${o.outcome} ${o.reason}`]))
+        expect(person(report)).toEqual({
+          "bob@customer.test": "drafted Drafts",
+          "cat@customer.test": "skipped unauthenticated",
+          "eve@customer.test": "failed agent",
+          "fay@customer.test": "skipped unauthenticated"
+        })
+        const times = report.outcomes.map((o) => new Date(o.at).getTime())
+        expect(times).toEqual([...times].sort((a, b) => b - a))
+        const bob = report.outcomes.find((o) => o.from === "bob@customer.test")!
+        expect(bob.detail).toContain("phone number")
+        expect(bob.subject).toBe("Phone me")
+        expect(report.more).toBe(0)
+
+        const text = await runCli(["replies"], env)
+        expect(text.code, text.stderr).toBe(0)
+        expect(text.stdout).toContain("1 sent, 1 left as drafts, 1 failed, 3 not answered (2 unauthenticated, 1 auto_reply_header)")
+        expect(text.stdout).toContain("For a person, newest first (4):")
+        expect(text.stdout).toMatch(/\[#[0-9a-f]{12}\] {2}bob@customer\.test {2}"Phone me"\n {4}left as a draft in Drafts: .*phone number/)
+        expect(text.stdout).toContain("not answered (unauthenticated): ")
+        expect(text.stdout).not.toContain("ann@customer.test")
+        // A subject is the sender's text: no escape sequence, bell or bidi override reaches the terminal.
+        expect(text.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f\u202e]/)
+        expect(text.stdout).toContain("Hello")
+
+        const every = await reportOf(["--all"], env)
+        expect(every.outcomes.map((o) => o.from).sort()).toEqual(["ann", "bob", "cat", "dan", "eve", "fay"].map((n) => `${n}@customer.test`))
+        const two = await reportOf(["--all", "--limit", "2"], env)
+        expect(two.outcomes).toEqual(every.outcomes.slice(0, 2))
+        expect(two.more).toBe(4)
+        expect((await runCli(["replies", "--all", "--limit", "2"], env)).stdout).toContain("… and 4 more: --limit 6 shows them")
+
+        // An erased customer's mail is still counted and listed, with nothing of theirs.
+        expect((await runCli(["erase", "--customer", "cat@customer.test"], env)).code).toBe(0)
+        const afterErasure = (await reportOf([], env)).outcomes
+        expect(afterErasure.map((o) => o.from).sort()).toEqual(["", "bob@customer.test", "eve@customer.test", "fay@customer.test"])
+        const cat = afterErasure.find((o) => o.erased)!
+        expect(cat).toMatchObject({ erased: true, from: "", subject: "", outcome: "skipped", reason: "unauthenticated" })
+        expect((await runCli(["replies"], env)).stdout).toContain("(customer erased)")
+
+        // Only the span asked for: an outcome of eight days ago is outside the default week.
+        await query(db.url, `
+          INSERT INTO events (id, type, mailbox, ticket_id, occurred_at, data)
+          VALUES (gen_random_uuid(), 'ReplySkipped', '${servers.dovecot.user}', gen_random_uuid(), now() - interval '8 days',
+            jsonb_build_object('_tag', 'ReplySkipped', 'emailEventId', gen_random_uuid(), 'ticketId', gen_random_uuid(),
+              'customerId', gen_random_uuid(), 'reason', 'rate_limited', 'detail', E'old \\u001b[2Jone'))
+        `)
+        expect((await reportOf([], env)).counts.skipped).toEqual({ unauthenticated: 2, auto_reply_header: 1 })
+        const fortnight = await reportOf(["--since", "2w"], env)
+        expect(fortnight.counts.skipped).toEqual({ unauthenticated: 2, auto_reply_header: 1, rate_limited: 1 })
+        expect(fortnight.outcomes.find((o) => o.reason === "rate_limited")).toMatchObject({ reason: "rate_limited", detail: "old [2Jone", from: "" })
+        // Whatever a field holds (an older version's detail, say), no escape code reaches the terminal.
+        const fortnightText = (await runCli(["replies", "--since", "2w"], env)).stdout
+        expect(fortnightText).toContain("not answered (rate_limited): old [2Jone")
+        expect(fortnightText).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f\u202e]/)
+
+        // Mail recorded while the LLM is down waits, and is counted as waiting.
+        servers.llm.setMode("error500")
+        await servers.dovecot.append([mail({ authenticated: true, from: "Gus <gus@customer.test>", subject: "Still there?" })])
+        const outage = await runCli(["--once"], env)
+        expect(outage.stdout).toContain("Replies: waiting for the LLM")
+        expect((await reportOf([], env)).counts.waiting).toBe(1)
+
+        const bad = await runCli(["replies", "--since", "a week"], env)
+        expect(bad.code).toBe(2)
+        expect(bad.stderr).toContain("--since takes a span such as 30m, 24h, 7d or 2w")
+      } finally {
+        servers.llm.setMode("ok")
+        await db.drop()
+      }
+    }))
+  })
+})
