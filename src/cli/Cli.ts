@@ -211,6 +211,10 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
         Options.withDefault("7d")
       ),
       all: Options.boolean("all").pipe(Options.withDescription("List every answer, sent and skipped alike, not only those for a person.")),
+      customer: Options.text("customer").pipe(
+        Options.withDescription("Only this customer's mail (an email address), every answer listed."),
+        Options.optional
+      ),
       limit: Options.integer("limit").pipe(Options.withDescription("At most this many, newest first."), Options.withDefault(50)),
       json: Options.boolean("json").pipe(Options.withDescription("Print the report as JSON."))
     },

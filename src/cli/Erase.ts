@@ -1,6 +1,6 @@
 import { Console, Effect } from "effect"
 import type { CustomerErased } from "../log/Event.js"
-import { StartupRefused } from "./Fatal.js"
+import { customerArgument } from "./Fatal.js"
 import { eraseCustomer } from "../tickets/Erase.js"
 
 export const formatErasure = (address: string, erased: CustomerErased): string =>
@@ -16,12 +16,10 @@ export const formatErasure = (address: string, erased: CustomerErased): string =
   ].join("\n")
 
 /** `mailroom erase --customer ADDRESS`. */
-export const eraseCommand = (address: string) =>
+export const eraseCommand = (input: string) =>
   Effect.gen(function*() {
-    if (!/^[^@\s]+@[^@\s]+$/.test(address.trim())) {
-      return yield* new StartupRefused({ reason: `--customer takes an email address, not ${JSON.stringify(address)}` })
-    }
+    const address = yield* customerArgument(input)
     const erased = yield* eraseCustomer(address)
-    yield* Console.log(formatErasure(address.trim().toLowerCase(), erased))
+    yield* Console.log(formatErasure(address, erased))
     return erased
   })

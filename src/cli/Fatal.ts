@@ -1,4 +1,4 @@
-import { Cause, ConfigError, Data, Option } from "effect"
+import { Cause, ConfigError, Data, Effect, Option } from "effect"
 import { settingHelp } from "../config/All.js"
 
 /** mailroom will not run in this setup, for a reason the user must change. */
@@ -7,6 +7,12 @@ export class StartupRefused extends Data.TaggedError("StartupRefused")<{ readonl
     return this.reason
   }
 }
+
+/** `--customer ADDRESS`: the address as the log keys it (trimmed, lower case), or a refusal naming the flag. */
+export const customerArgument = (value: string): Effect.Effect<string, StartupRefused> =>
+  /^[^@\s]+@[^@\s]+$/.test(value.trim())
+    ? Effect.succeed(value.trim().toLowerCase())
+    : new StartupRefused({ reason: `--customer takes an email address, not ${JSON.stringify(value)}` })
 
 export interface Fatal {
   readonly line: string

@@ -1,7 +1,7 @@
-import { Console, Effect } from "effect"
+import { Console, Effect, Option } from "effect"
 import type { AnswerOutcome, RepliesReport } from "../replies/Outcomes.js"
 import { repliesReport } from "../replies/Outcomes.js"
-import { StartupRefused } from "./Fatal.js"
+import { customerArgument, StartupRefused } from "./Fatal.js"
 
 const units: Readonly<Record<string, number>> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
 
@@ -51,7 +51,7 @@ export const formatReplies = (report: RepliesReport): string => {
   const mailboxes = new Set(report.outcomes.map((o) => o.mailbox))
   const listed = report.outcomes.length + report.more
   return [
-    `Answers since ${when(report.since)}: ${describeCounts(report)}`,
+    `Answers${report.customer === null ? "" : ` to ${report.customer}`} since ${when(report.since)}: ${describeCounts(report)}`,
     listed === 0
       ? report.all ? "No answer in that time." : "Nothing for a person in that time."
       : `${report.all ? "Every answer" : "For a person"}, newest first (${listed}):`,
@@ -60,15 +60,30 @@ export const formatReplies = (report: RepliesReport): string => {
   ].join("\n")
 }
 
-/** `mailroom replies [--since 7d] [--all] [--limit N] [--json]`. */
-export const repliesCommand = (options: { readonly since: string; readonly all: boolean; readonly limit: number; readonly json: boolean }) =>
+/** `mailroom replies [--since 7d] [--all] [--customer ADDRESS] [--limit N] [--json]`. */
+export const repliesCommand = (
+  options: {
+    readonly since: string
+    readonly all: boolean
+    readonly limit: number
+    readonly json: boolean
+    readonly customer: Option.Option<string>
+  }
+) =>
   Effect.gen(function*() {
     const span = parseSince(options.since)
     if (span === undefined) {
       return yield* new StartupRefused({ reason: `--since takes a span such as 30m, 24h, 7d or 2w, not ${JSON.stringify(options.since)}` })
     }
     if (!(options.limit > 0)) return yield* new StartupRefused({ reason: "--limit takes a whole number above 0" })
-    const report = yield* repliesReport({ since: new Date(Date.now() - span), limit: options.limit, all: options.all })
+    const customer = Option.isSome(options.customer) ? yield* customerArgument(options.customer.value) : undefined
+    // One customer's mail is looked into whole: every answer, sent ones too.
+    const report = yield* repliesReport({
+      since: new Date(Date.now() - span),
+      limit: options.limit,
+      all: options.all || customer !== undefined,
+      ...(customer === undefined ? {} : { customer })
+    })
     yield* Console.log(options.json ? JSON.stringify(report, null, 2) : formatReplies(report))
     return report
   })

@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { EmailReceived, ReplyOutcome, SkipReason, StoredEvent } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
+import { Vault } from "../log/Vault.js"
 import { safeHeader, ticketToken } from "./Reply.js"
 
 /**
@@ -58,6 +59,8 @@ export interface RepliesReport {
   readonly more: number
   /** Every outcome, or only those a person should look at. */
   readonly all: boolean
+  /** Only this customer's mail (`--customer`), as given. */
+  readonly customer: string | null
 }
 
 const outcomeTypes = ["ReplySent", "ReplyDrafted", "ReplySkipped", "ReplyFailed"] as const
@@ -103,25 +106,43 @@ const describe = (event: StoredEvent & { readonly data: ReplyOutcome }, email: S
 const isOutcome = (event: StoredEvent): event is StoredEvent & { readonly data: ReplyOutcome } =>
   (outcomeTypes as ReadonlyArray<string>).includes(event.data._tag)
 
-/** The report over the outcomes recorded since `since`: every one with `all`, else those for a person. */
-export const repliesReport = (options: { readonly since: Date; readonly limit: number; readonly all: boolean }) =>
+/**
+ * The ids one address's mail was recorded under: the projection's (customers recorded before keyed
+ * ids have a plain-hash one) and its keyed id. None but the keyed id once the customer is erased.
+ */
+const customerIds = (address: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const keyed = (yield* Vault).customerId(address)
+    const recorded = yield* sql<{ id: string }>`SELECT id FROM customers WHERE email = ${address}`
+    return [...new Set([...recorded.map((row) => row.id), keyed])]
+  })
+
+/**
+ * The report over the outcomes recorded since `since`: every one with `all`, else those for a
+ * person; with `customer` (trimmed, lower case), only that address's mail.
+ */
+export const repliesReport = (options: { readonly since: Date; readonly limit: number; readonly all: boolean; readonly customer?: string }) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const log = yield* EventLog
+    const address = options.customer
+    const whose = address === undefined ? sql`TRUE` : sql`data->>'customerId' = ANY(${yield* customerIds(address)})`
+    const inSpan = sql`occurred_at > ${options.since} AND ${whose}`
     const chosen = options.all
-      ? sql`type IN ${sql.in(outcomeTypes)} AND occurred_at > ${options.since}`
-      : sql`type IN ('ReplyDrafted', 'ReplyFailed', 'ReplySkipped') AND occurred_at > ${options.since}
+      ? sql`type IN ${sql.in(outcomeTypes)} AND ${inSpan}`
+      : sql`type IN ('ReplyDrafted', 'ReplyFailed', 'ReplySkipped') AND ${inSpan}
           AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)})`
     const [byType, [waiting], [chosenCount]] = yield* Effect.all([
       sql<{ type: string; reason: string | null; count: string }>`
         SELECT type, CASE WHEN type = 'ReplySkipped' THEN data->>'reason' END AS reason, count(*) AS count
-        FROM events WHERE type IN ${sql.in(outcomeTypes)} AND occurred_at > ${options.since}
+        FROM events WHERE type IN ${sql.in(outcomeTypes)} AND ${inSpan}
         GROUP BY 1, 2
       `,
       // Mail past a responder's position is answered in its next page; mail before it has its outcome.
       sql<{ count: string }>`
         SELECT count(*) AS count FROM events e JOIN positions p ON p.consumer = 'responder:' || e.mailbox
-        WHERE e.type = 'EmailReceived' AND e.seq > p.last_seq
+        WHERE e.type = 'EmailReceived' AND e.seq > p.last_seq AND ${whose}
           AND NOT EXISTS (
             SELECT 1 FROM events o WHERE o.data->>'emailEventId' = e.id::text AND o.type IN ${sql.in(outcomeTypes)}
           )
@@ -150,6 +171,7 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
       },
       outcomes: events.map((event) => describe(event, byId.get(event.data.emailEventId))),
       more: Math.max(0, Number(chosenCount?.count ?? 0) - events.length),
-      all: options.all
+      all: options.all,
+      customer: address ?? null
     } satisfies RepliesReport
   }).pipe(Effect.withSpan("Outcomes.report", { attributes: { "mailroom.replies.all": options.all } }))

@@ -73,6 +73,16 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(two.more).toBe(4)
         expect((await runCli(["replies", "--all", "--limit", "2"], env)).stdout).toContain("… and 4 more: --limit 6 shows them")
 
+        // One customer's mail, every answer of it: "I wrote and heard nothing".
+        const ann = await reportOf(["--customer", " Ann@Customer.test "], env)
+        expect(ann.counts).toEqual({ sent: 1, drafted: 0, failed: 0, skipped: {}, waiting: 0 })
+        expect(ann.outcomes.map((o) => [o.from, o.outcome, o.subject])).toEqual([["ann@customer.test", "sent", "Where is my order?"]])
+        const dan = await runCli(["replies", "--customer", "dan@customer.test"], env)
+        expect(dan.stdout).toContain("Answers to dan@customer.test since ")
+        expect(dan.stdout).toMatch(/dan@customer\.test {2}"Away"\n {4}not answered \(auto_reply_header\): x-autoresponder: yes/)
+        expect(dan.stdout).not.toContain("bob@customer.test")
+        expect((await reportOf(["--customer", "nobody@customer.test"], env)).outcomes).toEqual([])
+
         // An erased customer's mail is still counted and listed, with nothing of theirs.
         expect((await runCli(["erase", "--customer", "cat@customer.test"], env)).code).toBe(0)
         const afterErasure = (await reportOf([], env)).outcomes
@@ -107,6 +117,9 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const bad = await runCli(["replies", "--since", "a week"], env)
         expect(bad.code).toBe(2)
         expect(bad.stderr).toContain("--since takes a span such as 30m, 24h, 7d or 2w")
+        const notAnAddress = await runCli(["replies", "--customer", "ann"], env)
+        expect(notAnAddress.code).toBe(2)
+        expect(notAnAddress.stderr).toContain("--customer takes an email address")
       } finally {
         servers.llm.setMode("ok")
         await db.drop()

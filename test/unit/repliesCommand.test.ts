@@ -22,6 +22,7 @@ const report = (over: Partial<RepliesReport>): RepliesReport => ({
   outcomes: [],
   more: 0,
   all: false,
+  customer: null,
   ...over
 })
 
