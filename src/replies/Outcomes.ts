@@ -139,13 +139,15 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
         FROM events WHERE type IN ${sql.in(outcomeTypes)} AND ${inSpan}
         GROUP BY 1, 2
       `,
-      // Mail past a responder's position is answered in its next page; mail before it has its outcome.
+      // Mail past a responder's position is answered in its next page; mail before it has its
+      // outcome. An erased customer's mail is never answered (Responder), so it waits for nothing.
       sql<{ count: string }>`
         SELECT count(*) AS count FROM events e JOIN positions p ON p.consumer = 'responder:' || e.mailbox
         WHERE e.type = 'EmailReceived' AND e.seq > p.last_seq AND ${whose}
           AND NOT EXISTS (
             SELECT 1 FROM events o WHERE o.data->>'emailEventId' = e.id::text AND o.type IN ${sql.in(outcomeTypes)}
           )
+          AND NOT EXISTS (SELECT 1 FROM customer_keys k WHERE k.id = e.key_id AND k.key IS NULL)
       `,
       sql<{ count: string }>`SELECT count(*) AS count FROM events WHERE ${chosen}`
     ])

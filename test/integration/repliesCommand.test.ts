@@ -113,6 +113,9 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const outage = await runCli(["--once"], env)
         expect(outage.stdout).toContain("Replies: waiting for the LLM")
         expect((await reportOf([], env)).counts.waiting).toBe(1)
+        // Erased while it waits, it waits for nothing: it will never be answered.
+        expect((await runCli(["erase", "--customer", "gus@customer.test"], env)).code).toBe(0)
+        expect((await reportOf([], env)).counts.waiting).toBe(0)
 
         const bad = await runCli(["replies", "--since", "a week"], env)
         expect(bad.code).toBe(2)
