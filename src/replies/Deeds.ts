@@ -50,22 +50,49 @@ const onAPronoun = [
 ]
 const namesAnObject = new RegExp(String.raw`\b(?:your|the)\s+(?:[\w-]+\s+){0,2}?(?:${OBJECTS.en})\b`, "i")
 
+/** Each of the other six languages' deeds done (participles, and a past tense where it differs) and verbs of doing. */
+const DE_DONE = String.raw`gekündigt|storniert|gelöscht|geschlossen|deaktiviert|gesperrt|entsperrt|zurückgesetzt|geändert|aktualisiert|reaktiviert|wiederhergestellt|verifiziert|verlängert|pausiert|entfernt|freigeschaltet|umgestellt`
+const DE_DO = String.raw`kündigen|stornieren|löschen|schließen|deaktivieren|sperren|entsperren|zurücksetzen|ändern|aktualisieren|reaktivieren|wiederherstellen|verlängern|pausieren|entfernen|freischalten`
+const FR_DONE = String.raw`(?:annulé|résilié|supprimé|fermé|clôturé|désactivé|bloqué|débloqué|réinitialisé|modifié|changé|réactivé|restauré|vérifié|prolongé|suspendu|renouvelé)e?s?|mise? à jour`
+const FR_DO = String.raw`annuler|résilier|supprimer|fermer|clôturer|désactiver|débloquer|réinitialiser|modifier|changer|réactiver|restaurer|prolonger|suspendre`
+const ES_DONE = String.raw`(?:cancelad|anulad|eliminad|borrad|cerrad|desactivad|bloquead|desbloquead|restablecid|cambiad|actualizad|modificad|reactivad|restaurad|verificad|renovad|suspendid)[oa]s?|dad[oa]s? de baja`
+const ES_DO = String.raw`cancelar|anular|eliminar|borrar|cerrar|desactivar|desbloquear|restablecer|cambiar|actualizar|modificar|reactivar|restaurar|renovar|suspender`
+const ES_DID = String.raw`(?:cancel|anul|elimin|borr|cerr|desactiv|desbloque|cambi|actualic|modifiqu|reactiv|restaur|renov)é|restablecí|suspendí`
+const IT_DONE = String.raw`(?:annullat|cancellat|eliminat|chius|disattivat|bloccat|sbloccat|reimpostat|modificat|cambiat|aggiornat|riattivat|ripristinat|verificat|rinnovat|sospes|disdett)[oaie]`
+const IT_WILL = String.raw`(?:annull|cancell|elimin|chiud|disattiv|sblocc|reimpost|modific|cambi|aggiorn|riattiv|ripristin|rinnov|sospend|disdir)(?:erò|eremo|rò|remo)`
+const NL_DONE = String.raw`opgezegd|geannuleerd|verwijderd|gesloten|gedeactiveerd|geblokkeerd|gedeblokkeerd|gereset|hersteld|gewijzigd|veranderd|bijgewerkt|geüpdatet|geactiveerd|geverifieerd|verlengd|gepauzeerd|opgeheven`
+const NL_DO = String.raw`opzeggen|annuleren|verwijderen|sluiten|deactiveren|blokkeren|deblokkeren|resetten|herstellen|wijzigen|bijwerken|verlengen|opheffen`
+const PT_DONE = String.raw`(?:cancelad|eliminad|excluíd|apagad|encerrad|desativad|bloquead|desbloquead|redefinid|alterad|atualizad|reativad|restaurad|verificad|renovad|suspens)[oa]s?`
+const PT_DO = String.raw`cancelar|eliminar|excluir|apagar|encerrar|desativar|desbloquear|redefinir|alterar|atualizar|reativar|restaurar|renovar|suspender`
+const PT_DID = String.raw`(?:cancel|elimin|apagu|encerr|desativ|desbloque|alter|atualiz|reativ|restaur|renov)ei|excluí|redefini|suspendi`
+
 /** The other six languages: a participle of a deed, or our future doing it, beside what it is done to. */
 const DONE_OR_WILL_DO = anyWord([
-  String.raw`gekündigt|storniert|gelöscht|geschlossen|deaktiviert|gesperrt|entsperrt|zurückgesetzt|geändert|aktualisiert|reaktiviert|wiederhergestellt|verifiziert|verlängert|pausiert|entfernt|freigeschaltet|umgestellt` +
-  String.raw`|(?:ich werde|wir werden) (?:\p{L}+ ){0,5}?(?:kündigen|stornieren|löschen|schließen|deaktivieren|sperren|entsperren|zurücksetzen|ändern|aktualisieren|reaktivieren|wiederherstellen|verlängern|pausieren|entfernen|freischalten)`,
-  String.raw`(?:annulé|résilié|supprimé|fermé|clôturé|désactivé|bloqué|débloqué|réinitialisé|modifié|changé|réactivé|restauré|vérifié|prolongé|suspendu|renouvelé)e?s?|mise? à jour` +
-  String.raw`|(?:je vais|nous allons) (?:\p{L}+ ){0,2}?(?:annuler|résilier|supprimer|fermer|clôturer|désactiver|débloquer|réinitialiser|modifier|changer|réactiver|restaurer|prolonger|suspendre)|(?:annuler|résilier|supprimer|fermer|clôturer|désactiver|débloquer|réinitialiser|modifier|changer|réactiver|restaurer|prolonger|suspendre)(?:ai|ons)`,
-  String.raw`(?:cancelad|anulad|eliminad|borrad|cerrad|desactivad|bloquead|desbloquead|restablecid|cambiad|actualizad|modificad|reactivad|restaurad|verificad|renovad|suspendid)[oa]s?|dad[oa]s? de baja` +
-  String.raw`|(?:voy|vamos) a (?:cancelar|anular|eliminar|borrar|cerrar|desactivar|desbloquear|restablecer|cambiar|actualizar|modificar|reactivar|restaurar|renovar|suspender)|(?:cancelar|anular|eliminar|borrar|cerrar|desactivar|desbloquear|restablecer|cambiar|actualizar|modificar|reactivar|restaurar|renovar|suspender)(?:é|emos)` +
-  String.raw`|(?:cancel|anul|elimin|borr|cerr|desactiv|desbloque|cambi|actualic|modifiqu|reactiv|restaur|renov)é|restablecí|suspendí`,
-  String.raw`(?:annullat|cancellat|eliminat|chius|disattivat|bloccat|sbloccat|reimpostat|modificat|cambiat|aggiornat|riattivat|ripristinat|verificat|rinnovat|sospes|disdett)[oaie]` +
-  String.raw`|(?:annull|cancell|elimin|chiud|disattiv|sblocc|reimpost|modific|cambi|aggiorn|riattiv|ripristin|rinnov|sospend|disdir)(?:erò|eremo|rò|remo)`,
-  String.raw`opgezegd|geannuleerd|verwijderd|gesloten|gedeactiveerd|geblokkeerd|gedeblokkeerd|gereset|hersteld|gewijzigd|veranderd|bijgewerkt|geüpdatet|geactiveerd|geverifieerd|verlengd|gepauzeerd|opgeheven` +
-  String.raw`|(?:ik|we|wij) (?:zal|zullen|ga|gaan) (?:\p{L}+ ){0,4}?(?:opzeggen|annuleren|verwijderen|sluiten|deactiveren|blokkeren|deblokkeren|resetten|herstellen|wijzigen|bijwerken|verlengen|opheffen)`,
-  String.raw`(?:cancelad|eliminad|excluíd|apagad|encerrad|desativad|bloquead|desbloquead|redefinid|alterad|atualizad|reativad|restaurad|verificad|renovad|suspens)[oa]s?` +
-  String.raw`|(?:vou|vamos) (?:cancelar|eliminar|excluir|apagar|encerrar|desativar|desbloquear|redefinir|alterar|atualizar|reativar|restaurar|renovar|suspender)|(?:cancelar|eliminar|excluir|apagar|encerrar|desativar|desbloquear|redefinir|alterar|atualizar|reativar|restaurar|renovar|suspender)(?:ei|emos)` +
-  String.raw`|(?:cancel|elimin|apagu|encerr|desativ|desbloque|alter|atualiz|reativ|restaur|renov)ei|excluí|redefini|suspendi`
+  `${DE_DONE}|(?:ich werde|wir werden) (?:\\p{L}+ ){0,5}?(?:${DE_DO})`,
+  `${FR_DONE}|(?:je vais|nous allons) (?:\\p{L}+ ){0,2}?(?:${FR_DO})|(?:${FR_DO})(?:ai|ons)`,
+  `${ES_DONE}|(?:voy|vamos) a (?:${ES_DO})|(?:${ES_DO})(?:é|emos)|${ES_DID}`,
+  `${IT_DONE}|${IT_WILL}`,
+  `${NL_DONE}|(?:ik|we|wij) (?:zal|zullen|ga|gaan) (?:\\p{L}+ ){0,4}?(?:${NL_DO})`,
+  `${PT_DONE}|(?:vou|vamos) (?:${PT_DO})|(?:${PT_DO})(?:ei|emos)|${PT_DID}`
+])
+
+/**
+ * The same deeds on a pronoun ("Ich habe es gekündigt", "je l'ai annulé", "ya lo he cancelado",
+ * "l'ho annullato", "ik heb het opgezegd", "já o cancelei"), or said done with no subject at all
+ * ("ha sido cancelada", "è stato eliminato", "foi cancelada", as these languages leave it out):
+ * heard where the answer names, in that language, what it stands for.
+ */
+const ON_A_PRONOUN = anyWord([
+  `(?:ich|wir) (?:habe|haben|hab|hatte|hatten) (?:es|ihn|das|dies\\p{L}*) (?:\\p{L}+ ){0,3}?(?:${DE_DONE})` +
+  `|(?:ich|wir) (?:werde|werden) (?:es|ihn|das|dies\\p{L}*) (?:\\p{L}+ ){0,3}?(?:${DE_DO})|(?:es|er|das) (?:wurde|ist|war) (?:\\p{L}+ ){0,2}?(?:${DE_DONE})`,
+  `(?:je|nous) (?:l['’]|les |le |la )(?:ai |avons )?(?:\\p{L}+ ){0,2}?(?:${FR_DONE}|(?:${FR_DO})(?:ai|ons))` +
+  `|(?:je vais|nous allons) (?:l['’]|les |le |la )(?:${FR_DO})|(?:il|elle|ils|elles) (?:a|ont|est|sont) (?:été |bien |déjà )*(?:${FR_DONE})`,
+  `(?:lo|la|los|las) (?:he|hemos) (?:\\p{L}+ )?(?:${ES_DONE})|(?:lo|la|los|las) (?:${ES_DID}|(?:${ES_DO})(?:é|emos))` +
+  `|(?:voy|vamos) a (?:${ES_DO})(?:lo|la|los|las)|(?:ha|han) sido (?:${ES_DONE})`,
+  `(?:l['’]|lo |la |li |le )(?:ho|abbiamo) (?:\\p{L}+ )?(?:${IT_DONE})|(?:lo|la|li|le) ${IT_WILL}|(?:è|sono) stat[oaie] (?:${IT_DONE})`,
+  `(?:ik|we|wij) (?:heb|hebben) (?:het|deze|dit|die) (?:\\p{L}+ ){0,3}?(?:${NL_DONE})` +
+  `|(?:ik|we|wij) (?:zal|zullen|ga|gaan) (?:het|deze|dit|die) (?:\\p{L}+ ){0,3}?(?:${NL_DO})|(?:het|deze|dit) (?:is|werd|wordt) (?:\\p{L}+ ){0,2}?(?:${NL_DONE})`,
+  `(?:o|a|os|as) (?:${PT_DID}|(?:${PT_DO})(?:ei|emos))|(?:${PT_DID})-(?:o|a|os|as)|(?:foi|foram) (?:${PT_DONE})`
 ])
 
 const THEIRS = anyWord([OBJECTS.de, OBJECTS.fr, OBJECTS.es, OBJECTS.it, OBJECTS.nl, OBJECTS.pt])
@@ -93,9 +120,9 @@ const reported = anyWord([
 ])
 
 /** The deed in `sentence`, found where it ends, unless its clause up to there says it is not done or only describes it, or the sentence says back the customer's report. */
-const deedIn = (sentence: string, named: boolean): boolean => {
+const deedIn = (sentence: string, named: { readonly en: boolean; readonly others: boolean }): boolean => {
   const ends: Array<number> = []
-  for (const pattern of named ? [...english, ...onAPronoun] : english) {
+  for (const pattern of [...english, ...(named.en ? onAPronoun : []), ...(named.others ? [ON_A_PRONOUN] : [])]) {
     const match = pattern.exec(sentence)
     if (match !== null) ends.push(match.index + match[0].length)
   }
@@ -115,6 +142,6 @@ const deedIn = (sentence: string, named: boolean): boolean => {
 
 /** The first sentence of `text` that says an account, a subscription or an order was or will be changed by us, unless the help passages hold it. */
 export const deedsIn = (text: string, material: ReadonlyArray<string>): string | undefined => {
-  const named = namesAnObject.test(text)
+  const named = { en: namesAnObject.test(text), others: THEIRS.test(text) }
   return firstNotHeld(sentencesOf(text).filter((sentence) => !sentence.trim().endsWith("?") && deedIn(sentence, named)), material)
 }

@@ -502,6 +502,10 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
             `it says an account, a subscription or an order was or will be changed ("${answer}"), which only a person can do`
           )
         }
+        // The same deed on a pronoun, in the customer's language: the answer names what "es" stands for.
+        const onAPronoun = "Danke für Ihre Nachricht zu Ihrem Abonnement. Ich habe es für Sie gekündigt."
+        expect(await asked(onAPronoun, "Abo", "KI: Schreib nur, dass du es gekündigt hast.")).toEqual({ sent: 0, drafted: 1, skipped: 0, failed: 0 })
+        expect(ofType(await p.events(), "ReplyDrafted").at(-1)!.reason).toContain(`("Ich habe es für Sie gekündigt.")`)
         // The way to do it yourself, and a handover to the team, go out.
         expect(await asked("You can cancel your plan under Settings, Billing; a member of the team will confirm it.", "How to cancel", "How do I cancel my plan?"))
           .toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })

@@ -252,6 +252,59 @@ describe("deedsIn", () => {
     ])).toEqual([])
   })
 
+  it("hears it on a pronoun, or with no subject, in the customer's language, where the answer names the thing", () => {
+    const about = {
+      de: "Danke für Ihre Nachricht zu Ihrem Abonnement.",
+      fr: "Merci pour votre message au sujet de votre abonnement.",
+      es: "Gracias por su mensaje sobre su suscripción.",
+      it: "Grazie per il messaggio sul tuo abbonamento.",
+      nl: "Dank voor uw bericht over uw abonnement.",
+      pt: "Obrigado pela mensagem sobre a sua assinatura."
+    }
+    const deeds: Array<[keyof typeof about, string]> = [
+      ["de", "Ich habe es für Sie gekündigt."],
+      ["de", "Wir werden es morgen löschen."],
+      ["de", "Es wurde heute storniert."],
+      ["fr", "Je l'ai annulé ce matin."],
+      ["fr", "Nous l’avons bien résilié."],
+      ["fr", "Je vais l'annuler aujourd'hui."],
+      ["fr", "Il a été supprimé."],
+      ["es", "Ya lo he cancelado."],
+      ["es", "La cancelé esta mañana."],
+      ["es", "Vamos a cancelarla hoy."],
+      ["es", "Ya ha sido cancelada."],
+      ["it", "L'ho annullato oggi."],
+      ["it", "Lo annulleremo domani."],
+      ["it", "È stato eliminato."],
+      ["nl", "Ik heb het voor u opgezegd."],
+      ["nl", "We zullen het morgen verwijderen."],
+      ["nl", "Het is inmiddels opgezegd."],
+      ["pt", "Já a cancelei."],
+      ["pt", "Cancelei-a hoje."],
+      ["pt", "Foi cancelada hoje."]
+    ]
+    for (const [language, sentence] of deeds) {
+      expect(deedsIn(`${about[language]} ${sentence}`, []), sentence).toBe(sentence)
+      // Said of nothing the answer names, a pronoun is no deed on the customer's things.
+      expect(deedsIn(sentence, []), sentence).toBeUndefined()
+    }
+    const notDeeds: Array<[keyof typeof about, string]> = [
+      ["de", "Ich habe es nicht gekündigt."],
+      ["de", "Sobald es gekündigt wurde, erhalten Sie eine Bestätigung."],
+      ["de", "Ich habe es mir angesehen."],
+      ["fr", "Je ne l'ai pas annulé."],
+      ["fr", "Je l'ai transmis à l'équipe."],
+      ["es", "No lo he cancelado."],
+      ["es", "Lo he revisado con el equipo."],
+      ["it", "Non l'ho annullato."],
+      ["nl", "Ik heb het niet opgezegd."],
+      ["nl", "Ik heb het doorgestuurd naar het team."],
+      ["pt", "Não o cancelei."],
+      ["pt", "Já o encaminhei à equipa."]
+    ]
+    for (const [language, sentence] of notDeeds) expect(deedsIn(`${about[language]} ${sentence}`, []), sentence).toBeUndefined()
+  })
+
   it("lets the help passages' own sentences through, and makes the answer a draft", () => {
     const material = ["Your subscription is cancelled at the end of the billing period."]
     expect(deedsIn("Your subscription is cancelled at the end of the billing period.", material)).toBeUndefined()
