@@ -1,6 +1,7 @@
 import { Console, Effect, Option } from "effect"
 import type { AnswerOutcome, RepliesReport } from "../replies/Outcomes.js"
 import { repliesReport } from "../replies/Outcomes.js"
+import { visible } from "../lib/Visible.js"
 import { customerArgument, StartupRefused } from "./Fatal.js"
 
 const units: Readonly<Record<string, number>> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
@@ -16,7 +17,7 @@ const when = (at: Date) => `${at.toISOString().slice(0, 16).replace("T", " ")} U
 const stages: Readonly<Record<string, string>> = { agent: "the LLM", smtp: "SMTP", drafts: "the drafts folder" }
 
 const describeOutcome = (o: AnswerOutcome): string => {
-  const why = o.detail === "" ? "" : `: ${o.detail}`
+  const why = o.detail === "" ? "" : `: ${visible(o.detail)}`
   switch (o.outcome) {
     case "sent":
       return `sent (${o.reason})`
@@ -34,8 +35,9 @@ const describeMail = (o: AnswerOutcome, showMailbox: boolean) =>
     `  ${when(o.at)}`,
     `[#${o.ticket}]`,
     ...(showMailbox ? [o.mailbox] : []),
-    o.erased ? "(customer erased)" : o.from === "" ? "(sender unknown)" : o.from,
-    ...(o.erased ? [] : [JSON.stringify(o.subject)])
+    o.erased ? "(customer erased)" : o.from === "" ? "(sender unknown)" : visible(o.from),
+    // JSON.stringify would write a control character as an escape too, but not a bidi control.
+    ...(o.erased ? [] : [`"${visible(o.subject)}"`])
   ].join("  ")
 
 const describeCounts = (report: RepliesReport) => {

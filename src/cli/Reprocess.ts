@@ -7,6 +7,7 @@ import type { QuarantineReason } from "../mail/Email.js"
 import { Parser } from "../mail/Parser.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
 import { ImapLive } from "../mailbox/Imap.js"
+import { visible } from "../lib/Visible.js"
 import type { ReprocessOptions, ReprocessOutcome } from "../tickets/Reprocess.js"
 import { Reprocessor } from "../tickets/Reprocess.js"
 
@@ -28,7 +29,7 @@ export const describeOutcome = (o: ReprocessOutcome): string => {
         ? `a duplicate of mail on ticket ${o.ticketId ?? "?"}`
         : `received on ${o.newTicket ? "new " : ""}ticket ${o.ticketId}`) + `, ${bytesFrom[o.bytesFrom]}`
     case "QuarantinedAgain":
-      return head + `quarantined again (${o.detail}); left as it was`
+      return head + `quarantined again (${visible(o.detail)}); left as it was`
     case "Skipped":
       return head + `skipped: ${o.why}`
   }

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import type { EmailReceived, ReplyOutcome, SkipReason, StoredEvent } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
 import { Vault } from "../log/Vault.js"
-import { safeHeader, ticketToken } from "./Reply.js"
+import { ticketToken } from "./Reply.js"
 
 /**
  * What the automatic answers came to over a span of time, and the mails among them a person should
@@ -44,7 +44,7 @@ export interface AnswerOutcome {
   readonly reason: string
   /** Why, in words: the draft's note for the team, the skip's detail, the failure. */
   readonly detail: string
-  /** The customer's address and the mail's subject; "" once the customer is erased (`erased`). */
+  /** The customer's address and the mail's subject, as written (the text report escapes control characters); "" once the customer is erased (`erased`). */
   readonly from: string
   readonly subject: string
   readonly erased: boolean
@@ -80,11 +80,8 @@ const reasonAndDetail = (data: ReplyOutcome): { readonly reason: string; readonl
   }
 }
 
-/** One line of text a sender wrote, safe to print on a terminal: no escape sequence, no line break. */
-const printable = (text: string, max: number) => {
-  const clean = safeHeader(text)
-  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean
-}
+/** At most `max` characters of what a sender wrote: a report lists many. */
+const cut = (text: string, max: number) => text.length > max ? `${text.slice(0, max - 1)}…` : text
 
 const describe = (event: StoredEvent & { readonly data: ReplyOutcome }, email: StoredEvent | undefined): AnswerOutcome => {
   const received = email?.data._tag === "EmailReceived" ? email.data as EmailReceived : undefined
@@ -95,9 +92,9 @@ const describe = (event: StoredEvent & { readonly data: ReplyOutcome }, email: S
     ticket: ticketToken(event.data.ticketId),
     outcome: kindOf[event.data._tag],
     reason,
-    detail: printable(detail, 300),
-    from: printable(received?.from.address ?? "", 200),
-    subject: printable(received?.subject ?? "", 120),
+    detail: cut(detail, 300),
+    from: cut(received?.from.address ?? "", 200),
+    subject: cut(received?.subject ?? "", 120),
     erased: (event.erased ?? false) || (email?.erased ?? false),
     emailEventId: event.data.emailEventId
   }

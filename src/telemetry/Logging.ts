@@ -2,18 +2,10 @@ import { Cause, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger
 import { includePii } from "../config/Telemetry.js"
 import { logFormat, logLevel } from "../config/Config.js"
 import { recordedSpan } from "./Tracing.js"
+import { visible } from "../lib/Visible.js"
 
 const render = (value: unknown): string =>
   Array.isArray(value) ? value.map(render).join(" ") : typeof value === "string" ? value : Inspectable.toStringUnknown(value)
-
-/**
- * Control characters, line breaks and bidi controls written as escapes: a line names a subject or a
- * header a sender wrote, and their "\n2026-… ERROR …" must not read as a line of mailroom's, nor an
- * escape code reach the terminal of whoever tails the log. (`LOG_FORMAT=json` escapes them anyway.)
- */
-const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g
-const visible = (text: string, keep = ""): string =>
-  text.replace(CONTROLS, (c) => keep.includes(c) ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
 
 /** The span a log line was written in, so that a line leads to its trace in Jaeger. */
 const spanOf = (context: FiberRefs.FiberRefs) => recordedSpan(FiberRefs.getOrDefault(context, FiberRef.currentContext))
@@ -25,7 +17,8 @@ export const textLogger = Logger.make(({ annotations, cause, context, date, logL
     ...HashMap.toEntries(annotations),
     ...Option.match(span, { onNone: () => [], onSome: (s) => [["trace_id", s.traceId], ["span_id", s.spanId]] as const })
   ].map(([key, value]) => ` ${key}=${visible(render(value))}`).join("")
-  // A failure's cause keeps its line breaks: it is mailroom's own stack trace.
+  // A line names subjects and headers a sender wrote (`LOG_FORMAT=json` escapes them anyway); a
+  // failure's cause keeps its line breaks, as it is mailroom's own stack trace.
   const failure = Cause.isEmpty(cause) ? "" : ` ${visible(Cause.pretty(cause), "\n")}`
   globalThis.console.error(`${date.toISOString()} ${logLevel.label.padEnd(5)} ${visible(render(message))}${fields}${failure}`)
 })

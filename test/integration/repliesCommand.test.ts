@@ -64,7 +64,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(text.stdout).not.toContain("ann@customer.test")
         // A subject is the sender's text: no escape sequence, bell or bidi override reaches the terminal.
         expect(text.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f\u202e]/)
-        expect(text.stdout).toContain("Hello")
+        expect(text.stdout).toContain(`"\\u001b[2J\\u001b]0;pwned\\u0007Hello\\u202e"`)
 
         const every = await reportOf(["--all"], env)
         expect(every.outcomes.map((o) => o.from).sort()).toEqual(["ann", "bob", "cat", "dan", "eve", "fay"].map((n) => `${n}@customer.test`))
@@ -101,10 +101,10 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect((await reportOf([], env)).counts.skipped).toEqual({ unauthenticated: 2, auto_reply_header: 1 })
         const fortnight = await reportOf(["--since", "2w"], env)
         expect(fortnight.counts.skipped).toEqual({ unauthenticated: 2, auto_reply_header: 1, rate_limited: 1 })
-        expect(fortnight.outcomes.find((o) => o.reason === "rate_limited")).toMatchObject({ reason: "rate_limited", detail: "old [2Jone", from: "" })
+        expect(fortnight.outcomes.find((o) => o.reason === "rate_limited")).toMatchObject({ reason: "rate_limited", detail: "old \u001b[2Jone", from: "" })
         // Whatever a field holds (an older version's detail, say), no escape code reaches the terminal.
         const fortnightText = (await runCli(["replies", "--since", "2w"], env)).stdout
-        expect(fortnightText).toContain("not answered (rate_limited): old [2Jone")
+        expect(fortnightText).toContain("not answered (rate_limited): old \\u001b[2Jone")
         expect(fortnightText).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f\u202e]/)
 
         // Mail recorded while the LLM is down waits, and is counted as waiting.

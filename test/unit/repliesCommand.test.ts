@@ -63,6 +63,15 @@ describe("mailroom replies", () => {
     ])
   })
 
+  it("writes the control characters a sender put in a subject, an address or a detail as escapes", () => {
+    const text = formatReplies(report({
+      outcomes: [outcome({ subject: "Hi\u001b[2J\u202e", from: "x\n@customer.test", detail: "x-autoreply: \u0007yes" })]
+    }))
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u202e]/)
+    expect(text).toContain(`x\\u000a@customer.test  "Hi\\u001b[2J\\u202e"`)
+    expect(text).toContain("x-autoreply: \\u0007yes")
+  })
+
   it("names the mailbox only when the list holds several, and says when there is nothing", () => {
     const two = formatReplies(report({ outcomes: [outcome({}), outcome({ mailbox: "billing@example.com" })] }))
     expect(two).toContain(`[#0a1b2c3d4e5f]  billing@example.com  ada@customer.test`)
