@@ -175,7 +175,7 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
       )
   ).pipe(
     Command.withDescription(
-      "Per mailbox: UIDVALIDITY and cursor, backlog on the server, lock holder, connection state, last error; counts by event type; outbox lag. With the embedded database it works while mailroom is stopped."
+      "Per mailbox: UIDVALIDITY and cursor, backlog on the server, lock holder, connection state, last error, whether answers go out; the last 24 hours' answers and how many a person should look at (mailroom replies); counts by event type; outbox lag. With the embedded database it works while mailroom is stopped."
     )
   )
 

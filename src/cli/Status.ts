@@ -10,6 +10,8 @@ import { lockKey } from "../mailbox/Leadership.js"
 import { repliesHealthKey, StateStore } from "../log/StateStore.js"
 import { EventLog } from "../log/EventLog.js"
 import { describeUids, findGaps } from "../mailbox/Reconcile.js"
+import type { OutcomeCounts } from "../replies/Outcomes.js"
+import { repliesReport } from "../replies/Outcomes.js"
 
 export interface MailboxReport {
   readonly mailbox: string
@@ -35,6 +37,8 @@ export interface MailboxReport {
 
 export interface StatusReport {
   readonly mailboxes: ReadonlyArray<MailboxReport>
+  /** What the automatic answers came to in the last 24 hours, and how many a person should look at (`mailroom replies`). */
+  readonly answers: OutcomeCounts & { readonly forAPerson: number }
   readonly events: Readonly<Record<string, number>>
   /** `deadLettered`: events the bus refused for their size or content, set aside in dead_letters. */
   readonly outbox: ReadonlyArray<
@@ -116,8 +120,10 @@ export const collectStatus = Effect.gen(function*() {
     (yield* sql<{ consumer: string; count: string }>`SELECT consumer, count(*) AS count FROM dead_letters GROUP BY consumer`)
       .map((row) => [row.consumer, Number(row.count)])
   )
+  const answered = yield* repliesReport({ since: new Date(Date.now() - 86_400_000), limit: 0, all: false })
   const report: StatusReport = {
     mailboxes,
+    answers: { ...answered.counts, forAPerson: answered.more },
     events: yield* log.countsByType,
     outbox: positions.map((p) => ({
       consumer: p.consumer,
@@ -128,6 +134,9 @@ export const collectStatus = Effect.gen(function*() {
   }
   return report
 })
+
+const describeAnswers = (a: StatusReport["answers"]) =>
+  `${a.sent} sent, ${a.drafted} left as drafts, ${a.failed} failed, ${Object.values(a.skipped).reduce((n, c) => n + c, 0)} not answered; ${a.waiting} waiting now`
 
 const line = (label: string, value: unknown) => `  ${label.padEnd(14)} ${value ?? "-"}`
 
@@ -152,6 +161,9 @@ export const formatStatus = (report: StatusReport): string =>
           : `${m.replies.state}${m.replies.lastError ? `; last error at ${m.replies.lastErrorAt}: ${m.replies.lastError}` : ""}`
       )
     ]),
+    "answers, last 24 h",
+    line("outcomes", describeAnswers(report.answers)),
+    line("for a person", report.answers.forAPerson === 0 ? "none" : `${report.answers.forAPerson}: see mailroom replies --since 24h`),
     "events",
     ...Object.entries(report.events).sort().map(([type, n]) => line(type, n)),
     "outbox",

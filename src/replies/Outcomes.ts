@@ -148,9 +148,9 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
       `,
       sql<{ count: string }>`SELECT count(*) AS count FROM events WHERE ${chosen}`
     ])
-    const events = (yield* log.readWhere(sql`seq IN (SELECT seq FROM events WHERE ${chosen} ORDER BY seq DESC LIMIT ${options.limit})`))
-      .filter(isOutcome)
-      .reverse()
+    const events = options.limit === 0 ? [] : (yield* log.readWhere(
+      sql`seq IN (SELECT seq FROM events WHERE ${chosen} ORDER BY seq DESC LIMIT ${options.limit})`
+    )).filter(isOutcome).reverse()
     const ids = [...new Set(events.map((e) => e.data.emailEventId))]
     const emails = ids.length === 0 ? [] : yield* log.readWhere(sql`id IN ${sql.in(ids)}`)
     const byId = new Map(emails.map((e) => [e.id, e]))

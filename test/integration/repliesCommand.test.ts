@@ -55,6 +55,12 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(bob.subject).toBe("Phone me")
         expect(report.more).toBe(0)
 
+        // `status` points at them.
+        const status = await runCli(["status", "--json"], env)
+        expect(status.code, status.stderr).toBe(0)
+        expect(JSON.parse(status.stdout).answers).toEqual({ ...report.counts, forAPerson: 4 })
+        expect((await runCli(["status"], env)).stdout).toMatch(/answers, last 24 h\n {2}outcomes +1 sent, 1 left as drafts, 1 failed, 3 not answered; 0 waiting now\n {2}for a person +4: see mailroom replies --since 24h\n/)
+
         const text = await runCli(["replies"], env)
         expect(text.code, text.stderr).toBe(0)
         expect(text.stdout).toContain("1 sent, 1 left as drafts, 1 failed, 3 not answered (2 unauthenticated, 1 auto_reply_header)")
