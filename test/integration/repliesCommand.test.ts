@@ -2,6 +2,9 @@ import { describe, expect, layer } from "@effect/vitest"
 import type { RepliesReport } from "../../src/replies/Outcomes.js"
 import { runCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { createDatabase, query } from "../support/postgres.js"
 import { ReplyServers, withReplyServers } from "../support/replyStack.js"
 
@@ -132,6 +135,28 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       } finally {
         servers.llm.setMode("ok")
         await db.drop()
+      }
+    }))
+
+    it.effect("reads the embedded database as well, the erased customer's mail included", () => withReplyServers(async (servers) => {
+      const dataDir = await mkdtemp(join(tmpdir(), "mailroom-replies-"))
+      try {
+        const env = servers.env({ MAILROOM_DATA_DIR: dataDir })
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        await servers.dovecot.append([
+          mail({ from: "Hal <hal@customer.test>", subject: "Unsigned, embedded" }),
+          mail({ from: "Ivy <ivy@customer.test>", subject: "Unsigned too" })
+        ])
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        expect((await runCli(["erase", "--customer", "ivy@customer.test"], env)).code).toBe(0)
+        const report = await reportOf([], env)
+        expect(report.counts.skipped).toEqual({ unauthenticated: 2 })
+        expect(report.outcomes.map((o) => [o.from, o.subject, o.erased]).sort()).toEqual([
+          ["", "", true],
+          ["hal@customer.test", "Unsigned, embedded", false]
+        ])
+      } finally {
+        await rm(dataDir, { recursive: true, force: true })
       }
     }))
   })
