@@ -18,7 +18,7 @@ import { collectStatus, formatStatus } from "./Status.js"
 import { reconcileCommand } from "./Reconcile.js"
 import { replayCommand } from "./Replay.js"
 import { eraseCommand } from "./Erase.js"
-import { repliesCommand } from "./Replies.js"
+import { repliesCommand, retryCommand } from "./Replies.js"
 import type { HealthState } from "../telemetry/Health.js"
 import type { EventLog } from "../log/EventLog.js"
 import { runRetention } from "../log/Retention.js"
@@ -138,7 +138,8 @@ export interface CliLayers<E1, E2, E3> {
   readonly store: Layer.Layer<
     | Effect.Effect.Context<ReturnType<typeof replayCommand>>
     | Effect.Effect.Context<ReturnType<typeof eraseCommand>>
-    | Effect.Effect.Context<ReturnType<typeof repliesCommand>>,
+    | Effect.Effect.Context<ReturnType<typeof repliesCommand>>
+    | Effect.Effect.Context<ReturnType<typeof retryCommand>>,
     E3
   >
 }
@@ -203,6 +204,22 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
     )
   )
 
+  const retry = Command.make(
+    "retry",
+    {
+      since: Options.text("since").pipe(Options.withDescription("Failed answers of this span: 30m, 24h, 7d, 2w."), Options.withDefault("24h")),
+      ids: Options.text("id").pipe(
+        Options.withDescription("A ReplyFailed event's id (mailroom replies --json shows them); may be given more than once. Given, --since is not looked at."),
+        Options.repeated
+      )
+    },
+    (options) => retryCommand(options).pipe(Effect.asVoid, Effect.provide(layers.store))
+  ).pipe(
+    Command.withDescription(
+      "Asks again for failed answers (ReplyFailed: an LLM outage longer than LLM_OUTAGE_WAIT, an SMTP refusal): each mail is answered anew, once, unless a person answered it meanwhile from the mailbox; the failure stays in the log."
+    )
+  )
+
   const replies = Command.make(
     "replies",
     {
@@ -220,6 +237,7 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
     },
     (options) => repliesCommand(options).pipe(Effect.asVoid, Effect.provide(layers.store))
   ).pipe(
+    Command.withSubcommands([retry]),
     Command.withDescription(
       "What the automatic answers came to (sent, drafts, failures, skips by reason, mail still waiting) and the mails a person should look at: drafts to check and send, failures, and questions left unanswered (an unauthenticated sender, a cap, an answer that needed a person). Read from the event log; works while mailroom runs or is stopped."
     )

@@ -1,6 +1,9 @@
 import { Console, Effect, Option } from "effect"
 import type { AnswerOutcome, RepliesReport } from "../replies/Outcomes.js"
 import { repliesReport } from "../replies/Outcomes.js"
+import type { ReplyRetried } from "../log/Event.js"
+import { ReplyStore } from "../replies/ReplyStore.js"
+import { ticketToken } from "../replies/Reply.js"
 import { visible } from "../lib/Visible.js"
 import { customerArgument, StartupRefused } from "./Fatal.js"
 
@@ -18,15 +21,16 @@ const stages: Readonly<Record<string, string>> = { agent: "the LLM", smtp: "SMTP
 
 const describeOutcome = (o: AnswerOutcome): string => {
   const why = o.detail === "" ? "" : `: ${visible(o.detail)}`
+  const retry = o.retry === 0 ? "" : `, retry ${o.retry}`
   switch (o.outcome) {
     case "sent":
-      return `sent (${o.reason})`
+      return `sent (${o.reason}${retry})`
     case "drafted":
-      return `left as a draft in ${o.reason}${why === "" ? " (REPLY_MODE=draft)" : why}`
+      return `left as a draft in ${o.reason}${why === "" ? ` (REPLY_MODE=draft${retry})` : `${retry === "" ? "" : ` (${retry.slice(2)})`}${why}`}`
     case "skipped":
-      return `not answered (${o.reason})${why}`
+      return `not answered (${o.reason}${retry})${why}`
     case "failed":
-      return `failed at ${stages[o.reason] ?? o.reason}${why}`
+      return `failed at ${stages[o.reason] ?? o.reason}${retry === "" ? "" : ` (${retry.slice(2)})`}${why}`
   }
 }
 
@@ -46,6 +50,7 @@ const describeCounts = (report: RepliesReport) => {
   const total = skipped.reduce((n, [, count]) => n + count, 0)
   return `${counts.sent} sent, ${counts.drafted} left as drafts, ${counts.failed} failed, ${total} not answered` +
     (total === 0 ? "" : ` (${skipped.map(([reason, n]) => `${n} ${reason}`).join(", ")})`) +
+    (counts.retried === 0 ? "" : `, ${counts.retried} failure(s) asked for again`) +
     `; ${counts.waiting} mail(s) waiting for an answer now`
 }
 
@@ -89,3 +94,34 @@ export const repliesCommand = (
     yield* Console.log(options.json ? JSON.stringify(report, null, 2) : formatReplies(report))
     return report
   })
+
+export const formatRetries = (retries: ReadonlyArray<ReplyRetried>): string =>
+  retries.length === 0
+    ? "No failed answer to ask for again in that span (one asked for already, or answered since, is left out)"
+    : [
+      `Asked again for ${retries.length} failed answer(s); a running mailroom answers them now, or the next run does:`,
+      ...retries.map((r) => `  [#${ticketToken(r.ticketId)}]  mail ${r.emailEventId}, retry ${r.retry}`)
+    ].join("\n")
+
+/**
+ * `mailroom replies retry [--since 24h] [--id EVENT_ID…]`: asks again for the failed answers of the
+ * span, or the ReplyFailed events named. Each is answered anew from who gets an answer on, so a
+ * person's answer in the sent folder meanwhile, a cap or the checks still hold.
+ */
+export const retryCommand = (options: { readonly since: string; readonly ids: ReadonlyArray<string> }) =>
+  Effect.gen(function*() {
+    const span = parseSince(options.since)
+    if (span === undefined) {
+      return yield* new StartupRefused({ reason: `--since takes a span such as 30m, 24h, 7d or 2w, not ${JSON.stringify(options.since)}` })
+    }
+    const bad = options.ids.find((id) => !UUID.test(id))
+    if (bad !== undefined) {
+      return yield* new StartupRefused({ reason: `--id ${JSON.stringify(bad)} is not an event id: give a ReplyFailed event's id (a UUID)` })
+    }
+    const store = yield* ReplyStore
+    const retries = yield* store.retryFailed({ since: new Date(Date.now() - span), ...(options.ids.length === 0 ? {} : { ids: options.ids }) })
+    yield* Console.log(formatRetries(retries))
+    return retries
+  })
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i

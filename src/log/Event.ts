@@ -132,8 +132,15 @@ export const SkipReason = Schema.Literal(
 )
 export type SkipReason = typeof SkipReason.Type
 
+/**
+ * Which answer to the mail an event belongs to: 0 its first, n the n-th asked for again with
+ * `mailroom replies retry` after one failed (ReplyRetried). Each has one intent and one outcome.
+ */
+const retryField = { retry: Schema.optionalWith(Schema.Number, { default: () => 0 }) }
+
 /** The answer to an EmailReceived is ready; committed before SMTP so that a crash cannot send it twice. */
 export class ReplyIntended extends Schema.TaggedClass<ReplyIntended>()("ReplyIntended", {
+  ...retryField,
   /** The EmailReceived event this answers. */
   emailEventId: Schema.String,
   ticketId: Schema.String,
@@ -157,6 +164,7 @@ export class ReplyIntended extends Schema.TaggedClass<ReplyIntended>()("ReplyInt
 }) {}
 
 export class ReplySent extends Schema.TaggedClass<ReplySent>()("ReplySent", {
+  ...retryField,
   emailEventId: Schema.String,
   ticketId: Schema.String,
   customerId: Schema.String,
@@ -171,6 +179,7 @@ export class ReplySent extends Schema.TaggedClass<ReplySent>()("ReplySent", {
 
 /** The answer waits in the drafts folder for a person to check, edit and send. */
 export class ReplyDrafted extends Schema.TaggedClass<ReplyDrafted>()("ReplyDrafted", {
+  ...retryField,
   emailEventId: Schema.String,
   ticketId: Schema.String,
   customerId: Schema.String,
@@ -185,6 +194,7 @@ export class ReplyDrafted extends Schema.TaggedClass<ReplyDrafted>()("ReplyDraft
 }) {}
 
 export class ReplySkipped extends Schema.TaggedClass<ReplySkipped>()("ReplySkipped", {
+  ...retryField,
   emailEventId: Schema.String,
   ticketId: Schema.String,
   customerId: Schema.String,
@@ -193,6 +203,7 @@ export class ReplySkipped extends Schema.TaggedClass<ReplySkipped>()("ReplySkipp
 }) {}
 
 export class ReplyFailed extends Schema.TaggedClass<ReplyFailed>()("ReplyFailed", {
+  ...retryField,
   emailEventId: Schema.String,
   ticketId: Schema.String,
   customerId: Schema.String,
@@ -200,6 +211,20 @@ export class ReplyFailed extends Schema.TaggedClass<ReplyFailed>()("ReplyFailed"
   reason: Schema.String,
   attempts: Schema.Number,
   messageId: Schema.NullOr(Schema.String)
+}) {}
+
+/**
+ * A person asked for a failed answer again (`mailroom replies retry`): the responder answers the mail
+ * anew as retry `retry`, from who gets an answer to delivery, and records that retry's own intent and
+ * outcome. The failure stays in the log as it was.
+ */
+export class ReplyRetried extends Schema.TaggedClass<ReplyRetried>()("ReplyRetried", {
+  emailEventId: Schema.String,
+  ticketId: Schema.String,
+  customerId: Schema.String,
+  retry: Schema.Number,
+  /** The ReplyFailed asked about. */
+  failedEventId: Schema.String
 }) {}
 
 /**
@@ -222,6 +247,9 @@ export class CustomerErased extends Schema.TaggedClass<CustomerErased>()("Custom
 }) {}
 
 export type ReplyEvent = ReplyIntended | ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
+
+/** One answer to one mail (its retry): what an intent and its outcome share. */
+export const answerKey = (data: { readonly emailEventId: string; readonly retry: number }): string => `${data.emailEventId}#${data.retry}`
 export type ReplyOutcome = ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
 
 export const EventData = Schema.Union(
@@ -235,6 +263,7 @@ export const EventData = Schema.Union(
   ReplyDrafted,
   ReplySkipped,
   ReplyFailed,
+  ReplyRetried,
   CustomerErased
 )
 export type EventData = typeof EventData.Type

@@ -14,6 +14,7 @@ import rawRetention from "./migrations/0009_raw_retention.js"
 import customerKeys from "./migrations/0010_customer_keys.js"
 import answeredByPerson from "./migrations/0011_answered_by_person.js"
 import agentFailures from "./migrations/0012_agent_failures.js"
+import replyRetries from "./migrations/0013_reply_retries.js"
 
 /** Numbered in the order they were written; a database knows each by its name, the part after the number. */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
@@ -28,7 +29,8 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0009_raw_retention": rawRetention,
   "0010_customer_keys": customerKeys,
   "0011_answered_by_person": answeredByPerson,
-  "0012_agent_failures": agentFailures
+  "0012_agent_failures": agentFailures,
+  "0013_reply_retries": replyRetries
 }
 
 export interface Migration {

@@ -43,23 +43,23 @@ export const personalFields: Partial<Record<EventType, PersonalFields>> = {
     erased: { detail: "", headers: { messageId: null, from: null, subject: null, date: null } }
   },
   ReplyIntended: {
-    plain: ["emailEventId", "ticketId", "customerId", "recipientId", "messageId", "from", "agent", "model", "mode"],
+    plain: ["emailEventId", "ticketId", "customerId", "recipientId", "messageId", "from", "agent", "model", "mode", "retry"],
     erased: { to: nobody, subject: "", inReplyTo: null, references: [], text: "", draftReason: null }
   },
   ReplySent: {
-    plain: ["emailEventId", "ticketId", "customerId", "messageId", "attempts", "foundInSent"],
+    plain: ["emailEventId", "ticketId", "customerId", "messageId", "attempts", "foundInSent", "retry"],
     erased: { to: "", response: "" }
   },
   ReplyDrafted: {
-    plain: ["emailEventId", "ticketId", "customerId", "messageId", "mailbox", "uid", "foundExisting"],
+    plain: ["emailEventId", "ticketId", "customerId", "messageId", "mailbox", "uid", "foundExisting", "retry"],
     erased: { reason: null }
   },
   ReplySkipped: {
-    plain: ["emailEventId", "ticketId", "customerId", "reason"],
+    plain: ["emailEventId", "ticketId", "customerId", "reason", "retry"],
     erased: { detail: "" }
   },
   ReplyFailed: {
-    plain: ["emailEventId", "ticketId", "customerId", "stage", "attempts", "messageId"],
+    plain: ["emailEventId", "ticketId", "customerId", "stage", "attempts", "messageId", "retry"],
     erased: { reason: "" }
   }
 }

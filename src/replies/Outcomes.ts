@@ -30,8 +30,10 @@ export interface OutcomeCounts {
   readonly failed: number
   /** By reason. */
   readonly skipped: Readonly<Record<string, number>>
-  /** Mail recorded for a mailbox that answers, with no outcome yet (an LLM or SMTP outage, a backlog). */
+  /** Mail recorded for a mailbox that answers, with no outcome yet (an LLM or SMTP outage, a backlog, a retry asked for). */
   readonly waiting: number
+  /** Failed answers a person asked for again (`mailroom replies retry`). */
+  readonly retried: number
 }
 
 export interface AnswerOutcome {
@@ -48,7 +50,11 @@ export interface AnswerOutcome {
   readonly from: string
   readonly subject: string
   readonly erased: boolean
+  /** The outcome's own event (`replies retry --id` takes a ReplyFailed's), and the mail's. */
+  readonly eventId: string
   readonly emailEventId: string
+  /** 0: the mail's first answer; n: its n-th retry. */
+  readonly retry: number
 }
 
 export interface RepliesReport {
@@ -96,7 +102,9 @@ const describe = (event: StoredEvent & { readonly data: ReplyOutcome }, email: S
     from: cut(received?.from.address ?? "", 200),
     subject: cut(received?.subject ?? "", 120),
     erased: (event.erased ?? false) || (email?.erased ?? false),
-    emailEventId: event.data.emailEventId
+    eventId: event.id,
+    emailEventId: event.data.emailEventId,
+    retry: event.data.retry
   }
 }
 
@@ -126,25 +134,34 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
     const address = options.customer
     const whose = address === undefined ? sql`TRUE` : sql`data->>'customerId' = ANY(${yield* customerIds(address)})`
     const inSpan = sql`occurred_at > ${options.since} AND ${whose}`
+    // A failure asked for again is no longer the last word on its mail: its retry is.
+    const askedAgain = sql`EXISTS (
+      SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = events.data->>'emailEventId'
+        AND (r.data->>'retry')::int > coalesce(events.data->>'retry', '0')::int
+    )`
     const chosen = options.all
       ? sql`type IN ${sql.in(outcomeTypes)} AND ${inSpan}`
       : sql`type IN ('ReplyDrafted', 'ReplyFailed', 'ReplySkipped') AND ${inSpan}
-          AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)})`
+          AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)})
+          AND NOT (type = 'ReplyFailed' AND ${askedAgain})`
     const [byType, [waiting], [chosenCount]] = yield* Effect.all([
       sql<{ type: string; reason: string | null; count: string }>`
         SELECT type, CASE WHEN type = 'ReplySkipped' THEN data->>'reason' END AS reason, count(*) AS count
-        FROM events WHERE type IN ${sql.in(outcomeTypes)} AND ${inSpan}
+        FROM events WHERE type IN ${sql.in([...outcomeTypes, "ReplyRetried"])} AND ${inSpan}
         GROUP BY 1, 2
       `,
-      // Mail past a responder's position is answered in its next page; mail before it has its
-      // outcome. An erased customer's mail is never answered (Responder), so it waits for nothing.
+      // Mail (or a retry asked for) past a responder's position is answered in its next page; before
+      // it, each has its outcome. An erased customer's mail is never answered (Responder), so it
+      // waits for nothing.
       sql<{ count: string }>`
         SELECT count(*) AS count FROM events e JOIN positions p ON p.consumer = 'responder:' || e.mailbox
-        WHERE e.type = 'EmailReceived' AND e.seq > p.last_seq AND ${whose}
+        CROSS JOIN LATERAL (SELECT CASE WHEN e.type = 'EmailReceived' THEN e.id::text ELSE e.data->>'emailEventId' END AS mail) m
+        WHERE e.type IN ('EmailReceived', 'ReplyRetried') AND e.seq > p.last_seq AND ${whose}
           AND NOT EXISTS (
-            SELECT 1 FROM events o WHERE o.data->>'emailEventId' = e.id::text AND o.type IN ${sql.in(outcomeTypes)}
+            SELECT 1 FROM events o WHERE o.data->>'emailEventId' = m.mail AND o.type IN ${sql.in(outcomeTypes)}
+              AND coalesce(o.data->>'retry', '0') = coalesce(e.data->>'retry', '0')
           )
-          AND NOT EXISTS (SELECT 1 FROM customer_keys k WHERE k.id = e.key_id AND k.key IS NULL)
+          AND NOT EXISTS (SELECT 1 FROM events r JOIN customer_keys k ON k.id = r.key_id WHERE r.id::text = m.mail AND k.key IS NULL)
       `,
       sql<{ count: string }>`SELECT count(*) AS count FROM events WHERE ${chosen}`
     ])
@@ -166,7 +183,8 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
             .sort((a, b) => Number(b.count) - Number(a.count))
             .map((row) => [row.reason ?? "unknown", Number(row.count)])
         ),
-        waiting: Number(waiting?.count ?? 0)
+        waiting: Number(waiting?.count ?? 0),
+        retried: count("ReplyRetried")
       },
       outcomes: events.map((event) => describe(event, byId.get(event.data.emailEventId))),
       more: Math.max(0, Number(chosenCount?.count ?? 0) - events.length),

@@ -1,7 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer } from "effect"
-import type { EventData, ReplyEvent, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
+import type { EventData, ReplyEvent, ReplyFailed, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
+import { ReplyRetried } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { currentTraceparent } from "../telemetry/Tracing.js"
@@ -44,9 +45,16 @@ export interface AnswerCounts {
   readonly all: number
 }
 
+/** Which failed answers `retryFailed` asks for again: those recorded since `since`, or the ones named. */
+export interface RetryChoice {
+  readonly since: Date
+  /** ReplyFailed event ids; when given, `since` is not looked at. */
+  readonly ids?: ReadonlyArray<string>
+}
+
 export interface ReplyStoreShape {
-  /** The reply events recorded for one EmailReceived. */
-  readonly replyState: (emailEventId: string) => Effect.Effect<ReplyState, SqlError>
+  /** The reply events recorded for one EmailReceived's answer (`retry` 0 its first, n its n-th retry). */
+  readonly replyState: (emailEventId: string, retry: number) => Effect.Effect<ReplyState, SqlError>
   /**
    * Appends the intent to answer, unless the mail's customer has been erased since the responder
    * read it: checked under the log's append lock, which `erase` takes too, so no intent is ever
@@ -73,18 +81,38 @@ export interface ReplyStoreShape {
    * leaves, so the counts never lag behind what is on its way.
    */
   readonly answerCounts: (scope: AnswerScope, since: AnswerWindows) => Effect.Effect<AnswerCounts, SqlError>
+  /**
+   * Asks again for the failed answers `choice` names that are still the last word on their mail (no
+   * retry asked since, the customer not erased): a ReplyRetried each, in one transaction under the
+   * append lock. The database refuses a retry asked twice.
+   */
+  readonly retryFailed: (choice: RetryChoice) => Effect.Effect<ReadonlyArray<ReplyRetried>, SqlError>
+  /** The EmailReceived events with these ids (a retry's mail). */
+  readonly mails: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
 }
 
 const isIntent = (data: EventData): data is ReplyIntended => data._tag === "ReplyIntended"
 const isOutcome = (data: EventData): data is ReplyOutcome =>
   data._tag === "ReplySent" || data._tag === "ReplyDrafted" || data._tag === "ReplySkipped" || data._tag === "ReplyFailed"
 
+const isFailure = (data: EventData): data is ReplyFailed => data._tag === "ReplyFailed"
+
+/** The retry a failure is asked for again as. */
+const retryOf = (event: StoredEvent & { readonly data: ReplyFailed }) =>
+  new ReplyRetried({
+    emailEventId: event.data.emailEventId,
+    ticketId: event.data.ticketId,
+    customerId: event.data.customerId,
+    retry: event.data.retry + 1,
+    failedEventId: event.id
+  })
+
 const replyStateOf = (events: ReadonlyArray<EventData>): ReplyState => ({
   intent: events.find(isIntent),
   outcome: events.find(isOutcome)
 })
 
-const replyEvent = (mailbox: string, data: ReplyEvent, trace: string | null): NewEvent => ({
+const replyEvent = (mailbox: string, data: ReplyEvent | ReplyRetried, trace: string | null): NewEvent => ({
   id: crypto.randomUUID(),
   type: data._tag,
   mailbox,
@@ -100,9 +128,10 @@ const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
 
-  const replyState = (emailEventId: string) =>
+  const replyState = (emailEventId: string, retry: number) =>
     log.readWhere(sql`
       type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
+        AND coalesce(data->>'retry', '0') = ${String(retry)}
     `).pipe(Effect.map((events) => replyStateOf(events.map((event) => event.data))))
 
   /**
@@ -121,7 +150,7 @@ const makeSql = Effect.gen(function*() {
         Effect.gen(function*() {
           const keys = yield* before
           const event = replyEvent(mailbox, data, trace)
-          const intent = data._tag === "ReplySent" ? held ?? (yield* replyState(data.emailEventId)).intent : undefined
+          const intent = data._tag === "ReplySent" ? held ?? (yield* replyState(data.emailEventId, data.retry)).intent : undefined
           yield* append([event], {
             ...(keys === undefined ? {} : { keys }),
             ...(intent === undefined ? {} : { alongside: outboundStatements(sql, outboundRow(event.id, mailbox, intent, event.occurredAt)) })
@@ -142,8 +171,31 @@ const makeSql = Effect.gen(function*() {
       row?.erased ? new CustomerErasedMeanwhile({ emailEventId }) : Effect.succeed({ customers: new Set([customerId]), rows: row?.keys ?? [] })
     ))
 
+  const retryFailed = (choice: RetryChoice) =>
+    Effect.flatMap(currentTraceparent, (trace) =>
+      log.transaction((append) =>
+        Effect.gen(function*() {
+          // Under the append lock: no retry or erasure can come between the choice and the append.
+          const failures = (yield* log.readWhere(sql`
+            type = 'ReplyFailed' AND ${choice.ids === undefined ? sql`occurred_at > ${choice.since}` : sql`id::text IN ${sql.in(choice.ids)}`}
+            AND NOT EXISTS (
+              SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = events.data->>'emailEventId'
+                AND (r.data->>'retry')::int > coalesce(events.data->>'retry', '0')::int
+            )
+            AND NOT EXISTS (
+              SELECT 1 FROM events e JOIN customer_keys k ON k.id = e.key_id WHERE e.id::text = events.data->>'emailEventId' AND k.key IS NULL
+            )
+          `)).flatMap((event) => isFailure(event.data) ? [event as StoredEvent & { readonly data: ReplyFailed }] : [])
+          const retries = failures.map((event) => ({ mailbox: event.mailbox, retry: retryOf(event) }))
+          if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, trace)))
+          return retries.map(({ retry }) => retry)
+        })
+      )).pipe(Effect.withSpan("ReplyStore.retryFailed", { kind: "client" }))
+
   return ReplyStore.of({
     replyState,
+    retryFailed,
+    mails: (ids) => ids.length === 0 ? Effect.succeed([]) : log.readWhere(sql`type = 'EmailReceived' AND id::text IN ${sql.in(ids)}`),
     intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId, intent.customerId)),
     append: (mailbox, data, intent) => appendEvent(mailbox, data, notErased(data.emailEventId, data.customerId), intent),
     answerCounts: (scope, since) =>
@@ -165,8 +217,8 @@ const makeSql = Effect.gen(function*() {
   })
 })
 
-const repliesTo = (all: ReadonlyArray<StoredEvent>, emailEventId: string) =>
-  all.flatMap((e) => (isIntent(e.data) || isOutcome(e.data)) && e.data.emailEventId === emailEventId ? [e.data] : [])
+const repliesTo = (all: ReadonlyArray<StoredEvent>, emailEventId: string, retry: number) =>
+  all.flatMap((e) => (isIntent(e.data) || isOutcome(e.data)) && e.data.emailEventId === emailEventId && e.data.retry === retry ? [e.data] : [])
 
 /** The same contract over the in-memory log, with the database's one-intent, one-outcome rule. */
 const makeMemory = Effect.gen(function*() {
@@ -175,7 +227,7 @@ const makeMemory = Effect.gen(function*() {
   const appendEvent = (mailbox: string, data: ReplyEvent) =>
     log.transaction((append) =>
       Effect.gen(function*() {
-        const before = replyStateOf(repliesTo(yield* all, data.emailEventId))
+        const before = replyStateOf(repliesTo(yield* all, data.emailEventId, data.retry))
         if ((isIntent(data) && before.intent) || (isOutcome(data) && before.outcome)) {
           return yield* Effect.die(new Error(`a ${data._tag} for ${data.emailEventId} is already recorded`))
         }
@@ -185,7 +237,23 @@ const makeMemory = Effect.gen(function*() {
       })
     )
   return ReplyStore.of({
-    replyState: (emailEventId) => Effect.map(all, (events) => replyStateOf(repliesTo(events, emailEventId))),
+    replyState: (emailEventId, retry) => Effect.map(all, (events) => replyStateOf(repliesTo(events, emailEventId, retry))),
+    // The in-memory log erases nobody.
+    retryFailed: (choice) =>
+      log.transaction((append) =>
+        Effect.gen(function*() {
+          const events = yield* all
+          const lastRetry = (emailEventId: string) =>
+            Math.max(0, ...events.flatMap((e) => e.data._tag === "ReplyRetried" && e.data.emailEventId === emailEventId ? [e.data.retry] : []))
+          const retries = events
+            .flatMap((e) => isFailure(e.data) ? [e as StoredEvent & { readonly data: ReplyFailed }] : [])
+            .filter((e) => (choice.ids === undefined ? e.occurredAt > choice.since : choice.ids.includes(e.id)) && lastRetry(e.data.emailEventId) <= e.data.retry)
+            .map((e) => ({ mailbox: e.mailbox, retry: retryOf(e) }))
+          if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, null)))
+          return retries.map(({ retry }) => retry)
+        })
+      ),
+    mails: (ids) => Effect.map(all, (events) => events.filter((e) => e.data._tag === "EmailReceived" && ids.includes(e.id))),
     // The in-memory log erases nobody.
     intend: appendEvent,
     append: appendEvent,

@@ -86,8 +86,16 @@ const outbound = (intent: ReplyIntended): OutboundMail => ({
   references: intent.references
 })
 
+/** Which answer to a mail is asked for: its first (0, when it was recorded), or a retry a person asked for then. */
+interface Asked {
+  readonly retry: number
+  /** LLM_OUTAGE_WAIT counts from here. */
+  readonly at: Date
+}
+
 /**
- * Answers each EmailReceived once: policy (loops, sender authentication, caps) → agent → checks →
+ * Answers each EmailReceived once (and again, once, for each ReplyRetried a person asks for after a
+ * failure): policy (loops, sender authentication, caps) → agent → checks →
  * ReplyIntended (committed) → SMTP or the drafts folder → ReplySent / ReplyDrafted. It reads the
  * log from its own stored position and moves it only past mail whose outcome is committed; an
  * intent without an outcome is first looked up in SENT_MAILBOX (or DRAFTS_MAILBOX), so a crash
@@ -137,6 +145,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         emailEventId: intent.emailEventId,
         ticketId: intent.ticketId,
         customerId: intent.customerId,
+        retry: intent.retry,
         messageId: intent.messageId,
         to: intent.to.address,
         ...outcome
@@ -145,7 +154,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const base = (intent: ReplyIntended) => ({
       emailEventId: intent.emailEventId,
       ticketId: intent.ticketId,
-      customerId: intent.customerId
+      customerId: intent.customerId,
+      retry: intent.retry
     })
 
     const send = (intent: ReplyIntended) =>
@@ -215,7 +225,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
      * still failing past that, or a timeout or 5xx while the LLM answers a request of mailroom's own
      * (the mail's doing, which must not hold every other answer back for LLM_OUTAGE_WAIT), is ReplyFailed.
      */
-    const agentFailed = (ids: Pick<ReplyFailed, "emailEventId" | "ticketId" | "customerId">, recordedAt: Date, failure: AgentFailed) =>
+    const agentFailed = (ids: Pick<ReplyFailed, "emailEventId" | "ticketId" | "customerId" | "retry">, recordedAt: Date, failure: AgentFailed) =>
       Effect.gen(function*() {
         const waited = Date.now() - recordedAt.getTime()
         const outage = failure.retryable && waited < Duration.toMillis(config.llmOutageWait)
@@ -232,9 +242,9 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         return yield* record(new ReplyFailed({ ...ids, stage: "agent", reason, attempts: failure.attempts, messageId: null }))
       })
 
-    const answer = (event: StoredEvent, email: EmailReceived, session: WithSession) => (recordIntent: Recorder) =>
+    const answer = (event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) => (recordIntent: Recorder) =>
       Effect.gen(function*() {
-        const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId }
+        const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId, retry: asked.retry }
         const person = yield* personAnswered(event, email, session)
         if (person !== undefined) return yield* record(new ReplySkipped({ ...ids, reason: "answered_by_person", detail: person }))
         // A text part written apart from the HTML is not what a person reading the mail sees: the
@@ -242,7 +252,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const apart = yield* partsApart(email)
         const { read, thread } = yield* asShown(email, apart, yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES))
         const reply = yield* agent.reply({ email: read, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
-        if (reply._tag === "Left") return yield* agentFailed(ids, event.occurredAt, reply.left)
+        if (reply._tag === "Left") return yield* agentFailed(ids, asked.at, reply.left)
         const human = needsHuman({
           text: reply.right.text,
           material: reply.right.material,
@@ -304,15 +314,16 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         })
       )
 
-    const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: WithSession) {
-      yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id })
-      const known = yield* store.replyState(event.id)
+    const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) {
+      yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id, "mailroom.reply.retry": asked.retry })
+      const known = yield* store.replyState(event.id, asked.retry)
       const outcome = known.outcome ?? (known.intent
         ? yield* resume(known.intent, session)
         : yield* policy.admit(
           email,
-          answer(event, email, session),
-          (skip) => record(new ReplySkipped({ emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId, ...skip }))
+          answer(event, email, session, asked),
+          (skip) =>
+            record(new ReplySkipped({ emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId, retry: asked.retry, ...skip }))
         ))
       yield* Effect.annotateCurrentSpan({ "mailroom.reply.outcome": outcome._tag })
       if (known.outcome === undefined) yield* logOutcome(outcome)
@@ -338,16 +349,21 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const connection = yield* Effect.cached(Scope.extend(imap.connect, yield* Effect.scope))
         const exclusive = yield* Effect.makeSemaphore(1)
         const session: WithSession = (use) => exclusive.withPermits(1)(Effect.flatMap(connection, use))
-        const byCustomer = new Map<string, Array<StoredEvent & { readonly data: EmailReceived }>>()
+        const byCustomer = new Map<string, Array<{ readonly event: StoredEvent & { readonly data: EmailReceived }; readonly asked: Asked }>>()
+        // A retry a person asked for (ReplyRetried) answers its mail anew, in its place in the log.
+        const retried = events.flatMap((e) => e.data._tag === "ReplyRetried" && e.mailbox === mailbox ? [e.data.emailEventId] : [])
+        const retriedMails = new Map((yield* store.mails(retried)).map((e) => [e.id, e]))
         for (const event of events) {
+          const asked: Asked = event.data._tag === "ReplyRetried" ? { retry: event.data.retry, at: event.occurredAt } : { retry: 0, at: event.occurredAt }
+          const mail = event.data._tag === "ReplyRetried" ? retriedMails.get(event.data.emailEventId) : event
           // An erased customer's mail is not answered: what it said is gone, and so is whom to answer.
-          if (event.data._tag !== "EmailReceived" || event.mailbox !== mailbox || event.erased) continue
-          const email = event as StoredEvent & { readonly data: EmailReceived }
-          byCustomer.set(email.data.customerId, [...(byCustomer.get(email.data.customerId) ?? []), email])
+          if (mail === undefined || mail.data._tag !== "EmailReceived" || event.mailbox !== mailbox || mail.erased) continue
+          const email = mail as StoredEvent & { readonly data: EmailReceived }
+          byCustomer.set(email.data.customerId, [...(byCustomer.get(email.data.customerId) ?? []), { event: email, asked }])
         }
         yield* Effect.forEach(byCustomer.values(), (mails) =>
-          Effect.forEach(mails, (event) =>
-            handle(event, event.data, session).pipe(
+          Effect.forEach(mails, ({ asked, event }) =>
+            handle(event, event.data, session, asked).pipe(
               withEventTrace(event),
               Effect.tap((outcome) => Metric.increment(Metric.tagged(replies, "outcome", outcome._tag))),
               Effect.tap((outcome) => Ref.update(summary, (before) => count(before, outcome)))

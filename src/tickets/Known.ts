@@ -2,6 +2,7 @@ import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import type { StoredEvent } from "../log/Event.js"
+import { answerKey } from "../log/Event.js"
 import { fromHeaderAddress } from "../log/Personal.js"
 import type { KeyRow, KeysRead } from "../log/Vault.js"
 import { liveKeysJson } from "../log/Vault.js"
@@ -116,9 +117,9 @@ export const knownFromLog = (events: ReadonlyArray<StoredEvent>): Known => {
   for (const event of events) {
     if (event.erased) continue
     const data = event.data
-    if (data._tag === "ReplyIntended") intents.set(data.emailEventId, data.messageId)
+    if (data._tag === "ReplyIntended") intents.set(answerKey(data), data.messageId)
     if (data._tag === "ReplySent") {
-      const messageId = intents.get(data.emailEventId)
+      const messageId = intents.get(answerKey(data))
       if (messageId !== undefined) byMessageId.set(messageId, { eventId: event.id, ticketId: data.ticketId })
     }
     if (data._tag !== "EmailReceived") continue

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Data, Effect } from "effect"
 import type { ReplyIntended, StoredEvent } from "../log/Event.js"
+import { answerKey } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
 import { Vault } from "../log/Vault.js"
 import type { EventLogShape } from "../log/EventLog.js"
@@ -67,10 +68,10 @@ export const makeReplay = (erasures: ReadonlyArray<Erasure> = [], keyedId: (addr
       if ("customerId" in data && data._tag !== "CustomerErased") {
         if (erasedLater(event, [data.customerId, data._tag === "ReplyIntended" ? data.recipientId : null])) continue
       }
-      if (data._tag === "ReplyIntended") intents.set(data.emailEventId, data)
+      if (data._tag === "ReplyIntended") intents.set(answerKey(data), data)
       if (data._tag === "ReplySent") {
-        const intent = intents.get(data.emailEventId)
-        intents.delete(data.emailEventId)
+        const intent = intents.get(answerKey(data))
+        intents.delete(answerKey(data))
         // ReplyStore writes the outbound row only when it finds the intent, and touches the ticket with it.
         if (intent === undefined || !tickets.has(intent.ticketId)) continue
         const row = outboundRow(event.id, event.mailbox, intent, event.occurredAt)

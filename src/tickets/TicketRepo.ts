@@ -4,7 +4,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer } from "effect"
 import type { IntakeDecision } from "./Decide.js"
 import { decide } from "./Decide.js"
-import { intakeEventTypes, MailboxReset } from "../log/Event.js"
+import { answerKey, intakeEventTypes, MailboxReset } from "../log/Event.js"
 import type { StoredEvent } from "../log/Event.js"
 import type { NewEvent } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
@@ -202,9 +202,9 @@ const rawStatement = (sql: SqlClient.SqlClient, items: Batch["items"]) => {
 }
 
 /** The same contract over the in-memory log, for tests: decisions come from the same pure functions. */
-/** Each answer's intent, by the EmailReceived it answers: what a ReplySent in the memory log sent. */
+/** Each answer's intent, by the EmailReceived it answers and its retry: what a ReplySent in the memory log sent. */
 const intentsByEmail = (events: ReadonlyArray<StoredEvent>) =>
-  new Map(events.flatMap((e) => e.data._tag === "ReplyIntended" ? [[e.data.emailEventId, e.data] as const] : []))
+  new Map(events.flatMap((e) => e.data._tag === "ReplyIntended" ? [[answerKey(e.data), e.data] as const] : []))
 
 const makeMemory = Effect.gen(function*() {
   const log = yield* EventLog
@@ -239,7 +239,7 @@ const makeMemory = Effect.gen(function*() {
           if (e.data._tag === "EmailReceived" && e.data.from.address === sender) {
             return [{ direction: "inbound", from: e.data.from.address, subject: e.data.subject, text: e.data.text, html: e.data.html, at: e.occurredAt }]
           }
-          const intent = e.data._tag === "ReplySent" ? intents.get(e.data.emailEventId) : undefined
+          const intent = e.data._tag === "ReplySent" ? intents.get(answerKey(e.data)) : undefined
           return intent && intent.to.address === sender
             ? [{ direction: "outbound", from: intent.from, subject: intent.subject, text: intent.text, html: null, at: e.occurredAt }]
             : []
@@ -253,7 +253,7 @@ const makeMemory = Effect.gen(function*() {
           e.data._tag === "EmailReceived" && e.data.messageId !== null
             ? [e.data.messageId]
             : e.data._tag === "ReplySent"
-            ? [intents.get(e.data.emailEventId)?.messageId ?? ""]
+            ? [intents.get(answerKey(e.data))?.messageId ?? ""]
             : []
         ))
         return new Set(messageIds.filter((id) => known.has(id)))

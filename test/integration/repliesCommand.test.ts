@@ -41,7 +41,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(pass.stdout).toContain("Replies: 1 sent, 3 skipped, 1 failed, 1 left as drafts")
 
         const report = await reportOf([], env)
-        expect(report.counts).toEqual({ sent: 1, drafted: 1, failed: 1, skipped: { unauthenticated: 2, auto_reply_header: 1 }, waiting: 0 })
+        expect(report.counts).toEqual({ sent: 1, drafted: 1, failed: 1, skipped: { unauthenticated: 2, auto_reply_header: 1 }, waiting: 0, retried: 0 })
         // Ann was answered and Dan's was an auto-reply: neither is a person's to look at. Answers
         // go out side by side, so their outcomes' order is not the mails'.
         const person = (r: RepliesReport) => Object.fromEntries(r.outcomes.map((o) => [o.from, `${o.outcome} ${o.reason}`]))
@@ -84,7 +84,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
 
         // One customer's mail, every answer of it: "I wrote and heard nothing".
         const ann = await reportOf(["--customer", " Ann@Customer.test "], env)
-        expect(ann.counts).toEqual({ sent: 1, drafted: 0, failed: 0, skipped: {}, waiting: 0 })
+        expect(ann.counts).toEqual({ sent: 1, drafted: 0, failed: 0, skipped: {}, waiting: 0, retried: 0 })
         expect(ann.outcomes.map((o) => [o.from, o.outcome, o.subject])).toEqual([["ann@customer.test", "sent", "Where is my order?"]])
         const dan = await runCli(["replies", "--customer", "dan@customer.test"], env)
         expect(dan.stdout).toContain("Answers to dan@customer.test since ")
@@ -132,6 +132,49 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const notAnAddress = await runCli(["replies", "--customer", "ann"], env)
         expect(notAnAddress.code).toBe(2)
         expect(notAnAddress.stderr).toContain("--customer takes an email address")
+      } finally {
+        servers.llm.setMode("ok")
+        await db.drop()
+      }
+    }))
+
+    it.effect("replies retry: a failed answer asked for again goes out once, and is then no longer a person's to look at", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("replies_retry")
+      try {
+        const env = servers.env({ DATABASE_URL: db.url })
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        let down = true
+        servers.llm.setResponder(() => down ? "" : "Here is your answer.")
+        await servers.dovecot.append([mail({ authenticated: true, from: "Eve <eve@customer.test>", subject: "Odd one" })])
+        expect((await runCli(["--once"], env)).stdout).toContain("Replies: 0 sent, 0 skipped, 1 failed")
+        const failed = (await reportOf([], env)).outcomes
+        expect(failed.map((o) => [o.from, o.outcome])).toEqual([["eve@customer.test", "failed"]])
+
+        down = false
+        const sentBefore = servers.sink.messages.length
+        const asked = await runCli(["replies", "retry", "--id", failed[0]!.eventId], env)
+        expect(asked.code, asked.stderr).toBe(0)
+        expect(asked.stdout).toMatch(/Asked again for 1 failed answer\(s\).*\n {2}\[#[0-9a-f]{12}\] {2}mail [0-9a-f-]{36}, retry 1/)
+        expect((await runCli(["replies", "retry"], env)).stdout).toContain("No failed answer to ask for again")
+        const waiting = await reportOf([], env)
+        expect(waiting.counts).toMatchObject({ waiting: 1, retried: 1, failed: 1 })
+        // Asked for again, the failure is no longer the last word on the mail.
+        expect(waiting.outcomes).toEqual([])
+
+        const pass = await runCli(["--once"], env)
+        expect(pass.stdout).toContain("Replies: 1 sent, 0 skipped, 0 failed")
+        expect((await runCli(["--once"], env)).stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        expect(servers.sink.messages.length).toBe(sentBefore + 1)
+        expect((await servers.received(sentBefore)).text).toContain("Here is your answer.")
+        const after = await reportOf(["--all"], env)
+        expect(after.counts).toMatchObject({ sent: 1, failed: 1, retried: 1, waiting: 0 })
+        expect(after.outcomes.map((o) => [o.outcome, o.retry])).toEqual([["sent", 1], ["failed", 0]])
+        expect((await runCli(["replies", "--all"], env)).stdout).toContain("sent (smtp, retry 1)")
+        expect((await runCli(["replies", "retry", "--id", "nope"], env)).code).toBe(2)
+        // Named by its id, the retry's outcome (sent) is no failure to ask about; the first failure has a retry already.
+        const ids = after.outcomes.flatMap((o) => ["--id", o.eventId])
+        expect((await runCli(["replies", "retry", ...ids], env)).stdout).toContain("No failed answer to ask for again")
       } finally {
         servers.llm.setMode("ok")
         await db.drop()

@@ -12,6 +12,7 @@ import {
   ReplyDrafted,
   ReplyFailed,
   ReplyIntended,
+  ReplyRetried,
   ReplySent,
   ReplySkipped,
   unknownSender
@@ -155,6 +156,8 @@ describe("personal fields", () => {
         rawSha256: "f00",
         bytesFrom: "stored"
       }),
+      // Ids alone: a retry holds nobody's personal data.
+      new ReplyRetried({ emailEventId: "e1", ticketId: "t1", customerId: "c1", retry: 1, failedEventId: "f1" }),
       erased
     ]
     expect(new Set(every.map((data) => data._tag))).toEqual(new Set(EventData.members.map((member) => member.identifier)))

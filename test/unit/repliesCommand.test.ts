@@ -12,13 +12,15 @@ const outcome = (over: Partial<AnswerOutcome>): AnswerOutcome => ({
   from: "ada@customer.test",
   subject: "Refund?",
   erased: false,
+  eventId: "o1",
   emailEventId: "e1",
+  retry: 0,
   ...over
 })
 
 const report = (over: Partial<RepliesReport>): RepliesReport => ({
   since: new Date("2026-11-29T10:00:00Z"),
-  counts: { sent: 12, drafted: 1, failed: 0, skipped: { auto_reply_header: 4, unauthenticated: 1 }, waiting: 2 },
+  counts: { sent: 12, drafted: 1, failed: 0, skipped: { auto_reply_header: 4, unauthenticated: 1 }, waiting: 2, retried: 0 },
   outcomes: [],
   more: 0,
   all: false,
@@ -78,6 +80,6 @@ describe("mailroom replies", () => {
     expect(formatReplies(report({ outcomes: [outcome({})] }))).not.toContain("support@example.com")
     expect(formatReplies(report({}))).toContain("\nNothing for a person in that time.")
     expect(formatReplies(report({ all: true }))).toContain("\nNo answer in that time.")
-    expect(formatReplies(report({ counts: { sent: 0, drafted: 0, failed: 0, skipped: {}, waiting: 0 } }))).toContain(": 0 sent, 0 left as drafts, 0 failed, 0 not answered; 0 mail(s)")
+    expect(formatReplies(report({ counts: { sent: 0, drafted: 0, failed: 0, skipped: {}, waiting: 0, retried: 0 } }))).toContain(": 0 sent, 0 left as drafts, 0 failed, 0 not answered; 0 mail(s)")
   })
 })

@@ -440,6 +440,99 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
   })
 
+  it.effect("a failed answer asked for again (replies retry) is answered once as its retry; asked twice, or for a mail answered, nothing more", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "first", messageId: "<f1@customer.test>" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "second" }))
+    let down = true
+    const reply: AgentShape["reply"] = (request) =>
+      down && request.email.subject === "first"
+        ? Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 }))
+        : echo(request)
+    return Effect.gen(function*() {
+      const store = yield* ReplyStore
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 1 })
+      const failedId = (yield* events).find((e) => e.type === "ReplyFailed")!.id
+      const sentId = (yield* events).find((e) => e.type === "ReplySent")!.id
+      down = false
+      const [retry, ...more] = yield* store.retryFailed({ since: new Date(0) })
+      expect(more).toEqual([])
+      expect(retry).toMatchObject({ retry: 1, failedEventId: failedId })
+      // Asked again before it was answered, or for an answer that went out: nothing more.
+      expect(yield* store.retryFailed({ since: new Date(0) })).toEqual([])
+      expect(yield* store.retryFailed({ since: new Date(0), ids: [sentId] })).toEqual([])
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent.map((m) => m.subject)).toEqual([`Re: second [#${ticketToken(ofType(yield* events, "ReplySent")[0]!.ticketId)}]`, expect.stringContaining("Re: first")])
+      expect(ofType(yield* events, "ReplySent").map((s) => [s.emailEventId, s.retry])).toEqual([
+        [ofType(yield* events, "ReplySent")[0]!.emailEventId, 0],
+        [retry!.emailEventId, 1]
+      ])
+      expect(ofType(yield* events, "ReplyIntended").map((i) => i.retry)).toEqual([0, 1])
+      // The retry's answer went out: it is no failure to ask about again.
+      expect(yield* store.retryFailed({ since: new Date(0) })).toEqual([])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
+  })
+
+  it.effect("after a crash between a retry's intent and its send, the retry found in SENT_MAILBOX is not sent again", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "Refund" }))
+    const reply: AgentShape["reply"] = () =>
+      Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 }))
+    return Effect.gen(function*() {
+      const store = yield* ReplyStore
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      const [retry] = yield* store.retryFailed({ since: new Date(0) })
+      // What a crash leaves behind: the retry's intent committed, its answer in the sent folder, no outcome.
+      yield* store.intend("INBOX", new ReplyIntended({
+        emailEventId: retry!.emailEventId,
+        ticketId: retry!.ticketId,
+        customerId: retry!.customerId,
+        retry: 1,
+        messageId: "<retry-1.mailroom@example.com>",
+        from: "support@example.com",
+        to: { address: "ada@customer.test", name: "Ada" },
+        subject: "Re: Refund",
+        inReplyTo: null,
+        references: [],
+        text: "answer",
+        agent: "knowledge",
+        model: null
+      }))
+      mailbox.appendTo(SENT, "Message-ID: <retry-1.mailroom@example.com>\r\nSubject: Re: Refund\r\n\r\nanswer")
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent).toEqual([])
+      expect(ofType(yield* events, "ReplySent")).toMatchObject([{ retry: 1, foundInSent: true, messageId: "<retry-1.mailroom@example.com>" }])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
+  })
+
+  it.effect("a retry is not sent when a person answered the mail meanwhile, and a retry that fails again can be asked for once more", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "Refund", messageId: "<q1@customer.test>" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "Invoice", messageId: "<q2@customer.test>" }))
+    const reply: AgentShape["reply"] = () =>
+      Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 }))
+    return Effect.gen(function*() {
+      const store = yield* ReplyStore
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 2 })
+      mailbox.appendTo(SENT, "Message-ID: <p1@example.com>\r\nIn-Reply-To: <q1@customer.test>\r\nSubject: Re: Refund\r\n\r\nDone, Ada.")
+      expect((yield* store.retryFailed({ since: new Date(0) })).map((r) => r.retry)).toEqual([1, 1])
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 1 })
+      expect(ofType(yield* events, "ReplySkipped")).toMatchObject([{ reason: "answered_by_person", retry: 1 }])
+      // Bob's retry failed too: it is the last word on his mail, and may be asked for again, as retry 2.
+      expect((yield* store.retryFailed({ since: new Date(0) })).map((r) => r.retry)).toEqual([2])
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      expect(ofType(yield* events, "ReplyFailed").map((f) => f.retry)).toEqual([0, 0, 1, 2])
+      expect(mailer.sent).toEqual([])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
+  })
+
   it.effect("an LLM outage makes answers wait: nothing is recorded for the mail, and once the LLM is back it is answered once", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
