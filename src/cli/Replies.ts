@@ -19,18 +19,24 @@ const when = (at: Date) => `${at.toISOString().slice(0, 16).replace("T", " ")} U
 
 const stages: Readonly<Record<string, string>> = { agent: "the LLM", smtp: "SMTP", drafts: "the drafts folder" }
 
+/** " (a, b)" of the notes that apply, or nothing. */
+const notes = (...parts: ReadonlyArray<string | false>) => {
+  const kept = parts.filter((part): part is string => part !== false && part !== "")
+  return kept.length === 0 ? "" : ` (${kept.join(", ")})`
+}
+
 const describeOutcome = (o: AnswerOutcome): string => {
   const why = o.detail === "" ? "" : `: ${visible(o.detail)}`
-  const retry = o.retry === 0 ? "" : `, retry ${o.retry}`
+  const retry = o.retry > 0 && `retry ${o.retry}`
   switch (o.outcome) {
     case "sent":
-      return `sent (${o.reason}${retry})`
+      return `sent${notes(o.reason, retry)}`
     case "drafted":
-      return `left as a draft in ${o.reason}${why === "" ? ` (REPLY_MODE=draft${retry})` : `${retry === "" ? "" : ` (${retry.slice(2)})`}${why}`}`
+      return `left as a draft in ${o.reason}${notes(o.detail === "" && "REPLY_MODE=draft", retry)}${why}`
     case "skipped":
-      return `not answered (${o.reason}${retry})${why}`
+      return `not answered${notes(o.reason, retry)}${why}`
     case "failed":
-      return `failed at ${stages[o.reason] ?? o.reason}${retry === "" ? "" : ` (${retry.slice(2)})`}${why}`
+      return `failed at ${stages[o.reason] ?? o.reason}${notes(retry)}${why}`
   }
 }
 
@@ -40,7 +46,7 @@ const describeMail = (o: AnswerOutcome, showMailbox: boolean) =>
     `[#${o.ticket}]`,
     ...(showMailbox ? [o.mailbox] : []),
     o.erased ? "(customer erased)" : o.from === "" ? "(sender unknown)" : visible(o.from),
-    // JSON.stringify would write a control character as an escape too, but not a bidi control.
+    // Quoted as written, its control and bidi characters escaped (JSON.stringify leaves a bidi override be).
     ...(o.erased ? [] : [`"${visible(o.subject)}"`])
   ].join("  ")
 

@@ -247,10 +247,10 @@ export class CustomerErased extends Schema.TaggedClass<CustomerErased>()("Custom
 }) {}
 
 export type ReplyEvent = ReplyIntended | ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
+export type ReplyOutcome = ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
 
 /** One answer to one mail (its retry): what an intent and its outcome share. */
 export const answerKey = (data: { readonly emailEventId: string; readonly retry: number }): string => `${data.emailEventId}#${data.retry}`
-export type ReplyOutcome = ReplySent | ReplyDrafted | ReplySkipped | ReplyFailed
 
 export const EventData = Schema.Union(
   MailboxReset,

@@ -177,7 +177,7 @@ const makeSql = Effect.gen(function*() {
         Effect.gen(function*() {
           // Under the append lock: no retry or erasure can come between the choice and the append.
           const failures = (yield* log.readWhere(sql`
-            type = 'ReplyFailed' AND ${choice.ids === undefined ? sql`occurred_at > ${choice.since}` : sql`id::text IN ${sql.in(choice.ids)}`}
+            type = 'ReplyFailed' AND ${choice.ids === undefined ? sql`occurred_at > ${choice.since}` : sql`id IN ${sql.in(choice.ids)}`}
             AND NOT EXISTS (
               SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = events.data->>'emailEventId'
                 AND (r.data->>'retry')::int > coalesce(events.data->>'retry', '0')::int
@@ -195,7 +195,7 @@ const makeSql = Effect.gen(function*() {
   return ReplyStore.of({
     replyState,
     retryFailed,
-    mails: (ids) => ids.length === 0 ? Effect.succeed([]) : log.readWhere(sql`type = 'EmailReceived' AND id::text IN ${sql.in(ids)}`),
+    mails: (ids) => ids.length === 0 ? Effect.succeed([]) : log.readWhere(sql`type = 'EmailReceived' AND id IN ${sql.in(ids)}`),
     intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId, intent.customerId)),
     append: (mailbox, data, intent) => appendEvent(mailbox, data, notErased(data.emailEventId, data.customerId), intent),
     answerCounts: (scope, since) =>

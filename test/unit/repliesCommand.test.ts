@@ -43,7 +43,7 @@ describe("mailroom replies", () => {
         outcome({}),
         outcome({ outcome: "drafted", reason: "[Gmail]/Drafts", detail: "it holds a link", from: "bo@customer.test", subject: "Link" }),
         outcome({ outcome: "drafted", reason: "[Gmail]/Drafts", detail: "" }),
-        outcome({ outcome: "failed", reason: "smtp", detail: "550 mailbox unavailable" }),
+        outcome({ outcome: "failed", reason: "smtp", detail: "550 mailbox unavailable", retry: 2 }),
         outcome({ erased: true, from: "", subject: "" })
       ],
       more: 3
@@ -58,7 +58,7 @@ describe("mailroom replies", () => {
       `  2026-12-06 10:41 UTC  [#0a1b2c3d4e5f]  ada@customer.test  "Refund?"`,
       "    left as a draft in [Gmail]/Drafts (REPLY_MODE=draft)",
       `  2026-12-06 10:41 UTC  [#0a1b2c3d4e5f]  ada@customer.test  "Refund?"`,
-      "    failed at SMTP: 550 mailbox unavailable",
+      "    failed at SMTP (retry 2): 550 mailbox unavailable",
       "  2026-12-06 10:41 UTC  [#0a1b2c3d4e5f]  (customer erased)",
       "    not answered (unauthenticated): no trusted server vouched for the sender",
       "  … and 3 more: --limit 8 shows them"
