@@ -73,6 +73,26 @@ const replyLayer = (setup: Setup) => {
   )
 }
 
+/** The intent a crash left behind for a received mail (retry `retry`): committed, its answer not yet recorded. */
+const intentLeftBehind = (event: StoredEvent, messageId: string, retry = 0) => {
+  const data = event.data as EmailReceived
+  return new ReplyIntended({
+    emailEventId: event.id,
+    ticketId: data.ticketId,
+    customerId: data.customerId,
+    retry,
+    messageId,
+    from: "support@example.com",
+    to: data.from,
+    subject: `Re: ${data.subject}`,
+    inReplyTo: data.messageId,
+    references: [],
+    text: "answer",
+    agent: "knowledge",
+    model: null
+  })
+}
+
 const ingest = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Option.getOrThrow))
 const drain = Effect.flatMap(Responder, (responder) => responder.drain).pipe(Effect.map(Option.getOrThrow))
 const events = Effect.flatMap(EventLog, (log) => log.read(0n, 10_000))
@@ -488,21 +508,8 @@ describe("Responder", () => {
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
       const [retry] = yield* store.retryFailed({ since: new Date(0) })
       // What a crash leaves behind: the retry's intent committed, its answer in the sent folder, no outcome.
-      yield* store.intend("INBOX", new ReplyIntended({
-        emailEventId: retry!.emailEventId,
-        ticketId: retry!.ticketId,
-        customerId: retry!.customerId,
-        retry: 1,
-        messageId: "<retry-1.mailroom@example.com>",
-        from: "support@example.com",
-        to: { address: "ada@customer.test", name: "Ada" },
-        subject: "Re: Refund",
-        inReplyTo: null,
-        references: [],
-        text: "answer",
-        agent: "knowledge",
-        model: null
-      }))
+      const received = (yield* events).find((e) => e.id === retry!.emailEventId)!
+      yield* store.intend("INBOX", intentLeftBehind(received, "<retry-1.mailroom@example.com>", 1))
       mailbox.appendTo(SENT, "Message-ID: <retry-1.mailroom@example.com>\r\nSubject: Re: Refund\r\n\r\nanswer")
       expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
       expect(mailer.sent).toEqual([])
@@ -750,21 +757,8 @@ describe("Responder", () => {
       // What a crash leaves behind: committed intents, no outcome, the position before both mails.
       const received = (yield* events).filter((e) => e.data._tag === "EmailReceived")
       for (const event of received) {
-        const data = event.data as Extract<StoredEvent["data"], { _tag: "EmailReceived" }>
-        yield* store.intend("INBOX", new ReplyIntended({
-          emailEventId: event.id,
-          ticketId: data.ticketId,
-          customerId: data.customerId,
-          messageId: `<${data.subject.replace(/ /g, "-")}.mailroom@example.com>`,
-          from: "support@example.com",
-          to: data.from,
-          subject: `Re: ${data.subject}`,
-          inReplyTo: data.messageId,
-          references: [],
-          text: "answer",
-          agent: "knowledge",
-          model: null
-        }))
+        const subject = (event.data as EmailReceived).subject
+        yield* store.intend("INBOX", intentLeftBehind(event, `<${subject.replace(/ /g, "-")}.mailroom@example.com>`))
       }
       mailbox.appendTo(SENT, "Message-ID: <was-sent.mailroom@example.com>\r\nSubject: Re: was sent\r\n\r\nanswer")
       expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
