@@ -239,7 +239,7 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
   ).pipe(
     Command.withSubcommands([retry]),
     Command.withDescription(
-      "What the automatic answers came to (sent, drafts, failures, skips by reason, mail still waiting) and the mails a person should look at: drafts to check and send, failures, and questions left unanswered (an unauthenticated sender, a cap, an answer that needed a person). Read from the event log; works while mailroom runs or is stopped."
+      "What the automatic answers came to (sent, drafts, failures, skips by reason, mail still waiting) and the mails a person should look at: drafts to check and send, failures, and questions left unanswered (an unauthenticated sender, a cap, an answer that needed a person). Read from the event log: on PostgreSQL while mailroom runs, on the embedded database while it is stopped."
     )
   )
 

@@ -8,7 +8,8 @@ import { ticketToken } from "./Reply.js"
 /**
  * What the automatic answers came to over a span of time, and the mails among them a person should
  * look at: `mailroom replies`. Read from the log alone (personal fields opened as any reader opens
- * them, an erased customer's reading as erased), so it works while mailroom runs or is stopped.
+ * them, an erased customer's reading as erased): on PostgreSQL while mailroom runs, on the embedded
+ * database (which one process holds) while it is stopped.
  */
 
 /**
