@@ -207,16 +207,16 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
   const retry = Command.make(
     "retry",
     {
-      since: Options.text("since").pipe(Options.withDescription("Failed answers of this span: 30m, 24h, 7d, 2w."), Options.withDefault("24h")),
+      since: Options.text("since").pipe(Options.withDescription("Answers of this span: 30m, 24h, 7d, 2w."), Options.withDefault("24h")),
       ids: Options.text("id").pipe(
-        Options.withDescription("A ReplyFailed event's id (mailroom replies --json shows them); may be given more than once. Given, --since is not looked at."),
+        Options.withDescription("The id of a ReplyFailed, or of a ReplySkipped as needs_human (mailroom replies --json shows them as eventId); may be given more than once. Given, --since is not looked at."),
         Options.repeated
       )
     },
     (options) => retryCommand(options).pipe(Effect.asVoid, Effect.provide(layers.store))
   ).pipe(
     Command.withDescription(
-      "Asks again for failed answers (ReplyFailed: an LLM outage longer than LLM_OUTAGE_WAIT, an SMTP refusal): each mail is answered anew, once, unless a person answered it meanwhile from the mailbox; the failure stays in the log."
+      "Asks again for answers that failed (ReplyFailed: an LLM outage longer than LLM_OUTAGE_WAIT, an SMTP refusal) or needed a person when no drafts folder could take them (needs_human): each mail is answered anew, once, unless a person answered it meanwhile from the mailbox; what was recorded stays in the log. Other skips (a cap, an unauthenticated sender) are the policy's and are not asked again."
     )
   )
 

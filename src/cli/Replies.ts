@@ -105,13 +105,13 @@ export const formatRetries = (retries: ReadonlyArray<ReplyRetried>): string =>
   retries.length === 0
     ? "No failed answer to ask for again in that span (one asked for already, or answered since, is left out)"
     : [
-      `Asked again for ${retries.length} failed answer(s); a running mailroom answers them now, or the next run does:`,
+      `Asked again for ${retries.length} answer(s) that failed or found no drafts folder; a running mailroom answers them now, or the next run does:`,
       ...retries.map((r) => `  [#${ticketToken(r.ticketId)}]  mail ${r.emailEventId}, retry ${r.retry}`)
     ].join("\n")
 
 /**
- * `mailroom replies retry [--since 24h] [--id EVENT_ID…]`: asks again for the failed answers of the
- * span, or the ReplyFailed events named. Each is answered anew from who gets an answer on, so a
+ * `mailroom replies retry [--since 24h] [--id EVENT_ID…]`: asks again for the answers of the span
+ * that failed or needed a person with no drafts folder to take them, or for the outcomes named. Each is answered anew from who gets an answer on, so a
  * person's answer in the sent folder meanwhile, a cap or the checks still hold.
  */
 export const retryCommand = (options: { readonly since: string; readonly ids: ReadonlyArray<string> }) =>
@@ -122,7 +122,7 @@ export const retryCommand = (options: { readonly since: string; readonly ids: Re
     }
     const bad = options.ids.find((id) => !UUID.test(id))
     if (bad !== undefined) {
-      return yield* new StartupRefused({ reason: `--id ${JSON.stringify(bad)} is not an event id: give a ReplyFailed event's id (a UUID)` })
+      return yield* new StartupRefused({ reason: `--id ${JSON.stringify(bad)} is not an event id: give the id of a ReplyFailed, or of a ReplySkipped as needs_human (a UUID)` })
     }
     const store = yield* ReplyStore
     const retries = yield* store.retryFailed({ since: new Date(Date.now() - span), ...(options.ids.length === 0 ? {} : { ids: options.ids }) })

@@ -214,16 +214,17 @@ export class ReplyFailed extends Schema.TaggedClass<ReplyFailed>()("ReplyFailed"
 }) {}
 
 /**
- * A person asked for a failed answer again (`mailroom replies retry`): the responder answers the mail
- * anew as retry `retry`, from who gets an answer to delivery, and records that retry's own intent and
- * outcome. The failure stays in the log as it was.
+ * A person asked for an answer again (`mailroom replies retry`) after it failed, or after it needed a
+ * person when no drafts folder could take it: the responder answers the mail anew as retry `retry`,
+ * from who gets an answer to delivery, and records that retry's own intent and outcome. The outcome
+ * asked about stays in the log as it was.
  */
 export class ReplyRetried extends Schema.TaggedClass<ReplyRetried>()("ReplyRetried", {
   emailEventId: Schema.String,
   ticketId: Schema.String,
   customerId: Schema.String,
   retry: Schema.Number,
-  /** The ReplyFailed asked about. */
+  /** The outcome asked about: a ReplyFailed, or a ReplySkipped as needs_human. */
   failedEventId: Schema.String
 }) {}
 

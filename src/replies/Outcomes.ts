@@ -135,7 +135,7 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
     const address = options.customer
     const whose = address === undefined ? sql`TRUE` : sql`data->>'customerId' = ANY(${yield* customerIds(address)})`
     const inSpan = sql`occurred_at > ${options.since} AND ${whose}`
-    // A failure asked for again is no longer the last word on its mail: its retry is.
+    // An outcome asked for again (a failure, a needs_human skip) is no longer the last word on its mail: its retry is.
     const askedAgain = sql`EXISTS (
       SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = events.data->>'emailEventId'
         AND (r.data->>'retry')::int > coalesce(events.data->>'retry', '0')::int
@@ -144,7 +144,7 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
       ? sql`type IN ${sql.in(outcomeTypes)} AND ${inSpan}`
       : sql`type IN ('ReplyDrafted', 'ReplyFailed', 'ReplySkipped') AND ${inSpan}
           AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)})
-          AND NOT (type = 'ReplyFailed' AND ${askedAgain})`
+          AND NOT (type IN ('ReplyFailed', 'ReplySkipped') AND ${askedAgain})`
     const [byType, [waiting], [chosenCount]] = yield* Effect.all([
       sql<{ type: string; reason: string | null; count: string }>`
         SELECT type, CASE WHEN type = 'ReplySkipped' THEN data->>'reason' END AS reason, count(*) AS count

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer } from "effect"
-import type { EventData, ReplyEvent, ReplyFailed, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
+import type { EventData, ReplyEvent, ReplyFailed, ReplyIntended, ReplyOutcome, ReplySkipped, StoredEvent } from "../log/Event.js"
 import { ReplyRetried } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
 import type { NewEvent } from "../log/EventLog.js"
@@ -45,10 +45,10 @@ export interface AnswerCounts {
   readonly all: number
 }
 
-/** Which failed answers `retryFailed` asks for again: those recorded since `since`, or the ones named. */
+/** Which answers `retryFailed` asks for again: those recorded since `since`, or the ones named. */
 export interface RetryChoice {
   readonly since: Date
-  /** ReplyFailed event ids; when given, `since` is not looked at. */
+  /** Outcome event ids (ReplyFailed, or ReplySkipped as needs_human); when given, `since` is not looked at. */
   readonly ids?: ReadonlyArray<string>
 }
 
@@ -82,9 +82,11 @@ export interface ReplyStoreShape {
    */
   readonly answerCounts: (scope: AnswerScope, since: AnswerWindows) => Effect.Effect<AnswerCounts, SqlError>
   /**
-   * Asks again for the failed answers `choice` names that are still the last word on their mail (no
-   * retry asked since, the customer not erased): a ReplyRetried each, in one transaction under the
-   * append lock. The database refuses a retry asked twice.
+   * Asks again for the answers `choice` names that failed, or that needed a person when no drafts
+   * folder could take them (ReplySkipped as needs_human), and are still the last word on their mail
+   * (no retry asked since, the customer not erased): a ReplyRetried each, in one transaction under
+   * the append lock. The database refuses a retry asked twice. Other skips were the policy's
+   * decision (a cap, an unauthenticated sender), which asking again must not undo.
    */
   readonly retryFailed: (choice: RetryChoice) => Effect.Effect<ReadonlyArray<ReplyRetried>, SqlError>
   /** The EmailReceived events with these ids (a retry's mail). */
@@ -95,10 +97,12 @@ const isIntent = (data: EventData): data is ReplyIntended => data._tag === "Repl
 const isOutcome = (data: EventData): data is ReplyOutcome =>
   data._tag === "ReplySent" || data._tag === "ReplyDrafted" || data._tag === "ReplySkipped" || data._tag === "ReplyFailed"
 
-const isFailure = (data: EventData): data is ReplyFailed => data._tag === "ReplyFailed"
+/** What may be asked for again: a failure, or an answer that needed a person and found no drafts folder. */
+const mayRetry = (data: EventData): data is ReplyFailed | ReplySkipped =>
+  data._tag === "ReplyFailed" || (data._tag === "ReplySkipped" && data.reason === "needs_human")
 
-/** The retry a failure is asked for again as. */
-const retryOf = (event: StoredEvent & { readonly data: ReplyFailed }) =>
+/** The retry an outcome is asked for again as. */
+const retryOf = (event: StoredEvent & { readonly data: ReplyFailed | ReplySkipped }) =>
   new ReplyRetried({
     emailEventId: event.data.emailEventId,
     ticketId: event.data.ticketId,
@@ -177,7 +181,8 @@ const makeSql = Effect.gen(function*() {
         Effect.gen(function*() {
           // Under the append lock: no retry or erasure can come between the choice and the append.
           const failures = (yield* log.readWhere(sql`
-            type = 'ReplyFailed' AND ${choice.ids === undefined ? sql`occurred_at > ${choice.since}` : sql`id IN ${sql.in(choice.ids)}`}
+            (type = 'ReplyFailed' OR (type = 'ReplySkipped' AND data->>'reason' = 'needs_human'))
+            AND ${choice.ids === undefined ? sql`occurred_at > ${choice.since}` : sql`id IN ${sql.in(choice.ids)}`}
             AND NOT EXISTS (
               SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = events.data->>'emailEventId'
                 AND (r.data->>'retry')::int > coalesce(events.data->>'retry', '0')::int
@@ -185,7 +190,7 @@ const makeSql = Effect.gen(function*() {
             AND NOT EXISTS (
               SELECT 1 FROM events e JOIN customer_keys k ON k.id = e.key_id WHERE e.id::text = events.data->>'emailEventId' AND k.key IS NULL
             )
-          `)).flatMap((event) => isFailure(event.data) ? [event as StoredEvent & { readonly data: ReplyFailed }] : [])
+          `)).flatMap((event) => mayRetry(event.data) ? [event as StoredEvent & { readonly data: ReplyFailed | ReplySkipped }] : [])
           const retries = failures.map((event) => ({ mailbox: event.mailbox, retry: retryOf(event) }))
           if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, trace)))
           return retries.map(({ retry }) => retry)
@@ -246,7 +251,7 @@ const makeMemory = Effect.gen(function*() {
           const lastRetry = (emailEventId: string) =>
             Math.max(0, ...events.flatMap((e) => e.data._tag === "ReplyRetried" && e.data.emailEventId === emailEventId ? [e.data.retry] : []))
           const retries = events
-            .flatMap((e) => isFailure(e.data) ? [e as StoredEvent & { readonly data: ReplyFailed }] : [])
+            .flatMap((e) => mayRetry(e.data) ? [e as StoredEvent & { readonly data: ReplyFailed | ReplySkipped }] : [])
             .filter((e) => (choice.ids === undefined ? e.occurredAt > choice.since : choice.ids.includes(e.id)) && lastRetry(e.data.emailEventId) <= e.data.retry)
             .map((e) => ({ mailbox: e.mailbox, retry: retryOf(e) }))
           if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, null)))

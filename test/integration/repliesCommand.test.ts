@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createDatabase, query } from "../support/postgres.js"
-import { ReplyServers, withReplyServers } from "../support/replyStack.js"
+import { DRAFTS, ReplyServers, withReplyServers } from "../support/replyStack.js"
 
 // `mailroom replies` over a real run: Dovecot, PostgreSQL, the SMTP sink and the OpenAI-compatible
 // server, every command a whole process as an operator runs it.
@@ -154,7 +154,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const sentBefore = servers.sink.messages.length
         const asked = await runCli(["replies", "retry", "--id", failed[0]!.eventId], env)
         expect(asked.code, asked.stderr).toBe(0)
-        expect(asked.stdout).toMatch(/Asked again for 1 failed answer\(s\).*\n {2}\[#[0-9a-f]{12}\] {2}mail [0-9a-f-]{36}, retry 1/)
+        expect(asked.stdout).toMatch(/Asked again for 1 answer\(s\) that failed or found no drafts folder.*\n {2}\[#[0-9a-f]{12}\] {2}mail [0-9a-f-]{36}, retry 1/)
         expect((await runCli(["replies", "retry"], env)).stdout).toContain("No failed answer to ask for again")
         const waiting = await reportOf([], env)
         expect(waiting.counts).toMatchObject({ waiting: 1, retried: 1, failed: 1 })
@@ -177,6 +177,27 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect((await runCli(["replies", "retry", ...ids], env)).stdout).toContain("No failed answer to ask for again")
       } finally {
         servers.llm.setMode("ok")
+        await db.drop()
+      }
+    }))
+
+    it.effect("replies retry: an answer skipped for want of a drafts folder is left there once DRAFTS_MAILBOX is fixed", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("replies_retry_drafts")
+      try {
+        const wrong = servers.env({ DATABASE_URL: db.url, DRAFTS_MAILBOX: "No such folder" })
+        expect((await runCli(["--once"], wrong)).code).toBe(0)
+        servers.llm.setResponder(() => "Call us on +1 888 555 0147.")
+        await servers.dovecot.append([mail({ authenticated: true, from: "Fay <fay@customer.test>", subject: "Phone?" })])
+        expect((await runCli(["--once"], wrong)).stdout).toContain("Replies: 0 sent, 1 skipped, 0 failed")
+        expect((await reportOf([], wrong)).outcomes.map((o) => [o.outcome, o.reason])).toEqual([["skipped", "needs_human"]])
+        const draftsBefore = (await servers.dovecot.uids({ mailbox: DRAFTS })).length
+        const right = servers.env({ DATABASE_URL: db.url })
+        expect((await runCli(["replies", "retry"], right)).stdout).toContain("Asked again for 1")
+        expect((await runCli(["--once"], right)).stdout).toContain("1 left as drafts")
+        expect((await servers.dovecot.uids({ mailbox: DRAFTS })).length).toBe(draftsBefore + 1)
+        expect((await reportOf([], right)).outcomes.map((o) => [o.outcome, o.retry])).toEqual([["drafted", 1]])
+      } finally {
+        servers.llm.setResponder((request) => `Thanks for reaching out. ${String(request.body?.messages?.length ?? "")}`)
         await db.drop()
       }
     }))

@@ -441,6 +441,28 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
   })
 
+  it.effect("an answer skipped as needs_human for want of a drafts folder, asked for again once the folder exists, is left there as a draft; an unauthenticated sender's skip is not asked again", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "link please" }))
+    mailbox.append(anyMail({ from: "Eve <eve@customer.test>", subject: "unsigned" }))
+    const reply: AgentShape["reply"] = () =>
+      Effect.succeed({ text: "See https://made-up.example/help", agent: "knowledge", model: null, material: [], truncated: false })
+    return Effect.gen(function*() {
+      const store = yield* ReplyStore
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 2, failed: 0 })
+      expect(ofType(yield* events, "ReplySkipped").map((s) => s.reason).sort()).toEqual(["needs_human", "unauthenticated"])
+      // The team creates the drafts folder (Drafts.Test's), then asks again.
+      mailbox.appendTo("Drafts", "Subject: an older draft\r\n\r\nx")
+      expect((yield* store.retryFailed({ since: new Date(0) })).map((r) => r.retry)).toEqual([1])
+      expect(yield* drain).toEqual({ sent: 0, drafted: 1, skipped: 0, failed: 0 })
+      expect(ofType(yield* events, "ReplyDrafted")).toMatchObject([{ retry: 1 }])
+      expect(yield* store.retryFailed({ since: new Date(0) })).toEqual([])
+      expect(mailer.sent).toEqual([])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply })))
+  })
+
   it.effect("records ReplyFailed with the reason when the LLM refuses the request, and goes on with the next mail", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
