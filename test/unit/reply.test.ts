@@ -93,6 +93,11 @@ const intentLeftBehind = (event: StoredEvent, messageId: string, retry = 0) => {
   })
 }
 
+/** The LLM refuses this one request for good (a 4xx of the mail's own): ReplyFailed at once. */
+const promptTooLong = Effect.fail(
+  new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 })
+)
+
 const ingest = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Option.getOrThrow))
 const drain = Effect.flatMap(Responder, (responder) => responder.drain).pipe(Effect.map(Option.getOrThrow))
 const events = Effect.flatMap(EventLog, (log) => log.read(0n, 10_000))
@@ -470,7 +475,7 @@ describe("Responder", () => {
     mailbox.append(mail({ subject: "second" }))
     const reply: AgentShape["reply"] = (request) =>
       request.email.subject === "first"
-        ? Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 }))
+        ? promptTooLong
         : echo(request)
     return Effect.gen(function*() {
       expect((yield* ingest).received).toBe(2)
@@ -490,7 +495,7 @@ describe("Responder", () => {
     let down = true
     const reply: AgentShape["reply"] = (request) =>
       down && request.email.subject === "first"
-        ? Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 }))
+        ? promptTooLong
         : echo(request)
     return Effect.gen(function*() {
       const store = yield* ReplyStore
@@ -523,7 +528,7 @@ describe("Responder", () => {
     const mailer = new MemoryMailer()
     mailbox.append(mail({ subject: "Refund" }))
     const reply: AgentShape["reply"] = () =>
-      Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 }))
+      promptTooLong
     return Effect.gen(function*() {
       const store = yield* ReplyStore
       yield* ingest
@@ -545,7 +550,7 @@ describe("Responder", () => {
     mailbox.append(mail({ subject: "Refund", messageId: "<q1@customer.test>" }))
     mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "Invoice", messageId: "<q2@customer.test>" }))
     const reply: AgentShape["reply"] = () =>
-      Effect.fail(new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 }))
+      promptTooLong
     return Effect.gen(function*() {
       const store = yield* ReplyStore
       yield* ingest
