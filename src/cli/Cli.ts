@@ -52,6 +52,13 @@ const describeReplies = (replies: ReplySummary) =>
   (replies.drafted > 0 ? `, ${replies.drafted} left as drafts` : "")
 
 /** One pass over each mailbox, in the order they are configured; then the bus, then the answers. */
+/** What a `--once` run's answers wait for, when they wait; the next run tries again. */
+const waitingFor = {
+  SmtpUnavailable: "waiting for the SMTP server; they go out on the next run",
+  SmtpLimitReached: "waiting for the SMTP server's sending limit to reset; they go out on a run after it has",
+  LlmUnavailable: "waiting for the LLM; they go out on the next run"
+} as const
+
 const runOnce = Effect.gen(function*() {
   const fleet = yield* Fleet
   const relay = yield* Relay
@@ -83,9 +90,9 @@ const runOnce = Effect.gen(function*() {
     if (replies.value._tag === "Left") {
       // An outage is transient: what was recorded stays recorded and the replies go out on the next run.
       const outage = replies.value.left
-      if (outage._tag !== "SmtpUnavailable" && outage._tag !== "LlmUnavailable") return yield* outage
+      if (outage._tag !== "SmtpUnavailable" && outage._tag !== "SmtpLimitReached" && outage._tag !== "LlmUnavailable") return yield* outage
       yield* Effect.logWarning(outage.message)
-      yield* Console.log(`${prefix}Replies: waiting for the ${outage._tag === "SmtpUnavailable" ? "SMTP server" : "LLM"}; they go out on the next run`)
+      yield* Console.log(`${prefix}Replies: ${waitingFor[outage._tag]}`)
       continue
     }
     yield* Console.log(

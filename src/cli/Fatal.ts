@@ -58,8 +58,10 @@ export const describeFailure = (cause: Cause.Cause<unknown>): Fatal | undefined 
     // A folder setting that names no folder on the server: a --once run stops here (a daemon retries).
     case "SentMailboxMissing":
     case "DraftsMailboxMissing":
-    // The LLM refuses LLM_API_KEY or LLM_MODEL: the mail stays recorded, its answer waits for the fix.
+    // The LLM refuses LLM_API_KEY or LLM_MODEL, or SMTP the From of answers: the mail stays
+    // recorded, its answer waits for the fix.
     case "LlmRefused":
+    case "SmtpSenderRefused":
       return { line: String((error as unknown as Error).message), exitCode: 2 }
     case "ValidationError":
       return { line: "", exitCode: 2 }

@@ -58,7 +58,44 @@ export class SmtpRejected extends Data.TaggedError("SmtpRejected")<{
   }
 }
 
-export type MailerError = SmtpAuthenticationFailed | SmtpUnavailable | SmtpRejected | TlsFailed | OAuth2Refused
+/**
+ * The account may send no more for now: Gmail's daily limit, Microsoft 365's submission quota, a
+ * relay's. The refusal is permanent (5xx) for this message, but every answer would meet it until the
+ * limit resets, so answers wait instead of each being recorded as failed.
+ */
+export class SmtpLimitReached extends Data.TaggedError("SmtpLimitReached")<{
+  readonly user: string
+  readonly host: string
+  readonly serverText: string
+}> {
+  override get message() {
+    return `the SMTP server ${this.host} sends no more mail from ${this.user} for now (${this.serverText}): its sending limit is reached (Gmail and Microsoft 365 count a rolling 24 hours); answers wait and are tried again, at most half an hour apart, and a lower REPLY_GLOBAL_LIMIT keeps mailroom under the limit`
+  }
+}
+
+/**
+ * The server refuses the From of answers (REPLY_FROM, or the login's address): Microsoft 365's
+ * SendAsDenied, Postfix's "not owned by user", any refusal of MAIL FROM. Every answer would meet it,
+ * so answers wait for the setting or the right to send as that address.
+ */
+export class SmtpSenderRefused extends Data.TaggedError("SmtpSenderRefused")<{
+  readonly from: string
+  readonly host: string
+  readonly serverText: string
+}> {
+  override get message() {
+    return `the SMTP server ${this.host} refuses ${this.from} as the sender of answers (${this.serverText}): set REPLY_FROM to an address the login may send as, or give the login that right (Microsoft 365: Send As); answers wait until it is accepted`
+  }
+}
+
+export type MailerError =
+  | SmtpAuthenticationFailed
+  | SmtpUnavailable
+  | SmtpRejected
+  | SmtpLimitReached
+  | SmtpSenderRefused
+  | TlsFailed
+  | OAuth2Refused
 
 /** A blip is retried within the send: from a second, three times. */
 export const smtpRetry = Schedule.exponential("1 second", 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
@@ -69,17 +106,46 @@ export const smtpOutageRetry = Schedule.exponential("10 seconds", 2).pipe(Schedu
 /** Minutes, doubling, up to an hour: a wrong password must not lock the account. */
 export const smtpAuthenticationRetry = Schedule.exponential("2 minutes", 2).pipe(Schedule.union(Schedule.spaced("1 hour")))
 
+/** A sending limit resets in hours: from 5 minutes, doubling to every half hour (one refused send each). */
+export const smtpLimitRetry = Schedule.exponential("5 minutes", 2).pipe(Schedule.union(Schedule.spaced("30 minutes")), Schedule.jittered)
+
+/** A right to send as the address can be granted without a restart: from 2 minutes, doubling to every half hour. */
+export const smtpSenderRetry = Schedule.exponential("2 minutes", 2).pipe(Schedule.union(Schedule.spaced("30 minutes")))
+
 interface NodemailerError {
   readonly code?: string
   readonly responseCode?: number
   readonly response?: string
   readonly message?: string
+  /** The command the server refused: "MAIL FROM", "RCPT TO", "DATA"… */
+  readonly command?: string
 }
+
+/**
+ * The account's sending limit, in the words servers use: Gmail's "550 5.4.5 Daily user sending
+ * quota exceeded", Microsoft 365's SubmissionQuotaExceededException and "exceeded its 24-hour
+ * sending limit", a relay's "over your relay quota". Not a recipient's full mailbox ("5.2.2 … over
+ * quota"), which concerns that one message.
+ */
+const SENDING_LIMIT = /\b5\.4\.5\b|SubmissionQuotaExceeded|\b(sending|submission|relay|daily|hourly)\s+(user\s+)?(quota|limit)\b|\bmessages per (day|hour)\b/i
+
+/** A refusal of the sender whatever the command: Microsoft 365 refuses Send As after DATA, Postfix at RCPT TO. */
+const SENDER_REFUSED = /SendAsDenied|not allowed to send as|sender address rejected|not owned by user/i
+
+/** A refusal of MAIL FROM that is not about the sender: the message's size (552, 5.3.4). */
+const SIZE_REFUSED = /^552\b|\b5\.3\.4\b/
 
 /** Sorts what nodemailer threw into what the responder can act on. */
 export const classifySmtp = (
   cause: unknown,
-  context: { readonly host: string; readonly port: number; readonly tls: TlsMode; readonly user: string; readonly to: string }
+  context: {
+    readonly host: string
+    readonly port: number
+    readonly tls: TlsMode
+    readonly user: string
+    readonly from: string
+    readonly to: string
+  }
 ): MailerError => {
   const tls = tlsProblem(cause, { protocol: "SMTP", host: context.host, port: context.port, tls: context.tls })
   if (tls) return tls
@@ -88,7 +154,13 @@ export const classifySmtp = (
   if (error.code === "EAUTH" || error.responseCode === 535 || error.responseCode === 534) {
     return new SmtpAuthenticationFailed({ user: context.user, host: context.host, serverText: serverText || "authentication failed" })
   }
-  if (error.responseCode !== undefined && error.responseCode >= 500) return new SmtpRejected({ to: context.to, serverText })
+  if (error.responseCode !== undefined && error.responseCode >= 500) {
+    if (SENDING_LIMIT.test(serverText)) return new SmtpLimitReached({ user: context.user, host: context.host, serverText })
+    if (SENDER_REFUSED.test(serverText) || (error.command === "MAIL FROM" && !SIZE_REFUSED.test(serverText))) {
+      return new SmtpSenderRefused({ from: context.from, host: context.host, serverText })
+    }
+    return new SmtpRejected({ to: context.to, serverText })
+  }
   return new SmtpUnavailable({ host: context.host, reason: [error.code, serverText].filter(Boolean).join(" ") || "unknown error" })
 }
 
@@ -168,7 +240,8 @@ const make = Effect.gen(function*() {
       Effect.flatMap((transport) =>
         Effect.tryPromise({
           try: () => transport.sendMail(messageOptions(mail, autoReplyHeaders(mail.from))),
-          catch: (cause) => classifySmtp(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, to: mail.to.address })
+          catch: (cause) =>
+            classifySmtp(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, from: mail.from, to: mail.to.address })
         })
       )
     )

@@ -9,8 +9,8 @@ import { databaseRetry } from "../log/Sql.js"
 import type { AgentFailed } from "./Agent.js"
 import { llmOutageRetry, llmRefusedRetry } from "./Agent.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
-import type { SmtpAuthenticationFailed, SmtpUnavailable } from "./Mailer.js"
-import { smtpAuthenticationRetry, smtpOutageRetry } from "./Mailer.js"
+import type { SmtpAuthenticationFailed, SmtpLimitReached, SmtpSenderRefused, SmtpUnavailable } from "./Mailer.js"
+import { smtpAuthenticationRetry, smtpLimitRetry, smtpOutageRetry, smtpSenderRetry } from "./Mailer.js"
 
 /** SENT_MAILBOX is missing: without it a crash could send a reply twice, so replies wait. */
 export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{ readonly mailbox: string }> {
@@ -63,6 +63,8 @@ export type ResponderError =
   | ImapError
   | SmtpAuthenticationFailed
   | SmtpUnavailable
+  | SmtpLimitReached
+  | SmtpSenderRefused
   | LlmUnavailable
   | LlmRefused
   | SentMailboxMissing
@@ -75,6 +77,10 @@ export const scheduleFor = (error: ResponderError): Schedule.Schedule<unknown, u
       return smtpAuthenticationRetry
     case "SmtpUnavailable":
       return smtpOutageRetry
+    case "SmtpLimitReached":
+      return smtpLimitRetry
+    case "SmtpSenderRefused":
+      return smtpSenderRetry
     case "LlmUnavailable":
       return llmOutageRetry
     case "LlmRefused":

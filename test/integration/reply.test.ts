@@ -323,6 +323,54 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
+    it.effect("a sending limit, then a refused sender, hold the answers back without failing them; once lifted each goes out once", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("reply_limit")
+      const types = async () => (await query<{ type: string }>(db.url, "SELECT type FROM events ORDER BY seq")).map((row) => row.type)
+      try {
+        const cliEnv = servers.env({ DATABASE_URL: db.url, IMAP_BACKFILL: "none", AGENT: "knowledge" })
+        expect((await runCli(["--once"], cliEnv)).code).toBe(0)
+        const before = servers.sink.messages.length
+        await servers.dovecot.append([
+          mail({ authenticated: true, subject: "Limit one", from: "Lim Customer <lim@customer.test>" }),
+          mail({ authenticated: true, subject: "Limit two", from: "Lim Customer <lim@customer.test>" })
+        ])
+        // Gmail's words, at the end of DATA as Gmail says them.
+        servers.sink.failNext(1, 550, "5.4.5 Daily user sending quota exceeded. o65sm25351206pga.71 - gsmtp")
+        const limited = await runCli(["--once"], cliEnv)
+        expect(limited.code, limited.stderr).toBe(0)
+        expect(limited.stdout).toContain("Replies: waiting for the SMTP server's sending limit to reset")
+        expect(limited.stderr).toContain("Daily user sending quota exceeded")
+        expect(limited.stderr).toContain("its sending limit is reached")
+        expect(await types()).toEqual(["EmailReceived", "EmailReceived", "ReplyIntended"])
+        const status = JSON.parse((await runCli(["status", "--json"], cliEnv)).stdout)
+        expect(status.mailboxes[0].replies.state).toBe("waiting (SmtpLimitReached)")
+        expect(status.answers).toMatchObject({ failed: 0, waiting: 2 })
+
+        // Microsoft 365's refusal of the From: a setting to fix, so the run stops with it (exit 2).
+        servers.sink.failNext(1, 554, "5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message")
+        const refused = await runCli(["--once"], cliEnv)
+        expect(refused.code, refused.stderr).toBe(2)
+        expect(refused.stderr).toMatch(/^mailroom: the SMTP server 127\.0\.0\.1 refuses \S+ as the sender of answers \(554 .*SendAsDenied.*\): set REPLY_FROM/m)
+        expect(await types()).toEqual(["EmailReceived", "EmailReceived", "ReplyIntended"])
+        expect(servers.sink.messages.length).toBe(before)
+
+        const lifted = await runCli(["--once"], cliEnv)
+        expect(lifted.code, lifted.stderr).toBe(0)
+        expect(lifted.stdout).toContain("Replies: 2 sent, 0 skipped, 0 failed")
+        await servers.sink.waitFor(before + 2)
+        expect(servers.sink.messages.slice(before).map((m) => m.headers.get("subject"))).toEqual([
+          expect.stringContaining("Limit one"),
+          expect.stringContaining("Limit two")
+        ])
+        expect(await types()).toEqual(["EmailReceived", "EmailReceived", "ReplyIntended", "ReplySent", "ReplyIntended", "ReplySent"])
+        expect((await runCli(["--once"], cliEnv)).stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
+        expect(servers.sink.messages.length).toBe(before + 2)
+      } finally {
+        servers.sink.failNext(0)
+        await db.drop()
+      }
+    }))
+
     it.scoped("an SMTP login failure gives one clear line, after the mail is recorded", () =>
       Effect.gen(function*() {
         const servers = yield* ReplyServers

@@ -17,8 +17,8 @@ export interface SmtpSink {
   readonly messages: ReadonlyArray<SinkMessage>
   readonly authAttempts: number
   waitFor(count: number, timeoutMs?: number): Promise<ReadonlyArray<SinkMessage>>
-  /** Rejects the next `n` messages at DATA with `code` (0 stops rejecting). */
-  failNext(n: number, code?: number): void
+  /** Rejects the next `n` messages at DATA with `code` and `text` (0 stops rejecting). */
+  failNext(n: number, code?: number, text?: string): void
   /** Runs `hook` on each message before the sink answers its DATA (undefined: none). */
   beforeAccepting(hook: (() => Promise<void>) | undefined): void
   close(): Promise<void>
@@ -52,6 +52,7 @@ export const startSmtpSink = async (
   let authAttempts = 0
   let failing = 0
   let failCode = 451
+  let failText = "Try again later"
   let beforeAccepting: (() => Promise<void>) | undefined
   const waiters: Array<() => void> = []
   const requireAuth = options.user !== undefined || options.accessToken !== undefined
@@ -79,7 +80,7 @@ export const startSmtpSink = async (
         await beforeAccepting?.()
         if (failing > 0) {
           failing -= 1
-          return callback(Object.assign(new Error("Try again later"), { responseCode: failCode }))
+          return callback(Object.assign(new Error(failText), { responseCode: failCode }))
         }
         const raw = Buffer.concat(chunks)
         const headers = headersOf(raw)
@@ -116,9 +117,10 @@ export const startSmtpSink = async (
       }
       return messages
     },
-    failNext: (n, code = 451) => {
+    failNext: (n, code = 451, text = "Try again later") => {
       failing = n
       failCode = code
+      failText = text
     },
     beforeAccepting: (hook) => {
       beforeAccepting = hook

@@ -362,7 +362,7 @@ describe("the openai agent", () => {
 })
 
 describe("classifySmtp", () => {
-  const context = { host: "smtp.gmail.com", port: 465, tls: true, user: "support@example.com", to: "ada@customer.test" }
+  const context = { host: "smtp.gmail.com", port: 465, tls: true, user: "support@example.com", from: "support@example.com", to: "ada@customer.test" }
   it("sorts nodemailer's errors into what the responder can act on", () => {
     expect(classifySmtp({ code: "EAUTH", responseCode: 535, response: "535-5.7.8 Username and Password not accepted\r\n" }, context)).toMatchObject({
       _tag: "SmtpAuthenticationFailed",
@@ -372,5 +372,53 @@ describe("classifySmtp", () => {
     expect(classifySmtp({ code: "EENVELOPE", responseCode: 451, response: "451 try later" }, context)._tag).toBe("SmtpUnavailable")
     expect(classifySmtp({ code: "ECONNECTION", message: "connect ECONNREFUSED 127.0.0.1:465" }, context)._tag).toBe("SmtpUnavailable")
     expect(classifySmtp(new Error("Greeting never received"), context)._tag).toBe("SmtpUnavailable")
+  })
+
+  // What servers answered in the wild (quoted in public issue trackers), with the command nodemailer names.
+  const refusal = (responseCode: number, response: string, command = "DATA") =>
+    classifySmtp({ code: command === "DATA" ? "EMESSAGE" : "EENVELOPE", responseCode, response, command }, context)
+
+  it("a sending limit is the account's, not the message's: every answer waits for it", () => {
+    for (
+      const [code, text, command] of [
+        [550, "550 5.4.5 Daily user sending quota exceeded. o65sm25351206pga.71 - gsmtp", "DATA"],
+        [550, "550-5.4.5 Daily user sending limit exceeded. For more information on Gmail\r\n550-5.4.5 sending limits go to\r\n550 5.4.5  https://support.google.com/a/answer/166852 - gsmtp", "MAIL FROM"],
+        [554, "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.", "DATA"],
+        [554, "554 5.2.0 User support@example.com has exceeded its 24-hour sending limit. Messages to 25 recipients out of 25", "DATA"],
+        [552, "552 Message would take you over your relay quota of 500 Current quota used: 487", "DATA"],
+        [550, "550 5.7.1 <ada@customer.test>: Recipient address rejected: Email Sending Quota Exceeded", "RCPT TO"],
+        [554, "554 5.7.1 <DATA>: Data command rejected: only 10 messages per day", "DATA"]
+      ] as const
+    ) {
+      const error = refusal(code, text, command)
+      expect(error, text).toMatchObject({ _tag: "SmtpLimitReached", user: "support@example.com", host: "smtp.gmail.com" })
+      expect(error.message).not.toContain("\n")
+      expect(error.message).toContain("sending limit is reached")
+    }
+  })
+
+  it("a refused sender waits for REPLY_FROM or the right to send as it; a recipient's refusal is that one answer's", () => {
+    for (
+      const [code, text, command] of [
+        [554, "554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.", "DATA"],
+        [554, "554 5.2.252 SendAsDenied; support@example.com not allowed to send as help@example.com; STOREDRV.Submission.Exception:SendAsDeniedException", "DATA"],
+        [553, "553 5.7.1 <help@example.com>: Sender address rejected: not owned by user support@example.com", "RCPT TO"],
+        [550, "550 5.7.1 Mail from this address is not accepted", "MAIL FROM"]
+      ] as const
+    ) {
+      const error = refusal(code, text, command)
+      expect(error, text).toMatchObject({ _tag: "SmtpSenderRefused", from: "support@example.com" })
+      expect(error.message).toContain("REPLY_FROM")
+    }
+    for (
+      const [code, text, command] of [
+        [550, "550-5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address", "RCPT TO"],
+        [552, "552-5.2.2 The email account that you tried to reach is over quota. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaPerm", "RCPT TO"],
+        [552, "552 5.3.4 Message size exceeds fixed limit", "MAIL FROM"],
+        [550, "550 5.7.1 Message rejected as spam by Content Filtering.", "DATA"]
+      ] as const
+    ) {
+      expect(refusal(code, text, command), text).toMatchObject({ _tag: "SmtpRejected", to: "ada@customer.test" })
+    }
   })
 })

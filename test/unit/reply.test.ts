@@ -20,7 +20,7 @@ import { Agent, AgentFailed } from "../../src/replies/Agent.js"
 import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { ConnectionLost, ImapProtocolError } from "../../src/mailbox/ImapErrors.js"
 import { Leadership } from "../../src/mailbox/Leadership.js"
-import { Mailer, MemoryMailer, SmtpAuthenticationFailed, SmtpRejected, SmtpUnavailable } from "../../src/replies/Mailer.js"
+import { Mailer, MemoryMailer, SmtpAuthenticationFailed, SmtpLimitReached, SmtpRejected, SmtpSenderRefused, SmtpUnavailable } from "../../src/replies/Mailer.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { Drafts } from "../../src/replies/Drafts.js"
@@ -749,6 +749,57 @@ describe("Responder", () => {
       const [failed] = ofType(yield* events, "ReplyFailed")
       expect(failed).toMatchObject({ stage: "smtp" })
       expect(failed!.messageId).toBe(ofType(yield* events, "ReplyIntended")[0]!.messageId)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("a sending limit or a refused sender holds every answer back, none recorded as failed; each goes out once after", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ subject: "first" }))
+    mailbox.append(mail({ subject: "second" }))
+    mailbox.appendTo(SENT, "Message-ID: <unrelated@example.com>\r\n\r\nx")
+    const gmail = "550 5.4.5 Daily user sending quota exceeded. o65sm25351206pga.71 - gsmtp"
+    mailer.failNext(
+      new SmtpLimitReached({ user: "support@example.com", host: "smtp.gmail.com", serverText: gmail }),
+      new SmtpSenderRefused({ from: "support@example.com", host: "smtp.office365.com", serverText: "554 5.2.252 SendAsDenied" })
+    )
+    return Effect.gen(function*() {
+      yield* ingest
+      const limit = yield* Effect.flip(drain)
+      expect(limit._tag).toBe("SmtpLimitReached")
+      // The first answer's intent waits; the second mail (same customer, in order) is not tried.
+      expect(ofType(yield* events, "ReplyIntended")).toHaveLength(1)
+      const sender = yield* Effect.flip(drain)
+      expect(sender._tag).toBe("SmtpSenderRefused")
+      expect(describeFailure(Cause.fail(sender))).toMatchObject({ exitCode: 2, line: expect.stringContaining("REPLY_FROM") })
+      expect(ofType(yield* events, "ReplyFailed")).toHaveLength(0)
+      expect(mailer.sent).toHaveLength(0)
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent.map((m) => m.subject)).toEqual([expect.stringContaining("first"), expect.stringContaining("second")])
+      expect(ofType(yield* events, "ReplyIntended")).toHaveLength(2)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("in continuous mode a sending limit pauses answers for minutes, not seconds, and says so in status", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.appendTo(SENT, "Message-ID: <other@example.com>\r\n\r\nx")
+    mailbox.append(mail())
+    mailer.failNext(new SmtpLimitReached({ user: "support@example.com", host: "smtp.gmail.com", serverText: "550 5.4.5 Daily user sending quota exceeded." }))
+    const replies = Effect.map(Effect.flatMap(StateStore, (state) => state.health), (all) => all.find((h) => h.mailbox === "replies:INBOX"))
+    return Effect.gen(function*() {
+      yield* ingest
+      const fiber = yield* Effect.fork(Effect.flatMap(Responder, (r) => r.run))
+      yield* TestClock.adjust("1 second")
+      expect(yield* replies).toMatchObject({ state: "waiting (SmtpLimitReached)", lastError: expect.stringContaining("sending limit is reached") })
+      // An SMTP outage is tried again after 10 s; a limit no sooner than 4 minutes (5, jittered).
+      for (let i = 0; i < 23; i++) yield* TestClock.adjust("10 seconds")
+      expect(mailer.sent).toHaveLength(0)
+      yield* TestClock.adjust("3 minutes")
+      yield* Fiber.interrupt(fiber)
+      expect(mailer.sent).toHaveLength(1)
+      expect(ofType(yield* events, "ReplyFailed")).toHaveLength(0)
+      expect(ofType(yield* events, "ReplySent")).toHaveLength(1)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 

@@ -10,7 +10,7 @@ import { classifySmtp } from "../../src/replies/Mailer.js"
 import { configLayer } from "./layers.js"
 
 const imap = { host: "imap.example.net", port: 993, tls: true, user: "support@example.com", command: "LOGIN" } as const
-const smtp = { host: "smtp.example.net", port: 465, tls: true, user: "support@example.com", to: "ada@customer.test" } as const
+const smtp = { host: "smtp.example.net", port: 465, tls: true, user: "support@example.com", from: "support@example.com", to: "ada@customer.test" } as const
 
 const load = <A, E>(config: Effect.Effect<A, E>, env: Record<string, string>) =>
   config.pipe(
