@@ -199,15 +199,19 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       intent.mode === "draft" ? draft(intent, session) : send(intent)
 
     /** An intent without an outcome: a crash or an outage came between it and its ReplySent. */
-    const resume = (intent: ReplyIntended, session: WithSession) =>
-      intent.mode === "draft" ? draft(intent, session) : resumeSend(intent, session)
+    const resume = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession) =>
+      intent.mode === "draft" ? draft(intent, session) : resumeSend(intent, event, email, session)
 
-    const resumeSend = (intent: ReplyIntended, session: WithSession) =>
+    const resumeSend = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession) =>
       Effect.gen(function*() {
         const found = yield* session((s) => s.findByMessageId(config.sentMailbox, intent.messageId)).pipe(
           Effect.catchTag("MailboxNotFound", () => new SentMailboxMissing({ mailbox: config.sentMailbox }))
         )
         if (found.length === 0) {
+          // An outage or a sending limit can hold an answer back for hours, and a person may have
+          // answered the customer meanwhile: the automatic answer must not follow theirs.
+          const person = yield* personAnswered(event, email, session)
+          if (person !== undefined) return yield* record(new ReplySkipped({ ...base(intent), reason: "answered_by_person", detail: person }))
           yield* Effect.logInfo(`Reply ${intent.messageId} is not in ${config.sentMailbox}: sending it now`)
           return yield* send(intent)
         }
@@ -318,7 +322,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id, "mailroom.reply.retry": asked.retry })
       const known = yield* store.replyState(event.id, asked.retry)
       const outcome = known.outcome ?? (known.intent
-        ? yield* resume(known.intent, session)
+        ? yield* resume(known.intent, event, email, session)
         : yield* policy.admit(
           email,
           answer(event, email, session, asked),

@@ -683,6 +683,29 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
+  it.effect("an answer held back by SMTP is not sent once a person has answered the mail meanwhile", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.appendTo(SENT, "Message-ID: <unrelated@example.com>\r\n\r\nx")
+    mailbox.append(mail({ messageId: "<q1@customer.test>", subject: "Refund" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", messageId: "<q2@customer.test>", subject: "Invoice" }))
+    const limit = () => new SmtpLimitReached({ user: "support@example.com", host: "smtp.gmail.com", serverText: "550 5.4.5 Daily user sending quota exceeded." })
+    mailer.failNext(limit(), limit())
+    return Effect.gen(function*() {
+      yield* ingest
+      expect((yield* Effect.flip(drain))._tag).toBe("SmtpLimitReached")
+      expect(ofType(yield* events, "ReplyIntended").map((i) => i.to.address)).toContain("ada@customer.test")
+      // Hours later a person answered Ada from the mailbox (the web client files it in the sent folder).
+      mailbox.appendTo(SENT, "Message-ID: <p1@example.com>\r\nIn-Reply-To: <q1@customer.test>\r\nSubject: Re: Refund\r\n\r\nDone, Ada.")
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 1, failed: 0 })
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["bob@customer.test"])
+      const [skipped] = ofType(yield* events, "ReplySkipped")
+      expect(skipped).toMatchObject({ reason: "answered_by_person", detail: `a person's answer to it is already in ${SENT} (UID 2)`, retry: 0 })
+      expect(ofType(yield* events, "ReplyIntended")).toHaveLength(2)
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
   it.effect("a mail that answers a person's mail is theirs to answer; one that answers mailroom's own answer, or a stranger's mail, is answered", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
