@@ -235,7 +235,8 @@ export const tlsProblem = (
   return undefined
 }
 
-const throttlePattern = /THROTTLED|too many (simultaneous )?(connections|login)|rate limit|try again later/i
+/** Gmail also says "[ALERT] Account exceeded command or bandwidth limits" past its daily download allowance. */
+const throttlePattern = /THROTTLED|too many (simultaneous )?(connections|login)|rate limit|try again later|bandwidth limit/i
 
 interface ImapFlowLikeError {
   readonly code?: string
@@ -277,6 +278,8 @@ export const classify = (
   if (error.mailboxMissing || error.serverResponseCode === "NONEXISTENT" || error.serverResponseCode === "TRYCREATE") {
     return new MailboxNotFound({ mailbox: context.mailbox ?? "" })
   }
+  // RFC 5530's [UNAVAILABLE] (Gmail's "Temporary System Error"): the server's fault, gone on a new connection.
+  if (error.serverResponseCode === "UNAVAILABLE") return new ConnectionLost({ host: context.host, reason: serverText })
   if (error.responseText !== undefined || error.code?.startsWith("Parser") || error.code === "InvalidResponse") {
     return new ImapProtocolError({ command: error.command ?? context.command, serverText })
   }

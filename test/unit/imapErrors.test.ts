@@ -17,6 +17,11 @@ describe("classify", () => {
     const asked = classify({ code: "ETHROTTLE", message: "throttled", throttleReset: 12_000 }, context)
     expect(asked._tag === "Throttled" && asked.retryAfter && Duration.toMillis(asked.retryAfter)).toBe(12_000)
 
+    // Gmail past its daily IMAP download allowance, without the [THROTTLED] code.
+    expect(classify({ responseText: "[ALERT] Account exceeded command or bandwidth limits. (Failure)", serverResponseCode: "ALERT", command: "UID FETCH" }, context)._tag)
+      .toBe("Throttled")
+    expect(classify({ responseText: "[UNAVAILABLE] Temporary System Error", serverResponseCode: "UNAVAILABLE", command: "SELECT" }, context))
+      .toMatchObject({ _tag: "ConnectionLost", reason: "[UNAVAILABLE] Temporary System Error" })
     expect(classify({ code: "ECONNRESET", message: "read ECONNRESET" }, context)._tag).toBe("ConnectionLost")
     expect(classify({ code: "NoConnection", message: "Connection not available" }, context)._tag).toBe("ConnectionLost")
     expect(classify({ mailboxMissing: true, responseText: "Mailbox doesn't exist" }, context)._tag).toBe("MailboxNotFound")
