@@ -27,6 +27,14 @@ export interface Delivery {
   readonly attempts: number
 }
 
+/** What to do about a refused SMTP login, where the server's words say more than a wrong password. */
+const loginFix = (serverText: string) =>
+  /\b5\.7\.139\b|SmtpClientAuthentication is disabled/i.test(serverText)
+    ? "Microsoft 365 has SMTP AUTH turned off for this mailbox or its tenant: an administrator turns on Authenticated SMTP for the mailbox (https://aka.ms/smtp_auth_disabled)"
+    : /\b5\.7\.9\b|Application-specific password required/i.test(serverText)
+    ? "Gmail wants an app password for this account (2-Step Verification is on): create one and set it as GMAIL_SENDER_PASSWORD"
+    : "check GMAIL_SENDER_PASSWORD (for Gmail an app password) and SMTP_HOST, SMTP_PORT, SMTP_TLS"
+
 /** Wrong password or revoked app password: every reply would fail the same way, so replies wait. */
 export class SmtpAuthenticationFailed extends Data.TaggedError("SmtpAuthenticationFailed")<{
   readonly user: string
@@ -34,7 +42,7 @@ export class SmtpAuthenticationFailed extends Data.TaggedError("SmtpAuthenticati
   readonly serverText: string
 }> {
   override get message() {
-    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): check GMAIL_SENDER_PASSWORD (for Gmail an app password) and SMTP_HOST, SMTP_PORT, SMTP_TLS; replies wait until it works`
+    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): ${loginFix(this.serverText)}; replies wait until it works`
   }
 }
 

@@ -374,6 +374,16 @@ describe("classifySmtp", () => {
     expect(classifySmtp(new Error("Greeting never received"), context)._tag).toBe("SmtpUnavailable")
   })
 
+  it("a refused login names the fix the server's words point to", () => {
+    const login = (response: string) => classifySmtp({ code: "EAUTH", responseCode: Number(response.slice(0, 3)), response, command: "AUTH PLAIN" }, context).message
+    expect(login("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information."))
+      .toContain("an administrator turns on Authenticated SMTP for the mailbox")
+    expect(login("534-5.7.9 Application-specific password required. Learn more at\r\n534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor - gsmtp"))
+      .toContain("Gmail wants an app password for this account")
+    expect(login("535-5.7.8 Username and Password not accepted. For more information, go to\r\n535 5.7.8  https://support.google.com/mail/?p=BadCredentials - gsmtp"))
+      .toContain("check GMAIL_SENDER_PASSWORD (for Gmail an app password)")
+  })
+
   // What servers answered in the wild (quoted in public issue trackers), with the command nodemailer names.
   const refusal = (responseCode: number, response: string, command = "DATA") =>
     classifySmtp({ code: command === "DATA" ? "EMESSAGE" : "EENVELOPE", responseCode, response, command }, context)
