@@ -1,13 +1,26 @@
 import { Data, Duration, Schedule } from "effect"
 import type { TlsMode } from "../config/Config.js"
 
+/** Microsoft 365's answer to a login it accepted for an account that may not open this mailbox. */
+const NOT_CONNECTED = /authenticated but not connected/i
+
+/** What to do about a refused login, by what the server said and how mailroom logged in. */
+const loginFix = (user: string, serverText: string, oauth2: boolean) =>
+  NOT_CONNECTED.test(serverText)
+    ? `Microsoft 365 accepted the login but will not open the mailbox: the account signed in (with OAuth2, the one that ran \`mailroom auth\`) must be ${user} itself or have Full Access to it, and IMAP must be on for the mailbox`
+    : oauth2
+    ? `the server refused the OAuth2 token: run \`mailroom auth\` again signed in as ${user}, with the app allowed IMAP (Google: the https://mail.google.com/ scope; Microsoft 365: IMAP.AccessAsUser.All, and IMAP on for the mailbox)`
+    : "check GMAIL_SENDER_PASSWORD; for Gmail use an app password and make sure IMAP is enabled"
+
 /** Wrong password, revoked app password or IMAP disabled: retrying fast would lock the account. */
 export class AuthenticationFailed extends Data.TaggedError("AuthenticationFailed")<{
   readonly user: string
   readonly serverText: string
+  /** Logged in with an OAuth2 token (MAILBOX_AUTH=oauth2), not a password. */
+  readonly oauth2?: boolean
 }> {
   override get message() {
-    return `IMAP login failed for ${this.user} (${this.serverText || "Invalid credentials"}): check GMAIL_SENDER_PASSWORD; for Gmail use an app password and make sure IMAP is enabled`
+    return `IMAP login failed for ${this.user} (${this.serverText || "Invalid credentials"}): ${loginFix(this.user, this.serverText, this.oauth2 ?? false)}`
   }
 }
 
@@ -259,6 +272,7 @@ export const classify = (
     readonly user: string
     readonly mailbox?: string
     readonly command: string
+    readonly auth?: "password" | "oauth2"
   }
 ): ImapError => {
   const tls = tlsProblem(cause, { protocol: "IMAP", host: context.host, port: context.port, tls: context.tls })
@@ -271,8 +285,9 @@ export const classify = (
       retryAfter: error.throttleReset ? Duration.millis(error.throttleReset) : undefined
     })
   }
-  if (error.authenticationFailed || error.serverResponseCode === "AUTHENTICATIONFAILED") {
-    return new AuthenticationFailed({ user: context.user, serverText })
+  // Microsoft 365 answers BAD to the first command after such a login, and closes the connection.
+  if (error.authenticationFailed || error.serverResponseCode === "AUTHENTICATIONFAILED" || NOT_CONNECTED.test(serverText)) {
+    return new AuthenticationFailed({ user: context.user, serverText, oauth2: context.auth === "oauth2" })
   }
   // APPEND and COPY answer NO [TRYCREATE] when the target folder does not exist (RFC 3501 6.3.11).
   if (error.mailboxMissing || error.serverResponseCode === "NONEXISTENT" || error.serverResponseCode === "TRYCREATE") {

@@ -7,7 +7,7 @@ import { classify, ConnectionLost } from "./ImapErrors.js"
 export const attemptOn = (config: ImapConfig) => <A>(command: string, run: () => Promise<A>, mailbox?: string) =>
   Effect.tryPromise({
     try: run,
-    catch: (cause) => classify(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, command, ...(mailbox ? { mailbox } : {}) })
+    catch: (cause) => classify(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, auth: config.auth, command, ...(mailbox ? { mailbox } : {}) })
   }).pipe(
     Effect.timeoutFail({
       duration: config.commandTimeout,

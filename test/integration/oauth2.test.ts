@@ -113,6 +113,26 @@ layer(OAuth2Servers, { excludeTestServices: true })((it) => {
           Effect.provide(sqlPipeline("postgres", "oauth2", ImapLive, { ...mailboxEnv(dovecot), ...oauthEnv(tokens, first) }))
         )
       }))
+
+    it.scoped("a token granted to another account is refused by the server: the line says to sign in again as the mailbox, not to check a password", () =>
+      Effect.gen(function*() {
+        const tokens = yield* OAuth2TokenServer
+        const dovecot = yield* DovecotServer
+        // `mailroom auth` run while signed in to a colleague's account: a valid token, for someone else.
+        const elsewhere = tokens.grant("colleague@example.com")
+        const program = Effect.gen(function*() {
+          const poller = yield* Poller
+          const error = yield* Effect.flip(poller.once)
+          expect(error._tag).toBe("AuthenticationFailed")
+          const line = describeFailure(Cause.fail(error))!.line
+          expect(line).toContain(`IMAP login failed for ${dovecot.user}`)
+          expect(line).toContain(`the server refused the OAuth2 token: run \`mailroom auth\` again signed in as ${dovecot.user}`)
+          expect(line).not.toContain("GMAIL_SENDER_PASSWORD")
+        })
+        yield* program.pipe(
+          Effect.provide(sqlPipeline("postgres", "oauth2_elsewhere", ImapLive, { ...mailboxEnv(dovecot), ...oauthEnv(tokens, elsewhere) }))
+        )
+      }))
   })
 
   describe("two folders of one account", () => {

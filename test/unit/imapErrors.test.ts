@@ -28,6 +28,18 @@ describe("classify", () => {
     expect(classify({ responseText: "BAD Error in IMAP command", command: "UID FETCH" }, context)._tag).toBe("ImapProtocolError")
   })
 
+  it("a refused login names what to fix: the password, the OAuth2 grant, or Microsoft 365's access to the mailbox", () => {
+    const gmail = { authenticationFailed: true, responseText: "[AUTHENTICATIONFAILED] Invalid credentials (Failure)", serverResponseCode: "AUTHENTICATIONFAILED" }
+    expect(classify(gmail, context).message).toContain("check GMAIL_SENDER_PASSWORD")
+    const token = classify(gmail, { ...context, auth: "oauth2" }).message
+    expect(token).toContain("refused the OAuth2 token: run `mailroom auth` again signed in as support@example.com")
+    expect(token).not.toContain("GMAIL_SENDER_PASSWORD")
+    // Microsoft 365 says OK to AUTHENTICATE, then BAD to the next command (quoted from imapflow's issue #314).
+    const notConnected = classify({ responseText: "User is authenticated but not connected.", command: "SELECT" }, { ...context, auth: "oauth2", command: "SELECT" })
+    expect(notConnected._tag).toBe("AuthenticationFailed")
+    expect(notConnected.message).toContain("must be support@example.com itself or have Full Access to it, and IMAP must be on for the mailbox")
+  })
+
   it("keeps line breaks from the server out of the message", () => {
     const error = classify({ authenticationFailed: true, responseText: "bad\r\nInjected: header" }, context)
     expect(error.message).not.toMatch(/[\r\n]/)
