@@ -28,9 +28,11 @@ export interface Delivery {
 }
 
 /** What to do about a refused SMTP login, where the server's words say more than a wrong password. */
-const loginFix = (serverText: string) =>
+const loginFix = (user: string, serverText: string, oauth2: boolean) =>
   /\b5\.7\.139\b|SmtpClientAuthentication is disabled/i.test(serverText)
     ? "Microsoft 365 has SMTP AUTH turned off for this mailbox or its tenant: an administrator turns on Authenticated SMTP for the mailbox (https://aka.ms/smtp_auth_disabled)"
+    : oauth2
+    ? `the server refused the OAuth2 token: run \`mailroom auth\` again signed in as ${user}, with the app allowed SMTP (Google: the https://mail.google.com/ scope; Microsoft 365: SMTP.Send)`
     : /\b5\.7\.9\b|Application-specific password required/i.test(serverText)
     ? "Gmail wants an app password for this account (2-Step Verification is on): create one and set it as GMAIL_SENDER_PASSWORD"
     : "check GMAIL_SENDER_PASSWORD (for Gmail an app password) and SMTP_HOST, SMTP_PORT, SMTP_TLS"
@@ -40,9 +42,11 @@ export class SmtpAuthenticationFailed extends Data.TaggedError("SmtpAuthenticati
   readonly user: string
   readonly host: string
   readonly serverText: string
+  /** Logged in with an OAuth2 token (MAILBOX_AUTH=oauth2), not a password. */
+  readonly oauth2?: boolean
 }> {
   override get message() {
-    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): ${loginFix(this.serverText)}; replies wait until it works`
+    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): ${loginFix(this.user, this.serverText, this.oauth2 ?? false)}; replies wait until it works`
   }
 }
 
@@ -153,6 +157,7 @@ export const classifySmtp = (
     readonly user: string
     readonly from: string
     readonly to: string
+    readonly oauth2?: boolean
   }
 ): MailerError => {
   const tls = tlsProblem(cause, { protocol: "SMTP", host: context.host, port: context.port, tls: context.tls })
@@ -160,7 +165,7 @@ export const classifySmtp = (
   const error = (typeof cause === "object" && cause !== null ? cause : { message: String(cause) }) as NodemailerError
   const serverText = safeHeader(error.response ?? error.message ?? "").slice(0, 300)
   if (error.code === "EAUTH" || error.responseCode === 535 || error.responseCode === 534) {
-    return new SmtpAuthenticationFailed({ user: context.user, host: context.host, serverText: serverText || "authentication failed" })
+    return new SmtpAuthenticationFailed({ user: context.user, host: context.host, serverText: serverText || "authentication failed", oauth2: context.oauth2 ?? false })
   }
   if (error.responseCode !== undefined && error.responseCode >= 500) {
     if (SENDING_LIMIT.test(serverText)) return new SmtpLimitReached({ user: context.user, host: context.host, serverText })
@@ -242,6 +247,7 @@ const make = Effect.gen(function*() {
     )
     : Effect.void
 
+  const classifying = { host: config.host, port: config.port, tls: config.tls, user: config.user, oauth2: oauth2.enabled }
   const attempt = (mail: OutboundMail) =>
     tokenReady.pipe(
       Effect.zipRight(transport),
@@ -249,7 +255,7 @@ const make = Effect.gen(function*() {
         Effect.tryPromise({
           try: () => transport.sendMail(messageOptions(mail, autoReplyHeaders(mail.from))),
           catch: (cause) =>
-            classifySmtp(cause, { host: config.host, port: config.port, tls: config.tls, user: config.user, from: mail.from, to: mail.to.address })
+            classifySmtp(cause, { ...classifying, from: mail.from, to: mail.to.address })
         })
       )
     )
