@@ -60,6 +60,28 @@ const nodeOnlyPg = {
   }
 }
 
+/**
+ * pg-protocol writes a Bind message into a buffer that starts at 256 bytes and grows by half each
+ * time it is full, copying what it holds: a commit's multi-row INSERT (a batch's raw mail, events
+ * and rows, megabytes) was copied about three times over. Sized once from the values' lengths
+ * before they are written, it is copied once. The build fails if the serializer changes.
+ */
+const bindAnchor = "    writer.addInt16(len);\n    try {\n        writeValues(values, config.valueMapper, formatsOffset);"
+const presizedBind = {
+  name: "presized-bind",
+  setup(b) {
+    b.onLoad({ filter: /[\\/]pg-protocol[\\/]dist[\\/]serializer\.js$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8")
+      if (!source.includes(bindAnchor)) throw new Error(`pg-protocol's bind changed in ${args.path}: look at presized-bind in scripts/bundle.mjs`)
+      const sized = bindAnchor.replace(
+        "    try {",
+        "    let bytes = 0;\n    for (let i = 0; i < len; i++) { const v = values[i]; bytes += 4 + (v instanceof Buffer || typeof v === 'string' ? v.length : 24); }\n    writer.ensure(bytes + 4);\n    try {"
+      )
+      return { contents: source.replace(bindAnchor, sized), loader: "js" }
+    })
+  }
+}
+
 rmSync("dist", { recursive: true, force: true })
 
 await build({
@@ -71,7 +93,7 @@ await build({
   platform: "node",
   target: "node20",
   sourcemap: "linked",
-  plugins: [lazyCliParsers, nodeOnlyPg, externalPackages],
+  plugins: [lazyCliParsers, nodeOnlyPg, presizedBind, externalPackages],
   logLevel: "warning",
   banner: { js: requireInScope }
 })

@@ -23,4 +23,16 @@ describe("the built bundle (npm run build)", () => {
       expect(code, name).not.toContain(`// node_modules/${name}/`)
     }
   })
+
+  it("sizes pg-protocol's Bind once from its values before writing them", () => {
+    const main = readFileSync(join(dist, "main.js"), "utf8")
+    const start = main.indexOf("// node_modules/pg-protocol/dist/serializer.js")
+    expect(start).toBeGreaterThan(0)
+    const serializer = main.slice(start, main.indexOf("\n// ", start + 10))
+    const original = readFileSync(new URL("../../node_modules/pg-protocol/dist/serializer.js", import.meta.url), "utf8")
+    // The one call added before the values are written; the values are still written by writeValues.
+    expect(serializer.match(/writer\.ensure\(bytes \+ 4\)/g)).toHaveLength(1)
+    expect(serializer).toContain("writeValues(values, config.valueMapper, formatsOffset)")
+    expect(original).not.toContain("writer.ensure(bytes")
+  })
 })
