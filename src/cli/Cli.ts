@@ -51,7 +51,6 @@ const describeReplies = (replies: ReplySummary) =>
   `Replies: ${replies.sent} sent, ${replies.skipped} skipped, ${replies.failed} failed` +
   (replies.drafted > 0 ? `, ${replies.drafted} left as drafts` : "")
 
-/** One pass over each mailbox, in the order they are configured; then the bus, then the answers. */
 /** What a `--once` run's answers wait for, when they wait; the next run tries again. */
 const waitingFor = {
   SmtpUnavailable: "waiting for the SMTP server; they go out on the next run",
@@ -59,6 +58,7 @@ const waitingFor = {
   LlmUnavailable: "waiting for the LLM; they go out on the next run"
 } as const
 
+/** One pass over each mailbox, in the order they are configured; then the bus, then the answers. */
 const runOnce = Effect.gen(function*() {
   const fleet = yield* Fleet
   const relay = yield* Relay
