@@ -4,12 +4,17 @@ import type { TlsMode } from "../config/Config.js"
 /** Microsoft 365's answer to a login it accepted for an account that may not open this mailbox. */
 const NOT_CONNECTED = /authenticated but not connected/i
 
+/** Microsoft 365's and Outlook.com's servers, which take no password over IMAP or SMTP since they turned basic authentication off. */
+const isMicrosoftHost = (host: string) => /(^|\.)(office365|outlook|office)\.com$/i.test(host)
+
 /** What to do about a refused login, by what the server said and how mailroom logged in. */
-const loginFix = (user: string, serverText: string, oauth2: boolean) =>
+const loginFix = (user: string, host: string, serverText: string, oauth2: boolean) =>
   NOT_CONNECTED.test(serverText)
     ? `Microsoft 365 accepted the login but will not open the mailbox: the account signed in (with OAuth2, the one that ran \`mailroom auth\`) must be ${user} itself or have Full Access to it, and IMAP must be on for the mailbox`
     : oauth2
     ? `the server refused the OAuth2 token: run \`mailroom auth\` again signed in as ${user}, with the app allowed IMAP (Google: the https://mail.google.com/ scope; Microsoft 365: IMAP.AccessAsUser.All, and IMAP on for the mailbox)`
+    : isMicrosoftHost(host)
+    ? "Microsoft 365 and Outlook.com take no password over IMAP (basic authentication is off): set MAILBOX_AUTH=oauth2 and run `mailroom auth microsoft`"
     : "check GMAIL_SENDER_PASSWORD; for Gmail use an app password and make sure IMAP is enabled"
 
 /** Wrong password, revoked app password or IMAP disabled: retrying fast would lock the account. */
@@ -18,9 +23,11 @@ export class AuthenticationFailed extends Data.TaggedError("AuthenticationFailed
   readonly serverText: string
   /** Logged in with an OAuth2 token (MAILBOX_AUTH=oauth2), not a password. */
   readonly oauth2?: boolean
+  /** The IMAP server, when known: Microsoft's take no password. */
+  readonly host?: string
 }> {
   override get message() {
-    return `IMAP login failed for ${this.user} (${this.serverText || "Invalid credentials"}): ${loginFix(this.user, this.serverText, this.oauth2 ?? false)}`
+    return `IMAP login failed for ${this.user} (${this.serverText || "Invalid credentials"}): ${loginFix(this.user, this.host ?? "", this.serverText, this.oauth2 ?? false)}`
   }
 }
 
@@ -287,7 +294,7 @@ export const classify = (
   }
   // Microsoft 365 answers BAD to the first command after such a login, and closes the connection.
   if (error.authenticationFailed || error.serverResponseCode === "AUTHENTICATIONFAILED" || NOT_CONNECTED.test(serverText)) {
-    return new AuthenticationFailed({ user: context.user, serverText, oauth2: context.auth === "oauth2" })
+    return new AuthenticationFailed({ user: context.user, host: context.host, serverText, oauth2: context.auth === "oauth2" })
   }
   // APPEND and COPY answer NO [TRYCREATE] when the target folder does not exist (RFC 3501 6.3.11).
   if (error.mailboxMissing || error.serverResponseCode === "NONEXISTENT" || error.serverResponseCode === "TRYCREATE") {

@@ -29,7 +29,9 @@ export interface Delivery {
 
 /** What to do about a refused SMTP login, where the server's words say more than a wrong password. */
 const loginFix = (user: string, serverText: string, oauth2: boolean) =>
-  /\b5\.7\.139\b|SmtpClientAuthentication is disabled/i.test(serverText)
+  /basic authentication is disabled/i.test(serverText)
+    ? "Microsoft takes no password for SMTP here (basic authentication is off): set MAILBOX_AUTH=oauth2 and run `mailroom auth microsoft`"
+    : /\b5\.7\.139\b|SmtpClientAuthentication is disabled/i.test(serverText)
     ? "Microsoft 365 has SMTP AUTH turned off for this mailbox or its tenant: an administrator turns on Authenticated SMTP for the mailbox (https://aka.ms/smtp_auth_disabled)"
     : oauth2
     ? `the server refused the OAuth2 token: run \`mailroom auth\` again signed in as ${user}, with the app allowed SMTP (Google: the https://mail.google.com/ scope; Microsoft 365: SMTP.Send)`

@@ -378,6 +378,8 @@ describe("classifySmtp", () => {
     const login = (response: string) => classifySmtp({ code: "EAUTH", responseCode: Number(response.slice(0, 3)), response, command: "AUTH PLAIN" }, context).message
     expect(login("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information."))
       .toContain("an administrator turns on Authenticated SMTP for the mailbox")
+    expect(login("535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [PN0PR01CA0024.INDPRD01.PROD.OUTLOOK.COM]"))
+      .toContain("basic authentication is off): set MAILBOX_AUTH=oauth2 and run `mailroom auth microsoft`")
     expect(login("534-5.7.9 Application-specific password required. Learn more at\r\n534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor - gsmtp"))
       .toContain("Gmail wants an app password for this account")
     const token = classifySmtp({ code: "EAUTH", responseCode: 535, response: "535 5.7.3 Authentication unsuccessful", command: "AUTH XOAUTH2" }, { ...context, oauth2: true })

@@ -31,6 +31,11 @@ describe("classify", () => {
   it("a refused login names what to fix: the password, the OAuth2 grant, or Microsoft 365's access to the mailbox", () => {
     const gmail = { authenticationFailed: true, responseText: "[AUTHENTICATIONFAILED] Invalid credentials (Failure)", serverResponseCode: "AUTHENTICATIONFAILED" }
     expect(classify(gmail, context).message).toContain("check GMAIL_SENDER_PASSWORD")
+    // Microsoft's servers answer a password with a bare "AUTHENTICATE failed.": basic authentication is off there.
+    const microsoft = classify({ authenticationFailed: true, responseText: "AUTHENTICATE failed." }, { ...context, host: "outlook.office365.com" }).message
+    expect(microsoft).toContain("take no password over IMAP (basic authentication is off): set MAILBOX_AUTH=oauth2")
+    expect(classify({ authenticationFailed: true, responseText: "AUTHENTICATE failed." }, { ...context, host: "outlook.office365.com", auth: "oauth2" }).message)
+      .toContain("refused the OAuth2 token")
     const token = classify(gmail, { ...context, auth: "oauth2" }).message
     expect(token).toContain("refused the OAuth2 token: run `mailroom auth` again signed in as support@example.com")
     expect(token).not.toContain("GMAIL_SENDER_PASSWORD")
