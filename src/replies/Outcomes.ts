@@ -25,6 +25,7 @@ export const skipsForAPerson: ReadonlyArray<SkipReason> = [
   "global_limit"
 ]
 
+/** Each mail by its last word: an outcome asked for again (`replies retry`) counts only among `retried`. */
 export interface OutcomeCounts {
   readonly sent: number
   readonly drafted: number
@@ -146,9 +147,12 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
           AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)})
           AND NOT (type IN ('ReplyFailed', 'ReplySkipped') AND ${askedAgain})`
     const [byType, [waiting], [chosenCount]] = yield* Effect.all([
+      // Each mail counts by its last word: a failure asked for again counts among `retried`, and its
+      // retry's outcome as what the answer came to.
       sql<{ type: string; reason: string | null; count: string }>`
         SELECT type, CASE WHEN type = 'ReplySkipped' THEN data->>'reason' END AS reason, count(*) AS count
         FROM events WHERE type IN ${sql.in([...outcomeTypes, "ReplyRetried"])} AND ${inSpan}
+          AND NOT (type IN ('ReplyFailed', 'ReplySkipped') AND ${askedAgain})
         GROUP BY 1, 2
       `,
       // Mail (or a retry asked for) past a responder's position is answered in its next page; before
