@@ -29,7 +29,9 @@ export interface Delivery {
 
 /** What to do about a refused SMTP login, where the server's words say more than a wrong password. */
 const loginFix = (user: string, serverText: string, oauth2: boolean) =>
-  /basic authentication is disabled/i.test(serverText)
+  /^530\b/.test(serverText)
+    ? "the server takes mail only after TLS and a login: check SMTP_TLS (starttls on port 587, true on 465) and SMTP_PORT"
+    : /basic authentication is disabled/i.test(serverText)
     ? "Microsoft takes no password for SMTP here (basic authentication is off): set MAILBOX_AUTH=oauth2 and run `mailroom auth microsoft`"
     : /\b5\.7\.139\b|SmtpClientAuthentication is disabled/i.test(serverText)
     ? "Microsoft 365 has SMTP AUTH turned off for this mailbox or its tenant: an administrator turns on Authenticated SMTP for the mailbox (https://aka.ms/smtp_auth_disabled)"
@@ -166,7 +168,8 @@ export const classifySmtp = (
   if (tls) return tls
   const error = (typeof cause === "object" && cause !== null ? cause : { message: String(cause) }) as NodemailerError
   const serverText = safeHeader(error.response ?? error.message ?? "").slice(0, 300)
-  if (error.code === "EAUTH" || error.responseCode === 535 || error.responseCode === 534) {
+  // 530: "Must issue a STARTTLS command first", "Client not authenticated": no answer can go before a login.
+  if (error.code === "EAUTH" || error.responseCode === 535 || error.responseCode === 534 || error.responseCode === 530) {
     return new SmtpAuthenticationFailed({ user: context.user, host: context.host, serverText: serverText || "authentication failed", oauth2: context.oauth2 ?? false })
   }
   if (error.responseCode !== undefined && error.responseCode >= 500) {

@@ -380,6 +380,12 @@ describe("classifySmtp", () => {
       .toContain("an administrator turns on Authenticated SMTP for the mailbox")
     expect(login("535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [PN0PR01CA0024.INDPRD01.PROD.OUTLOOK.COM]"))
       .toContain("basic authentication is off): set MAILBOX_AUTH=oauth2 and run `mailroom auth microsoft`")
+    // Refused at MAIL FROM, but no sender is at fault: the session never logged in.
+    for (const refusal of ["530 5.7.0 Must issue a STARTTLS command first", "530 5.7.57 Client not authenticated to send mail. [AM0PR02CA0003.eurprd02.prod.outlook.com]"]) {
+      const error = classifySmtp({ code: "EENVELOPE", responseCode: 530, response: refusal, command: "MAIL FROM" }, context)
+      expect(error._tag, refusal).toBe("SmtpAuthenticationFailed")
+      expect(error.message).toContain("takes mail only after TLS and a login: check SMTP_TLS")
+    }
     expect(login("534-5.7.9 Application-specific password required. Learn more at\r\n534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor - gsmtp"))
       .toContain("Gmail wants an app password for this account")
     const token = classifySmtp({ code: "EAUTH", responseCode: 535, response: "535 5.7.3 Authentication unsuccessful", command: "AUTH XOAUTH2" }, { ...context, oauth2: true })
