@@ -4,6 +4,7 @@ import type { EmailReceived, ReplyOutcome, SkipReason, StoredEvent } from "../lo
 import { EventLog } from "../log/EventLog.js"
 import { Vault } from "../log/Vault.js"
 import { ticketToken } from "./Reply.js"
+import { askedAgain, mailErased } from "./ReplyStore.js"
 
 /**
  * What the automatic answers came to over a span of time, and the mails among them a person should
@@ -137,22 +138,17 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
     const whose = address === undefined ? sql`TRUE` : sql`data->>'customerId' = ANY(${yield* customerIds(address)})`
     const inSpan = sql`occurred_at > ${options.since} AND ${whose}`
     // An outcome asked for again (a failure, a needs_human skip) is no longer the last word on its mail: its retry is.
-    const askedAgain = sql`EXISTS (
-      SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = events.data->>'emailEventId'
-        AND (r.data->>'retry')::int > coalesce(events.data->>'retry', '0')::int
-    )`
+    const lastWord = sql`NOT (type IN ('ReplyFailed', 'ReplySkipped') AND ${askedAgain(sql)})`
     const chosen = options.all
       ? sql`type IN ${sql.in(outcomeTypes)} AND ${inSpan}`
       : sql`type IN ('ReplyDrafted', 'ReplyFailed', 'ReplySkipped') AND ${inSpan}
-          AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)})
-          AND NOT (type IN ('ReplyFailed', 'ReplySkipped') AND ${askedAgain})`
+          AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)}) AND ${lastWord}`
     const [byType, [waiting], [chosenCount]] = yield* Effect.all([
       // Each mail counts by its last word: a failure asked for again counts among `retried`, and its
       // retry's outcome as what the answer came to.
       sql<{ type: string; reason: string | null; count: string }>`
         SELECT type, CASE WHEN type = 'ReplySkipped' THEN data->>'reason' END AS reason, count(*) AS count
-        FROM events WHERE type IN ${sql.in([...outcomeTypes, "ReplyRetried"])} AND ${inSpan}
-          AND NOT (type IN ('ReplyFailed', 'ReplySkipped') AND ${askedAgain})
+        FROM events WHERE type IN ${sql.in([...outcomeTypes, "ReplyRetried"])} AND ${inSpan} AND ${lastWord}
         GROUP BY 1, 2
       `,
       // Mail (or a retry asked for) past a responder's position is answered in its next page; before
@@ -166,7 +162,7 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
             SELECT 1 FROM events o WHERE o.data->>'emailEventId' = m.mail AND o.type IN ${sql.in(outcomeTypes)}
               AND coalesce(o.data->>'retry', '0') = coalesce(e.data->>'retry', '0')
           )
-          AND NOT EXISTS (SELECT 1 FROM events r JOIN customer_keys k ON k.id = r.key_id WHERE r.id::text = m.mail AND k.key IS NULL)
+          AND NOT ${mailErased(sql, sql`m.mail`)}
       `,
       sql<{ count: string }>`SELECT count(*) AS count FROM events WHERE ${chosen}`
     ])

@@ -1,3 +1,4 @@
+import type { Statement } from "@effect/sql"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer } from "effect"
@@ -10,6 +11,20 @@ import { outboundStatements } from "../tickets/Projection.js"
 import type { KeyRow, KeysRead } from "../log/Vault.js"
 import { liveKeysJson } from "../log/Vault.js"
 import { outboundRow } from "./Reply.js"
+
+/**
+ * SQL, of a reply outcome row of `events`: a person has asked for its mail's answer again since (a
+ * ReplyRetried with a later retry), so it is no longer the last word on that mail.
+ */
+export const askedAgain = (sql: SqlClient.SqlClient) =>
+  sql`EXISTS (
+    SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = events.data->>'emailEventId'
+      AND (r.data->>'retry')::int > coalesce(events.data->>'retry', '0')::int
+  )`
+
+/** SQL: the mail whose EmailReceived id is `mail` (text) was sealed under a key `mailroom erase` destroyed. */
+export const mailErased = (sql: SqlClient.SqlClient, mail: Statement.Fragment) =>
+  sql`EXISTS (SELECT 1 FROM events x JOIN customer_keys k ON k.id = x.key_id WHERE x.id = (${mail})::uuid AND k.key IS NULL)`
 
 export interface ReplyState {
   readonly intent: ReplyIntended | undefined
@@ -183,13 +198,7 @@ const makeSql = Effect.gen(function*() {
           const failures = (yield* log.readWhere(sql`
             (type = 'ReplyFailed' OR (type = 'ReplySkipped' AND data->>'reason' = 'needs_human'))
             AND ${choice.ids === undefined ? sql`occurred_at > ${choice.since}` : sql`id IN ${sql.in(choice.ids)}`}
-            AND NOT EXISTS (
-              SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = events.data->>'emailEventId'
-                AND (r.data->>'retry')::int > coalesce(events.data->>'retry', '0')::int
-            )
-            AND NOT EXISTS (
-              SELECT 1 FROM events e JOIN customer_keys k ON k.id = e.key_id WHERE e.id::text = events.data->>'emailEventId' AND k.key IS NULL
-            )
+            AND NOT ${askedAgain(sql)} AND NOT ${mailErased(sql, sql`events.data->>'emailEventId'`)}
           `)).flatMap((event) => mayRetry(event.data) ? [event as StoredEvent & { readonly data: ReplyFailed | ReplySkipped }] : [])
           const retries = failures.map((event) => ({ mailbox: event.mailbox, retry: retryOf(event) }))
           if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, trace)))
