@@ -173,8 +173,11 @@ export const classifySmtp = (
     return new SmtpAuthenticationFailed({ user: context.user, host: context.host, serverText: serverText || "authentication failed", oauth2: context.oauth2 ?? false })
   }
   if (error.responseCode !== undefined && error.responseCode >= 500) {
-    if (SENDING_LIMIT.test(serverText)) return new SmtpLimitReached({ user: context.user, host: context.host, serverText })
-    if (SENDER_REFUSED.test(serverText) || (error.command === "MAIL FROM" && !SIZE_REFUSED.test(serverText))) {
+    // Read without the addresses a server echoes: a customer's own address (say 5.4.5@their.domain,
+    // refused as a recipient) must not pass for the account's limit and hold every answer back.
+    const words = serverText.replace(/<[^<>]*>|\S*@\S*/g, " ")
+    if (SENDING_LIMIT.test(words)) return new SmtpLimitReached({ user: context.user, host: context.host, serverText })
+    if (SENDER_REFUSED.test(words) || (error.command === "MAIL FROM" && !SIZE_REFUSED.test(words))) {
       return new SmtpSenderRefused({ from: context.from, host: context.host, serverText })
     }
     return new SmtpRejected({ to: context.to, serverText })

@@ -442,4 +442,18 @@ describe("classifySmtp", () => {
       expect(refusal(code, text, command), text).toMatchObject({ _tag: "SmtpRejected", to: "ada@customer.test" })
     }
   })
+
+  it("a customer's address echoed in a refusal never passes for the account's limit or a refused sender", () => {
+    // A sender with a DKIM-signed domain of their own picks the address an answer goes to.
+    for (
+      const [to, text] of [
+        ["5.4.5@attacker.test", "504 5.5.2 <5.4.5@attacker.test>: Recipient address rejected: need fully-qualified address"],
+        ["sendasdenied@attacker.test", "550 5.1.1 <sendasdenied@attacker.test>: Recipient address rejected: User unknown"],
+        ["submissionquotaexceeded@attacker.test", "550 5.1.1 submissionquotaexceeded@attacker.test... User unknown"]
+      ] as const
+    ) {
+      const error = classifySmtp({ code: "EENVELOPE", responseCode: Number(text.slice(0, 3)), response: text, command: "RCPT TO" }, { ...context, to })
+      expect(error, text).toMatchObject({ _tag: "SmtpRejected", to })
+    }
+  })
 })
