@@ -106,6 +106,12 @@ export const ReplyConfig = Config.all({
     seconds,
     { value: Duration.hours(1), shown: "3600" }
   ),
+  smtpOutageWait: setting(
+    "SMTP_OUTAGE_WAIT",
+    "Seconds an answer may wait for an SMTP server that is down, at its sending limit, or refusing the login or the From (answers wait and are tried again); one the server still holds back this long after mailroom recorded its mail is left in DRAFTS_MAILBOX for a person to send, and is not sent automatically.",
+    seconds,
+    { value: Duration.hours(1), shown: "3600" }
+  ),
   maxChars: setting(
     "REPLY_MAX_CHARS",
     "Longest answer sent without a person: a longer one is left as a draft.",

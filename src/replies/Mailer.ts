@@ -41,6 +41,9 @@ const loginFix = (user: string, serverText: string, oauth2: boolean) =>
     ? "Gmail wants an app password for this account (2-Step Verification is on): create one and set it as GMAIL_SENDER_PASSWORD"
     : "check GMAIL_SENDER_PASSWORD (for Gmail an app password) and SMTP_HOST, SMTP_PORT, SMTP_TLS"
 
+/** What becomes of an answer held back too long (Responder.sendOrHandOver). */
+const handedOverAfter = " (one still held SMTP_OUTAGE_WAIT after its mail arrived is left as a draft for a person)"
+
 /** Wrong password or revoked app password: every reply would fail the same way, so replies wait. */
 export class SmtpAuthenticationFailed extends Data.TaggedError("SmtpAuthenticationFailed")<{
   readonly user: string
@@ -50,7 +53,7 @@ export class SmtpAuthenticationFailed extends Data.TaggedError("SmtpAuthenticati
   readonly oauth2?: boolean
 }> {
   override get message() {
-    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): ${loginFix(this.user, this.serverText, this.oauth2 ?? false)}; replies wait until it works`
+    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): ${loginFix(this.user, this.serverText, this.oauth2 ?? false)}; replies wait until it works${handedOverAfter}`
   }
 }
 
@@ -60,7 +63,7 @@ export class SmtpUnavailable extends Data.TaggedError("SmtpUnavailable")<{
   readonly reason: string
 }> {
   override get message() {
-    return `the SMTP server ${this.host} is unavailable (${this.reason}): check SMTP_HOST, SMTP_PORT, SMTP_TLS and the network; replies wait and are tried again`
+    return `the SMTP server ${this.host} is unavailable (${this.reason}): check SMTP_HOST, SMTP_PORT, SMTP_TLS and the network; replies wait and are tried again${handedOverAfter}`
   }
 }
 
@@ -85,7 +88,7 @@ export class SmtpLimitReached extends Data.TaggedError("SmtpLimitReached")<{
   readonly serverText: string
 }> {
   override get message() {
-    return `the SMTP server ${this.host} sends no more mail from ${this.user} for now (${this.serverText}): its sending limit is reached (Gmail and Microsoft 365 count a rolling 24 hours); answers wait and are tried again, at most half an hour apart, and a lower REPLY_GLOBAL_LIMIT keeps mailroom under the limit`
+    return `the SMTP server ${this.host} sends no more mail from ${this.user} for now (${this.serverText}): its sending limit is reached (Gmail and Microsoft 365 count a rolling 24 hours); answers wait and are tried again, at most half an hour apart${handedOverAfter}, and a lower REPLY_GLOBAL_LIMIT keeps mailroom under the limit`
   }
 }
 
@@ -100,7 +103,7 @@ export class SmtpSenderRefused extends Data.TaggedError("SmtpSenderRefused")<{
   readonly serverText: string
 }> {
   override get message() {
-    return `the SMTP server ${this.host} refuses ${this.from} as the sender of answers (${this.serverText}): set REPLY_FROM to an address the login may send as, or give the login that right (Microsoft 365: Send As); answers wait until it is accepted`
+    return `the SMTP server ${this.host} refuses ${this.from} as the sender of answers (${this.serverText}): set REPLY_FROM to an address the login may send as, or give the login that right (Microsoft 365: Send As); answers wait until it is accepted${handedOverAfter}`
   }
 }
 

@@ -25,7 +25,7 @@ import type { Handler } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
 import { ReplyStore } from "./ReplyStore.js"
 import type { ResponderError, WithSession } from "./ResponderErrors.js"
-import { LlmRefused, LlmUnavailable, scheduleFor, SentMailboxMissing } from "./ResponderErrors.js"
+import { handedOver, isSmtpHold, LlmRefused, LlmUnavailable, scheduleFor, SentMailboxMissing } from "./ResponderErrors.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
 import type { TicketThread } from "../tickets/TicketRepo.js"
 import { supervise } from "../lib/Supervise.js"
@@ -89,7 +89,7 @@ const outbound = (intent: ReplyIntended): OutboundMail => ({
 /** Which answer to a mail is asked for: its first (0, when it was recorded), or a retry a person asked for then. */
 interface Asked {
   readonly retry: number
-  /** LLM_OUTAGE_WAIT counts from here. */
+  /** LLM_OUTAGE_WAIT and SMTP_OUTAGE_WAIT count from here. */
   readonly at: Date
 }
 
@@ -195,25 +195,62 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         Effect.uninterruptible
       )
 
-    const deliver = (intent: ReplyIntended, session: WithSession) =>
-      intent.mode === "draft" ? draft(intent, session) : send(intent)
+    const waitedOn = (asked: Asked) => Duration.millis(Math.max(0, Date.now() - asked.at.getTime()))
+    const overdue = (asked: Asked) => Duration.greaterThanOrEqualTo(waitedOn(asked), config.smtpOutageWait)
+
+    /**
+     * The SMTP server holds every answer back (its sending limit, a refused login or From, an
+     * outage): the answer waits, up to SMTP_OUTAGE_WAIT from when its mail was recorded (or its retry
+     * asked for). Past that a person gets it as a draft, rather than the customer an answer that late.
+     */
+    const sendOrHandOver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
+      send(intent).pipe(
+        Effect.catchIf(isSmtpHold, (error) =>
+          Effect.gen(function*() {
+            if (!overdue(asked)) return yield* Effect.fail(error)
+            return yield* draft(handedOver(intent, error, Duration.seconds(Math.round(Duration.toSeconds(waitedOn(asked))))), session)
+          }))
+      )
+
+    const deliver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
+      intent.mode === "draft" ? draft(intent, session) : sendOrHandOver(intent, asked, session)
 
     /** An intent without an outcome: a crash or an outage came between it and its ReplySent. */
-    const resume = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession) =>
-      intent.mode === "draft" ? draft(intent, session) : resumeSend(intent, event, email, session)
+    const resume = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) =>
+      intent.mode === "draft" ? draft(intent, session) : resumeSend(intent, event, email, session, asked)
 
-    const resumeSend = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession) =>
+    /** A restart between handing an answer over as a draft and recording it: the draft stands. */
+    const handedOverBefore = (intent: ReplyIntended, session: WithSession) =>
+      session((s) => s.findByMessageId(drafts.mailbox, intent.messageId)).pipe(
+        Effect.catchTag("MailboxNotFound", () => Effect.succeed([])),
+        Effect.map((found) => found[0])
+      )
+
+    const resumeSend = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) =>
       Effect.gen(function*() {
         const found = yield* session((s) => s.findByMessageId(config.sentMailbox, intent.messageId)).pipe(
           Effect.catchTag("MailboxNotFound", () => new SentMailboxMissing({ mailbox: config.sentMailbox }))
         )
+        const drafted = found.length === 0 && overdue(asked) ? yield* handedOverBefore(intent, session) : undefined
+        if (drafted !== undefined) {
+          return yield* record(
+            new ReplyDrafted({
+              ...base(intent),
+              messageId: intent.messageId,
+              mailbox: drafts.mailbox,
+              uid: drafted,
+              foundExisting: true,
+              reason: "the SMTP server held this answer back past SMTP_OUTAGE_WAIT, so it was not sent (found in the drafts folder after a restart)"
+            })
+          )
+        }
         if (found.length === 0) {
           // An outage or a sending limit can hold an answer back for hours, and a person may have
           // answered the customer meanwhile: the automatic answer must not follow theirs.
           const person = yield* personAnswered(event, email, session)
           if (person !== undefined) return yield* record(new ReplySkipped({ ...base(intent), reason: "answered_by_person", detail: person }))
           yield* Effect.logInfo(`Reply ${intent.messageId} is not in ${config.sentMailbox}: sending it now`)
-          return yield* send(intent)
+          return yield* sendOrHandOver(intent, asked, session)
         }
         yield* Effect.logInfo(`Reply ${intent.messageId} is already in ${config.sentMailbox}: recording it as sent, not sending it again`)
         return yield* record(sent(intent, {
@@ -293,7 +330,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           Effect.catchTag("CustomerErasedMeanwhile", () => Effect.succeed(false))
         ))
         if (!intended) return new ReplySkipped({ ...ids, reason: "erased", detail: "the customer was erased while the answer was written" })
-        return yield* deliver(intent, session)
+        return yield* deliver(intent, asked, session)
       })
 
     const logOutcome = (outcome: ReplyOutcome) => {
@@ -322,7 +359,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id, "mailroom.reply.retry": asked.retry })
       const known = yield* store.replyState(event.id, asked.retry)
       const outcome = known.outcome ?? (known.intent
-        ? yield* resume(known.intent, event, email, session)
+        ? yield* resume(known.intent, event, email, session, asked)
         : yield* policy.admit(
           email,
           answer(event, email, session, asked),
@@ -332,7 +369,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       yield* Effect.annotateCurrentSpan({ "mailroom.reply.outcome": outcome._tag })
       if (known.outcome === undefined) yield* logOutcome(outcome)
       if (config.markSeen === "after-reply" && outcome._tag !== "ReplyFailed") yield* flagSeen(event, session)
-      return outcome
+      // An outcome recorded before (a page handed over again after a failure) is not this run's.
+      return known.outcome === undefined ? Option.some(outcome) : Option.none()
     })
 
     const count = (summary: ReplySummary, outcome: ReplyOutcome): ReplySummary => ({
@@ -369,8 +407,14 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           Effect.forEach(mails, ({ asked, event }) =>
             handle(event, event.data, session, asked).pipe(
               withEventTrace(event),
-              Effect.tap((outcome) => Metric.increment(Metric.tagged(replies, "outcome", outcome._tag))),
-              Effect.tap((outcome) => Ref.update(summary, (before) => count(before, outcome)))
+              Effect.tap(Option.match({
+                onNone: () => Effect.void,
+                onSome: (outcome) =>
+                  Effect.zipRight(
+                    Metric.increment(Metric.tagged(replies, "outcome", outcome._tag)),
+                    Ref.update(summary, (before) => count(before, outcome))
+                  )
+              }))
             ), { discard: true }), { concurrency: mailer.concurrency, discard: true })
       }))
 

@@ -9,7 +9,8 @@ import { databaseRetry } from "../log/Sql.js"
 import type { AgentFailed } from "./Agent.js"
 import { llmOutageRetry, llmRefusedRetry } from "./Agent.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
-import type { SmtpAuthenticationFailed, SmtpLimitReached, SmtpSenderRefused, SmtpUnavailable } from "./Mailer.js"
+import { ReplyIntended } from "../log/Event.js"
+import type { MailerError, SmtpAuthenticationFailed, SmtpLimitReached, SmtpRejected, SmtpSenderRefused, SmtpUnavailable } from "./Mailer.js"
 import { smtpAuthenticationRetry, smtpLimitRetry, smtpOutageRetry, smtpSenderRetry } from "./Mailer.js"
 
 /** SENT_MAILBOX is missing: without it a crash could send a reply twice, so replies wait. */
@@ -54,6 +55,35 @@ export class LlmRefused extends Data.TaggedError("LlmRefused")<{
     return `the LLM at ${endpoint} refuses mailroom's requests (${reason}: ${detail}): ${fix}; answers wait until it accepts them, and a mail unanswered ${Duration.format(this.wait)} after it was recorded is left for a person (LLM_OUTAGE_WAIT)`
   }
 }
+
+/** What the SMTP server holds every answer back with, as against its refusal of one mail (SmtpRejected). */
+export type SmtpHold = Exclude<MailerError, SmtpRejected>
+
+/** Why, in the words a person reads on the first line of the draft (Drafts.withReason). */
+const heldBy: { readonly [T in SmtpHold["_tag"]]: (error: Extract<SmtpHold, { readonly _tag: T }>) => string } = {
+  SmtpLimitReached: () => "the account's sending limit was reached",
+  SmtpSenderRefused: (error) => `it refused ${error.from} as the sender`,
+  SmtpAuthenticationFailed: () => "it refused mailroom's login",
+  SmtpUnavailable: () => "it could not be reached",
+  TlsFailed: () => "TLS with it failed",
+  OAuth2Refused: () => "the OAuth2 grant was refused"
+}
+
+export const isSmtpHold = <E extends { readonly _tag: string }>(error: E): error is Extract<E, SmtpHold> => error._tag in heldBy
+
+/**
+ * The answer as a draft for a person, once the SMTP server has held it back SMTP_OUTAGE_WAIT: a
+ * person then decides whether an answer that late still fits, and sends it when the server takes
+ * mail again. Its Message-ID stays, so a restart finds the draft and neither sends nor drafts again.
+ */
+export const handedOver = (intent: ReplyIntended, error: SmtpHold, waited: Duration.Duration) =>
+  new ReplyIntended({
+    ...intent,
+    mode: "draft",
+    draftReason: `the SMTP server held this answer back for ${Duration.format(waited)} (${
+      (heldBy[error._tag] as (error: SmtpHold) => string)(error)
+    }, SMTP_OUTAGE_WAIT), so it was not sent`
+  })
 
 /** Runs `use` on the responder's IMAP connection, opened on first use, one caller at a time. */
 export type WithSession = <A, E>(use: (session: ImapSession) => Effect.Effect<A, E>) => Effect.Effect<A, E | ImapError>

@@ -6,7 +6,7 @@ import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
 import { createDatabase, query } from "../support/postgres.js"
-import { ofType, ReplyServers, replyPipeline, SENT, withReplyServers } from "../support/replyStack.js"
+import { DRAFTS, ofType, ReplyServers, replyPipeline, SENT, withReplyServers } from "../support/replyStack.js"
 import { SmtpSinkResource } from "../support/smtpSink.js"
 
 layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
@@ -365,6 +365,48 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(await types()).toEqual(["EmailReceived", "EmailReceived", "ReplyIntended", "ReplySent", "ReplyIntended", "ReplySent"])
         expect((await runCli(["--once"], cliEnv)).stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
         expect(servers.sink.messages.length).toBe(before + 2)
+      } finally {
+        servers.sink.failNext(0)
+        await db.drop()
+      }
+    }))
+
+    it.effect("an answer the SMTP server still holds back SMTP_OUTAGE_WAIT after its mail arrived is left as a draft for a person, saying why, and never sent", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("reply_handover")
+      const types = async () => (await query<{ type: string }>(db.url, "SELECT type FROM events ORDER BY seq")).map((row) => row.type)
+      const gmail = "5.4.5 Daily user sending quota exceeded. o65sm25351206pga.71 - gsmtp"
+      try {
+        const cliEnv = servers.env({ DATABASE_URL: db.url, IMAP_BACKFILL: "none", AGENT: "knowledge", SMTP_OUTAGE_WAIT: "3" })
+        expect((await runCli(["--once"], cliEnv)).code).toBe(0)
+        const before = servers.sink.messages.length
+        await servers.dovecot.append([mail({ authenticated: true, subject: "Held answer", from: "Held Customer <held@customer.test>" })])
+        servers.sink.failNext(1, 550, gmail)
+        const limited = await runCli(["--once"], cliEnv)
+        expect(limited.code, limited.stderr).toBe(0)
+        expect(limited.stdout).toContain("Replies: waiting for the SMTP server's sending limit to reset")
+        expect(limited.stderr).toContain("one still held SMTP_OUTAGE_WAIT after its mail arrived is left as a draft for a person")
+        expect(await types()).toEqual(["EmailReceived", "ReplyIntended"])
+
+        await new Promise((resolve) => setTimeout(resolve, 3_100))
+        servers.sink.failNext(1, 550, gmail)
+        const handed = await runCli(["--once"], cliEnv)
+        expect(handed.code, handed.stderr).toBe(0)
+        expect(handed.stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed, 1 left as drafts")
+        expect(await types()).toEqual(["EmailReceived", "ReplyIntended", "ReplyDrafted"])
+        const [intent] = await query<{ message_id: string }>(db.url, "SELECT data->>'messageId' AS message_id FROM events WHERE type = 'ReplyIntended'")
+        const drafts = await Promise.all((await servers.dovecot.messages({ mailbox: DRAFTS })).map((m) => simpleParser(m.source)))
+        const draft = drafts.find((d) => d.messageId === intent!.message_id)
+        expect(draft?.text).toMatch(/^\[mailroom, for the team: the SMTP server held this answer back for \d+s \(the account's sending limit was reached, SMTP_OUTAGE_WAIT\), so it was not sent\. Check it/)
+        expect(draft?.to).toMatchObject({ value: [{ address: "held@customer.test" }] })
+        const report = JSON.parse((await runCli(["replies", "--json"], cliEnv)).stdout)
+        expect(report.counts).toMatchObject({ sent: 0, drafted: 1, failed: 0, waiting: 0 })
+        expect(report.outcomes).toMatchObject([{ outcome: "drafted", detail: expect.stringContaining("held this answer back") }])
+
+        // The server takes mail again: the draft is the person's, and nothing goes out on its own.
+        const after = await runCli(["--once"], cliEnv)
+        expect(after.stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
+        expect(await types()).toEqual(["EmailReceived", "ReplyIntended", "ReplyDrafted"])
+        expect(servers.sink.messages.length).toBe(before)
       } finally {
         servers.sink.failNext(0)
         await db.drop()
