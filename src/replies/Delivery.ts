@@ -1,0 +1,176 @@
+import type { SqlError } from "@effect/sql/SqlError"
+import { Duration, Effect } from "effect"
+import type { ReplyConfig } from "../config/Replies.js"
+import type { EmailReceived, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
+import { ReplyDrafted, ReplyFailed, ReplySent, ReplySkipped } from "../log/Event.js"
+import type { DraftsMailboxMissing, DraftsShape } from "./Drafts.js"
+import { withReason } from "./Drafts.js"
+import type { MailerShape, OutboundMail } from "./Mailer.js"
+import type { personCheck } from "./Person.js"
+import type { ReplyStoreShape } from "./ReplyStore.js"
+import type { WithSession } from "./ResponderErrors.js"
+import { handedOver, isSmtpHold, SentMailboxMissing } from "./ResponderErrors.js"
+
+const outbound = (intent: ReplyIntended): OutboundMail => ({
+  messageId: intent.messageId,
+  from: intent.from,
+  to: intent.to,
+  subject: intent.subject,
+  text: intent.text,
+  inReplyTo: intent.inReplyTo,
+  references: intent.references
+})
+
+/** Which answer to a mail is asked for: its first (0, when it was recorded), or a retry a person asked for then. */
+export interface Asked {
+  readonly retry: number
+  /** LLM_OUTAGE_WAIT and SMTP_OUTAGE_WAIT count from here. */
+  readonly at: Date
+}
+
+export interface DeliveryDeps {
+  readonly config: ReplyConfig
+  readonly mailbox: string
+  readonly store: ReplyStoreShape
+  readonly mailer: MailerShape
+  readonly drafts: DraftsShape
+  readonly personAnswered: ReturnType<typeof personCheck>
+}
+
+/**
+ * From a committed ReplyIntended to its one outcome: sent over SMTP, or left in the drafts folder.
+ * An intent resumed without an outcome (a crash, an outage, a sending limit) is first looked up where
+ * it would have gone, so nothing is sent or drafted twice.
+ */
+export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, store }: DeliveryDeps) => {
+  // A customer erased while their answer was on its way: the answer went out (it cannot be called
+  // back), nothing of it is recorded, and their erased mail is never answered again.
+  const record = <A extends ReplyOutcome>(data: A, intent?: ReplyIntended) =>
+    store.append(mailbox, data, intent).pipe(
+      Effect.catchTag("CustomerErasedMeanwhile", () =>
+        Effect.logInfo(`The customer on ticket ${data.ticketId} was erased while the answer was on its way: its ${data._tag} is not recorded`)),
+      Effect.as(data)
+    )
+
+  const sent = (intent: ReplyIntended, outcome: Pick<ReplySent, "response" | "attempts" | "foundInSent">) =>
+    new ReplySent({
+      emailEventId: intent.emailEventId,
+      ticketId: intent.ticketId,
+      customerId: intent.customerId,
+      retry: intent.retry,
+      messageId: intent.messageId,
+      to: intent.to.address,
+      ...outcome
+    })
+
+  const base = (intent: ReplyIntended) => ({
+    emailEventId: intent.emailEventId,
+    ticketId: intent.ticketId,
+    customerId: intent.customerId,
+    retry: intent.retry
+  })
+
+  const send = (intent: ReplyIntended) =>
+    mailer.send(outbound(intent)).pipe(
+      Effect.flatMap((delivery) =>
+        record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }), intent)
+      ),
+      Effect.catchTag("SmtpRejected", (error) =>
+        record(new ReplyFailed({ ...base(intent), stage: "smtp", reason: error.message, attempts: 1, messageId: intent.messageId }))
+      ),
+      // Once SMTP has the message, its ReplySent is committed even when a shutdown is under way.
+      Effect.uninterruptible
+    )
+
+  /** Drafts are looked up by Message-ID before they are appended, so a crash never leaves two. */
+  const draft = (intent: ReplyIntended, session: WithSession) =>
+    session((s) => drafts.save(s, withReason(outbound(intent), intent.draftReason))).pipe(
+      Effect.flatMap((saved) =>
+        record(
+          new ReplyDrafted({
+            ...base(intent),
+            messageId: intent.messageId,
+            mailbox: saved.mailbox,
+            uid: saved.uid,
+            foundExisting: saved.foundExisting,
+            reason: intent.draftReason
+          })
+        )
+      ),
+      // With REPLY_MODE=send only answers that need a person become drafts: without a drafts
+      // folder they are skipped, and the rest go on. With REPLY_MODE=draft every answer waits.
+      Effect.catchTag("DraftsMailboxMissing", (error): Effect.Effect<ReplyOutcome, DraftsMailboxMissing | SqlError> =>
+        config.mode === "draft"
+          ? Effect.fail(error)
+          : record(new ReplySkipped({ ...base(intent), reason: "needs_human", detail: `${intent.draftReason ?? "the answer needs a person"}; ${error.message}` }))
+      ),
+      Effect.uninterruptible
+    )
+
+  const waitedOn = (asked: Asked) => Duration.millis(Math.max(0, Date.now() - asked.at.getTime()))
+  const overdue = (asked: Asked) => Duration.greaterThanOrEqualTo(waitedOn(asked), config.smtpOutageWait)
+
+  /**
+   * The SMTP server holds every answer back (its sending limit, a refused login or From, an
+   * outage): the answer waits, up to SMTP_OUTAGE_WAIT from when its mail was recorded (or its retry
+   * asked for). Past that a person gets it as a draft, rather than the customer an answer that late.
+   */
+  const sendOrHandOver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
+    send(intent).pipe(
+      Effect.catchIf(isSmtpHold, (error) =>
+        Effect.gen(function*() {
+          if (!overdue(asked)) return yield* Effect.fail(error)
+          return yield* draft(handedOver(intent, error, Duration.seconds(Math.round(Duration.toSeconds(waitedOn(asked))))), session)
+        }))
+    )
+
+  const deliver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
+    intent.mode === "draft" ? draft(intent, session) : sendOrHandOver(intent, asked, session)
+
+  /** An intent without an outcome: a crash or an outage came between it and its ReplySent. */
+  const resume = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) =>
+    intent.mode === "draft" ? draft(intent, session) : resumeSend(intent, event, email, session, asked)
+
+  /** A restart between handing an answer over as a draft and recording it: the draft stands. */
+  const handedOverBefore = (intent: ReplyIntended, session: WithSession) =>
+    session((s) => s.findByMessageId(drafts.mailbox, intent.messageId)).pipe(
+      Effect.catchTag("MailboxNotFound", () => Effect.succeed([])),
+      Effect.map((found) => found[0])
+    )
+
+  const resumeSend = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) =>
+    Effect.gen(function*() {
+      const found = yield* session((s) => s.findByMessageId(config.sentMailbox, intent.messageId)).pipe(
+        Effect.catchTag("MailboxNotFound", () => new SentMailboxMissing({ mailbox: config.sentMailbox }))
+      )
+      const drafted = found.length === 0 && overdue(asked) ? yield* handedOverBefore(intent, session) : undefined
+      if (drafted !== undefined) {
+        return yield* record(
+          new ReplyDrafted({
+            ...base(intent),
+            messageId: intent.messageId,
+            mailbox: drafts.mailbox,
+            uid: drafted,
+            foundExisting: true,
+            reason: "the SMTP server held this answer back past SMTP_OUTAGE_WAIT, so it was not sent (found in the drafts folder after a restart)"
+          })
+        )
+      }
+      if (found.length === 0) {
+        // An outage or a sending limit can hold an answer back for hours, and a person may have
+        // answered the customer meanwhile: the automatic answer must not follow theirs.
+        const person = yield* personAnswered(event, email, session)
+        if (person !== undefined) return yield* record(new ReplySkipped({ ...base(intent), reason: "answered_by_person", detail: person }))
+        yield* Effect.logInfo(`Reply ${intent.messageId} is not in ${config.sentMailbox}: sending it now`)
+        return yield* sendOrHandOver(intent, asked, session)
+      }
+      yield* Effect.logInfo(`Reply ${intent.messageId} is already in ${config.sentMailbox}: recording it as sent, not sending it again`)
+      return yield* record(sent(intent, {
+        response: `found in ${config.sentMailbox} (UID ${found[0]}) after a restart`,
+        attempts: 0,
+        foundInSent: true
+      }), intent)
+    })
+
+  return { deliver, record, resume }
+}
