@@ -158,8 +158,11 @@ const watchRss = (pid: number) => {
   }
 }
 
+/** BENCH_CPU_PROF=DIR: every mailroom process writes a V8 CPU profile there (not for figures: profiling slows it). */
+const profiling = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+
 const spawnMailroom = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  spawn(process.execPath, [main, ...args], { env: childEnv(env), cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+  spawn(process.execPath, [...profiling, main, ...args], { env: childEnv(env), cwd: root, stdio: ["ignore", "pipe", "pipe"] })
 
 /**
  * One `--once` pass. `seconds` is the pass, from the log line that reports the new mail (after

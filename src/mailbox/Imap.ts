@@ -185,6 +185,8 @@ const make = Effect.gen(function*() {
         })
       )
 
+    // EXAMINE before every search, even in the folder searched last: Dovecot searches the view of
+    // its last sync, so a person's answer filed since would not be found (measured).
     const searchHeader = (header: "Message-ID" | "In-Reply-To", mailbox: string, value: string) =>
       attempt(`UID SEARCH HEADER ${header}`, async () => {
         await client.mailboxOpen(mailbox, { readOnly: true })

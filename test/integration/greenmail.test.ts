@@ -187,6 +187,19 @@ layer(Suite.layer, { excludeTestServices: true })((it) => {
         expect(await count("tickets")).toBe(2)
       }))
 
+    it.effect("a search in the folder searched last finds mail that arrived in between", () =>
+      withSuite(async ({ greenmail, imapEnv }) => {
+        const question = `<gm-asked-${Date.now()}@customer.test>`
+        const [first, second] = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const session = yield* (yield* Imap).connect
+          const first = yield* session.findAnswersTo("INBOX", question)
+          yield* Effect.promise(() => greenmail.append([mail({ subject: "Re: asked", inReplyTo: question })]))
+          return [first, yield* session.findAnswersTo("INBOX", question)] as const
+        })).pipe(Effect.provide(ImapLive), Effect.provide(configLayer(imapEnv(greenmail.imapPort, "false")))))
+        expect(first).toEqual([])
+        expect(second).toHaveLength(1)
+      }))
+
     it.effect("answers SEARCH LARGER, which sizes a backlog of over a thousand mails, by RFC822.SIZE", () =>
       withSuite(async ({ greenmail, imapEnv }) => {
         const [small, large] = await greenmail.append([mail({ subject: "small" }), mail({ subject: "large", text: "y".repeat(30_000) })])

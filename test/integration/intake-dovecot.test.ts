@@ -308,6 +308,35 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
         expect(after.slice(during.length)).toContain("IDLE")
       })
     }))
+  it.effect("a search in the folder searched last finds mail that arrived in between (Dovecot searches the view of its last sync)", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const proxy = yield* FaultProxyServer
+      yield* Effect.promise(async () => {
+        const question = "<asked-twice@customer.test>"
+        const program = Effect.scoped(Effect.gen(function*() {
+          const session = yield* (yield* Imap).connect
+          const first = yield* session.findAnswersTo("INBOX", question)
+          // A person's answer filed by another client while the folder stays selected here.
+          yield* Effect.promise(() => dovecot.append([mail({ subject: "Re: asked", inReplyTo: question })]))
+          const second = yield* session.findAnswersTo("INBOX", question)
+          const byId = yield* session.findByMessageId("INBOX", question)
+          // Selected read-write by the pass: the next search examines the folder again.
+          yield* session.open("INBOX")
+          const third = yield* session.findAnswersTo("INBOX", question)
+          return { first, second, byId, third }
+        }))
+        const result = await Effect.runPromise(program.pipe(
+          Effect.provide(ImapLive),
+          Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) }))
+        ))
+        expect(result.first).toEqual([])
+        expect(result.second).toHaveLength(1)
+        expect(result.byId).toEqual([])
+        expect(result.third).toEqual(result.second)
+      })
+    }))
+
   it.effect("a \\Seen it could not store is an error (ConnectionLost once the connection dropped); a folder open read-only is skipped with one warning", () =>
     Effect.gen(function*() {
       const dovecot = yield* DovecotServer
