@@ -58,12 +58,15 @@ const htmlBesideText = (root: MimeNode | undefined): Array<string> => {
   return found
 }
 
+/** HTML longer than this (in UTF-16 units) is not converted to text: its text stays empty. */
+export const MAX_HTML_TO_TEXT = 2_000_000
+
 const options: MailParserOptions = {
   checksumAlgo: "sha256",
   skipImageLinks: true,
   skipTextToHtml: true,
   skipTextLinks: true,
-  maxHtmlLengthToParse: 2_000_000
+  maxHtmlLengthToParse: MAX_HTML_TO_TEXT
 }
 
 /**
