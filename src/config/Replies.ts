@@ -45,9 +45,9 @@ export const knowledgeDir = setting(
 
 export const draftsMailbox = setting(
   "DRAFTS_MAILBOX",
-  "The IMAP folder where answers wait for a person to check and send them: Gmail's is \"[Gmail]/Drafts\" (translated with the account's language, e.g. \"[Gmail]/Entwürfe\"); Outlook and Dovecot call it Drafts.",
+  "The IMAP folder where answers wait for a person to check and send them. \\Drafts: the folder the server marks as drafts (RFC 6154), or that is named as one (Gmail's \"[Gmail]/Drafts\" in the account's language, Outlook's and Dovecot's Drafts); or a folder's name.",
   Config.nonEmptyString,
-  { value: "[Gmail]/Drafts" }
+  { value: "\\Drafts" }
 )
 
 export type ReplyMode = "send" | "draft"
@@ -55,9 +55,9 @@ export type ReplyMode = "send" | "draft"
 export const ReplyConfig = Config.all({
   sentMailbox: setting(
     "SENT_MAILBOX",
-    "Folder where the SMTP server files what it sent; after a crash a reply's Message-ID is looked up there before it is sent again.",
+    "Folder where the SMTP server files what it sent, where a person's answer is looked for before an automatic one goes out and, after a crash, a reply's Message-ID before it is sent again. \\Sent: the folder the server marks as sent mail (RFC 6154), or that is named as one (Gmail's \"[Gmail]/Sent Mail\" in the account's language, Outlook's Sent Items); or a folder's name.",
     Config.nonEmptyString,
-    { value: "[Gmail]/Sent Mail" }
+    { value: "\\Sent" }
   ),
   mode: setting(
     "REPLY_MODE",

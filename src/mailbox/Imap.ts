@@ -4,7 +4,7 @@ import type { FetchMessageObject, MailboxObject } from "imapflow"
 import { ImapConfig } from "../config/Config.js"
 import type { RawMail } from "../mail/Email.js"
 import type { ImapError } from "./ImapErrors.js"
-import { ConnectionLost, ImapProtocolError } from "./ImapErrors.js"
+import { ConnectionLost, ImapProtocolError, MailboxNotFound } from "./ImapErrors.js"
 import type { MemoryMailbox } from "./MemoryMailbox.js"
 import { OAuth2, OAuth2Live } from "./OAuth2.js"
 import { makeNews } from "./News.js"
@@ -63,6 +63,12 @@ export interface ImapSession {
   ) => Effect.Effect<ReadonlyArray<RawMail>, ImapError>
   readonly markSeen: (uids: ReadonlyArray<number>) => Effect.Effect<void, ImapError>
   /**
+   * A folder's name: `mailbox` itself, or for a special-use name (`\Sent`, `\Drafts`: RFC 6154) the
+   * folder the server marks so, or that imapflow knows by its name in one of many languages (LIST,
+   * once a session). MailboxNotFound when there is none.
+   */
+  readonly folder: (mailbox: string) => Effect.Effect<string, ImapError>
+  /**
    * UIDs in `mailbox` whose Message-ID header is `messageId` (UID SEARCH HEADER). Selects that mailbox
    * read-only: `open` the watched mailbox again before working on it.
    */
@@ -101,6 +107,9 @@ const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
  * imapflow holds a whole literal twice (its chunks, then their concatenation), and for a large
  * attachment that second copy, still uncollected at commit time, set the process's peak memory.
  */
+/** `\Sent`, `\Drafts`, …: a folder named by what it is for (RFC 6154), not by its name. */
+export const isSpecialUse = (mailbox: string) => /^\\[A-Za-z]+$/.test(mailbox)
+
 export const FETCH_PIECE_BYTES = 4 * 1024 * 1024
 
 /**
@@ -185,6 +194,23 @@ const make = Effect.gen(function*() {
         })
       )
 
+    // The special-use folders as the last LIST named them; listed again when one is missing.
+    let specialFolders = new Map<string, string>()
+    const listSpecial = attempt("LIST", () => client.list()).pipe(
+      Effect.map((entries) => {
+        specialFolders = new Map(entries.flatMap((entry) => entry.specialUse ? [[entry.specialUse.toLowerCase(), entry.path] as const] : []))
+      }),
+      Effect.withSpan("Imap.list")
+    )
+    const folder = (mailbox: string): Effect.Effect<string, ImapError> => {
+      if (!isSpecialUse(mailbox)) return Effect.succeed(mailbox)
+      const known = () => specialFolders.get(mailbox.toLowerCase())
+      return Effect.suspend(() => known() === undefined ? listSpecial : Effect.void).pipe(
+        Effect.flatMap(() => Effect.fromNullable(known())),
+        Effect.orElseFail(() => new MailboxNotFound({ mailbox }))
+      )
+    }
+
     // EXAMINE before every search, even in the folder searched last: Dovecot searches the view of
     // its last sync, so a person's answer filed since would not be found (measured).
     const searchHeader = (header: "Message-ID" | "In-Reply-To", mailbox: string, value: string) =>
@@ -266,6 +292,7 @@ const make = Effect.gen(function*() {
           ),
           Effect.withSpan("Imap.markSeen", { attributes: { "messaging.batch.message_count": uids.length } })
         ),
+      folder,
       findByMessageId: (mailbox, messageId) => searchHeader("Message-ID", mailbox, messageId),
       findAnswersTo: (mailbox, messageId) => searchHeader("In-Reply-To", mailbox, messageId),
       append: (mailbox, source, flags) =>

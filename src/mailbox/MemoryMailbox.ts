@@ -18,6 +18,8 @@ export class MemoryMailbox {
   readonly failures: Array<{ readonly command: MemoryCommand; readonly error: ImapError }> = []
   /** Other folders, e.g. the sent folder that findByMessageId searches. */
   readonly folders = new Map<string, Array<Buffer>>()
+  /** The folders the server marks as special-use (RFC 6154), by their use: Gmail's names unless a test says otherwise. */
+  readonly specialUse = new Map([["\\Sent", "[Gmail]/Sent Mail"], ["\\Drafts", "Drafts"]])
   logins = 0
   fetches = 0
   /** Sizes reported (FETCH RFC822.SIZE), by `sizes` and `sizesFrom`. */
@@ -135,6 +137,13 @@ export class MemoryMailbox {
               this.messages.filter((m) => uids.includes(m.uid)).forEach((m) => (m.seen = true))
             })
           ),
+        folder: (mailbox) =>
+          Effect.suspend(() => {
+            const path = mailbox.startsWith("\\") ? this.specialUse.get(mailbox) : mailbox
+            return path !== undefined && (path === mailbox || this.folders.has(path))
+              ? Effect.succeed(path)
+              : Effect.fail(new MailboxNotFound({ mailbox }))
+          }),
         findByMessageId: (folder, messageId) => this.searchHeader("findByMessageId", /^message-id:[ \t]*(.*)$/im, folder, messageId),
         findAnswersTo: (folder, messageId) => this.searchHeader("findAnswersTo", /^in-reply-to:[ \t]*(.*)$/im, folder, messageId),
         append: (folder, source) =>

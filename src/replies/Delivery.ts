@@ -133,24 +133,25 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
 
   /** A restart between handing an answer over as a draft and recording it: the draft stands. */
   const handedOverBefore = (intent: ReplyIntended, session: WithSession) =>
-    session((s) => s.findByMessageId(drafts.mailbox, intent.messageId)).pipe(
-      Effect.catchTag("MailboxNotFound", () => Effect.succeed([])),
-      Effect.map((found) => found[0])
-    )
+    session((s) =>
+      Effect.flatMap(s.folder(drafts.mailbox), (folder) =>
+        Effect.map(s.findByMessageId(folder, intent.messageId), (found) => found[0] === undefined ? undefined : { folder, uid: found[0] }))
+    ).pipe(Effect.catchTag("MailboxNotFound", () => Effect.succeed(undefined)))
 
   const resumeSend = (intent: ReplyIntended, event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) =>
     Effect.gen(function*() {
-      const found = yield* session((s) => s.findByMessageId(config.sentMailbox, intent.messageId)).pipe(
-        Effect.catchTag("MailboxNotFound", () => new SentMailboxMissing({ mailbox: config.sentMailbox }))
-      )
+      const { found, sentFolder } = yield* session((s) =>
+        Effect.flatMap(s.folder(config.sentMailbox), (sentFolder) =>
+          Effect.map(s.findByMessageId(sentFolder, intent.messageId), (found) => ({ found, sentFolder })))
+      ).pipe(Effect.catchTag("MailboxNotFound", () => new SentMailboxMissing({ mailbox: config.sentMailbox })))
       const drafted = found.length === 0 && overdue(asked) ? yield* handedOverBefore(intent, session) : undefined
       if (drafted !== undefined) {
         return yield* record(
           new ReplyDrafted({
             ...base(intent),
             messageId: intent.messageId,
-            mailbox: drafts.mailbox,
-            uid: drafted,
+            mailbox: drafted.folder,
+            uid: drafted.uid,
             foundExisting: true,
             reason: "the SMTP server held this answer back past SMTP_OUTAGE_WAIT, so it was not sent (found in the drafts folder after a restart)"
           })
@@ -161,12 +162,12 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
         // answered the customer meanwhile: the automatic answer must not follow theirs.
         const person = yield* personAnswered(event, email, session)
         if (person !== undefined) return yield* record(new ReplySkipped({ ...base(intent), reason: "answered_by_person", detail: person }))
-        yield* Effect.logInfo(`Reply ${intent.messageId} is not in ${config.sentMailbox}: sending it now`)
+        yield* Effect.logInfo(`Reply ${intent.messageId} is not in ${sentFolder}: sending it now`)
         return yield* sendOrHandOver(intent, asked, session)
       }
-      yield* Effect.logInfo(`Reply ${intent.messageId} is already in ${config.sentMailbox}: recording it as sent, not sending it again`)
+      yield* Effect.logInfo(`Reply ${intent.messageId} is already in ${sentFolder}: recording it as sent, not sending it again`)
       return yield* record(sent(intent, {
-        response: `found in ${config.sentMailbox} (UID ${found[0]}) after a restart`,
+        response: `found in ${sentFolder} (UID ${found[0]}) after a restart`,
         attempts: 0,
         foundInSent: true
       }), intent)

@@ -1,6 +1,7 @@
 import { Clock, Context, Data, Effect, Layer } from "effect"
 import { draftsMailbox } from "../config/Replies.js"
 import type { ImapSession } from "../mailbox/Imap.js"
+import { isSpecialUse } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
 import { compose, messageOptions } from "./Compose.js"
 import type { OutboundMail } from "./Mailer.js"
@@ -8,7 +9,9 @@ import type { OutboundMail } from "./Mailer.js"
 /** DRAFTS_MAILBOX is missing: an answer that must wait for a person has nowhere to wait. */
 export class DraftsMailboxMissing extends Data.TaggedError("DraftsMailboxMissing")<{ readonly mailbox: string }> {
   override get message() {
-    return `the drafts folder "${this.mailbox}" does not exist on the IMAP server: check DRAFTS_MAILBOX (Gmail names it "[Gmail]/Drafts", or its translation; Outlook and Dovecot "Drafts"); drafts wait until it is found`
+    return isSpecialUse(this.mailbox)
+      ? `no folder on the IMAP server is marked or named as the drafts folder (${this.mailbox}): set DRAFTS_MAILBOX to the folder drafts belong in; drafts wait until it is found`
+      : `the drafts folder "${this.mailbox}" does not exist on the IMAP server: check DRAFTS_MAILBOX (Gmail names it "[Gmail]/Drafts", or its translation; Outlook and Dovecot "Drafts"); drafts wait until it is found`
   }
 }
 
@@ -51,15 +54,16 @@ const makeDrafts = (mailbox: string): DraftsShape => ({
   save: Effect.fn("Drafts.save")(
     function*(session: ImapSession, mail: OutboundMail) {
       yield* Effect.annotateCurrentSpan({ "mailroom.mailbox": mailbox, "mailroom.draft.message_id": mail.messageId })
-      const found = yield* session.findByMessageId(mailbox, mail.messageId)
+      const folder = yield* session.folder(mailbox)
+      const found = yield* session.findByMessageId(folder, mail.messageId)
       if (found.length > 0) {
         yield* Effect.annotateCurrentSpan({ "mailroom.draft.found_existing": true })
-        return { uid: found[0]!, foundExisting: true, mailbox }
+        return { uid: found[0]!, foundExisting: true, mailbox: folder }
       }
       const now = yield* Clock.currentTimeMillis
       const source = yield* Effect.promise(() => compose(messageOptions(mail, draftHeaders(mail.from), new Date(now))))
-      const appended = yield* session.append(mailbox, source, draftFlags)
-      return { uid: appended.uid, foundExisting: false, mailbox }
+      const appended = yield* session.append(folder, source, draftFlags)
+      return { uid: appended.uid, foundExisting: false, mailbox: folder }
     },
     (effect) => Effect.catchTag(effect, "MailboxNotFound", () => new DraftsMailboxMissing({ mailbox }))
   )

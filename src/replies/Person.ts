@@ -35,12 +35,12 @@ export const personCheck = (options: {
   readonly tickets: Pick<TicketRepoShape, "knownMessageIds">
 }) => {
   const { mailbox, sentMailbox, tickets } = options
-  const nothing: ReadonlyArray<number> = []
+  const nothing = { folder: sentMailbox, uids: [] as ReadonlyArray<number> }
   let refusalSaid = false
   // Without the folder nothing can be looked up; a missing sent folder is said where it matters. A
   // server that refuses the search (NO or BAD) cannot tell either: the answer goes on, and one line says so.
-  const inSent = (find: (s: ImapSession) => Effect.Effect<ReadonlyArray<number>, ImapError>, session: WithSession) =>
-    session(find).pipe(
+  const inSent = (find: (s: ImapSession, folder: string) => Effect.Effect<ReadonlyArray<number>, ImapError>, session: WithSession) =>
+    session((s) => Effect.flatMap(s.folder(sentMailbox), (folder) => Effect.map(find(s, folder), (uids) => ({ folder, uids })))).pipe(
       Effect.catchTag("MailboxNotFound", () => Effect.succeed(nothing)),
       Effect.catchTag("ImapProtocolError", (error) => {
         if (refusalSaid) return Effect.succeed(nothing)
@@ -54,15 +54,15 @@ export const personCheck = (options: {
       // Only well-formed ids are looked up: a sender's id of a megabyte, or one built to upset the
       // server, must not become the IMAP command that drops the connection at every retry.
       if (email.messageId !== null && isMessageId(email.messageId) && Date.now() - arrivedAt(event, email) >= ANSWERED_BY_PERSON_AFTER) {
-        const answers = yield* inSent((s) => s.findAnswersTo(sentMailbox, email.messageId!), session)
-        if (answers.length > 0) return `a person's answer to it is already in ${sentMailbox} (UID ${answers[0]})`
+        const answers = yield* inSent((s, folder) => s.findAnswersTo(folder, email.messageId!), session)
+        if (answers.uids.length > 0) return `a person's answer to it is already in ${answers.folder} (UID ${answers.uids[0]})`
       }
       const referenced = [...new Set([email.inReplyTo, ...email.references.slice(-REFERENCES_LOOKED_UP).reverse()])]
         .filter((id): id is string => id !== null && id !== email.messageId && isMessageId(id))
       const known = yield* tickets.knownMessageIds(mailbox, referenced)
       for (const id of referenced.filter((id) => !known.has(id))) {
-        const found = yield* inSent((s) => s.findByMessageId(sentMailbox, id), session)
-        if (found.length > 0) return `it answers a person's mail in ${sentMailbox} (UID ${found[0]}): a person has this conversation`
+        const found = yield* inSent((s, folder) => s.findByMessageId(folder, id), session)
+        if (found.uids.length > 0) return `it answers a person's mail in ${found.folder} (UID ${found.uids[0]}): a person has this conversation`
       }
       return undefined
     })

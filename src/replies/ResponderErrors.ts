@@ -4,6 +4,7 @@ import type { Effect } from "effect"
 import type { ImapSession } from "../mailbox/Imap.js"
 import type { ImapError } from "../mailbox/ImapErrors.js"
 import { imapRetry, protocolRetry } from "../mailbox/ImapErrors.js"
+import { isSpecialUse } from "../mailbox/Imap.js"
 import type { LeadershipLost } from "../mailbox/Leadership.js"
 import { databaseRetry } from "../log/Sql.js"
 import type { AgentFailed } from "./Agent.js"
@@ -16,7 +17,9 @@ import { smtpAuthenticationRetry, smtpLimitRetry, smtpOutageRetry, smtpSenderRet
 /** SENT_MAILBOX is missing: without it a crash could send a reply twice, so replies wait. */
 export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{ readonly mailbox: string }> {
   override get message() {
-    return `the sent folder "${this.mailbox}" does not exist on the IMAP server: check SENT_MAILBOX (Gmail names it "[Gmail]/Sent Mail", or its translation); replies wait until it is found`
+    return isSpecialUse(this.mailbox)
+      ? `no folder on the IMAP server is marked or named as the sent folder (${this.mailbox}): set SENT_MAILBOX to the folder the server files sent mail in (Microsoft 365: "Sent Items"); replies wait until it is found`
+      : `the sent folder "${this.mailbox}" does not exist on the IMAP server: check SENT_MAILBOX (Gmail names it "[Gmail]/Sent Mail", or its translation); replies wait until it is found`
   }
 }
 

@@ -7,6 +7,7 @@ import { promisify } from "node:util"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { ImapFlow } from "imapflow"
 import { SMTPServer } from "smtp-server"
 import { Imap, ImapLive } from "../../src/mailbox/Imap.js"
 import { lockKey } from "../../src/mailbox/Leadership.js"
@@ -185,6 +186,17 @@ layer(Suite.layer, { excludeTestServices: true })((it) => {
         expect(second.code, second.stderr).toBe(0)
         expect(await count("events")).toBe(eventsBefore)
         expect(await count("tickets")).toBe(2)
+      }))
+
+    it.effect("finds a sent folder the server does not mark by its usual name (Sent Items)", () =>
+      withSuite(async ({ greenmail, imapEnv }) => {
+        const client = new ImapFlow({ host: greenmail.host, port: greenmail.imapPort, secure: false, auth: { user: greenmail.user, pass: greenmail.password }, logger: false })
+        await client.connect()
+        await client.mailboxCreate("Sent Items").catch(() => undefined)
+        await client.logout()
+        const sent = await Effect.runPromise(Effect.scoped(Effect.flatMap(Effect.flatMap(Imap, (imap) => imap.connect), (session) => session.folder("\\Sent")))
+          .pipe(Effect.provide(ImapLive), Effect.provide(configLayer(imapEnv(greenmail.imapPort, "false")))))
+        expect(sent).toBe("Sent Items")
       }))
 
     it.effect("a search in the folder searched last finds mail that arrived in between", () =>

@@ -308,6 +308,32 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
         expect(after.slice(during.length)).toContain("IDLE")
       })
     }))
+  it.effect("finds the sent and drafts folders by the marks Dovecot gives them, with one LIST a session, and says when none is marked", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const proxy = yield* FaultProxyServer
+      yield* Effect.promise(async () => {
+        await dovecot.createMailbox("Drafts")
+        const lists = () => proxy.sent().split("\r\n").filter((line) => /^\S+ LIST /.test(line)).length
+        const program = Effect.scoped(Effect.gen(function*() {
+          const session = yield* (yield* Imap).connect
+          const before = lists()
+          const sent = yield* session.folder("\\Sent")
+          const drafts = yield* session.folder("\\Drafts")
+          const named = yield* session.folder("Plain Name")
+          const listed = lists() - before
+          const archive = yield* Effect.flip(session.folder("\\Archive"))
+          return { sent, drafts, named, listed, archive, listedAgain: lists() - before - listed }
+        }))
+        const result = await Effect.runPromise(program.pipe(
+          Effect.provide(ImapLive),
+          Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) }))
+        ))
+        expect(result).toMatchObject({ sent: "Sent", drafts: "Drafts", named: "Plain Name", listed: 1, listedAgain: 1 })
+        expect(result.archive).toMatchObject({ _tag: "MailboxNotFound", mailbox: "\\Archive" })
+      })
+    }))
+
   it.effect("a search in the folder searched last finds mail that arrived in between (Dovecot searches the view of its last sync)", () =>
     Effect.gen(function*() {
       const dovecot = yield* DovecotServer

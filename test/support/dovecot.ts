@@ -118,6 +118,9 @@ namespace inbox {
     auto = subscribe
     special_use = \\Sent
   }
+  mailbox Drafts {
+    special_use = \\Drafts
+  }
 }
 `
 

@@ -24,7 +24,10 @@ export interface ReplyStack {
   readonly dovecot: Dovecot
   readonly sink: SmtpSink
   readonly llm: FakeOpenAI
-  /** Settings that point mailroom at these servers; each test's mail counts from its own first look. */
+  /**
+   * Settings that point mailroom at these servers; each test's mail counts from its own first look.
+   * No SENT_MAILBOX or DRAFTS_MAILBOX: the folders are found as Dovecot marks them (\\Sent, \\Drafts).
+   */
   readonly env: (extra?: Record<string, string>) => Record<string, string>
   /** The reply the sink received at `index`, parsed. */
   readonly received: (index: number) => Promise<ParsedMail>
@@ -45,8 +48,6 @@ const makeStack = (dovecot: Dovecot, sink: SmtpSink, llm: FakeOpenAI): ReplyStac
     SMTP_PORT: String(sink.port),
     SMTP_TLS: "false",
     SMTP_TIMEOUT: "5",
-    SENT_MAILBOX: SENT,
-    DRAFTS_MAILBOX: DRAFTS,
     AGENT: "openai",
     LLM_BASE_URL: llm.baseUrl,
     LLM_API_KEY: "sk-test",

@@ -928,6 +928,27 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
+  it.effect("the sent folder is the one the server marks as such (a Gmail account in German): a reply found there after a crash is not sent again, and a person's answer there is seen", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    const GESENDET = "[Gmail]/Gesendet"
+    mailbox.specialUse.set("\\Sent", GESENDET)
+    mailbox.append(mail({ subject: "was sent" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "answered by a person", messageId: "<bob-q@customer.test>", date: new Date(Date.now() - 600_000) }))
+    mailbox.appendTo(GESENDET, "Message-ID: <unrelated@example.com>\r\n\r\nx")
+    return Effect.gen(function*() {
+      yield* ingest
+      const [first] = (yield* events).filter((e) => e.data._tag === "EmailReceived")
+      yield* (yield* ReplyStore).intend("INBOX", intentLeftBehind(first!, "<was-sent.mailroom@example.com>"))
+      mailbox.appendTo(GESENDET, "Message-ID: <was-sent.mailroom@example.com>\r\nSubject: Re: was sent\r\n\r\nanswer")
+      mailbox.appendTo(GESENDET, "Message-ID: <p1@example.com>\r\nIn-Reply-To: <bob-q@customer.test>\r\n\r\nDone, Bob.")
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 1, failed: 0 })
+      expect(mailer.sent).toHaveLength(0)
+      expect(ofType(yield* events, "ReplySent")).toMatchObject([{ foundInSent: true, response: `found in ${GESENDET} (UID 2) after a restart` }])
+      expect(ofType(yield* events, "ReplySkipped")).toMatchObject([{ reason: "answered_by_person", detail: `a person's answer to it is already in ${GESENDET} (UID 3)` }])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
   it.effect("in continuous mode an SMTP outage pauses replies, which go out once when it passes", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
