@@ -8,7 +8,7 @@ import { withReason } from "./Drafts.js"
 import type { MailerShape, OutboundMail } from "./Mailer.js"
 import type { personCheck } from "./Person.js"
 import type { ReplyStoreShape } from "./ReplyStore.js"
-import type { WithSession } from "./ResponderErrors.js"
+import type { SmtpHold, WithSession } from "./ResponderErrors.js"
 import { handedOver, isSmtpHold, SentMailboxMissing } from "./ResponderErrors.js"
 
 const outbound = (intent: ReplyIntended): OutboundMail => ({
@@ -110,19 +110,31 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
   const waitedOn = (asked: Asked) => Duration.millis(Math.max(0, Date.now() - asked.at.getTime()))
   const overdue = (asked: Asked) => Duration.greaterThanOrEqualTo(waitedOn(asked), config.smtpOutageWait)
 
+  const handOver = (intent: ReplyIntended, asked: Asked, error: SmtpHold, session: WithSession) =>
+    draft(handedOver(intent, error, Duration.seconds(Math.round(Duration.toSeconds(waitedOn(asked))))), session)
+
+  /** What the SMTP server last held an answer back with, until it takes one again. */
+  let holding: SmtpHold | undefined
+
   /**
    * The SMTP server holds every answer back (its sending limit, a refused login or From, an
    * outage): the answer waits, up to SMTP_OUTAGE_WAIT from when its mail was recorded (or its retry
    * asked for). Past that a person gets it as a draft, rather than the customer an answer that late.
+   * While the server holds answers back, one past that wait is not tried first: a backlog of them
+   * must not become a burst of refused logins, which can lock the account.
    */
   const sendOrHandOver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
-    send(intent).pipe(
-      Effect.catchIf(isSmtpHold, (error) =>
-        Effect.gen(function*() {
-          if (!overdue(asked)) return yield* Effect.fail(error)
-          return yield* draft(handedOver(intent, error, Duration.seconds(Math.round(Duration.toSeconds(waitedOn(asked))))), session)
-        }))
-    )
+    holding !== undefined && overdue(asked)
+      ? handOver(intent, asked, holding, session)
+      : send(intent).pipe(
+        Effect.tap(() => Effect.sync(() => void (holding = undefined))),
+        Effect.catchIf(isSmtpHold, (error) =>
+          Effect.gen(function*() {
+            holding = error
+            if (!overdue(asked)) return yield* Effect.fail(error)
+            return yield* handOver(intent, asked, error, session)
+          }))
+      )
 
   const deliver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
     intent.mode === "draft" ? draft(intent, session) : sendOrHandOver(intent, asked, session)

@@ -818,8 +818,10 @@ describe("Responder", () => {
       // A second mail of the same customer, answered after the first: recorded now, so it still waits.
       mailbox.append(mail({ subject: "Refund, again" }))
       yield* ingest
-      mailer.failNext(limit(), limit())
+      // One refusal: the first answer, past its wait while the server holds answers back, is not tried again.
+      mailer.failNext(limit())
       expect((yield* Effect.flip(drain))._tag).toBe("SmtpLimitReached")
+      expect(mailer.failures).toHaveLength(0)
       const [intent] = ofType(yield* events, "ReplyIntended")
       const [drafted] = ofType(yield* events, "ReplyDrafted")
       expect(drafted).toMatchObject({ messageId: intent!.messageId, mailbox: "Drafts", foundExisting: false, retry: 0 })
@@ -835,6 +837,31 @@ describe("Responder", () => {
       expect(mailer.sent.map((m) => m.subject)).toEqual([expect.stringContaining("Refund, again")])
       expect(mailbox.folders.get("Drafts")).toHaveLength(1)
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_OUTAGE_WAIT: "1" } })))
+  })
+
+  it.effect("while the SMTP server refuses the login, a backlog past SMTP_OUTAGE_WAIT becomes drafts without a login tried for each", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.folders.set("Drafts", [])
+    mailbox.appendTo(SENT, "Message-ID: <unrelated@example.com>\r\n\r\nx")
+    // One customer's, answered in order: the first refusal comes before the other two are tried.
+    for (const topic of ["Login", "Invoice", "Refund"]) mailbox.append(mail({ subject: `${topic} question` }))
+    const refused = () => new SmtpAuthenticationFailed({ user: "support@example.com", host: "smtp.gmail.com", serverText: "535 5.7.8 Username and Password not accepted" })
+    mailer.failNext(refused())
+    return Effect.gen(function*() {
+      yield* ingest
+      expect((yield* Effect.flip(drain))._tag).toBe("SmtpAuthenticationFailed")
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      mailer.failNext(refused(), refused(), refused())
+      expect(yield* drain).toEqual({ sent: 0, drafted: 3, skipped: 0, failed: 0 })
+      // No login was tried for them: the server had refused the last one, and each mail's wait was over.
+      expect(mailer.failures).toHaveLength(3)
+      expect(ofType(yield* events, "ReplyDrafted").map((d) => d.reason)).toEqual(
+        Array.from({ length: 3 }, () => expect.stringMatching(/^the SMTP server held this answer back for 1s \(it refused mailroom's login, SMTP_OUTAGE_WAIT\)/))
+      )
+      expect(mailbox.folders.get("Drafts")).toHaveLength(3)
+      expect(mailer.sent).toHaveLength(0)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_OUTAGE_WAIT: "1" } })))
   })
 
