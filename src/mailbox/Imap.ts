@@ -100,6 +100,9 @@ export class Imap extends Context.Tag("mailroom/Imap")<Imap, ImapShape>() {
     Layer.succeed(Imap, Imap.of({ connect: Effect.suspend(() => mailbox.session()) }))
 }
 
+/** `\Sent`, `\Drafts`, …: a folder named by what it is for (RFC 6154), not by its name. */
+export const isSpecialUse = (mailbox: string) => /^\\[A-Za-z]+$/.test(mailbox)
+
 const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
 
 /**
@@ -107,9 +110,6 @@ const uidSet = (range: UidRange) => `${range.from}:${range.to ?? "*"}`
  * imapflow holds a whole literal twice (its chunks, then their concatenation), and for a large
  * attachment that second copy, still uncollected at commit time, set the process's peak memory.
  */
-/** `\Sent`, `\Drafts`, …: a folder named by what it is for (RFC 6154), not by its name. */
-export const isSpecialUse = (mailbox: string) => /^\\[A-Za-z]+$/.test(mailbox)
-
 export const FETCH_PIECE_BYTES = 4 * 1024 * 1024
 
 /**
