@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs"
+import { createRequire } from "node:module"
 import { describe, expect, it } from "@effect/vitest"
 import { simpleParser } from "mailparser"
 import { generateSmallCorpus } from "../../bench/smallCorpus.js"
@@ -34,6 +35,15 @@ const samples = async (): Promise<ReadonlyArray<string>> => {
 }
 
 describe("htmlAsText", () => {
+  it("converts with the html-to-text that mailparser itself loads, at the version it pins", () => {
+    const ours = createRequire(import.meta.url)
+    const mailparsers = createRequire(ours.resolve("mailparser"))
+    expect(ours.resolve("html-to-text")).toBe(mailparsers.resolve("html-to-text"))
+    const pinned = JSON.parse(readFileSync(new URL("../../node_modules/mailparser/package.json", import.meta.url), "utf8")).dependencies["html-to-text"]
+    const declared = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")).dependencies["html-to-text"]
+    expect(declared).toBe(pinned)
+  })
+
   it("gives what mailparser gives for the same HTML as a mail of its own, on real-world, hostile and generated HTML", async () => {
     const all = await samples()
     const direct = all.filter(convertsDirectly)
