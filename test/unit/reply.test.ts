@@ -865,6 +865,27 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_OUTAGE_WAIT: "1" } })))
   })
 
+  it.effect("without a drafts folder, an answer held back past SMTP_OUTAGE_WAIT is left for a person as needs_human, which replies retry can ask again", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.appendTo(SENT, "Message-ID: <unrelated@example.com>\r\n\r\nx")
+    mailbox.append(mail({ subject: "Refund" }))
+    const outage = () => new SmtpUnavailable({ host: "smtp.gmail.com", reason: "ECONNREFUSED" })
+    mailer.failNext(outage())
+    return Effect.gen(function*() {
+      yield* ingest
+      expect((yield* Effect.flip(drain))._tag).toBe("SmtpUnavailable")
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 0 })
+      const [skipped] = ofType(yield* events, "ReplySkipped")
+      expect(skipped).toMatchObject({ reason: "needs_human" })
+      expect(skipped!.detail).toMatch(/^the SMTP server held this answer back for 1s \(it could not be reached, SMTP_OUTAGE_WAIT\), so it was not sent; the drafts folder "Drafts" does not exist/)
+      expect(mailer.sent).toHaveLength(0)
+      const retried = yield* (yield* ReplyStore).retryFailed({ since: new Date(0) })
+      expect(retried).toHaveLength(1)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_OUTAGE_WAIT: "1" } })))
+  })
+
   it.effect("after a crash between handing a held answer over as a draft and recording it, the draft stands and nothing is sent", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
