@@ -57,7 +57,8 @@ const describeCounts = (report: RepliesReport) => {
   return `${counts.sent} sent, ${counts.drafted} left as drafts, ${counts.failed} failed, ${total} not answered` +
     (total === 0 ? "" : ` (${skipped.map(([reason, n]) => `${n} ${reason}`).join(", ")})`) +
     (counts.retried === 0 ? "" : `, ${counts.retried} failure(s) asked for again`) +
-    `; ${counts.waiting} mail(s) waiting for an answer now`
+    `; ${counts.waiting} mail(s) waiting for an answer now` +
+    (counts.oldestWaiting === null ? "" : `, the oldest recorded ${when(counts.oldestWaiting)}`)
 }
 
 export const formatReplies = (report: RepliesReport): string => {

@@ -136,7 +136,8 @@ export const collectStatus = Effect.gen(function*() {
 })
 
 const describeAnswers = (a: StatusReport["answers"]) =>
-  `${a.sent} sent, ${a.drafted} left as drafts, ${a.failed} failed, ${Object.values(a.skipped).reduce((n, c) => n + c, 0)} not answered; ${a.waiting} waiting now`
+  `${a.sent} sent, ${a.drafted} left as drafts, ${a.failed} failed, ${Object.values(a.skipped).reduce((n, c) => n + c, 0)} not answered; ${a.waiting} waiting now` +
+  (a.oldestWaiting === null ? "" : `, the oldest recorded ${a.oldestWaiting.toISOString().slice(0, 16).replace("T", " ")} UTC`)
 
 const line = (label: string, value: unknown) => `  ${label.padEnd(14)} ${value ?? "-"}`
 

@@ -35,6 +35,8 @@ export interface OutcomeCounts {
   readonly skipped: Readonly<Record<string, number>>
   /** Mail recorded for a mailbox that answers, with no outcome yet (an LLM or SMTP outage, a backlog, a retry asked for). */
   readonly waiting: number
+  /** When the longest-waiting of those was recorded: past LLM_OUTAGE_WAIT or SMTP_OUTAGE_WAIT its answer goes to a person. */
+  readonly oldestWaiting: Date | null
   /** Failed answers a person asked for again (`mailroom replies retry`). */
   readonly retried: number
 }
@@ -154,8 +156,8 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
       // Mail (or a retry asked for) past a responder's position is answered in its next page; before
       // it, each has its outcome. An erased customer's mail is never answered (Responder), so it
       // waits for nothing.
-      sql<{ count: string }>`
-        SELECT count(*) AS count FROM events e JOIN positions p ON p.consumer = 'responder:' || e.mailbox
+      sql<{ count: string; oldest: Date | string | null }>`
+        SELECT count(*) AS count, min(e.occurred_at) AS oldest FROM events e JOIN positions p ON p.consumer = 'responder:' || e.mailbox
         CROSS JOIN LATERAL (SELECT CASE WHEN e.type = 'EmailReceived' THEN e.id::text ELSE e.data->>'emailEventId' END AS mail) m
         WHERE e.type IN ('EmailReceived', 'ReplyRetried') AND e.seq > p.last_seq AND ${whose}
           AND NOT EXISTS (
@@ -185,6 +187,7 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
             .map((row) => [row.reason ?? "unknown", Number(row.count)])
         ),
         waiting: Number(waiting?.count ?? 0),
+        oldestWaiting: waiting?.oldest == null ? null : new Date(waiting.oldest),
         retried: count("ReplyRetried")
       },
       outcomes: events.map((event) => describe(event, byId.get(event.data.emailEventId))),

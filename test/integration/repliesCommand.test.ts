@@ -41,7 +41,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(pass.stdout).toContain("Replies: 1 sent, 3 skipped, 1 failed, 1 left as drafts")
 
         const report = await reportOf([], env)
-        expect(report.counts).toEqual({ sent: 1, drafted: 1, failed: 1, skipped: { unauthenticated: 2, auto_reply_header: 1 }, waiting: 0, retried: 0 })
+        expect(report.counts).toEqual({ sent: 1, drafted: 1, failed: 1, skipped: { unauthenticated: 2, auto_reply_header: 1 }, waiting: 0, oldestWaiting: null, retried: 0 })
         // Ann was answered and Dan's was an auto-reply: neither is a person's to look at. Answers
         // go out side by side, so their outcomes' order is not the mails'.
         const person = (r: RepliesReport) => Object.fromEntries(r.outcomes.map((o) => [o.from, `${o.outcome} ${o.reason}`]))
@@ -84,7 +84,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
 
         // One customer's mail, every answer of it: "I wrote and heard nothing".
         const ann = await reportOf(["--customer", " Ann@Customer.test "], env)
-        expect(ann.counts).toEqual({ sent: 1, drafted: 0, failed: 0, skipped: {}, waiting: 0, retried: 0 })
+        expect(ann.counts).toEqual({ sent: 1, drafted: 0, failed: 0, skipped: {}, waiting: 0, oldestWaiting: null, retried: 0 })
         expect(ann.outcomes.map((o) => [o.from, o.outcome, o.subject])).toEqual([["ann@customer.test", "sent", "Where is my order?"]])
         const dan = await runCli(["replies", "--customer", "dan@customer.test"], env)
         expect(dan.stdout).toContain("Answers to dan@customer.test since ")
@@ -119,9 +119,15 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         // Mail recorded while the LLM is down waits, and is counted as waiting.
         servers.llm.setMode("error500")
         await servers.dovecot.append([mail({ authenticated: true, from: "Gus <gus@customer.test>", subject: "Still there?" })])
+        const beforeOutage = Date.now()
         const outage = await runCli(["--once"], env)
         expect(outage.stdout).toContain("Replies: waiting for the LLM")
-        expect((await reportOf([], env)).counts.waiting).toBe(1)
+        const waitingNow = (await reportOf([], env)).counts
+        expect(waitingNow.waiting).toBe(1)
+        // When it was recorded, so a person can tell when LLM_OUTAGE_WAIT hands it to them.
+        expect(Date.parse(String(waitingNow.oldestWaiting))).toBeGreaterThanOrEqual(beforeOutage - 1000)
+        expect(Date.parse(String(waitingNow.oldestWaiting))).toBeLessThanOrEqual(Date.now())
+        expect((await runCli(["status"], env)).stdout).toMatch(/1 waiting now, the oldest recorded \d{4}-\d\d-\d\d \d\d:\d\d UTC\n/)
         // Erased while it waits, it waits for nothing: it will never be answered.
         expect((await runCli(["erase", "--customer", "gus@customer.test"], env)).code).toBe(0)
         expect((await reportOf([], env)).counts.waiting).toBe(0)

@@ -20,7 +20,7 @@ const outcome = (over: Partial<AnswerOutcome>): AnswerOutcome => ({
 
 const report = (over: Partial<RepliesReport>): RepliesReport => ({
   since: new Date("2026-11-29T10:00:00Z"),
-  counts: { sent: 12, drafted: 1, failed: 0, skipped: { auto_reply_header: 4, unauthenticated: 1 }, waiting: 2, retried: 0 },
+  counts: { sent: 12, drafted: 1, failed: 0, skipped: { auto_reply_header: 4, unauthenticated: 1 }, waiting: 2, oldestWaiting: new Date("2026-12-06T09:40:00Z"), retried: 0 },
   outcomes: [],
   more: 0,
   all: false,
@@ -49,7 +49,7 @@ describe("mailroom replies", () => {
       more: 3
     }))
     expect(text.split("\n")).toEqual([
-      "Answers since 2026-11-29 10:00 UTC: 12 sent, 1 left as drafts, 0 failed, 5 not answered (4 auto_reply_header, 1 unauthenticated); 2 mail(s) waiting for an answer now",
+      "Answers since 2026-11-29 10:00 UTC: 12 sent, 1 left as drafts, 0 failed, 5 not answered (4 auto_reply_header, 1 unauthenticated); 2 mail(s) waiting for an answer now, the oldest recorded 2026-12-06 09:40 UTC",
       "For a person, newest first (8):",
       `  2026-12-06 10:41 UTC  [#0a1b2c3d4e5f]  ada@customer.test  "Refund?"`,
       "    not answered (unauthenticated): no trusted server vouched for the sender",
@@ -80,6 +80,6 @@ describe("mailroom replies", () => {
     expect(formatReplies(report({ outcomes: [outcome({})] }))).not.toContain("support@example.com")
     expect(formatReplies(report({}))).toContain("\nNothing for a person in that time.")
     expect(formatReplies(report({ all: true }))).toContain("\nNo answer in that time.")
-    expect(formatReplies(report({ counts: { sent: 0, drafted: 0, failed: 0, skipped: {}, waiting: 0, retried: 0 } }))).toContain(": 0 sent, 0 left as drafts, 0 failed, 0 not answered; 0 mail(s)")
+    expect(formatReplies(report({ counts: { sent: 0, drafted: 0, failed: 0, skipped: {}, waiting: 0, oldestWaiting: null, retried: 0 } }))).toContain(": 0 sent, 0 left as drafts, 0 failed, 0 not answered; 0 mail(s) waiting for an answer now\n")
   })
 })
