@@ -41,7 +41,7 @@ const loginFix = (user: string, serverText: string, oauth2: boolean) =>
     ? "Gmail wants an app password for this account (2-Step Verification is on): create one and set it as GMAIL_SENDER_PASSWORD"
     : "check GMAIL_SENDER_PASSWORD (for Gmail an app password) and SMTP_HOST, SMTP_PORT, SMTP_TLS"
 
-/** What becomes of an answer held back too long (Responder.sendOrHandOver). */
+/** What becomes of an answer held back too long (Delivery.sendOrHandOver). */
 const handedOverAfter = " (one still held SMTP_OUTAGE_WAIT after its mail arrived is left as a draft for a person)"
 
 /** Wrong password or revoked app password: every reply would fail the same way, so replies wait. */
