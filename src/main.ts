@@ -10,14 +10,17 @@ import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
 import { describeFailure } from "./cli/Fatal.js"
 import { fleetOn, statusFleetOn, StoreLive } from "./Layers.js"
 import { EarlyLogin } from "./mailbox/EarlyLogin.js"
+import { checkSettings } from "./mailbox/Fleet.js"
 import { ImapLive } from "./mailbox/Imap.js"
 import { EventBusLive } from "./bus/KafkaBus.js"
 import { LoggingLive } from "./telemetry/Logging.js"
 import { TracingLive } from "./telemetry/Tracing.js"
 
-// The mailbox's login starts before the database opens, and runs beside it (mailbox/EarlyLogin).
+// Every setting is read before anything opens (mailbox/Fleet's checkSettings); the mailbox's login
+// then starts before the database opens, and runs beside it (mailbox/EarlyLogin).
 const AppLive = fleetOn(ImapLive, EventBusLive).pipe(
   Layer.provide(EarlyLogin.Live),
+  Layer.provide(Layer.effectDiscard(checkSettings)),
   Layer.provide(Layer.effectDiscard(refuseWhenGmailApiOwnsReceiving))
 )
 

@@ -2,6 +2,7 @@ import { ConfigProvider, Context, Effect, identity, Layer, Option, Redacted } fr
 import type { ConfigError, Scope } from "effect"
 import type { MailboxAccount, WatchedMailbox } from "../config/Mailboxes.js"
 import { configuredMailboxes } from "../config/Mailboxes.js"
+import { mailboxSettings, processSettings } from "../config/Check.js"
 import type { MailboxesFileInvalid } from "../config/MailboxesFile.js"
 import { Watched } from "./Watched.js"
 import { fitHeapGrowth } from "../lib/HeapGrowth.js"
@@ -58,6 +59,32 @@ export const settingsOf = (account: MailboxAccount, folder: string): Map<string,
   return settings
 }
 
+/** Every mailbox this process watches, with the settings its services read (see `settingsOf`). */
+const fleetEntries = Effect.gen(function*() {
+  const outer = yield* Effect.configProviderWith(Effect.succeed)
+  const accounts = yield* configuredMailboxes
+  return Option.match(accounts, {
+    onNone: () => [{ provider: outer, watched: Option.none<WatchedMailbox>() }],
+    onSome: (accounts) =>
+      accounts.flatMap((account) =>
+        account.mailboxes.map((watched) => ({
+          provider: ConfigProvider.fromMap(settingsOf(account, watched.folder)).pipe(ConfigProvider.orElse(() => outer)),
+          watched: Option.some(watched)
+        }))
+      )
+  })
+})
+
+/**
+ * Every setting a start reads, for the process and under each mailbox's settings, before anything
+ * is opened: a value that does not read stops the start with its one line, and no database is made
+ * or migrated for a start that cannot go on.
+ */
+export const checkSettings: Effect.Effect<void, ConfigError.ConfigError | MailboxesFileInvalid> = Effect.gen(function*() {
+  yield* processSettings
+  for (const { provider } of yield* fleetEntries) yield* Effect.withConfigProvider(mailboxSettings, provider)
+})
+
 /**
  * Builds `perMailbox` once for every mailbox this process watches: each folder of each account in
  * MAILBOXES_FILE, or the one mailbox of GMAIL_SENDER_EMAIL and IMAP_MAILBOX (keyed by its folder
@@ -70,18 +97,7 @@ export const buildFleet = <A, E, R>(
   Effect.gen(function*() {
     const shared = yield* Effect.context<Exclude<R, Watched>>()
     const scope = yield* Effect.scope
-    const outer = yield* Effect.configProviderWith(Effect.succeed)
-    const accounts = yield* configuredMailboxes
-    const entries = Option.match(accounts, {
-      onNone: () => [{ provider: outer, watched: Option.none<WatchedMailbox>() }],
-      onSome: (accounts) =>
-        accounts.flatMap((account) =>
-          account.mailboxes.map((watched) => ({
-            provider: ConfigProvider.fromMap(settingsOf(account, watched.folder)).pipe(ConfigProvider.orElse(() => outer)),
-            watched: Option.some(watched)
-          }))
-        )
-    })
+    const entries = yield* fleetEntries
     const several = entries.length > 1
     // A thousand mailboxes' live heap is six times one's: V8 must not let garbage grow in proportion.
     yield* Effect.sync(() => fitHeapGrowth(entries.length))

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto"
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
@@ -257,6 +257,26 @@ layer(DovecotServer.layer(), { excludeTestServices: true })("the embedded PGlite
         } finally {
           await db.close()
         }
+      })
+    }))
+
+  it.scoped("stops on a setting that does not read before it makes a database: one line, exit 2, the data folder left empty", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const dataDir = yield* tempDir("mailroom-unset-")
+      yield* Effect.promise(async () => {
+        const { GMAIL_SENDER_EMAIL: _, ...withoutLogin } = mailboxEnv(dovecot)
+        const runs = [
+          [await runCli(["--once"], { ...withoutLogin, MAILROOM_DATA_DIR: dataDir }), /^mailroom: GMAIL_SENDER_EMAIL is not set: /],
+          [await runCli(["--once"], { ...mailboxEnv(dovecot), AGENT: "knowledge", SMTP_PORT: "25x", MAILROOM_DATA_DIR: dataDir }), /^mailroom: SMTP_PORT is invalid /]
+        ] as const
+        for (const [run, line] of runs) {
+          expect(run.code, run.stderr).toBe(2)
+          expect(run.stderr.trim().split("\n")).toHaveLength(1)
+          expect(run.stderr).toMatch(line)
+          expect(run.stdout).toBe("")
+        }
+        expect(await readdir(dataDir)).toEqual([])
       })
     }))
 
