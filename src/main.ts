@@ -10,7 +10,7 @@ import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
 import { describeFailure } from "./cli/Fatal.js"
 import { fleetOn, statusFleetOn, StoreLive } from "./Layers.js"
 import { EarlyLogin } from "./mailbox/EarlyLogin.js"
-import { checkSettings } from "./mailbox/Fleet.js"
+import { checkSettings, checkStatusSettings } from "./mailbox/Fleet.js"
 import { ImapLive } from "./mailbox/Imap.js"
 import { EventBusLive } from "./bus/KafkaBus.js"
 import { LoggingLive } from "./telemetry/Logging.js"
@@ -25,7 +25,7 @@ const AppLive = fleetOn(ImapLive, EventBusLive).pipe(
 )
 
 // The mailbox over the database: with OAuth2 it reads the refresh token stored there.
-const StatusLive = statusFleetOn(ImapLive)
+const StatusLive = statusFleetOn(ImapLive).pipe(Layer.provide(Layer.effectDiscard(checkStatusSettings)))
 
 const cli = Command.run(makeCli({ app: AppLive, status: StatusLive, store: StoreLive }), {
   name: "mailroom",

@@ -169,8 +169,8 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
       onSome: (seconds) => seconds > 0 ? Effect.void : new StartupRefused({ reason: "--interval takes a whole number of seconds above 0" }),
       onNone: () => Effect.void
     }).pipe(
-      Effect.zipRight(Effect.if(flags.once, { onTrue: () => runOnce, onFalse: () => runForever(flags.interval) })),
-      Effect.provide(layers.app)
+      // The flags are checked before the layers open the database or log in.
+      Effect.zipRight(Effect.if(flags.once, { onTrue: () => runOnce, onFalse: () => runForever(flags.interval) }).pipe(Effect.provide(layers.app)))
     )
   ).pipe(Command.withDescription(describeRun()))
 

@@ -1,3 +1,4 @@
+import { ValidationError } from "@effect/cli"
 import { Cause, ConfigError, Data, Effect, Option } from "effect"
 import { settingHelp } from "../config/All.js"
 
@@ -48,6 +49,8 @@ export const describeFailure = (cause: Cause.Cause<unknown>): Fatal | undefined 
   const error = failure.value
   const configError = configErrorOf(error)
   if (configError) return { line: describeConfig(configError), exitCode: 2 }
+  // A command line @effect/cli refused (a missing argument, an unknown command): it has printed why.
+  if (ValidationError.isValidationError(error)) return { line: "", exitCode: 2 }
   if (typeof error !== "object" || error === null || !("_tag" in error)) return undefined
   switch (error._tag) {
     case "StartupRefused":
@@ -63,8 +66,6 @@ export const describeFailure = (cause: Cause.Cause<unknown>): Fatal | undefined 
     case "LlmRefused":
     case "SmtpSenderRefused":
       return { line: String((error as unknown as Error).message), exitCode: 2 }
-    case "ValidationError":
-      return { line: "", exitCode: 2 }
     default:
       return { line: String((error as unknown as Error).message ?? error._tag), exitCode: 1 }
   }

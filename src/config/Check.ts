@@ -22,14 +22,19 @@ import { mailboxesFile } from "./Mailboxes.js"
 import { agentKind, draftsMailbox, knowledgeDir, LlmConfig, ReplyConfig, SmtpConfig } from "./Replies.js"
 import { HealthConfig, includePii, stallTimeout, TelemetryConfig } from "./Telemetry.js"
 
+/** How a mailbox is logged in to: all that `status` needs of it. */
+export const mailboxLogin: Effect.Effect<void, ConfigError.ConfigError> = Effect.gen(function*() {
+  yield* ImapConfig
+  if ((yield* mailboxAuth) === "oauth2") yield* OAuth2Config
+})
+
 /**
  * What one mailbox's services read (its login, intake, and answers unless AGENT=off), read at once
  * under that mailbox's settings. Each service reads them again as it is built; this only makes a
  * value that does not read stop the start before anything is opened (see `processSettings`).
  */
 export const mailboxSettings: Effect.Effect<void, ConfigError.ConfigError> = Effect.gen(function*() {
-  yield* ImapConfig
-  if ((yield* mailboxAuth) === "oauth2") yield* OAuth2Config
+  yield* mailboxLogin
   yield* IntakeConfig
   const agent = yield* agentKind
   if (agent === "off") return

@@ -2,7 +2,8 @@ import { ConfigProvider, Context, Effect, identity, Layer, Option, Redacted } fr
 import type { ConfigError, Scope } from "effect"
 import type { MailboxAccount, WatchedMailbox } from "../config/Mailboxes.js"
 import { configuredMailboxes } from "../config/Mailboxes.js"
-import { mailboxSettings, processSettings } from "../config/Check.js"
+import { mailboxLogin, mailboxSettings, processSettings } from "../config/Check.js"
+import { DatabaseConfig } from "../config/Config.js"
 import type { MailboxesFileInvalid } from "../config/MailboxesFile.js"
 import { Watched } from "./Watched.js"
 import { fitHeapGrowth } from "../lib/HeapGrowth.js"
@@ -83,6 +84,12 @@ const fleetEntries = Effect.gen(function*() {
 export const checkSettings: Effect.Effect<void, ConfigError.ConfigError | MailboxesFileInvalid> = Effect.gen(function*() {
   yield* processSettings
   for (const { provider } of yield* fleetEntries) yield* Effect.withConfigProvider(mailboxSettings, provider)
+})
+
+/** `status`'s: the database's and each mailbox's login, and no more (it sends nothing, and has a report to give). */
+export const checkStatusSettings: Effect.Effect<void, ConfigError.ConfigError | MailboxesFileInvalid> = Effect.gen(function*() {
+  yield* DatabaseConfig
+  for (const { provider } of yield* fleetEntries) yield* Effect.withConfigProvider(mailboxLogin, provider)
 })
 
 /**

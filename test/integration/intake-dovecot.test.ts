@@ -260,7 +260,7 @@ layer(DovecotServer.layer(), { excludeTestServices: true })("the embedded PGlite
       })
     }))
 
-  it.scoped("stops on a setting that does not read before it makes a database: one line, exit 2, the data folder left empty", () =>
+  it.scoped("stops on a setting or flag that does not read before it makes a database: one line, exit 2, the data folder left empty", () =>
     Effect.gen(function*() {
       const dovecot = yield* DovecotServer
       const dataDir = yield* tempDir("mailroom-unset-")
@@ -268,12 +268,16 @@ layer(DovecotServer.layer(), { excludeTestServices: true })("the embedded PGlite
         const { GMAIL_SENDER_EMAIL: _, ...withoutLogin } = mailboxEnv(dovecot)
         const runs = [
           [await runCli(["--once"], { ...withoutLogin, MAILROOM_DATA_DIR: dataDir }), /^mailroom: GMAIL_SENDER_EMAIL is not set: /],
-          [await runCli(["--once"], { ...mailboxEnv(dovecot), AGENT: "knowledge", SMTP_PORT: "25x", MAILROOM_DATA_DIR: dataDir }), /^mailroom: SMTP_PORT is invalid /]
+          [await runCli(["--once"], { ...mailboxEnv(dovecot), AGENT: "knowledge", SMTP_PORT: "25x", MAILROOM_DATA_DIR: dataDir }), /^mailroom: SMTP_PORT is invalid /],
+          [await runCli(["--interval", "0"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }), /^mailroom: --interval takes a whole number of seconds above 0$/],
+          [await runCli(["status"], { ...withoutLogin, MAILROOM_DATA_DIR: dataDir }), /^mailroom: GMAIL_SENDER_EMAIL is not set: /],
+          // A command line @effect/cli refuses: its own line only, and the exit code of a usage error.
+          [await runCli(["import"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }), /^Missing argument <PATH>$/]
         ] as const
         for (const [run, line] of runs) {
           expect(run.code, run.stderr).toBe(2)
           expect(run.stderr.trim().split("\n")).toHaveLength(1)
-          expect(run.stderr).toMatch(line)
+          expect(run.stderr.trim()).toMatch(line)
           expect(run.stdout).toBe("")
         }
         expect(await readdir(dataDir)).toEqual([])
