@@ -47,9 +47,17 @@ export class ConnectionLost extends Data.TaggedError("ConnectionLost")<{
   readonly reason: string
 }> {
   override get message() {
-    return `IMAP connection to ${this.host} failed: ${this.reason}`
+    return `IMAP connection to ${this.host} failed: ${this.reason}${connectionHint(this.reason)}`
   }
 }
+
+/** What to check when the connection could not be made at all: the name, or the port. */
+const connectionHint = (reason: string): string =>
+  /\b(ENOTFOUND|EAI_AGAIN)\b/.test(reason)
+    ? "; the host name does not resolve: check IMAP_HOST (imap.host in MAILBOXES_FILE)"
+    : /\bECONNREFUSED\b/.test(reason)
+    ? "; nothing accepts connections there: check IMAP_HOST and IMAP_PORT (imap.host and imap.port in MAILBOXES_FILE)"
+    : ""
 
 /** The configured mailbox does not exist on the server. */
 export class MailboxNotFound extends Data.TaggedError("MailboxNotFound")<{ readonly mailbox: string }> {

@@ -45,6 +45,16 @@ describe("classify", () => {
     expect(notConnected.message).toContain("must be support@example.com itself or have Full Access to it, and IMAP must be on for the mailbox")
   })
 
+  it("a connection that could not be made says whether the name or the port is wrong", () => {
+    const unknown = classify({ code: "ENOTFOUND", message: "getaddrinfo ENOTFOUND imap.test" }, context)
+    expect(unknown._tag).toBe("ConnectionLost")
+    expect(unknown.message).toMatch(/the host name does not resolve: check IMAP_HOST \(imap\.host in MAILBOXES_FILE\)$/)
+    expect(classify({ code: "ECONNREFUSED", message: "connect ECONNREFUSED 127.0.0.1:1" }, context).message)
+      .toMatch(/nothing accepts connections there: check IMAP_HOST and IMAP_PORT/)
+    // A connection that dropped once made says nothing of the settings: they were right.
+    expect(classify({ code: "ECONNRESET", message: "read ECONNRESET" }, context).message).toBe("IMAP connection to imap.test failed: ECONNRESET read ECONNRESET")
+  })
+
   it("keeps line breaks from the server out of the message", () => {
     const error = classify({ authenticationFailed: true, responseText: "bad\r\nInjected: header" }, context)
     expect(error.message).not.toMatch(/[\r\n]/)
