@@ -1,14 +1,28 @@
 import { Config } from "effect"
-import { list, positive, settingList } from "./Settings.js"
+import { positive, settingList, splitList } from "./Settings.js"
 
 /** The event bus settings: Kafka. */
 const { all, setting } = settingList()
 export const settings = all
 
+/** host:port, the host a name, an IPv4 address or a [bracketed] IPv6 one; the port 1–65535. */
+const isBroker = (entry: string) => {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})$/.exec(entry)
+  return match !== null && Number(match[2]) >= 1 && Number(match[2]) <= 65535
+}
+
 export const kafkaBrokers = setting(
   "KAFKA_BROKERS",
   "Comma-separated Kafka brokers (host:port). Unset: events stay in-process.",
-  (name) => Config.option(list(name))
+  // Checked here: kafkajs takes "localhost" (no port) and fails only when the first event goes out.
+  // Blank stays what it was: the in-process bus.
+  (name) =>
+    Config.option(
+      Config.string(name).pipe(
+        Config.validate({ message: "Expected comma-separated host:port pairs, e.g. kafka-1:9092,kafka-2:9092", validation: (value) => splitList(value).every(isBroker) }),
+        Config.map(splitList)
+      )
+    )
 )
 
 export const KafkaConfig = Config.all({

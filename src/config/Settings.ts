@@ -43,7 +43,7 @@ export const seconds = (name: string) =>
 export const positive = (name: string) =>
   Config.integer(name).pipe(Config.validate({ message: "Expected a whole number above 0", validation: (n) => n > 0 }))
 
-const splitList = (value: string) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+export const splitList = (value: string) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
 
 /** Comma-separated, blanks dropped: host:port lists, ids. */
 export const list = (name: string) => Config.string(name).pipe(Config.map(splitList))

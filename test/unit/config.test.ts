@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Effect, Redacted } from "effect"
+import { Cause, ConfigProvider, Effect, Option, Redacted } from "effect"
+import { kafkaBrokers } from "../../src/config/Bus.js"
 import { ImapConfig, IntakeConfig } from "../../src/config/Config.js"
 import { ReplyConfig } from "../../src/config/Replies.js"
 import { describeFailure } from "../../src/cli/Fatal.js"
@@ -35,6 +36,16 @@ describe("configuration", () => {
       expect((yield* load(IntakeConfig, {})).batchBytes).toBe(2 * 1024 * 1024)
       expect((yield* load(IntakeConfig, { IMAP_BATCH_BYTES: "1000" })).batchBytes).toBe(1000)
       expect((yield* lineFor(IntakeConfig, { IMAP_BATCH_BYTES: "-1" }))?.line).toMatch(/^IMAP_BATCH_BYTES is invalid/)
+    }))
+
+  it.effect("takes Kafka brokers as host:port pairs, blank as none, and names a list that is not", () =>
+    Effect.gen(function*() {
+      expect(yield* load(kafkaBrokers, { KAFKA_BROKERS: " kafka-1:9092, 10.0.0.7:9093,[::1]:9094 " })).toEqual(Option.some(["kafka-1:9092", "10.0.0.7:9093", "[::1]:9094"]))
+      expect(yield* load(kafkaBrokers, { KAFKA_BROKERS: "" })).toEqual(Option.some([]))
+      expect(yield* load(kafkaBrokers, {})).toEqual(Option.none())
+      for (const bad of ["localhost", ":", "kafka:99999", "kafka:0", "kafka:9092,kafka 2:9092", "::1:9092"]) {
+        expect((yield* lineFor(kafkaBrokers, { KAFKA_BROKERS: bad }))?.line, bad).toMatch(/^KAFKA_BROKERS is invalid \(Expected comma-separated host:port pairs/)
+      }
     }))
 
   it.effect("names a malformed variable and what it expects", () =>
