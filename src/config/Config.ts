@@ -1,5 +1,5 @@
 import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
-import { appPassword, optional, optionalSecret, positive, seconds, settingList, tlsMode } from "./Settings.js"
+import { appPassword, optional, optionalHttpUrl, optionalSecret, positive, seconds, settingList, tlsMode } from "./Settings.js"
 import type { TlsMode } from "./Settings.js"
 
 export { tlsMode } from "./Settings.js"
@@ -220,15 +220,15 @@ export const OAuth2Config = Config.all({
   tenant: setting("OAUTH2_TENANT", "Microsoft: the Entra tenant (directory) ID or domain; common accepts any work or personal account.", Config.nonEmptyString, {
     value: "common"
   }),
-  tokenUrl: setting("OAUTH2_TOKEN_URL", "The token endpoint: required with OAUTH2_PROVIDER=generic, overrides Google's or Microsoft's otherwise.", optional, {
+  tokenUrl: setting("OAUTH2_TOKEN_URL", "The token endpoint: required with OAUTH2_PROVIDER=generic, overrides Google's or Microsoft's otherwise.", optionalHttpUrl, {
     value: Option.none(),
     shown: ""
   }),
-  authorizeUrl: setting("OAUTH2_AUTHORIZE_URL", "The authorization endpoint `mailroom auth` sends the browser to (generic provider, or to override).", optional, {
+  authorizeUrl: setting("OAUTH2_AUTHORIZE_URL", "The authorization endpoint `mailroom auth` sends the browser to (generic provider, or to override).", optionalHttpUrl, {
     value: Option.none(),
     shown: ""
   }),
-  deviceUrl: setting("OAUTH2_DEVICE_URL", "The device-code endpoint for `mailroom auth --device` (generic provider, or to override).", optional, {
+  deviceUrl: setting("OAUTH2_DEVICE_URL", "The device-code endpoint for `mailroom auth --device` (generic provider, or to override).", optionalHttpUrl, {
     value: Option.none(),
     shown: ""
   }),

@@ -1,6 +1,6 @@
 import { mailboxPassword, mailboxUser, markSeenPolicy } from "./Config.js"
 import { Config, Duration } from "effect"
-import { address, addressList, positive, seconds, settingList, tlsMode } from "./Settings.js"
+import { address, addressList, httpUrl, positive, seconds, settingList, tlsMode } from "./Settings.js"
 import type { TlsMode } from "./Settings.js"
 
 /** The reply settings: who answers, with what, how often, over which SMTP server. */
@@ -17,7 +17,7 @@ export const agentKind = setting(
 )
 
 export const LlmConfig = Config.all({
-  baseUrl: setting("LLM_BASE_URL", "Base URL of the OpenAI-compatible API (AGENT=openai).", Config.nonEmptyString, {
+  baseUrl: setting("LLM_BASE_URL", "Base URL of the OpenAI-compatible API (AGENT=openai).", httpUrl, {
     value: "https://api.openai.com/v1"
   }),
   apiKey: setting("LLM_API_KEY", "API key for LLM_BASE_URL; unset for servers that need none.", (name) => Config.option(Config.redacted(name))),

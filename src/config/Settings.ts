@@ -64,6 +64,27 @@ export const address = (name: string) =>
 
 export const optional = (name: string) => Config.option(Config.nonEmptyString(name))
 
+const isHttpUrl = (value: string) => {
+  try {
+    const { protocol } = new URL(value.trim())
+    return protocol === "http:" || protocol === "https:"
+  } catch {
+    return false
+  }
+}
+
+/**
+ * An http:// or https:// URL. Without the check, "localhost:4318" (no scheme) was taken and failed
+ * only at the first request. The message does not repeat the value: it may hold credentials.
+ */
+export const httpUrl = (name: string) =>
+  Config.nonEmptyString(name).pipe(
+    Config.validate({ message: "Expected an http:// or https:// URL, e.g. http://localhost:4318", validation: isHttpUrl }),
+    Config.map((value) => value.trim())
+  )
+
+export const optionalHttpUrl = (name: string) => Config.option(httpUrl(name))
+
 export const optionalSecret = (name: string) => Config.option(Config.redacted(name))
 
 /** true: TLS from the first byte; "starttls": plain, then upgraded, or no connection at all; false: plain throughout. */

@@ -1,5 +1,5 @@
 import { Config } from "effect"
-import { positive, seconds, settingList } from "./Settings.js"
+import { optionalHttpUrl, positive, seconds, settingList } from "./Settings.js"
 
 /** Telemetry settings: traces, metrics, health endpoints. */
 const { all, setting } = settingList()
@@ -9,7 +9,7 @@ export const TelemetryConfig = Config.all({
   endpoint: setting(
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTLP/HTTP endpoint (e.g. http://localhost:4318) for traces and metrics; unset: nothing is exported.",
-    (name) => Config.option(Config.nonEmptyString(name))
+    optionalHttpUrl
   ),
   serviceName: setting("OTEL_SERVICE_NAME", "Service name on every span and metric.", Config.nonEmptyString, {
     value: "mailroom"

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Effect, Option, Redacted } from "effect"
 import { kafkaBrokers } from "../../src/config/Bus.js"
-import { ImapConfig, IntakeConfig } from "../../src/config/Config.js"
-import { ReplyConfig } from "../../src/config/Replies.js"
+import { ImapConfig, IntakeConfig, OAuth2Config } from "../../src/config/Config.js"
+import { LlmConfig, ReplyConfig } from "../../src/config/Replies.js"
+import { TelemetryConfig } from "../../src/config/Telemetry.js"
 import { describeFailure } from "../../src/cli/Fatal.js"
 
 const load = <A, E>(config: Effect.Effect<A, E>, env: Record<string, string>) =>
@@ -45,6 +46,23 @@ describe("configuration", () => {
       expect(yield* load(kafkaBrokers, {})).toEqual(Option.none())
       for (const bad of ["localhost", ":", "kafka:99999", "kafka:0", "kafka:9092,kafka 2:9092", "::1:9092"]) {
         expect((yield* lineFor(kafkaBrokers, { KAFKA_BROKERS: bad }))?.line, bad).toMatch(/^KAFKA_BROKERS is invalid \(Expected comma-separated host:port pairs/)
+      }
+    }))
+
+  it.effect("takes URLs with their http:// or https://, and names one without, never repeating it", () =>
+    Effect.gen(function*() {
+      expect((yield* load(LlmConfig, { LLM_BASE_URL: " https://user:secret@llm.test/v1 " })).baseUrl).toBe("https://user:secret@llm.test/v1")
+      expect((yield* load(TelemetryConfig, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318" })).endpoint).toEqual(Option.some("http://127.0.0.1:4318"))
+      const cases = [
+        [LlmConfig, "LLM_BASE_URL", "localhost:8000/v1"],
+        [LlmConfig, "LLM_BASE_URL", "ftp://user:secret@llm.test/v1"],
+        [TelemetryConfig, "OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318"],
+        [OAuth2Config, "OAUTH2_TOKEN_URL", "login.example.com/token"]
+      ] as const
+      for (const [config, name, value] of cases) {
+        const line = (yield* lineFor(config, { [name]: value }))?.line
+        expect(line, value).toMatch(new RegExp(`^${name} is invalid \\(Expected an http:// or https:// URL`))
+        expect(line).not.toContain("secret")
       }
     }))
 
