@@ -387,7 +387,7 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
       })
     }))
 
-  it.effect("a \\Seen it could not store is an error (ConnectionLost once the connection dropped); a folder open read-only is skipped with one warning", () =>
+  it.effect("a \\Seen or an APPEND it could not store is an error (ConnectionLost once the connection dropped); a folder open read-only is skipped with one warning", () =>
     Effect.gen(function*() {
       const dovecot = yield* DovecotServer
       const proxy = yield* FaultProxyServer
@@ -406,17 +406,21 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
           yield* session.markSeen([uid!])
           const readOnlyFlags = yield* Effect.promise(() => dovecot.flags())
           yield* session.open("INBOX")
+          // imapflow answers an APPEND it did not make with false rather than an error (here: no folder
+          // named); that is never a stored draft or copy.
+          const notMade = yield* Effect.flip(session.append("", mail({ subject: "a draft" }), ["\\Draft"]))
           proxy.cutAll()
           yield* Effect.sleep("300 millis")
           const lost = yield* Effect.flip(session.markSeen([uid!]))
-          return { readOnlySeen: readOnlyFlags.get(uid!)?.has("\\Seen") ?? false, lost: lost._tag }
+          const notStored = yield* Effect.flip(session.append("INBOX", mail({ subject: "a draft" }), ["\\Draft"]))
+          return { readOnlySeen: readOnlyFlags.get(uid!)?.has("\\Seen") ?? false, lost: lost._tag, notMade: notMade._tag, notStored: notStored._tag }
         }))
         const result = await Effect.runPromise(program.pipe(
           Effect.provide(ImapLive),
           Effect.provide(configLayer({ ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port) })),
           Effect.provide(capture)
         ))
-        expect(result).toEqual({ readOnlySeen: false, lost: "ConnectionLost" })
+        expect(result).toEqual({ readOnlySeen: false, lost: "ConnectionLost", notMade: "ImapProtocolError", notStored: "ConnectionLost" })
         expect(warnings.filter((line) => line.includes("is read-only for"))).toHaveLength(1)
         expect((await dovecot.flags()).get(uid!)?.has("\\Seen")).toBe(false)
       })

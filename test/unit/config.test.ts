@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Effect, Option, Redacted } from "effect"
+import { Cause, Config, ConfigProvider, Effect, Option, Redacted } from "effect"
 import { kafkaBrokers } from "../../src/config/Bus.js"
 import { ImapConfig, IntakeConfig, OAuth2Config } from "../../src/config/Config.js"
 import { LlmConfig, ReplyConfig } from "../../src/config/Replies.js"
@@ -53,12 +53,12 @@ describe("configuration", () => {
     Effect.gen(function*() {
       expect((yield* load(LlmConfig, { LLM_BASE_URL: " https://user:secret@llm.test/v1 " })).baseUrl).toBe("https://user:secret@llm.test/v1")
       expect((yield* load(TelemetryConfig, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318" })).endpoint).toEqual(Option.some("http://127.0.0.1:4318"))
-      const cases = [
+      const cases: ReadonlyArray<readonly [Config.Config<unknown>, string, string]> = [
         [LlmConfig, "LLM_BASE_URL", "localhost:8000/v1"],
         [LlmConfig, "LLM_BASE_URL", "ftp://user:secret@llm.test/v1"],
         [TelemetryConfig, "OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318"],
         [OAuth2Config, "OAUTH2_TOKEN_URL", "login.example.com/token"]
-      ] as const
+      ]
       for (const [config, name, value] of cases) {
         const line = (yield* lineFor(config, { [name]: value }))?.line
         expect(line, value).toMatch(new RegExp(`^${name} is invalid \\(Expected an http:// or https:// URL`))
