@@ -5,7 +5,7 @@ import { simpleParser } from "mailparser"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli, spawnCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
-import { createDatabase, query } from "../support/postgres.js"
+import { createDatabase, query, serverUrl } from "../support/postgres.js"
 import { DRAFTS, ofType, ReplyServers, replyPipeline, SENT, withReplyServers } from "../support/replyStack.js"
 import { SmtpSinkResource } from "../support/smtpSink.js"
 
@@ -319,6 +319,44 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(sent).toEqual([{ message_id: first, found: "true" }, { message_id: second, found: "false" }])
       } finally {
         servers.sink.failNext(0)
+        await db.drop()
+      }
+    }))
+
+    it.effect("a database restored from an older backup records the mail since again and answers none of it twice", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("reply_restore")
+      const backup = `${db.name}_backup`
+      try {
+        const cliEnv = (url: string) => servers.env({ DATABASE_URL: url, IMAP_BACKFILL: "none", AGENT: "knowledge" })
+        expect((await runCli(["--once"], cliEnv(db.url))).code).toBe(0)
+        const before = servers.sink.messages.length
+        // Mail as the backups find it: written some minutes before, answered, and the answer filed in
+        // the sent folder by the SMTP server, as Gmail files it.
+        const answered = async (subject: string, url: string) => {
+          await servers.dovecot.append([mail({ authenticated: true, subject, from: `Restore Test <restore@customer.test>`, date: new Date(Date.now() - 10 * 60_000) })])
+          const run = await runCli(["--once"], cliEnv(url))
+          expect(run.stdout, run.stderr).toContain("Replies: 1 sent, 0 skipped, 0 failed")
+          await servers.sink.waitFor(servers.sink.messages.length)
+          await servers.dovecot.append([servers.sink.messages.at(-1)!.raw], { mailbox: SENT, seen: true })
+        }
+        await answered("before the backup", db.url)
+        await query(serverUrl, `CREATE DATABASE ${backup} TEMPLATE ${db.name}`)
+        await answered("after the backup", db.url)
+        expect(servers.sink.messages.length).toBe(before + 2)
+
+        // The backup is restored: the mail since it is taken again, and its answer found in the sent folder.
+        const restoredUrl = db.url.replace(`/${db.name}`, `/${backup}`)
+        const restored = await runCli(["--once"], cliEnv(restoredUrl))
+        expect(restored.code, restored.stderr).toBe(0)
+        expect(restored.stdout).toContain("Summary: 1 received")
+        expect(restored.stdout).toContain("Replies: 0 sent, 1 skipped, 0 failed")
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        expect(servers.sink.messages.length).toBe(before + 2)
+        const skipped = await query<{ reason: string }>(restoredUrl, `SELECT data->>'reason' AS reason FROM events WHERE type = 'ReplySkipped'`)
+        expect(skipped).toEqual([{ reason: "answered_by_person" }])
+        expect(restored.stderr).toMatch(new RegExp(`answer to it is already in ${SENT} \\(UID \\d+\\)`))
+      } finally {
+        await query(serverUrl, `DROP DATABASE IF EXISTS ${backup} WITH (FORCE)`)
         await db.drop()
       }
     }))
