@@ -6,7 +6,7 @@ import { Intake } from "./tickets/Intake.js"
 import { Poller } from "./mailbox/Poller.js"
 import { Relay } from "./bus/Relay.js"
 import { Responder } from "./replies/Responder.js"
-import { AgentLive } from "./replies/Agent.js"
+import { Agent, AgentLive, AgentOff } from "./replies/Agent.js"
 import { agentKind } from "./config/Replies.js"
 import type { EventBus } from "./bus/EventBus.js"
 import type { Imap } from "./mailbox/Imap.js"
@@ -23,7 +23,7 @@ import { TicketRepo } from "./tickets/TicketRepo.js"
 import { HealthState } from "./telemetry/Health.js"
 import { Reconciler } from "./mailbox/Reconcile.js"
 import { Watched } from "./mailbox/Watched.js"
-import { buildFleet, Fleet, fleetOfOne, StatusFleet, statusFleetOfOne } from "./mailbox/Fleet.js"
+import { buildFleet, CheckFleet, Fleet, fleetOfOne, StatusFleet, statusFleetOfOne } from "./mailbox/Fleet.js"
 
 /** PostgreSQL (or embedded PGlite), migrated before anything reads it. */
 export const DatabaseLive = MigrationsLive.pipe(Layer.provideMerge(SqlLive))
@@ -98,6 +98,22 @@ export const fleetOn = <E1, R1, E2, R2>(imap: Layer.Layer<Imap, E1, R1>, bus: La
     Layer.provideMerge(sharedLayer(bus)),
     Layer.provideMerge(StoreLive)
   )
+
+/**
+ * Each mailbox's connection, agent and SMTP server, for `check`: what its pipeline would answer
+ * with, built the same way (the SMTP server only unless AGENT=off), and nothing that takes mail.
+ */
+export const checkFleetOn = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
+  Layer.scoped(
+    CheckFleet,
+    buildFleet(Layer.scopedContext(Effect.gen(function*() {
+      const withImap = startBuilding.pipe(thenBuild(imap))
+      const built = (yield* agentKind) === "off"
+        ? yield* withImap.pipe(thenBuild(AgentOff))
+        : yield* withImap.pipe(thenBuild(AgentLive), thenBuild(MailerLive))
+      return (built as Building<Imap | Agent>).context
+    })))
+  ).pipe(Layer.provideMerge(StoreLive))
 
 /** Each mailbox's connection alone, for `status`: it needs no agent or SMTP settings. */
 export const statusFleetOn = <E, R>(imap: Layer.Layer<Imap, E, R>) =>

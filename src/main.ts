@@ -8,7 +8,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
 import { describeFailure } from "./cli/Fatal.js"
-import { fleetOn, statusFleetOn, StoreLive } from "./Layers.js"
+import { checkFleetOn, fleetOn, statusFleetOn, StoreLive } from "./Layers.js"
 import { EarlyLogin } from "./mailbox/EarlyLogin.js"
 import { checkSettings, checkStatusSettings } from "./mailbox/Fleet.js"
 import { ImapLive } from "./mailbox/Imap.js"
@@ -27,7 +27,10 @@ const AppLive = fleetOn(ImapLive, EventBusLive).pipe(
 // The mailbox over the database: with OAuth2 it reads the refresh token stored there.
 const StatusLive = statusFleetOn(ImapLive).pipe(Layer.provide(Layer.effectDiscard(checkStatusSettings)))
 
-const cli = Command.run(makeCli({ app: AppLive, status: StatusLive, store: StoreLive }), {
+// Every setting first, as a start reads them; then what a start would open, without taking mail.
+const CheckLive = checkFleetOn(ImapLive).pipe(Layer.provide(Layer.effectDiscard(checkSettings)))
+
+const cli = Command.run(makeCli({ app: AppLive, status: StatusLive, check: CheckLive, store: StoreLive }), {
   name: "mailroom",
   version: "0.1.0"
 })

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Data, Effect, Layer, Option, Redacted } from "effect"
 import type { Message, SASLOptions, TopicMessages } from "kafkajs"
 import { KafkaConfig, kafkaBrokers } from "../config/Bus.js"
 import type { StoredEvent } from "../log/Event.js"
@@ -27,12 +27,10 @@ const sasl = (config: KafkaConfig): SASLOptions | undefined =>
  * Kafka through kafkajs: an idempotent producer, one request in flight so that order per key holds,
  * connected lazily so that a broker that is down never holds back start-up or intake.
  */
-const make = (brokers: ReadonlyArray<string>) =>
+/** The kafkajs client of the settings; kafkajs is loaded only when KAFKA_BROKERS is set. */
+const client = (brokers: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const config = yield* KafkaConfig
-    const sql = yield* SqlClient.SqlClient
-    const consumer = relayConsumer("kafka")
-    // Loaded only when KAFKA_BROKERS is set.
     const { default: kafkajs } = yield* Effect.promise(() => import("kafkajs"))
     const mechanism = sasl(config)
     const kafka = new kafkajs.Kafka({
@@ -46,6 +44,42 @@ const make = (brokers: ReadonlyArray<string>) =>
       // Few quick retries inside kafkajs; the relay's own Schedule handles an outage.
       retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 2_000 }
     })
+    return { config, kafkajs, kafka }
+  })
+
+/** The brokers could not be asked for their topics (`mailroom check`). */
+export class KafkaUnreachable extends Data.TaggedError("KafkaUnreachable")<{ readonly brokers: string; readonly reason: string }> {
+  override get message() {
+    return `the Kafka brokers ${this.brokers} did not answer (${this.reason}): check KAFKA_BROKERS, KAFKA_TLS and the KAFKA_SASL_* settings; events wait in the log meanwhile`
+  }
+}
+
+/** What `mailroom check` says of Kafka: the brokers answer, and which of mailroom's topics they hold. */
+export const checkKafka = (brokers: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const { config, kafka } = yield* client(brokers)
+    const admin = kafka.admin()
+    const topics = yield* Effect.tryPromise({
+      try: async () => {
+        await admin.connect()
+        try {
+          return await admin.listTopics()
+        } finally {
+          await admin.disconnect().catch(() => undefined)
+        }
+      },
+      catch: (cause) => new KafkaUnreachable({ brokers: brokers.join(","), reason: cause instanceof Error ? cause.message : String(cause) })
+    })
+    const ours = [config.inboundTopic, config.eventsTopic, config.dlqTopic]
+    const missing = ours.filter((topic) => !topics.includes(topic))
+    return `${brokers.join(", ")} answered; ${missing.length === 0 ? `topics ${ours.join(", ")} there` : `${missing.join(", ")} not there yet (made when the first event goes out)`}`
+  })
+
+const make = (brokers: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const consumer = relayConsumer("kafka")
+    const { config, kafka, kafkajs } = yield* client(brokers)
     const newProducer = () =>
       kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: kafkajs.Partitioners.DefaultPartitioner })
     let producer = newProducer()

@@ -15,6 +15,7 @@ import { Relay } from "../bus/Relay.js"
 import type { ReplySummary } from "../replies/Responder.js"
 import { Responder } from "../replies/Responder.js"
 import { collectStatus, formatStatus } from "./Status.js"
+import { checkCommand } from "./Check.js"
 import { reconcileCommand } from "./Reconcile.js"
 import { replayCommand } from "./Replay.js"
 import { eraseCommand } from "./Erase.js"
@@ -141,6 +142,8 @@ export interface CliLayers<E1, E2, E3> {
   readonly app: Layer.Layer<Fleet | Relay | HealthState | EventLog | SqlClient.SqlClient, E1>
   /** The stores and each mailbox's connection, for `status`. */
   readonly status: Layer.Layer<Effect.Effect.Context<typeof collectStatus>, E2>
+  /** Each mailbox's connection, agent and SMTP server over the database, for `check`. */
+  readonly check: Layer.Layer<Effect.Effect.Context<ReturnType<typeof checkCommand>>, E2>
   /** The database and the log alone, for `replay`, `erase` and `replies`: they need no mailbox settings. */
   readonly store: Layer.Layer<
     | Effect.Effect.Context<ReturnType<typeof replayCommand>>
@@ -184,6 +187,16 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
   ).pipe(
     Command.withDescription(
       "Per mailbox: UIDVALIDITY and cursor, backlog on the server, lock holder, connection state, last error, whether answers go out; the last 24 hours' answers and how many a person should look at (mailroom replies); counts by event type; outbox lag. With the embedded database it works while mailroom is stopped."
+    )
+  )
+
+  const check = Command.make(
+    "check",
+    { json: Options.boolean("json").pipe(Options.withDescription("Print the lines as JSON.")) },
+    (options) => checkCommand(options).pipe(Effect.asVoid, Effect.provide(layers.check))
+  ).pipe(
+    Command.withDescription(
+      "Checks the setup without taking any mail: every setting, the database (opened and migrated, as a start does), each mailbox's login and folder, and with answers on the sent and drafts folders, the SMTP login (nothing is sent) and the agent (AGENT=openai: one small request), and Kafka. One line each, with what to change; exits 1 when any failed."
     )
   )
 
@@ -261,6 +274,6 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
   )
 
   return run.pipe(
-    Command.withSubcommands([status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile, erase, replies])
+    Command.withSubcommands([check, status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile, erase, replies])
   )
 }

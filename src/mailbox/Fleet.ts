@@ -2,7 +2,7 @@ import { ConfigProvider, Context, Effect, identity, Layer, Option, Redacted } fr
 import type { ConfigError, Scope } from "effect"
 import type { MailboxAccount, WatchedMailbox } from "../config/Mailboxes.js"
 import { configuredMailboxes } from "../config/Mailboxes.js"
-import { mailboxLogin, mailboxSettings, processSettings } from "../config/Check.js"
+import { mailboxLogin, mailboxSettings, processSettings } from "../config/Startup.js"
 import { DatabaseConfig } from "../config/Config.js"
 import type { MailboxesFileInvalid } from "../config/MailboxesFile.js"
 import { Watched } from "./Watched.js"
@@ -11,6 +11,7 @@ import type { Imap } from "./Imap.js"
 import type { Poller } from "./Poller.js"
 import type { Reconciler } from "./Reconcile.js"
 import type { Responder } from "../replies/Responder.js"
+import type { Agent } from "../replies/Agent.js"
 
 /**
  * One watched mailbox with the services built for it alone (its IMAP connection, intake, poller,
@@ -138,6 +139,9 @@ export const buildFleet = <A, E, R>(
 
 /** The mailboxes `mailroom` runs: each with its poller, reconciler, responder and connection. */
 export class Fleet extends Context.Tag("mailroom/Fleet")<Fleet, ReadonlyArray<MailboxRuntime<Poller | Reconciler | Responder | Imap>>>() {}
+
+/** The mailboxes `check` looks at: each with its connection, its agent, and its SMTP server unless AGENT=off. */
+export class CheckFleet extends Context.Tag("mailroom/CheckFleet")<CheckFleet, ReadonlyArray<MailboxRuntime<Imap | Agent>>>() {}
 
 /** The mailboxes `status` reports on: each with its connection only. */
 export class StatusFleet extends Context.Tag("mailroom/StatusFleet")<StatusFleet, ReadonlyArray<MailboxRuntime<Imap>>>() {}

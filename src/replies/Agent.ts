@@ -110,6 +110,11 @@ export interface AgentShape {
    * mail, it tells a mail the model fails on (left for a person) from an outage (answers wait).
    */
   readonly answersOthers: Effect.Effect<boolean>
+  /**
+   * What `mailroom check` says of the agent: the LLM's answer to that small request (a failure with
+   * its reason), or how many help passages the knowledge folder holds.
+   */
+  readonly probe: Effect.Effect<string, AgentFailed>
 }
 
 /** A timeout or a 5xx can be one mail's own doing (a prompt the model chokes on); a 429 or no connection never is. */
@@ -121,7 +126,7 @@ export class Agent extends Context.Tag("mailroom/Agent")<Agent, AgentShape>() {
     reply: AgentShape["reply"],
     kind: AgentKind = "knowledge",
     answersOthers: Effect.Effect<boolean> = Effect.succeed(false)
-  ): Layer.Layer<Agent> => Layer.succeed(Agent, Agent.of({ kind, reply, answersOthers }))
+  ): Layer.Layer<Agent> => Layer.succeed(Agent, Agent.of({ kind, reply, answersOthers, probe: Effect.succeed("a test agent") }))
 }
 
 export const PASSAGES = 3
@@ -224,6 +229,7 @@ const makeKnowledge = Effect.gen(function*() {
   return Agent.of({
     kind: "knowledge",
     answersOthers: Effect.succeed(true),
+    probe: Effect.succeed(`${knowledge.passages} help passage(s) from KNOWLEDGE_DIR`),
     reply: Effect.fn("Agent.reply")(function*(request: ReplyRequest) {
       const passages = yield* knowledge.search(query(request), PASSAGES)
       yield* Effect.annotateCurrentSpan({ "gen_ai.system": "mailroom.knowledge", "mailroom.knowledge.passages": passages.length })
@@ -244,7 +250,8 @@ export const AgentOff = Layer.succeed(
   Agent.of({
     kind: "off",
     reply: () => Effect.dieMessage("AGENT=off: the responder does not ask for answers"),
-    answersOthers: Effect.succeed(false)
+    answersOthers: Effect.succeed(false),
+    probe: Effect.succeed("AGENT=off: no answers")
   })
 )
 

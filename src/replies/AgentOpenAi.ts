@@ -214,14 +214,22 @@ const makeOpenAi = Effect.gen(function*() {
   const probeModel = yield* chatCompletionsModel({ model: config.model, maxTokens: 16 })
   const probe = Prompt.make([{ role: "user", content: "Reply with the word OK." }])
 
+  const probed = probeModel.generateText({ prompt: probe }).pipe(
+    Effect.timeoutFail({
+      duration: config.timeout,
+      onTimeout: () => ({ reason: "timeout" as const, detail: `no answer within ${Duration.format(config.timeout)}` })
+    }),
+    Effect.mapError((error) => new AgentFailed({ ...("_tag" in error ? reasonOf(error, scrub) : error), endpoint, attempts: 1 }))
+  )
+
   return Agent.of({
     kind: "openai",
-    answersOthers: probeModel.generateText({ prompt: probe }).pipe(
-      Effect.timeout(config.timeout),
+    answersOthers: probed.pipe(
       Effect.as(true),
       Effect.orElseSucceed(() => false),
       Effect.withSpan("Agent.answersOthers", { attributes: { "gen_ai.system": "openai", "gen_ai.request.model": config.model, "server.address": host } })
     ),
+    probe: probed.pipe(Effect.as(`${config.model} at ${endpoint} answered a one-word request`)),
     reply: Effect.fn("Agent.reply")(function*(request: ReplyRequest) {
       yield* Effect.annotateCurrentSpan({
         "gen_ai.system": "openai",

@@ -190,6 +190,8 @@ export const classifySmtp = (
 
 export interface MailerShape {
   readonly send: (mail: OutboundMail) => Effect.Effect<Delivery, MailerError>
+  /** Connects, logs in and says goodbye, sending nothing: what `mailroom check` asks of SMTP. */
+  readonly verify: Effect.Effect<void, MailerError>
   /** How many answers may be sent at once (SMTP_CONCURRENCY). */
   readonly concurrency: number
 }
@@ -197,7 +199,7 @@ export interface MailerShape {
 export class Mailer extends Context.Tag("mailroom/Mailer")<Mailer, MailerShape>() {
   /** For tests: sends into `mailer`, whose `sent` the test reads. */
   static readonly Test = (mailer: MemoryMailer): Layer.Layer<Mailer> =>
-    Layer.succeed(Mailer, Mailer.of({ concurrency: 4, send: (mail) => mailer.send(mail) }))
+    Layer.succeed(Mailer, Mailer.of({ concurrency: 4, send: (mail) => mailer.send(mail), verify: mailer.verify() }))
 }
 
 const make = Effect.gen(function*() {
@@ -273,6 +275,17 @@ const make = Effect.gen(function*() {
 
   return Mailer.of({
     concurrency: config.concurrency,
+    verify: tokenReady.pipe(
+      Effect.zipRight(transport),
+      Effect.flatMap((transport) =>
+        Effect.tryPromise({
+          try: () => transport.verify(),
+          catch: (cause) => classifySmtp(cause, { ...classifying, from: config.user, to: "" })
+        })
+      ),
+      Effect.asVoid,
+      Effect.withSpan("Mailer.verify", { attributes: { "server.address": config.host, "server.port": config.port, "network.protocol.name": "smtp" } })
+    ),
     send: Effect.fn("Mailer.send")(function*(mail: OutboundMail) {
       yield* Effect.annotateCurrentSpan({
         "server.address": config.host,
@@ -309,6 +322,14 @@ export class MemoryMailer {
 
   failNext(...errors: ReadonlyArray<MailerError>): void {
     this.failures.push(...errors)
+  }
+
+  /** Meets the next queued failure, as a login would; sends nothing. */
+  verify(): Effect.Effect<void, MailerError> {
+    return Effect.suspend(() => {
+      const failure = this.failures.shift()
+      return failure ? Effect.fail(failure) : Effect.void
+    })
   }
 
   send(mail: OutboundMail): Effect.Effect<Delivery, MailerError> {

@@ -7,7 +7,7 @@ import { pipelineOn } from "../../src/Layers.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { Relay } from "../../src/bus/Relay.js"
 import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
-import { EventBusLive } from "../../src/bus/KafkaBus.js"
+import { checkKafka, EventBusLive } from "../../src/bus/KafkaBus.js"
 import { collectStatus, formatStatus } from "../../src/cli/Status.js"
 import { eventLimits } from "../../src/mail/ParseMail.js"
 import { consumeRecords, KafkaServer, topicSize } from "../support/kafka.js"
@@ -77,6 +77,19 @@ const passAndDrain = Effect.gen(function*() {
 })
 
 layer(KafkaServer.layer(), { excludeTestServices: true })("the Kafka event bus", (it) => {
+  it.scoped("`mailroom check` asks the brokers for mailroom's topics, and names brokers that do not answer", () =>
+    Effect.gen(function*() {
+      const broker = yield* KafkaServer
+      const topics = { KAFKA_TOPIC: "check_inbound", KAFKA_EVENTS_TOPIC: "check.events", KAFKA_DLQ_TOPIC: "check.events.dlq" }
+      const check = (brokers: ReadonlyArray<string>) => checkKafka(brokers).pipe(Effect.provide(configLayer(topics)))
+      expect(yield* check([broker.brokers])).toBe(`${broker.brokers} answered; check_inbound, check.events, check.events.dlq not there yet (made when the first event goes out)`)
+      yield* createTopics(Object.values(topics), 1_000_000)
+      expect(yield* check([broker.brokers])).toBe(`${broker.brokers} answered; topics check_inbound, check.events, check.events.dlq there`)
+      const down = yield* Effect.flip(check(["127.0.0.1:1"]))
+      expect(down._tag).toBe("KafkaUnreachable")
+      expect(down.message).toMatch(/^the Kafka brokers 127\.0\.0\.1:1 did not answer \(.*\): check KAFKA_BROKERS, KAFKA_TLS and the KAFKA_SASL_\* settings/)
+    }))
+
   it.scoped("delivers every event to mailroom.events and received mail to email_inbound, keyed by ticket, in order", () => {
     const mailbox = new MemoryMailbox()
     mailbox.append(mail({ messageId: "<a1@c.test>", subject: "A" }))
