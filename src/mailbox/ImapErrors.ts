@@ -62,7 +62,7 @@ const connectionHint = (reason: string): string =>
 /** The configured mailbox does not exist on the server. */
 export class MailboxNotFound extends Data.TaggedError("MailboxNotFound")<{ readonly mailbox: string }> {
   override get message() {
-    return `the mailbox "${this.mailbox}" does not exist on the IMAP server: check IMAP_MAILBOX`
+    return `the mailbox "${this.mailbox}" does not exist on the IMAP server: check IMAP_MAILBOX (folders in MAILBOXES_FILE)`
   }
 }
 
