@@ -105,19 +105,28 @@ const mailboxLines = (mailbox: MailboxRuntime<Imap | Agent>) =>
       const verified = mailer.value.verify.pipe(Effect.mapError((error) => ({ message: error.message.replace(/; (replies|answers) wait.*$/, "") })))
       lines.push(yield* tried(line("smtp", key), Effect.as(verified, `${smtp.user} logged in at ${smtp.host}:${smtp.port} (${tlsText(smtp.tls)}); nothing was sent`)))
     }
-    const agentLine = yield* tried(line(`agent (${agent.kind})`, key), agent.probe)
-    lines.push(agentLine.outcome === "ok" && /^0 help passage/.test(agentLine.detail)
-      ? { ...agentLine, outcome: "warning", detail: `${agentLine.detail}: answers only acknowledge the mail; put Markdown files in KNOWLEDGE_DIR` }
-      : agentLine)
+    const made = line(`agent (${agent.kind})`, key)
+    lines.push(yield* agent.probe.pipe(
+      Effect.map((probed) => probed.warning ? made.warning(probed.detail) : made.ok(probed.detail)),
+      Effect.catchAll((error) => Effect.succeed(made.failed(error.message)))
+    ))
     return lines
   }))
 
-const databaseLine = Effect.map(DatabaseConfig, (config): CheckLine => {
-  const made = line("database", null)
-  if (Option.isNone(config.url)) return made.ok(`embedded, in ${config.dataDir}; migrated`)
-  const url = new URL(Redacted.value(config.url.value))
-  return made.ok(`PostgreSQL at ${url.hostname}${url.port === "" ? "" : `:${url.port}`}${url.pathname}; migrated`)
-})
+/** Where the database is, without the URL's user or password. */
+const whereIs = (url: string) => {
+  try {
+    const { hostname, pathname, port } = new URL(url)
+    return `PostgreSQL at ${hostname || "its socket"}${port === "" ? "" : `:${port}`}${pathname}`
+  } catch {
+    return "PostgreSQL (DATABASE_URL)"
+  }
+}
+
+const databaseLine = Effect.map(DatabaseConfig, (config): CheckLine =>
+  line("database", null).ok(
+    `${Option.match(config.url, { onNone: () => `embedded, in ${config.dataDir}`, onSome: (url) => whereIs(Redacted.value(url)) })}; opened and migrated`
+  ))
 
 const busLine = Effect.flatMap(kafkaBrokers, (brokers): Effect.Effect<CheckLine> =>
   Option.isSome(brokers) && brokers.value.length > 0

@@ -102,6 +102,12 @@ export const llmOutageRetry = Schedule.exponential("15 seconds", 2).pipe(
 /** A refused key or model (LlmRefused) waits for a person: asked again every 5 minutes, in case the provider's side is what changes. */
 export const llmRefusedRetry = Schedule.spaced("5 minutes")
 
+export interface Probed {
+  readonly detail: string
+  /** Answers go out, but something a person should know: none of them will hold a help passage. */
+  readonly warning: boolean
+}
+
 export interface AgentShape {
   readonly kind: AgentKind
   readonly reply: (request: ReplyRequest) => Effect.Effect<Answer, AgentFailed>
@@ -112,9 +118,9 @@ export interface AgentShape {
   readonly answersOthers: Effect.Effect<boolean>
   /**
    * What `mailroom check` says of the agent: the LLM's answer to that small request (a failure with
-   * its reason), or how many help passages the knowledge folder holds.
+   * its reason), or how many help passages the knowledge folder holds (a warning when none).
    */
-  readonly probe: Effect.Effect<string, AgentFailed>
+  readonly probe: Effect.Effect<Probed, AgentFailed>
 }
 
 /** A timeout or a 5xx can be one mail's own doing (a prompt the model chokes on); a 429 or no connection never is. */
@@ -126,7 +132,7 @@ export class Agent extends Context.Tag("mailroom/Agent")<Agent, AgentShape>() {
     reply: AgentShape["reply"],
     kind: AgentKind = "knowledge",
     answersOthers: Effect.Effect<boolean> = Effect.succeed(false)
-  ): Layer.Layer<Agent> => Layer.succeed(Agent, Agent.of({ kind, reply, answersOthers, probe: Effect.succeed("a test agent") }))
+  ): Layer.Layer<Agent> => Layer.succeed(Agent, Agent.of({ kind, reply, answersOthers, probe: Effect.succeed({ detail: "a test agent", warning: false }) }))
 }
 
 export const PASSAGES = 3
@@ -229,7 +235,11 @@ const makeKnowledge = Effect.gen(function*() {
   return Agent.of({
     kind: "knowledge",
     answersOthers: Effect.succeed(true),
-    probe: Effect.succeed(`${knowledge.passages} help passage(s) from KNOWLEDGE_DIR`),
+    probe: Effect.succeed(
+      knowledge.passages > 0
+        ? { detail: `${knowledge.passages} help passage(s) from KNOWLEDGE_DIR`, warning: false }
+        : { detail: "no help passages in KNOWLEDGE_DIR: answers only acknowledge the mail; put Markdown files there", warning: true }
+    ),
     reply: Effect.fn("Agent.reply")(function*(request: ReplyRequest) {
       const passages = yield* knowledge.search(query(request), PASSAGES)
       yield* Effect.annotateCurrentSpan({ "gen_ai.system": "mailroom.knowledge", "mailroom.knowledge.passages": passages.length })
@@ -251,7 +261,7 @@ export const AgentOff = Layer.succeed(
     kind: "off",
     reply: () => Effect.dieMessage("AGENT=off: the responder does not ask for answers"),
     answersOthers: Effect.succeed(false),
-    probe: Effect.succeed("AGENT=off: no answers")
+    probe: Effect.succeed({ detail: "AGENT=off: no answers", warning: false })
   })
 )
 

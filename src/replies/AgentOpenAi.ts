@@ -229,7 +229,7 @@ const makeOpenAi = Effect.gen(function*() {
       Effect.orElseSucceed(() => false),
       Effect.withSpan("Agent.answersOthers", { attributes: { "gen_ai.system": "openai", "gen_ai.request.model": config.model, "server.address": host } })
     ),
-    probe: probed.pipe(Effect.as(`${config.model} at ${endpoint} answered a one-word request`)),
+    probe: probed.pipe(Effect.as({ detail: `${config.model} at ${endpoint} answered a one-word request`, warning: false })),
     reply: Effect.fn("Agent.reply")(function*(request: ReplyRequest) {
       yield* Effect.annotateCurrentSpan({
         "gen_ai.system": "openai",
