@@ -15,6 +15,7 @@ import type { Dovecot } from "../support/dovecot.js"
 import { DovecotServer } from "../support/dovecot.js"
 import { mail } from "../support/mails.js"
 import { freshDatabase } from "../support/postgres.js"
+import { runCli } from "../support/cli.js"
 import { SmtpSinkServer } from "../support/smtpSink.js"
 import { sqlPipeline } from "../support/stack.js"
 import type { TokenServer } from "../support/tokenServer.js"
@@ -200,6 +201,39 @@ layer(OAuth2Servers, { excludeTestServices: true })((it) => {
         expect(sink.messages.map((m) => m.messageId)).toContain("<oauth-smtp@example.com>")
         expect(accepted).toHaveLength(1)
         expect(tokens.requests.refresh - before).toBe(1)
+      }))
+  })
+
+  it.layer(xoauth2Sink(accepted))("mailroom check with OAuth2", (it) => {
+    it.scoped("logs in to IMAP and SMTP with one token, sending nothing", () =>
+      Effect.gen(function*() {
+        const tokens = yield* OAuth2TokenServer
+        const sink = yield* SmtpSinkServer
+        const dovecot = yield* DovecotServer
+        tokens.rotate = false
+        yield* Effect.promise(async () => {
+          for (const folder of ["Sent", "Drafts"]) await dovecot.createMailbox(folder).catch(() => undefined)
+        })
+        const db = yield* freshDatabase("oauth2_check")
+        const before = { refresh: tokens.requests.refresh, accepted: accepted.length, sent: sink.messages.length }
+        const run = yield* Effect.promise(() =>
+          runCli(["check", "--json"], {
+            ...mailboxEnv(dovecot),
+            ...oauthEnv(tokens, tokens.grant("support@example.com")),
+            AGENT: "knowledge",
+            SMTP_HOST: sink.host,
+            SMTP_PORT: String(sink.port),
+            SMTP_TLS: "false",
+            DATABASE_URL: db.url
+          })
+        )
+        expect(run.code, run.stdout + run.stderr).toBe(0)
+        const lines = (JSON.parse(run.stdout) as { lines: ReadonlyArray<{ check: string; outcome: string }> }).lines
+        expect(lines.filter((l) => ["imap", "smtp"].includes(l.check)).map((l) => [l.check, l.outcome])).toEqual([["imap", "ok"], ["smtp", "ok"]])
+        // One refresh: IMAP and SMTP of one mailbox share its token.
+        expect(tokens.requests.refresh - before.refresh).toBe(1)
+        expect(accepted.length - before.accepted).toBe(1)
+        expect(sink.messages.length).toBe(before.sent)
       }))
   })
 
