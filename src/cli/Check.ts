@@ -7,6 +7,9 @@ import { draftsMailbox, ReplyConfig, SmtpConfig } from "../config/Replies.js"
 import { CheckFleet } from "../mailbox/Fleet.js"
 import type { MailboxRuntime } from "../mailbox/Fleet.js"
 import { Imap } from "../mailbox/Imap.js"
+import type { ImapSession } from "../mailbox/Imap.js"
+import { authservIdsIn } from "../mail/AuthResults.js"
+import { SenderAuthConfig } from "../config/Mail.js"
 import { Agent } from "../replies/Agent.js"
 import { DraftsMailboxMissing } from "../replies/Drafts.js"
 import { Mailer } from "../replies/Mailer.js"
@@ -44,9 +47,45 @@ const tried = <E extends { readonly message: string }>(
 ): Effect.Effect<CheckLine> =>
   effect.pipe(Effect.map(made.ok), Effect.catchAll((error) => Effect.succeed(made.failed(error.message))))
 
+/** How many of the newest mails the sender check reads the headers of. */
+const SENDER_SAMPLE = 20
+
 /**
- * One mailbox's lines: the login and the watched folder; with answers on, the sent and drafts
- * folders, the SMTP login (REPLY_MODE=send) and the agent. Nothing is fetched, flagged or sent.
+ * Whether the newest mail carries the verdicts answers trust: with REPLY_REQUIRE_AUTH (the default),
+ * a TRUSTED_AUTHSERV_IDS that names no server of this mailbox authenticates no sender, and nothing is
+ * ever answered, silently. Reads the newest mails' headers (BODY.PEEK: none is flagged).
+ */
+const senderLine = (session: ImapSession, uidNext: number, key: string) =>
+  Effect.gen(function*() {
+    const made = line("sender checks", key)
+    const { requireAuth } = yield* ReplyConfig
+    const { trustedAuthservIds, verify } = yield* SenderAuthConfig
+    if (!requireAuth) return made.ok("REPLY_REQUIRE_AUTH=false: every sender is answered, authenticated or not")
+    if (verify === "dkim") return made.ok("SENDER_VERIFY=dkim: mail without a trusted Authentication-Results is checked here with DKIM and DMARC")
+    const newest = (yield* session.sizesFrom(Math.max(1, uidNext - 10 * SENDER_SAMPLE))).slice(-SENDER_SAMPLE).map((m) => m.uid)
+    if (newest.length === 0) return made.ok("no mail yet to read the sender checks of")
+    const ids = (yield* session.fetch(newest, { headersOnly: true })).map((mail) => authservIdsIn(mail.source))
+    const trusted = new Set(trustedAuthservIds)
+    const vouched = ids.filter((each) => each.some((id) => id !== null && trusted.has(id))).length
+    const named = `TRUSTED_AUTHSERV_IDS=${trustedAuthservIds.join(",")}`
+    if (vouched > 0) return made.ok(`${vouched} of the newest ${ids.length} mail(s) carry Authentication-Results from a trusted server (${named})`)
+    // The topmost header is the receiving server's own: the one to trust, if that server is yours.
+    const counts = new Map<string, number>()
+    for (const top of ids.flatMap((each) => each[0] ? [each[0]] : [])) counts.set(top, (counts.get(top) ?? 0) + 1)
+    const common = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0]
+    return made.warning(
+      `none of the newest ${ids.length} mail(s) carries Authentication-Results from a trusted server (${named})` +
+        (common === undefined
+          ? ", nor any with a server's name: set SENDER_VERIFY=dkim"
+          : `; the topmost name ${visible(common.slice(0, 100))}: if that is your receiving server, add it to TRUSTED_AUTHSERV_IDS, else set SENDER_VERIFY=dkim`) +
+        "; until then no sender is authenticated, and no mail is answered (REPLY_REQUIRE_AUTH)"
+    )
+  })
+
+/**
+ * One mailbox's lines: the login and the watched folder; with answers on, the sender checks of the
+ * newest mail (headers only), the sent and drafts folders, the SMTP login (REPLY_MODE=send) and the
+ * agent. No mail is taken, flagged or sent.
  */
 const mailboxLines = (mailbox: MailboxRuntime<Imap | Agent>) =>
   mailbox.run(Effect.gen(function*() {
@@ -65,6 +104,7 @@ const mailboxLines = (mailbox: MailboxRuntime<Imap | Agent>) =>
         `${imapConfig.user} at ${imapConfig.host}:${imapConfig.port} (${tlsText(imapConfig.tls)}); ${visible(box.path)} holds ${box.exists} mail(s)`
       ))
       if (replies === undefined) return
+      lines.push(yield* senderLine(session, box.uidNext, key))
       const drafting = replies.config.mode === "draft"
       /**
        * A folder's line. Its name is taken as written, so it is opened read-only (EXAMINE, and a search

@@ -196,7 +196,7 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
     (options) => checkCommand(options).pipe(Effect.asVoid, Effect.provide(layers.check))
   ).pipe(
     Command.withDescription(
-      "Checks the setup without taking any mail: every setting, the database (opened and migrated, as a start does), each mailbox's login and folder, and with answers on the sent and drafts folders, the SMTP login (nothing is sent) and the agent (AGENT=openai: one small request), and Kafka. One line each, with what to change; exits 1 when any failed."
+      "Checks the setup without taking any mail: every setting, the database (opened and migrated, as a start does), each mailbox's login and folder, and with answers on the sender checks of the newest mail, the sent and drafts folders, the SMTP login (nothing is sent) and the agent (AGENT=openai: one small request), and Kafka. One line each, with what to change; exits 1 when any failed."
     )
   )
 

@@ -1,3 +1,6 @@
+import mailsplit from "@zone-eu/mailsplit"
+import { cleanHeader } from "./Text.js"
+
 /**
  * Drops (comments), nested ones included, keeping "quoted strings" whole: comments hold ";" and "="
  * in practice (OpenDKIM writes "(2048-bit key; unprotected)", Gmail "(google.com: domain of ...)").
@@ -100,3 +103,12 @@ export const parseAuthenticationResults = (header: string): AuthenticationResult
   })
   return { authservId, results }
 }
+
+/**
+ * The authserv-id of each Authentication-Results header of a mail's header block, topmost first
+ * (null where one names none): what `mailroom check` compares with TRUSTED_AUTHSERV_IDS.
+ */
+export const authservIdsIn = (headerBlock: Buffer): Array<string | null> =>
+  new mailsplit.Headers(headerBlock).getList().flatMap(({ key, line }) =>
+    key === "authentication-results" ? [parseAuthenticationResults(cleanHeader(line.slice(line.indexOf(":") + 1))).authservId] : []
+  )

@@ -29,6 +29,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
           database: "ok",
           "event bus": "ok",
           imap: "ok",
+          "sender checks": "ok",
           "sent folder": "ok",
           "drafts folder": "ok",
           smtp: "ok",
@@ -36,6 +37,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         })
         const detail = (check: string) => lines.find((l) => l.check === check)!.detail
         expect(detail("imap")).toMatch(new RegExp(`^${servers.dovecot.user} at ${servers.dovecot.host}:${servers.dovecot.port} \\(no TLS\\); INBOX holds \\d+ mail\\(s\\)$`))
+        expect(detail("sender checks")).toMatch(/^\d+ of the newest \d+ mail\(s\) carry Authentication-Results from a trusted server \(TRUSTED_AUTHSERV_IDS=mx\.google\.com\)$/)
         expect(detail("sent folder")).toBe(SENT)
         expect(detail("smtp")).toBe(`${servers.dovecot.user} logged in at ${servers.sink.host}:${servers.sink.port} (no TLS); nothing was sent`)
         expect(detail("agent (openai)")).toMatch(/^test-model at http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions answered a one-word request$/)
@@ -46,7 +48,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         // The text form: one line a check.
         const text = await runCli(["check"], servers.env({ DATABASE_URL: db.url }))
         expect(text.code).toBe(0)
-        expect(text.stdout.trim().split("\n").map((l) => l.split(/\s+/)[0])).toEqual(Array(7).fill("ok"))
+        expect(text.stdout.trim().split("\n").map((l) => l.split(/\s+/)[0])).toEqual(Array(8).fill("ok"))
       } finally {
         await db.drop()
       }
@@ -72,6 +74,25 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       }
     }))
 
+    it.effect("says when no recent mail carries a verdict answers trust, naming the receiving server's, and flags no mail", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("check_senders")
+      try {
+        const [uid] = await servers.dovecot.append([mail({ authenticated: true, subject: "from a verified sender" })])
+        const run = await runCli(["check", "--json"], servers.env({ DATABASE_URL: db.url, TRUSTED_AUTHSERV_IDS: "mx.example.net" }))
+        expect(run.code, run.stderr).toBe(0)
+        const sender = linesOf(run.stdout).find((l) => l.check === "sender checks")!
+        expect(sender.outcome).toBe("warning")
+        expect(sender.detail).toMatch(
+          /^none of the newest \d+ mail\(s\) carries Authentication-Results from a trusted server \(TRUSTED_AUTHSERV_IDS=mx\.example\.net\); the topmost name mx\.google\.com: if that is your receiving server, add it to TRUSTED_AUTHSERV_IDS, else set SENDER_VERIFY=dkim; until then no sender is authenticated, and no mail is answered \(REPLY_REQUIRE_AUTH\)$/
+        )
+        expect((await servers.dovecot.flags()).get(uid!)?.has("\\Seen")).toBe(false)
+        const dkim = await runCli(["check", "--json"], servers.env({ DATABASE_URL: db.url, TRUSTED_AUTHSERV_IDS: "mx.example.net", SENDER_VERIFY: "dkim" }))
+        expect(linesOf(dkim.stdout).find((l) => l.check === "sender checks")).toMatchObject({ outcome: "ok", detail: expect.stringMatching(/^SENDER_VERIFY=dkim/) })
+      } finally {
+        await db.drop()
+      }
+    }))
+
     it.scoped("a login the SMTP server refuses, drafts without their folder, and AGENT=off", () =>
       Effect.gen(function*() {
         const servers = yield* ReplyServers
@@ -91,7 +112,8 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
             // Drafts need their folder; without SMTP nothing is logged in to there.
             const drafting = await runCli(["check", "--json"], servers.env({ DATABASE_URL: db.url, REPLY_MODE: "draft", DRAFTS_MAILBOX: "Nowhere", SMTP_HOST: strict.host, SMTP_PORT: String(strict.port) }))
             expect(drafting.code).toBe(1)
-            expect(outcomes(linesOf(drafting.stdout))).toEqual({ database: "ok", "event bus": "ok", imap: "ok", "sent folder": "ok", "drafts folder": "failed", "agent (openai)": "ok" })
+            expect(outcomes(linesOf(drafting.stdout))).toMatchObject({ imap: "ok", "sent folder": "ok", "drafts folder": "failed", "agent (openai)": "ok" })
+            expect(linesOf(drafting.stdout).map((l) => l.check)).not.toContain("smtp")
 
             const off = await runCli(["check"], servers.env({ DATABASE_URL: db.url, AGENT: "off", SMTP_PORT: "not a port" }))
             expect(off.code, off.stderr).toBe(0)

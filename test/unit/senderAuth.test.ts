@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, TestClock } from "effect"
 import { authenticate, dkimSign } from "mailauth"
 import { vi } from "vitest"
-import { parseAuthenticationResults } from "../../src/mail/AuthResults.js"
+import { authservIdsIn, parseAuthenticationResults } from "../../src/mail/AuthResults.js"
 import {
   organisationalDomain,
   readAuthenticationResults,
@@ -125,6 +125,20 @@ describe("readAuthenticationResults: real headers", () => {
     const none = readAuthenticationResults(["mx.google.com 1; none"], gmail, "alice@example.com")
     expect(none).toMatchObject({ authenticated: false, source: "header", authservId: "mx.google.com", dkim: [], spf: null })
     expect(none.reason).toBe("no dkim, spf or dmarc result at mx.google.com")
+  })
+})
+
+describe("authservIdsIn", () => {
+  it("names each Authentication-Results header's server, topmost first, folded or not, and null for Exchange Online's", () => {
+    const block = Buffer.from(
+      "Received: from mx.example.net\r\n" +
+        "Authentication-Results: mx.google.com;\r\n       dkim=pass header.i=@example.com\r\n" +
+        "authentication-results: spf=pass (sender IP is 1.2.3.4) smtp.mailfrom=example.com; dkim=none\r\n" +
+        "From: a@example.com\r\n" +
+        "Authentication-Results: \"quoted.example\" (a comment); none\r\n\r\n"
+    )
+    expect(authservIdsIn(block)).toEqual(["mx.google.com", null, "quoted.example"])
+    expect(authservIdsIn(Buffer.from("From: a@example.com\r\n\r\n"))).toEqual([])
   })
 })
 
