@@ -18,7 +18,7 @@ import { collectStatus, formatStatus } from "./Status.js"
 import { checkCommand } from "./Check.js"
 import { reconcileCommand } from "./Reconcile.js"
 import { replayCommand } from "./Replay.js"
-import { eraseCommand } from "./Erase.js"
+import { eraseCommand, exportCommand } from "./Erase.js"
 import { repliesCommand, retryCommand } from "./Replies.js"
 import type { HealthState } from "../telemetry/Health.js"
 import type { EventLog } from "../log/EventLog.js"
@@ -148,6 +148,7 @@ export interface CliLayers<E1, E2, E3> {
   readonly store: Layer.Layer<
     | Effect.Effect.Context<ReturnType<typeof replayCommand>>
     | Effect.Effect.Context<ReturnType<typeof eraseCommand>>
+    | Effect.Effect.Context<ReturnType<typeof exportCommand>>
     | Effect.Effect.Context<ReturnType<typeof repliesCommand>>
     | Effect.Effect.Context<ReturnType<typeof retryCommand>>,
     E3
@@ -224,6 +225,19 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
     )
   )
 
+  const exportData = Command.make(
+    "export",
+    {
+      customer: Options.text("customer").pipe(Options.withDescription("The customer's email address.")),
+      raw: Options.boolean("raw").pipe(Options.withDescription("Add each stored raw mail of theirs, base64."))
+    },
+    ({ customer, raw }) => exportCommand(customer, { raw }).pipe(Effect.asVoid, Effect.provide(layers.store))
+  ).pipe(
+    Command.withDescription(
+      "The right of access: prints as JSON everything mailroom holds of the customer (their tickets with every message in them, their mail in other tickets, every event of theirs with its personal fields opened, and with --raw the raw mail): what erase would delete or make unreadable. Read-only."
+    )
+  )
+
   const retry = Command.make(
     "retry",
     {
@@ -274,6 +288,6 @@ export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
   )
 
   return run.pipe(
-    Command.withSubcommands([check, status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile, erase, replies])
+    Command.withSubcommands([check, status, settingsCommand, authCommand, importCommand, reprocessCommand, replay, reconcile, erase, exportData, replies])
   )
 }

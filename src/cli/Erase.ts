@@ -2,6 +2,7 @@ import { Console, Effect } from "effect"
 import type { CustomerErased } from "../log/Event.js"
 import { customerArgument } from "./Fatal.js"
 import { eraseCustomer } from "../tickets/Erase.js"
+import { exportCustomer } from "../tickets/Export.js"
 
 export const formatErasure = (address: string, erased: CustomerErased): string =>
   [
@@ -22,4 +23,21 @@ export const eraseCommand = (input: string) =>
     const erased = yield* eraseCustomer(address)
     yield* Console.log(formatErasure(address, erased))
     return erased
+  })
+
+/**
+ * `mailroom export --customer ADDRESS [--raw]`: everything mailroom holds of the customer, as JSON
+ * on stdout (redirect it to a file); a summary line on stderr.
+ */
+export const exportCommand = (input: string, options: { readonly raw: boolean }) =>
+  Effect.gen(function*() {
+    const address = yield* customerArgument(input)
+    const exported = yield* exportCustomer(address, options)
+    yield* Console.log(JSON.stringify(exported, null, 2))
+    const messages = exported.tickets.reduce((n, ticket) => n + ticket.messages.length, 0) + exported.elsewhere.length
+    yield* Console.error(
+      `Exported ${address}: ${exported.tickets.length} ticket(s), ${messages} message(s), ${exported.events.length} event(s)` +
+        (options.raw ? `, ${exported.rawMail.length} raw mail(s)` : " (add --raw for the raw mail)")
+    )
+    return exported
   })

@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { EmailReceived, ReplyOutcome, SkipReason, StoredEvent } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
-import { Vault } from "../log/Vault.js"
+import { customerIds } from "../tickets/CustomerIds.js"
 import { ticketToken } from "./Reply.js"
 import { askedAgain, mailErased } from "./ReplyStore.js"
 
@@ -115,18 +115,6 @@ const describe = (event: StoredEvent & { readonly data: ReplyOutcome }, email: S
 
 const isOutcome = (event: StoredEvent): event is StoredEvent & { readonly data: ReplyOutcome } =>
   (outcomeTypes as ReadonlyArray<string>).includes(event.data._tag)
-
-/**
- * The ids one address's mail was recorded under: the projection's (customers recorded before keyed
- * ids have a plain-hash one) and its keyed id. None but the keyed id once the customer is erased.
- */
-const customerIds = (address: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const keyed = (yield* Vault).customerId(address)
-    const recorded = yield* sql<{ id: string }>`SELECT id FROM customers WHERE email = ${address}`
-    return [...new Set([...recorded.map((row) => row.id), keyed])]
-  })
 
 /**
  * The report over the outcomes recorded since `since`: every one with `all`, else those for a

@@ -5,6 +5,7 @@ import { EventLog } from "../../src/log/EventLog.js"
 import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { Poller } from "../../src/mailbox/Poller.js"
 import { eraseCustomer } from "../../src/tickets/Erase.js"
+import type { CustomerExport } from "../../src/tickets/Export.js"
 import { replayProjections } from "../../src/tickets/Replay.js"
 import { runCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
@@ -79,6 +80,27 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         // Sealed from the start: the events table itself never held Ada's words in clear.
         expect(await count(db.url, "SELECT count(*) AS n FROM events WHERE data::text ILIKE '%ada@customer.test%' OR data::text LIKE '%ADA-SECRET%'")).toBe(0)
 
+        // The right of access first: everything of hers, readable, as JSON.
+        const exported = await runCli(["export", "--customer", "Ada@Customer.test", "--raw"], servers.env({ DATABASE_URL: db.url }))
+        expect(exported.code, exported.stderr).toBe(0)
+        expect(exported.stderr.trim()).toMatch(/^Exported ada@customer\.test: 1 ticket\(s\), 4 message\(s\), \d+ event\(s\), 3 raw mail\(s\)$/)
+        const access = JSON.parse(exported.stdout) as CustomerExport
+        expect(access.customer).toMatchObject({ email: "ada@customer.test", name: "Ada Lovelace" })
+        expect(access.tickets).toHaveLength(1)
+        // Her mail, Bob's answer on her ticket, and mailroom's answers to both.
+        expect(access.tickets[0]!.messages.map((m) => `${m.direction} ${m.from}`).sort()).toEqual([
+          "inbound ada@customer.test",
+          "inbound bob@other.test",
+          `outbound ${servers.dovecot.user}`,
+          `outbound ${servers.dovecot.user}`
+        ].sort())
+        expect(access.tickets[0]!.messages.find((m) => m.from === "ada@customer.test")!.text).toContain("ADA-SECRET-BODY")
+        expect(access.events.map((e) => e.type)).toEqual(expect.arrayContaining(["EmailReceived", "EmailQuarantined", "ReplyIntended", "ReplySent"]))
+        expect(access.events.every((e) => !e.erased)).toBe(true)
+        expect(JSON.stringify(access.events)).toContain("ADA-SECRET-SUBJECT")
+        expect(access.rawMail.map((r) => Buffer.from(r.base64, "base64").toString("latin1")).some((raw) => raw.includes("ADA-SECRET-BODY"))).toBe(true)
+        expect(access.rawMail.filter((r) => r.headersOnly)).toHaveLength(1)
+
         const run = await runCli(["erase", "--customer", "Ada@Customer.test"], servers.env({ DATABASE_URL: db.url }))
         expect(run.code, run.stderr).toBe(0)
         expect(run.stdout).toContain("Erased ada@customer.test")
@@ -100,6 +122,12 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const [customerErased] = ofType(events, "CustomerErased")
         expect(customerErased).toMatchObject({ keysDestroyed: 1, rawMessagesDeleted: 3, messagesDeleted: 4, unsealedEvents: 0 })
         expect(customerErased!.ticketIds).toHaveLength(1)
+
+        // Once erased, an export holds nothing of hers: no customer, no ticket, the events read as erased.
+        const afterwards = JSON.parse((await runCli(["export", "--customer", "ada@customer.test", "--raw"], servers.env({ DATABASE_URL: db.url }))).stdout) as CustomerExport
+        expect(afterwards).toMatchObject({ customer: null, tickets: [], elsewhere: [], rawMail: [] })
+        expect(afterwards.events.filter((e) => e.erased).map((e) => e.type).sort()).toEqual(["EmailQuarantined", "EmailReceived", "ReplyIntended", "ReplySent"])
+        expect(JSON.stringify(afterwards.events)).not.toMatch(/ADA-SECRET|Lovelace/)
 
         // Rebuilding from the log gives what the live tables hold: the erasure is part of the log.
         const check = await p.runtime.runPromise(replayProjections({ check: true }))

@@ -1,0 +1,168 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import { EventLog } from "../log/EventLog.js"
+import { customerIds } from "./CustomerIds.js"
+
+/** A message of the projection, as `mailroom export` writes it. */
+export interface ExportedMessage {
+  readonly id: string
+  readonly ticketId: string
+  readonly mailbox: string
+  readonly direction: "inbound" | "outbound"
+  readonly messageId: string | null
+  readonly inReplyTo: string | null
+  readonly references: ReadonlyArray<string>
+  readonly from: string
+  readonly to: string | null
+  readonly subject: string
+  readonly text: string
+  readonly html: string | null
+  readonly attachments: unknown
+  readonly receivedAt: string
+  readonly rawSha256: string | null
+}
+
+/** What mailroom holds of one customer: the right of access beside `erase`'s right to erasure. */
+export interface CustomerExport {
+  readonly address: string
+  readonly exportedAt: string
+  /** The ids their mail was recorded under (see CustomerIds). */
+  readonly customerIds: ReadonlyArray<string>
+  readonly customer: { readonly id: string; readonly email: string; readonly name: string; readonly createdAt: string } | null
+  /** Their tickets, each with every message in it. */
+  readonly tickets: ReadonlyArray<{
+    readonly id: string
+    readonly mailbox: string
+    readonly subject: string
+    readonly status: string
+    readonly createdAt: string
+    readonly updatedAt: string
+    readonly messages: ReadonlyArray<ExportedMessage>
+  }>
+  /** Their mail and the answers to it in other customers' tickets (a Cc, a colleague's thread). */
+  readonly elsewhere: ReadonlyArray<ExportedMessage>
+  /** Every event of theirs, personal fields opened (an erased customer's read as erased). */
+  readonly events: ReadonlyArray<{
+    readonly seq: string
+    readonly id: string
+    readonly type: string
+    readonly mailbox: string
+    readonly ticketId: string | null
+    readonly occurredAt: string
+    readonly erased: boolean
+    readonly data: unknown
+  }>
+  /** With `raw`: each stored raw mail of theirs, base64. */
+  readonly rawMail: ReadonlyArray<{ readonly sha256: string; readonly headersOnly: boolean; readonly base64: string }>
+}
+
+interface MessageRow {
+  readonly id: string
+  readonly ticket_id: string
+  readonly mailbox: string
+  readonly direction: "inbound" | "outbound"
+  readonly message_id: string | null
+  readonly in_reply_to: string | null
+  readonly references: ReadonlyArray<string>
+  readonly from_email: string
+  readonly to_email: string | null
+  readonly subject: string
+  readonly text: string
+  readonly html: string | null
+  readonly attachments: unknown
+  readonly raw_sha256: string | null
+  readonly received_at: Date
+}
+
+const iso = (value: Date | string) => new Date(value).toISOString()
+
+const message = (row: MessageRow): ExportedMessage => ({
+  id: row.id,
+  ticketId: row.ticket_id,
+  mailbox: row.mailbox,
+  direction: row.direction,
+  messageId: row.message_id,
+  inReplyTo: row.in_reply_to,
+  references: row.references,
+  from: row.from_email,
+  to: row.to_email,
+  subject: row.subject,
+  text: row.text,
+  html: row.html,
+  // PGlite hands jsonb back as text where PostgreSQL parses it.
+  attachments: typeof row.attachments === "string" ? JSON.parse(row.attachments) : row.attachments,
+  receivedAt: iso(row.received_at),
+  rawSha256: row.raw_sha256
+})
+
+/**
+ * `mailroom export --customer ADDRESS`: what `erase` would delete or make unreadable, read instead,
+ * from the projection, the event log (opened with the customer's keys) and, with `raw`, the raw mail.
+ * Read-only; one transaction, so the parts agree.
+ */
+export const exportCustomer = Effect.fn("Export.customer")(function*(input: string, options: { readonly raw: boolean }) {
+  const sql = yield* SqlClient.SqlClient
+  const log = yield* EventLog
+  const address = input.trim().toLowerCase()
+  return yield* sql.withTransaction(Effect.gen(function*() {
+    const ids = yield* customerIds(address)
+    const [customer] = yield* sql<{ id: string; email: string; name: string; created_at: Date }>`
+      SELECT id, email, name, created_at FROM customers WHERE id = ANY(${ids}) OR email = ${address} ORDER BY created_at LIMIT 1
+    `
+    const tickets = yield* sql<{ id: string; mailbox: string; subject: string; status: string; created_at: Date; updated_at: Date }>`
+      SELECT id, mailbox, subject, status, created_at, updated_at FROM tickets WHERE customer_id = ANY(${ids}) ORDER BY created_at
+    `
+    const ticketIds = tickets.map((ticket) => ticket.id)
+    const messages = yield* sql<MessageRow>`
+      SELECT id, ticket_id, mailbox, direction, message_id, in_reply_to, "references", from_email, to_email, subject, text, html,
+             attachments, raw_sha256, received_at
+      FROM messages
+      WHERE ticket_id = ANY(${ticketIds}) OR (direction = 'inbound' AND from_email = ${address}) OR (direction = 'outbound' AND to_email = ${address})
+      ORDER BY received_at, id
+    `
+    const events = yield* log.readWhere(sql`
+      data->>'customerId' = ANY(${ids}) OR ticket_id = ANY(${ticketIds})
+      OR key_id IN (SELECT id FROM customer_keys WHERE customer_id = ANY(${ids}))
+    `)
+    // Raw mail as erase counts it: of the messages, and of quarantined mail (which has none) by its event.
+    const shas = [...new Set([
+      ...messages.flatMap((row) => row.raw_sha256 === null ? [] : [row.raw_sha256]),
+      ...events.flatMap((event) => event.data._tag === "EmailQuarantined" ? [event.data.rawSha256] : [])
+    ])]
+    const raw = options.raw && shas.length > 0
+      ? yield* sql<{ sha256: string; headers_only: boolean; bytes: Uint8Array }>`
+          SELECT sha256, headers_only, bytes FROM raw_messages WHERE sha256 = ANY(${shas}) ORDER BY sha256
+        `
+      : []
+    const inTickets = new Set(ticketIds)
+    const exported: CustomerExport = {
+      address,
+      exportedAt: new Date().toISOString(),
+      customerIds: ids,
+      customer: customer === undefined ? null : { id: customer.id, email: customer.email, name: customer.name, createdAt: iso(customer.created_at) },
+      tickets: tickets.map((ticket) => ({
+        id: ticket.id,
+        mailbox: ticket.mailbox,
+        subject: ticket.subject,
+        status: ticket.status,
+        createdAt: iso(ticket.created_at),
+        updatedAt: iso(ticket.updated_at),
+        messages: messages.filter((row) => row.ticket_id === ticket.id).map(message)
+      })),
+      elsewhere: messages.filter((row) => !inTickets.has(row.ticket_id)).map(message),
+      events: events.map((event) => ({
+        seq: event.seq.toString(),
+        id: event.id,
+        type: event.type,
+        mailbox: event.mailbox,
+        ticketId: event.ticketId,
+        occurredAt: event.occurredAt.toISOString(),
+        erased: event.erased ?? false,
+        data: event.data
+      })),
+      rawMail: raw.map((row) => ({ sha256: row.sha256, headersOnly: row.headers_only, base64: Buffer.from(row.bytes).toString("base64") }))
+    }
+    yield* Effect.annotateCurrentSpan({ "mailroom.export.tickets": tickets.length, "mailroom.export.events": events.length })
+    return exported
+  }))
+})
