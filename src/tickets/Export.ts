@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { EventLog } from "../log/EventLog.js"
 import { customerIds } from "./CustomerIds.js"
+import type { MessageRow as ProjectedMessage } from "./Projection.js"
 
 /** A message of the projection, as `mailroom export` writes it. */
 export interface ExportedMessage {
@@ -56,23 +57,8 @@ export interface CustomerExport {
   readonly rawMail: ReadonlyArray<{ readonly sha256: string; readonly headersOnly: boolean; readonly base64: string }>
 }
 
-interface MessageRow {
-  readonly id: string
-  readonly ticket_id: string
-  readonly mailbox: string
-  readonly direction: "inbound" | "outbound"
-  readonly message_id: string | null
-  readonly in_reply_to: string | null
-  readonly references: ReadonlyArray<string>
-  readonly from_email: string
-  readonly to_email: string | null
-  readonly subject: string
-  readonly text: string
-  readonly html: string | null
-  readonly attachments: unknown
-  readonly raw_sha256: string | null
-  readonly received_at: Date
-}
+/** A `messages` row as read back: jsonb comes back parsed on PostgreSQL, as text on PGlite. */
+type MessageRow = Omit<ProjectedMessage, "attachments"> & { readonly attachments: unknown }
 
 const iso = (value: Date | string) => new Date(value).toISOString()
 
@@ -89,7 +75,6 @@ const message = (row: MessageRow): ExportedMessage => ({
   subject: row.subject,
   text: row.text,
   html: row.html,
-  // PGlite hands jsonb back as text where PostgreSQL parses it.
   attachments: typeof row.attachments === "string" ? JSON.parse(row.attachments) : row.attachments,
   receivedAt: iso(row.received_at),
   rawSha256: row.raw_sha256
