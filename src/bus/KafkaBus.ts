@@ -23,10 +23,6 @@ const sasl = (config: KafkaConfig): SASLOptions | undefined =>
     } as SASLOptions
     : undefined
 
-/**
- * Kafka through kafkajs: an idempotent producer, one request in flight so that order per key holds,
- * connected lazily so that a broker that is down never holds back start-up or intake.
- */
 /** The kafkajs client of the settings; kafkajs is loaded only when KAFKA_BROKERS is set. */
 const client = (brokers: ReadonlyArray<string>) =>
   Effect.gen(function*() {
@@ -75,6 +71,10 @@ export const checkKafka = (brokers: ReadonlyArray<string>) =>
     return `${brokers.join(", ")} answered; ${missing.length === 0 ? `topics ${ours.join(", ")} there` : `${missing.join(", ")} not there yet (made when the first event goes out)`}`
   })
 
+/**
+ * Kafka through kafkajs: an idempotent producer, one request in flight so that order per key holds,
+ * connected lazily so that a broker that is down never holds back start-up or intake.
+ */
 const make = (brokers: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient

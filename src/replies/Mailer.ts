@@ -283,6 +283,8 @@ const make = Effect.gen(function*() {
           catch: (cause) => classifySmtp(cause, { ...classifying, from: config.user, to: "" })
         })
       ),
+      // No mail was offered: a 5xx here (a 554 greeting, say) is the server refusing the session.
+      Effect.catchTag("SmtpRejected", (error) => Effect.fail(new SmtpUnavailable({ host: config.host, reason: error.serverText }))),
       Effect.asVoid,
       Effect.withSpan("Mailer.verify", { attributes: { "server.address": config.host, "server.port": config.port, "network.protocol.name": "smtp" } })
     ),

@@ -1,3 +1,5 @@
+import { createServer } from "node:net"
+import type { AddressInfo } from "node:net"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import type { CheckLine } from "../../src/cli/Check.js"
@@ -114,6 +116,20 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
             expect(drafting.code).toBe(1)
             expect(outcomes(linesOf(drafting.stdout))).toMatchObject({ imap: "ok", "sent folder": "ok", "drafts folder": "failed", "agent (openai)": "ok" })
             expect(linesOf(drafting.stdout).map((l) => l.check)).not.toContain("smtp")
+
+            // A server that refuses the session at its greeting: no mail was offered, so not "refused the reply to".
+            const closed = createServer((socket) => socket.end("554 5.7.1 No SMTP service here\r\n"))
+            await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve))
+            try {
+              const port = (closed.address() as AddressInfo).port
+              const refusing = await runCli(["check", "--json"], servers.env({ DATABASE_URL: db.url, SMTP_HOST: "127.0.0.1", SMTP_PORT: String(port) }))
+              expect(linesOf(refusing.stdout).find((l) => l.check === "smtp")).toMatchObject({
+                outcome: "failed",
+                detail: expect.stringMatching(/^the SMTP server 127\.0\.0\.1 is unavailable \(.*554 5\.7\.1 No SMTP service here.*\): check SMTP_HOST/)
+              })
+            } finally {
+              closed.close()
+            }
 
             const off = await runCli(["check"], servers.env({ DATABASE_URL: db.url, AGENT: "off", SMTP_PORT: "not a port" }))
             expect(off.code, off.stderr).toBe(0)
