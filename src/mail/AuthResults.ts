@@ -1,5 +1,5 @@
 import mailsplit from "@zone-eu/mailsplit"
-import { cleanHeader } from "./Text.js"
+import { headerValue } from "./Text.js"
 
 /**
  * Drops (comments), nested ones included, keeping "quoted strings" whole: comments hold ";" and "="
@@ -110,5 +110,5 @@ export const parseAuthenticationResults = (header: string): AuthenticationResult
  */
 export const authservIdsIn = (headerBlock: Buffer): Array<string | null> =>
   new mailsplit.Headers(headerBlock).getList().flatMap(({ key, line }) =>
-    key === "authentication-results" ? [parseAuthenticationResults(cleanHeader(line.slice(line.indexOf(":") + 1))).authservId] : []
+    key === "authentication-results" ? [parseAuthenticationResults(headerValue(line)).authservId] : []
   )

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import type { AddressObject } from "mailparser"
 import type { Address, HeaderGlimpse, Parsed, ParsedEmail, RawMail } from "./Email.js"
 import { bulkHeaderNames } from "./Email.js"
-import { cleanHeader, cleanText } from "./Text.js"
+import { cleanHeader, cleanText, headerValue } from "./Text.js"
 import { withForwardedText } from "./Forwarded.js"
 import type { ForwardedWords } from "./Forwarded.js"
 import { wantsHtmlText, withHtmlText } from "./HtmlText.js"
@@ -63,7 +63,6 @@ const readMail = async (source: Buffer): Promise<ReadMail> => {
 
 export const sha256 = (bytes: Uint8Array | string): string => createHash("sha256").update(bytes).digest("hex")
 
-const headerValue = (line: string) => cleanHeader(line.slice(line.indexOf(":") + 1))
 
 /** The headers an event or a quarantine glimpse reads; the rest (Received and the like) are not cleaned for nothing. */
 const readHeaders = new Set([...keptHeaders, "content-type", "date", "message-id", "from", "subject"])
