@@ -15,7 +15,8 @@ export const parseSince = (value: string): number | undefined => {
   return match ? Number(match[1]) * units[match[2]!.toLowerCase()]! : undefined
 }
 
-const when = (at: Date) => `${at.toISOString().slice(0, 16).replace("T", " ")} UTC`
+/** A time as the reports print it: to the minute, in UTC. */
+export const when = (at: Date) => `${at.toISOString().slice(0, 16).replace("T", " ")} UTC`
 
 const stages: Readonly<Record<string, string>> = { agent: "the LLM", smtp: "SMTP", drafts: "the drafts folder" }
 

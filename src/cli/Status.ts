@@ -12,6 +12,7 @@ import { EventLog } from "../log/EventLog.js"
 import { describeUids, findGaps } from "../mailbox/Reconcile.js"
 import type { OutcomeCounts } from "../replies/Outcomes.js"
 import { repliesReport } from "../replies/Outcomes.js"
+import { when } from "./Replies.js"
 
 export interface MailboxReport {
   readonly mailbox: string
@@ -137,7 +138,7 @@ export const collectStatus = Effect.gen(function*() {
 
 const describeAnswers = (a: StatusReport["answers"]) =>
   `${a.sent} sent, ${a.drafted} left as drafts, ${a.failed} failed, ${Object.values(a.skipped).reduce((n, c) => n + c, 0)} not answered; ${a.waiting} waiting now` +
-  (a.oldestWaiting === null ? "" : `, the oldest recorded ${a.oldestWaiting.toISOString().slice(0, 16).replace("T", " ")} UTC`)
+  (a.oldestWaiting === null ? "" : `, the oldest recorded ${when(a.oldestWaiting)}`)
 
 const line = (label: string, value: unknown) => `  ${label.padEnd(14)} ${value ?? "-"}`
 
