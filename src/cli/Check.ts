@@ -111,25 +111,25 @@ const mailboxLines = (mailbox: MailboxRuntime<Imap | Agent>) =>
        * for nothing) to tell whether it is there; one that is not fails where answers need it, and is a
        * warning where they go on without it.
        */
-      const folderLine = (check: string, name: string, missing: string, needed: boolean, without: string) =>
+      const folderLine = (check: string, name: string, missing: SentMailboxMissing | DraftsMailboxMissing, needed: boolean, without: string) =>
         session.folder(name).pipe(
           Effect.tap((path) => session.findByMessageId(path, "<mailroom-check@invalid>")),
           Effect.map((path) => line(check, key).ok(visible(path))),
           Effect.catchTag("MailboxNotFound", () =>
-            Effect.succeed(needed ? line(check, key).failed(missing) : line(check, key).warning(`${missing.replace(/; \w+ wait until it is found$/, "")}: ${without}`)))
+            Effect.succeed(needed ? line(check, key).failed(missing.message) : line(check, key).warning(`${missing.problem}: ${without}`)))
         )
       // Sending needs the sent folder (a restart looks there before sending again), drafts the drafts folder.
       lines.push(yield* folderLine(
         "sent folder",
         replies.config.sentMailbox,
-        new SentMailboxMissing({ mailbox: replies.config.sentMailbox }).message,
+        new SentMailboxMissing({ mailbox: replies.config.sentMailbox }),
         !drafting,
         "a person's answers cannot be looked for"
       ))
       lines.push(yield* folderLine(
         "drafts folder",
         replies.drafts,
-        new DraftsMailboxMissing({ mailbox: replies.drafts }).message,
+        new DraftsMailboxMissing({ mailbox: replies.drafts }),
         drafting,
         "an answer held back for a person is recorded as not answered (needs_human) instead of left as a draft"
       ))

@@ -8,10 +8,14 @@ import type { OutboundMail } from "./Mailer.js"
 
 /** DRAFTS_MAILBOX is missing: an answer that must wait for a person has nowhere to wait. */
 export class DraftsMailboxMissing extends Data.TaggedError("DraftsMailboxMissing")<{ readonly mailbox: string }> {
-  override get message() {
+  /** What is missing and what to set, without what becomes of the drafts meanwhile (`mailroom check` says its own). */
+  get problem() {
     return isSpecialUse(this.mailbox)
-      ? `no folder on the IMAP server is marked or named as the drafts folder (${this.mailbox}): set DRAFTS_MAILBOX to the folder drafts belong in; drafts wait until it is found`
-      : `the drafts folder "${this.mailbox}" does not exist on the IMAP server: check DRAFTS_MAILBOX (Gmail names it "[Gmail]/Drafts", or its translation; Outlook and Dovecot "Drafts"); drafts wait until it is found`
+      ? `no folder on the IMAP server is marked or named as the drafts folder (${this.mailbox}): set DRAFTS_MAILBOX to the folder drafts belong in`
+      : `the drafts folder "${this.mailbox}" does not exist on the IMAP server: check DRAFTS_MAILBOX (Gmail names it "[Gmail]/Drafts", or its translation; Outlook and Dovecot "Drafts")`
+  }
+  override get message() {
+    return `${this.problem}; drafts wait until it is found`
   }
 }
 

@@ -16,10 +16,14 @@ import { smtpAuthenticationRetry, smtpLimitRetry, smtpOutageRetry, smtpSenderRet
 
 /** SENT_MAILBOX is missing: without it a crash could send a reply twice, so replies wait. */
 export class SentMailboxMissing extends Data.TaggedError("SentMailboxMissing")<{ readonly mailbox: string }> {
-  override get message() {
+  /** What is missing and what to set, without what becomes of the replies meanwhile (`mailroom check` says its own). */
+  get problem() {
     return isSpecialUse(this.mailbox)
-      ? `no folder on the IMAP server is marked or named as the sent folder (${this.mailbox}): set SENT_MAILBOX to the folder the server files sent mail in (Microsoft 365: "Sent Items"); replies wait until it is found`
-      : `the sent folder "${this.mailbox}" does not exist on the IMAP server: check SENT_MAILBOX (Gmail names it "[Gmail]/Sent Mail", or its translation); replies wait until it is found`
+      ? `no folder on the IMAP server is marked or named as the sent folder (${this.mailbox}): set SENT_MAILBOX to the folder the server files sent mail in (Microsoft 365: "Sent Items")`
+      : `the sent folder "${this.mailbox}" does not exist on the IMAP server: check SENT_MAILBOX (Gmail names it "[Gmail]/Sent Mail", or its translation)`
+  }
+  override get message() {
+    return `${this.problem}; replies wait until it is found`
   }
 }
 
