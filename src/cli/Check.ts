@@ -69,15 +69,15 @@ const senderLine = (session: ImapSession, uidNext: number, key: string) =>
     const vouched = ids.filter((each) => each.some((id) => id !== null && trusted.has(id))).length
     const named = `TRUSTED_AUTHSERV_IDS=${trustedAuthservIds.join(",")}`
     if (vouched > 0) return made.ok(`${vouched} of the newest ${ids.length} mail(s) carry Authentication-Results from a trusted server (${named})`)
-    // The topmost header is the receiving server's own: the one to trust, if that server is yours.
-    const counts = new Map<string, number>()
-    for (const top of ids.flatMap((each) => each[0] ? [each[0]] : [])) counts.set(top, (counts.get(top) ?? 0) + 1)
-    const common = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0]
+    // A receiving server stamps every mail, topmost. A name on only some could be a sender's forgery,
+    // and trusting it would let that sender pass: only a name topmost on every mail is offered.
+    const tops = new Set(ids.map((each) => each[0] ?? null))
+    const stamp = tops.size === 1 ? [...tops][0] ?? null : null
     return made.warning(
       `none of the newest ${ids.length} mail(s) carries Authentication-Results from a trusted server (${named})` +
-        (common === undefined
-          ? ", nor any with a server's name: set SENDER_VERIFY=dkim"
-          : `; the topmost name ${visible(common.slice(0, 100))}: if that is your receiving server, add it to TRUSTED_AUTHSERV_IDS, else set SENDER_VERIFY=dkim`) +
+        (stamp === null
+          ? "; no one server's name is topmost on every one of them: set SENDER_VERIFY=dkim"
+          : `; every one has ${visible(stamp.slice(0, 100))}'s topmost: if that is your receiving server, add it to TRUSTED_AUTHSERV_IDS, else set SENDER_VERIFY=dkim`) +
         "; until then no sender is authenticated, and no mail is answered (REPLY_REQUIRE_AUTH)"
     )
   })

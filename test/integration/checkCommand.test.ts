@@ -85,9 +85,16 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const sender = linesOf(run.stdout).find((l) => l.check === "sender checks")!
         expect(sender.outcome).toBe("warning")
         expect(sender.detail).toMatch(
-          /^none of the newest \d+ mail\(s\) carries Authentication-Results from a trusted server \(TRUSTED_AUTHSERV_IDS=mx\.example\.net\); the topmost name mx\.google\.com: if that is your receiving server, add it to TRUSTED_AUTHSERV_IDS, else set SENDER_VERIFY=dkim; until then no sender is authenticated, and no mail is answered \(REPLY_REQUIRE_AUTH\)$/
+          /^none of the newest \d+ mail\(s\) carries Authentication-Results from a trusted server \(TRUSTED_AUTHSERV_IDS=mx\.example\.net\); every one has mx\.google\.com's topmost: if that is your receiving server, add it to TRUSTED_AUTHSERV_IDS, else set SENDER_VERIFY=dkim; until then no sender is authenticated, and no mail is answered \(REPLY_REQUIRE_AUTH\)$/
         )
         expect((await servers.dovecot.flags()).get(uid!)?.has("\\Seen")).toBe(false)
+        // A sender's own header, on a mail the receiving server did not stamp: never offered as one to trust.
+        await servers.dovecot.append([mail({ subject: "forged", headers: { "Authentication-Results": "evil.test; dkim=pass header.d=customer.test" } })])
+        const forged = await runCli(["check", "--json"], servers.env({ DATABASE_URL: db.url, TRUSTED_AUTHSERV_IDS: "mx.example.net" }))
+        const forgedLine = linesOf(forged.stdout).find((l) => l.check === "sender checks")!
+        expect(forgedLine.outcome).toBe("warning")
+        expect(forgedLine.detail).toContain("no one server's name is topmost on every one of them: set SENDER_VERIFY=dkim")
+        expect(forgedLine.detail).not.toContain("evil.test")
         const dkim = await runCli(["check", "--json"], servers.env({ DATABASE_URL: db.url, TRUSTED_AUTHSERV_IDS: "mx.example.net", SENDER_VERIFY: "dkim" }))
         expect(linesOf(dkim.stdout).find((l) => l.check === "sender checks")).toMatchObject({ outcome: "ok", detail: expect.stringMatching(/^SENDER_VERIFY=dkim/) })
       } finally {
