@@ -4,7 +4,7 @@
  * event-loop turns and a dozen stream objects per mail; for small mail that was most of the per-mail
  * cost (docs/performance.md). This reads such a mail with the very pieces mailparser reads it with
  * (mailsplit's header block and MIME node, libmime's header decoding, mailparser's own address
- * parser, libqp and libbase64), in one synchronous call.
+ * parser and libbase64; quoted-printable as libqp decodes it), in one synchronous call.
  *
  * Whatever is not plainly that shape, or is over 1 MB (other multiparts, nesting, another charset,
  * format=flowed, an attachment, an oversized or odd header block, base64 that a stream could split
@@ -14,9 +14,9 @@
 import mailsplit from "@zone-eu/mailsplit"
 import libbase64 from "libbase64"
 import libmime from "libmime"
-import libqp from "libqp"
 import { parseAddressHeader } from "mailparser"
 import type { AddressObject, HeaderLines } from "mailparser"
+import { decodeQuotedPrintable } from "./QuotedPrintable.js"
 import type { ReadMail } from "./ReadMail.js"
 
 /** mailsplit refuses a header block over 1 MB; far below that, mailparser is left to judge. */
@@ -53,7 +53,7 @@ const decodeBody = (encoding: string | false, body: Buffer): Buffer | undefined 
       return plainBase64(text) ? libbase64.decode(text.replace(/[\r\n]/g, "")) : undefined
     }
     case "quoted-printable":
-      return libqp.decode(body.toString("binary"))
+      return decodeQuotedPrintable(body)
     default:
       return body
   }
@@ -94,6 +94,25 @@ const fieldValue = (key: string, line: string): Value | false | undefined => {
   }
 }
 
+/**
+ * Address headers read before, by their whole line. Nearly every mail's To is the support address,
+ * and customers write again: mailparser's address parser was a quarter of this reader's time. Its
+ * results are only read (ParseMail copies what it keeps), so one object serves every mail with the
+ * same line. Bounded, and emptied when full: a cache, not a record of who wrote.
+ */
+const addressCache = new Map<string, Value | false | undefined>()
+const addressCacheSize = 2_000
+
+const cachedFieldValue = (key: string, line: string): Value | false | undefined => {
+  if (key !== "from" && key !== "to" && key !== "cc" && key !== "reply-to") return fieldValue(key, line)
+  const known = addressCache.get(line)
+  if (known !== undefined || addressCache.has(line)) return known
+  if (addressCache.size >= addressCacheSize) addressCache.clear()
+  const value = fieldValue(key, line)
+  addressCache.set(line, value)
+  return value
+}
+
 /** Kept once, as mailparser keeps only the first of these when a mail repeats them. */
 const singleKeys = new Set(["message-id", "from", "in-reply-to", "reply-to", "subject"])
 
@@ -104,7 +123,7 @@ const readFields = (lines: HeaderLines): Map<string, Value> => {
   const lists = new Map<string, Array<Value>>()
   for (const { key, line } of lines) {
     if (!fieldKeys.has(key)) continue
-    const value = fieldValue(key, line)
+    const value = cachedFieldValue(key, line)
     if (!value) continue
     const list = lists.get(key) ?? []
     if (Array.isArray(value)) list.push(...value)
