@@ -6,7 +6,7 @@ import * as PlatformConfigProvider from "@effect/platform/PlatformConfigProvider
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer } from "effect"
-import { makeCli, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
+import { makeCli, refuseRepeatedWithoutValue, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
 import { describeFailure } from "./cli/Fatal.js"
 import { checkFleetOn, fleetOn, statusFleetOn, StoreLive } from "./Layers.js"
 import { EarlyLogin } from "./mailbox/EarlyLogin.js"
@@ -40,7 +40,7 @@ const EnvironmentLive = Layer.mergeAll(LoggingLive, TracingLive).pipe(
   Layer.provideMerge(NodeContext.layer)
 )
 
-cli(process.argv).pipe(
+Effect.zipRight(refuseRepeatedWithoutValue(process.argv), cli(process.argv)).pipe(
   Effect.provide(EnvironmentLive),
   NodeRuntime.runMain({
     disableErrorReporting: true,

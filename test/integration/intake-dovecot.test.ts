@@ -271,6 +271,10 @@ layer(DovecotServer.layer(), { excludeTestServices: true })("the embedded PGlite
           [await runCli(["--once"], { ...mailboxEnv(dovecot), AGENT: "knowledge", SMTP_PORT: "25x", MAILROOM_DATA_DIR: dataDir }), /^mailroom: SMTP_PORT is invalid /],
           [await runCli(["--interval", "0"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }), /^mailroom: --interval takes a whole number of seconds above 0$/],
           [await runCli(["status"], { ...withoutLogin, MAILROOM_DATA_DIR: dataDir }), /^mailroom: GMAIL_SENDER_EMAIL is not set: /],
+          // A repeated option without its value, which @effect/cli would take as absent: every failed answer asked for again.
+          [await runCli(["replies", "retry", "--id"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }), /^mailroom: --id needs a value after it$/],
+          [await runCli(["replies", "retry", "--id", "--since", "2h"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }), /^mailroom: --id needs a value after it$/],
+          [await runCli(["reprocess", "--reason"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }), /^mailroom: --reason needs a value after it$/],
           // A command line @effect/cli refuses: its own line only, and the exit code of a usage error.
           [await runCli(["import"], { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: dataDir }), /^Missing argument <PATH>$/]
         ] as const
