@@ -124,6 +124,12 @@ export const SkipReason = Schema.Literal(
   /** A person answered from the mailbox first (SENT_MAILBOX): the mail itself while its answer waited, or the mail it follows up (Person). */
   "answered_by_person",
   /**
+   * mailroom's own answer to the mail is in SENT_MAILBOX already, though the log holds none: the
+   * mail was recorded again (a database restored from an older backup, or the log of another
+   * mailroom on the same mailbox), or a person sent a draft mailroom left (Person).
+   */
+  "already_answered",
+  /**
    * `mailroom erase` erased the customer while the answer was written (ReplyStore's
    * CustomerErasedMeanwhile). Never recorded, only counted and logged: the CustomerErased event
    * says it, and a record would be sealed under a key made anew for the erased customer.

@@ -15,6 +15,7 @@ import customerKeys from "./migrations/0010_customer_keys.js"
 import answeredByPerson from "./migrations/0011_answered_by_person.js"
 import agentFailures from "./migrations/0012_agent_failures.js"
 import replyRetries from "./migrations/0013_reply_retries.js"
+import alreadyAnswered from "./migrations/0014_already_answered.js"
 
 /** Numbered in the order they were written; a database knows each by its name, the part after the number. */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
@@ -30,7 +31,8 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0010_customer_keys": customerKeys,
   "0011_answered_by_person": answeredByPerson,
   "0012_agent_failures": agentFailures,
-  "0013_reply_retries": replyRetries
+  "0013_reply_retries": replyRetries,
+  "0014_already_answered": alreadyAnswered
 }
 
 export interface Migration {

@@ -73,8 +73,11 @@ export interface ImapSession {
    * read-only: `open` the watched mailbox again before working on it.
    */
   readonly findByMessageId: (mailbox: string, messageId: string) => Effect.Effect<ReadonlyArray<number>, ImapError>
-  /** UIDs in `mailbox` whose In-Reply-To names `messageId`: the answers to that mail (UID SEARCH HEADER). Selects it read-only too. */
-  readonly findAnswersTo: (mailbox: string, messageId: string) => Effect.Effect<ReadonlyArray<number>, ImapError>
+  /**
+   * UIDs in `mailbox` whose In-Reply-To names `messageId`: the answers to that mail (UID SEARCH HEADER).
+   * With `ownIdPart`, only those whose own Message-ID holds it too (a second HEADER term). Selects it read-only too.
+   */
+  readonly findAnswersTo: (mailbox: string, messageId: string, ownIdPart?: string) => Effect.Effect<ReadonlyArray<number>, ImapError>
   /**
    * Stores `source` in `mailbox` (APPEND) with these flags; the UID when the server says (UIDPLUS).
    * Leaves the selected mailbox as it was. A folder that does not exist fails with MailboxNotFound.
@@ -213,10 +216,11 @@ const make = Effect.gen(function*() {
 
     // EXAMINE before every search, even in the folder searched last: Dovecot searches the view of
     // its last sync, so a person's answer filed since would not be found (measured).
-    const searchHeader = (header: "Message-ID" | "In-Reply-To", mailbox: string, value: string) =>
+    const searchHeader = (header: "Message-ID" | "In-Reply-To", mailbox: string, value: string, ownIdPart?: string) =>
       attempt(`UID SEARCH HEADER ${header}`, async () => {
         await client.mailboxOpen(mailbox, { readOnly: true })
-        return client.search({ header: { [header.toLowerCase()]: value } }, { uid: true })
+        const terms = { [header.toLowerCase()]: value, ...(ownIdPart === undefined ? {} : { "message-id": ownIdPart }) }
+        return client.search({ header: terms }, { uid: true })
       }, mailbox).pipe(
         Effect.flatMap(matches(`UID SEARCH HEADER ${header}`)),
         Effect.withSpan("Imap.searchHeader", {
@@ -294,7 +298,7 @@ const make = Effect.gen(function*() {
         ),
       folder,
       findByMessageId: (mailbox, messageId) => searchHeader("Message-ID", mailbox, messageId),
-      findAnswersTo: (mailbox, messageId) => searchHeader("In-Reply-To", mailbox, messageId),
+      findAnswersTo: (mailbox, messageId, ownIdPart) => searchHeader("In-Reply-To", mailbox, messageId, ownIdPart),
       append: (mailbox, source, flags) =>
         attempt("APPEND", () => client.append(mailbox, source, [...flags]), mailbox).pipe(
           // false is imapflow's "nothing done" (no authenticated session): never a stored draft or copy.

@@ -5,6 +5,8 @@ import type { ImapError } from "./ImapErrors.js"
 import { ImapProtocolError, MailboxNotFound } from "./ImapErrors.js"
 import { makeNews } from "./News.js"
 
+const messageIdHeader = /^message-id:[ \t]*(.*)$/im
+
 type MemoryCommand = "connect" | "fetch" | "markSeen" | "findByMessageId" | "findAnswersTo" | "append"
 
 /**
@@ -68,14 +70,16 @@ export class MemoryMailbox {
   }
 
   /** UID SEARCH HEADER as a server does it: the header's value holds `value` (a UID is the mail's place in the folder). */
-  private searchHeader(command: MemoryCommand, header: RegExp, folder: string, value: string) {
+  private searchHeader(command: MemoryCommand, header: RegExp, folder: string, value: string, ownIdPart?: string) {
     return this.fail(command).pipe(
       Effect.zipRight(Effect.suspend(() => {
         const sources = this.folders.get(folder)
         if (sources === undefined) return Effect.fail(new MailboxNotFound({ mailbox: folder }))
-        return Effect.succeed(sources.flatMap((source, i) =>
-          headerPart(source).toString("utf8").match(header)?.[1]?.includes(value) ? [i + 1] : []
-        ))
+        const holds = (text: string, pattern: RegExp, part: string) => text.match(pattern)?.[1]?.toLowerCase().includes(part.toLowerCase()) === true
+        return Effect.succeed(sources.flatMap((source, i) => {
+          const headers = headerPart(source).toString("utf8")
+          return holds(headers, header, value) && (ownIdPart === undefined || holds(headers, messageIdHeader, ownIdPart)) ? [i + 1] : []
+        }))
       }))
     )
   }
@@ -144,8 +148,8 @@ export class MemoryMailbox {
               ? Effect.succeed(path)
               : Effect.fail(new MailboxNotFound({ mailbox }))
           }),
-        findByMessageId: (folder, messageId) => this.searchHeader("findByMessageId", /^message-id:[ \t]*(.*)$/im, folder, messageId),
-        findAnswersTo: (folder, messageId) => this.searchHeader("findAnswersTo", /^in-reply-to:[ \t]*(.*)$/im, folder, messageId),
+        findByMessageId: (folder, messageId) => this.searchHeader("findByMessageId", messageIdHeader, folder, messageId),
+        findAnswersTo: (folder, messageId, ownIdPart) => this.searchHeader("findAnswersTo", /^in-reply-to:[ \t]*(.*)$/im, folder, messageId, ownIdPart),
         append: (folder, source) =>
           this.fail("append").pipe(
             Effect.zipRight(Effect.suspend(() => {

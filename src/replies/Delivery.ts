@@ -172,8 +172,8 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
       if (found.length === 0) {
         // An outage or a sending limit can hold an answer back for hours, and a person may have
         // answered the customer meanwhile: the automatic answer must not follow theirs.
-        const person = yield* personAnswered(event, email, session)
-        if (person !== undefined) return yield* record(new ReplySkipped({ ...base(intent), reason: "answered_by_person", detail: person }))
+        const answered = yield* personAnswered(event, email, session)
+        if (answered !== undefined) return yield* record(new ReplySkipped({ ...base(intent), ...answered }))
         yield* Effect.logInfo(`Reply ${intent.messageId} is not in ${sentFolder}: sending it now`)
         return yield* sendOrHandOver(intent, asked, session)
       }

@@ -237,11 +237,19 @@ export const threading = (email: Pick<EmailReceived, "messageId" | "references">
   return { inReplyTo: own, references }
 }
 
+/** What every Message-ID of mailroom's own holds, and a person's mail does not: what a search of the sent folder tells them apart by. */
+export const OWN_MESSAGE_ID_PART = ".mailroom@"
+
 /** A Message-ID of mailroom's own, on the domain of the mailbox address. */
 export const newMessageId = (fromAddress: string): string => {
   const domain = fromAddress.slice(fromAddress.lastIndexOf("@") + 1).toLowerCase().replace(/[^a-z0-9.-]/g, "")
-  return `<${randomUUID()}.mailroom@${domain || "mailroom.invalid"}>`
+  return `<${randomUUID()}${OWN_MESSAGE_ID_PART}${domain || "mailroom.invalid"}>`
 }
+
+const ownMessageId = /^<[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.mailroom@[a-z0-9.-]*>$/
+
+/** Whether `id` is of newMessageId's making: one of mailroom's answers, whether the database still knows it or not. */
+export const isOwnMessageId = (id: string): boolean => ownMessageId.test(id)
 
 /** The headers every answer carries besides the threading ones. */
 export const autoReplyHeaders = (from: string): Record<string, string> => ({

@@ -141,8 +141,8 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     const answer = (event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) => (recordIntent: Recorder) =>
       Effect.gen(function*() {
         const ids = { emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId, retry: asked.retry }
-        const person = yield* personAnswered(event, email, session)
-        if (person !== undefined) return yield* record(new ReplySkipped({ ...ids, reason: "answered_by_person", detail: person }))
+        const answered = yield* personAnswered(event, email, session)
+        if (answered !== undefined) return yield* record(new ReplySkipped({ ...ids, ...answered }))
         // A text part written apart from the HTML is not what a person reading the mail sees: the
         // agent reads what the HTML shows, and the answer waits for a person.
         const apart = yield* partsApart(email)

@@ -343,6 +343,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await query(serverUrl, `CREATE DATABASE ${backup} TEMPLATE ${db.name}`)
         await answered("after the backup", db.url)
         expect(servers.sink.messages.length).toBe(before + 2)
+        const sinceBackup = servers.sink.messages.at(-1)!.messageId!
 
         // The backup is restored: the mail since it is taken again, and its answer found in the sent folder.
         const restoredUrl = db.url.replace(`/${db.name}`, `/${backup}`)
@@ -353,8 +354,17 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await new Promise((resolve) => setTimeout(resolve, 300))
         expect(servers.sink.messages.length).toBe(before + 2)
         const skipped = await query<{ reason: string }>(restoredUrl, `SELECT data->>'reason' AS reason FROM events WHERE type = 'ReplySkipped'`)
-        expect(skipped).toEqual([{ reason: "answered_by_person" }])
-        expect(restored.stderr).toMatch(new RegExp(`answer to it is already in ${SENT} \\(UID \\d+\\)`))
+        expect(skipped).toEqual([{ reason: "already_answered" }])
+        expect(restored.stderr).toMatch(new RegExp(`mailroom's own answer to it is already in ${SENT} \\(UID \\d+\\)`))
+
+        // The customer answers the answer sent after the backup, which the restored log does not know:
+        // a follow-up to mailroom's own answer, answered, not left to a person as a person's conversation.
+        await servers.dovecot.append([mail({ authenticated: true, subject: "Re: after the backup", from: `Restore Test <restore@customer.test>`, inReplyTo: sinceBackup, references: [sinceBackup] })])
+        const followUp = await runCli(["--once"], cliEnv(restoredUrl))
+        expect(followUp.stdout, followUp.stderr).toContain("Replies: 1 sent, 0 skipped, 0 failed")
+        await servers.sink.waitFor(before + 3)
+        expect(servers.sink.messages.at(-1)!.to).toEqual(["restore@customer.test"])
+        expect(servers.sink.messages.at(-1)!.headers.get("references")).toContain(sinceBackup)
       } finally {
         await query(serverUrl, `DROP DATABASE IF EXISTS ${backup} WITH (FORCE)`)
         await db.drop()

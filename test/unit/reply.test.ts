@@ -683,6 +683,34 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
+  it.effect("mail recorded again after a restore: mailroom's own answer in the sent folder is already_answered, and a follow-up to it is answered", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    // Answers mailroom sent before the database was restored: the log no longer holds them.
+    const ours = "<0b7c1d3e-5f6a-4b8c-9d0e-1f2a3b4c5d6e.mailroom@example.com>"
+    mailbox.appendTo(SENT, `Message-ID: ${ours}\r\nIn-Reply-To: <q1@customer.test>\r\nSubject: Re: Refund\r\n\r\nRefunded.`)
+    mailbox.appendTo(SENT, "Message-ID: <9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a.mailroom@example.com>\r\nIn-Reply-To: <q2@customer.test>\r\n\r\nSent.")
+    // On this one a person answered too: a person's answer among them is said as a person's.
+    mailbox.appendTo(SENT, "Message-ID: <p2@example.com>\r\nIn-Reply-To: <q2@customer.test>\r\n\r\nAnd I add this.")
+    mailbox.append(mail({ messageId: "<q1@customer.test>", subject: "Refund" }))
+    mailbox.append(mail({ from: "Bob <bob@customer.test>", messageId: "<q2@customer.test>", subject: "Invoice" }))
+    mailbox.append(mail({ subject: "Re: Refund", inReplyTo: ours, references: ["<q1@customer.test>", ours], date: new Date() }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 2, failed: 0 })
+      const skipped = ofType(yield* events, "ReplySkipped")
+      expect(skipped).toEqual(expect.arrayContaining([
+        expect.objectContaining({
+          reason: "already_answered",
+          detail: `mailroom's own answer to it is already in ${SENT} (UID 1): the mail was recorded again, as after a database restored from a backup, or a person sent mailroom's draft`
+        }),
+        expect.objectContaining({ reason: "answered_by_person", detail: `a person's answer to it is already in ${SENT} (UID 3)` })
+      ]))
+      // The follow-up answers mailroom's own answer, which the restored log does not know: answered, not left to a person.
+      expect(mailer.sent.map((m) => m.subject)).toEqual([expect.stringMatching(/^Re: Refund/)])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
   it.effect("an answer held back by SMTP is not sent once a person has answered the mail meanwhile", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
