@@ -164,10 +164,6 @@ const describeRun = () =>
   ].join("\n")
 
 /**
- * The command tree. Layers are provided inside each handler, so that `--help` and `settings` need no
- * configuration; built by main.ts after every module has declared its settings.
- */
-/**
  * @effect/cli takes a repeated option given without its value (`replies retry --id` at the end of
  * the line, or before another flag) as not given at all: that would ask again for every failed
  * answer of the day, or reprocess every quarantined mail, when one was meant. Refused instead.
@@ -179,6 +175,10 @@ export const refuseRepeatedWithoutValue = (argv: ReadonlyArray<string>): Effect.
   return bare === undefined ? Effect.void : new StartupRefused({ reason: `${bare} needs a value after it` })
 }
 
+/**
+ * The command tree. Layers are provided inside each handler, so that `--help` and `settings` need no
+ * configuration; built by main.ts after every module has declared its settings.
+ */
 export const makeCli = <E1, E2, E3>(layers: CliLayers<E1, E2, E3>) => {
   const run = Command.make("mailroom", { once, interval }, (flags) =>
     Option.match(flags.interval, {
