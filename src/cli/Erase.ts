@@ -34,10 +34,12 @@ export const exportCommand = (input: string, options: { readonly raw: boolean })
     const address = yield* customerArgument(input)
     const exported = yield* exportCustomer(address, options)
     yield* Console.log(JSON.stringify(exported, null, 2))
-    const messages = exported.tickets.reduce((n, ticket) => n + ticket.messages.length, 0) + exported.elsewhere.length
+    const messages = [...exported.tickets.flatMap((ticket) => ticket.messages), ...exported.elsewhere]
+    const others = messages.filter((m) => m.others).length
     yield* Console.error(
-      `Exported ${address}: ${exported.tickets.length} ticket(s), ${messages} message(s), ${exported.events.length} event(s)` +
-        (options.raw ? `, ${exported.rawMail.length} raw mail(s)` : " (add --raw for the raw mail)")
+      `Exported ${address}: ${exported.tickets.length} ticket(s), ${messages.length} message(s), ${exported.events.length} event(s)` +
+        (options.raw ? `, ${exported.rawMail.length} raw mail(s)` : " (add --raw for the raw mail)") +
+        (others > 0 ? `; ${others} message(s) from or to other people, marked "others": read them before handing this over` : "")
     )
     return exported
   })

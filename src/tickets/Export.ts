@@ -21,6 +21,12 @@ export interface ExportedMessage {
   readonly attachments: unknown
   readonly receivedAt: string
   readonly rawSha256: string | null
+  /**
+   * From or to someone other than the customer: a colleague in Cc writing on their ticket, or
+   * mailroom's answer to that colleague. Their words too, which a reply to a request for access may
+   * not hand over (GDPR Art. 15(4)): a person reads these first.
+   */
+  readonly others: boolean
 }
 
 /** What mailroom holds of one customer: the right of access beside `erase`'s right to erasure. */
@@ -52,9 +58,11 @@ export interface CustomerExport {
     readonly occurredAt: string
     readonly erased: boolean
     readonly data: unknown
+    /** Another customer's event, found by its ticket: see ExportedMessage.others. */
+    readonly others: boolean
   }>
-  /** With `raw`: each stored raw mail of theirs, base64. */
-  readonly rawMail: ReadonlyArray<{ readonly sha256: string; readonly headersOnly: boolean; readonly base64: string }>
+  /** With `raw`: each stored raw mail of theirs, base64; `others` where it is only another person's mail. */
+  readonly rawMail: ReadonlyArray<{ readonly sha256: string; readonly headersOnly: boolean; readonly base64: string; readonly others: boolean }>
 }
 
 /** A `messages` row as read back: jsonb comes back parsed on PostgreSQL, as text on PGlite. */
@@ -62,7 +70,10 @@ type MessageRow = Omit<ProjectedMessage, "attachments"> & { readonly attachments
 
 const iso = (value: Date | string) => new Date(value).toISOString()
 
-const message = (row: MessageRow): ExportedMessage => ({
+/** Whether a message is from or to someone other than `address` (ExportedMessage.others). */
+const aboutOthers = (row: MessageRow, address: string) => (row.direction === "inbound" ? row.from_email : row.to_email) !== address
+
+const message = (address: string) => (row: MessageRow): ExportedMessage => ({
   id: row.id,
   ticketId: row.ticket_id,
   mailbox: row.mailbox,
@@ -77,7 +88,8 @@ const message = (row: MessageRow): ExportedMessage => ({
   html: row.html,
   attachments: typeof row.attachments === "string" ? JSON.parse(row.attachments) : row.attachments,
   receivedAt: iso(row.received_at),
-  rawSha256: row.raw_sha256
+  rawSha256: row.raw_sha256,
+  others: aboutOthers(row, address)
 })
 
 /**
@@ -120,6 +132,11 @@ export const exportCustomer = Effect.fn("Export.customer")(function*(input: stri
         `
       : []
     const inTickets = new Set(ticketIds)
+    const theirs = new Set(ids)
+    const toExport = message(address)
+    // A raw mail is another person's only when every message it was recorded as is about others.
+    const ownRaw = new Set(messages.flatMap((row) => row.raw_sha256 !== null && !aboutOthers(row, address) ? [row.raw_sha256] : []))
+    const othersRaw = new Set(messages.flatMap((row) => row.raw_sha256 !== null && aboutOthers(row, address) ? [row.raw_sha256] : []))
     const exported: CustomerExport = {
       address,
       exportedAt: new Date().toISOString(),
@@ -132,9 +149,9 @@ export const exportCustomer = Effect.fn("Export.customer")(function*(input: stri
         status: ticket.status,
         createdAt: iso(ticket.created_at),
         updatedAt: iso(ticket.updated_at),
-        messages: messages.filter((row) => row.ticket_id === ticket.id).map(message)
+        messages: messages.filter((row) => row.ticket_id === ticket.id).map(toExport)
       })),
-      elsewhere: messages.filter((row) => !inTickets.has(row.ticket_id)).map(message),
+      elsewhere: messages.filter((row) => !inTickets.has(row.ticket_id)).map(toExport),
       events: events.map((event) => ({
         seq: event.seq.toString(),
         id: event.id,
@@ -143,9 +160,15 @@ export const exportCustomer = Effect.fn("Export.customer")(function*(input: stri
         ticketId: event.ticketId,
         occurredAt: event.occurredAt.toISOString(),
         erased: event.erased ?? false,
-        data: event.data
+        data: event.data,
+        others: "customerId" in event.data && typeof event.data.customerId === "string" && !theirs.has(event.data.customerId)
       })),
-      rawMail: raw.map((row) => ({ sha256: row.sha256, headersOnly: row.headers_only, base64: Buffer.from(row.bytes).toString("base64") }))
+      rawMail: raw.map((row) => ({
+        sha256: row.sha256,
+        headersOnly: row.headers_only,
+        base64: Buffer.from(row.bytes).toString("base64"),
+        others: othersRaw.has(row.sha256) && !ownRaw.has(row.sha256)
+      }))
     }
     yield* Effect.annotateCurrentSpan({ "mailroom.export.tickets": tickets.length, "mailroom.export.events": events.length })
     return exported

@@ -83,7 +83,9 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         // The right of access first: everything of hers, readable, as JSON.
         const exported = await runCli(["export", "--customer", "Ada@Customer.test", "--raw"], servers.env({ DATABASE_URL: db.url }))
         expect(exported.code, exported.stderr).toBe(0)
-        expect(exported.stderr.trim()).toMatch(/^Exported ada@customer\.test: 1 ticket\(s\), 4 message\(s\), \d+ event\(s\), 3 raw mail\(s\)$/)
+        expect(exported.stderr.trim()).toMatch(
+          /^Exported ada@customer\.test: 1 ticket\(s\), 4 message\(s\), \d+ event\(s\), 3 raw mail\(s\); 2 message\(s\) from or to other people, marked "others": read them before handing this over$/
+        )
         const access = JSON.parse(exported.stdout) as CustomerExport
         expect(access.customer).toMatchObject({ email: "ada@customer.test", name: "Ada Lovelace" })
         expect(access.tickets).toHaveLength(1)
@@ -95,6 +97,14 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
           `outbound ${servers.dovecot.user}`
         ].sort())
         expect(access.tickets[0]!.messages.find((m) => m.from === "ada@customer.test")!.text).toContain("ADA-SECRET-BODY")
+        // Bob's words on her ticket, and mailroom's answer to him, are marked as others': hers are not.
+        expect(access.tickets[0]!.messages.filter((m) => m.others).map((m) => `${m.direction} ${m.from} ${m.to}`).sort()).toEqual([
+          expect.stringMatching(/^inbound bob@other\.test /),
+          `outbound ${servers.dovecot.user} bob@other.test`
+        ])
+        expect(access.events.filter((e) => e.others).map((e) => e.type)).toEqual(expect.arrayContaining(["EmailReceived"]))
+        expect(JSON.stringify(access.events.filter((e) => !e.others))).not.toContain("Bob here")
+        expect(access.rawMail.filter((r) => r.others).map((r) => Buffer.from(r.base64, "base64").toString("latin1"))).toEqual([expect.stringContaining("Bob here")])
         expect(access.events.map((e) => e.type)).toEqual(expect.arrayContaining(["EmailReceived", "EmailQuarantined", "ReplyIntended", "ReplySent"]))
         expect(access.events.every((e) => !e.erased)).toBe(true)
         expect(JSON.stringify(access.events)).toContain("ADA-SECRET-SUBJECT")
