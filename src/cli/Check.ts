@@ -12,7 +12,7 @@ import { authservIdsIn } from "../mail/AuthResults.js"
 import { SenderAuthConfig } from "../config/Mail.js"
 import { Agent } from "../replies/Agent.js"
 import { DraftsMailboxMissing } from "../replies/Drafts.js"
-import { Mailer } from "../replies/Mailer.js"
+import { Mailer, smtpProblem } from "../replies/Mailer.js"
 import { SentMailboxMissing } from "../replies/ResponderErrors.js"
 import { visible } from "../lib/Visible.js"
 
@@ -142,7 +142,7 @@ const mailboxLines = (mailbox: MailboxRuntime<Imap | Agent>) =>
     if (replies.config.mode === "send" && Option.isSome(mailer)) {
       const smtp = yield* SmtpConfig
       // Without the clause on what becomes of waiting answers: nothing waits here.
-      const verified = mailer.value.verify.pipe(Effect.mapError((error) => ({ message: error.message.replace(/; (replies|answers) wait.*$/, "") })))
+      const verified = mailer.value.verify.pipe(Effect.mapError((error) => ({ message: smtpProblem(error) })))
       lines.push(yield* tried(line("smtp", key), Effect.as(verified, `${smtp.user} logged in at ${smtp.host}:${smtp.port} (${tlsText(smtp.tls)}); nothing was sent`)))
     }
     const made = line(`agent (${agent.kind})`, key)

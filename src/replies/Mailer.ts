@@ -52,8 +52,13 @@ export class SmtpAuthenticationFailed extends Data.TaggedError("SmtpAuthenticati
   /** Logged in with an OAuth2 token (MAILBOX_AUTH=oauth2), not a password. */
   readonly oauth2?: boolean
 }> {
+  /** What is wrong and what to change, without what becomes of the answers meanwhile. */
+  get problem() {
+    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): ${loginFix(this.user, this.serverText, this.oauth2 ?? false)}`
+  }
+
   override get message() {
-    return `SMTP login failed for ${this.user} at ${this.host} (${this.serverText}): ${loginFix(this.user, this.serverText, this.oauth2 ?? false)}; replies wait until it works${handedOverAfter}`
+    return `${this.problem}; replies wait until it works${handedOverAfter}`
   }
 }
 
@@ -62,8 +67,12 @@ export class SmtpUnavailable extends Data.TaggedError("SmtpUnavailable")<{
   readonly host: string
   readonly reason: string
 }> {
+  get problem() {
+    return `the SMTP server ${this.host} is unavailable (${this.reason}): check SMTP_HOST, SMTP_PORT, SMTP_TLS and the network`
+  }
+
   override get message() {
-    return `the SMTP server ${this.host} is unavailable (${this.reason}): check SMTP_HOST, SMTP_PORT, SMTP_TLS and the network; replies wait and are tried again${handedOverAfter}`
+    return `${this.problem}; replies wait and are tried again${handedOverAfter}`
   }
 }
 
@@ -87,8 +96,12 @@ export class SmtpLimitReached extends Data.TaggedError("SmtpLimitReached")<{
   readonly host: string
   readonly serverText: string
 }> {
+  get problem() {
+    return `the SMTP server ${this.host} sends no more mail from ${this.user} for now (${this.serverText}): its sending limit is reached (Gmail and Microsoft 365 count a rolling 24 hours)`
+  }
+
   override get message() {
-    return `the SMTP server ${this.host} sends no more mail from ${this.user} for now (${this.serverText}): its sending limit is reached (Gmail and Microsoft 365 count a rolling 24 hours); answers wait and are tried again, at most half an hour apart${handedOverAfter}, and a lower REPLY_GLOBAL_LIMIT keeps mailroom under the limit`
+    return `${this.problem}; answers wait and are tried again, at most half an hour apart${handedOverAfter}, and a lower REPLY_GLOBAL_LIMIT keeps mailroom under the limit`
   }
 }
 
@@ -102,10 +115,17 @@ export class SmtpSenderRefused extends Data.TaggedError("SmtpSenderRefused")<{
   readonly host: string
   readonly serverText: string
 }> {
+  get problem() {
+    return `the SMTP server ${this.host} refuses ${this.from} as the sender of answers (${this.serverText}): set REPLY_FROM to an address the login may send as, or give the login that right (Microsoft 365: Send As)`
+  }
+
   override get message() {
-    return `the SMTP server ${this.host} refuses ${this.from} as the sender of answers (${this.serverText}): set REPLY_FROM to an address the login may send as, or give the login that right (Microsoft 365: Send As); answers wait until it is accepted${handedOverAfter}`
+    return `${this.problem}; answers wait until it is accepted${handedOverAfter}`
   }
 }
+
+/** What is wrong and what to change, without what becomes of waiting answers: for `mailroom check`, where none wait. */
+export const smtpProblem = (error: MailerError): string => "problem" in error ? error.problem : error.message
 
 export type MailerError =
   | SmtpAuthenticationFailed
