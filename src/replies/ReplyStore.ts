@@ -31,6 +31,15 @@ export interface ReplyState {
   readonly outcome: ReplyOutcome | undefined
 }
 
+/** One answer to a mail: its first (`retry` 0) or a retry a person asked for. */
+export interface AnswerAsked {
+  readonly emailEventId: string
+  readonly retry: number
+}
+
+/** The state of each answer `replyStates` was asked about. */
+export type ReplyStates = (emailEventId: string, retry: number) => ReplyState
+
 /**
  * `mailroom erase` erased the customer whose mail was being answered, after the responder had read
  * it: nothing of the answer is recorded (it would be sealed under a key made anew) or sent.
@@ -68,8 +77,11 @@ export interface RetryChoice {
 }
 
 export interface ReplyStoreShape {
-  /** The reply events recorded for one EmailReceived's answer (`retry` 0 its first, n its n-th retry). */
-  readonly replyState: (emailEventId: string, retry: number) => Effect.Effect<ReplyState, SqlError>
+  /**
+   * The reply events recorded for each answer asked (an EmailReceived's, `retry` 0 its first, n its
+   * n-th retry), in one round trip for a page of the log: what the responder already did for them.
+   */
+  readonly replyStates: (asked: ReadonlyArray<AnswerAsked>) => Effect.Effect<ReplyStates, SqlError>
   /**
    * Appends the intent to answer, unless the mail's customer has been erased since the responder
    * read it: checked under the log's append lock, which `erase` takes too, so no intent is ever
@@ -131,6 +143,17 @@ const replyStateOf = (events: ReadonlyArray<EventData>): ReplyState => ({
   outcome: events.find(isOutcome)
 })
 
+/** Each answer's state, from the reply events of the mails asked about. */
+const statesOf = (events: ReadonlyArray<EventData>): ReplyStates => {
+  const byAnswer = new Map<string, Array<EventData>>()
+  for (const data of events) {
+    if (!isIntent(data) && !isOutcome(data)) continue
+    const key = `${data.emailEventId}/${data.retry}`
+    byAnswer.set(key, [...(byAnswer.get(key) ?? []), data])
+  }
+  return (emailEventId, retry) => replyStateOf(byAnswer.get(`${emailEventId}/${retry}`) ?? [])
+}
+
 const replyEvent = (mailbox: string, data: ReplyEvent | ReplyRetried, trace: string | null): NewEvent => ({
   id: crypto.randomUUID(),
   type: data._tag,
@@ -152,6 +175,12 @@ const makeSql = Effect.gen(function*() {
       type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed') AND data->>'emailEventId' = ${emailEventId}
         AND coalesce(data->>'retry', '0') = ${String(retry)}
     `).pipe(Effect.map((events) => replyStateOf(events.map((event) => event.data))))
+
+  const replyStates = (asked: ReadonlyArray<AnswerAsked>) =>
+    asked.length === 0 ? Effect.succeed(statesOf([])) : log.readWhere(sql`
+      type IN ('ReplyIntended', 'ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed')
+        AND data->>'emailEventId' IN ${sql.in([...new Set(asked.map((answer) => answer.emailEventId))])}
+    `).pipe(Effect.map((events) => statesOf(events.map((event) => event.data))))
 
   /**
    * Appends `data` under the append lock. `before` runs first in the transaction and may read its
@@ -207,7 +236,7 @@ const makeSql = Effect.gen(function*() {
       )).pipe(Effect.withSpan("ReplyStore.retryFailed", { kind: "client" }))
 
   return ReplyStore.of({
-    replyState,
+    replyStates,
     retryFailed,
     mails: (ids) => ids.length === 0 ? Effect.succeed([]) : log.readWhere(sql`type = 'EmailReceived' AND id IN ${sql.in(ids)}`),
     intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId, intent.customerId)),
@@ -251,7 +280,7 @@ const makeMemory = Effect.gen(function*() {
       })
     )
   return ReplyStore.of({
-    replyState: (emailEventId, retry) => Effect.map(all, (events) => replyStateOf(repliesTo(events, emailEventId, retry))),
+    replyStates: () => Effect.map(all, (events) => statesOf(events.map((event) => event.data))),
     // The in-memory log erases nobody.
     retryFailed: (choice) =>
       log.transaction((append) =>

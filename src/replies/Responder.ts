@@ -23,6 +23,7 @@ import { Mailer } from "./Mailer.js"
 import type { Handler } from "../log/EventLog.js"
 import { EventLog } from "../log/EventLog.js"
 import { ReplyStore } from "./ReplyStore.js"
+import type { ReplyState } from "./ReplyStore.js"
 import type { ResponderError, WithSession } from "./ResponderErrors.js"
 import { LlmRefused, LlmUnavailable, scheduleFor } from "./ResponderErrors.js"
 import { TicketRepo } from "../tickets/TicketRepo.js"
@@ -210,9 +211,9 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         })
       )
 
-    const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked) {
+    /** `known`: what was recorded for this answer when its page was read; only this responder adds to it. */
+    const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked, known: ReplyState) {
       yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id, "mailroom.reply.retry": asked.retry })
-      const known = yield* store.replyState(event.id, asked.retry)
       const outcome = known.outcome ?? (known.intent
         ? yield* resume(known.intent, event, email, session, asked)
         : yield* policy.admit(
@@ -258,9 +259,11 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           const email = mail as StoredEvent & { readonly data: EmailReceived }
           byCustomer.set(email.data.customerId, [...(byCustomer.get(email.data.customerId) ?? []), { event: email, asked }])
         }
+        // What was done already (a page handed over again after a crash or a failure): one read for the page.
+        const states = yield* store.replyStates([...byCustomer.values()].flat().map(({ asked, event }) => ({ emailEventId: event.id, retry: asked.retry })))
         yield* Effect.forEach(byCustomer.values(), (mails) =>
           Effect.forEach(mails, ({ asked, event }) =>
-            handle(event, event.data, session, asked).pipe(
+            handle(event, event.data, session, asked, states(event.id, asked.retry)).pipe(
               withEventTrace(event),
               Effect.tap(Option.match({
                 onNone: () => Effect.void,
