@@ -52,6 +52,15 @@ export interface EventLogShape {
    * (projections, cursors) commits with them. Consumers wake once it has committed.
    */
   readonly transaction: <A, E, R>(write: (append: Append) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+  /**
+   * `transaction`, with `read` (constant SQL, without parameters) sent in the round trip that opens
+   * it and takes the lock, its rows handed to `write`: a check that must hold under the lock costs no
+   * round trip of its own. Only on the SQL log.
+   */
+  readonly transactionAfter: <Row, A, E, R>(
+    read: string,
+    write: (append: Append, rows: ReadonlyArray<Row>) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | SqlError, R>
   readonly read: (after: bigint, limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
   /**
    * The events a condition on the `events` table picks, in `seq` order, their personal fields opened.
@@ -212,6 +221,9 @@ const makeSql = Effect.gen(function*() {
   const transaction = <A, E, R>(write: (append: Append) => Effect.Effect<A, E, R>) =>
     locked(Effect.suspend(() => write(append))).pipe(Effect.tap(() => wakeups.wake))
 
+  const transactionAfter = <Row, A, E, R>(read: string, write: (append: Append, rows: ReadonlyArray<Row>) => Effect.Effect<A, E, R>) =>
+    locked.reading(read, (rows: ReadonlyArray<Row>) => write(append, rows)).pipe(Effect.tap(() => wakeups.wake))
+
   const opened = (rows: ReadonlyArray<EventRow>) =>
     Effect.map(open(vault, rows), (data) => rows.map((row, i) => fromRow(row, data[i]!)))
 
@@ -252,6 +264,7 @@ const makeSql = Effect.gen(function*() {
   const backstop = shared ? yield* eventLogPoll : Duration.seconds(5)
   return EventLog.of({
     transaction,
+    transactionAfter,
     read,
     readWhere: (condition) => sql<EventRow>`SELECT * FROM events WHERE ${condition} ORDER BY seq`.pipe(Effect.flatMap(opened)),
     lastSeq: sql<{ seq: string }>`SELECT coalesce(max(seq), 0) AS seq FROM events`.pipe(
@@ -293,6 +306,7 @@ const makeMemory = Effect.gen(function*() {
   }
   return EventLog.of({
     transaction,
+    transactionAfter: () => Effect.dieMessage("transactionAfter takes SQL: the in-memory log has none"),
     read,
     readWhere: () => Effect.dieMessage("readWhere takes SQL: the in-memory log has none"),
     lastSeq: Ref.get(events).pipe(Effect.map((all) => all.at(-1)?.seq ?? 0n)),

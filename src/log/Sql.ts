@@ -27,22 +27,38 @@ function rollbackFailureTyped<A, E, R>(effect: Effect.Effect<A, E, R>) {
 /**
  * `inTransaction`, with `first` (constant SQL, without parameters) sent in the same round trip as
  * BEGIN (or, nested, as the SAVEPOINT): a simple query may hold several statements. A round trip
- * saved where every one counts, while the append lock is held.
+ * saved where every one counts, while the append lock is held. `reading` sends a read with them
+ * too, and hands its rows to the transaction's work.
  */
 export const inTransactionOpenedWith = (sql: SqlClient.SqlClient, first: string) => {
-  const unprepared = (conn: SqlConnection.Connection, statement: string) => Effect.asVoid(conn.executeUnprepared(statement, [], undefined))
-  const run = SqlClient.makeWithTransaction({
-    transactionTag: SqlClient.TransactionConnection,
-    spanAttributes: [["db.system.name", "postgresql"]],
-    acquireConnection: Effect.flatMap(Scope.make(), (scope) => Effect.map(Scope.extend(sql.reserve, scope), (conn) => [scope, conn] as const)),
-    begin: (conn) => unprepared(conn, `BEGIN; ${first}`),
-    savepoint: (conn, id) => unprepared(conn, `SAVEPOINT effect_sql_${id}; ${first}`),
-    commit: (conn) => unprepared(conn, "COMMIT"),
-    rollback: (conn) => unprepared(conn, "ROLLBACK"),
-    rollbackSavepoint: (conn, id) => unprepared(conn, `ROLLBACK TO SAVEPOINT effect_sql_${id}`)
-  })
-  return <A, E, R>(effect: Effect.Effect<A, E, R>) => run(effect).pipe(rollbackFailureTyped)
+  const opened = (open: (conn: SqlConnection.Connection, statement: string) => Effect.Effect<void, SqlError>) =>
+    SqlClient.makeWithTransaction({
+      transactionTag: SqlClient.TransactionConnection,
+      spanAttributes: [["db.system.name", "postgresql"]],
+      acquireConnection: Effect.flatMap(Scope.make(), (scope) => Effect.map(Scope.extend(sql.reserve, scope), (conn) => [scope, conn] as const)),
+      begin: (conn) => open(conn, `BEGIN; ${first}`),
+      savepoint: (conn, id) => open(conn, `SAVEPOINT effect_sql_${id}; ${first}`),
+      commit: (conn) => unprepared(conn, "COMMIT"),
+      rollback: (conn) => unprepared(conn, "ROLLBACK"),
+      rollbackSavepoint: (conn, id) => unprepared(conn, `ROLLBACK TO SAVEPOINT effect_sql_${id}`)
+    })
+  const run = opened(unprepared)
+  const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => run(effect).pipe(rollbackFailureTyped)
+  /** `read`: constant SQL, without parameters, as `first` is; the rows of its last statement go to `use`. */
+  const reading = <Row, A, E, R>(read: string, use: (rows: ReadonlyArray<Row>) => Effect.Effect<A, E, R>) =>
+    Effect.suspend(() => {
+      let rows: ReadonlyArray<Row> = []
+      const withRead = opened((conn, statement) =>
+        Effect.map(conn.executeUnprepared(`${statement}; ${read}`, [], undefined), (results) => {
+          // A simple query of several statements answers with the rows of each.
+          rows = (results as ReadonlyArray<ReadonlyArray<Row>>).at(-1) ?? []
+        }))
+      return withRead(Effect.suspend(() => use(rows))).pipe(rollbackFailureTyped)
+    })
+  return Object.assign(transaction, { reading })
 }
+
+const unprepared = (conn: SqlConnection.Connection, statement: string) => Effect.asVoid(conn.executeUnprepared(statement, [], undefined))
 
 export class DataDirInUse extends Data.TaggedError("DataDirInUse")<{ readonly dataDir: string; readonly pid: number }> {
   override get message() {

@@ -5,7 +5,7 @@ import { Context, Data, Effect, Layer } from "effect"
 import type { EventData, ReplyEvent, ReplyFailed, ReplyIntended, ReplyOutcome, ReplySkipped, StoredEvent } from "../log/Event.js"
 import { ReplyRetried } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
-import type { NewEvent } from "../log/EventLog.js"
+import type { Append, NewEvent } from "../log/EventLog.js"
 import { currentTraceparent } from "../telemetry/Tracing.js"
 import { outboundStatements } from "../tickets/Projection.js"
 import type { KeyRow, KeysRead } from "../log/Vault.js"
@@ -138,6 +138,20 @@ const retryOf = (event: StoredEvent & { readonly data: ReplyFailed | ReplySkippe
     failedEventId: event.id
   })
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+interface ErasureRow {
+  readonly erased: boolean
+  readonly keys: ReadonlyArray<KeyRow>
+}
+
+/** A statement built without parameters, as a simple query sends it. */
+const constantSql = (statement: Statement.Statement<unknown>) => {
+  const [text, params] = statement.compile()
+  if (params.length > 0) throw new Error("constantSql: the statement has parameters")
+  return text
+}
+
 const replyStateOf = (events: ReadonlyArray<EventData>): ReplyState => ({
   intent: events.find(isIntent),
   outcome: events.find(isOutcome)
@@ -183,41 +197,44 @@ const makeSql = Effect.gen(function*() {
     `).pipe(Effect.map((events) => statesOf(events.map((event) => event.data))))
 
   /**
-   * Appends `data` under the append lock. `before` runs first in the transaction and may read its
-   * customer's keys ahead; a ReplySent carries its outbound `messages` row and the ticket's touch in
-   * its INSERT's statement: one round trip where there were three.
+   * Whether the mail's sealing key is destroyed (its customer was erased; mail recorded before 0010
+   * has none to check), with the customer's live keys for sealing the reply event. `id` writes each
+   * id into the statement: as a parameter, or as a literal where the statement must be constant SQL.
    */
-  const appendEvent = <E>(
-    mailbox: string,
-    data: ReplyEvent,
-    before: Effect.Effect<KeysRead | undefined, E> = Effect.succeed(undefined),
-    held?: ReplyIntended
-  ) =>
-    Effect.flatMap(currentTraceparent, (trace) =>
-      log.transaction((append) =>
+  const erasureCheck = (emailEventId: string, customerId: string, id: (value: string) => Statement.Fragment) =>
+    sql<ErasureRow>`SELECT EXISTS (SELECT 1 FROM events e JOIN customer_keys k ON k.id = e.key_id WHERE e.id = ${id(emailEventId)}::uuid AND k.key IS NULL) AS erased,
+        ${liveKeysJson(sql, sql`SELECT ${id(customerId)}::uuid`)} AS keys`
+
+  /** Only ids of this shape are written into SQL as literals: nothing in them can end the string. */
+  const asLiteral = (value: string) => sql.literal(`'${value}'`)
+  const asParameter = (value: string) => sql`${value}`
+
+  /**
+   * Appends `data` under the append lock, unless its mail's customer was erased: checked under the
+   * lock, in the round trip that takes it (`transactionAfter`). A ReplySent carries its outbound
+   * `messages` row and the ticket's touch in its INSERT's statement: one round trip where there were three.
+   */
+  const appendEvent = (mailbox: string, data: ReplyEvent, held?: ReplyIntended) =>
+    Effect.flatMap(currentTraceparent, (trace) => {
+      const { customerId, emailEventId } = data
+      const write = (append: Append, rows: ReadonlyArray<ErasureRow>) =>
         Effect.gen(function*() {
-          const keys = yield* before
+          if (rows[0]?.erased) return yield* new CustomerErasedMeanwhile({ emailEventId })
+          const keys: KeysRead = { customers: new Set([customerId]), rows: rows[0]?.keys ?? [] }
           const event = replyEvent(mailbox, data, trace)
           const intent = data._tag === "ReplySent" ? held ?? (yield* replyState(data.emailEventId, data.retry)).intent : undefined
           yield* append([event], {
-            ...(keys === undefined ? {} : { keys }),
+            keys,
             ...(intent === undefined ? {} : { alongside: outboundStatements(sql, outboundRow(event.id, mailbox, intent, event.occurredAt)) })
           })
           return event.id
         })
-      )).pipe(Effect.withSpan("ReplyStore.append", { kind: "client", attributes: { "mailroom.event.type": data._tag } }))
-
-  /**
-   * The mail's sealing key is destroyed: its customer was erased (mail recorded before 0010 has none
-   * to check). Reads the customer's live keys in the same statement, for sealing the reply event.
-   */
-  const notErased = (emailEventId: string, customerId: string) =>
-    sql<{ erased: boolean; keys: ReadonlyArray<KeyRow> }>`
-      SELECT EXISTS (SELECT 1 FROM events e JOIN customer_keys k ON k.id = e.key_id WHERE e.id = ${emailEventId} AND k.key IS NULL) AS erased,
-        ${liveKeysJson(sql, sql`SELECT ${customerId}::uuid`)} AS keys
-    `.pipe(Effect.flatMap(([row]) =>
-      row?.erased ? new CustomerErasedMeanwhile({ emailEventId }) : Effect.succeed({ customers: new Set([customerId]), rows: row?.keys ?? [] })
-    ))
+      // The ids are UUIDs (the log's, and keyed customer ids), the only text written into the statement;
+      // anything else goes as a parameter, in a round trip of its own, for the cast to refuse as before.
+      return UUID.test(emailEventId) && UUID.test(customerId)
+        ? log.transactionAfter(constantSql(erasureCheck(emailEventId, customerId, asLiteral)), write)
+        : log.transaction((append) => Effect.flatMap(erasureCheck(emailEventId, customerId, asParameter), (rows) => write(append, rows)))
+    }).pipe(Effect.withSpan("ReplyStore.append", { kind: "client", attributes: { "mailroom.event.type": data._tag } }))
 
   const retryFailed = (choice: RetryChoice) =>
     Effect.flatMap(currentTraceparent, (trace) =>
@@ -239,8 +256,8 @@ const makeSql = Effect.gen(function*() {
     replyStates,
     retryFailed,
     mails: (ids) => ids.length === 0 ? Effect.succeed([]) : log.readWhere(sql`type = 'EmailReceived' AND id IN ${sql.in(ids)}`),
-    intend: (mailbox, intent) => appendEvent(mailbox, intent, notErased(intent.emailEventId, intent.customerId)),
-    append: (mailbox, data, intent) => appendEvent(mailbox, data, notErased(data.emailEventId, data.customerId), intent),
+    intend: (mailbox, intent) => appendEvent(mailbox, intent),
+    append: (mailbox, data, intent) => appendEvent(mailbox, data, intent),
     answerCounts: (scope, since) =>
       // Three counts, each by its own index, in one statement: admission runs one mail at a time.
       // `to` is sealed since 0010; an older intent's is still in data, and counted by it for a day.

@@ -125,6 +125,19 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       expect(Number(after[0]!.n)).toBe(0)
     }).pipe(Effect.provide(sqlPipeline(backend, "store_lock", Imap.Test(new MemoryMailbox())))))
 
+  it.scoped("hands a read sent with the transaction's first round trip to its work: after the lock, in the same transaction", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const log = yield* EventLog
+      const [read, work] = yield* log.transactionAfter(
+        `SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+          AND ((classid::bigint << 32) | objid::bigint) = ${0x6d61696c}) AS locks, txid_current()::text AS tx`,
+        (_append, rows: ReadonlyArray<{ locks: string; tx: string }>) =>
+          Effect.map(sql<{ tx: string }>`SELECT txid_current()::text AS tx`, (now) => [rows, now[0]!.tx] as const)
+      )
+      expect(read.map((row) => ({ locks: Number(row.locks), sameTransaction: row.tx === work }))).toEqual([{ locks: 1, sameTransaction: true }])
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_after", Imap.Test(new MemoryMailbox())))))
+
   it.scoped("seals each customer's events under one key across batches: recorded senders, new ones and a quarantined From alike", () => {
     const mailbox = new MemoryMailbox()
     mailbox.append(mail({ from: "Ada <ada@customer.test>", subject: "first" }))
