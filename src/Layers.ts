@@ -1,6 +1,6 @@
 import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
-import { MigrationsLive } from "./log/Migrations.js"
+import { MigrationsCheckedLive, MigrationsLive } from "./log/Migrations.js"
 import { SqlLive } from "./log/Sql.js"
 import { Intake } from "./tickets/Intake.js"
 import { Poller } from "./mailbox/Poller.js"
@@ -25,15 +25,27 @@ import { Reconciler } from "./mailbox/Reconcile.js"
 import { Watched } from "./mailbox/Watched.js"
 import { buildFleet, CheckFleet, Fleet, fleetOfOne, StatusFleet, statusFleetOfOne } from "./mailbox/Fleet.js"
 
-/** PostgreSQL (or embedded PGlite), migrated before anything reads it. */
+/** PostgreSQL (or embedded PGlite), migrated before anything reads it: a start's. */
 export const DatabaseLive = MigrationsLive.pipe(Layer.provideMerge(SqlLive))
 
+/**
+ * The same for every other command: a new database is set up, an existing one must have had this
+ * version's migrations (a start applies them, once the older instances are stopped).
+ */
+export const CommandDatabaseLive = MigrationsCheckedLive.pipe(Layer.provideMerge(SqlLive))
+
 /** The event log, the stores over it (tickets and their projections, reply events) and the cursors. */
-export const StoreLive = Layer.mergeAll(TicketRepo.Live, ReplyStore.Live).pipe(
-  Layer.provideMerge(Layer.mergeAll(EventLog.Live, StateStore.Live)),
-  Layer.provideMerge(Vault.Live),
-  Layer.provideMerge(DatabaseLive)
-)
+const storeOn = <E, R>(database: Layer.Layer<Layer.Layer.Success<typeof DatabaseLive>, E, R>) =>
+  Layer.mergeAll(TicketRepo.Live, ReplyStore.Live).pipe(
+    Layer.provideMerge(Layer.mergeAll(EventLog.Live, StateStore.Live)),
+    Layer.provideMerge(Vault.Live),
+    Layer.provideMerge(database)
+  )
+
+export const StoreLive = storeOn(DatabaseLive)
+
+/** The store for commands other than a start (CommandDatabaseLive). */
+export const CommandStoreLive = storeOn(CommandDatabaseLive)
 
 /** A build of one mailbox's services so far: what they provide, and the memo map they share. */
 export interface Building<B> {
@@ -113,8 +125,8 @@ export const checkFleetOn = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
         : yield* withImap.pipe(thenBuild(AgentLive), thenBuild(MailerLive))
       return (built as Building<Imap | Agent>).context
     })))
-  ).pipe(Layer.provideMerge(StoreLive))
+  ).pipe(Layer.provideMerge(CommandStoreLive))
 
 /** Each mailbox's connection alone, for `status`: it needs no agent or SMTP settings. */
 export const statusFleetOn = <E, R>(imap: Layer.Layer<Imap, E, R>) =>
-  Layer.scoped(StatusFleet, buildFleet(imap)).pipe(Layer.provideMerge(StoreLive))
+  Layer.scoped(StatusFleet, buildFleet(imap)).pipe(Layer.provideMerge(CommandStoreLive))

@@ -8,7 +8,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { makeCli, refuseRepeatedWithoutValue, refuseWhenGmailApiOwnsReceiving } from "./cli/Cli.js"
 import { describeFailure } from "./cli/Fatal.js"
-import { checkFleetOn, fleetOn, statusFleetOn, StoreLive } from "./Layers.js"
+import { checkFleetOn, CommandStoreLive, fleetOn, statusFleetOn } from "./Layers.js"
 import { EarlyLogin } from "./mailbox/EarlyLogin.js"
 import { checkSettings, checkStatusSettings } from "./mailbox/Fleet.js"
 import { ImapLive } from "./mailbox/Imap.js"
@@ -30,7 +30,7 @@ const StatusLive = statusFleetOn(ImapLive).pipe(Layer.provide(Layer.effectDiscar
 // Every setting first, as a start reads them; then what a start would open, without taking mail.
 const CheckLive = checkFleetOn(ImapLive).pipe(Layer.provide(Layer.effectDiscard(checkSettings)))
 
-const cli = Command.run(makeCli({ app: AppLive, status: StatusLive, check: CheckLive, store: StoreLive }), {
+const cli = Command.run(makeCli({ app: AppLive, status: StatusLive, check: CheckLive, store: CommandStoreLive }), {
   name: "mailroom",
   version: "0.1.0"
 })

@@ -8,7 +8,7 @@ import { SqlClient } from "@effect/sql"
 import { Console, Data, Deferred, Duration, Effect, Option, Redacted, Schema } from "effect"
 import { OAuth2Config } from "../config/Config.js"
 import type { Provider } from "../config/Config.js"
-import { DatabaseLive } from "../Layers.js"
+import { CommandDatabaseLive } from "../Layers.js"
 import type { OAuth2Refused } from "../mailbox/ImapErrors.js"
 import { accountOf, tokenStore } from "../mailbox/OAuth2.js"
 import { endpointsFor, tokenRequest } from "../mailbox/OAuth2Providers.js"
@@ -155,7 +155,7 @@ export const keep = (address: string, refreshToken: Redacted.Redacted, secretKey
         yield* tokenStore(sql, secret).save(accountOf(address), refreshToken)
         yield* Console.log(`Signed in. The refresh token for ${accountOf(address)} is stored encrypted in the database (oauth_tokens); OAUTH2_REFRESH_TOKEN is not needed.`)
         return { stored: true } as AuthOutcome
-      }).pipe(Effect.provide(DatabaseLive))
+      }).pipe(Effect.provide(CommandDatabaseLive))
   })
 
 const text = (name: string, description: string) => Options.text(name).pipe(Options.withDescription(description), Options.optional)

@@ -165,7 +165,7 @@ const whereIs = (url: string) => {
 
 const databaseLine = Effect.map(DatabaseConfig, (config): CheckLine =>
   line("database", null).ok(
-    `${Option.match(config.url, { onNone: () => `embedded, in ${config.dataDir}`, onSome: (url) => whereIs(Redacted.value(url)) })}; opened and migrated`
+    `${Option.match(config.url, { onNone: () => `embedded, in ${config.dataDir}`, onSome: (url) => whereIs(Redacted.value(url)) })}; opened, with this version's migrations`
   ))
 
 const busLine = Effect.flatMap(kafkaBrokers, (brokers): Effect.Effect<CheckLine> =>
@@ -177,8 +177,9 @@ const formatLine = (l: CheckLine, several: boolean) =>
   `${l.outcome === "ok" ? "ok     " : l.outcome === "warning" ? "warning" : "FAILED "}  ${several && l.mailbox !== null ? `${l.mailbox}: ` : ""}${l.check}: ${l.detail}`
 
 /**
- * `mailroom check`: the settings, the database (opened and migrated, as a start does), each
- * mailbox's login and folders, the SMTP login and the agent, one line each; exits 1 when any failed.
+ * `mailroom check`: the settings, the database (a new one set up; one this version has not migrated
+ * is left as it is), each mailbox's login and folders, the SMTP login and the agent, one line each;
+ * exits 1 when any failed.
  */
 export const checkCommand = (options: { readonly json: boolean }) =>
   Effect.gen(function*() {

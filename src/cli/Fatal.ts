@@ -58,6 +58,7 @@ export const describeFailure = (cause: Cause.Cause<unknown>): Fatal | undefined 
     case "MailboxesFileInvalid":
     case "SecretKeyMismatch":
     case "DatabaseIsNewer":
+    case "MigrationsPending":
     // A folder setting that names no folder on the server: a --once run stops here (a daemon retries).
     case "SentMailboxMissing":
     case "DraftsMailboxMissing":

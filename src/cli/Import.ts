@@ -3,7 +3,7 @@ import { Args, Command } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
 import { Console, Data, Effect, Layer, Stream } from "effect"
 import { IntakeConfig } from "../config/Config.js"
-import { StoreLive } from "../Layers.js"
+import { CommandStoreLive } from "../Layers.js"
 import { Parser, sha256 } from "../mail/Parser.js"
 import { SenderAuthenticator } from "../mail/SenderAuth.js"
 import type { MailSource, SourceMail } from "../mail/Sources.js"
@@ -190,7 +190,7 @@ export class Importer extends Effect.Service<Importer>()("mailroom/Importer", {
 /** The import path's services over the live store; no IMAP server is needed. */
 export const ImportLive = Importer.Default.pipe(
   Layer.provide(Layer.mergeAll(Parser.Live, SenderAuthenticator.Default)),
-  Layer.provideMerge(StoreLive)
+  Layer.provideMerge(CommandStoreLive)
 )
 
 /** `mailroom import PATH…`: prints the summary line on stdout. */

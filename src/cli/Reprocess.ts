@@ -1,7 +1,7 @@
 import { Command, Options } from "@effect/cli"
 import { Config, Console, Data, Effect, Layer, Option } from "effect"
 import { mailboxUser } from "../config/Config.js"
-import { StoreLive, statusFleetOn } from "../Layers.js"
+import { CommandStoreLive, statusFleetOn } from "../Layers.js"
 import { mailboxesFile } from "../config/Mailboxes.js"
 import type { QuarantineReason } from "../mail/Email.js"
 import { Parser } from "../mail/Parser.js"
@@ -71,7 +71,7 @@ const FleetWhenConfigured = Layer.unwrapEffect(
 export const ReprocessLive = Reprocessor.Default.pipe(
   Layer.provide(Layer.mergeAll(Parser.Live, SenderAuthenticator.Default)),
   Layer.provide(FleetWhenConfigured),
-  Layer.provideMerge(StoreLive)
+  Layer.provideMerge(CommandStoreLive)
 )
 
 const reasons: ReadonlyArray<QuarantineReason> = ["too_large", "unparseable", "no_sender"]

@@ -73,6 +73,19 @@ export class DatabaseIsNewer extends Data.TaggedError("DatabaseIsNewer")<{ reado
   }
 }
 
+/**
+ * The database holds mailroom's data, and this version brings migrations it has not had: a command
+ * other than a start leaves the schema as it is, since instances of the version before may still be
+ * running on it (they would misread what the migrations let this version write).
+ */
+export class MigrationsPending extends Data.TaggedError("MigrationsPending")<{ readonly pending: ReadonlyArray<string> }> {
+  override get message() {
+    const named = this.pending.length > 3 ? `${this.pending.slice(0, 3).join(", ")} and ${this.pending.length - 3} more` : this.pending.join(", ")
+    return `the database has not had this version's migrations (${named}): stop every instance of the older version, then start this one, ` +
+      "which applies them; no other command changes the schema"
+  }
+}
+
 /** SqlError says only "Failed to execute statement"; the server's words are in its cause. */
 const reasons = (cause: unknown): string =>
   cause instanceof Error
@@ -106,15 +119,18 @@ const known = new Set(ordered.map((migration) => migration.name))
  * event kind, or a new value in an event's fields, comes with a migration (one that may only record
  * itself), so that an older instance refuses the database rather than misread it.
  */
-const migrate = Effect.gen(function*() {
+const migrate = (applying: Applying) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* ledger(sql)
-  const recorded = yield* sql<{ name: string }>`SELECT name FROM mailroom_migrations`
+  const applies = applying === "all" || (yield* isNew(sql))
+  if (applies) yield* ledger(sql)
+  const [kept] = yield* sql<{ ledger: boolean }>`SELECT to_regclass('mailroom_migrations') IS NOT NULL AS ledger`
+  const recorded = kept!.ledger ? yield* sql<{ name: string }>`SELECT name FROM mailroom_migrations` : []
   const applied = new Set(recorded.map((row) => row.name))
   const unknown = [...applied].filter((name) => !known.has(name)).sort()
   if (unknown.length > 0) return yield* new DatabaseIsNewer({ unknown })
-  for (const migration of ordered) {
-    if (applied.has(migration.name)) continue
+  const pending = ordered.filter((migration) => !applied.has(migration.name))
+  if (!applies && pending.length > 0) return yield* new MigrationsPending({ pending: pending.map((migration) => migration.key) })
+  for (const migration of pending) {
     yield* migration.run.pipe(
       Effect.mapError((cause) => new MigrationFailed({ migration: migration.key, cause })),
       Effect.zipRight(sql`INSERT INTO mailroom_migrations (name) VALUES (${migration.name})`),
@@ -124,6 +140,20 @@ const migrate = Effect.gen(function*() {
   }
 }).pipe(Effect.annotateLogs({ service: "Migrations" }))
 
+/**
+ * "all": a start brings the schema up to date. "new databases only": the other commands set up a
+ * database that holds nothing of mailroom's yet (a first `check`), and otherwise only read the ledger.
+ */
+type Applying = "all" | "new databases only"
+
+/** Nothing of mailroom's in it: no ledger, neither runner's, and no log. */
+const isNew = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql<{ fresh: boolean }>`SELECT to_regclass('mailroom_migrations') IS NULL AND to_regclass('effect_sql_migrations') IS NULL
+      AND to_regclass('events') IS NULL AS fresh`,
+    ([row]) => row!.fresh
+  )
+
 /** Any number that no other advisory lock of mailroom's uses ("migr"). */
 const MIGRATION_LOCK = 0x6d696772
 
@@ -132,9 +162,9 @@ const MIGRATION_LOCK = 0x6d696772
  * loser would either fail or go on before the schema exists: on PostgreSQL one migrates while the
  * others wait on a session lock. The embedded database has one process per data folder already.
  */
-const oneAtATime = Effect.gen(function*() {
+const oneAtATime = (applying: Applying) => Effect.gen(function*() {
   const { url } = yield* DatabaseConfig
-  if (Option.isNone(url)) return yield* migrate
+  if (Option.isNone(url)) return yield* migrate(applying)
   const sql = yield* SqlClient.SqlClient
   return yield* Effect.scoped(Effect.gen(function*() {
     const connection = yield* sql.reserve
@@ -142,9 +172,15 @@ const oneAtATime = Effect.gen(function*() {
       connection.execute("SELECT pg_advisory_lock($1::bigint)", [MIGRATION_LOCK], undefined),
       () => connection.execute("SELECT pg_advisory_unlock($1::bigint)", [MIGRATION_LOCK], undefined).pipe(Effect.ignore)
     )
-    return yield* migrate
+    return yield* migrate(applying)
   }))
 })
 
-/** Brings the schema up to date before anything else touches the database. */
-export const MigrationsLive = Layer.effectDiscard(oneAtATime.pipe(Effect.withSpan("Migrations.run")))
+/** Brings the schema up to date before anything else touches the database: a start's. */
+export const MigrationsLive = Layer.effectDiscard(oneAtATime("all").pipe(Effect.withSpan("Migrations.run")))
+
+/**
+ * The other commands' (`check`, `status`, `replies`, `export`, `erase`, …): a new database is set up,
+ * an existing one must have had this version's migrations already (MigrationsPending).
+ */
+export const MigrationsCheckedLive = Layer.effectDiscard(oneAtATime("new databases only").pipe(Effect.withSpan("Migrations.check")))

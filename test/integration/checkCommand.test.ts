@@ -5,7 +5,7 @@ import { Effect } from "effect"
 import type { CheckLine } from "../../src/cli/Check.js"
 import { runCli } from "../support/cli.js"
 import { mail } from "../support/mails.js"
-import { createDatabase } from "../support/postgres.js"
+import { createDatabase, query } from "../support/postgres.js"
 import { ReplyServers, SENT, withReplyServers } from "../support/replyStack.js"
 import { SmtpSinkResource } from "../support/smtpSink.js"
 
@@ -51,6 +51,33 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         const text = await runCli(["check"], servers.env({ DATABASE_URL: db.url }))
         expect(text.code).toBe(0)
         expect(text.stdout.trim().split("\n").map((l) => l.split(/\s+/)[0])).toEqual(Array(8).fill("ok"))
+      } finally {
+        await db.drop()
+      }
+    }))
+
+    it.effect("leaves a database in use as it is: on one this version has not migrated, it stops with one line; a start migrates it", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("check_pending")
+      try {
+        const env = servers.env({ DATABASE_URL: db.url })
+        expect((await runCli(["check"], env)).code).toBe(0)
+        // The version before this one's database: every migration but the last, which only records itself.
+        await query(db.url, "DELETE FROM mailroom_migrations WHERE name = 'already_answered'")
+        const ledger = async () => (await query<{ name: string }>(db.url, "SELECT name FROM mailroom_migrations ORDER BY name")).map((row) => row.name)
+        const before = await ledger()
+        for (const command of [["check"], ["status"], ["replies"]]) {
+          const refused = await runCli(command, env)
+          expect(refused.code, `${command.join(" ")}: ${refused.stderr}`).toBe(2)
+          expect(refused.stdout).toBe("")
+          expect(refused.stderr.trim().split("\n")).toEqual([
+            "mailroom: the database has not had this version's migrations (0014_already_answered): stop every instance of the older version, " +
+            "then start this one, which applies them; no other command changes the schema"
+          ])
+        }
+        expect(await ledger()).toEqual(before)
+        expect((await runCli(["--once"], servers.env({ DATABASE_URL: db.url, AGENT: "off" }))).code).toBe(0)
+        expect(await ledger()).toContain("already_answered")
+        expect((await runCli(["check"], env)).code).toBe(0)
       } finally {
         await db.drop()
       }

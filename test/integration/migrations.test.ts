@@ -1,9 +1,9 @@
 import { Migrator, SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Cause, Context, Effect, Layer, Logger } from "effect"
-import { DatabaseLive } from "../../src/Layers.js"
+import { CommandDatabaseLive, DatabaseLive } from "../../src/Layers.js"
 import { describeFailure } from "../../src/cli/Fatal.js"
-import { DatabaseIsNewer, migrations, ordered } from "../../src/log/Migrations.js"
+import { DatabaseIsNewer, migrations, MigrationsPending, ordered } from "../../src/log/Migrations.js"
 import { SqlLive } from "../../src/log/Sql.js"
 import events from "../../src/log/migrations/0001_events.js"
 import mailboxHealth from "../../src/log/migrations/0002_mailbox_health.js"
@@ -30,13 +30,13 @@ const legacyRows = Effect.flatMap(SqlClient.SqlClient, (sql) =>
 const text = (message: unknown) => Array.isArray(message) ? message.map(String).join(" ") : String(message)
 
 /** Starts today's database layer once: which migrations it logged as applied, and what the schema holds then. */
-const start = (env: Env) =>
+const start = (env: Env, database: typeof DatabaseLive | typeof CommandDatabaseLive = DatabaseLive) =>
   Effect.gen(function*() {
     const lines: Array<string> = []
     const capture = Logger.add(Logger.make(({ message }) => {
       lines.push(text(message))
     }))
-    const context = yield* Layer.build(DatabaseLive.pipe(Layer.provide(configLayer(env)))).pipe(Effect.provide(capture))
+    const context = yield* Layer.build(database.pipe(Layer.provide(configLayer(env)))).pipe(Effect.provide(capture))
     const sql = Context.get(context, SqlClient.SqlClient)
     const [schema] = yield* sql<{ oneReplyIntent: boolean; participants: boolean }>`
       SELECT to_regclass('events_one_reply_intent') IS NOT NULL AS "oneReplyIntent",
@@ -126,6 +126,30 @@ describe.each<Backend>(["postgres", "pglite"])("migrating on %s", (backend) => {
         expect(recorded.map((row) => row.name)).toEqual(
           [...allNames.filter((name) => name !== "customer_keys"), "event_kinds_of_tomorrow"].sort()
         )
+      }))
+
+    it.scoped("lets only a start migrate a database in use: another command sets up a new one, and stops with one line on one this version has not migrated yet", () =>
+      Effect.gen(function*() {
+        const env = yield* freshEnv(backend, "migrate_command")
+        // A first `check` on a new database sets it up, as a start would.
+        expect((yield* start(env, CommandDatabaseLive)).applied).toEqual(Object.keys(migrations))
+        // What the version before this one left: every migration but the last, which only records itself.
+        yield* onDatabase(env)(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DELETE FROM mailroom_migrations WHERE name = 'already_answered'`))
+        const refused = yield* Effect.flip(start(env, CommandDatabaseLive))
+        expect(refused).toBeInstanceOf(MigrationsPending)
+        expect((refused as MigrationsPending).pending).toEqual(["0014_already_answered"])
+        const fatal = describeFailure(Cause.fail(refused))
+        expect(fatal?.exitCode).toBe(2)
+        expect(fatal?.line).toBe(
+          "the database has not had this version's migrations (0014_already_answered): stop every instance of the older version, " +
+            "then start this one, which applies them; no other command changes the schema"
+        )
+        const recorded = yield* onDatabase(env)(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ name: string }>`SELECT name FROM mailroom_migrations ORDER BY name`))
+        expect(recorded.map((row) => row.name)).toEqual(allNames.filter((name) => name !== "already_answered"))
+        // The start applies it; the command then opens the database.
+        expect((yield* start(env)).applied).toEqual(["0014_already_answered"])
+        expect((yield* start(env, CommandDatabaseLive)).applied).toEqual([])
       }))
 
     it.scoped("gives a fresh database every migration, in order", () =>

@@ -170,6 +170,8 @@ const makeSuite = Effect.gen(function*() {
     env,
     /** Today's bundle, dist/main.js. */
     today: (args: ReadonlyArray<string>) => runCli(args, env(), { cwd }),
+    /** Today's start, which alone migrates a database in use: one pass, nothing answered. */
+    start: () => runCli(["--once"], env({ AGENT: "off" }), { cwd }),
     lastOldSeq: snapshot.events.at(-1)?.seq ?? "0"
   }
 })
@@ -216,10 +218,19 @@ layer(Suite.layer, { excludeTestServices: true })((it) => {
       expect(snapshot.tickets).toHaveLength(2)
     }))
 
-    it.effect("today's version migrates it and leaves every old event row as it was", () => withSuite(async ({ db, snapshot, today }) => {
+    it.effect("today's version migrates it at its start, not at another command, and leaves every old event row as it was", () => withSuite(async ({ db, snapshot, start, today }) => {
+      const ledger = async () => (await query<{ name: string }>(db.url, "SELECT name FROM mailroom_migrations ORDER BY name")).map((row) => row.name)
+      const before = await ledger()
+      const refused = await today(["status"])
+      expect(refused.code, refused.stdout + refused.stderr).toBe(2)
+      expect(refused.stderr).toMatch(/^mailroom: the database has not had this version's migrations \(.*customer_keys.*\): stop every instance of the older version, then start this one/)
+      expect(await ledger()).toEqual(before)
+      const started = await start()
+      expect(started.code, started.stdout + started.stderr).toBe(0)
+      expect(started.stdout).toContain("Summary: 0 received")
       const status = await today(["status"])
       expect(status.code, status.stdout + status.stderr).toBe(0)
-      const migrations = (await query<{ name: string }>(db.url, "SELECT name FROM mailroom_migrations ORDER BY name")).map((row) => row.name)
+      const migrations = await ledger()
       expect(migrations).toContain("customer_keys")
       expect(migrations).toEqual(ordered.map((migration) => migration.name).sort())
       expect(await eventRows(db.url)).toEqual(snapshot.events)
