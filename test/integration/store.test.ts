@@ -6,6 +6,8 @@ import { Poller } from "../../src/mailbox/Poller.js"
 import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { StateStore } from "../../src/log/StateStore.js"
 import { TicketRepo } from "../../src/tickets/TicketRepo.js"
+import { ReplyIntended } from "../../src/log/Event.js"
+import { ReplyStore } from "../../src/replies/ReplyStore.js"
 import type { Backend } from "../support/stack.js"
 import { sqlPipeline } from "../support/stack.js"
 import { mail } from "../unit/layers.js"
@@ -137,6 +139,33 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
       )
       expect(read.map((row) => ({ locks: Number(row.locks), sameTransaction: row.tx === work }))).toEqual([{ locks: 1, sameTransaction: true }])
     }).pipe(Effect.provide(sqlPipeline(backend, "store_after", Imap.Test(new MemoryMailbox())))))
+
+  it.scoped("writes only UUIDs into the erasure check's SQL: an id of any other shape goes as a parameter, is refused, and records nothing", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const store = yield* ReplyStore
+      const hostile = "00000000-0000-0000-0000-000000000000'::uuid)) AS keys; DROP TABLE events; --"
+      const refused = yield* Effect.flip(store.intend("INBOX", new ReplyIntended({
+        emailEventId: crypto.randomUUID(),
+        ticketId: crypto.randomUUID(),
+        customerId: hostile,
+        messageId: "<answer-1@example.com>",
+        from: "support@example.com",
+        to: { address: "ada@customer.test", name: "Ada" },
+        subject: "Re: Help",
+        inReplyTo: null,
+        references: [],
+        text: "Here is how.",
+        agent: "test",
+        model: null
+      })))
+      // Refused by the cast, as a parameter: written in, the same text would have run a statement of its own.
+      expect(refused._tag).toBe("SqlError")
+      expect(String((refused as { readonly cause?: unknown }).cause)).toMatch(/invalid input syntax for type uuid/)
+      const [left] = yield* sql<{ events: string | null; intents: string }>`
+        SELECT to_regclass('events')::text AS events, (SELECT count(*) FROM events WHERE type = 'ReplyIntended')::text AS intents`
+      expect(left).toEqual({ events: "events", intents: "0" })
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_hostile_id", Imap.Test(new MemoryMailbox())))))
 
   it.scoped("seals each customer's events under one key across batches: recorded senders, new ones and a quarantined From alike", () => {
     const mailbox = new MemoryMailbox()
