@@ -49,6 +49,10 @@ export const knownQuery = (
     return address === null ? [] : [address]
   })
   const keyed = [...new Set([...addresses, ...quarantined].map(customerId))]
+  // The batch's senders are joined to the customers (unnest) rather than tested row by row (= ANY):
+  // the commit's plans are generic, made before the values are seen, as if a batch held ten; with
+  // `= ANY`, a table of a few thousand customers was read whole, and each row compared with every
+  // one of a batch's 200 senders (docs/performance.md).
   const statement = sql`
     WITH tokens AS (
       SELECT left(replace(id::text, '-', ''), 12) AS token, id FROM tickets
@@ -56,15 +60,17 @@ export const knownQuery = (
     ), mails AS (
       SELECT message_id, raw_sha256, id, ticket_id FROM messages
       WHERE message_id = ANY(${ids}) OR (message_id IS NULL AND raw_sha256 = ANY(${hashes}))
+    ), senders AS (
+      SELECT c.id, c.email FROM unnest(${addresses}::text[]) AS wanted(email) JOIN customers c ON c.email = wanted.email
     )
     SELECT
       (SELECT coalesce(json_agg(json_build_array(token, id)), '[]') FROM tokens) AS tokens,
-      (SELECT coalesce(json_agg(json_build_array(id, email)), '[]') FROM customers WHERE email = ANY(${addresses})) AS customers,
+      (SELECT coalesce(json_agg(json_build_array(id, email)), '[]') FROM senders) AS customers,
       (SELECT coalesce(json_agg(json_build_array(message_id, raw_sha256, id, ticket_id)), '[]') FROM mails) AS mails,
       (SELECT coalesce(json_agg(json_build_array(t.id, t.customer_id, p.address)), '[]')
         FROM tickets t LEFT JOIN ticket_participants p ON p.ticket_id = t.id
         WHERE t.id IN (SELECT id FROM tokens UNION SELECT ticket_id FROM mails)) AS parties,
-      ${liveKeysJson(sql, sql`SELECT unnest(${keyed}::uuid[]) UNION SELECT id FROM customers WHERE email = ANY(${addresses})`)} AS keys
+      ${liveKeysJson(sql, sql`SELECT unnest(${keyed}::uuid[]) UNION SELECT id FROM senders`)} AS keys
   `
   const read = (row: KnownRows): KnownWithKeys => {
     const known = fromRows(row)

@@ -117,12 +117,18 @@ const makeSql = Effect.gen(function*() {
         // What is known is read for the whole batch: a mail recorded before (after a crash) only
         // adds what the rest would find anyway.
         const uids = batch.items.map((item) => item.uid)
+        // Without the range, a table with no statistics yet (a first import) had `= ANY` filter the
+        // mailbox's whole stretch of the index; with it, only the batch's is read (0 to -1, nothing,
+        // for an empty batch).
+        const lowest = uids.reduce((low, uid) => Math.min(low, uid), uids.length > 0 ? Infinity : 0)
+        const highest = uids.reduce((high, uid) => Math.max(high, uid), -1)
         const knownNow = knownQuery(sql, batch.items, customerId)
         const [found] = yield* sql<KnownRows & { readonly moved: boolean; readonly recorded: ReadonlyArray<string> }>`
           ${batch.cursorTo === undefined ? sql.literal("") : sql`WITH advanced AS (${advanceStatement(sql, batch.mailbox, batch.uidValidity, batch.cursorTo)})`}
           SELECT ${batch.cursorTo === undefined ? sql.literal("false") : sql.literal("NOT EXISTS (SELECT 1 FROM advanced)")} AS moved,
             ARRAY(SELECT uid::text FROM events WHERE mailbox = ${batch.mailbox} AND uidvalidity = ${batch.uidValidity}
-              AND uid = ANY(${uids}) AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')) AS recorded,
+              AND uid BETWEEN ${lowest} AND ${highest} AND uid = ANY(${uids})
+              AND type IN ('EmailReceived', 'EmailDuplicate', 'EmailQuarantined')) AS recorded,
             known.*
           FROM (${knownNow.statement}) AS known
         `

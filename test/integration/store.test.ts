@@ -54,6 +54,26 @@ describe.each<Backend>(["postgres", "pglite"])("the SQL event log on %s", (backe
     }).pipe(Effect.provide(sqlPipeline(backend, "store", Imap.Test(mailbox))))
   })
 
+  it.scoped("skips every UID of a batch that is already recorded, the lowest and the highest too, and records the rest", () => {
+    const mailbox = new MemoryMailbox()
+    for (let i = 1; i <= 4; i++) mailbox.append(mail({ messageId: `<again-${i}@c.test>`, subject: `again ${i}` }))
+    return Effect.gen(function*() {
+      expect(yield* once).toMatchObject({ received: 4 })
+      // A cursor behind the log (a gap filled by another instance meanwhile, a restored state table):
+      // the next batch holds UIDs 1 to 4 again, every one of them recorded.
+      const state = yield* StateStore
+      const cursor = Option.getOrThrow(yield* state.cursor("INBOX"))
+      yield* state.reset({ ...cursor, lastUid: 0, backfillTo: 0, seenUid: 0 })
+      expect(yield* once).toMatchObject({ found: 4, received: 0, duplicates: 0, alreadyRecorded: 4 })
+      expect(yield* count("events")).toBe(4)
+      // UIDs 2 to 4 recorded, and a new mail, 5, above them.
+      yield* state.reset({ ...cursor, lastUid: 1, backfillTo: 0, seenUid: 1 })
+      mailbox.append(mail({ messageId: "<again-5@c.test>", subject: "again 5" }))
+      expect(yield* once).toMatchObject({ found: 4, received: 1, duplicates: 0, alreadyRecorded: 3 })
+      expect(yield* count("events")).toBe(5)
+    }).pipe(Effect.provide(sqlPipeline(backend, "store_recorded_again", Imap.Test(mailbox))))
+  })
+
   it.scoped("knows which Message-IDs it holds in a mailbox, for the responder's look for a person's answer", () => {
     const mailbox = new MemoryMailbox()
     mailbox.append(mail({ messageId: "<known-1@c.test>" }))
