@@ -123,8 +123,9 @@ const migrate = (applying: Applying) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const applies = applying === "all" || (yield* isNew(sql))
   if (applies) yield* ledger(sql)
-  const [kept] = yield* sql<{ ledger: boolean }>`SELECT to_regclass('mailroom_migrations') IS NOT NULL AS ledger`
-  const recorded = kept!.ledger ? yield* sql<{ name: string }>`SELECT name FROM mailroom_migrations` : []
+  // Only a database this command leaves as it is can lack the ledger (one from before it existed).
+  const hasLedger = applies || (yield* sql<{ ledger: boolean }>`SELECT to_regclass('mailroom_migrations') IS NOT NULL AS ledger`)[0]!.ledger
+  const recorded = hasLedger ? yield* sql<{ name: string }>`SELECT name FROM mailroom_migrations` : []
   const applied = new Set(recorded.map((row) => row.name))
   const unknown = [...applied].filter((name) => !known.has(name)).sort()
   if (unknown.length > 0) return yield* new DatabaseIsNewer({ unknown })

@@ -3,7 +3,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer } from "effect"
 import type { EventData, ReplyEvent, ReplyFailed, ReplyIntended, ReplyOutcome, ReplySkipped, StoredEvent } from "../log/Event.js"
-import { ReplyRetried } from "../log/Event.js"
+import { answerKey, ReplyRetried } from "../log/Event.js"
 import { EventLog } from "../log/EventLog.js"
 import type { Append, NewEvent } from "../log/EventLog.js"
 import { currentTraceparent } from "../telemetry/Tracing.js"
@@ -162,10 +162,10 @@ const statesOf = (events: ReadonlyArray<EventData>): ReplyStates => {
   const byAnswer = new Map<string, Array<EventData>>()
   for (const data of events) {
     if (!isIntent(data) && !isOutcome(data)) continue
-    const key = `${data.emailEventId}/${data.retry}`
+    const key = answerKey(data)
     byAnswer.set(key, [...(byAnswer.get(key) ?? []), data])
   }
-  return (emailEventId, retry) => replyStateOf(byAnswer.get(`${emailEventId}/${retry}`) ?? [])
+  return (emailEventId, retry) => replyStateOf(byAnswer.get(answerKey({ emailEventId, retry })) ?? [])
 }
 
 const replyEvent = (mailbox: string, data: ReplyEvent | ReplyRetried, trace: string | null): NewEvent => ({
