@@ -75,9 +75,13 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
       Effect.flatMap((delivery) =>
         record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }), intent)
       ),
-      Effect.catchTag("SmtpRejected", (error) =>
-        record(new ReplyFailed({ ...base(intent), stage: "smtp", reason: error.message, attempts: 1, messageId: intent.messageId }))
-      ),
+      Effect.catchTags({
+        SmtpRejected: (error) =>
+          record(new ReplyFailed({ ...base(intent), stage: "smtp", reason: error.message, attempts: 1, messageId: intent.messageId })),
+        // The one answer fails; the rest go on (a customer's domain must not stall the mailbox's answers).
+        SmtpRecipientDeferred: (error) =>
+          record(new ReplyFailed({ ...base(intent), stage: "smtp", reason: error.message, attempts: error.attempts, messageId: intent.messageId }))
+      }),
       // Once SMTP has the message, its ReplySent is committed even when a shutdown is under way.
       Effect.uninterruptible
     )

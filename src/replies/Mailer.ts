@@ -87,6 +87,24 @@ export class SmtpRejected extends Data.TaggedError("SmtpRejected")<{
 }
 
 /**
+ * The server takes no mail for this one recipient for now: a 4xx at RCPT TO about the customer's
+ * mailbox or domain (4.1.x, 4.2.x, "Recipient address rejected": a domain whose DNS fails, an address
+ * the relay cannot verify, a mailbox that takes no more mail, greylisting). The address is the
+ * customer's, whoever sent the mail, so it must not hold every other answer back as an outage would:
+ * after the send's own retries the answer is ReplyFailed, and `mailroom replies retry` asks again.
+ */
+export class SmtpRecipientDeferred extends Data.TaggedError("SmtpRecipientDeferred")<{
+  readonly to: string
+  readonly serverText: string
+  /** How many times it was offered, the send's own retries included. */
+  readonly attempts: number
+}> {
+  override get message() {
+    return `the SMTP server takes no mail for ${this.to} for now (${this.serverText}), so the reply was not sent; the other answers went on, and \`mailroom replies retry\` asks for this one again`
+  }
+}
+
+/**
  * The account may send no more for now: Gmail's daily limit, Microsoft 365's submission quota, a
  * relay's. The refusal is permanent (5xx) for this message, but every answer would meet it until the
  * limit resets, so answers wait instead of each being recorded as failed.
@@ -131,6 +149,7 @@ export type MailerError =
   | SmtpAuthenticationFailed
   | SmtpUnavailable
   | SmtpRejected
+  | SmtpRecipientDeferred
   | SmtpLimitReached
   | SmtpSenderRefused
   | TlsFailed
@@ -171,6 +190,17 @@ const SENDING_LIMIT = /\b5\.4\.5\b|SubmissionQuotaExceeded|\b(sending|submission
 /** A refusal of the sender whatever the command: Microsoft 365 refuses Send As after DATA, Postfix at RCPT TO. */
 const SENDER_REFUSED = /SendAsDenied|not allowed to send as|sender address rejected|not owned by user/i
 
+/**
+ * A temporary refusal at RCPT TO that concerns the recipient: an enhanced status of addressing
+ * (4.1.x) or of the mailbox (4.2.x), or Postfix's words for its recipient restrictions. Not the
+ * sender's address (4.1.7, 4.1.8), which every answer shares.
+ */
+const RECIPIENT_DEFERRED = /\b4\.[12]\.\d{1,3}\b|recipient address rejected/i
+const SENDER_STATUS = /\b4\.1\.[78]\b/
+
+/** A server's text without the addresses it echoes: those are the customer's to choose. */
+const withoutAddresses = (serverText: string) => serverText.replace(/<[^<>]*>|\S*@\S*/g, " ")
+
 /** A refusal of MAIL FROM that is not about the sender: the message's size (552, 5.3.4). */
 const SIZE_REFUSED = /^552\b|\b5\.3\.4\b/
 
@@ -198,12 +228,19 @@ export const classifySmtp = (
   if (error.responseCode !== undefined && error.responseCode >= 500) {
     // Read without the addresses a server echoes: a customer's own address (say 5.4.5@their.domain,
     // refused as a recipient) must not pass for the account's limit and hold every answer back.
-    const words = serverText.replace(/<[^<>]*>|\S*@\S*/g, " ")
+    const words = withoutAddresses(serverText)
     if (SENDING_LIMIT.test(words)) return new SmtpLimitReached({ user: context.user, host: context.host, serverText })
     if (SENDER_REFUSED.test(words) || (error.command === "MAIL FROM" && !SIZE_REFUSED.test(words))) {
       return new SmtpSenderRefused({ from: context.from, host: context.host, serverText })
     }
     return new SmtpRejected({ to: context.to, serverText })
+  }
+  // 421 closes the session whatever the command: the server's state, not the recipient's.
+  if (error.command === "RCPT TO" && error.responseCode !== undefined && error.responseCode >= 400 && error.responseCode !== 421) {
+    const words = withoutAddresses(serverText)
+    if (RECIPIENT_DEFERRED.test(words) && !SENDER_STATUS.test(words) && !SENDER_REFUSED.test(words) && !SENDING_LIMIT.test(words)) {
+      return new SmtpRecipientDeferred({ to: context.to, serverText, attempts: 1 })
+    }
   }
   return new SmtpUnavailable({ host: context.host, reason: [error.code, serverText].filter(Boolean).join(" ") || "unknown error" })
 }
@@ -304,7 +341,10 @@ const make = Effect.gen(function*() {
         })
       ),
       // No mail was offered: a 5xx here (a 554 greeting, say) is the server refusing the session.
-      Effect.catchTag("SmtpRejected", (error) => Effect.fail(new SmtpUnavailable({ host: config.host, reason: error.serverText }))),
+      Effect.catchTags({
+        SmtpRejected: (error) => Effect.fail(new SmtpUnavailable({ host: config.host, reason: error.serverText })),
+        SmtpRecipientDeferred: (error) => Effect.fail(new SmtpUnavailable({ host: config.host, reason: error.serverText }))
+      }),
       Effect.asVoid,
       Effect.withSpan("Mailer.verify", { attributes: { "server.address": config.host, "server.port": config.port, "network.protocol.name": "smtp" } })
     ),
@@ -319,7 +359,11 @@ const make = Effect.gen(function*() {
       const info = yield* Effect.suspend(() => {
         attempts += 1
         return attempt(mail)
-      }).pipe(Effect.retry({ schedule: smtpRetry, while: (error) => error._tag === "SmtpUnavailable" }))
+      }).pipe(
+        // A recipient's domain whose DNS failed for a moment is a blip too.
+        Effect.retry({ schedule: smtpRetry, while: (error) => error._tag === "SmtpUnavailable" || error._tag === "SmtpRecipientDeferred" }),
+        Effect.mapError((error) => error._tag === "SmtpRecipientDeferred" ? new SmtpRecipientDeferred({ ...error, attempts }) : error)
+      )
       const response = safeHeader(info.response ?? "")
       yield* Effect.annotateCurrentSpan({ "mailroom.smtp.response": response, "mailroom.smtp.attempts": attempts })
       return { response, attempts }

@@ -3,7 +3,7 @@ import { simpleParser } from "mailparser"
 import { ticketToken } from "../../src/replies/Reply.js"
 import { runCli } from "../support/cli.js"
 import { gmailPass, mail } from "../support/mails.js"
-import { createDatabase } from "../support/postgres.js"
+import { createDatabase, query } from "../support/postgres.js"
 import type { ReplyStack } from "../support/replyStack.js"
 import { DRAFTS, ofType, ReplyServers, replyPipeline, withReplyServers } from "../support/replyStack.js"
 
@@ -219,6 +219,52 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(ofType(await p.events(), "ReplySkipped").map((s) => s.reason).sort()).toEqual(["global_limit", "global_limit", "ticket_limit"])
       } finally {
         await p.runtime.dispose()
+      }
+    }))
+  })
+
+  describe("what one customer's address can hold back", () => {
+    it.effect("a customer whose domain the SMTP server takes no mail for now fails only their own answer: the others go out, and asked for again it goes out once", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("safety_recipient_deferred")
+      const failures = () =>
+        query<{ id: string; attempts: string; stage: string }>(db.url, "SELECT id, data->>'attempts' AS attempts, data->>'stage' AS stage FROM events WHERE type = 'ReplyFailed' ORDER BY seq")
+      try {
+        // One answer at a time, the deferred one first: were it an outage, nobody after it would be answered.
+        const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_CONCURRENCY: "1" })
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        const before = servers.sink.messages.length
+        // A signed mail from a domain of the sender's own, whose DNS then fails the relay's look-up.
+        const deferral = "450 4.1.2 <mallory@dns-fails.test>: Recipient address rejected: Domain not found"
+        servers.sink.refuseRecipient("mallory@dns-fails.test", deferral)
+        await servers.dovecot.append([
+          mail({ authenticated: true, from: "Mallory <mallory@dns-fails.test>", subject: "Where is my order?" }),
+          mail({ authenticated: true, from: "Ada <ada@customer.test>", subject: "Cannot log in" }),
+          mail({ authenticated: true, from: "Bob <bob@customer.test>", subject: "Invoice" })
+        ])
+        const run = await runCli(["--once"], env)
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.stdout).toContain("Replies: 2 sent, 0 skipped, 1 failed")
+        expect(run.stdout).not.toContain("waiting for the SMTP server")
+        await servers.sink.waitFor(before + 2)
+        expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["ada@customer.test"], ["bob@customer.test"]])
+        const [failed] = await failures()
+        // Offered four times: the send's own retries over a few seconds, for DNS that fails for a moment.
+        expect(failed).toMatchObject({ attempts: "4", stage: "smtp" })
+        // The reason is sealed with the customer's other fields; the log says it.
+        expect(run.stderr).toMatch(/The answer on ticket \S+ failed \(smtp\): the SMTP server takes no mail for mallory@dns-fails\.test for now \(450 4\.1\.2 .*Domain not found\).*`mailroom replies retry`/)
+
+        // Its domain resolves again: asked for again, the answer goes out, once.
+        servers.sink.refuseRecipient(undefined)
+        const asked = await runCli(["replies", "retry", "--id", failed!.id], env)
+        expect(asked.code, asked.stderr).toBe(0)
+        expect((await runCli(["--once"], env)).stdout).toContain("Replies: 1 sent, 0 skipped, 0 failed")
+        await servers.sink.waitFor(before + 3)
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["ada@customer.test"], ["bob@customer.test"], ["mallory@dns-fails.test"]])
+        expect(await failures()).toHaveLength(1)
+      } finally {
+        servers.sink.refuseRecipient(undefined)
+        await db.drop()
       }
     }))
   })

@@ -19,6 +19,8 @@ export interface SmtpSink {
   waitFor(count: number, timeoutMs?: number): Promise<ReadonlyArray<SinkMessage>>
   /** Rejects the next `n` messages at DATA with `code` and `text` (0 stops rejecting). */
   failNext(n: number, code?: number, text?: string): void
+  /** Answers RCPT TO for `address` with `response` (a 4xx or 5xx line), as a relay does for a recipient it cannot take now; undefined stops it. */
+  refuseRecipient(address: string | undefined, response?: string): void
   /** Runs `hook` on each message before the sink answers its DATA (undefined: none). */
   beforeAccepting(hook: (() => Promise<void>) | undefined): void
   close(): Promise<void>
@@ -54,6 +56,7 @@ export const startSmtpSink = async (
   let failCode = 451
   let failText = "Try again later"
   let beforeAccepting: (() => Promise<void>) | undefined
+  let refused: { readonly address: string; readonly response: string } | undefined
   const waiters: Array<() => void> = []
   const requireAuth = options.user !== undefined || options.accessToken !== undefined
   const server = new SMTPServer({
@@ -72,6 +75,11 @@ export const startSmtpSink = async (
       if (auth.username === options.user && auth.password === options.password) return callback(null, { user: auth.username })
       const error = Object.assign(new Error("Authentication credentials invalid"), { responseCode: 535 })
       callback(error)
+    },
+    onRcptTo: (address, _session, callback) => {
+      if (refused === undefined || address.address.toLowerCase() !== refused.address) return callback()
+      const [, code, text] = /^(\d{3})[ -](.*)$/s.exec(refused.response) ?? [undefined, "450", refused.response]
+      callback(Object.assign(new Error(text), { responseCode: Number(code) }))
     },
     onData: (stream, session, callback) => {
       const chunks: Array<Buffer> = []
@@ -121,6 +129,9 @@ export const startSmtpSink = async (
       failing = n
       failCode = code
       failText = text
+    },
+    refuseRecipient: (address, response = "450 4.1.2 Recipient address rejected: Domain not found") => {
+      refused = address === undefined ? undefined : { address: address.toLowerCase(), response }
     },
     beforeAccepting: (hook) => {
       beforeAccepting = hook

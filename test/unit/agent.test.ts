@@ -443,6 +443,37 @@ describe("classifySmtp", () => {
     }
   })
 
+  it("a recipient the server takes no mail for now is that one answer's; the server's own or the sender's trouble holds every answer", () => {
+    for (
+      const [code, text] of [
+        [450, "450 4.1.2 <ada@customer.test>: Recipient address rejected: Domain not found"],
+        [450, "450 4.1.1 <ada@customer.test>: Recipient address rejected: unverified address: connect to mx.customer.test[192.0.2.7]:25: Connection timed out"],
+        [450, "450-4.2.1 The user you are trying to contact is receiving mail at a rate that\r\n450-4.2.1 prevents additional messages from being delivered. Please resend your\r\n450 4.2.1 message at a later time. https://support.google.com/mail/?p=ReceivingRate - gsmtp"],
+        [450, "450 4.2.0 <ada@customer.test>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/customer.test.html"],
+        [452, "452 4.2.2 Mailbox full"]
+      ] as const
+    ) {
+      const error = refusal(code, text, "RCPT TO")
+      expect(error, text).toMatchObject({ _tag: "SmtpRecipientDeferred", to: "ada@customer.test", attempts: 1 })
+      expect(error.message).toContain("replies retry")
+    }
+    for (
+      const [code, text, command] of [
+        [421, "421 4.7.0 Try again later, closing connection. (RCPT) d2sm1036017wrs.40 - gsmtp", "RCPT TO"],
+        [451, "451 4.3.0 Temporary local problem - please try later", "RCPT TO"],
+        [452, "452 4.3.1 Insufficient system storage", "RCPT TO"],
+        [450, "450 4.1.8 <support@example.com>: Sender address rejected: Domain not found", "RCPT TO"],
+        [450, "450-4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered", "DATA"]
+      ] as const
+    ) {
+      expect(refusal(code, text, command), text).toMatchObject({ _tag: "SmtpUnavailable" })
+    }
+    // The customer picks the address: one that reads as a recipient code holds nothing back, and is no outage's either.
+    const to = "4.2.1@attacker.test"
+    const echoed = classifySmtp({ code: "EENVELOPE", responseCode: 451, response: `451 4.3.0 <${to}>: Temporary lookup failure`, command: "RCPT TO" }, { ...context, to })
+    expect(echoed).toMatchObject({ _tag: "SmtpUnavailable" })
+  })
+
   it("a customer's address echoed in a refusal never passes for the account's limit or a refused sender", () => {
     // A sender with a DKIM-signed domain of their own picks the address an answer goes to.
     for (

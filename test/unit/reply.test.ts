@@ -20,7 +20,7 @@ import { Agent, AgentFailed } from "../../src/replies/Agent.js"
 import { Imap, MemoryMailbox } from "../../src/mailbox/Imap.js"
 import { ConnectionLost, ImapProtocolError } from "../../src/mailbox/ImapErrors.js"
 import { Leadership } from "../../src/mailbox/Leadership.js"
-import { Mailer, MemoryMailer, SmtpAuthenticationFailed, SmtpLimitReached, SmtpRejected, SmtpSenderRefused, SmtpUnavailable } from "../../src/replies/Mailer.js"
+import { Mailer, MemoryMailer, SmtpAuthenticationFailed, SmtpLimitReached, SmtpRecipientDeferred, SmtpRejected, SmtpSenderRefused, SmtpUnavailable } from "../../src/replies/Mailer.js"
 import { Parser } from "../../src/mail/Parser.js"
 import { SenderAuthenticator } from "../../src/mail/SenderAuth.js"
 import { Drafts } from "../../src/replies/Drafts.js"
@@ -800,6 +800,24 @@ describe("Responder", () => {
       const [failed] = ofType(yield* events, "ReplyFailed")
       expect(failed).toMatchObject({ stage: "smtp" })
       expect(failed!.messageId).toBe(ofType(yield* events, "ReplyIntended")[0]!.messageId)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("a recipient the SMTP server takes no mail for now fails that one answer only: the other customers' answers, and the customer's next, go on", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "first" }))
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "second" }))
+    mailbox.append(mail({ subject: "third" }))
+    const serverText = "450 4.1.2 <mallory@dns-fails.test>: Recipient address rejected: Domain not found"
+    mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText, attempts: 4 }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 1 })
+      const [failed] = ofType(yield* events, "ReplyFailed")
+      expect(failed).toMatchObject({ stage: "smtp", attempts: 4, reason: expect.stringContaining("replies retry") })
+      expect(failed!.messageId).toBe(ofType(yield* events, "ReplyIntended")[0]!.messageId)
+      expect(mailer.sent.map((m) => m.subject).sort()).toEqual([expect.stringContaining("second"), expect.stringContaining("third")])
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
