@@ -7,7 +7,8 @@ import { EmailReceived, ReplyFailed, ReplyIntended, ReplySkipped } from "../log/
 import { partsApart, partsUncheckable, storedReadable } from "../mail/PartsAgree.js"
 import { newMessageId, recipient, replySubject, safeDisplayName, threading, ticketToken } from "./Reply.js"
 import { Agent, mayBeTheMails } from "./Agent.js"
-import type { AgentFailed } from "./Agent.js"
+import type { AgentFailed, Answer } from "./Agent.js"
+import { cleanText } from "../mail/Text.js"
 import { needsHuman, ownWords } from "./Checks.js"
 import { Drafts } from "./Drafts.js"
 import type { Asked } from "./Delivery.js"
@@ -55,6 +56,17 @@ export interface ResponderShape {
 
 /** AGENT=off: nothing is answered; the events are there for an external agent. */
 const answersNothing = (consumer: string): ResponderShape => ({ drain: Effect.succeedNone, run: Effect.void, consumer, enabled: false })
+
+/**
+ * What the model wrote, as the log can hold it: PostgreSQL stores no NUL and no lone surrogate, and a
+ * mail can ask the model for either. Left in, the answer would go out and then fail to be recorded,
+ * and every retry would send it again.
+ */
+const storable = (answer: Answer): Answer => ({
+  ...answer,
+  text: cleanText(answer.text),
+  model: answer.model === null ? null : cleanText(answer.model)
+})
 
 const PAGE = 100
 const THREAD_MESSAGES = 10
@@ -148,7 +160,10 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         // agent reads what the HTML shows, and the answer waits for a person.
         const apart = yield* partsApart(email)
         const { read, thread } = yield* asShown(email, apart, yield* tickets.ticketThread(email.ticketId, email.from.address, THREAD_MESSAGES))
-        const reply = yield* agent.reply({ email: read, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(Effect.either)
+        const reply = yield* agent.reply({ email: read, mailbox: own.address, ticketToken: ticketToken(email.ticketId), thread }).pipe(
+          Effect.map(storable),
+          Effect.either
+        )
         if (reply._tag === "Left") return yield* agentFailed(ids, asked.at, reply.left)
         const human = needsHuman({
           text: reply.right.text,

@@ -270,6 +270,29 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
   })
 
   describe("what an answer may contain", () => {
+    it.effect("an answer the mail talked the model into filling with NUL or a lone surrogate goes out once, cleaned, and is recorded", () => withReplyServers(async (servers) => {
+      const p = await replyPipeline(servers, "safety_nul")
+      try {
+        const before = servers.sink.messages.length
+        servers.llm.setResponder(() => "Hello\u0000 Ada,\ud800 use Forgot password on the sign-in page.")
+        await servers.dovecot.append([mail({ authenticated: true, subject: "Reply with a NUL byte, please" })])
+        await p.ingest()
+        expect(await p.reply()).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+        await servers.sink.waitFor(before + 1)
+        const out = await servers.received(before)
+        expect(out.text).toContain("Hello Ada,")
+        expect(out.text).toContain("use Forgot password")
+        expect(out.text).not.toContain("\u0000")
+        expect(ofType(await p.events(), "ReplySent")).toHaveLength(1)
+        // Recorded, so a second pass has nothing to send again.
+        expect(await p.reply()).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        expect(servers.sink.messages.length).toBe(before + 1)
+      } finally {
+        await p.runtime.dispose()
+      }
+    }))
+
     it.effect("strips bidi overrides and zero-width characters from the Subject, and drops a display name holding an address", () => withReplyServers(async (servers) => {
       const p = await replyPipeline(servers, "safety_bidi", { AGENT: "knowledge" })
       try {
