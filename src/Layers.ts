@@ -1,7 +1,7 @@
 import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import { MigrationsCheckedLive, MigrationsLive } from "./log/Migrations.js"
-import { SqlLive } from "./log/Sql.js"
+import { CommandSqlLive, SqlLive } from "./log/Sql.js"
 import { Intake } from "./tickets/Intake.js"
 import { Poller } from "./mailbox/Poller.js"
 import { Relay } from "./bus/Relay.js"
@@ -32,7 +32,7 @@ export const DatabaseLive = MigrationsLive.pipe(Layer.provideMerge(SqlLive))
  * The same for every other command: a new database is set up, an existing one must have had this
  * version's migrations (a start applies them, once the older instances are stopped).
  */
-export const CommandDatabaseLive = MigrationsCheckedLive.pipe(Layer.provideMerge(SqlLive))
+export const CommandDatabaseLive = MigrationsCheckedLive.pipe(Layer.provideMerge(CommandSqlLive))
 
 /** The event log, the stores over it (tickets and their projections, reply events) and the cursors. */
 const storeOn = <E, R>(database: Layer.Layer<Layer.Layer.Success<typeof DatabaseLive>, E, R>) =>

@@ -170,10 +170,18 @@ const ownerOnly = (dataDir: string) =>
     ))
   })
 
-/** Serves an embedded PGlite database on a private Unix socket, so that the same PgClient talks to both. */
-const embedded = (dataDir: string) =>
+/** No database in `dataDir` yet, or only one whose first start was cut short (openEmbedded makes it anew). */
+const noDatabaseIn = (dataDir: string) =>
+  !existsSync(join(dataDir, "pglite", "PG_VERSION")) || existsSync(join(dataDir, "pglite.creating"))
+
+/**
+ * Serves an embedded PGlite database on a private Unix socket, so that the same PgClient talks to both.
+ * `madeNew` runs when the folder held no database, once the new one is open.
+ */
+const embedded = (dataDir: string, madeNew: (dataDir: string) => Effect.Effect<void>) =>
   Effect.gen(function*() {
     yield* lockDataDir(dataDir)
+    const fresh = noDatabaseIn(dataDir)
     const { PGLiteSocketServer } = yield* Effect.promise(() => import("@electric-sql/pglite-socket"))
     const db = yield* Effect.acquireRelease(
       openEmbedded(dataDir).pipe(Effect.tap(() => ownerOnly(dataDir))),
@@ -194,6 +202,7 @@ const embedded = (dataDir: string) =>
       }),
       (server) => Effect.promise(() => server.stop())
     )
+    if (fresh) yield* madeNew(dataDir)
     return PgClient.layer({
       host: socketDir,
       port: 5432,
@@ -204,13 +213,27 @@ const embedded = (dataDir: string) =>
     })
   })
 
-/** PostgreSQL from DATABASE_URL, else the embedded database under MAILROOM_DATA_DIR. */
-export const SqlLive = Layer.unwrapScoped(
-  Effect.gen(function*() {
-    const config = yield* DatabaseConfig
-    if (Option.isSome(config.url)) {
-      return PgClient.layer({ url: config.url.value, applicationName: `mailroom ${instanceId}`, maxConnections: config.poolSize })
-    }
-    return yield* embedded(resolve(config.dataDir))
-  })
+const sqlOn = (madeNew: (dataDir: string) => Effect.Effect<void>) =>
+  Layer.unwrapScoped(
+    Effect.gen(function*() {
+      const config = yield* DatabaseConfig
+      if (Option.isSome(config.url)) {
+        return PgClient.layer({ url: config.url.value, applicationName: `mailroom ${instanceId}`, maxConnections: config.poolSize })
+      }
+      return yield* embedded(resolve(config.dataDir), madeNew)
+    })
+  )
+
+/** PostgreSQL from DATABASE_URL, else the embedded database under MAILROOM_DATA_DIR: a start's, which makes it the first time. */
+export const SqlLive = sqlOn(() => Effect.void)
+
+/**
+ * The same for the other commands (`status`, `replies`, `export`, `check`, …). They set up a new
+ * database too, but one run from the wrong folder would then report an empty mailbox as if all were
+ * well: they say that the database is new, and where mailroom looked.
+ */
+export const CommandSqlLive = sqlOn((dataDir) =>
+  Effect.logWarning(
+    `There was no database in ${dataDir}, so this is a new, empty one: mailroom has not run with this data folder. If it keeps its database elsewhere, set MAILROOM_DATA_DIR (or DATABASE_URL) to it.`
+  )
 )

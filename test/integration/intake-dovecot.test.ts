@@ -223,6 +223,27 @@ const tempDir = (prefix: string) =>
   )
 
 layer(DovecotServer.layer(), { excludeTestServices: true })("the embedded PGlite database", (it) => {
+  it.scoped("a command run where mailroom keeps no database says that it made a new, empty one; a start, or a command after one, does not", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const env = { ...mailboxEnv(dovecot), MAILROOM_DATA_DIR: yield* tempDir("mailroom-pglite-") }
+      const warning = "There was no database in"
+      yield* Effect.promise(async () => {
+        // The wrong folder: without the line, an empty list would read as nothing to do.
+        const wrongFolder = await runCli(["replies"], env)
+        expect(wrongFolder.code, wrongFolder.stderr).toBe(0)
+        expect(wrongFolder.stdout).toContain("Nothing for a person in that time.")
+        expect(wrongFolder.stderr).toContain(`${warning} ${env.MAILROOM_DATA_DIR}, so this is a new, empty one`)
+        expect(wrongFolder.stderr).toContain("set MAILROOM_DATA_DIR (or DATABASE_URL)")
+        const again = await runCli(["replies"], env)
+        expect(again.stderr).not.toContain(warning)
+
+        const start = await runCli(["--once"], { ...env, MAILROOM_DATA_DIR: join(env.MAILROOM_DATA_DIR, "first-start") })
+        expect(start.code, start.stderr).toBe(0)
+        expect(start.stderr).not.toContain(warning)
+      })
+    }))
+
   it.scoped("runs --once with only mailbox credentials, twice, and records each mail once", () =>
     Effect.gen(function*() {
       const dovecot = yield* DovecotServer
