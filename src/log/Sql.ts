@@ -126,6 +126,15 @@ const pgliteConf = ["shared_buffers = 16MB"]
 /** An empty database that `npm run build` makes (scripts/pgdata.mjs); absent when running from src/. */
 const bundledTemplate = new URL("./pgdata.tar.gz", import.meta.url)
 
+/** Where the embedded database lives, and the marker a first start leaves until it is made. */
+const embeddedPaths = (dataDir: string) => ({ dir: join(dataDir, "pglite"), marker: join(dataDir, "pglite.creating") })
+
+/** No database in `dataDir` yet, or only one whose first start was cut short (openEmbedded makes it anew). */
+const noDatabaseIn = (dataDir: string) => {
+  const { dir, marker } = embeddedPaths(dataDir)
+  return !existsSync(join(dir, "PG_VERSION")) || existsSync(marker)
+}
+
 /**
  * Opens the database in `dataDir`/pglite. On the first start it is unpacked from the template rather
  * than made by initdb, which in PGlite takes two more WebAssembly instances and about twice the
@@ -137,10 +146,9 @@ export const openEmbedded = (dataDir: string, template: URL = bundledTemplate) =
     try: async () => {
       // Loaded only for the embedded database.
       const { PGlite } = await import("@electric-sql/pglite")
-      const dir = join(dataDir, "pglite")
-      const marker = join(dataDir, "pglite.creating")
+      const { dir, marker } = embeddedPaths(dataDir)
+      const fresh = noDatabaseIn(dataDir)
       if (existsSync(marker)) await rm(dir, { recursive: true, force: true })
-      const fresh = !existsSync(join(dir, "PG_VERSION"))
       if (fresh) {
         await mkdir(dir, { recursive: true, mode: 0o700 })
         await writeFile(marker, "", { mode: 0o600 })
@@ -169,10 +177,6 @@ const ownerOnly = (dataDir: string) =>
       chmod(join(entry.parentPath, entry.name), entry.isDirectory() ? 0o700 : 0o600).catch(() => undefined)
     ))
   })
-
-/** No database in `dataDir` yet, or only one whose first start was cut short (openEmbedded makes it anew). */
-const noDatabaseIn = (dataDir: string) =>
-  !existsSync(join(dataDir, "pglite", "PG_VERSION")) || existsSync(join(dataDir, "pglite.creating"))
 
 /**
  * Serves an embedded PGlite database on a private Unix socket, so that the same PgClient talks to both.

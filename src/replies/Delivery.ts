@@ -6,6 +6,7 @@ import { ReplyDrafted, ReplyFailed, ReplySent, ReplySkipped } from "../log/Event
 import type { DraftsMailboxMissing, DraftsShape } from "./Drafts.js"
 import { withReason } from "./Drafts.js"
 import type { MailerShape, OutboundMail } from "./Mailer.js"
+import { refusesOneAnswer } from "./Mailer.js"
 import type { personCheck } from "./Person.js"
 import type { ReplyStoreShape } from "./ReplyStore.js"
 import type { SmtpHold, WithSession } from "./ResponderErrors.js"
@@ -75,13 +76,16 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
       Effect.flatMap((delivery) =>
         record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }), intent)
       ),
-      Effect.catchTags({
-        SmtpRejected: (error) =>
-          record(new ReplyFailed({ ...base(intent), stage: "smtp", reason: error.message, attempts: 1, messageId: intent.messageId })),
-        // The one answer fails; the rest go on (a customer's domain must not stall the mailbox's answers).
-        SmtpRecipientDeferred: (error) =>
-          record(new ReplyFailed({ ...base(intent), stage: "smtp", reason: error.message, attempts: error.attempts, messageId: intent.messageId }))
-      }),
+      // A refusal of this one answer, or of its recipient for now: it fails, and the rest go on (a
+      // customer's domain must not stall the mailbox's answers).
+      Effect.catchIf(refusesOneAnswer, (error) =>
+        record(new ReplyFailed({
+          ...base(intent),
+          stage: "smtp",
+          reason: error.message,
+          attempts: error._tag === "SmtpRecipientDeferred" ? error.attempts : 1,
+          messageId: intent.messageId
+        }))),
       // Once SMTP has the message, its ReplySent is committed even when a shutdown is under way.
       Effect.uninterruptible
     )

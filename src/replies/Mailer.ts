@@ -104,6 +104,12 @@ export class SmtpRecipientDeferred extends Data.TaggedError("SmtpRecipientDeferr
   }
 }
 
+/** A refusal of one answer (of the message, or of its recipient for now), as against one that holds every answer back. */
+export type OneAnswerRefused = SmtpRejected | SmtpRecipientDeferred
+
+export const refusesOneAnswer = <E extends { readonly _tag: string }>(error: E): error is Extract<E, OneAnswerRefused> =>
+  error._tag === "SmtpRejected" || error._tag === "SmtpRecipientDeferred"
+
 /**
  * The account may send no more for now: Gmail's daily limit, Microsoft 365's submission quota, a
  * relay's. The refusal is permanent (5xx) for this message, but every answer would meet it until the
@@ -341,10 +347,7 @@ const make = Effect.gen(function*() {
         })
       ),
       // No mail was offered: a 5xx here (a 554 greeting, say) is the server refusing the session.
-      Effect.catchTags({
-        SmtpRejected: (error) => Effect.fail(new SmtpUnavailable({ host: config.host, reason: error.serverText })),
-        SmtpRecipientDeferred: (error) => Effect.fail(new SmtpUnavailable({ host: config.host, reason: error.serverText }))
-      }),
+      Effect.catchIf(refusesOneAnswer, (error) => Effect.fail(new SmtpUnavailable({ host: config.host, reason: error.serverText }))),
       Effect.asVoid,
       Effect.withSpan("Mailer.verify", { attributes: { "server.address": config.host, "server.port": config.port, "network.protocol.name": "smtp" } })
     ),

@@ -11,7 +11,7 @@ import type { AgentFailed } from "./Agent.js"
 import { llmOutageRetry, llmRefusedRetry } from "./Agent.js"
 import type { DraftsMailboxMissing } from "./Drafts.js"
 import { ReplyIntended } from "../log/Event.js"
-import type { MailerError, SmtpAuthenticationFailed, SmtpLimitReached, SmtpRecipientDeferred, SmtpRejected, SmtpSenderRefused, SmtpUnavailable } from "./Mailer.js"
+import type { MailerError, OneAnswerRefused, SmtpAuthenticationFailed, SmtpLimitReached, SmtpSenderRefused, SmtpUnavailable } from "./Mailer.js"
 import { smtpAuthenticationRetry, smtpLimitRetry, smtpOutageRetry, smtpSenderRetry } from "./Mailer.js"
 
 /** SENT_MAILBOX is missing: without it a crash could send a reply twice, so replies wait. */
@@ -64,7 +64,7 @@ export class LlmRefused extends Data.TaggedError("LlmRefused")<{
 }
 
 /** What the SMTP server holds every answer back with, as against its refusal of one mail or one recipient. */
-export type SmtpHold = Exclude<MailerError, SmtpRejected | SmtpRecipientDeferred>
+export type SmtpHold = Exclude<MailerError, OneAnswerRefused>
 
 /** Why, in the words a person reads on the first line of the draft (Drafts.withReason). */
 const heldBy: { readonly [T in SmtpHold["_tag"]]: (error: Extract<SmtpHold, { readonly _tag: T }>) => string } = {
