@@ -112,6 +112,12 @@ export const ReplyConfig = Config.all({
     seconds,
     { value: Duration.hours(1), shown: "3600" }
   ),
+  smtpRetryAfter: setting(
+    "SMTP_RETRY_AFTER",
+    "Seconds before an answer whose recipient the SMTP server refused for now (a 4xx at RCPT TO: the customer's domain not found, greylisting) is asked for again by itself; each wait after is twice the one before, until SMTP_OUTAGE_WAIT after its mail was recorded. Past that it stays failed, for `mailroom replies retry`.",
+    seconds,
+    { value: Duration.minutes(5), shown: "300" }
+  ),
   maxChars: setting(
     "REPLY_MAX_CHARS",
     "Longest answer sent without a person: a longer one is left as a draft.",

@@ -208,6 +208,20 @@ export class ReplySkipped extends Schema.TaggedClass<ReplySkipped>()("ReplySkipp
   detail: Schema.String
 }) {}
 
+/**
+ * An answer the responder asks for again by itself (a ReplyRetried of its own): one whose recipient
+ * the SMTP server took no mail for, for now. Times are ISO 8601, as the log's JSON holds them.
+ */
+export const AutoRetry = Schema.Struct({
+  /** When it is asked for again. */
+  at: Schema.String,
+  /** Where SMTP_OUTAGE_WAIT counts from: the mail's recording, or the retry a person asked for. */
+  waitFrom: Schema.String,
+  /** Which automatic retry in a row it will be (1 the first): each waits twice as long as the one before. */
+  count: Schema.Number
+})
+export type AutoRetry = typeof AutoRetry.Type
+
 export class ReplyFailed extends Schema.TaggedClass<ReplyFailed>()("ReplyFailed", {
   ...retryField,
   emailEventId: Schema.String,
@@ -216,14 +230,17 @@ export class ReplyFailed extends Schema.TaggedClass<ReplyFailed>()("ReplyFailed"
   stage: Schema.Literal("agent", "smtp", "drafts"),
   reason: Schema.String,
   attempts: Schema.Number,
-  messageId: Schema.NullOr(Schema.String)
+  messageId: Schema.NullOr(Schema.String),
+  /** Set when the responder asks for the answer again by itself; null when only a person can. */
+  autoRetry: Schema.optionalWith(Schema.NullOr(AutoRetry), { default: () => null })
 }) {}
 
 /**
  * A person asked for an answer again (`mailroom replies retry`) after it failed, or after it needed a
- * person when no drafts folder could take it: the responder answers the mail anew as retry `retry`,
- * from who gets an answer to delivery, and records that retry's own intent and outcome. The outcome
- * asked about stays in the log as it was.
+ * person when no drafts folder could take it; or the responder did, for an answer whose recipient
+ * the SMTP server took no mail for, for now (ReplyFailed.autoRetry). The responder answers the mail
+ * anew as retry `retry`, from who gets an answer to delivery, and records that retry's own intent
+ * and outcome. The outcome asked about stays in the log as it was.
  */
 export class ReplyRetried extends Schema.TaggedClass<ReplyRetried>()("ReplyRetried", {
   emailEventId: Schema.String,
@@ -231,7 +248,11 @@ export class ReplyRetried extends Schema.TaggedClass<ReplyRetried>()("ReplyRetri
   customerId: Schema.String,
   retry: Schema.Number,
   /** The outcome asked about: a ReplyFailed, or a ReplySkipped as needs_human. */
-  failedEventId: Schema.String
+  failedEventId: Schema.String,
+  /** Asked by the responder itself (ReplyFailed.autoRetry), not by a person: from where it waits, and which in a row. */
+  automatic: Schema.optionalWith(Schema.NullOr(Schema.Struct({ waitFrom: Schema.String, count: Schema.Number })), {
+    default: () => null
+  })
 }) {}
 
 /**

@@ -59,7 +59,7 @@ export const personalFields: Partial<Record<EventType, PersonalFields>> = {
     erased: { detail: "" }
   },
   ReplyFailed: {
-    plain: ["emailEventId", "ticketId", "customerId", "stage", "attempts", "messageId", "retry"],
+    plain: ["emailEventId", "ticketId", "customerId", "stage", "attempts", "messageId", "retry", "autoRetry"],
     erased: { reason: "" }
   }
 }

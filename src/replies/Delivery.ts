@@ -1,11 +1,11 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect } from "effect"
 import type { ReplyConfig } from "../config/Replies.js"
-import type { EmailReceived, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
+import type { AutoRetry, EmailReceived, ReplyIntended, ReplyOutcome, StoredEvent } from "../log/Event.js"
 import { ReplyDrafted, ReplyFailed, ReplySent, ReplySkipped } from "../log/Event.js"
 import type { DraftsMailboxMissing, DraftsShape } from "./Drafts.js"
 import { withReason } from "./Drafts.js"
-import type { MailerShape, OutboundMail } from "./Mailer.js"
+import type { MailerShape, OneAnswerRefused, OutboundMail } from "./Mailer.js"
 import { refusesOneAnswer } from "./Mailer.js"
 import type { personCheck } from "./Person.js"
 import type { ReplyStoreShape } from "./ReplyStore.js"
@@ -22,12 +22,35 @@ const outbound = (intent: ReplyIntended): OutboundMail => ({
   references: intent.references
 })
 
-/** Which answer to a mail is asked for: its first (0, when it was recorded), or a retry a person asked for then. */
+/** Which answer to a mail is asked for: its first (0, when it was recorded), or a retry asked for then. */
 export interface Asked {
   readonly retry: number
-  /** LLM_OUTAGE_WAIT and SMTP_OUTAGE_WAIT count from here. */
+  /** LLM_OUTAGE_WAIT and SMTP_OUTAGE_WAIT count from here: an automatic retry keeps its failure's. */
   readonly at: Date
+  /** Automatic retries in a row so far (ReplyRetried.automatic), 0 for a first answer or a person's retry. */
+  readonly automatic: number
 }
+
+/**
+ * When an answer whose recipient the SMTP server refused for now is asked for again by itself:
+ * SMTP_RETRY_AFTER after the failure, twice that after the next, and so on, the last at
+ * SMTP_OUTAGE_WAIT from where its wait began. None once that is past.
+ */
+export const autoRetryOf = (
+  config: Pick<ReplyConfig, "smtpRetryAfter" | "smtpOutageWait">,
+  asked: Asked,
+  now: number
+): AutoRetry | null => {
+  const until = asked.at.getTime() + Duration.toMillis(config.smtpOutageWait)
+  if (now >= until) return null
+  const at = Math.min(until, now + Duration.toMillis(config.smtpRetryAfter) * 2 ** asked.automatic)
+  return { at: new Date(at).toISOString(), waitFrom: asked.at.toISOString(), count: asked.automatic + 1 }
+}
+
+const nextStep = (autoRetry: AutoRetry | null) =>
+  autoRetry === null
+    ? "; it is not asked for again by itself past SMTP_OUTAGE_WAIT: `mailroom replies retry` asks for it again"
+    : `; it is asked for again by itself at ${autoRetry.at.slice(0, 19).replace("T", " ")} UTC, or at once with \`mailroom replies retry\``
 
 export interface DeliveryDeps {
   readonly config: ReplyConfig
@@ -71,21 +94,26 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
     retry: intent.retry
   })
 
-  const send = (intent: ReplyIntended) =>
+  /** A refusal of this one answer (for good), or of its recipient for now, which is asked for again by itself. */
+  const refused = (intent: ReplyIntended, asked: Asked, error: OneAnswerRefused) => {
+    const autoRetry = error._tag === "SmtpRecipientDeferred" ? autoRetryOf(config, asked, Date.now()) : null
+    return record(new ReplyFailed({
+      ...base(intent),
+      stage: "smtp",
+      reason: error._tag === "SmtpRecipientDeferred" ? error.message + nextStep(autoRetry) : error.message,
+      attempts: error._tag === "SmtpRecipientDeferred" ? error.attempts : 1,
+      messageId: intent.messageId,
+      autoRetry
+    }))
+  }
+
+  const send = (intent: ReplyIntended, asked: Asked) =>
     mailer.send(outbound(intent)).pipe(
       Effect.flatMap((delivery) =>
         record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }), intent)
       ),
-      // A refusal of this one answer, or of its recipient for now: it fails, and the rest go on (a
-      // customer's domain must not stall the mailbox's answers).
-      Effect.catchIf(refusesOneAnswer, (error) =>
-        record(new ReplyFailed({
-          ...base(intent),
-          stage: "smtp",
-          reason: error.message,
-          attempts: error._tag === "SmtpRecipientDeferred" ? error.attempts : 1,
-          messageId: intent.messageId
-        }))),
+      // It fails, and the rest go on: a customer's domain must not stall the mailbox's answers.
+      Effect.catchIf(refusesOneAnswer, (error) => refused(intent, asked, error)),
       // Once SMTP has the message, its ReplySent is committed even when a shutdown is under way.
       Effect.uninterruptible
     )
@@ -134,7 +162,7 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
   const sendOrHandOver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
     holding !== undefined && overdue(asked)
       ? handOver(intent, asked, holding, session)
-      : send(intent).pipe(
+      : send(intent, asked).pipe(
         Effect.tap(() => Effect.sync(() => void (holding = undefined))),
         Effect.catchIf(isSmtpHold, (error) =>
           Effect.gen(function*() {

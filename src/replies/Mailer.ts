@@ -100,7 +100,7 @@ export class SmtpRecipientDeferred extends Data.TaggedError("SmtpRecipientDeferr
   readonly attempts: number
 }> {
   override get message() {
-    return `the SMTP server takes no mail for ${this.to} for now (${this.serverText}), so the reply was not sent; the other answers went on, and \`mailroom replies retry\` asks for this one again`
+    return `the SMTP server takes no mail for ${this.to} for now (${this.serverText}), so the reply was not sent; the other answers went on`
   }
 }
 

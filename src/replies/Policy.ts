@@ -74,11 +74,11 @@ export const makePolicy = (
         return skip
       })
 
-    const caps = (email: EmailReceived, to: string, pending: ReadonlyArray<Reservation>) =>
+    const caps = (mailId: string, email: EmailReceived, to: string, pending: ReadonlyArray<Reservation>) =>
       Effect.gen(function*() {
         const now = Date.now()
         const counts = yield* store.answerCounts(
-          { customerId: email.customerId, recipient: { id: keyedId(to), address: to }, ticketId: email.ticketId },
+          { mailId, customerId: email.customerId, recipient: { id: keyedId(to), address: to }, ticketId: email.ticketId },
           { sender: new Date(now - HOUR), ticket: new Date(now - DAY), all: new Date(now - HOUR) }
         )
         const sender = rateGuard(
@@ -96,17 +96,18 @@ export const makePolicy = (
      * ends; a mail it does not admit gets `skipped` with the reason.
      */
     const admit = <A, E, R>(
-      email: EmailReceived,
+      mail: { readonly id: string; readonly email: EmailReceived },
       answer: (record: Recorder) => Effect.Effect<A, E, R>,
       skipped: (skip: Skip) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | SqlError, R> =>
       Effect.gen(function*() {
+        const { email } = mail
         const early = loopGuard(email, own) ?? authGuard(email, config.requireAuth)
         if (early !== undefined) return yield* skipped(early)
         const reservation: Reservation = { ticketId: email.ticketId, customerId: email.customerId, to: recipient(email).address }
         const skip = yield* oneAtATime.withPermits(1)(
           Effect.flatMap(Ref.get(inFlight), (pending) =>
-            Effect.tap(caps(email, reservation.to, pending), (skip) =>
+            Effect.tap(caps(mail.id, email, reservation.to, pending), (skip) =>
               skip === undefined ? Ref.update(inFlight, (all) => [...all, reservation]) : Effect.void))
         )
         if (skip !== undefined) return yield* skipped(skip)

@@ -52,6 +52,8 @@ export class CustomerErasedMeanwhile extends Data.TaggedError("CustomerErasedMea
 
 /** Whose answers the caps count. */
 export interface AnswerScope {
+  /** The mail being answered (its EmailReceived id): not counted, since a retry answers the same mail. */
+  readonly mailId: string
   readonly customerId: string
   readonly recipient: { readonly id: string; readonly address: string }
   readonly ticketId: string
@@ -74,6 +76,14 @@ export interface RetryChoice {
   readonly since: Date
   /** Outcome event ids (ReplyFailed, or ReplySkipped as needs_human); when given, `since` is not looked at. */
   readonly ids?: ReadonlyArray<string>
+}
+
+/** The answers the responder asks for again by itself (ReplyFailed.autoRetry) in `mailbox`, due by `now`. */
+export interface DueChoice {
+  readonly mailbox: string
+  readonly now: Date
+  /** Failures recorded before this are past SMTP_OUTAGE_WAIT, whatever they said: only a person asks for them. */
+  readonly since: Date
 }
 
 export interface ReplyStoreShape {
@@ -104,8 +114,9 @@ export interface ReplyStoreShape {
    * Answers decided (ReplyIntended: sent, drafted, or failing) that the caps count, in one round
    * trip: for this customer or to this recipient (its keyed id and address) since `sender`, with
    * the customer's mail the LLM failed on (ReplyFailed at stage `agent`, which has no intent), on this
-   * ticket since `ticket`, and across the log since `all`. An intent is recorded before its answer
-   * leaves, so the counts never lag behind what is on its way.
+   * ticket since `ticket`, and across the log since `all`; each mail once, however often its answer
+   * was asked for again, and not `scope.mailId`, the mail being answered. An intent is recorded before its answer leaves, so the counts never lag
+   * behind what is on its way.
    */
   readonly answerCounts: (scope: AnswerScope, since: AnswerWindows) => Effect.Effect<AnswerCounts, SqlError>
   /**
@@ -116,6 +127,12 @@ export interface ReplyStoreShape {
    * decision (a cap, an unauthenticated sender), which asking again must not undo.
    */
   readonly retryFailed: (choice: RetryChoice) => Effect.Effect<ReadonlyArray<ReplyRetried>, SqlError>
+  /**
+   * Asks again, as `retryFailed` does, for the failed answers whose automatic retry has come: a
+   * ReplyRetried each with `automatic` set. Looked for without the append lock first, since nearly
+   * always nothing is due.
+   */
+  readonly retryDue: (due: DueChoice) => Effect.Effect<ReadonlyArray<ReplyRetried>, SqlError>
   /** The EmailReceived events with these ids (a retry's mail). */
   readonly mails: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
 }
@@ -128,15 +145,23 @@ const isOutcome = (data: EventData): data is ReplyOutcome =>
 const mayRetry = (data: EventData): data is ReplyFailed | ReplySkipped =>
   data._tag === "ReplyFailed" || (data._tag === "ReplySkipped" && data.reason === "needs_human")
 
-/** The retry an outcome is asked for again as. */
-const retryOf = (event: StoredEvent & { readonly data: ReplyFailed | ReplySkipped }) =>
-  new ReplyRetried({
+type Retriable = StoredEvent & { readonly data: ReplyFailed | ReplySkipped }
+
+/** The retry an outcome is asked for again as: by a person, or by the responder as its failure said. */
+const retryOf = (event: Retriable, automatic: boolean) => {
+  const auto = automatic && event.data._tag === "ReplyFailed" ? event.data.autoRetry : null
+  return new ReplyRetried({
     emailEventId: event.data.emailEventId,
     ticketId: event.data.ticketId,
     customerId: event.data.customerId,
     retry: event.data.retry + 1,
-    failedEventId: event.id
+    failedEventId: event.id,
+    automatic: auto === null ? null : { waitFrom: auto.waitFrom, count: auto.count }
   })
+}
+
+const isDue = (data: EventData, now: Date) =>
+  data._tag === "ReplyFailed" && data.autoRetry !== null && Date.parse(data.autoRetry.at) <= now.getTime()
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
@@ -236,43 +261,65 @@ const makeSql = Effect.gen(function*() {
         : log.transaction((append) => Effect.flatMap(erasureCheck(emailEventId, customerId, asParameter), (rows) => write(append, rows)))
     }).pipe(Effect.withSpan("ReplyStore.append", { kind: "client", attributes: { "mailroom.event.type": data._tag } }))
 
-  const retryFailed = (choice: RetryChoice) =>
+  /** The outcomes `chosen` picks that are still the last word on their mail, asked for again. */
+  const askAgain = (chosen: Statement.Fragment, automatic: boolean) =>
     Effect.flatMap(currentTraceparent, (trace) =>
       log.transaction((append) =>
         Effect.gen(function*() {
           // Under the append lock: no retry or erasure can come between the choice and the append.
           const failures = (yield* log.readWhere(sql`
             (type = 'ReplyFailed' OR (type = 'ReplySkipped' AND data->>'reason' = 'needs_human'))
-            AND ${choice.ids === undefined ? sql`occurred_at > ${choice.since}` : sql`id IN ${sql.in(choice.ids)}`}
-            AND NOT ${askedAgain(sql)} AND NOT ${mailErased(sql, sql`events.data->>'emailEventId'`)}
-          `)).flatMap((event) => mayRetry(event.data) ? [event as StoredEvent & { readonly data: ReplyFailed | ReplySkipped }] : [])
-          const retries = failures.map((event) => ({ mailbox: event.mailbox, retry: retryOf(event) }))
+            AND ${chosen} AND NOT ${askedAgain(sql)} AND NOT ${mailErased(sql, sql`events.data->>'emailEventId'`)}
+          `)).flatMap((event) => mayRetry(event.data) ? [event as Retriable] : [])
+          const retries = failures.map((event) => ({ mailbox: event.mailbox, retry: retryOf(event, automatic) }))
           if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, trace)))
           return retries.map(({ retry }) => retry)
         })
-      )).pipe(Effect.withSpan("ReplyStore.retryFailed", { kind: "client" }))
+      ))
+
+  const retryFailed = (choice: RetryChoice) =>
+    askAgain(choice.ids === undefined ? sql`occurred_at > ${choice.since}` : sql`id IN ${sql.in(choice.ids)}`, false).pipe(
+      Effect.withSpan("ReplyStore.retryFailed", { kind: "client" })
+    )
+
+  const retryDue = (due: DueChoice) => {
+    // By the outcomes' time index: the failures of the last SMTP_OUTAGE_WAIT, not the log's years of them.
+    const chosen = sql`type = 'ReplyFailed' AND mailbox = ${due.mailbox} AND occurred_at > ${due.since}
+      AND (data->'autoRetry'->>'at')::timestamptz <= ${due.now}`
+    return sql`SELECT 1 FROM events WHERE ${chosen} AND NOT ${askedAgain(sql)} LIMIT 1`.pipe(
+      Effect.flatMap((rows) => rows.length === 0 ? Effect.succeed([]) : askAgain(chosen, true)),
+      Effect.withSpan("ReplyStore.retryDue", { kind: "client" })
+    )
+  }
 
   return ReplyStore.of({
     replyStates,
     retryFailed,
+    retryDue,
     mails: (ids) => ids.length === 0 ? Effect.succeed([]) : log.readWhere(sql`type = 'EmailReceived' AND id IN ${sql.in(ids)}`),
     intend: (mailbox, intent) => appendEvent(mailbox, intent),
     append: (mailbox, data, intent) => appendEvent(mailbox, data, intent),
     answerCounts: (scope, since) =>
       // Three counts, each by its own index, in one statement: admission runs one mail at a time.
       // `to` is sealed since 0010; an older intent's is still in data, and counted by it for a day.
+      // Each mail once however often its answer was asked for again, and not the mail being answered:
+      // a retry answers the same mail.
       sql<{ sender: string; ticket: string; all: string }>`
         SELECT
-          (SELECT count(*) FROM events
-           WHERE type = 'ReplyIntended' AND occurred_at > ${since.sender}
-             AND (data->>'customerId' = ${scope.customerId} OR data->>'recipientId' = ${scope.recipient.id}
-                  OR data->'to'->>'address' = ${scope.recipient.address}))
-          + (SELECT count(*) FROM events
+          (SELECT count(DISTINCT mail) FROM (
+             SELECT data->>'emailEventId' AS mail FROM events
+             WHERE type = 'ReplyIntended' AND occurred_at > ${since.sender}
+               AND (data->>'customerId' = ${scope.customerId} OR data->>'recipientId' = ${scope.recipient.id}
+                    OR data->'to'->>'address' = ${scope.recipient.address})
+             UNION ALL
+             SELECT data->>'emailEventId' FROM events
              WHERE type = 'ReplyFailed' AND data->>'stage' = 'agent' AND data->>'customerId' = ${scope.customerId}
-               AND occurred_at > ${since.sender}) AS sender,
-          (SELECT count(*) FROM events
-           WHERE type = 'ReplyIntended' AND ticket_id = ${scope.ticketId} AND occurred_at > ${since.ticket}) AS ticket,
-          (SELECT count(*) FROM events WHERE type = 'ReplyIntended' AND occurred_at > ${since.all}) AS "all"
+               AND occurred_at > ${since.sender}) AS answers WHERE mail <> ${scope.mailId}) AS sender,
+          (SELECT count(DISTINCT data->>'emailEventId') FROM events
+           WHERE type = 'ReplyIntended' AND ticket_id = ${scope.ticketId} AND occurred_at > ${since.ticket}
+             AND data->>'emailEventId' <> ${scope.mailId}) AS ticket,
+          (SELECT count(DISTINCT data->>'emailEventId') FROM events
+           WHERE type = 'ReplyIntended' AND occurred_at > ${since.all} AND data->>'emailEventId' <> ${scope.mailId}) AS "all"
       `.pipe(Effect.map(([row]) => ({ sender: Number(row?.sender ?? 0), ticket: Number(row?.ticket ?? 0), all: Number(row?.all ?? 0) })))
   })
 })
@@ -296,23 +343,26 @@ const makeMemory = Effect.gen(function*() {
         return event.id
       })
     )
+  const askAgain = (chosen: (event: StoredEvent) => boolean, automatic: boolean) =>
+    log.transaction((append) =>
+      Effect.gen(function*() {
+        const events = yield* all
+        const lastRetry = (emailEventId: string) =>
+          Math.max(0, ...events.flatMap((e) => e.data._tag === "ReplyRetried" && e.data.emailEventId === emailEventId ? [e.data.retry] : []))
+        const retries = events
+          .flatMap((e) => mayRetry(e.data) ? [e as Retriable] : [])
+          .filter((e) => chosen(e) && lastRetry(e.data.emailEventId) <= e.data.retry)
+          .map((e) => ({ mailbox: e.mailbox, retry: retryOf(e, automatic) }))
+        if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, null)))
+        return retries.map(({ retry }) => retry)
+      })
+    )
   return ReplyStore.of({
     replyStates: () => Effect.map(all, (events) => statesOf(events.map((event) => event.data))),
     // The in-memory log erases nobody.
     retryFailed: (choice) =>
-      log.transaction((append) =>
-        Effect.gen(function*() {
-          const events = yield* all
-          const lastRetry = (emailEventId: string) =>
-            Math.max(0, ...events.flatMap((e) => e.data._tag === "ReplyRetried" && e.data.emailEventId === emailEventId ? [e.data.retry] : []))
-          const retries = events
-            .flatMap((e) => mayRetry(e.data) ? [e as StoredEvent & { readonly data: ReplyFailed | ReplySkipped }] : [])
-            .filter((e) => (choice.ids === undefined ? e.occurredAt > choice.since : choice.ids.includes(e.id)) && lastRetry(e.data.emailEventId) <= e.data.retry)
-            .map((e) => ({ mailbox: e.mailbox, retry: retryOf(e) }))
-          if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, null)))
-          return retries.map(({ retry }) => retry)
-        })
-      ),
+      askAgain((e) => choice.ids === undefined ? e.occurredAt > choice.since : choice.ids.includes(e.id), false),
+    retryDue: (due) => askAgain((e) => e.mailbox === due.mailbox && e.occurredAt > due.since && isDue(e.data, due.now), true),
     mails: (ids) => Effect.map(all, (events) => events.filter((e) => e.data._tag === "EmailReceived" && ids.includes(e.id))),
     // The in-memory log erases nobody.
     intend: appendEvent,
@@ -323,12 +373,20 @@ const makeMemory = Effect.gen(function*() {
         const agentFailures = events.filter((e) =>
           e.data._tag === "ReplyFailed" && e.data.stage === "agent" && e.data.customerId === scope.customerId && e.occurredAt > since.sender
         )
+        const mails = (events: ReadonlyArray<StoredEvent>) => {
+          const ids = new Set(events.map((e) => (e.data as ReplyIntended | ReplyFailed).emailEventId))
+          ids.delete(scope.mailId)
+          return ids.size
+        }
         return {
-          sender: agentFailures.length + intents.filter((e) =>
-            e.occurredAt > since.sender && (e.data.customerId === scope.customerId || e.data.recipientId === scope.recipient.id)
-          ).length,
-          ticket: intents.filter((e) => e.occurredAt > since.ticket && e.data.ticketId === scope.ticketId).length,
-          all: intents.filter((e) => e.occurredAt > since.all).length
+          sender: mails([
+            ...agentFailures,
+            ...intents.filter((e) =>
+              e.occurredAt > since.sender && (e.data.customerId === scope.customerId || e.data.recipientId === scope.recipient.id)
+            )
+          ]),
+          ticket: mails(intents.filter((e) => e.occurredAt > since.ticket && e.data.ticketId === scope.ticketId)),
+          all: mails(intents.filter((e) => e.occurredAt > since.all))
         }
       })
   })

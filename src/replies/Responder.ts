@@ -1,4 +1,4 @@
-import { Duration, Effect, Layer, Metric, Option, Ref, Scope } from "effect"
+import { Duration, Effect, Layer, Metric, Option, Ref, Schedule, Scope } from "effect"
 import { ReplyConfig } from "../config/Replies.js"
 import { replies, repliesPaused } from "../telemetry/Metrics.js"
 import { withEventTrace } from "../telemetry/Tracing.js"
@@ -68,7 +68,19 @@ const storable = (answer: Answer): Answer => ({
   model: answer.model === null ? null : cleanText(answer.model)
 })
 
+/** Which answer an event asks for: a mail's first, or a retry (an automatic one keeps its failure's wait). */
+const askedBy = (event: StoredEvent): Asked => {
+  if (event.data._tag !== "ReplyRetried") return { retry: 0, at: event.occurredAt, automatic: 0 }
+  const automatic = event.data.automatic
+  return automatic === null
+    ? { retry: event.data.retry, at: event.occurredAt, automatic: 0 }
+    : { retry: event.data.retry, at: new Date(automatic.waitFrom), automatic: automatic.count }
+}
+
 const PAGE = 100
+
+/** How often a following responder looks for automatic retries that have come: they are minutes apart (SMTP_RETRY_AFTER). */
+const dueRetriesCheck = Schedule.spaced(Duration.seconds(30))
 const THREAD_MESSAGES = 10
 
 /**
@@ -232,7 +244,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
       const outcome = known.outcome ?? (known.intent
         ? yield* resume(known.intent, event, email, session, asked)
         : yield* policy.admit(
-          email,
+          { id: event.id, email },
           answer(event, email, session, asked),
           (skip) =>
             record(new ReplySkipped({ emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId, retry: asked.retry, ...skip }))
@@ -267,7 +279,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const retried = events.flatMap((e) => e.data._tag === "ReplyRetried" && e.mailbox === mailbox ? [e.data.emailEventId] : [])
         const retriedMails = new Map((yield* store.mails(retried)).map((e) => [e.id, e]))
         for (const event of events) {
-          const asked: Asked = event.data._tag === "ReplyRetried" ? { retry: event.data.retry, at: event.occurredAt } : { retry: 0, at: event.occurredAt }
+          const asked = askedBy(event)
           const mail = event.data._tag === "ReplyRetried" ? retriedMails.get(event.data.emailEventId) : event
           // An erased customer's mail is not answered: what it said is gone, and so is whom to answer.
           if (mail === undefined || mail.data._tag !== "EmailReceived" || event.mailbox !== mailbox || mail.erased) continue
@@ -293,9 +305,25 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
 
     const empty: ReplySummary = { sent: 0, drafted: 0, skipped: 0, failed: 0 }
 
-    /** Answers everything committed so far. */
+    /**
+     * Asks again for the answers whose automatic retry has come (ReplyFailed.autoRetry): each a
+     * ReplyRetried in the log, which the responder then answers in its turn. A failure recorded more
+     * than twice SMTP_OUTAGE_WAIT ago (mailroom was stopped meanwhile) is left for a person.
+     */
+    const askDue = Effect.gen(function*() {
+      const now = new Date()
+      const since = new Date(now.getTime() - 2 * Duration.toMillis(config.smtpOutageWait))
+      for (const retry of yield* store.retryDue({ mailbox, now, since })) {
+        yield* Effect.logInfo(
+          `Asking again for the answer on ticket ${retry.ticketId}, whose recipient the SMTP server took no mail for (automatic retry ${retry.automatic?.count})`
+        )
+      }
+    })
+
+    /** Answers everything committed so far, the automatic retries that have come included. */
     const drainAll = Effect.gen(function*() {
       const summary = yield* Ref.make(empty)
+      yield* askDue
       yield* log.drain(consumer, answerPage(summary), { page: PAGE })
       return yield* Ref.get(summary)
     })
@@ -314,7 +342,12 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         work: (healthy) =>
           leadership.lead(
             consumer,
-            Effect.flatMap(Ref.make(empty), (summary) => log.consume(consumer, answerPage(summary), { page: PAGE, onDrained: healthy }))
+            Effect.flatMap(Ref.make(empty), (summary) =>
+              // Neither ends but by failing, which the supervisor waits out as for any answer.
+              Effect.raceFirst(
+                log.consume(consumer, answerPage(summary), { page: PAGE, onDrained: healthy }),
+                Effect.repeat(askDue, dueRetriesCheck).pipe(Effect.zipRight(Effect.never))
+              ))
           ).pipe(Effect.asVoid),
         scheduleFor,
         onFailure: waiting,

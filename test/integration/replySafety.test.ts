@@ -269,6 +269,46 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
     }))
   })
 
+  describe("what one customer's address can hold back, asked again by itself", () => {
+    it.effect("an answer whose recipient's domain took no mail is asked for again by itself after SMTP_RETRY_AFTER, and goes out once the domain takes mail", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("safety_recipient_auto_retry")
+      const rows = (type: string) =>
+        query<{ id: string; at: string | null; count: string | null }>(
+          db.url,
+          `SELECT id, data->'autoRetry'->>'at' AS at, coalesce(data->'autoRetry'->>'count', data->'automatic'->>'count') AS count FROM events WHERE type = '${type}' ORDER BY seq`
+        )
+      try {
+        const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_RETRY_AFTER: "1" })
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        const before = servers.sink.messages.length
+        servers.sink.refuseRecipient("mallory@dns-fails.test", "450 4.1.2 <mallory@dns-fails.test>: Recipient address rejected: Domain not found")
+        await servers.dovecot.append([mail({ authenticated: true, from: "Mallory <mallory@dns-fails.test>", subject: "Where is my order?" })])
+        const run = await runCli(["--once"], env)
+        expect(run.stdout, run.stderr).toContain("Replies: 0 sent, 0 skipped, 1 failed")
+        expect(run.stderr).toMatch(/failed \(smtp\): the SMTP server takes no mail for mallory@dns-fails\.test for now .* asked for again by itself at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/)
+        const [failed] = await rows("ReplyFailed")
+        expect(failed).toMatchObject({ count: "1" })
+        expect(Date.parse(failed!.at!)).toBeGreaterThan(Date.now() - 60_000)
+
+        // Its domain resolves again; once the retry has come, a run asks for it and the answer goes out, once.
+        servers.sink.refuseRecipient(undefined)
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(failed!.at!) - Date.now()) + 100))
+        const again = await runCli(["--once"], env)
+        expect(again.stdout, again.stderr).toContain("Replies: 1 sent, 0 skipped, 0 failed")
+        expect(again.stderr).toContain("automatic retry 1")
+        await servers.sink.waitFor(before + 1)
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["mallory@dns-fails.test"]])
+        expect(await rows("ReplyRetried")).toMatchObject([{ count: "1" }])
+        expect(await rows("ReplyFailed")).toHaveLength(1)
+      } finally {
+        servers.sink.refuseRecipient(undefined)
+        await db.drop()
+      }
+    }))
+  })
+
   describe("what an answer may contain", () => {
     it.effect("an answer the mail talked the model into filling with NUL or a lone surrogate goes out once, cleaned, and is recorded", () => withReplyServers(async (servers) => {
       const p = await replyPipeline(servers, "safety_nul")

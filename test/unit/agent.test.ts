@@ -455,7 +455,7 @@ describe("classifySmtp", () => {
     ) {
       const error = refusal(code, text, "RCPT TO")
       expect(error, text).toMatchObject({ _tag: "SmtpRecipientDeferred", to: "ada@customer.test", attempts: 1 })
-      expect(error.message).toContain("replies retry")
+      expect(error.message).toContain("the other answers went on")
     }
     for (
       const [code, text, command] of [

@@ -821,6 +821,101 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
+  it.effect("an answer whose recipient the SMTP server took no mail for is asked for again by itself once SMTP_RETRY_AFTER has passed, not before, and goes out once", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "Where is my order?" }))
+    const deferred = () =>
+      new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Recipient address rejected: Domain not found", attempts: 4 })
+    mailer.failNext(deferred())
+    const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      const received = (yield* events).find((e) => e.type === "EmailReceived")!
+      const failedEvent = (yield* events).find((e) => e.type === "ReplyFailed")!
+      const failed = failedEvent.data as Extract<StoredEvent["data"], { _tag: "ReplyFailed" }>
+      expect(failed.autoRetry).toMatchObject({ count: 1, waitFrom: received.occurredAt.toISOString() })
+      const wait = Date.parse(failed.autoRetry!.at) - failedEvent.occurredAt.getTime()
+      expect(wait).toBeGreaterThanOrEqual(990)
+      expect(wait).toBeLessThan(1_200)
+      expect(failed.reason).toContain("asked for again by itself at")
+      // Not come yet: nothing is asked.
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+      expect(ofType(yield* events, "ReplyRetried")).toHaveLength(0)
+      yield* sleep(wait + 50)
+      // Refused again: the next wait is twice the first, from the same start.
+      mailer.failNext(deferred())
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      const [first] = ofType(yield* events, "ReplyRetried")
+      expect(first).toMatchObject({ retry: 1, automatic: { count: 1, waitFrom: received.occurredAt.toISOString() } })
+      const againEvent = (yield* events).filter((e) => e.type === "ReplyFailed")[1]!
+      const again = againEvent.data as typeof failed
+      expect(again).toMatchObject({ retry: 1, autoRetry: { count: 2, waitFrom: received.occurredAt.toISOString() } })
+      const second = Date.parse(again.autoRetry!.at) - againEvent.occurredAt.getTime()
+      expect(second).toBeGreaterThanOrEqual(1_990)
+      expect(second).toBeLessThan(2_200)
+      yield* sleep(second + 50)
+      // It takes mail again: sent once, as retry 2.
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["mallory@dns-fails.test"])
+      expect(ofType(yield* events, "ReplySent")).toMatchObject([{ retry: 2 }])
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+      expect(ofType(yield* events, "ReplyRetried")).toHaveLength(2)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_RETRY_AFTER: "1" } })))
+  })
+
+  it.effect("a retry answers the same mail: the caps count that mail once, so a customer at REPLY_RATE_LIMIT still gets the answer asked for again", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "first" }))
+    mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Domain not found", attempts: 4 }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      yield* Effect.flatMap(ReplyStore, (store) => store.retryFailed({ since: new Date(0) }))
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      // A second mail is the customer's second answer within the hour: that one the cap holds back.
+      mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "second" }))
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 0 })
+      expect(ofType(yield* events, "ReplySkipped")).toMatchObject([{ reason: "rate_limited" }])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { REPLY_RATE_LIMIT: "1" } })))
+  })
+
+  it.effect("an automatic retry gives way to a person's, and none is asked past SMTP_OUTAGE_WAIT", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "first" }))
+    const deferred = () =>
+      new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.2.0 Recipient address rejected: Greylisted", attempts: 4 })
+    mailer.failNext(deferred())
+    const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      const store = yield* ReplyStore
+      // A person asks first: theirs is the retry, and the automatic one finds nothing left to ask.
+      expect(yield* store.retryFailed({ since: new Date(0) })).toMatchObject([{ retry: 1, automatic: null }])
+      mailer.failNext(deferred())
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      // That retry's wait began when the person asked: SMTP_OUTAGE_WAIT (1 s here) caps its next try.
+      const [, later] = ofType(yield* events, "ReplyFailed")
+      expect(later!.autoRetry).toMatchObject({ count: 1 })
+      expect(Date.parse(later!.autoRetry!.at) - Date.parse(later!.autoRetry!.waitFrom)).toBeLessThanOrEqual(1_000)
+      yield* sleep(1_100)
+      mailer.failNext(deferred())
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      // Past the wait: failed for good, for a person.
+      const last = ofType(yield* events, "ReplyFailed")[2]!
+      expect(last).toMatchObject({ retry: 2, autoRetry: null, reason: expect.stringContaining("`mailroom replies retry` asks for it again") })
+      yield* sleep(1_100)
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
+      expect(ofType(yield* events, "ReplyRetried").map((r) => r.automatic?.count ?? 0)).toEqual([0, 1])
+      expect(mailer.sent).toHaveLength(0)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_RETRY_AFTER: "5", SMTP_OUTAGE_WAIT: "1" } })))
+  })
+
   it.effect("a sending limit or a refused sender holds every answer back, none recorded as failed; each goes out once after", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
@@ -973,6 +1068,27 @@ describe("Responder", () => {
       expect(ofType(yield* events, "ReplyFailed")).toHaveLength(0)
       expect(ofType(yield* events, "ReplySent")).toHaveLength(1)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+  })
+
+  it.effect("in continuous mode an automatic retry is looked for every 30 seconds and answered as it comes", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "Where is my order?" }))
+    mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Domain not found", attempts: 4 }))
+    return Effect.gen(function*() {
+      yield* ingest
+      const fiber = yield* Effect.fork(Effect.flatMap(Responder, (r) => r.run))
+      yield* TestClock.adjust("1 second")
+      expect(ofType(yield* events, "ReplyFailed")).toMatchObject([{ autoRetry: { count: 1 } }])
+      // Come (SMTP_RETRY_AFTER, 1 s, in real time), but not looked for until the next check, 30 s after the first.
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      yield* TestClock.adjust("28 seconds")
+      expect(mailer.sent).toHaveLength(0)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(fiber)
+      expect(mailer.sent.map((m) => m.to.address)).toEqual(["mallory@dns-fails.test"])
+      expect(ofType(yield* events, "ReplySent")).toMatchObject([{ retry: 1 }])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_RETRY_AFTER: "1" } })))
   })
 
   it.effect("an SMTP login failure stops replies with one clear line; once fixed the reply goes out once", () => {
@@ -1212,12 +1328,12 @@ describe("reply policy", () => {
       // Ada's answer is recorded (one intent on the ticket, of two allowed); Bob's mail on the same
       // ticket is admitted while that happens, and must count one answer, not Ada's twice.
       yield* policy.admit(
-        answerable("ada@customer.test", "ada"),
+        { id: "ada-mail", email: answerable("ada@customer.test", "ada") },
         (record) =>
           record(Effect.gen(function*() {
             yield* Ref.update(intents, (n) => n + 1)
             yield* Effect.fork(policy.admit(
-              answerable("bob@customer.test", "bob"),
+              { id: "bob-mail", email: answerable("bob@customer.test", "bob") },
               () => Deferred.succeed(second, "answered"),
               (skip) => Deferred.succeed(second, skip.reason)
             ))
