@@ -82,7 +82,7 @@ export interface RetryChoice {
 export interface DueChoice {
   readonly mailbox: string
   readonly now: Date
-  /** Failures recorded before this are past SMTP_OUTAGE_WAIT, whatever they said: only a person asks for them. */
+  /** Failures recorded before this are long past SMTP_OUTAGE_WAIT (mailroom was stopped): only a person asks for them. */
   readonly since: Date
 }
 
@@ -115,8 +115,8 @@ export interface ReplyStoreShape {
    * trip: for this customer or to this recipient (its keyed id and address) since `sender`, with
    * the customer's mail the LLM failed on (ReplyFailed at stage `agent`, which has no intent), on this
    * ticket since `ticket`, and across the log since `all`; each mail once, however often its answer
-   * was asked for again, and not `scope.mailId`, the mail being answered. An intent is recorded before its answer leaves, so the counts never lag
-   * behind what is on its way.
+   * was asked for again, and not `scope.mailId`, the mail being answered. An intent is recorded
+   * before its answer leaves, so the counts never lag behind what is on its way.
    */
   readonly answerCounts: (scope: AnswerScope, since: AnswerWindows) => Effect.Effect<AnswerCounts, SqlError>
   /**
@@ -261,6 +261,10 @@ const makeSql = Effect.gen(function*() {
         : log.transaction((append) => Effect.flatMap(erasureCheck(emailEventId, customerId, asParameter), (rows) => write(append, rows)))
     }).pipe(Effect.withSpan("ReplyStore.append", { kind: "client", attributes: { "mailroom.event.type": data._tag } }))
 
+  /** Of the outcomes `chosen` picks, those still the last word on a mail whose customer is not erased. */
+  const lastWord = (chosen: Statement.Fragment) =>
+    sql`${chosen} AND NOT ${askedAgain(sql)} AND NOT ${mailErased(sql, sql`events.data->>'emailEventId'`)}`
+
   /** The outcomes `chosen` picks that are still the last word on their mail, asked for again. */
   const askAgain = (chosen: Statement.Fragment, automatic: boolean) =>
     Effect.flatMap(currentTraceparent, (trace) =>
@@ -268,8 +272,7 @@ const makeSql = Effect.gen(function*() {
         Effect.gen(function*() {
           // Under the append lock: no retry or erasure can come between the choice and the append.
           const failures = (yield* log.readWhere(sql`
-            (type = 'ReplyFailed' OR (type = 'ReplySkipped' AND data->>'reason' = 'needs_human'))
-            AND ${chosen} AND NOT ${askedAgain(sql)} AND NOT ${mailErased(sql, sql`events.data->>'emailEventId'`)}
+            (type = 'ReplyFailed' OR (type = 'ReplySkipped' AND data->>'reason' = 'needs_human')) AND ${lastWord(chosen)}
           `)).flatMap((event) => mayRetry(event.data) ? [event as Retriable] : [])
           const retries = failures.map((event) => ({ mailbox: event.mailbox, retry: retryOf(event, automatic) }))
           if (retries.length > 0) yield* append(retries.map(({ mailbox, retry }) => replyEvent(mailbox, retry, trace)))
@@ -286,7 +289,7 @@ const makeSql = Effect.gen(function*() {
     // By the outcomes' time index: the failures of the last SMTP_OUTAGE_WAIT, not the log's years of them.
     const chosen = sql`type = 'ReplyFailed' AND mailbox = ${due.mailbox} AND occurred_at > ${due.since}
       AND (data->'autoRetry'->>'at')::timestamptz <= ${due.now}`
-    return sql`SELECT 1 FROM events WHERE ${chosen} AND NOT ${askedAgain(sql)} LIMIT 1`.pipe(
+    return sql`SELECT 1 FROM events WHERE ${lastWord(chosen)} LIMIT 1`.pipe(
       Effect.flatMap((rows) => rows.length === 0 ? Effect.succeed([]) : askAgain(chosen, true)),
       Effect.withSpan("ReplyStore.retryDue", { kind: "client" })
     )

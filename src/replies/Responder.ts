@@ -78,10 +78,10 @@ const askedBy = (event: StoredEvent): Asked => {
 }
 
 const PAGE = 100
+const THREAD_MESSAGES = 10
 
 /** How often a following responder looks for automatic retries that have come: they are minutes apart (SMTP_RETRY_AFTER). */
 const dueRetriesCheck = Schedule.spaced(Duration.seconds(30))
-const THREAD_MESSAGES = 10
 
 /**
  * The mail and its thread as the agent reads them: for each of the customer's mails whose text part
