@@ -37,7 +37,7 @@ export interface OutcomeCounts {
   readonly waiting: number
   /** When the longest-waiting of those was recorded: past LLM_OUTAGE_WAIT or SMTP_OUTAGE_WAIT its answer goes to a person. */
   readonly oldestWaiting: Date | null
-  /** Failed answers a person asked for again (`mailroom replies retry`). */
+  /** Failed answers asked for again: by a person (`mailroom replies retry`), or by mailroom itself (ReplyFailed.autoRetry). */
   readonly retried: number
 }
 
