@@ -208,12 +208,38 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           draftReason: human ?? null,
           recipientId: vault.customerId(to.address)
         })
+        return yield* intendAndDeliver(intent, asked, session, recordIntent)
+      })
+
+    /** Records the intent (through the policy's `recordIntent`, for a new answer), then sends it or leaves it as a draft. */
+    const intendAndDeliver = (intent: ReplyIntended, asked: Asked, session: WithSession, recordIntent: Recorder = (intend) => intend) =>
+      Effect.gen(function*() {
         const intended = yield* recordIntent(store.intend(mailbox, intent).pipe(
           Effect.as(true),
           Effect.catchTag("CustomerErasedMeanwhile", () => Effect.succeed(false))
         ))
-        if (!intended) return new ReplySkipped({ ...ids, reason: "erased", detail: "the customer was erased while the answer was written" })
+        if (!intended) {
+          const { customerId, emailEventId, retry, ticketId } = intent
+          return new ReplySkipped({ emailEventId, ticketId, customerId, retry, reason: "erased", detail: "the customer was erased while the answer was written" })
+        }
         return yield* deliver(intent, asked, session)
+      })
+
+    /**
+     * An automatic retry (ReplyFailed.autoRetry) sends the answer its failure was about again, as a
+     * mail server would: the same text, which the policy and the checks passed, under a new
+     * Message-ID. It is not written anew, so a domain that keeps refusing costs no LLM request. A
+     * person's answer meanwhile still comes first.
+     */
+    const resend = (event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked, failed: ReplyIntended) =>
+      Effect.gen(function*() {
+        const answered = yield* personAnswered(event, email, session)
+        if (answered !== undefined) {
+          return yield* record(new ReplySkipped({ emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId, retry: asked.retry, ...answered }))
+        }
+        // REPLY_MODE=draft set since: it is left for a person as every answer now is.
+        const mode = config.mode === "draft" ? "draft" : failed.mode
+        return yield* intendAndDeliver(new ReplyIntended({ ...failed, retry: asked.retry, messageId: newMessageId(own.address), mode }), asked, session)
       })
 
     const logOutcome = (outcome: ReplyOutcome) => {
@@ -238,11 +264,23 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         })
       )
 
-    /** `known`: what was recorded for this answer when its page was read; only this responder adds to it. */
-    const handle = Effect.fn("Responder.reply")(function*(event: StoredEvent, email: EmailReceived, session: WithSession, asked: Asked, known: ReplyState) {
+    /**
+     * `known`: what was recorded for this answer when its page was read; only this responder adds to
+     * it. `failed`: for an automatic retry, the intent whose sending failed.
+     */
+    const handle = Effect.fn("Responder.reply")(function*(
+      event: StoredEvent,
+      email: EmailReceived,
+      session: WithSession,
+      asked: Asked,
+      known: ReplyState,
+      failed: ReplyIntended | undefined
+    ) {
       yield* Effect.annotateCurrentSpan({ "mailroom.ticket_id": email.ticketId, "mailroom.event.id": event.id, "mailroom.reply.retry": asked.retry })
       const outcome = known.outcome ?? (known.intent
         ? yield* resume(known.intent, event, email, session, asked)
+        : failed?.mode === "send"
+        ? yield* resend(event, email, session, asked, failed)
         : yield* policy.admit(
           { id: event.id, email },
           answer(event, email, session, asked),
@@ -290,7 +328,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         const states = yield* store.replyStates([...byCustomer.values()].flat().map(({ asked, event }) => ({ emailEventId: event.id, retry: asked.retry })))
         yield* Effect.forEach(byCustomer.values(), (mails) =>
           Effect.forEach(mails, ({ asked, event }) =>
-            handle(event, event.data, session, asked, states(event.id, asked.retry)).pipe(
+            handle(event, event.data, session, asked, states(event.id, asked.retry), asked.automatic > 0 ? states(event.id, asked.retry - 1).intent : undefined).pipe(
               withEventTrace(event),
               Effect.tap(Option.match({
                 onNone: () => Effect.void,

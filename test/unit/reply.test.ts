@@ -821,9 +821,11 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
-  it.effect("an answer whose recipient the SMTP server took no mail for is asked for again by itself once SMTP_RETRY_AFTER has passed, not before, and goes out once", () => {
+  it.effect("an answer whose recipient the SMTP server took no mail for is sent again by itself once SMTP_RETRY_AFTER has passed, not before, the same text, and goes out once", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
+    let written = 0
+    const reply: AgentShape["reply"] = (request) => Effect.suspend(() => (written++, echo(request)))
     mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "Where is my order?" }))
     const deferred = () =>
       new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Recipient address rejected: Domain not found", attempts: 4 })
@@ -862,6 +864,30 @@ describe("Responder", () => {
       expect(ofType(yield* events, "ReplySent")).toMatchObject([{ retry: 2 }])
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
       expect(ofType(yield* events, "ReplyRetried")).toHaveLength(2)
+      // The answer written once, sent again under a new Message-ID each time.
+      expect(written).toBe(1)
+      const intents = ofType(yield* events, "ReplyIntended")
+      expect(intents.map((i) => i.retry)).toEqual([0, 1, 2])
+      expect(new Set(intents.map((i) => i.text)).size).toBe(1)
+      expect(new Set(intents.map((i) => i.messageId)).size).toBe(3)
+      expect(mailer.sent[0]!.messageId).toBe(intents[2]!.messageId)
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, reply, env: { SMTP_RETRY_AFTER: "1" } })))
+  })
+
+  it.effect("an automatic retry is not sent when a person answered the mail meanwhile", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "Refund", messageId: "<q1@dns-fails.test>" }))
+    mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Domain not found", attempts: 4 }))
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
+      mailbox.appendTo(SENT, "Message-ID: <p1@example.com>\r\nIn-Reply-To: <q1@dns-fails.test>\r\nSubject: Re: Refund\r\n\r\nDone, Mallory.")
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 0 })
+      expect(ofType(yield* events, "ReplySkipped")).toMatchObject([{ reason: "answered_by_person", retry: 1 }])
+      expect(ofType(yield* events, "ReplyRetried")).toMatchObject([{ automatic: { count: 1 } }])
+      expect(mailer.sent).toHaveLength(0)
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_RETRY_AFTER: "1" } })))
   })
 
