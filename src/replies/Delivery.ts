@@ -108,7 +108,7 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
   }
 
   const send = (intent: ReplyIntended, asked: Asked) =>
-    mailer.send(outbound(intent)).pipe(
+    mailer.send(outbound(intent), { retryRecipient: asked.automatic === 0 }).pipe(
       Effect.flatMap((delivery) =>
         record(sent(intent, { response: delivery.response, attempts: delivery.attempts, foundInSent: false }), intent)
       ),

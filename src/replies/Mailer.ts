@@ -251,8 +251,16 @@ export const classifySmtp = (
   return new SmtpUnavailable({ host: context.host, reason: [error.code, serverText].filter(Boolean).join(" ") || "unknown error" })
 }
 
+export interface SendOptions {
+  /**
+   * Whether a refusal of the recipient for now (SmtpRecipientDeferred) is offered again within the
+   * send, for DNS that fails for a moment: not for an automatic retry, which minutes apart is its own.
+   */
+  readonly retryRecipient: boolean
+}
+
 export interface MailerShape {
-  readonly send: (mail: OutboundMail) => Effect.Effect<Delivery, MailerError>
+  readonly send: (mail: OutboundMail, options?: SendOptions) => Effect.Effect<Delivery, MailerError>
   /** Connects, logs in and says goodbye, sending nothing: what `mailroom check` asks of SMTP. */
   readonly verify: Effect.Effect<void, MailerError>
   /** How many answers may be sent at once (SMTP_CONCURRENCY). */
@@ -351,7 +359,7 @@ const make = Effect.gen(function*() {
       Effect.asVoid,
       Effect.withSpan("Mailer.verify", { attributes: { "server.address": config.host, "server.port": config.port, "network.protocol.name": "smtp" } })
     ),
-    send: Effect.fn("Mailer.send")(function*(mail: OutboundMail) {
+    send: Effect.fn("Mailer.send")(function*(mail: OutboundMail, options: SendOptions = { retryRecipient: true }) {
       yield* Effect.annotateCurrentSpan({
         "server.address": config.host,
         "server.port": config.port,
@@ -364,7 +372,10 @@ const make = Effect.gen(function*() {
         return attempt(mail)
       }).pipe(
         // A recipient's domain whose DNS failed for a moment is a blip too.
-        Effect.retry({ schedule: smtpRetry, while: (error) => error._tag === "SmtpUnavailable" || error._tag === "SmtpRecipientDeferred" }),
+        Effect.retry({
+          schedule: smtpRetry,
+          while: (error) => error._tag === "SmtpUnavailable" || (options.retryRecipient && error._tag === "SmtpRecipientDeferred")
+        }),
         Effect.mapError((error) => error._tag === "SmtpRecipientDeferred" ? new SmtpRecipientDeferred({ ...error, attempts }) : error)
       )
       const response = safeHeader(info.response ?? "")

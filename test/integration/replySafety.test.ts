@@ -273,10 +273,12 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
     it.effect("an answer whose recipient's domain took no mail is asked for again by itself after SMTP_RETRY_AFTER, and goes out once the domain takes mail", () => withReplyServers(async (servers) => {
       const db = await createDatabase("safety_recipient_auto_retry")
       const rows = (type: string) =>
-        query<{ id: string; at: string | null; count: string | null }>(
+        query<{ id: string; at: string | null; count: string | null; attempts: string | null }>(
           db.url,
-          `SELECT id, data->'autoRetry'->>'at' AS at, coalesce(data->'autoRetry'->>'count', data->'automatic'->>'count') AS count FROM events WHERE type = '${type}' ORDER BY seq`
+          `SELECT id, data->'autoRetry'->>'at' AS at, coalesce(data->'autoRetry'->>'count', data->'automatic'->>'count') AS count,
+             data->>'attempts' AS attempts FROM events WHERE type = '${type}' ORDER BY seq`
         )
+      const until = (at: string | null) => new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(at!) - Date.now()) + 100))
       try {
         const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_RETRY_AFTER: "1" })
         expect((await runCli(["--once"], env)).code).toBe(0)
@@ -287,21 +289,31 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(run.stdout, run.stderr).toContain("Replies: 0 sent, 0 skipped, 1 failed")
         expect(run.stderr).toMatch(/failed \(smtp\): the SMTP server takes no mail for mallory@dns-fails\.test for now .* asked for again by itself at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/)
         const [failed] = await rows("ReplyFailed")
-        expect(failed).toMatchObject({ count: "1" })
+        expect(failed).toMatchObject({ count: "1", attempts: "4" })
         expect(Date.parse(failed!.at!)).toBeGreaterThan(Date.now() - 60_000)
+        // Not come yet: a run asks nothing.
+        expect((await runCli(["--once"], env)).stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
+
+        // Come, and refused again: offered once (its retries are minutes apart), the next wait twice as long.
+        await until(failed!.at)
+        const refusedAgain = await runCli(["--once"], env)
+        expect(refusedAgain.stdout, refusedAgain.stderr).toContain("Replies: 0 sent, 0 skipped, 1 failed")
+        expect(refusedAgain.stderr).toContain("automatic retry 1")
+        const [, second] = await rows("ReplyFailed")
+        expect(second).toMatchObject({ count: "2", attempts: "1" })
 
         // Its domain resolves again; once the retry has come, a run asks for it and the answer goes out, once.
         servers.sink.refuseRecipient(undefined)
-        await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(failed!.at!) - Date.now()) + 100))
+        await until(second!.at)
         const again = await runCli(["--once"], env)
         expect(again.stdout, again.stderr).toContain("Replies: 1 sent, 0 skipped, 0 failed")
-        expect(again.stderr).toContain("automatic retry 1")
+        expect(again.stderr).toContain("automatic retry 2")
         await servers.sink.waitFor(before + 1)
         expect((await runCli(["--once"], env)).code).toBe(0)
         await new Promise((resolve) => setTimeout(resolve, 300))
         expect(servers.sink.messages.slice(before).map((m) => m.to)).toEqual([["mallory@dns-fails.test"]])
-        expect(await rows("ReplyRetried")).toMatchObject([{ count: "1" }])
-        expect(await rows("ReplyFailed")).toHaveLength(1)
+        expect(await rows("ReplyRetried")).toMatchObject([{ count: "1" }, { count: "2" }])
+        expect(await rows("ReplyFailed")).toHaveLength(2)
       } finally {
         servers.sink.refuseRecipient(undefined)
         await db.drop()
