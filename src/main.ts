@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Before anything allocates: see lib/HeapGrowth.
+// Before anything allocates: see lib/HeapGrowth. Before anything is optimized: lib/InliningBudget.
 import "./lib/HeapGrowth.js"
+import "./lib/InliningBudget.js"
 import { Command } from "@effect/cli"
 import * as PlatformConfigProvider from "@effect/platform/PlatformConfigProvider"
 import * as NodeContext from "@effect/platform-node/NodeContext"
