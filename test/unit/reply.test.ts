@@ -104,6 +104,13 @@ const events = Effect.flatMap(EventLog, (log) => log.read(0n, 10_000))
 const ofType = <T extends StoredEvent["type"]>(all: ReadonlyArray<StoredEvent>, type: T) =>
   all.filter((e) => e.type === type).map((e) => e.data as Extract<StoredEvent["data"], { _tag: T }>)
 
+/** The relay refuses Mallory's domain for now (a 4xx at RCPT TO), after the send's own retries. */
+const malloryDeferred = (serverText = "450 4.1.2 Recipient address rejected: Domain not found") =>
+  new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText, attempts: 4 })
+
+/** Real time passing: the waits mailroom reads from the clock (SMTP_OUTAGE_WAIT, the automatic retries), which the TestClock does not move. */
+const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+
 describe("Responder", () => {
   it.effect("answers a new mail once, threaded, from the mailbox address, with the ticket token", () => {
     const mailbox = new MemoryMailbox()
@@ -623,7 +630,7 @@ describe("Responder", () => {
     return Effect.gen(function*() {
       yield* ingest
       expect((yield* Effect.flip(drain))._tag).toBe("LlmUnavailable")
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      yield* realSleep(1_100)
       mailbox.append(mail({ from: "Bob <bob@customer.test>", subject: "fresh" }))
       yield* ingest
       expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 1 })
@@ -827,10 +834,7 @@ describe("Responder", () => {
     let written = 0
     const reply: AgentShape["reply"] = (request) => Effect.suspend(() => (written++, echo(request)))
     mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "Where is my order?" }))
-    const deferred = () =>
-      new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Recipient address rejected: Domain not found", attempts: 4 })
-    mailer.failNext(deferred())
-    const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+    mailer.failNext(malloryDeferred())
     return Effect.gen(function*() {
       yield* ingest
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
@@ -845,9 +849,9 @@ describe("Responder", () => {
       // Not come yet: nothing is asked.
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
       expect(ofType(yield* events, "ReplyRetried")).toHaveLength(0)
-      yield* sleep(wait + 50)
+      yield* realSleep(wait + 50)
       // Refused again: the next wait is twice the first, from the same start.
-      mailer.failNext(deferred())
+      mailer.failNext(malloryDeferred())
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
       const [first] = ofType(yield* events, "ReplyRetried")
       expect(first).toMatchObject({ retry: 1, automatic: { count: 1, waitFrom: received.occurredAt.toISOString() } })
@@ -857,7 +861,7 @@ describe("Responder", () => {
       const second = Date.parse(again.autoRetry!.at) - againEvent.occurredAt.getTime()
       expect(second).toBeGreaterThanOrEqual(1_990)
       expect(second).toBeLessThan(2_200)
-      yield* sleep(second + 50)
+      yield* realSleep(second + 50)
       // It takes mail again: sent once, as retry 2.
       expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
       expect(mailer.sent.map((m) => m.to.address)).toEqual(["mallory@dns-fails.test"])
@@ -878,12 +882,12 @@ describe("Responder", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "Refund", messageId: "<q1@dns-fails.test>" }))
-    mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Domain not found", attempts: 4 }))
+    mailer.failNext(malloryDeferred())
     return Effect.gen(function*() {
       yield* ingest
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
       mailbox.appendTo(SENT, "Message-ID: <p1@example.com>\r\nIn-Reply-To: <q1@dns-fails.test>\r\nSubject: Re: Refund\r\n\r\nDone, Mallory.")
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      yield* realSleep(1_100)
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 0 })
       expect(ofType(yield* events, "ReplySkipped")).toMatchObject([{ reason: "answered_by_person", retry: 1 }])
       expect(ofType(yield* events, "ReplyRetried")).toMatchObject([{ automatic: { count: 1 } }])
@@ -895,7 +899,7 @@ describe("Responder", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "first" }))
-    mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Domain not found", attempts: 4 }))
+    mailer.failNext(malloryDeferred())
     return Effect.gen(function*() {
       yield* ingest
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
@@ -913,10 +917,8 @@ describe("Responder", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "first" }))
-    const deferred = () =>
-      new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.2.0 Recipient address rejected: Greylisted", attempts: 4 })
+    const deferred = () => malloryDeferred("450 4.2.0 Recipient address rejected: Greylisted")
     mailer.failNext(deferred())
-    const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
     return Effect.gen(function*() {
       yield* ingest
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
@@ -929,13 +931,13 @@ describe("Responder", () => {
       const [, later] = ofType(yield* events, "ReplyFailed")
       expect(later!.autoRetry).toMatchObject({ count: 1 })
       expect(Date.parse(later!.autoRetry!.at) - Date.parse(later!.autoRetry!.waitFrom)).toBeLessThanOrEqual(1_000)
-      yield* sleep(1_100)
+      yield* realSleep(1_100)
       mailer.failNext(deferred())
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
       // Past the wait: failed for good, for a person.
       const last = ofType(yield* events, "ReplyFailed")[2]!
       expect(last).toMatchObject({ retry: 2, autoRetry: null, reason: expect.stringContaining("`mailroom replies retry` asks for it again") })
-      yield* sleep(1_100)
+      yield* realSleep(1_100)
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 0 })
       expect(ofType(yield* events, "ReplyRetried").map((r) => r.automatic?.count ?? 0)).toEqual([0, 1])
       expect(mailer.sent).toHaveLength(0)
@@ -981,7 +983,7 @@ describe("Responder", () => {
     return Effect.gen(function*() {
       yield* ingest
       expect((yield* Effect.flip(drain))._tag).toBe("SmtpLimitReached")
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      yield* realSleep(1_100)
       // A second mail of the same customer, answered after the first: recorded now, so it still waits.
       mailbox.append(mail({ subject: "Refund, again" }))
       yield* ingest
@@ -1019,7 +1021,7 @@ describe("Responder", () => {
     return Effect.gen(function*() {
       yield* ingest
       expect((yield* Effect.flip(drain))._tag).toBe("SmtpAuthenticationFailed")
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      yield* realSleep(1_100)
       mailer.failNext(refused(), refused(), refused())
       expect(yield* drain).toEqual({ sent: 0, drafted: 3, skipped: 0, failed: 0 })
       // No login was tried for them: the server had refused the last one, and each mail's wait was over.
@@ -1042,7 +1044,7 @@ describe("Responder", () => {
     return Effect.gen(function*() {
       yield* ingest
       expect((yield* Effect.flip(drain))._tag).toBe("SmtpUnavailable")
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      yield* realSleep(1_100)
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 1, failed: 0 })
       const [skipped] = ofType(yield* events, "ReplySkipped")
       expect(skipped).toMatchObject({ reason: "needs_human" })
@@ -1064,7 +1066,7 @@ describe("Responder", () => {
       const [received] = (yield* events).filter((e) => e.data._tag === "EmailReceived")
       yield* (yield* ReplyStore).intend("INBOX", intentLeftBehind(received!, "<held.mailroom@example.com>"))
       mailbox.appendTo("Drafts", "Message-ID: <held.mailroom@example.com>\r\nSubject: Re: Refund\r\n\r\n[mailroom, for the team: …]\r\n\r\nanswer")
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      yield* realSleep(1_100)
       // The server takes mail again by the restart: the answer must still not follow the draft.
       expect(yield* drain).toEqual({ sent: 0, drafted: 1, skipped: 0, failed: 0 })
       expect(mailer.sent).toHaveLength(0)
@@ -1100,14 +1102,14 @@ describe("Responder", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "Where is my order?" }))
-    mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText: "450 4.1.2 Domain not found", attempts: 4 }))
+    mailer.failNext(malloryDeferred())
     return Effect.gen(function*() {
       yield* ingest
       const fiber = yield* Effect.fork(Effect.flatMap(Responder, (r) => r.run))
       yield* TestClock.adjust("1 second")
       expect(ofType(yield* events, "ReplyFailed")).toMatchObject([{ autoRetry: { count: 1 } }])
       // Come (SMTP_RETRY_AFTER, 1 s, in real time), but not looked for until the next check, 30 s after the first.
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1_100)))
+      yield* realSleep(1_100)
       yield* TestClock.adjust("28 seconds")
       expect(mailer.sent).toHaveLength(0)
       yield* TestClock.adjust("1 second")
