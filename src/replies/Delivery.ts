@@ -96,15 +96,10 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
 
   /** A refusal of this one answer (for good), or of its recipient for now, which is asked for again by itself. */
   const refused = (intent: ReplyIntended, asked: Asked, error: OneAnswerRefused) => {
-    const autoRetry = error._tag === "SmtpRecipientDeferred" ? autoRetryOf(config, asked, Date.now()) : null
-    return record(new ReplyFailed({
-      ...base(intent),
-      stage: "smtp",
-      reason: error._tag === "SmtpRecipientDeferred" ? error.message + nextStep(autoRetry) : error.message,
-      attempts: error._tag === "SmtpRecipientDeferred" ? error.attempts : 1,
-      messageId: intent.messageId,
-      autoRetry
-    }))
+    const failed = { ...base(intent), stage: "smtp" as const, messageId: intent.messageId }
+    if (error._tag === "SmtpRejected") return record(new ReplyFailed({ ...failed, reason: error.message, attempts: 1, autoRetry: null }))
+    const autoRetry = autoRetryOf(config, asked, Date.now())
+    return record(new ReplyFailed({ ...failed, reason: error.message + nextStep(autoRetry), attempts: error.attempts, autoRetry }))
   }
 
   const send = (intent: ReplyIntended, asked: Asked) =>

@@ -91,7 +91,8 @@ export class SmtpRejected extends Data.TaggedError("SmtpRejected")<{
  * mailbox or domain (4.1.x, 4.2.x, "Recipient address rejected": a domain whose DNS fails, an address
  * the relay cannot verify, a mailbox that takes no more mail, greylisting). The address is the
  * customer's, whoever sent the mail, so it must not hold every other answer back as an outage would:
- * after the send's own retries the answer is ReplyFailed, and `mailroom replies retry` asks again.
+ * after the send's own retries the answer is ReplyFailed, which the responder asks for again by
+ * itself (ReplyFailed.autoRetry) and `mailroom replies retry` at any time.
  */
 export class SmtpRecipientDeferred extends Data.TaggedError("SmtpRecipientDeferred")<{
   readonly to: string

@@ -237,9 +237,9 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
         if (answered !== undefined) {
           return yield* record(new ReplySkipped({ emailEventId: event.id, ticketId: email.ticketId, customerId: email.customerId, retry: asked.retry, ...answered }))
         }
-        // REPLY_MODE=draft set since: it is left for a person as every answer now is.
-        const mode = config.mode === "draft" ? "draft" : failed.mode
-        return yield* intendAndDeliver(new ReplyIntended({ ...failed, retry: asked.retry, messageId: newMessageId(own.address), mode }), asked, session)
+        // As REPLY_MODE says now: set to draft since, it is left for a person as every answer is.
+        const intent = new ReplyIntended({ ...failed, retry: asked.retry, messageId: newMessageId(own.address), mode: config.mode })
+        return yield* intendAndDeliver(intent, asked, session)
       })
 
     const logOutcome = (outcome: ReplyOutcome) => {
