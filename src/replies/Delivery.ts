@@ -8,7 +8,7 @@ import { withReason } from "./Drafts.js"
 import type { MailerShape, OneAnswerRefused, OutboundMail } from "./Mailer.js"
 import { refusesOneAnswer } from "./Mailer.js"
 import type { personCheck } from "./Person.js"
-import type { ReplyStoreShape } from "./ReplyStore.js"
+import type { Ahead, ReplyStoreShape } from "./ReplyStore.js"
 import type { SmtpHold, WithSession } from "./ResponderErrors.js"
 import { handedOver, isSmtpHold, SentMailboxMissing } from "./ResponderErrors.js"
 
@@ -46,6 +46,10 @@ export const autoRetryOf = (
   const at = Math.min(until, now + Duration.toMillis(config.smtpRetryAfter) * 2 ** asked.automatic)
   return { at: new Date(at).toISOString(), waitFrom: asked.at.toISOString(), count: asked.automatic + 1 }
 }
+
+/** Failures recorded before this are long past SMTP_OUTAGE_WAIT (mailroom was stopped meanwhile): only a person asks for them again. */
+export const autoRetrySince = (config: Pick<ReplyConfig, "smtpOutageWait">, now: number) =>
+  new Date(now - 2 * Duration.toMillis(config.smtpOutageWait))
 
 const nextStep = (autoRetry: AutoRetry | null) =>
   autoRetry === null
@@ -102,6 +106,21 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
     return record(new ReplyFailed({ ...failed, reason: error.message + nextStep(autoRetry), attempts: error.attempts, autoRetry }))
   }
 
+  /**
+   * Answers to one customer go in order. While an earlier answer to them waits for its automatic
+   * retry (a relay greylisting them, their domain not found), a later one is not sent past it, even
+   * when the relay would take it now: it waits, and is asked for again with that one (on its own
+   * schedule while that retry is under way), up to SMTP_OUTAGE_WAIT as a refused answer would.
+   */
+  const heldBehind = (intent: ReplyIntended, asked: Asked, ahead: Ahead) => {
+    const own = autoRetryOf(config, asked, Date.now())
+    const until = asked.at.getTime() + Duration.toMillis(config.smtpOutageWait)
+    const autoRetry = own === null || ahead.at === null ? own : { ...own, at: new Date(Math.min(Date.parse(ahead.at), until)).toISOString() }
+    const reason = `held back behind the answer on ticket ${ahead.ticketId} to the same customer, which waits for the SMTP server to take it: ` +
+      `answers to one customer go in order` + nextStep(autoRetry)
+    return record(new ReplyFailed({ ...base(intent), stage: "smtp", messageId: intent.messageId, reason, attempts: 0, autoRetry }))
+  }
+
   const send = (intent: ReplyIntended, asked: Asked) =>
     mailer.send(outbound(intent), { retryRecipient: asked.automatic === 0 }).pipe(
       Effect.flatMap((delivery) =>
@@ -155,17 +174,23 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
    * must not become a burst of refused logins, which can lock the account.
    */
   const sendOrHandOver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
-    holding !== undefined && overdue(asked)
-      ? handOver(intent, asked, holding, session)
-      : send(intent, asked).pipe(
-        Effect.tap(() => Effect.sync(() => void (holding = undefined))),
-        Effect.catchIf(isSmtpHold, (error) =>
-          Effect.gen(function*() {
-            holding = error
-            if (!overdue(asked)) return yield* Effect.fail(error)
-            return yield* handOver(intent, asked, error, session)
-          }))
-      )
+    Effect.flatMap(
+      store.waitingAhead({ mailbox, customerId: intent.customerId, mailId: intent.emailEventId, since: autoRetrySince(config, Date.now()) }),
+      (ahead) =>
+        ahead !== undefined
+          ? heldBehind(intent, asked, ahead)
+          : holding !== undefined && overdue(asked)
+          ? handOver(intent, asked, holding, session)
+          : send(intent, asked).pipe(
+            Effect.tap(() => Effect.sync(() => void (holding = undefined))),
+            Effect.catchIf(isSmtpHold, (error) =>
+              Effect.gen(function*() {
+                holding = error
+                if (!overdue(asked)) return yield* Effect.fail(error)
+                return yield* handOver(intent, asked, error, session)
+              }))
+          )
+    )
 
   const deliver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
     intent.mode === "draft" ? draft(intent, session) : sendOrHandOver(intent, asked, session)

@@ -86,6 +86,23 @@ export interface DueChoice {
   readonly since: Date
 }
 
+/** Whose earlier answer `waitingAhead` looks for. */
+export interface AheadChoice {
+  readonly mailbox: string
+  readonly customerId: string
+  /** The mail being answered (its EmailReceived id): only the customer's mail recorded before it counts. */
+  readonly mailId: string
+  /** As DueChoice's: a failure older than this is no longer asked for again by itself. */
+  readonly since: Date
+}
+
+/** An earlier answer to the customer that waits for its automatic retry (ReplyFailed.autoRetry). */
+export interface Ahead {
+  readonly ticketId: string
+  /** When it is asked for again; null when that retry is already asked for and not yet answered. */
+  readonly at: string | null
+}
+
 export interface ReplyStoreShape {
   /**
    * The reply events recorded for each answer asked (an EmailReceived's, `retry` 0 its first, n its
@@ -133,6 +150,13 @@ export interface ReplyStoreShape {
    * always nothing is due.
    */
   readonly retryDue: (due: DueChoice) => Effect.Effect<ReadonlyArray<ReplyRetried>, SqlError>
+  /**
+   * The first of the customer's earlier answers in `mailbox` that waits for its automatic retry:
+   * the failure is still the last word on its mail but for an automatic ReplyRetried (no outcome
+   * since, no person's retry), and not past its retries. Answers to one customer go in order, so a
+   * later one waits behind it.
+   */
+  readonly waitingAhead: (choice: AheadChoice) => Effect.Effect<Ahead | undefined, SqlError>
   /** The EmailReceived events with these ids (a retry's mail). */
   readonly mails: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
 }
@@ -208,6 +232,8 @@ const replyEvent = (mailbox: string, data: ReplyEvent | ReplyRetried, trace: str
 const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
+  /** The retry of the failure row `f` (events recorded before retries carry none: retry 0). */
+  const retryOfRow = sql.literal("coalesce(f.data->>'retry', '0')::int")
 
   const replyState = (emailEventId: string, retry: number) =>
     log.readWhere(sql`
@@ -295,10 +321,31 @@ const makeSql = Effect.gen(function*() {
     )
   }
 
+  const waitingAhead = (choice: AheadChoice) =>
+    sql<{ ticketId: string; at: string; underWay: boolean }>`
+      SELECT f.ticket_id AS "ticketId", f.data->'autoRetry'->>'at' AS at,
+        EXISTS (SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = f.data->>'emailEventId'
+          AND (r.data->>'retry')::int > ${retryOfRow}) AS "underWay"
+      FROM events f
+      WHERE f.type = 'ReplyFailed' AND f.mailbox = ${choice.mailbox} AND f.occurred_at > ${choice.since}
+        AND f.data->>'customerId' = ${choice.customerId} AND jsonb_typeof(f.data->'autoRetry') = 'object'
+        AND (SELECT m.seq FROM events m WHERE m.id = (f.data->>'emailEventId')::uuid) < (SELECT m.seq FROM events m WHERE m.id = ${choice.mailId}::uuid)
+        AND NOT EXISTS (SELECT 1 FROM events o WHERE o.type IN ('ReplySent', 'ReplyDrafted', 'ReplySkipped', 'ReplyFailed')
+          AND o.data->>'emailEventId' = f.data->>'emailEventId' AND coalesce(o.data->>'retry', '0')::int > ${retryOfRow})
+        AND NOT EXISTS (SELECT 1 FROM events r WHERE r.type = 'ReplyRetried' AND r.data->>'emailEventId' = f.data->>'emailEventId'
+          AND (r.data->>'retry')::int > ${retryOfRow} AND jsonb_typeof(r.data->'automatic') IS DISTINCT FROM 'object')
+        AND NOT ${mailErased(sql, sql`f.data->>'emailEventId'`)}
+      ORDER BY f.seq LIMIT 1
+    `.pipe(
+      Effect.map(([row]) => row === undefined ? undefined : { ticketId: row.ticketId, at: row.underWay ? null : row.at }),
+      Effect.withSpan("ReplyStore.waitingAhead", { kind: "client" })
+    )
+
   return ReplyStore.of({
     replyStates,
     retryFailed,
     retryDue,
+    waitingAhead,
     mails: (ids) => ids.length === 0 ? Effect.succeed([]) : log.readWhere(sql`type = 'EmailReceived' AND id IN ${sql.in(ids)}`),
     intend: (mailbox, intent) => appendEvent(mailbox, intent),
     append: (mailbox, data, intent) => appendEvent(mailbox, data, intent),
@@ -366,6 +413,22 @@ const makeMemory = Effect.gen(function*() {
     retryFailed: (choice) =>
       askAgain((e) => choice.ids === undefined ? e.occurredAt > choice.since : choice.ids.includes(e.id), false),
     retryDue: (due) => askAgain((e) => e.mailbox === due.mailbox && e.occurredAt > due.since && isDue(e.data, due.now), true),
+    waitingAhead: (choice) =>
+      Effect.map(all, (events) => {
+        const seqOf = (id: string) => events.find((e) => e.id === id)?.seq ?? -1n
+        const before = seqOf(choice.mailId)
+        const later = (failed: ReplyFailed, e: StoredEvent) =>
+          (isOutcome(e.data) || e.data._tag === "ReplyRetried") && e.data.emailEventId === failed.emailEventId && e.data.retry > failed.retry
+        for (const f of events) {
+          const failed = f.data
+          if (failed._tag !== "ReplyFailed" || failed.autoRetry === null || f.mailbox !== choice.mailbox || f.occurredAt <= choice.since) continue
+          if (failed.customerId !== choice.customerId || seqOf(failed.emailEventId) >= before) continue
+          const since = events.filter((e) => later(failed, e))
+          if (since.some((e) => isOutcome(e.data) || (e.data._tag === "ReplyRetried" && e.data.automatic === null))) continue
+          return { ticketId: failed.ticketId, at: since.length > 0 ? null : failed.autoRetry.at }
+        }
+        return undefined
+      }),
     mails: (ids) => Effect.map(all, (events) => events.filter((e) => e.data._tag === "EmailReceived" && ids.includes(e.id))),
     // The in-memory log erases nobody.
     intend: appendEvent,

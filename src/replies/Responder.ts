@@ -12,7 +12,7 @@ import { cleanText } from "../mail/Text.js"
 import { needsHuman, ownWords } from "./Checks.js"
 import { Drafts } from "./Drafts.js"
 import type { Asked } from "./Delivery.js"
-import { makeDelivery } from "./Delivery.js"
+import { autoRetrySince, makeDelivery } from "./Delivery.js"
 import { personCheck } from "./Person.js"
 import type { Recorder } from "./Policy.js"
 import { makePolicy, ownAddressesOf } from "./Policy.js"
@@ -350,8 +350,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
      */
     const askDue = Effect.gen(function*() {
       const now = new Date()
-      const since = new Date(now.getTime() - 2 * Duration.toMillis(config.smtpOutageWait))
-      for (const retry of yield* store.retryDue({ mailbox, now, since })) {
+      for (const retry of yield* store.retryDue({ mailbox, now, since: autoRetrySince(config, now.getTime()) })) {
         yield* Effect.logInfo(
           `Asking again for the answer on ticket ${retry.ticketId}, whose recipient the SMTP server took no mail for (automatic retry ${retry.automatic?.count})`
         )

@@ -319,6 +319,46 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         await db.drop()
       }
     }))
+
+    it.effect("a customer's next answer waits behind the one their relay greylisted, even once the relay takes mail, and both go out in order", () => withReplyServers(async (servers) => {
+      const db = await createDatabase("safety_recipient_in_order")
+      const failures = () =>
+        query<{ at: string; attempts: string }>(
+          db.url,
+          `SELECT data->'autoRetry'->>'at' AS at, data->>'attempts' AS attempts FROM events WHERE type = 'ReplyFailed' ORDER BY seq`
+        )
+      try {
+        const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_RETRY_AFTER: "4" })
+        expect((await runCli(["--once"], env)).code).toBe(0)
+        const before = servers.sink.messages.length
+        servers.sink.refuseRecipient("mallory@dns-fails.test", "450 4.2.0 <mallory@dns-fails.test>: Recipient address rejected: Greylisted")
+        await servers.dovecot.append([mail({ authenticated: true, from: "Mallory <mallory@dns-fails.test>", subject: "Where is my order?" })])
+        expect((await runCli(["--once"], env)).stdout).toContain("Replies: 0 sent, 0 skipped, 1 failed")
+        // The relay takes Mallory's mail now; her next mail's answer still must not overtake the first.
+        servers.sink.refuseRecipient(undefined)
+        await servers.dovecot.append([mail({ authenticated: true, from: "Mallory <mallory@dns-fails.test>", subject: "Any news on my order?" })])
+        const held = await runCli(["--once"], env)
+        expect(held.stdout, held.stderr).toContain("Replies: 0 sent, 0 skipped, 1 failed")
+        const [first, second] = await failures()
+        expect(held.stderr).toMatch(/failed \(smtp\): held back behind the answer on ticket [0-9a-f-]+ to the same customer/)
+        expect(second).toMatchObject({ attempts: "0", at: first!.at })
+        expect(servers.sink.messages.length).toBe(before)
+
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(first!.at) - Date.now()) + 100))
+        const both = await runCli(["--once"], env)
+        expect(both.stdout, both.stderr).toContain("Replies: 2 sent, 0 skipped, 0 failed")
+        await servers.sink.waitFor(before + 2)
+        expect(servers.sink.messages.slice(before).map((m) => m.headers.get("subject"))).toEqual([
+          expect.stringContaining("Where is my order?"),
+          expect.stringContaining("Any news on my order?")
+        ])
+        expect((await runCli(["--once"], env)).stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
+        expect(servers.sink.messages.length).toBe(before + 2)
+      } finally {
+        servers.sink.refuseRecipient(undefined)
+        await db.drop()
+      }
+    }))
   })
 
   describe("what an answer may contain", () => {

@@ -810,22 +810,62 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
-  it.effect("a recipient the SMTP server takes no mail for now fails that one answer only: the other customers' answers, and the customer's next, go on", () => {
+  it.effect("a recipient the SMTP server takes no mail for now fails that one answer only: the other customers' answers go on, and the customer's next waits behind it, then both go out in order", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "first" }))
     mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "second" }))
     mailbox.append(mail({ subject: "third" }))
-    const serverText = "450 4.1.2 <mallory@dns-fails.test>: Recipient address rejected: Domain not found"
+    // Greylisting: the relay refuses the first answer for now and would take the next one at once.
+    const serverText = "450 4.2.0 <mallory@dns-fails.test>: Recipient address rejected: Greylisted, try again later"
     mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText, attempts: 4 }))
     return Effect.gen(function*() {
       yield* ingest
-      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 1 })
-      const [failed] = ofType(yield* events, "ReplyFailed")
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 2 })
+      const [failed, held] = ofType(yield* events, "ReplyFailed")
       expect(failed).toMatchObject({ stage: "smtp", attempts: 4, reason: expect.stringContaining("replies retry") })
       expect(failed!.messageId).toBe(ofType(yield* events, "ReplyIntended")[0]!.messageId)
-      expect(mailer.sent.map((m) => m.subject).sort()).toEqual([expect.stringContaining("second"), expect.stringContaining("third")])
-    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+      // Never offered to the relay: it waits for the first, and is asked for again with it.
+      expect(held).toMatchObject({ stage: "smtp", attempts: 0, reason: expect.stringContaining(`held back behind the answer on ticket ${failed!.ticketId}`) })
+      expect(held!.autoRetry).toMatchObject({ at: failed!.autoRetry!.at, count: 1 })
+      expect(mailer.sent.map((m) => m.subject)).toEqual([expect.stringContaining("third")])
+      yield* realSleep(Date.parse(failed!.autoRetry!.at) - Date.now() + 50)
+      expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent.map((m) => m.subject)).toEqual([
+        expect.stringContaining("third"),
+        expect.stringContaining("first"),
+        expect.stringContaining("second")
+      ])
+      expect(ofType(yield* events, "ReplyRetried")).toMatchObject([{ automatic: { count: 1 } }, { automatic: { count: 1 } }])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_RETRY_AFTER: "1" } })))
+  })
+
+  it.effect("an answer held behind one refused again is held again; a person's retry of the first sends it first, and the next after it", () => {
+    const mailbox = new MemoryMailbox()
+    const mailer = new MemoryMailer()
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "first" }))
+    mailbox.append(mail({ from: "Mallory <mallory@dns-fails.test>", subject: "second" }))
+    mailer.failNext(malloryDeferred())
+    return Effect.gen(function*() {
+      yield* ingest
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 2 })
+      const [failed] = ofType(yield* events, "ReplyFailed")
+      yield* realSleep(Date.parse(failed!.autoRetry!.at) - Date.now() + 50)
+      // Refused again: the second is held again, behind the first's next try.
+      mailer.failNext(malloryDeferred())
+      expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 2 })
+      const [, , again, heldAgain] = ofType(yield* events, "ReplyFailed")
+      expect(again).toMatchObject({ retry: 1, autoRetry: { count: 2 } })
+      expect(heldAgain).toMatchObject({ retry: 1, attempts: 0, autoRetry: { count: 2, at: again!.autoRetry!.at } })
+      expect(mailer.sent).toHaveLength(0)
+      // A person asks for the first at once: theirs goes first, and the second is no longer held.
+      const store = yield* ReplyStore
+      yield* store.retryFailed({ ids: [(yield* events).filter((e) => e.type === "ReplyFailed")[2]!.id], since: new Date(0) })
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      expect(yield* store.retryFailed({ ids: [(yield* events).filter((e) => e.type === "ReplyFailed")[3]!.id], since: new Date(0) })).toHaveLength(1)
+      expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 0 })
+      expect(mailer.sent.map((m) => m.subject)).toEqual([expect.stringContaining("first"), expect.stringContaining("second")])
+    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_RETRY_AFTER: "1", SMTP_OUTAGE_WAIT: "30" } })))
   })
 
   it.effect("an answer whose recipient the SMTP server took no mail for is sent again by itself once SMTP_RETRY_AFTER has passed, not before, the same text, and goes out once", () => {
