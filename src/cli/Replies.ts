@@ -1,6 +1,8 @@
 import { Console, Effect, Option } from "effect"
 import type { AnswerOutcome, RepliesReport } from "../replies/Outcomes.js"
-import { repliesReport } from "../replies/Outcomes.js"
+import { byItself, repliesReport } from "../replies/Outcomes.js"
+import { autoRetrySince } from "../replies/Delivery.js"
+import { smtpOutageWait } from "../config/Replies.js"
 import type { ReplyRetried } from "../log/Event.js"
 import { ReplyStore } from "../replies/ReplyStore.js"
 import { ticketToken } from "../replies/Reply.js"
@@ -55,7 +57,7 @@ const describeCounts = (report: RepliesReport) => {
   const { counts } = report
   const skipped = Object.entries(counts.skipped)
   const total = skipped.reduce((n, [, count]) => n + count, 0)
-  return `${counts.sent} sent, ${counts.drafted} left as drafts, ${counts.failed} failed, ${total} not answered` +
+  return `${counts.sent} sent, ${counts.drafted} left as drafts, ${counts.failed} failed${byItself(counts)}, ${total} not answered` +
     (total === 0 ? "" : ` (${skipped.map(([reason, n]) => `${n} ${reason}`).join(", ")})`) +
     (counts.retried === 0 ? "" : `, ${counts.retried} failure(s) asked for again`) +
     `; ${counts.waiting} mail(s) waiting for an answer now` +
@@ -97,6 +99,7 @@ export const repliesCommand = (
       since: new Date(Date.now() - span),
       limit: options.limit,
       all: options.all || customer !== undefined,
+      autoRetrySince: autoRetrySince({ smtpOutageWait: yield* smtpOutageWait }, Date.now()),
       ...(customer === undefined ? {} : { customer })
     })
     yield* Console.log(options.json ? JSON.stringify(report, null, 2) : formatReplies(report))

@@ -11,7 +11,9 @@ import { repliesHealthKey, StateStore } from "../log/StateStore.js"
 import { EventLog } from "../log/EventLog.js"
 import { describeUids, findGaps } from "../mailbox/Reconcile.js"
 import type { OutcomeCounts } from "../replies/Outcomes.js"
-import { repliesReport } from "../replies/Outcomes.js"
+import { byItself, repliesReport } from "../replies/Outcomes.js"
+import { autoRetrySince } from "../replies/Delivery.js"
+import { smtpOutageWait } from "../config/Replies.js"
 import { when } from "./Replies.js"
 
 export interface MailboxReport {
@@ -121,7 +123,12 @@ export const collectStatus = Effect.gen(function*() {
     (yield* sql<{ consumer: string; count: string }>`SELECT consumer, count(*) AS count FROM dead_letters GROUP BY consumer`)
       .map((row) => [row.consumer, Number(row.count)])
   )
-  const answered = yield* repliesReport({ since: new Date(Date.now() - 86_400_000), limit: 0, all: false })
+  const answered = yield* repliesReport({
+    since: new Date(Date.now() - 86_400_000),
+    limit: 0,
+    all: false,
+    autoRetrySince: autoRetrySince({ smtpOutageWait: yield* smtpOutageWait }, Date.now())
+  })
   const report: StatusReport = {
     mailboxes,
     answers: { ...answered.counts, forAPerson: answered.more },
@@ -137,7 +144,7 @@ export const collectStatus = Effect.gen(function*() {
 })
 
 const describeAnswers = (a: StatusReport["answers"]) =>
-  `${a.sent} sent, ${a.drafted} left as drafts, ${a.failed} failed, ${Object.values(a.skipped).reduce((n, c) => n + c, 0)} not answered; ${a.waiting} waiting now` +
+  `${a.sent} sent, ${a.drafted} left as drafts, ${a.failed} failed${byItself(a)}, ${Object.values(a.skipped).reduce((n, c) => n + c, 0)} not answered; ${a.waiting} waiting now` +
   (a.oldestWaiting === null ? "" : `, the oldest recorded ${when(a.oldestWaiting)}`)
 
 const line = (label: string, value: unknown) => `  ${label.padEnd(14)} ${value ?? "-"}`

@@ -52,6 +52,14 @@ export const draftsMailbox = setting(
 
 export type ReplyMode = "send" | "draft"
 
+/** Also read by `mailroom replies` and `status`: which failures mailroom still asks for again by itself. */
+export const smtpOutageWait = setting(
+  "SMTP_OUTAGE_WAIT",
+  "Seconds an answer may wait for an SMTP server that is down, at its sending limit, or refusing the login or the From (answers wait and are tried again); one the server still holds back this long after mailroom recorded its mail is left in DRAFTS_MAILBOX for a person to send, and is not sent automatically.",
+  seconds,
+  { value: Duration.hours(1), shown: "3600" }
+)
+
 export const ReplyConfig = Config.all({
   sentMailbox: setting(
     "SENT_MAILBOX",
@@ -106,12 +114,7 @@ export const ReplyConfig = Config.all({
     seconds,
     { value: Duration.hours(1), shown: "3600" }
   ),
-  smtpOutageWait: setting(
-    "SMTP_OUTAGE_WAIT",
-    "Seconds an answer may wait for an SMTP server that is down, at its sending limit, or refusing the login or the From (answers wait and are tried again); one the server still holds back this long after mailroom recorded its mail is left in DRAFTS_MAILBOX for a person to send, and is not sent automatically.",
-    seconds,
-    { value: Duration.hours(1), shown: "3600" }
-  ),
+  smtpOutageWait,
   smtpRetryAfter: setting(
     "SMTP_RETRY_AFTER",
     "Seconds before an answer whose recipient the SMTP server refused for now (a 4xx at RCPT TO: the customer's domain not found, greylisting) is asked for again by itself; each wait after is twice the one before, until SMTP_OUTAGE_WAIT after its mail was recorded. Past that it stays failed, for `mailroom replies retry`.",

@@ -39,7 +39,13 @@ export interface OutcomeCounts {
   readonly oldestWaiting: Date | null
   /** Failed answers asked for again: by a person (`mailroom replies retry`), or by mailroom itself (ReplyFailed.autoRetry). */
   readonly retried: number
+  /** Of `failed`, those mailroom still asks for again by itself (ReplyFailed.autoRetry): not yet a person's. */
+  readonly retryingByItself: number
 }
+
+/** " (n offered again by itself)" when some failures are still mailroom's to ask for again. */
+export const byItself = (counts: Pick<OutcomeCounts, "retryingByItself">) =>
+  counts.retryingByItself === 0 ? "" : ` (${counts.retryingByItself} offered again by itself)`
 
 export interface AnswerOutcome {
   readonly at: Date
@@ -116,11 +122,21 @@ const describe = (event: StoredEvent & { readonly data: ReplyOutcome }, email: S
 const isOutcome = (event: StoredEvent): event is StoredEvent & { readonly data: ReplyOutcome } =>
   (outcomeTypes as ReadonlyArray<string>).includes(event.data._tag)
 
+export interface ReportOptions {
+  readonly since: Date
+  readonly limit: number
+  readonly all: boolean
+  readonly customer?: string
+  /** Failures recorded before this are no longer asked for again by itself (Delivery.autoRetrySince). */
+  readonly autoRetrySince: Date
+}
+
 /**
  * The report over the outcomes recorded since `since`: every one with `all`, else those for a
- * person; with `customer` (trimmed, lower case), only that address's mail.
+ * person (not a failure mailroom still asks for again by itself); with `customer` (trimmed, lower
+ * case), only that address's mail.
  */
-export const repliesReport = (options: { readonly since: Date; readonly limit: number; readonly all: boolean; readonly customer?: string }) =>
+export const repliesReport = (options: ReportOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const log = yield* EventLog
@@ -129,15 +145,18 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
     const inSpan = sql`occurred_at > ${options.since} AND ${whose}`
     // An outcome asked for again (a failure, a needs_human skip) is no longer the last word on its mail: its retry is.
     const lastWord = sql`NOT (type IN ('ReplyFailed', 'ReplySkipped') AND ${askedAgain(sql)})`
+    // A failure whose recipient the SMTP server refused for now, that the responder asks for again
+    // by itself (`retryDue` takes those recorded since `autoRetrySince`): a person need not act yet.
+    const byItself = sql`(type = 'ReplyFailed' AND jsonb_typeof(data->'autoRetry') = 'object' AND occurred_at > ${options.autoRetrySince})`
     const chosen = options.all
       ? sql`type IN ${sql.in(outcomeTypes)} AND ${inSpan}`
       : sql`type IN ('ReplyDrafted', 'ReplyFailed', 'ReplySkipped') AND ${inSpan}
-          AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)}) AND ${lastWord}`
+          AND (type <> 'ReplySkipped' OR data->>'reason' IN ${sql.in(skipsForAPerson)}) AND ${lastWord} AND NOT ${byItself}`
     const [byType, [waiting], [chosenCount]] = yield* Effect.all([
       // Each mail counts by its last word: a failure asked for again counts among `retried`, and its
       // retry's outcome as what the answer came to.
       sql<{ type: string; reason: string | null; count: string }>`
-        SELECT type, CASE WHEN type = 'ReplySkipped' THEN data->>'reason' END AS reason, count(*) AS count
+        SELECT type, CASE WHEN type = 'ReplySkipped' THEN data->>'reason' WHEN ${byItself} THEN 'by itself' END AS reason, count(*) AS count
         FROM events WHERE type IN ${sql.in([...outcomeTypes, "ReplyRetried"])} AND ${inSpan} AND ${lastWord}
         GROUP BY 1, 2
       `,
@@ -176,7 +195,8 @@ export const repliesReport = (options: { readonly since: Date; readonly limit: n
         ),
         waiting: Number(waiting?.count ?? 0),
         oldestWaiting: waiting?.oldest == null ? null : new Date(waiting.oldest),
-        retried: count("ReplyRetried")
+        retried: count("ReplyRetried"),
+        retryingByItself: byType.filter((row) => row.type === "ReplyFailed" && row.reason === "by itself").reduce((n, row) => n + Number(row.count), 0)
       },
       outcomes: events.map((event) => describe(event, byId.get(event.data.emailEventId))),
       more: Math.max(0, Number(chosenCount?.count ?? 0) - events.length),

@@ -41,7 +41,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(pass.stdout).toContain("Replies: 1 sent, 3 skipped, 1 failed, 1 left as drafts")
 
         const report = await reportOf([], env)
-        expect(report.counts).toEqual({ sent: 1, drafted: 1, failed: 1, skipped: { unauthenticated: 2, auto_reply_header: 1 }, waiting: 0, oldestWaiting: null, retried: 0 })
+        expect(report.counts).toEqual({ sent: 1, drafted: 1, failed: 1, skipped: { unauthenticated: 2, auto_reply_header: 1 }, waiting: 0, oldestWaiting: null, retried: 0, retryingByItself: 0 })
         // Ann was answered and Dan's was an auto-reply: neither is a person's to look at. Answers
         // go out side by side, so their outcomes' order is not the mails'.
         const person = (r: RepliesReport) => Object.fromEntries(r.outcomes.map((o) => [o.from, `${o.outcome} ${o.reason}`]))
@@ -84,7 +84,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
 
         // One customer's mail, every answer of it: "I wrote and heard nothing".
         const ann = await reportOf(["--customer", " Ann@Customer.test "], env)
-        expect(ann.counts).toEqual({ sent: 1, drafted: 0, failed: 0, skipped: {}, waiting: 0, oldestWaiting: null, retried: 0 })
+        expect(ann.counts).toEqual({ sent: 1, drafted: 0, failed: 0, skipped: {}, waiting: 0, oldestWaiting: null, retried: 0, retryingByItself: 0 })
         expect(ann.outcomes.map((o) => [o.from, o.outcome, o.subject])).toEqual([["ann@customer.test", "sent", "Where is my order?"]])
         const dan = await runCli(["replies", "--customer", "dan@customer.test"], env)
         expect(dan.stdout).toContain("Answers to dan@customer.test since ")

@@ -293,6 +293,10 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(Date.parse(failed!.at!)).toBeGreaterThan(Date.now() - 60_000)
         // Not come yet: a run asks nothing.
         expect((await runCli(["--once"], env)).stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
+        // Not yet a person's: `replies` and `status` count it as failed, offered again by itself, and list nothing.
+        const report = await runCli(["replies", "--json"], env)
+        expect(JSON.parse(report.stdout)).toMatchObject({ counts: { failed: 1, retryingByItself: 1 }, outcomes: [], more: 0 })
+        expect((await runCli(["status"], env)).stdout).toMatch(/1 failed \(1 offered again by itself\), .*\n {2}for a person +none\n/)
 
         // Come, and refused again: offered once (its retries are minutes apart), the next wait twice as long.
         await until(failed!.at)

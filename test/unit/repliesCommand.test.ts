@@ -20,7 +20,7 @@ const outcome = (over: Partial<AnswerOutcome>): AnswerOutcome => ({
 
 const report = (over: Partial<RepliesReport>): RepliesReport => ({
   since: new Date("2026-11-29T10:00:00Z"),
-  counts: { sent: 12, drafted: 1, failed: 0, skipped: { auto_reply_header: 4, unauthenticated: 1 }, waiting: 2, oldestWaiting: new Date("2026-12-06T09:40:00Z"), retried: 0 },
+  counts: { sent: 12, drafted: 1, failed: 0, skipped: { auto_reply_header: 4, unauthenticated: 1 }, waiting: 2, oldestWaiting: new Date("2026-12-06T09:40:00Z"), retried: 0, retryingByItself: 0 },
   outcomes: [],
   more: 0,
   all: false,
@@ -65,6 +65,12 @@ describe("mailroom replies", () => {
     ])
   })
 
+  it("counts the failures mailroom still offers again by itself apart from a person's", () => {
+    const counts = { ...report({}).counts, failed: 3, retryingByItself: 2 }
+    expect(formatReplies(report({ counts })).split("\n")[0]).toContain(": 12 sent, 1 left as drafts, 3 failed (2 offered again by itself), 5 not answered")
+    expect(formatReplies(report({})).split("\n")[0]).toContain(": 12 sent, 1 left as drafts, 0 failed, 5 not answered")
+  })
+
   it("writes the control characters a sender put in a subject, an address or a detail as escapes", () => {
     const text = formatReplies(report({
       outcomes: [outcome({ subject: "Hi\u001b[2J\u202e", from: "x\n@customer.test", detail: "x-autoreply: \u0007yes" })]
@@ -80,6 +86,6 @@ describe("mailroom replies", () => {
     expect(formatReplies(report({ outcomes: [outcome({})] }))).not.toContain("support@example.com")
     expect(formatReplies(report({}))).toContain("\nNothing for a person in that time.")
     expect(formatReplies(report({ all: true }))).toContain("\nNo answer in that time.")
-    expect(formatReplies(report({ counts: { sent: 0, drafted: 0, failed: 0, skipped: {}, waiting: 0, oldestWaiting: null, retried: 0 } }))).toContain(": 0 sent, 0 left as drafts, 0 failed, 0 not answered; 0 mail(s) waiting for an answer now\n")
+    expect(formatReplies(report({ counts: { sent: 0, drafted: 0, failed: 0, skipped: {}, waiting: 0, oldestWaiting: null, retried: 0, retryingByItself: 0 } }))).toContain(": 0 sent, 0 left as drafts, 0 failed, 0 not answered; 0 mail(s) waiting for an answer now\n")
   })
 })
