@@ -112,6 +112,34 @@ const compiledConvert = {
   }
 }
 
+/**
+ * imapflow sends `AUTHENTICATE PLAIN` and waits for the server's "+" before it sends the
+ * credentials, even where the server offers SASL-IR (RFC 4959), as Gmail and Dovecot do: a round
+ * trip per login that its XOAUTH2 path already spares. With SASL-IR the credentials ride on the
+ * command line; a "+" then is answered with "*", which cancels the exchange (RFC 3501 6.2.2) and
+ * fails the login as a refused password would. The build fails if authPlain changes.
+ */
+const plainAnchor = "        let response = await connection.exec('AUTHENTICATE', [{ type: 'ATOM', value: 'PLAIN' }], {\n            onPlusTag: async () => {\n"
+const plainWithInitialResponse = {
+  name: "plain-with-initial-response",
+  setup(b) {
+    b.onLoad({ filter: /[\\/]imapflow[\\/]dist[\\/]esm[\\/]commands[\\/]authenticate\.js$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8")
+      if (!source.includes(plainAnchor)) throw new Error(`imapflow's authPlain changed in ${args.path}: look at plain-with-initial-response in scripts/bundle.mjs`)
+      const inline = [
+        "        const inline = connection.capabilities.has('SASL-IR');",
+        "        const plain = [{ type: 'ATOM', value: 'PLAIN' }];",
+        "        if (inline) plain.push({ type: 'ATOM', value: Buffer.from([authzid || '', username, password].join('\\x00')).toString('base64'), sensitive: true });",
+        "        let response = await connection.exec('AUTHENTICATE', plain, {",
+        "            onPlusTag: async () => {",
+        "                if (inline) { connection.write('*'); return; }",
+        ""
+      ].join("\n")
+      return { contents: source.replace(plainAnchor, inline), loader: "js" }
+    })
+  }
+}
+
 rmSync("dist", { recursive: true, force: true })
 
 await build({
@@ -123,7 +151,7 @@ await build({
   platform: "node",
   target: "node20",
   sourcemap: "linked",
-  plugins: [lazyCliParsers, nodeOnlyPg, presizedBind, compiledConvert, externalPackages],
+  plugins: [lazyCliParsers, nodeOnlyPg, presizedBind, compiledConvert, plainWithInitialResponse, externalPackages],
   logLevel: "warning",
   banner: { js: requireInScope }
 })

@@ -16,10 +16,10 @@ export interface EarlyLoginShape {
 
 /**
  * A start logs in to the mailbox of the settings while the database opens and migrates, rather than
- * after: at a distant server a login is several round trips (CAPABILITY, ID, LOGIN, NAMESPACE,
- * ENABLE), and a cold `--once` otherwise waits for both in turn (docs/performance.md). Not for
- * MAILBOXES_FILE (each mailbox logs in as its pipeline starts) nor OAuth2 (the token may be the
- * database's).
+ * after: at a distant server a login is several round trips (ID, AUTHENTICATE, NAMESPACE, and more
+ * where the server says less), and a cold `--once` otherwise waits for both in turn
+ * (docs/performance.md). Not for MAILBOXES_FILE (each mailbox logs in as its pipeline starts) nor
+ * OAuth2 (the token may be the database's).
  */
 export class EarlyLogin extends Context.Tag("mailroom/EarlyLogin")<EarlyLogin, EarlyLoginShape>() {
   static readonly Live: Layer.Layer<EarlyLogin> = Layer.scoped(EarlyLogin, Effect.suspend(() => make))

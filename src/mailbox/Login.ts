@@ -34,6 +34,9 @@ export const login = (config: ImapConfig, credentials: Credentials) =>
       autoIdleDelay: 150,
       maxIdleTime: 25 * 60 * 1000,
       missingIdleCommand: "STATUS",
+      // No ENABLE after login: mailroom reads no mod-sequence (CONDSTORE) and needs no UTF-8 folder
+      // names (imapflow writes modified UTF-7 without it), so each login spares that round trip.
+      disableAutoEnable: true,
       clientInfo: { name: "mailroom" }
     })
     // imapflow re-emits socket errors; without a listener Node would crash the process.

@@ -548,6 +548,30 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
       expect(refused._tag).toBe("AuthenticationFailed")
       expect(logins(proxy) - before).toBe(1)
     }))
+
+  it.effect("the built bundle logs in in one round trip where the server offers SASL-IR, sends no ENABLE, and a wrong password is still refused", () =>
+    Effect.gen(function*() {
+      const dovecot = yield* DovecotServer
+      const proxy = yield* FaultProxyServer
+      yield* Effect.promise(async () => {
+        const dataDir = await mkdtemp(join(tmpdir(), "mailroom-sasl-ir-"))
+        try {
+          const env = { ...mailboxEnv(dovecot), IMAP_PORT: String(proxy.port), MAILROOM_DATA_DIR: dataDir }
+          const from = proxy.sent().length
+          const run = await runCli(["--once"], env)
+          expect(run.code, run.stderr).toBe(0)
+          const lines = proxy.sent().slice(from).split("\r\n")
+          // The credentials ride on the command (RFC 4959) instead of answering a "+" a round trip later.
+          expect(lines.filter((line) => /^\S+ AUTHENTICATE PLAIN [A-Za-z0-9+/=]+$/.test(line))).toHaveLength(1)
+          expect(lines.filter((line) => /^\S+ ENABLE /i.test(line))).toEqual([])
+          const wrong = await runCli(["--once"], { ...env, GMAIL_SENDER_PASSWORD: "wrong" })
+          expect(wrong.code).not.toBe(0)
+          expect(wrong.stderr).toMatch(/IMAP login failed/)
+        } finally {
+          await rm(dataDir, { recursive: true, force: true })
+        }
+      })
+    }))
 })
 
 layer(DovecotServer.layer(), { excludeTestServices: true })("new mail reported before the poller listens", (it) => {
