@@ -105,6 +105,27 @@ describe.each<Backend>(["postgres", "pglite"])("migrating on %s", (backend) => {
         expect((yield* start(env)).applied).toEqual([])
       }))
 
+    it.scoped("applies an upgrade's migrations all or none: one that fails leaves the schema as the version before left it", () =>
+      Effect.gen(function*() {
+        const env = yield* freshEnv(backend, "migrate_atomic")
+        yield* onDatabase(env)(migratedBy({ "0001_events": events, "0002_replies": replies, "0003_mailbox_health": mailboxHealth, "0004_lz4_text": lz4Text }))
+        // Something in the way of 0006_dead_letters, after 0005_reply_safety has run in the same start.
+        yield* onDatabase(env)(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`CREATE TABLE dead_letters (in_the_way int)`))
+        const failed = yield* Effect.flip(start(env))
+        expect(String((failed as { message?: string }).message)).toContain("migration 0006_dead_letters failed")
+        const after = yield* onDatabase(env)(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ name: string }>`SELECT name FROM mailroom_migrations ORDER BY name`.pipe(
+            Effect.zipWith(sql<{ participants: boolean }>`SELECT to_regclass('ticket_participants') IS NOT NULL AS participants`, (rows, [schema]) => ({
+              recorded: rows.map((row) => row.name),
+              participants: schema!.participants
+            }))
+          )))
+        // 0005 created ticket_participants and was rolled back with 0006: nothing of this start is left.
+        expect(after).toEqual({ recorded: ["events", "lz4_text", "mailbox_health", "replies"], participants: false })
+        yield* onDatabase(env)(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE dead_letters`))
+        expect((yield* start(env)).recorded).toEqual(allNames)
+      }))
+
     it.scoped("refuses a database a newer version migrated, applying nothing, with one line saying what to run", () =>
       Effect.gen(function*() {
         const env = yield* freshEnv(backend, "migrate_newer")
