@@ -3,7 +3,11 @@
 // that reads a few files instead of ~390 (imapflow, mailparser, nodemailer, pg: 0.6 → 0.45 s for a
 // `--once` with nothing new, docs/performance.md).
 import { readFileSync, rmSync } from "node:fs"
+import { createRequire } from "node:module"
+import { dirname, join } from "node:path"
 import { build } from "esbuild"
+
+const requireHere = createRequire(import.meta.url)
 
 /**
  * Left to Node at run time: PGlite, and the packages loaded only on first use (DKIM checks, a
@@ -38,6 +42,51 @@ const lazyCliParsers = {
       contents: `import { createRequire } from "node:module"
 const require = createRequire(import.meta.url)
 export const parse = (text) => require(${JSON.stringify(args.path)}).parse(text)`,
+      loader: "js"
+    }))
+  }
+}
+
+/**
+ * Each package once. mailsplit `require`s libmime, which then comes in as CommonJS beside the ES
+ * module mailparser and imapflow import, each with its own iconv-lite (a copy nested under imapflow
+ * and one under libmime, of the same version), and each building iconv-lite's GBK decoder at start.
+ * One libmime (its ES module: mailsplit reads only `Libmime`, which it exports) and one iconv-lite:
+ * a start compiles and runs about 1 MB less. The build fails if the copies' versions part.
+ */
+const oneCopy = {
+  name: "one-copy",
+  setup(b) {
+    const libmime = requireHere.resolve("libmime").replace(/dist[\\/]cjs[\\/].*$/, "dist/esm/libmime.js")
+    const iconv = dirname(createRequire(libmime).resolve("iconv-lite/package.json"))
+    const imapflowIconv = dirname(createRequire(requireHere.resolve("imapflow")).resolve("iconv-lite/package.json"))
+    const version = (dir) => JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).version
+    if (version(iconv) !== version(imapflowIconv)) {
+      throw new Error(`libmime and imapflow bring different iconv-lite versions (${version(iconv)}, ${version(imapflowIconv)}): look at one-copy in scripts/bundle.mjs`)
+    }
+    const iconvMain = createRequire(libmime).resolve("iconv-lite")
+    b.onResolve({ filter: /^libmime$/ }, () => ({ path: libmime }))
+    b.onResolve({ filter: /^iconv-lite$/ }, () => ({ path: iconvMain }))
+  }
+}
+
+/**
+ * Packages of paths mailroom rarely or never takes, loaded on first use instead of at every start:
+ * SOCKS (imapflow's proxy option, unused), pino (imapflow's logger when given none; mailroom gives
+ * `false`), encoding-japanese (a mail in ISO-2022-JP or another JIS charset). Each stub keeps the
+ * one name its importer reads; Node loads the package from node_modules then.
+ */
+const onFirstUse = {
+  "encoding-japanese": 'export default { convert: (...args) => require("encoding-japanese").convert(...args) }',
+  socks: 'export const SocksClient = { createConnection: (...args) => require("socks").SocksClient.createConnection(...args) }',
+  pino: 'export default (...args) => require("pino")(...args)'
+}
+const rarelyUsed = {
+  name: "rarely-used",
+  setup(b) {
+    b.onResolve({ filter: /^(encoding-japanese|socks|pino)$/ }, (args) => ({ path: args.path, namespace: "rarely-used" }))
+    b.onLoad({ filter: /.*/, namespace: "rarely-used" }, (args) => ({
+      contents: `import { createRequire } from "node:module"\nconst require = createRequire(import.meta.url)\n${onFirstUse[args.path]}`,
       loader: "js"
     }))
   }
@@ -151,7 +200,7 @@ await build({
   platform: "node",
   target: "node20",
   sourcemap: "linked",
-  plugins: [lazyCliParsers, nodeOnlyPg, presizedBind, compiledConvert, plainWithInitialResponse, externalPackages],
+  plugins: [oneCopy, rarelyUsed, lazyCliParsers, nodeOnlyPg, presizedBind, compiledConvert, plainWithInitialResponse, externalPackages],
   logLevel: "warning",
   banner: { js: requireInScope }
 })

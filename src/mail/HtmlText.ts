@@ -29,9 +29,11 @@ const MAX_NESTING = 1000
 
 /**
  * The same conversion compiled once: html-to-text compiles its options on every call mailparser
- * makes, about 0.3 ms, and a mail of its own costs as much again (docs/performance.md).
+ * makes, about 0.3 ms, and a mail of its own costs as much again (docs/performance.md). Compiled at
+ * the first HTML mail, not at start: a command that reads no mail does not pay for it.
  */
-const converted = compile({ limits: { maxDepth: MAX_NESTING } })
+let compiled: ((html: string) => string) | undefined
+const converted = (html: string) => (compiled ??= compile({ limits: { maxDepth: MAX_NESTING } }))(html)
 
 /**
  * HTML that mailparser's bounds cannot refuse, and that its reading as a mail leaves as it is (UTF-8

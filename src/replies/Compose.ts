@@ -1,4 +1,3 @@
-import MailComposer from "nodemailer/lib/mail-composer"
 import type { Options } from "nodemailer/lib/mailer"
 import type { OutboundMail } from "./Mailer.js"
 import { safeHeader } from "./Reply.js"
@@ -22,5 +21,6 @@ export const messageOptions = (mail: OutboundMail, headers: Record<string, strin
   disableUrlAccess: true
 })
 
-/** The message as the RFC 5322 bytes an IMAP APPEND stores. */
-export const compose = (options: Options): Promise<Buffer> => new MailComposer(options).compile().build()
+/** The message as the RFC 5322 bytes an IMAP APPEND stores (nodemailer loaded with the first draft, not at start). */
+export const compose = (options: Options): Promise<Buffer> =>
+  import("nodemailer/lib/mail-composer").then(({ default: MailComposer }) => new MailComposer(options).compile().build())

@@ -1,5 +1,5 @@
 import { Cause, Context, Data, Duration, Effect, Exit, Layer, Redacted, Runtime, Schedule, Scope } from "effect"
-import nodemailer from "nodemailer"
+import type Nodemailer from "nodemailer"
 import { SmtpConfig } from "../config/Replies.js"
 import type { TlsMode } from "../config/Config.js"
 import type { OAuth2Refused, TlsFailed } from "../mailbox/ImapErrors.js"
@@ -278,7 +278,7 @@ const make = Effect.gen(function*() {
   const config = yield* SmtpConfig
   const oauth2 = yield* OAuth2
   const runtime = yield* Effect.runtime<never>()
-  const create = () => {
+  const create = (nodemailer: typeof Nodemailer) => {
     const transport = nodemailer.createTransport({
       // Connections are kept and reused: a new one costs a greeting, TLS and a login per answer.
       pool: true,
@@ -320,8 +320,10 @@ const make = Effect.gen(function*() {
   }
   // Made at the first answer: a mailbox that never answers (AGENT=off) holds no pool, and a thousand
   // mailboxes hold a thousand fewer.
+  // nodemailer is loaded with the first answer, not at every start: most starts and commands send nothing.
+  const loadedOnFirstSend = Effect.map(Effect.promise(() => import("nodemailer")), (loaded) => create(loaded.default))
   const transport = yield* Effect.cached(
-    Scope.extend(Effect.acquireRelease(Effect.sync(create), (transport) => Effect.sync(() => transport.close())), yield* Effect.scope)
+    Scope.extend(Effect.acquireRelease(loadedOnFirstSend, (transport) => Effect.sync(() => transport.close())), yield* Effect.scope)
   )
 
   /** A refused grant surfaces typed before nodemailer would make it an EAUTH; a cached token costs nothing. */

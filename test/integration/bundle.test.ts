@@ -24,6 +24,30 @@ describe("the built bundle (npm run build)", () => {
     }
   })
 
+  it("holds each package once, and what a start seldom or never needs outside what a start loads", () => {
+    const read = (name: string) => readFileSync(join(dist, name), "utf8")
+    const code = readdirSync(dist).filter((name) => name.endsWith(".js")).map(read).join("\n")
+    // One libmime (its ES module) and one iconv-lite, not a copy each for imapflow, libmime and mailsplit.
+    expect(code).toMatch(/\/\/ node_modules\/libmime\/dist\/esm\/libmime\.js/)
+    expect(code).not.toMatch(/\/\/ node_modules\/libmime\/dist\/cjs\//)
+    expect(code.match(/\/\/ node_modules\/[\w/-]*iconv-lite\/lib\/index\.js/g)).toHaveLength(1)
+    for (const name of ["socks", "pino", "encoding-japanese"]) expect(code, name).not.toContain(`// node_modules/${name}/`)
+    // What main.js imports, and what those import, at start: nodemailer is not among it.
+    const atStart = new Set<string>()
+    const next = ["main.js"]
+    while (next.length > 0) {
+      const name = next.pop()!
+      if (atStart.has(name)) continue
+      atStart.add(name)
+      for (const m of read(name).matchAll(/^import\s[^;]*?from\s*"\.\/([^"]+)"|^import\s*"\.\/([^"]+)"/gm)) next.push(m[1] ?? m[2]!)
+    }
+    expect(atStart.size).toBeGreaterThan(3)
+    const loaded = [...atStart].map(read).join("\n")
+    expect(loaded).toMatch(/\/\/ node_modules\/imapflow\//)
+    expect(loaded).not.toContain("// node_modules/nodemailer/")
+    expect(code).toContain("// node_modules/nodemailer/")
+  })
+
   it("sizes pg-protocol's Bind once from its values before writing them", () => {
     const main = readFileSync(join(dist, "main.js"), "utf8")
     const start = main.indexOf("// node_modules/pg-protocol/dist/serializer.js")

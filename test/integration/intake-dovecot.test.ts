@@ -136,6 +136,15 @@ describe("intake against a real Dovecot and PostgreSQL", () => {
         expect(rows[0]!.bad).toBe("0")
         const scripts = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM messages WHERE html LIKE '%<script%'")
         expect(Number(scripts[0]!.n)).toBeGreaterThanOrEqual(hostile.some((m) => m.raw.includes("<script")) ? 1 : 0)
+        // The Japanese charsets are decoded by a package the bundle loads on first use (rarely-used in scripts/bundle.mjs).
+        const japanese = await query<{ from_email: string; text: string }>(
+          db.url,
+          "SELECT from_email, text FROM messages WHERE from_email IN ('jis@customer.test', 'sjis@customer.test') ORDER BY from_email"
+        )
+        expect(japanese.map((row) => [row.from_email, row.text.trim()])).toEqual([
+          ["jis@customer.test", "ログインできません"],
+          ["sjis@customer.test", expect.stringContaining("ログイン")]
+        ])
       }))
 
     it.effect("a second --once adds nothing", () =>
