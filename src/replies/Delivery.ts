@@ -98,11 +98,27 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
     retry: intent.retry
   })
 
+  /**
+   * The customers whose answers may wait behind an earlier one (ReplyStore.mayWait): read at each
+   * page, and added to as this responder records a failure asked for again by itself, so that the
+   * look for an earlier answer costs a query only for them.
+   */
+  const mayWait = new Set<string>()
+  const beginPage = Effect.map(store.mayWait({ mailbox, since: autoRetrySince(config, Date.now()) }), (customers) => {
+    mayWait.clear()
+    for (const customer of customers) mayWait.add(customer)
+  })
+  const waitingAhead = (intent: ReplyIntended) =>
+    mayWait.has(intent.customerId)
+      ? store.waitingAhead({ mailbox, customerId: intent.customerId, mailId: intent.emailEventId, since: autoRetrySince(config, Date.now()) })
+      : Effect.succeed(undefined)
+
   /** A refusal of this one answer (for good), or of its recipient for now, which is asked for again by itself. */
   const refused = (intent: ReplyIntended, asked: Asked, error: OneAnswerRefused) => {
     const failed = { ...base(intent), stage: "smtp" as const, messageId: intent.messageId }
     if (error._tag === "SmtpRejected") return record(new ReplyFailed({ ...failed, reason: error.message, attempts: 1, autoRetry: null }))
     const autoRetry = autoRetryOf(config, asked, Date.now())
+    if (autoRetry !== null) mayWait.add(intent.customerId)
     return record(new ReplyFailed({ ...failed, reason: error.message + nextStep(autoRetry), attempts: error.attempts, autoRetry }))
   }
 
@@ -175,7 +191,7 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
    */
   const sendOrHandOver = (intent: ReplyIntended, asked: Asked, session: WithSession) =>
     Effect.flatMap(
-      store.waitingAhead({ mailbox, customerId: intent.customerId, mailId: intent.emailEventId, since: autoRetrySince(config, Date.now()) }),
+      waitingAhead(intent),
       (ahead) =>
         ahead !== undefined
           ? heldBehind(intent, asked, ahead)
@@ -241,5 +257,5 @@ export const makeDelivery = ({ config, drafts, mailbox, mailer, personAnswered, 
       }), intent)
     })
 
-  return { deliver, record, resume }
+  return { beginPage, deliver, record, resume }
 }

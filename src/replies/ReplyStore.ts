@@ -157,6 +157,11 @@ export interface ReplyStoreShape {
    * later one waits behind it.
    */
   readonly waitingAhead: (choice: AheadChoice) => Effect.Effect<Ahead | undefined, SqlError>
+  /**
+   * The customers with a failure in `mailbox` since `since` that was to be asked for again by itself:
+   * the only ones `waitingAhead` can find anything for, read once for a page of answers.
+   */
+  readonly mayWait: (choice: Pick<AheadChoice, "mailbox" | "since">) => Effect.Effect<ReadonlySet<string>, SqlError>
   /** The EmailReceived events with these ids (a retry's mail). */
   readonly mails: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<StoredEvent>, SqlError>
 }
@@ -341,11 +346,18 @@ const makeSql = Effect.gen(function*() {
       Effect.withSpan("ReplyStore.waitingAhead", { kind: "client" })
     )
 
+  const mayWait = (choice: Pick<AheadChoice, "mailbox" | "since">) =>
+    sql<{ customerId: string }>`
+      SELECT DISTINCT data->>'customerId' AS "customerId" FROM events
+      WHERE type = 'ReplyFailed' AND mailbox = ${choice.mailbox} AND occurred_at > ${choice.since} AND jsonb_typeof(data->'autoRetry') = 'object'
+    `.pipe(Effect.map((rows) => new Set(rows.map((row) => row.customerId))))
+
   return ReplyStore.of({
     replyStates,
     retryFailed,
     retryDue,
     waitingAhead,
+    mayWait,
     mails: (ids) => ids.length === 0 ? Effect.succeed([]) : log.readWhere(sql`type = 'EmailReceived' AND id IN ${sql.in(ids)}`),
     intend: (mailbox, intent) => appendEvent(mailbox, intent),
     append: (mailbox, data, intent) => appendEvent(mailbox, data, intent),
@@ -413,6 +425,11 @@ const makeMemory = Effect.gen(function*() {
     retryFailed: (choice) =>
       askAgain((e) => choice.ids === undefined ? e.occurredAt > choice.since : choice.ids.includes(e.id), false),
     retryDue: (due) => askAgain((e) => e.mailbox === due.mailbox && e.occurredAt > due.since && isDue(e.data, due.now), true),
+    mayWait: (choice) =>
+      Effect.map(all, (events) =>
+        new Set(events.flatMap((e) =>
+          e.data._tag === "ReplyFailed" && e.data.autoRetry !== null && e.mailbox === choice.mailbox && e.occurredAt > choice.since ? [e.data.customerId] : []
+        ))),
     waitingAhead: (choice) =>
       Effect.map(all, (events) => {
         const seqOf = (id: string) => events.find((e) => e.id === id)?.seq ?? -1n

@@ -138,7 +138,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
     // A responder that starts on an existing log answers what arrives from now on, not the history.
     yield* log.startAt(consumer, yield* log.lastSeq)
 
-    const { deliver, record, resume } = makeDelivery({ config, mailbox, store, mailer, drafts, personAnswered })
+    const { beginPage, deliver, record, resume } = makeDelivery({ config, mailbox, store, mailer, drafts, personAnswered })
 
     /**
      * An outage or a rate limit: the mail waits (LlmUnavailable; LlmRefused for a refused key or
@@ -325,6 +325,7 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           byCustomer.set(email.data.customerId, [...(byCustomer.get(email.data.customerId) ?? []), { event: email, asked }])
         }
         // What was done already (a page handed over again after a crash or a failure): one read for the page.
+        yield* beginPage
         const states = yield* store.replyStates([...byCustomer.values()].flat().map(({ asked, event }) => ({ emailEventId: event.id, retry: asked.retry })))
         yield* Effect.forEach(byCustomer.values(), (mails) =>
           Effect.forEach(mails, ({ asked, event }) =>
