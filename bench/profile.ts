@@ -131,7 +131,9 @@ const main = () => {
   const { rows, wholeMs } = summarize(JSON.parse(readFileSync(file, "utf8")) as CpuProfile, by, sourceMapOrigin())
   console.log(`${wholeMs.toFixed(0)} ms sampled`)
   for (const row of rows.slice(0, top)) {
-    console.log(`${row.ms.toFixed(1).padStart(9)} ms ${(100 * row.ms / wholeMs).toFixed(1).padStart(5)}%  ${row.key}`)
+    // A RegExp's entry is named by its whole pattern.
+    const key = row.key.length > 160 ? `${row.key.slice(0, 159)}…` : row.key
+    console.log(`${row.ms.toFixed(1).padStart(9)} ms ${(100 * row.ms / wholeMs).toFixed(1).padStart(5)}%  ${key}`)
   }
 }
 
