@@ -324,8 +324,11 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           const email = mail as StoredEvent & { readonly data: EmailReceived }
           byCustomer.set(email.data.customerId, [...(byCustomer.get(email.data.customerId) ?? []), { event: email, asked }])
         }
-        // What was done already (a page handed over again after a crash or a failure): one read for the page.
+        // A page of the log with nothing to answer (intake's own events, another mailbox's) reads nothing.
+        if (byCustomer.size === 0) return
+        // Whose answers may wait behind an earlier one: one read for the page.
         yield* beginPage
+        // What was done already (a page handed over again after a crash or a failure): one read for the page.
         const states = yield* store.replyStates([...byCustomer.values()].flat().map(({ asked, event }) => ({ emailEventId: event.id, retry: asked.retry })))
         yield* Effect.forEach(byCustomer.values(), (mails) =>
           Effect.forEach(mails, ({ asked, event }) =>
