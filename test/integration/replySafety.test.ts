@@ -280,7 +280,8 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         )
       const until = (at: string | null) => new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(at!) - Date.now()) + 100))
       try {
-        const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_RETRY_AFTER: "1" })
+        // Four seconds: long enough that the next run on a slow machine ends before the retry comes.
+        const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_RETRY_AFTER: "4" })
         expect((await runCli(["--once"], env)).code).toBe(0)
         const before = servers.sink.messages.length
         servers.sink.refuseRecipient("mallory@dns-fails.test", "450 4.1.2 <mallory@dns-fails.test>: Recipient address rejected: Domain not found")
@@ -292,7 +293,9 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(failed).toMatchObject({ count: "1", attempts: "4" })
         expect(Date.parse(failed!.at!)).toBeGreaterThan(Date.now() - 60_000)
         // Not come yet: a run asks nothing.
-        expect((await runCli(["--once"], env)).stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
+        const notYet = await runCli(["--once"], env)
+        expect(Date.now(), "that run ended before the retry came").toBeLessThan(Date.parse(failed!.at!))
+        expect(notYet.stdout).toContain("Replies: 0 sent, 0 skipped, 0 failed")
         // Not yet a person's: `replies` and `status` count it as failed, offered again by itself, and list nothing.
         const report = await runCli(["replies", "--json"], env)
         expect(JSON.parse(report.stdout)).toMatchObject({ counts: { failed: 1, retryingByItself: 1 }, outcomes: [], more: 0 })
@@ -332,7 +335,8 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
           `SELECT data->'autoRetry'->>'at' AS at, data->>'attempts' AS attempts FROM events WHERE type = 'ReplyFailed' ORDER BY seq`
         )
       try {
-        const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_RETRY_AFTER: "4" })
+        // Eight seconds: long enough for two runs on a slow machine before the retry comes.
+        const env = servers.env({ DATABASE_URL: db.url, AGENT: "knowledge", SMTP_RETRY_AFTER: "8" })
         expect((await runCli(["--once"], env)).code).toBe(0)
         const before = servers.sink.messages.length
         servers.sink.refuseRecipient("mallory@dns-fails.test", "450 4.2.0 <mallory@dns-fails.test>: Recipient address rejected: Greylisted")
@@ -342,8 +346,9 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         servers.sink.refuseRecipient(undefined)
         await servers.dovecot.append([mail({ authenticated: true, from: "Mallory <mallory@dns-fails.test>", subject: "Any news on my order?" })])
         const held = await runCli(["--once"], env)
-        expect(held.stdout, held.stderr).toContain("Replies: 0 sent, 0 skipped, 1 failed")
         const [first, second] = await failures()
+        expect(Date.now(), "that run ended before the first answer's retry came").toBeLessThan(Date.parse(first!.at))
+        expect(held.stdout, held.stderr).toContain("Replies: 0 sent, 0 skipped, 1 failed")
         expect(held.stderr).toMatch(/failed \(smtp\): held back behind the answer on ticket [0-9a-f-]+ to the same customer/)
         expect(second).toMatchObject({ attempts: "0", at: first!.at })
         expect(servers.sink.messages.length).toBe(before)
