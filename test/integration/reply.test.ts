@@ -424,7 +424,7 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
       const types = async () => (await query<{ type: string }>(db.url, "SELECT type FROM events ORDER BY seq")).map((row) => row.type)
       const gmail = "5.4.5 Daily user sending quota exceeded. o65sm25351206pga.71 - gsmtp"
       try {
-        const cliEnv = servers.env({ DATABASE_URL: db.url, IMAP_BACKFILL: "none", AGENT: "knowledge", SMTP_OUTAGE_WAIT: "3" })
+        const cliEnv = servers.env({ DATABASE_URL: db.url, IMAP_BACKFILL: "none", AGENT: "knowledge", SMTP_OUTAGE_WAIT: "5" })
         expect((await runCli(["--once"], cliEnv)).code).toBe(0)
         const before = servers.sink.messages.length
         await servers.dovecot.append([mail({ authenticated: true, subject: "Held answer", from: "Held Customer <held@customer.test>" })])
@@ -435,7 +435,8 @@ layer(ReplyServers.layer(), { excludeTestServices: true })((it) => {
         expect(limited.stderr).toContain("one still held SMTP_OUTAGE_WAIT after its mail arrived is left as a draft for a person")
         expect(await types()).toEqual(["EmailReceived", "ReplyIntended"])
 
-        await new Promise((resolve) => setTimeout(resolve, 3_100))
+        // Five seconds: the first run on a slow machine must find the answer still within its wait.
+        await new Promise((resolve) => setTimeout(resolve, 5_100))
         servers.sink.failNext(1, 550, gmail)
         const handed = await runCli(["--once"], cliEnv)
         expect(handed.code, handed.stderr).toBe(0)
