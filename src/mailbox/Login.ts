@@ -18,6 +18,18 @@ export const attemptOn = (config: ImapConfig) => <A>(command: string, run: () =>
 /** What imapflow logs in with: a password, or an OAuth2 access token (XOAUTH2, or OAUTHBEARER where offered). */
 export type Credentials = { readonly user: string; readonly pass: string } | { readonly user: string; readonly accessToken: string }
 
+/**
+ * SELECT INBOX without a LIST and an LSUB of it first. imapflow lists a folder it has not yet listed
+ * on the connection, for metadata mailroom does not read (delimiter, special use, subscription); INBOX
+ * is on every server (RFC 3501), so a login to the usual folder spares two round trips. Any other
+ * folder is listed as before: a namespace may prefix its name. `folders` is imapflow's cache of what
+ * LIST said, not in its types: should it go, SELECT lists INBOX again (the login test says so).
+ */
+const inboxListed = (client: ImapFlow) => {
+  const folders = (client as unknown as { readonly folders?: unknown }).folders
+  if (folders instanceof Map && !folders.has("INBOX")) folders.set("INBOX", { path: "INBOX" })
+}
+
 /** A logged-in connection to the server of `config`, logged out when the scope closes. */
 export const login = (config: ImapConfig, credentials: Credentials) =>
   Effect.gen(function*() {
@@ -50,6 +62,7 @@ export const login = (config: ImapConfig, credentials: Credentials) =>
           Effect.ensuring(Effect.sync(() => client.close()))
         )
     ).pipe(Effect.withSpan("Imap.connect", { attributes: { "server.address": config.host, "server.port": config.port } }))
+    inboxListed(client)
     return client
   })
 

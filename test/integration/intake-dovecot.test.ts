@@ -558,7 +558,7 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
       expect(logins(proxy) - before).toBe(1)
     }))
 
-  it.effect("the built bundle logs in in one round trip where the server offers SASL-IR, sends no ENABLE, and a wrong password is still refused", () =>
+  it.effect("the built bundle logs in in one round trip where the server offers SASL-IR, sends no ENABLE, selects INBOX without listing it, and a wrong password is still refused", () =>
     Effect.gen(function*() {
       const dovecot = yield* DovecotServer
       const proxy = yield* FaultProxyServer
@@ -573,6 +573,9 @@ layer(Layer.provideMerge(FaultProxyServer.layer(DovecotServer), DovecotServer.la
           // The credentials ride on the command (RFC 4959) instead of answering a "+" a round trip later.
           expect(lines.filter((line) => /^\S+ AUTHENTICATE PLAIN [A-Za-z0-9+/=]+$/.test(line))).toHaveLength(1)
           expect(lines.filter((line) => /^\S+ ENABLE /i.test(line))).toEqual([])
+          // INBOX is selected without a LIST and an LSUB of it first.
+          expect(lines.filter((line) => /^\S+ SELECT "?INBOX"?$/i.test(line)).length).toBeGreaterThan(0)
+          expect(lines.filter((line) => /^\S+ (LIST|LSUB) "" "?INBOX"?/i.test(line))).toEqual([])
           const wrong = await runCli(["--once"], { ...env, GMAIL_SENDER_PASSWORD: "wrong" })
           expect(wrong.code).not.toBe(0)
           expect(wrong.stderr).toMatch(/IMAP login failed/)
