@@ -250,8 +250,12 @@ export class Responder extends Effect.Service<Responder>()("mailroom/Responder",
           return outcome.foundExisting ? Effect.void : Effect.logInfo(`Left a draft answer on ticket ${outcome.ticketId} in ${outcome.mailbox}`)
         case "ReplySkipped":
           return Effect.logInfo(`No automatic answer on ticket ${outcome.ticketId} (${outcome.reason}): ${outcome.detail}`)
-        case "ReplyFailed":
-          return Effect.logWarning(`The answer on ticket ${outcome.ticketId} failed (${outcome.stage}): ${outcome.reason}`)
+        case "ReplyFailed": {
+          const line = `The answer on ticket ${outcome.ticketId} failed (${outcome.stage}): ${outcome.reason}`
+          // One asked for again by itself (a relay greylisting the customer, their domain not found,
+          // an answer held behind such a one) needs nobody yet: a warning is for what a person must do.
+          return outcome.autoRetry === null ? Effect.logWarning(line) : Effect.logInfo(line)
+        }
       }
     }
 

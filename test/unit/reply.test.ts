@@ -98,6 +98,15 @@ const promptTooLong = Effect.fail(
   new AgentFailed({ reason: "rejected", detail: "HTTP 400: context too long", endpoint: "http://llm.test/v1/chat/completions", attempts: 1 })
 )
 
+/** The lines logged while a test's layer is provided, each with its level ("Info", "Warning"…). */
+const capturedLogs = () => {
+  const lines: Array<{ readonly level: string; readonly line: string }> = []
+  const layer = Logger.add(Logger.make(({ logLevel, message }) => {
+    lines.push({ level: logLevel._tag, line: Array.isArray(message) ? message.join(" ") : String(message) })
+  }))
+  return { lines, layer }
+}
+
 const ingest = Effect.flatMap(Poller, (poller) => poller.once).pipe(Effect.map(Option.getOrThrow))
 const drain = Effect.flatMap(Responder, (responder) => responder.drain).pipe(Effect.map(Option.getOrThrow))
 const events = Effect.flatMap(EventLog, (log) => log.read(0n, 10_000))
@@ -286,17 +295,14 @@ describe("Responder", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     for (const who of ["a", "b", "c", "d", "e"]) mailbox.append(mail({ from: `${who}@customer.test`, subject: `from ${who}` }))
-    const warnings: Array<string> = []
-    const capture = Logger.add(Logger.make(({ logLevel, message }) => {
-      if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
-    }))
+    const logs = capturedLogs()
     return Effect.gen(function*() {
       yield* ingest
       expect(yield* drain).toEqual({ sent: 2, drafted: 0, skipped: 3, failed: 0 })
       expect(ofType(yield* events, "ReplySkipped").map((s) => s.reason)).toEqual(["global_limit", "global_limit", "global_limit"])
-      expect(warnings.filter((line) => line.includes("REPLY_GLOBAL_LIMIT"))).toHaveLength(1)
+      expect(logs.lines.filter(({ level, line }) => level === "Warning" && line.includes("REPLY_GLOBAL_LIMIT"))).toHaveLength(1)
       expect(mailer.sent).toHaveLength(2)
-    }).pipe(Effect.provide(Layer.merge(replyLayer({ mailbox, mailer, env: { REPLY_GLOBAL_LIMIT: "2" } }), capture)))
+    }).pipe(Effect.provide(Layer.merge(replyLayer({ mailbox, mailer, env: { REPLY_GLOBAL_LIMIT: "2" } }), logs.layer)))
   })
 
   it.live("an answer recorded while still being sent counts once against the ticket's cap, not twice", () => {
@@ -796,18 +802,20 @@ describe("Responder", () => {
     }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
   })
 
-  it.effect("records a permanent SMTP refusal as ReplyFailed", () => {
+  it.effect("records a permanent SMTP refusal as ReplyFailed, with a warning: only a person can ask for it again", () => {
     const mailbox = new MemoryMailbox()
     const mailer = new MemoryMailer()
     mailbox.append(mail())
     mailer.failNext(new SmtpRejected({ to: "ada@customer.test", serverText: "550 5.1.1 no such user" }))
+    const logs = capturedLogs()
     return Effect.gen(function*() {
       yield* ingest
       expect(yield* drain).toEqual({ sent: 0, drafted: 0, skipped: 0, failed: 1 })
       const [failed] = ofType(yield* events, "ReplyFailed")
-      expect(failed).toMatchObject({ stage: "smtp" })
+      expect(failed).toMatchObject({ stage: "smtp", autoRetry: null })
       expect(failed!.messageId).toBe(ofType(yield* events, "ReplyIntended")[0]!.messageId)
-    }).pipe(Effect.provide(replyLayer({ mailbox, mailer })))
+      expect(logs.lines.filter(({ line }) => line.includes("failed (smtp)")).map(({ level }) => level)).toEqual(["Warning"])
+    }).pipe(Effect.provide(Layer.merge(replyLayer({ mailbox, mailer }), logs.layer)))
   })
 
   it.effect("a recipient the SMTP server takes no mail for now fails that one answer only: the other customers' answers go on, and the customer's next waits behind it, then both go out in order", () => {
@@ -819,9 +827,14 @@ describe("Responder", () => {
     // Greylisting: the relay refuses the first answer for now and would take the next one at once.
     const serverText = "450 4.2.0 <mallory@dns-fails.test>: Recipient address rejected: Greylisted, try again later"
     mailer.failNext(new SmtpRecipientDeferred({ to: "mallory@dns-fails.test", serverText, attempts: 4 }))
+    const logs = capturedLogs()
     return Effect.gen(function*() {
       yield* ingest
       expect(yield* drain).toEqual({ sent: 1, drafted: 0, skipped: 0, failed: 2 })
+      // Both are asked for again by itself: told, and no warning, which is for what a person must do.
+      const told = logs.lines.filter(({ line }) => line.includes("failed (smtp)"))
+      expect(told.map(({ level }) => level)).toEqual(["Info", "Info"])
+      expect(told[1]!.line).toContain("held back behind the answer on ticket")
       const [failed, held] = ofType(yield* events, "ReplyFailed")
       expect(failed).toMatchObject({ stage: "smtp", attempts: 4, reason: expect.stringContaining("replies retry") })
       expect(failed!.messageId).toBe(ofType(yield* events, "ReplyIntended")[0]!.messageId)
@@ -837,7 +850,7 @@ describe("Responder", () => {
         expect.stringContaining("second")
       ])
       expect(ofType(yield* events, "ReplyRetried")).toMatchObject([{ automatic: { count: 1 } }, { automatic: { count: 1 } }])
-    }).pipe(Effect.provide(replyLayer({ mailbox, mailer, env: { SMTP_RETRY_AFTER: "1" } })))
+    }).pipe(Effect.provide(Layer.merge(replyLayer({ mailbox, mailer, env: { SMTP_RETRY_AFTER: "1" } }), logs.layer)))
   })
 
   it.effect("an answer held behind one refused again is held again; a person's retry of the first sends it first, and the next after it", () => {
