@@ -23,11 +23,11 @@ export interface TraceOptions {
 
 const WIDTH = 100
 
+const cut = (line: string) => line.length > WIDTH ? `${line.slice(0, WIDTH - 1)}…` : line
+
 /** A command line as printed: a login's secrets replaced, long lines cut. */
-export const shown = (line: string): string => {
-  const secret = line.replace(/^(\S+ AUTHENTICATE \S+) \S+$/i, "$1 <credentials>").replace(/^(\S+ LOGIN \S+) .*$/i, "$1 <password>")
-  return secret.length > WIDTH ? `${secret.slice(0, WIDTH - 1)}…` : secret
-}
+export const shown = (line: string): string =>
+  cut(line.replace(/^(\S+ AUTHENTICATE \S+) \S+$/i, "$1 <credentials>").replace(/^(\S+ LOGIN \S+) .*$/i, "$1 <password>"))
 
 /** Writes each chunk `oneWayMs` after it came, in order; the end too, after what came before it. */
 const delayed = (to: Socket, oneWayMs: number) => {
@@ -59,7 +59,7 @@ export const traceProxy = (options: TraceOptions): Promise<Server> => {
     })
     upstream.on("data", (chunk) => {
       const first = chunk.toString("latin1").split("\r\n", 1)[0]!
-      options.print(`${stamp()} S ${first.length > WIDTH ? `${first.slice(0, WIDTH - 1)}…` : first}`)
+      options.print(`${stamp()} S ${cut(first)}`)
       toClient.write(chunk)
     })
     client.on("end", toServer.end)

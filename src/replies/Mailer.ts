@@ -318,9 +318,9 @@ const make = Effect.gen(function*() {
     }
     return transport
   }
-  // Made at the first answer: a mailbox that never answers (AGENT=off) holds no pool, and a thousand
-  // mailboxes hold a thousand fewer.
-  // nodemailer is loaded with the first answer, not at every start: most starts and commands send nothing.
+  // Made, and nodemailer loaded, at the first answer: a mailbox that never answers (AGENT=off) holds no
+  // pool (a thousand mailboxes hold a thousand fewer), and a start or a command that sends nothing
+  // does not load nodemailer.
   const loadedOnFirstSend = Effect.map(Effect.promise(() => import("nodemailer")), (loaded) => create(loaded.default))
   const transport = yield* Effect.cached(
     Scope.extend(Effect.acquireRelease(loadedOnFirstSend, (transport) => Effect.sync(() => transport.close())), yield* Effect.scope)
