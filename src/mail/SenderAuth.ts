@@ -11,10 +11,24 @@ import { annotateWhenTracing, withSpanWhenTracing } from "../telemetry/Tracing.j
 /** A DNS lookup as mailauth makes it: `dns.promises.resolve`'s shape. */
 export type Resolver = (name: string, rrtype: string) => Promise<unknown>
 
+/**
+ * Each mail asks this of the same few domains several times over (its From against each result), and
+ * tldts's look-up is the dearer part of a sender check: answers are kept, and forgotten all at once
+ * when there are too many (a header can name any domain).
+ */
+const organisations = new Map<string, string>()
+const ORGANISATIONS_KEPT = 2048
+
 /** Private suffixes count too, so that alice.github.io and bob.github.io are two organisations. */
 export const organisationalDomain = (domain: string): string => {
+  const known = organisations.get(domain)
+  if (known !== undefined) return known
   const lower = domain.trim().toLowerCase().replace(/\.$/, "")
-  return getDomain(lower, { allowPrivateDomains: true }) ?? lower
+  const organisation = getDomain(lower, { allowPrivateDomains: true }) ?? lower
+  if (organisations.size >= ORGANISATIONS_KEPT) organisations.clear()
+  // Long values (from other callers than domainOf, which cuts them) are not worth keeping.
+  if (domain.length <= 253) organisations.set(domain, organisation)
+  return organisation
 }
 
 /** DMARC relaxed alignment: mail.example.com and example.com are one organisation. */
@@ -47,7 +61,8 @@ const verdict = (
   where: string
 ): SenderAuth => {
   const done = (authenticated: boolean, reason: string): SenderAuth => ({
-    ...base,
+    source: base.source,
+    authservId: base.authservId,
     authenticated,
     dmarc: findings.dmarc?.result ?? null,
     dkim: findings.dkim,

@@ -262,6 +262,16 @@ describe("readAuthenticationResults: alignment with the From domain", () => {
     expect(sameOrganisation("alice.github.io", "bob.github.io")).toBe(false)
     expect(sameOrganisation("", "")).toBe(false)
   })
+
+  it("gives the same organisational domain from its memory, across its clearing, as it worked out first", () => {
+    const asked = ["Mail.Example.CO.UK", "mail.example.co.uk.", "alice.github.io", " bob.GitHub.io ", "localhost"]
+    const first = asked.map(organisationalDomain)
+    expect(first).toEqual(["example.co.uk", "example.co.uk", "alice.github.io", "bob.github.io", "localhost"])
+    expect(asked.map(organisationalDomain)).toEqual(first)
+    // More distinct domains than it keeps: it forgets them all at once and works each out again.
+    for (let i = 0; i < 5000; i++) expect(organisationalDomain(`host${i}.customer${i}.co.uk`)).toBe(`customer${i}.co.uk`)
+    expect(asked.map(organisationalDomain)).toEqual(first)
+  })
 })
 
 // In-process verification --------------------------------------------------------------------------
