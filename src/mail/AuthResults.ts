@@ -77,13 +77,16 @@ export interface AuthenticationResults {
 const pair = /([^\s="]+)\s*=\s*((?:"(?:[^"\\]|\\.)*"|[^\s"])*)/g
 
 const parseResinfo = (text: string): Resinfo | undefined => {
-  const pairs = [...text.trim().matchAll(pair)]
-  const first = pairs[0]
-  if (first === undefined || first.index !== 0) return undefined
+  const trimmed = text.trim()
+  // exec in a loop rather than matchAll: no iterator and no array of every match, once per result.
+  pair.lastIndex = 0
+  const first = pair.exec(trimmed)
+  if (first === null || first.index !== 0) return undefined
   const properties = new Map<string, string>()
-  for (const [, key, value] of pairs.slice(1)) {
+  for (let next = pair.exec(trimmed); next !== null; next = pair.exec(trimmed)) {
+    const key = next[1]!
     // "ptype . property" with spaces is legal and unheard of; "reason=" and Microsoft's "action=" carry no domain.
-    if (key!.includes(".")) properties.set(key!.toLowerCase(), unquote(value!))
+    if (key.includes(".")) properties.set(key.toLowerCase(), unquote(next[2]!))
   }
   return {
     method: first[1]!.replace(/\/.*$/, "").toLowerCase(),
