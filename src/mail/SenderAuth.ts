@@ -60,7 +60,7 @@ const verdict = (
   base: Pick<SenderAuth, "source" | "authservId">,
   where: string
 ): SenderAuth => {
-  // `base` written out, not spread: it comes in two shapes, and V8's spread of it was a third of a
+  // `base` written out, not spread: it comes in two shapes, and V8's spread of it was a quarter of a
   // sender check's time (docs/performance.md).
   const done = (authenticated: boolean, reason: string): SenderAuth => ({
     source: base.source,
