@@ -2,6 +2,7 @@ import { Duration, Effect, Layer } from "effect"
 import type { DNSResolver } from "mailauth"
 import { getDomain } from "tldts"
 import { SenderAuthConfig } from "../config/Mail.js"
+import { boundedMemo } from "../lib/BoundedMemo.js"
 import type { AuthCheck, SenderAuth } from "../log/Event.js"
 import { unknownSender } from "../log/Event.js"
 import { parseAuthenticationResults } from "./AuthResults.js"
@@ -12,24 +13,14 @@ import { annotateWhenTracing, withSpanWhenTracing } from "../telemetry/Tracing.j
 export type Resolver = (name: string, rrtype: string) => Promise<unknown>
 
 /**
- * Each mail asks this of the same few domains several times over (its From against each result), and
- * each tldts look-up costs microseconds: answers are kept, and forgotten all at once when there are
- * too many (a header can name any domain).
+ * Private suffixes count too, so that alice.github.io and bob.github.io are two organisations.
+ * Remembered: each mail asks this of the same few domains several times over (its From against each
+ * result), and each tldts look-up costs microseconds.
  */
-const organisations = new Map<string, string>()
-const ORGANISATIONS_KEPT = 2048
-
-/** Private suffixes count too, so that alice.github.io and bob.github.io are two organisations. */
-export const organisationalDomain = (domain: string): string => {
-  const known = organisations.get(domain)
-  if (known !== undefined) return known
+export const organisationalDomain = boundedMemo({ entries: 2_048, longestKey: 253 }, (domain: string): string => {
   const lower = domain.trim().toLowerCase().replace(/\.$/, "")
-  const organisation = getDomain(lower, { allowPrivateDomains: true }) ?? lower
-  if (organisations.size >= ORGANISATIONS_KEPT) organisations.clear()
-  // Long values (from other callers than domainOf, which cuts them) are not worth keeping.
-  if (domain.length <= 253) organisations.set(domain, organisation)
-  return organisation
-}
+  return getDomain(lower, { allowPrivateDomains: true }) ?? lower
+})
 
 /** DMARC relaxed alignment: mail.example.com and example.com are one organisation. */
 export const sameOrganisation = (a: string, b: string): boolean =>

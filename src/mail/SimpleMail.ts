@@ -17,6 +17,7 @@ import libmime from "libmime"
 import { parseAddressHeader } from "mailparser"
 import type { AddressObject, HeaderLines } from "mailparser"
 import { decodeQuotedPrintable } from "./QuotedPrintable.js"
+import { boundedMemo } from "../lib/BoundedMemo.js"
 import type { ReadMail } from "./ReadMail.js"
 
 /** mailsplit refuses a header block over 1 MB; far below that, mailparser is left to judge. */
@@ -73,44 +74,37 @@ const decodeWords = (value: string) => {
 
 type Value = string | AddressObject | Array<string>
 
-/** The root headers mailparser sets on itself, decoded as its processHeaders decodes them. */
-const fieldValue = (key: string, line: string): Value | false | undefined => {
-  const raw = Buffer.from(String(libmime.decodeHeader(line)?.value ?? "").trim(), "binary").toString()
-  switch (key) {
-    case "subject":
-      return decodeWords(raw)
-    case "references":
-      return decodeWords(raw).split(/\s+/).map(messageIdFormat).filter((id): id is string => id !== false)
-    case "message-id":
-    case "in-reply-to":
-      return messageIdFormat(decodeWords(raw))
-    case "from":
-    case "to":
-    case "cc":
-    case "reply-to":
-      return parseAddressHeader(raw)
-    default:
-      return undefined
-  }
-}
+/** A header line's value, decoded as mailparser's processHeaders decodes it. */
+const decodedValue = (line: string): string =>
+  Buffer.from(String(libmime.decodeHeader(line)?.value ?? "").trim(), "binary").toString()
 
 /**
  * Address headers read before, by their whole line. Nearly every mail's To is the support address,
  * and customers write again: mailparser's address parser was a quarter of this reader's time. Its
  * results are only read (ParseMail copies what it keeps), so one object serves every mail with the
- * same line. Bounded, and emptied when full: a cache, not a record of who wrote.
+ * same line. A cache, not a record of who wrote; a line longer than any usual list of addresses is
+ * read each time.
  */
-const addressCache = new Map<string, Value | false | undefined>()
-const addressCacheSize = 2_000
+const addressesOf = boundedMemo({ entries: 2_000, longestKey: 4_096 }, (line) => parseAddressHeader(decodedValue(line)))
 
-const cachedFieldValue = (key: string, line: string): Value | false | undefined => {
-  if (key !== "from" && key !== "to" && key !== "cc" && key !== "reply-to") return fieldValue(key, line)
-  const known = addressCache.get(line)
-  if (known !== undefined || addressCache.has(line)) return known
-  if (addressCache.size >= addressCacheSize) addressCache.clear()
-  const value = fieldValue(key, line)
-  addressCache.set(line, value)
-  return value
+/** The root headers mailparser sets on itself, decoded as its processHeaders decodes them. */
+const fieldValue = (key: string, line: string): Value | false | undefined => {
+  switch (key) {
+    case "subject":
+      return decodeWords(decodedValue(line))
+    case "references":
+      return decodeWords(decodedValue(line)).split(/\s+/).map(messageIdFormat).filter((id): id is string => id !== false)
+    case "message-id":
+    case "in-reply-to":
+      return messageIdFormat(decodeWords(decodedValue(line)))
+    case "from":
+    case "to":
+    case "cc":
+    case "reply-to":
+      return addressesOf(line)
+    default:
+      return undefined
+  }
 }
 
 /** Kept once, as mailparser keeps only the first of these when a mail repeats them. */
@@ -123,7 +117,7 @@ const readFields = (lines: HeaderLines): Map<string, Value> => {
   const lists = new Map<string, Array<Value>>()
   for (const { key, line } of lines) {
     if (!fieldKeys.has(key)) continue
-    const value = cachedFieldValue(key, line)
+    const value = fieldValue(key, line)
     if (!value) continue
     const list = lists.get(key) ?? []
     if (Array.isArray(value)) list.push(...value)
