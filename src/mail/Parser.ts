@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads"
-import { Deferred, Duration, Effect, Exit, FiberId, Layer, Runtime } from "effect"
+import { Duration, Effect, Exit, FiberId, Layer, Runtime } from "effect"
 import { parserThreads } from "../config/Mail.js"
 import type { Parsed, RawMail } from "./Email.js"
 import { withSpanWhenTracing } from "../telemetry/Tracing.js"
@@ -17,8 +17,14 @@ const inline = (raw: RawMail): Effect.Effect<ParseResult> =>
     span(raw)
   )
 
-/** What a parser worker posts back: once `ready` when it has loaded, then one `result` per mail. */
-export type WorkerReply = { readonly ready: true } | { readonly id: number; readonly result: ParseResult }
+/**
+ * What a parser worker posts back: once `ready` when it has loaded, then a `result` for each mail
+ * posted alone and one `results` for each batch posted at once (in the batch's order).
+ */
+export type WorkerReply =
+  | { readonly ready: true }
+  | { readonly id: number; readonly result: ParseResult }
+  | { readonly ids: ReadonlyArray<number>; readonly results: ReadonlyArray<ParseResult> }
 
 export interface PoolOptions {
   readonly threads: number
@@ -30,7 +36,8 @@ export interface PoolOptions {
 
 interface Job {
   readonly raw: RawMail
-  readonly done: Deferred.Deferred<ParseResult>
+  /** Called once: with the mail's result, or interrupted when the pool closes first. */
+  readonly done: (exit: Exit.Exit<ParseResult>) => void
 }
 
 /** One worker thread and the mail it holds, by request id. */
@@ -73,13 +80,13 @@ export const makePool = (options: PoolOptions) =>
     let nextId = 0
 
     const settle = (job: Job, result: ParseResult) =>
-      Deferred.unsafeDone(job.done, Exit.succeed(result.rawSha256 ? result : { ...result, rawSha256: sha256(job.raw.source) }))
+      job.done(Exit.succeed(result.rawSha256 ? result : { ...result, rawSha256: sha256(job.raw.source) }))
     const reject = (job: Job, parsed: Parsed) => settle(job, { parsed, rawSha256: "" })
     const parseHere = (job: Job) => {
       parseWithHash(job.raw).then((result) => settle(job, result), (cause: unknown) => reject(job, unparseable(job.raw, cause)))
     }
     const abandon = (jobs: Iterable<Job>) => {
-      for (const job of jobs) Deferred.unsafeDone(job.done, Exit.interrupt(FiberId.none))
+      for (const job of jobs) job.done(Exit.interrupt(FiberId.none))
     }
 
     const stop = (hand: Hand, reason: NonNullable<Hand["stopped"]>) => {
@@ -109,11 +116,14 @@ export const makePool = (options: PoolOptions) =>
           hand.since = Date.now()
           return
         }
-        const job = hand.held.get(reply.id)
-        if (!job) return
-        hand.held.delete(reply.id)
+        const answered = "ids" in reply ? reply.ids.map((id, i) => [id, reply.results[i]!] as const) : [[reply.id, reply.result] as const]
+        for (const [id, result] of answered) {
+          const job = hand.held.get(id)
+          if (!job) continue
+          hand.held.delete(id)
+          settle(job, result)
+        }
         hand.since = Date.now()
-        settle(job, reply.result)
         if (hand === lane) drainLane()
       })
       // Without a listener, an uncaught exception in the worker is rethrown here and ends the process.
@@ -138,6 +148,20 @@ export const makePool = (options: PoolOptions) =>
       } catch (cause) {
         hand.held.delete(id)
         reject(job, unparseable(job.raw, cause))
+      }
+    }
+
+    /** A batch in one message each way: the messages, not the parse, were what a worker cost per mail. */
+    const giveAll = (hand: Hand, jobs: ReadonlyArray<Job>) => {
+      const ids = jobs.map(() => nextId++)
+      if (hand.held.size === 0) hand.since = Date.now()
+      jobs.forEach((job, i) => hand.held.set(ids[i]!, job))
+      try {
+        hand.worker.postMessage({ ids, raws: jobs.map((job) => job.raw) })
+      } catch {
+        // One mail that cannot be posted (a clone failure) should not cost the rest: each alone.
+        ids.forEach((id) => hand.held.delete(id))
+        jobs.forEach((job) => give(hand, job))
       }
     }
 
@@ -228,12 +252,51 @@ export const makePool = (options: PoolOptions) =>
         })
     )
 
-    return (raw: RawMail): Effect.Effect<ParseResult> =>
-      Effect.gen(function*() {
-        const done = yield* Deferred.make<ParseResult>()
-        dispatch({ raw, done })
-        return yield* Deferred.await(done)
-      }).pipe(span(raw))
+    /**
+     * A batch split evenly over the workers, one message to each. While none has loaded yet (a start's
+     * first batch), the single-part text mail is read here at once, as with no pool, rather than wait.
+     */
+    const dispatchAll = (jobs: ReadonlyArray<Job>) => {
+      const open = closed ? [] : Array.from({ length: options.threads }, (_, slot) => handAt(slot)).flatMap((hand) => hand ? [hand] : [])
+      if (open.length === 0) return jobs.forEach(parseHere)
+      const ready = open.filter((hand) => hand.ready)
+      const waiting = ready.length > 0 ? jobs : jobs.filter((job) => {
+        const result = parseSimple(job.raw)
+        if (result !== undefined) settle(job, result)
+        return result === undefined
+      })
+      const takers = ready.length > 0 ? ready : open
+      const share = Math.ceil(waiting.length / takers.length)
+      takers.forEach((hand, i) => {
+        const part = waiting.slice(i * share, (i + 1) * share)
+        if (part.length > 0) giveAll(hand, part)
+      })
+    }
+
+    const parse = (raw: RawMail): Effect.Effect<ParseResult> =>
+      Effect.async<ParseResult>((resume) => dispatch({ raw, done: resume })).pipe(span(raw))
+
+    const parseMany = (raws: ReadonlyArray<RawMail>): Effect.Effect<Array<ParseResult>> =>
+      Effect.async<Array<ParseResult>>((resume) => {
+        const results = new Array<ParseResult>(raws.length)
+        let left = raws.length
+        let over = false
+        if (left === 0) return resume(Effect.succeed(results))
+        dispatchAll(raws.map((raw, i): Job => ({
+          raw,
+          done: (exit) => {
+            if (over) return
+            if (Exit.isFailure(exit)) {
+              over = true
+              return resume(Exit.failCause(exit.cause))
+            }
+            results[i] = exit.value
+            if (--left === 0) resume(Effect.succeed(results))
+          }
+        })))
+      })
+
+    return { parse, parseMany }
   })
 
 /** Turns fetched bytes into a checked email or a reason to quarantine it, with the raw hash. It never fails. */
@@ -245,7 +308,9 @@ export class Parser extends Effect.Service<Parser>()("mailroom/Parser", {
      * common kind): a batch reads those in a loop instead of a fiber and a promise per mail.
      * Undefined for the rest, which go through `parse`; a worker pool parses everything itself.
      */
-    parseNow: parseSimple
+    parseNow: parseSimple,
+    /** A whole batch at once, by the worker pool: one message to a worker and one back. */
+    parseMany: undefined as ((raws: ReadonlyArray<RawMail>) => Effect.Effect<Array<ParseResult>>) | undefined
   }
 }) {
   /** Worker threads when running compiled (dist/), else the main thread: a worker cannot load TypeScript. */
@@ -253,12 +318,12 @@ export class Parser extends Effect.Service<Parser>()("mailroom/Parser", {
     Effect.gen(function*() {
       const threads = yield* parserThreads
       if (threads === 0 || import.meta.url.endsWith(".ts")) return Parser.Default
-      const parse = yield* makePool({ threads, worker: new URL("./parserWorker.js", import.meta.url) })
-      return Layer.succeed(Parser, Parser.make({ parse, parseNow: () => undefined }))
+      const { parse, parseMany } = yield* makePool({ threads, worker: new URL("./parserWorker.js", import.meta.url) })
+      return Layer.succeed(Parser, Parser.make({ parse, parseNow: () => undefined, parseMany }))
     })
   )
 
   /** For tests: a parser that answers from a table, so that intake logic runs without MIME. */
   static readonly Test = (answer: (raw: RawMail) => Parsed) =>
-    Layer.succeed(Parser, Parser.make({ parse: (raw) => Effect.sync(() => ({ parsed: answer(raw), rawSha256: sha256(raw.source) })), parseNow: () => undefined }))
+    Layer.succeed(Parser, Parser.make({ parse: (raw) => Effect.sync(() => ({ parsed: answer(raw), rawSha256: sha256(raw.source) })), parseNow: () => undefined, parseMany: undefined }))
 }

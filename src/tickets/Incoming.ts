@@ -53,7 +53,10 @@ const yieldToIo: Effect.Effect<void> = Effect.async<void>((resume) => {
 export const readIncomingBatch = (parser: Parser, senders: SenderAuthenticator) => {
   const read = readIncoming(parser, senders)
   return (raws: ReadonlyArray<RawMail>): Effect.Effect<Array<IncomingMail>> =>
-    Effect.suspend(() => {
+    parser.parseMany === undefined ? readWith(raws, undefined) : Effect.flatMap(parser.parseMany(raws), (parsed) => readWith(raws, parsed))
+
+  function readWith(raws: ReadonlyArray<RawMail>, parsed: ReadonlyArray<ParseResult> | undefined): Effect.Effect<Array<IncomingMail>> {
+    return Effect.suspend(() => {
       const mails: Array<IncomingMail | undefined> = []
       const later: Array<{ readonly at: number; readonly raw: RawMail; readonly parsed: ParseResult | undefined }> = []
       const readSlice = () => {
@@ -61,7 +64,7 @@ export const readIncomingBatch = (parser: Parser, senders: SenderAuthenticator) 
         while (mails.length < raws.length && bytes < SLICE_BYTES) {
           const raw = raws[mails.length]!
           bytes += raw.source.length
-          const result = parser.parseNow(raw)
+          const result = parsed === undefined ? parser.parseNow(raw) : parsed[mails.length]
           const senderAuth = result?.parsed._tag === "Accepted" ? senders.checkNow(result.parsed.email) : undefined
           if (result === undefined || (result.parsed._tag === "Accepted" && senderAuth === undefined)) {
             later.push({ at: mails.length, raw, parsed: result })
@@ -85,6 +88,7 @@ export const readIncomingBatch = (parser: Parser, senders: SenderAuthenticator) 
         Effect.as(mails as Array<IncomingMail>)
       )
     })
+  }
 }
 
 /** What a batch's decisions came to, for summaries and the outcome counter. */

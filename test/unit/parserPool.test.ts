@@ -6,6 +6,7 @@ import { build } from "esbuild"
 import { Effect, Logger } from "effect"
 import type { RawMail } from "../../src/mail/Email.js"
 import type { ParseResult } from "../../src/mail/ParseMail.js"
+import { parseWithHash } from "../../src/mail/ParseMail.js"
 import { makePool, sha256 } from "../../src/mail/Parser.js"
 import { mail } from "../support/mails.js"
 
@@ -33,7 +34,7 @@ describe("the parser pool", () => {
     ["throws an uncaught exception", "throw", "unparseable: the parser worker died while reading this mail (exit code 1: stub choked on this mail)"]
   ] as const)("a worker that %s on one mail costs that mail only, and is replaced", ([, order, detail]) =>
     Effect.gen(function*() {
-      const parse = yield* makePool({ threads: 1, worker: stub })
+      const { parse } = yield* makePool({ threads: 1, worker: stub })
       const first = readBy(yield* parse(stubMail(0)), 0)
       expect(first).toBeTypeOf("number")
 
@@ -55,7 +56,7 @@ describe("the parser pool", () => {
 
   it.scopedLive("mail held by a worker that died is retried one at a time on a fresh worker, not failed", () =>
     Effect.gen(function*() {
-      const parse = yield* makePool({ threads: 1, worker: stub })
+      const { parse } = yield* makePool({ threads: 1, worker: stub })
       const first = readBy(yield* parse(stubMail(0)), 0)
       // The worker holds 1 and 2 unanswered when 3 kills it; 4 and 5 are already posted to it.
       const batch = [stubMail(1, "delay:200"), stubMail(2, "delay:200"), stubMail(3, "exit"), stubMail(4), stubMail(5)]
@@ -71,7 +72,7 @@ describe("the parser pool", () => {
 
   it.scopedLive("a worker that stops answering is stopped, and only the mail it was stuck on is lost", () =>
     Effect.gen(function*() {
-      const parse = yield* makePool({ threads: 2, worker: stub, stallTimeout: "500 millis" })
+      const { parse } = yield* makePool({ threads: 2, worker: stub, stallTimeout: "500 millis" })
       const batch = Array.from({ length: 8 }, (_, i) => stubMail(i + 1, i === 3 ? "hang" : "read"))
       const results = yield* Effect.forEach(batch, (mail) => parse(mail), { concurrency: 8 })
 
@@ -83,6 +84,56 @@ describe("the parser pool", () => {
       })
     }), 8_000)
 
+  it.scopedLive("a batch goes to each worker in one message and comes back in its order", () =>
+    Effect.gen(function*() {
+      const { parse, parseMany } = yield* makePool({ threads: 2, worker: stub })
+      // Both loaded: a first mail to each.
+      yield* Effect.forEach([stubMail(0, "delay:50"), stubMail(0, "delay:50")], (mail) => parse(mail), { concurrency: 2 })
+      const batch = Array.from({ length: 10 }, (_, i) => stubMail(i + 1, i === 2 ? "delay:100" : "read"))
+      const threads = (yield* parseMany(batch)).map((result, i) => readBy(result, i + 1))
+
+      // Each half went to one worker whole: the late mail held back its own half's answer, in order.
+      expect(new Set(threads.slice(0, 5)).size).toBe(1)
+      expect(new Set(threads.slice(5)).size).toBe(1)
+      expect(threads[0]).toBeTypeOf("number")
+      expect(threads[5]).toBeTypeOf("number")
+      expect(threads[0]).not.toBe(threads[5])
+    }), 8_000)
+
+  it.scopedLive("a mail that kills the worker holding its batch costs that mail only: the rest are read one at a time", () =>
+    Effect.gen(function*() {
+      const { parse, parseMany } = yield* makePool({ threads: 1, worker: stub })
+      const first = readBy(yield* parse(stubMail(0)), 0)
+      const batch = Array.from({ length: 12 }, (_, i) => stubMail(i + 1, i === 6 ? "exit" : "read"))
+      const results = yield* parseMany(batch)
+
+      expect(results).toHaveLength(12)
+      expect(detailOf(results[6]!)).toBe("unparseable: the parser worker died while reading this mail (exit code 7)")
+      expect(results[6]!.rawSha256).toBe(sha256(batch[6]!.source))
+      results.forEach((result, i) => {
+        if (i === 6) return
+        const thread = readBy(result, i + 1)
+        expect(thread, `uid ${i + 1}: ${detailOf(result)}`).toBeTypeOf("number")
+        expect(thread).not.toBe(first)
+      })
+    }), 8_000)
+
+  it.scopedLive("before any worker has loaded, a batch's single-part text is read on the main thread at once", () =>
+    Effect.gen(function*() {
+      const { parseMany } = yield* makePool({ threads: 1, worker: stub })
+      // A batch read here whole answers at once.
+      const [alone] = yield* parseMany([raw(mail({ subject: "all read here", text: "hi" }), 3)])
+      expect(alone!.parsed._tag === "Accepted" && alone!.parsed.email.subject).toBe("all read here")
+      const plain = raw(mail({ subject: "read here", text: "hi" }), 1)
+      const attached = raw(mail({ subject: "a file", text: "hi", attachments: [{ filename: "a.txt", contentType: "text/plain", content: Buffer.from("data") }] }), 2)
+      const [here, there] = yield* parseMany([plain, attached])
+
+      expect(here!.parsed._tag === "Accepted" && here!.parsed.email.subject).toBe("read here")
+      expect(here!.rawSha256).toBe(sha256(plain.source))
+      // Not single-part text: it waits for the worker.
+      expect(readBy(there!, 2)).toBeTypeOf("number")
+    }), 8_000)
+
   it.scopedLive.each([
     ["fails as it loads", new URL("../support/parserWorkerBroken.mjs", import.meta.url)],
     ["is missing", new URL("../support/noSuchParserWorker.mjs", import.meta.url)]
@@ -90,7 +141,7 @@ describe("the parser pool", () => {
     const logs: Array<string> = []
     const logger = Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => logs.push(String(message))))
     return Effect.gen(function*() {
-      const parse = yield* makePool({ threads: 2, worker })
+      const { parse } = yield* makePool({ threads: 2, worker })
       const subjectOf = (uid: number) =>
         Effect.map(parse(raw(mail({ subject: `hello ${uid}`, text: "hi" }), uid)), ({ parsed }) => parsed._tag === "Accepted" && parsed.email.subject)
       const together = yield* Effect.forEach([1, 2, 3], subjectOf, { concurrency: "unbounded" })
@@ -120,7 +171,7 @@ describe("the parser pool", () => {
           logLevel: "silent"
         })
       )
-      const parse = yield* makePool({ threads: 2, worker: pathToFileURL(outfile) })
+      const { parse, parseMany } = yield* makePool({ threads: 2, worker: pathToFileURL(outfile) })
       const source = mail({ subject: "from a worker", text: "hi" })
       // Bytes that are not bytes make the worker throw: its death is charged to the mail only if it said it was ready.
       const choking: RawMail = { ...raw(source, 3), source: "not bytes" as unknown as Buffer }
@@ -132,5 +183,17 @@ describe("the parser pool", () => {
       expect(results[0]!.rawSha256).toBe(sha256(source))
       expect(detailOf(results[1]!)).toBe("unparseable: empty message")
       expect(detailOf(results[2]!)).toMatch(/^unparseable: the parser worker died while reading this mail \(exit code 1: /)
+
+      // A batch, once the workers have loaded: what the main thread would make of each mail.
+      const mixed = [
+        raw(mail({ subject: "plain", text: "hello there" }), 4),
+        raw(mail({ subject: "with a file", text: "see attached", attachments: [{ filename: "a.txt", contentType: "text/plain", content: Buffer.from("data") }] }), 5),
+        raw(mail({ subject: "html", text: "hi", html: "<p>hi <b>there</b></p>" }), 6),
+        raw(Buffer.alloc(0), 7)
+      ]
+      const inWorkers = yield* parseMany(mixed)
+      const onMain = yield* Effect.promise(() => Promise.all(mixed.map(parseWithHash)))
+      expect(inWorkers).toEqual(onMain)
+      expect(inWorkers.map((result) => result.parsed._tag)).toEqual(["Accepted", "Accepted", "Accepted", "Rejected"])
     }), 8_000)
 })
