@@ -36,6 +36,7 @@ const MAX_DEPTH = 8
 
 const LF = 10
 const CR = 13
+const DASH = 0x2d
 
 interface Headers {
   readonly contentType: string
@@ -83,12 +84,21 @@ const isDelimiter = (source: Buffer, at: number, delimiter: Buffer): boolean => 
 /** Decoded slices land here rather than in a fresh buffer each: hundreds of MB of garbage fewer per backlog. */
 let scratch = Buffer.allocUnsafe(SLICE_BYTES)
 
+/** What readBase64 found: where the line that ended the body starts, and the body's size and sha256. */
+interface Base64Read {
+  readonly stop: number
+  readonly digest: PartDigest
+}
+
 /**
- * Size and sha256 of a base64 body, decoded natively in slices that each hold a multiple of four
- * base64 characters. Undefined when the body is anything but clean base64 (a character Node would
- * skip, padding in the middle), so that mailparser's own decoding decides those.
+ * A base64 body decoded natively in slices that each hold a multiple of four base64 characters, from
+ * `start` to `end` or to the first line that starts with "-" (base64 has none: a multipart body's
+ * next delimiter), whichever comes first. The same walk over the lines finds where the part ends and
+ * digests it, so a large attachment is read once rather than searched for its end first. Undefined
+ * when the body is anything but clean base64 (a character Node would skip, padding in the middle),
+ * so that mailparser's own decoding decides those.
  */
-export const digestBase64 = (source: Buffer, start: number, end: number): PartDigest | undefined => {
+const readBase64 = (source: Buffer, start: number, end: number): Base64Read | undefined => {
   const hash = createHash("sha256")
   let size = 0
   let sliceStart = start
@@ -106,7 +116,7 @@ export const digestBase64 = (source: Buffer, start: number, end: number): PartDi
     return true
   }
   let line = start
-  while (line < end) {
+  while (line < end && source[line] !== DASH) {
     let eol = source.indexOf(LF, line)
     if (eol < 0 || eol > end) eol = end
     const contentEnd = eol > line && source[eol - 1] === CR ? eol - 1 : eol
@@ -114,12 +124,19 @@ export const digestBase64 = (source: Buffer, start: number, end: number): PartDi
     padding = contentEnd > line && source[contentEnd - 1] === 0x3d ? (source[contentEnd - 2] === 0x3d ? 2 : 1) : 0
     characters += contentEnd - line
     line = eol + 1
-    if (characters % 4 === 0 && (line - sliceStart >= SLICE_BYTES || line >= end)) {
+    const last = line >= end || source[line] === DASH
+    if (characters % 4 === 0 && (line - sliceStart >= SLICE_BYTES || last)) {
       if (!flush(Math.min(line, end))) return undefined
     }
   }
   if (characters !== 0) return undefined
-  return { size, checksum: hash.digest("hex") }
+  return { stop: Math.min(line, end), digest: { size, checksum: hash.digest("hex") } }
+}
+
+/** Size and sha256 of a base64 body from `start` to `end`; undefined unless it is all clean base64. */
+export const digestBase64 = (source: Buffer, start: number, end: number): PartDigest | undefined => {
+  const read = readBase64(source, start, end)
+  return read?.stop === end ? read.digest : undefined
 }
 
 interface Cut {
@@ -127,6 +144,13 @@ interface Cut {
   readonly end: number
   readonly digest: PartDigest
 }
+
+/** A base64 leaf whose body is worth cutting out: its headers name it so (not text, or text sent as an attachment). */
+const worthCutting = (headers: Headers) =>
+  headers.encoding === "base64" && (!headers.contentType.startsWith("text/") || headers.disposition === "attachment")
+
+/** Where a body that ends at the line feed `bodyEnd` ends without its CR. */
+const contentEndAt = (source: Buffer, bodyEnd: number) => (source[bodyEnd - 1] === CR ? bodyEnd - 1 : bodyEnd)
 
 /** The base64 leaves under a multipart body that are worth cutting; false when the structure is not plain. */
 const findCuts = (source: Buffer, start: number, end: number, boundary: string, depth: number, cuts: Array<Cut>): boolean => {
@@ -140,25 +164,28 @@ const findCuts = (source: Buffer, start: number, end: number, boundary: string, 
     const lineEnd = source.indexOf(LF, at)
     if (lineEnd < 0 || lineEnd >= end) return false
     const partStart = lineEnd + 1
+    // The part's headers, unless its next delimiter comes before their end (a part with no body).
+    let bodyStart = bodyStartAfter(source, partStart, end)
+    if (bodyStart >= 0 && source.subarray(partStart - 1, bodyStart).indexOf(searchFor) >= 0) bodyStart = -1
+    const headers = bodyStart < 0 ? undefined : readHeaders(source.toString("latin1", partStart, bodyStart))
+    const leaf = headers !== undefined && worthCutting(headers)
+    // Read to its end by the walk that digests it: a large attachment is not also searched for its end.
+    const read = leaf ? readBase64(source, bodyStart, end) : undefined
+    if (read !== undefined) {
+      // Base64 has no '-': the line that ended the part must be the next delimiter.
+      if (read.stop >= end || !isDelimiter(source, read.stop, delimiter)) return false
+      const bodyEnd = read.stop - 1
+      if (bodyEnd - bodyStart >= MIN_PART_BYTES) cuts.push({ start: bodyStart, end: contentEndAt(source, bodyEnd), digest: read.digest })
+      at = read.stop
+      continue
+    }
     const next = source.indexOf(searchFor, partStart)
     if (next < 0 || next >= end) return false
-    const bodyStart = bodyStartAfter(source, partStart, next)
-    if (bodyStart >= 0) {
-      const headers = readHeaders(source.toString("latin1", partStart, bodyStart))
-      if (headers.contentType.startsWith("multipart/")) {
-        if (!headers.boundary || !findCuts(source, bodyStart, next + 1, headers.boundary, depth + 1, cuts)) return false
-      } else if (
-        headers.encoding === "base64" &&
-        next - bodyStart >= MIN_PART_BYTES &&
-        (!headers.contentType.startsWith("text/") || headers.disposition === "attachment")
-      ) {
-        // Base64 has no '-': the part ends at the first line that starts with "--".
-        const bodyEnd = source.indexOf("\n--", bodyStart)
-        if (bodyEnd !== next) return false
-        const contentEnd = source[bodyEnd - 1] === CR ? bodyEnd - 1 : bodyEnd
-        const digest = digestBase64(source, bodyStart, contentEnd)
-        if (digest) cuts.push({ start: bodyStart, end: contentEnd, digest })
-      }
+    if (headers?.contentType.startsWith("multipart/")) {
+      if (!headers.boundary || !findCuts(source, bodyStart, next + 1, headers.boundary, depth + 1, cuts)) return false
+    } else if (leaf && next - bodyStart >= MIN_PART_BYTES && source.indexOf("\n--", bodyStart) !== next) {
+      // Not clean base64, and a line in it starts with "--": not the plain structure it claims.
+      return false
     }
     at = next + 1
   }
