@@ -10,11 +10,13 @@ import { setFlagsFromString } from "node:v8"
  * about 0.2 MB more per further watched mailbox (docs/performance.md). 150% over one mailbox's
  * 40 MB lowered the backlog's peak for a few per cent of pass time; 150% over a thousand mailboxes'
  * 240 MB let the heap grow by 360 MB under load. So the allowance is held near a fixed size, and
- * never under 50%, below which V8 collects too often. 60 MB left the 10,000-mail backlog's peak at
- * 251–272 MB once a cheaper parse made garbage faster; 30 MB (75% over one mailbox) holds it at
- * 232–240 MB for about 9% of pass time (docs/performance.md).
+ * never under 50%, below which V8 collects too often. An allowance of 30 MB once held the
+ * 10,000-mail backlog's peak at 232–240 MB, when 60 MB let it reach 251–272 MB; smaller batches
+ * (IMAP_BATCH_BYTES) have since brought it to 193–202 MB at 30 MB. 60 MB now costs 219–233 MB, and
+ * took a tenth off the pass on the backlog and on small mail on one machine, while two earlier ones
+ * measured no change beyond their swing (docs/performance.md, 2026-12-07).
  */
-const allowanceMb = 30
+const allowanceMb = 60
 const liveMb = (mailboxes: number) => 40 + 0.2 * (mailboxes - 1)
 
 export const heapGrowthPercent = (mailboxes: number): number =>
