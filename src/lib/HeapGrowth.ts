@@ -22,6 +22,16 @@ const liveMb = (mailboxes: number) => 40 + 0.2 * (mailboxes - 1)
 export const heapGrowthPercent = (mailboxes: number): number =>
   Math.round(Math.max(50, (100 * allowanceMb) / liveMb(mailboxes)))
 
+/**
+ * V8 doubles the young generation whenever enough of it survives a scavenge, up to 16 MB a
+ * semi-space, and a pass's batches always look that way: 32 MB of RSS that scavenging never needed.
+ * Kept at its first size (1 MB a semi-space), the 10,000-mail backlog, the small mail and a cold 20 ms
+ * run took as long, at 15–25 MB less peak RSS (docs/performance.md, 2026-12-07). Unlike
+ * --max-semi-space-size, which the Docker image sets, V8 reads this flag each time it would grow the
+ * space, so the process can set it for itself.
+ */
+setFlagsFromString("--semi-space-growth-factor=1")
+
 /** Called again once the number of watched mailboxes is known. */
 export const fitHeapGrowth = (mailboxes: number) => setFlagsFromString(`--heap-growing-percent=${heapGrowthPercent(mailboxes)}`)
 
