@@ -85,7 +85,7 @@ const isDelimiter = (source: Buffer, at: number, delimiter: Buffer): boolean => 
 let scratch = Buffer.allocUnsafe(SLICE_BYTES)
 
 /** What readBase64 found: where the line that ended the body starts, and the body's size and sha256. */
-interface Base64Read {
+export interface Base64Read {
   readonly stop: number
   readonly digest: PartDigest
 }
@@ -98,7 +98,7 @@ interface Base64Read {
  * when the body is anything but clean base64 (a character Node would skip, padding in the middle),
  * so that mailparser's own decoding decides those.
  */
-const readBase64 = (source: Buffer, start: number, end: number): Base64Read | undefined => {
+export const readBase64 = (source: Buffer, start: number, end: number): Base64Read | undefined => {
   const hash = createHash("sha256")
   let size = 0
   let sliceStart = start
@@ -131,12 +131,6 @@ const readBase64 = (source: Buffer, start: number, end: number): Base64Read | un
   }
   if (characters !== 0) return undefined
   return { stop: Math.min(line, end), digest: { size, checksum: hash.digest("hex") } }
-}
-
-/** Size and sha256 of a base64 body from `start` to `end`; undefined unless it is all clean base64. */
-export const digestBase64 = (source: Buffer, start: number, end: number): PartDigest | undefined => {
-  const read = readBase64(source, start, end)
-  return read?.stop === end ? read.digest : undefined
 }
 
 interface Cut {

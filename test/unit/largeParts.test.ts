@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import type { RawMail } from "../../src/mail/Email.js"
-import { digestBase64, elideLargeParts } from "../../src/mail/LargeParts.js"
+import { elideLargeParts, readBase64 } from "../../src/mail/LargeParts.js"
 import { parseRaw, parseRawWhole } from "../../src/mail/ParseMail.js"
 import { generateCorpus } from "../support/corpus.js"
 import { hostileMails, largeAttachmentMail, mail, pseudoRandomBytes } from "../support/mails.js"
@@ -27,11 +27,11 @@ const rewriteBody = (source: Buffer, rewrite: (body: string) => string) => {
   return Buffer.from(text.slice(0, start) + rewrite(text.slice(start, end)) + text.slice(end), "latin1")
 }
 
-describe("digestBase64", () => {
+describe("readBase64", () => {
   it.each([76, 64, 75, 1, 4000])("gives the decoded size and sha256 of base64 in %i-character lines", (width) => {
     const bytes = pseudoRandomBytes(2_500_001, width)
     const body = Buffer.from(lines(bytes.toString("base64"), width))
-    expect(digestBase64(body, 0, body.length)).toEqual({ size: bytes.length, checksum: sha256(bytes) })
+    expect(readBase64(body, 0, body.length)).toEqual({ stop: body.length, digest: { size: bytes.length, checksum: sha256(bytes) } })
   })
 
   it.each([
@@ -41,7 +41,7 @@ describe("digestBase64", () => {
     ["a truncated last group", (b: string) => b.replace(/=*$/, "").slice(0, -1)]
   ])("leaves %s to mailparser", (_, rewrite) => {
     const body = Buffer.from(rewrite(lines(pseudoRandomBytes(100_000, 3).toString("base64"), 76)))
-    expect(digestBase64(body, 0, body.length)).toBeUndefined()
+    expect(readBase64(body, 0, body.length)).toBeUndefined()
   })
 })
 
