@@ -59,10 +59,18 @@ export interface BenchOptions {
   readonly rttMs: number
   /** The mailroom entry point: dist/main.js unless BENCH_MAIN names another build. */
   readonly main: string | undefined
+  /**
+   * Rounds of the small, backlog and 20 ms scenarios: each round runs both loops and then mailroom,
+   * and the targets read the median of the rounds' ratios, so that one slow spell of a shared
+   * machine moves one round, not the verdict.
+   */
+  readonly rounds: number
   readonly mailboxes: MailboxesOptions
 }
 
 export const DEFAULT_COUNTS = { small: 6_000, backlog: 10_000, rtt: 500, replies: 500, idle: 100 } as const
+
+export const DEFAULT_ROUNDS = 3
 
 const flag = (argv: ReadonlyArray<string>, name: string): string | undefined => {
   for (let i = 0; i < argv.length; i++) {
@@ -110,6 +118,7 @@ export const parseOptions = (env: NodeJS.ProcessEnv, argv: ReadonlyArray<string>
     },
     rttMs: wholeNumber(flag(argv, "rtt-ms") ?? env.BENCH_RTT_MS, 20, "BENCH_RTT_MS"),
     main: flag(argv, "main") ?? env.BENCH_MAIN,
+    rounds: setting("rounds", "BENCH_ROUNDS", DEFAULT_ROUNDS),
     mailboxes: {
       count: setting("mailboxes", "BENCH_MAILBOXES", DEFAULT_MAILBOXES.count),
       mails: setting("mailboxes-mails", "BENCH_MAILBOXES_MAILS", DEFAULT_MAILBOXES.mails),

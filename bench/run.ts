@@ -17,7 +17,9 @@
  *
  * Sizes: BENCH_SMALL_COUNT, BENCH_BACKLOG_COUNT (--count), BENCH_RTT_COUNT (--latency-count),
  * BENCH_REPLIES_COUNT, BENCH_IDLE_COUNT, or --small-count N and so on; BENCH_RTT_MS; BENCH_MAIN
- * runs another build's main.js. Prints a table and writes JSON under bench/results/.
+ * runs another build's main.js. BENCH_ROUNDS (--rounds, 3 by default): the small, backlog and 20 ms
+ * scenarios run both loops and mailroom that many times in turn, and the targets read the median of
+ * the rounds' ratios. Prints a table and writes JSON under bench/results/.
  */
 import { spawn } from "node:child_process"
 import { mkdir, readFile, writeFile } from "node:fs/promises"
@@ -40,7 +42,8 @@ import { mailboxesTargets, manyMailboxes } from "./manyMailboxes.js"
 import type { Scenario } from "./options.js"
 import { parseOptions } from "./options.js"
 import { generateSmallCorpus } from "./smallCorpus.js"
-import { freshDir, imageMemorySettings, percentile, sleep } from "./util.js"
+import type { RoundsSummary } from "./util.js"
+import { freshDir, imageMemorySettings, percentile, sleep, summarizeRounds } from "./util.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const shared = sharedBenchDir(root)
@@ -69,6 +72,8 @@ interface Row {
   /** CPU-seconds of the client, PostgreSQL and Dovecot together, per 1,000 mails. */
   readonly cpuPer1k?: number
   readonly cpu?: CpuSeconds
+  /** Which round of its scenario, when the bench runs more than one. */
+  readonly round?: number
 }
 
 interface Target {
@@ -82,6 +87,8 @@ const extra: Record<string, unknown> = {}
 let dovecotPid: number | undefined
 /** The latency proxy while the 20 ms scenario runs: the network's CPU, no party's and no other program's. */
 let proxyPid: number | undefined
+/** The round the rows recorded now belong to (BENCH_ROUNDS); none outside the rounds. */
+let currentRound: number | undefined
 
 const round = (n: number, digits = 2) => Number(n.toFixed(digits))
 
@@ -131,7 +138,8 @@ const record = (
     ...(against.wholeLoop ? { vsWholeLoop: round(msgPerSec / against.wholeLoop) } : {}),
     ...(r.processSeconds !== undefined ? { processSeconds: round(r.processSeconds) } : {}),
     ...(r.peakRssMb ? { peakRssMb: Math.round(r.peakRssMb) } : {}),
-    ...(r.cpu ? { cpuPer1k: perThousand(r.cpu, r.messages), cpu: r.cpu } : {})
+    ...(r.cpu ? { cpuPer1k: perThousand(r.cpu, r.messages), cpu: r.cpu } : {}),
+    ...(currentRound !== undefined ? { round: currentRound } : {})
   }
   rows.push(row)
   const ratios = [
@@ -139,7 +147,7 @@ const record = (
     row.vsWholeLoop !== undefined ? `${row.vsWholeLoop}× whole loop` : "",
     row.peakRssMb !== undefined ? `peak RSS ${row.peakRssMb} MB` : ""
   ].filter((s) => s.length > 0)
-  log(`  ${name}: ${row.msgPerSec} msg/s in ${row.seconds} s (${r.timing})${ratios.length > 0 ? `, ${ratios.join(", ")}` : ""}`)
+  log(`  ${row.round === undefined ? "" : `[round ${row.round}/${options.rounds}] `}${name}: ${row.msgPerSec} msg/s in ${row.seconds} s (${r.timing})${ratios.length > 0 ? `, ${ratios.join(", ")}` : ""}`)
   if (r.cpu) log(cpuLine(r.cpu, r.messages))
   return row
 }
@@ -225,6 +233,34 @@ const withDatabase = async <A>(label: string, use: (url: string) => Promise<A>) 
   }
 }
 
+/**
+ * `body` once per round (BENCH_ROUNDS), its rows marked with the round; then the median of the
+ * rounds' ratios for `name`, printed. Returns the last round's result.
+ */
+const inRounds = async <A>(scenario: Scenario, name: string, body: () => Promise<A>): Promise<A> => {
+  let last: A | undefined
+  for (let r = 1; r <= options.rounds; r++) {
+    currentRound = options.rounds > 1 ? r : undefined
+    try {
+      last = await body()
+    } finally {
+      currentRound = undefined
+    }
+  }
+  const summary = roundsOf(scenario, name)
+  if (summary !== undefined && summary.rounds > 1) log(`  ${name}, median of ${summary.rounds} rounds: ${describeRounds(summary)}`)
+  return last!
+}
+
+const span = (range: readonly [number, number] | undefined) => range === undefined ? "" : ` (${range[0]}–${range[1]})`
+
+const describeRounds = (summary: RoundsSummary) =>
+  [
+    summary.vsFetchOnly !== undefined ? `${summary.vsFetchOnly}× fetch-only${span(summary.vsFetchOnlyRange)}` : "",
+    summary.vsWholeLoop !== undefined ? `${summary.vsWholeLoop}× whole loop${span(summary.vsWholeLoopRange)}` : "",
+    summary.peakRssMb !== undefined ? `peak RSS at most ${summary.peakRssMb} MB` : ""
+  ].filter((part) => part.length > 0).join(", ")
+
 /** Both loops over the mailbox, with the CPU they and the servers used; the mailbox is unread again after. */
 const baselines = async (scenario: Scenario, label: string, box: Mailbox, loaded: { messages: number; bytes: number; uids: ReadonlyArray<number> }, dovecot: Dovecot, user: string) => {
   const fetch = await metered(() => fetchOnly(shared, box, loaded.messages))
@@ -270,10 +306,13 @@ const small = async (dovecot: Dovecot) => {
   })())
   log(`small: both loops and mailroom over ${loaded.messages} mails (${(loaded.bytes / 1e6).toFixed(1)} MB, ${Math.round(loaded.bytes / loaded.messages)} bytes a mail)`)
   const box = { port: dovecot.port, user, password: dovecot.password }
-  const against = await baselines("small", "", box, loaded, dovecot, user)
-  await withDatabase("bench_small", (url) =>
-    mailroomRow("small", "mailroom --once, PostgreSQL", { ...mailboxEnv(dovecot, dovecot.port, user), DATABASE_URL: url }, loaded, against, () =>
-      reload(dovecot, user, loaded.uids)))
+  const name = "mailroom --once, PostgreSQL"
+  await inRounds("small", name, async () => {
+    const against = await baselines("small", "", box, loaded, dovecot, user)
+    await withDatabase("bench_small", (url) =>
+      mailroomRow("small", name, { ...mailboxEnv(dovecot, dovecot.port, user), DATABASE_URL: url }, loaded, against, () =>
+        reload(dovecot, user, loaded.uids)))
+  })
 }
 
 const backlog = async (dovecot: Dovecot) => {
@@ -285,10 +324,15 @@ const backlog = async (dovecot: Dovecot) => {
   })())
   log(`backlog: both loops and mailroom over ${loaded.messages} mails (${(loaded.bytes / 1e6).toFixed(0)} MB)`)
   const box = { port: dovecot.port, user, password: dovecot.password }
-  const against = await baselines("backlog", "", box, loaded, dovecot, user)
   const env = mailboxEnv(dovecot, dovecot.port, user)
   const again = () => reload(dovecot, user, loaded.uids)
-  await withDatabase("bench", (url) => mailroomRow("backlog", "mailroom --once, PostgreSQL", { ...env, DATABASE_URL: url }, loaded, against, again))
+  const name = "mailroom --once, PostgreSQL"
+  // The image's settings and PGlite run once, after the rounds, against the last round's loops.
+  const against = await inRounds("backlog", name, async () => {
+    const loops = await baselines("backlog", "", box, loaded, dovecot, user)
+    await withDatabase("bench", (url) => mailroomRow("backlog", name, { ...env, DATABASE_URL: url }, loaded, loops, again))
+    return loops
+  })
   const image = imageMemorySettings(await readFile(`${root}Dockerfile`, "utf8"))
   // The settings themselves go in the JSON (imageSettings) and the log, not in the table's row name.
   extra.imageSettings = image
@@ -317,10 +361,13 @@ const withLatency = async (dovecot: Dovecot) => {
     await sleep(500)
     log(`rtt: ${rtt} ms round trip, ${loaded.messages} mails, a cold process timed from spawn to exit`)
     const box = { port, user, password: dovecot.password }
-    const against = await baselines("rtt", `, ${rtt} ms RTT`, box, loaded, dovecot, user)
-    await withDatabase("bench_far", (url) =>
-      mailroomRow("rtt", `mailroom --once, PostgreSQL, ${rtt} ms RTT`, { ...mailboxEnv(dovecot, port, user), DATABASE_URL: url }, loaded, against, () =>
-        reload(dovecot, user, loaded.uids), "process"))
+    const name = `mailroom --once, PostgreSQL, ${rtt} ms RTT`
+    await inRounds("rtt", name, async () => {
+      const against = await baselines("rtt", `, ${rtt} ms RTT`, box, loaded, dovecot, user)
+      await withDatabase("bench_far", (url) =>
+        mailroomRow("rtt", name, { ...mailboxEnv(dovecot, port, user), DATABASE_URL: url }, loaded, against, () =>
+          reload(dovecot, user, loaded.uids), "process"))
+    })
   } finally {
     proxy.kill()
     proxyPid = undefined
@@ -473,24 +520,32 @@ const mailboxes = async () => {
   }
 }
 
-const find = (scenario: Scenario, name: string) => rows.find((r) => r.scenario === scenario && r.name.startsWith(name))
+/** Every round's row of `name` as one: the median of their ratios, the highest peak RSS. */
+const roundsOf = (scenario: Scenario, name: string) => summarizeRounds(rows.filter((r) => r.scenario === scenario && r.name === name))
 
 /** The issue's targets, measured (never asserted: the bench exits 0 either way). */
 const targets = (): Array<Target> => {
   const out: Array<Target> = []
-  const plain = (scenario: Scenario) => find(scenario, "mailroom --once, PostgreSQL")
+  const plain = (scenario: Scenario) =>
+    roundsOf(scenario, scenario === "rtt" ? `mailroom --once, PostgreSQL, ${options.rttMs} ms RTT` : "mailroom --once, PostgreSQL")
+  // With rounds, the median and (in brackets) the lowest and highest round.
+  const times = (ratio: number, range: readonly [number, number] | undefined) => `${ratio}×${range !== undefined && range[0] !== range[1] ? span(range) : ""}`
   const s = plain("small")
-  if (s?.vsFetchOnly !== undefined) out.push({ target: "small mail: ≥ 1× the fetch-only loop", measured: `${s.vsFetchOnly}×`, met: s.vsFetchOnly >= 1 })
-  if (s?.vsWholeLoop !== undefined) out.push({ target: "small mail: ≥ 5× the whole loop", measured: `${s.vsWholeLoop}×`, met: s.vsWholeLoop >= 5 })
+  if (s?.vsFetchOnly !== undefined) out.push({ target: "small mail: ≥ 1× the fetch-only loop", measured: times(s.vsFetchOnly, s.vsFetchOnlyRange), met: s.vsFetchOnly >= 1 })
+  if (s?.vsWholeLoop !== undefined) out.push({ target: "small mail: ≥ 5× the whole loop", measured: times(s.vsWholeLoop, s.vsWholeLoopRange), met: s.vsWholeLoop >= 5 })
   const b = plain("backlog")
-  if (b?.vsWholeLoop !== undefined) out.push({ target: "backlog: ≥ 5× the whole loop", measured: `${b.vsWholeLoop}×`, met: b.vsWholeLoop >= 5 })
+  if (b?.vsWholeLoop !== undefined) out.push({ target: "backlog: ≥ 5× the whole loop", measured: times(b.vsWholeLoop, b.vsWholeLoopRange), met: b.vsWholeLoop >= 5 })
   const r = plain("rtt")
   if (r?.vsFetchOnly !== undefined) {
-    out.push({ target: `${options.rttMs} ms RTT, cold process timed whole: ≥ 10× the fetch-only loop`, measured: `${r.vsFetchOnly}×`, met: r.vsFetchOnly >= 10 })
+    out.push({
+      target: `${options.rttMs} ms RTT, cold process timed whole: ≥ 10× the fetch-only loop`,
+      measured: times(r.vsFetchOnly, r.vsFetchOnlyRange),
+      met: r.vsFetchOnly >= 10
+    })
   }
-  for (const row of [s, b]) {
+  for (const [scenario, row] of [["small", s], ["backlog", b]] as const) {
     if (row?.peakRssMb !== undefined) {
-      out.push({ target: `${row.scenario}: peak RSS of node dist/main.js < 256 MB`, measured: `${row.peakRssMb} MB`, met: row.peakRssMb < 256 })
+      out.push({ target: `${scenario}: peak RSS of node dist/main.js < 256 MB`, measured: `${row.peakRssMb} MB`, met: row.peakRssMb < 256 })
     }
   }
   const replied = extra.replies as { repliesPerSec: number } | undefined
@@ -539,6 +594,7 @@ const run = async () => {
   }
   if (rows.length > 0) console.table(rows.map((r) => ({
     scenario: r.scenario,
+    round: r.round ?? "",
     row: r.name,
     mails: r.messages,
     seconds: r.seconds,
@@ -564,6 +620,7 @@ const run = async () => {
     only: [...options.only],
     counts: options.counts,
     rttMs: options.rttMs,
+    rounds: options.rounds,
     ...(options.only.has("mailboxes") ? { mailboxesOptions } : {}),
     main,
     cpuScope: {

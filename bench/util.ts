@@ -24,3 +24,43 @@ export const imageMemorySettings = (dockerfile: string): Record<string, string> 
   }
   return settings
 }
+
+export const median = (values: ReadonlyArray<number>): number | undefined => {
+  if (values.length === 0) return undefined
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+export interface RoundRatios {
+  readonly vsFetchOnly?: number
+  readonly vsWholeLoop?: number
+  readonly peakRssMb?: number
+}
+
+export interface RoundsSummary extends RoundRatios {
+  readonly rounds: number
+  /** Lowest and highest of the rounds' own ratios. */
+  readonly vsFetchOnlyRange?: readonly [number, number]
+  readonly vsWholeLoopRange?: readonly [number, number]
+}
+
+/**
+ * A row's rounds as the targets read them. Each round's ratio sets mailroom against the loops run
+ * just before it, so a slow spell of the machine moves both sides of one ratio; the median of those
+ * ratios, not a ratio of medians. The peak RSS is the highest any round reached.
+ */
+export const summarizeRounds = (rows: ReadonlyArray<RoundRatios>): RoundsSummary | undefined => {
+  if (rows.length === 0) return undefined
+  const ratios = (pick: (row: RoundRatios) => number | undefined) => rows.map(pick).filter((n): n is number => n !== undefined)
+  const fetchOnly = ratios((row) => row.vsFetchOnly)
+  const wholeLoop = ratios((row) => row.vsWholeLoop)
+  const rss = ratios((row) => row.peakRssMb)
+  const two = (n: number) => Number(n.toFixed(2))
+  return {
+    rounds: rows.length,
+    ...(fetchOnly.length > 0 ? { vsFetchOnly: two(median(fetchOnly)!), vsFetchOnlyRange: [Math.min(...fetchOnly), Math.max(...fetchOnly)] as const } : {}),
+    ...(wholeLoop.length > 0 ? { vsWholeLoop: two(median(wholeLoop)!), vsWholeLoopRange: [Math.min(...wholeLoop), Math.max(...wholeLoop)] as const } : {}),
+    ...(rss.length > 0 ? { peakRssMb: Math.max(...rss) } : {})
+  }
+}

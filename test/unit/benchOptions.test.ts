@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { parseFetchOnly, parseWholeLoop } from "../../bench/baselines.js"
-import { DEFAULT_COUNTS, DEFAULT_MAILBOXES, parseOnly, parseOptions, SCENARIOS } from "../../bench/options.js"
+import { DEFAULT_COUNTS, DEFAULT_MAILBOXES, DEFAULT_ROUNDS, parseOnly, parseOptions, SCENARIOS } from "../../bench/options.js"
 
 describe("the benchmark's options", () => {
   it("runs every scenario at its default size when nothing is set", () => {
@@ -9,6 +9,14 @@ describe("the benchmark's options", () => {
     expect(options.counts).toEqual(DEFAULT_COUNTS)
     expect(options.rttMs).toBe(20)
     expect(options.main).toBeUndefined()
+    expect(options.rounds).toBe(DEFAULT_ROUNDS)
+  })
+
+  it("takes the rounds from BENCH_ROUNDS or --rounds, and refuses fewer than one", () => {
+    expect(parseOptions({ BENCH_ROUNDS: "1" }, []).rounds).toBe(1)
+    expect(parseOptions({ BENCH_ROUNDS: "1" }, ["--rounds", "5"]).rounds).toBe(5)
+    expect(() => parseOptions({ BENCH_ROUNDS: "0" }, [])).toThrow(/BENCH_ROUNDS/)
+    expect(() => parseOptions({}, ["--rounds=two"])).toThrow(/--rounds/)
   })
 
   it("takes scenarios and sizes from the environment, and flags over it", () => {
