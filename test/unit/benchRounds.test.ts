@@ -8,7 +8,7 @@ describe("the benchmark's rounds", () => {
     expect(median([4, 1, 3, 2])).toBe(2.5)
   })
 
-  it("reads the median of the rounds' own ratios, not a ratio of medians, and the highest peak", () => {
+  it("reads the median of the rounds' own ratios, with their lowest and highest, and the highest peak", () => {
     // Round 2 hit a slow spell: the loops ran slow beside it, so its ratios are high; the median keeps to the others.
     const summary = summarizeRounds([
       { vsFetchOnly: 0.9, vsWholeLoop: 4.2, peakRssMb: 190 },
