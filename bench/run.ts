@@ -92,6 +92,10 @@ let currentRound: number | undefined
 
 const round = (n: number, digits = 2) => Number(n.toFixed(digits))
 
+/** The mailroom row each scenario's targets read: its rounds are summarized under this name. */
+const plainRow = (scenario: Scenario) =>
+  scenario === "rtt" ? `mailroom --once, PostgreSQL, ${options.rttMs} ms RTT` : "mailroom --once, PostgreSQL"
+
 const rate = (result: BaselineResult) => result.messages / result.seconds
 
 /** Runs `body` while counting CPU, and prints the count after the scenario's own line. */
@@ -306,7 +310,7 @@ const small = async (dovecot: Dovecot) => {
   })())
   log(`small: both loops and mailroom over ${loaded.messages} mails (${(loaded.bytes / 1e6).toFixed(1)} MB, ${Math.round(loaded.bytes / loaded.messages)} bytes a mail)`)
   const box = { port: dovecot.port, user, password: dovecot.password }
-  const name = "mailroom --once, PostgreSQL"
+  const name = plainRow("small")
   await inRounds("small", name, async () => {
     const against = await baselines("small", "", box, loaded, dovecot, user)
     await withDatabase("bench_small", (url) =>
@@ -326,7 +330,7 @@ const backlog = async (dovecot: Dovecot) => {
   const box = { port: dovecot.port, user, password: dovecot.password }
   const env = mailboxEnv(dovecot, dovecot.port, user)
   const again = () => reload(dovecot, user, loaded.uids)
-  const name = "mailroom --once, PostgreSQL"
+  const name = plainRow("backlog")
   // The image's settings and PGlite run once, after the rounds, against the last round's loops.
   const against = await inRounds("backlog", name, async () => {
     const loops = await baselines("backlog", "", box, loaded, dovecot, user)
@@ -361,7 +365,7 @@ const withLatency = async (dovecot: Dovecot) => {
     await sleep(500)
     log(`rtt: ${rtt} ms round trip, ${loaded.messages} mails, a cold process timed from spawn to exit`)
     const box = { port, user, password: dovecot.password }
-    const name = `mailroom --once, PostgreSQL, ${rtt} ms RTT`
+    const name = plainRow("rtt")
     await inRounds("rtt", name, async () => {
       const against = await baselines("rtt", `, ${rtt} ms RTT`, box, loaded, dovecot, user)
       await withDatabase("bench_far", (url) =>
@@ -526,8 +530,7 @@ const roundsOf = (scenario: Scenario, name: string) => summarizeRounds(rows.filt
 /** The issue's targets, measured (never asserted: the bench exits 0 either way). */
 const targets = (): Array<Target> => {
   const out: Array<Target> = []
-  const plain = (scenario: Scenario) =>
-    roundsOf(scenario, scenario === "rtt" ? `mailroom --once, PostgreSQL, ${options.rttMs} ms RTT` : "mailroom --once, PostgreSQL")
+  const plain = (scenario: Scenario) => roundsOf(scenario, plainRow(scenario))
   // With rounds, the median and (in brackets) the lowest and highest round.
   const times = (ratio: number, range: readonly [number, number] | undefined) => `${ratio}×${range !== undefined && range[0] !== range[1] ? span(range) : ""}`
   const s = plain("small")

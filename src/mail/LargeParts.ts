@@ -85,7 +85,7 @@ const isDelimiter = (source: Buffer, at: number, delimiter: Buffer): boolean => 
 let scratch = Buffer.allocUnsafe(SLICE_BYTES)
 
 /** What readBase64 found: where the line that ended the body starts, and the body's size and sha256. */
-export interface Base64Read {
+interface Base64Read {
   readonly stop: number
   readonly digest: PartDigest
 }
