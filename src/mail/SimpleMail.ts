@@ -1,16 +1,18 @@
 /**
  * A fast path for the commonest support mail: one text/plain part, or a text/plain and a text/html
- * part as alternatives, in UTF-8 or ASCII. mailparser reads every mail as a tree of streams, a few
+ * part as alternatives, in UTF-8 or ASCII, alone or first in a multipart/mixed whose other parts are
+ * all attachments (a screenshot, a log file). mailparser reads every mail as a tree of streams, a few
  * event-loop turns and a dozen stream objects per mail; for small mail that was most of the per-mail
  * cost (docs/performance.md). This reads such a mail with the very pieces mailparser reads it with
  * (mailsplit's header block and MIME node, libmime's header decoding, mailparser's own address
  * parser and libbase64; quoted-printable as libqp decodes it), in one synchronous call.
  *
- * Whatever is not plainly that shape, or is over 1 MB (other multiparts, nesting, another charset,
- * format=flowed, an attachment, an oversized or odd header block, base64 that a stream could split
- * differently) returns undefined, and mailparser reads the mail as before. The unit test `simpleMail.test.ts`
+ * Whatever is not plainly that shape, or is over 1 MB (other multiparts, deeper nesting, another
+ * charset, format=flowed, a text part after the first, a forwarded mail, an oversized or odd header
+ * block, base64 that a stream could split differently) returns undefined, and mailparser reads the mail as before. The unit test `simpleMail.test.ts`
  * holds both readers to the same result over generated, real-world and hostile mail.
  */
+import { createHash } from "node:crypto"
 import mailsplit from "@zone-eu/mailsplit"
 import libbase64 from "libbase64"
 import libmime from "libmime"
@@ -18,7 +20,7 @@ import { parseAddressHeader } from "mailparser"
 import type { AddressObject, HeaderLines } from "mailparser"
 import { decodeQuotedPrintable } from "./QuotedPrintable.js"
 import { boundedMemo } from "../lib/BoundedMemo.js"
-import type { ReadMail } from "./ReadMail.js"
+import type { ReadAttachment, ReadMail } from "./ReadMail.js"
 
 /** mailsplit refuses a header block over 1 MB; far below that, mailparser is left to judge. */
 const maxHeaderBytes = 64 * 1024
@@ -154,12 +156,12 @@ const textOf = (node: MimeNode, body: Buffer, type: "text/plain" | "text/html"):
 }
 
 /**
- * The two parts of a multipart/alternative body when it is plainly two parts: each delimiter line
- * exactly `--boundary` (or `--boundary--` to close), no other line starting with it (mailsplit also
- * reads trailing blanks and CR runs there, and delimiters in the epilogue), and the line break in
- * front of a delimiter belonging to the delimiter.
+ * The parts of a multipart body when it is plainly split: each delimiter line exactly `--boundary`
+ * (or `--boundary--` to close), no other line starting with it (mailsplit also reads trailing blanks
+ * and CR runs there, and delimiters in the epilogue), and the line break in front of a delimiter
+ * belonging to the delimiter.
  */
-const twoParts = (body: Buffer, boundary: string): [Buffer, Buffer] | undefined => {
+const partsOf = (body: Buffer, boundary: string): Array<Buffer> | undefined => {
   const open = `--${boundary}`
   const close = `${open}--`
   const starts: Array<number> = []
@@ -178,27 +180,77 @@ const twoParts = (body: Buffer, boundary: string): [Buffer, Buffer] | undefined 
     }
     line = stop + 1
   }
-  if (!closed || starts.length !== 2 || ends.length !== 2) return undefined
-  return [body.subarray(starts[0]!, ends[0]!), body.subarray(starts[1]!, ends[1]!)]
+  if (!closed || starts.length === 0 || starts.length !== ends.length) return undefined
+  return starts.map((start, i) => body.subarray(start, ends[i]!))
+}
+
+/** A multipart node's parts, each with its header block read; undefined when any is not plainly there. */
+const childrenOf = (node: MimeNode, body: Buffer) => {
+  if (node._boundary === false) return undefined
+  const nodes = partsOf(body, node._boundary.toString("latin1"))?.map((part) => nodeOf(node, part))
+  // mailsplit reports a part whose whole body is a line break as that line break: left to it.
+  if (nodes === undefined || nodes.some((part) => part === undefined || part.body.length === 0)) return undefined
+  return nodes as Array<NonNullable<typeof nodes[number]>>
+}
+
+interface Content {
+  readonly text: string | undefined
+  readonly html: string | undefined
+  readonly attachments?: ReadonlyArray<ReadAttachment>
 }
 
 /** Text and HTML of a multipart/alternative of exactly a text/plain and a text/html part. */
-const alternative = (root: MimeNode, body: Buffer): { readonly text: string | undefined; readonly html: string | undefined } | undefined => {
-  if (root._boundary === false) return undefined
-  const parts = twoParts(body, root._boundary.toString("latin1"))
-  const nodes = parts?.map((part) => nodeOf(root, part))
-  // mailsplit reports a part whose whole body is a line break as that line break: left to it.
-  if (nodes === undefined || nodes.some((part) => part === undefined || part.body.length === 0)) return undefined
-  const [first, second] = nodes as [NonNullable<typeof nodes[0]>, NonNullable<typeof nodes[1]>]
+const alternative = (root: MimeNode, body: Buffer): Content | undefined => {
+  const nodes = childrenOf(root, body)
+  if (nodes === undefined || nodes.length !== 2) return undefined
+  const [first, second] = nodes as [typeof nodes[0], typeof nodes[0]]
   const [plain, html] = first.node.contentType === "text/plain" ? [first, second] : [second, first]
   const text = textOf(plain.node, plain.body, "text/plain")
   const markup = textOf(html.node, html.body, "text/html")
   return text && markup ? { text: text.content, html: markup.content } : undefined
 }
 
-const single = (root: MimeNode, body: Buffer) => {
+const single = (root: MimeNode, body: Buffer): Content | undefined => {
   const text = textOf(root, body, "text/plain")
   return text && { text: text.content, html: undefined }
+}
+
+/** The types mailparser reads into the text when inline (its textTypes, delivery reports not kept). */
+const textTypes = ["text/plain", "text/html", "message/delivery-status"]
+
+/**
+ * A leaf that mailparser would hand out as an attachment, with the size and SHA-256 of its decoded
+ * bytes and the type and filename it gives it (its createNode and processChunk); undefined for one
+ * it would read into the text, a forwarded mail, or a nested multipart.
+ */
+const attachmentOf = (node: MimeNode, body: Buffer): ReadAttachment | undefined => {
+  const type = node.contentType
+  if (type === false || type.startsWith("multipart/") || type.startsWith("message/")) return undefined
+  const given = node.disposition
+  const disposition = given && given !== "attachment" && given !== "inline" ? "attachment" : given || (textTypes.includes(type) ? "inline" : "attachment")
+  if (textTypes.includes(type) && disposition === "inline") return undefined
+  const bytes = decodeBody(node.encoding, body)
+  if (bytes === undefined) return undefined
+  const contentType = type === "application/octet-stream" && node.filename
+    ? libmime.detectMimeType(node.filename) || type
+    : type
+  return {
+    ...(node.filename ? { filename: node.filename } : {}),
+    contentType,
+    size: bytes.length,
+    checksum: createHash("sha256").update(bytes).digest("hex")
+  }
+}
+
+/** A multipart/mixed of a text part (or text and HTML alternatives) first, and attachments after it. */
+const mixed = (root: MimeNode, body: Buffer): Content | undefined => {
+  const nodes = childrenOf(root, body)
+  if (nodes === undefined) return undefined
+  const [first, ...rest] = nodes as [typeof nodes[0], ...typeof nodes]
+  const content = first.node.contentType === "multipart/alternative" ? alternative(first.node, first.body) : single(first.node, first.body)
+  const attachments = rest.map((part) => attachmentOf(part.node, part.body))
+  if (content === undefined || attachments.some((attachment) => attachment === undefined)) return undefined
+  return { ...content, attachments: attachments as Array<ReadAttachment> }
 }
 
 /** The mail read without mailparser's streams, or undefined when it is not plainly UTF-8 text (and HTML). */
@@ -206,7 +258,12 @@ export const readSimple = (source: Buffer): ReadMail | undefined => {
   if (source.length > maxMailBytes) return undefined
   const root = nodeOf(false, source)
   if (root === undefined || root.node.headers === false) return undefined
-  const content = root.node.contentType === "multipart/alternative" ? alternative(root.node, root.body) : single(root.node, root.body)
+  const type = root.node.contentType
+  const content = type === "multipart/alternative"
+    ? alternative(root.node, root.body)
+    : type === "multipart/mixed"
+    ? mixed(root.node, root.body)
+    : single(root.node, root.body)
   if (content === undefined) return undefined
   const lines = root.node.headers.getList()
   const fields = readFields(lines)
@@ -223,6 +280,6 @@ export const readSimple = (source: Buffer): ReadMail | undefined => {
     references: field<string | Array<string>>("references"),
     text: content.text,
     html: content.html,
-    attachments: []
+    attachments: content.attachments ?? []
   }
 }
