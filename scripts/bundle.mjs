@@ -6,6 +6,7 @@ import { readFileSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { build } from "esbuild"
+import { fetchAnswerFormat } from "./fetchAnswerFormat.mjs"
 
 const requireHere = createRequire(import.meta.url)
 
@@ -200,7 +201,7 @@ await build({
   platform: "node",
   target: "node20",
   sourcemap: "linked",
-  plugins: [oneCopy, rarelyUsed, lazyCliParsers, nodeOnlyPg, presizedBind, compiledConvert, plainWithInitialResponse, externalPackages],
+  plugins: [oneCopy, rarelyUsed, lazyCliParsers, nodeOnlyPg, presizedBind, compiledConvert, plainWithInitialResponse, fetchAnswerFormat, externalPackages],
   logLevel: "warning",
   banner: { js: requireInScope }
 })

@@ -171,19 +171,29 @@ const openRoot = (sql: SqlClient.SqlClient, configured: Option.Option<Redacted.R
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const { idKey, wrapKey } = yield* openRoot(sql, yield* secretKey)
-  const unwrap = (row: { readonly id: string; readonly key: Uint8Array }) => {
-    const key = decrypt(wrapKey, row.key, row.id)
+  const unwrapOnce = (id: string, wrapped: Uint8Array) => {
+    const key = decrypt(wrapKey, wrapped, id)
     // openRoot checked the wrapping key: a key that does not unwrap was altered in the table.
-    if (key === undefined) throw new Error(`customer key ${row.id} does not unwrap: the customer_keys row was altered`)
+    if (key === undefined) throw new Error(`customer key ${id} does not unwrap: the customer_keys row was altered`)
     return key
   }
+  // Every commit reads its senders' wrapped keys again, and customers write again: the same row id
+  // and wrapped bytes always open to the same key, so the opened key is kept (an AES-GCM open per
+  // sender and batch was a per cent of a small pass). Only the bytes just read from the table are
+  // looked up: a key `destroy` erased is never read back, so a kept copy is never used again.
+  const unwrapHex = boundedMemo({ entries: 10_000, longestKey: 200 }, (idAndHex) => {
+    const at = idAndHex.indexOf(":")
+    return unwrapOnce(idAndHex.slice(0, at), Buffer.from(idAndHex.slice(at + 1), "hex"))
+  })
+  const unwrap = (row: { readonly id: string; readonly key: Uint8Array }) =>
+    unwrapHex(`${row.id}:${Buffer.from(row.key.buffer, row.key.byteOffset, row.key.byteLength).toString("hex")}`)
 
   const keysFor = (customerIds: ReadonlyArray<string>, read?: KeysRead) =>
     Effect.gen(function*() {
       const keys = new Map<string, DataKey>()
       const wanted = new Set(customerIds)
       for (const [id, customerId, wrapped] of read?.rows ?? []) {
-        if (wanted.has(customerId)) keys.set(customerId, { id, key: unwrap({ id, key: Buffer.from(wrapped, "hex") }) })
+        if (wanted.has(customerId)) keys.set(customerId, { id, key: unwrapHex(`${id}:${wrapped}`) })
       }
       const unread = customerIds.filter((id) => !read?.customers.has(id))
       if (unread.length > 0) {
