@@ -64,9 +64,10 @@ const fromRow = (row: CursorRow): Cursor => ({
  * Moves a cursor's last UID up, only under the UIDVALIDITY the caller read mail under; returns the
  * mailbox when it did. A statement of its own, or a clause of the commit that records the batch.
  */
-export const advanceStatement = (sql: SqlClient.SqlClient, mailbox: string, uidValidity: number, lastUid: number) =>
+export const advanceStatement = (sql: SqlClient.SqlClient, mailbox: string, uidValidity: number, lastUid: number, seenUid?: number) =>
   sql<{ readonly mailbox: string }>`
-    UPDATE cursors SET last_uid = GREATEST(last_uid, ${lastUid}), updated_at = now()
+    UPDATE cursors SET last_uid = GREATEST(last_uid, ${lastUid}),
+      ${seenUid === undefined ? sql.literal("") : sql`seen_uid = GREATEST(seen_uid, ${seenUid}),`} updated_at = now()
     WHERE mailbox = ${mailbox} AND uidvalidity = ${uidValidity}
     RETURNING mailbox
   `

@@ -17,7 +17,7 @@ export class MemoryMailbox {
   uidValidity = 1
   private nextUid = 1
   readonly messages: Array<{ uid: number; source: Buffer; seen: boolean }> = []
-  readonly failures: Array<{ readonly command: MemoryCommand; readonly error: ImapError }> = []
+  readonly failures: Array<{ readonly command: MemoryCommand; readonly error: ImapError; after: number }> = []
   /** Other folders, e.g. the sent folder that findByMessageId searches. */
   readonly folders = new Map<string, Array<Buffer>>()
   /** The folders the server marks as special-use (RFC 6154), by their use: Gmail's names unless a test says otherwise. */
@@ -58,15 +58,21 @@ export class MemoryMailbox {
     this.folders.set(folder, [...(this.folders.get(folder) ?? []), Buffer.from(source)])
   }
 
-  failNext(command: MemoryCommand, error: ImapError): void {
-    this.failures.push({ command, error })
+  /** The next `command` fails with `error`; with `after`, the one after that many more have succeeded. */
+  failNext(command: MemoryCommand, error: ImapError, options: { readonly after?: number } = {}): void {
+    this.failures.push({ command, error, after: options.after ?? 0 })
   }
 
   private fail(command: MemoryCommand): Effect.Effect<void, ImapError> {
     const index = this.failures.findIndex((f) => f.command === command)
     if (index < 0) return Effect.void
-    const [failure] = this.failures.splice(index, 1)
-    return Effect.fail(failure!.error)
+    const failure = this.failures[index]!
+    if (failure.after > 0) {
+      failure.after -= 1
+      return Effect.void
+    }
+    this.failures.splice(index, 1)
+    return Effect.fail(failure.error)
   }
 
   /** UID SEARCH HEADER as a server does it: the header's value holds `value` (a UID is the mail's place in the folder). */

@@ -31,6 +31,12 @@ export interface Batch {
    * Absent for mail that comes from no cursor (an import); its `uid` is then its position in the source.
    */
   readonly cursorTo?: number
+  /**
+   * \Seen is stored up to here (a pass's earlier batches): the cursor's seen_uid moves with this
+   * commit, rather than in a statement of its own that would wait for this transaction's lock on
+   * the cursor row. Only with `cursorTo`.
+   */
+  readonly seenTo?: number
 }
 
 export interface Committed {
@@ -124,7 +130,7 @@ const makeSql = Effect.gen(function*() {
         const highest = uids.reduce((high, uid) => Math.max(high, uid), -1)
         const knownNow = knownQuery(sql, batch.items, customerId)
         const [found] = yield* sql<KnownRows & { readonly moved: boolean; readonly recorded: ReadonlyArray<string> }>`
-          ${batch.cursorTo === undefined ? sql.literal("") : sql`WITH advanced AS (${advanceStatement(sql, batch.mailbox, batch.uidValidity, batch.cursorTo)})`}
+          ${batch.cursorTo === undefined ? sql.literal("") : sql`WITH advanced AS (${advanceStatement(sql, batch.mailbox, batch.uidValidity, batch.cursorTo, batch.seenTo)})`}
           SELECT ${batch.cursorTo === undefined ? sql.literal("false") : sql.literal("NOT EXISTS (SELECT 1 FROM advanced)")} AS moved,
             ARRAY(SELECT uid::text FROM events WHERE mailbox = ${batch.mailbox} AND uidvalidity = ${batch.uidValidity}
               AND uid BETWEEN ${lowest} AND ${highest} AND uid = ANY(${uids})
@@ -231,6 +237,7 @@ const makeMemory = Effect.gen(function*() {
           if (batch.cursorTo !== undefined && !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))) {
             return yield* new CursorMoved({ mailbox: batch.mailbox })
           }
+          if (batch.seenTo !== undefined) yield* state.markSeen(batch.mailbox, batch.uidValidity, batch.seenTo)
           yield* append(intakeEvents(batch, decisions, new Date()))
           return { decisions, alreadyRecorded: batch.items.filter((i) => recorded.has(i.uid)).map((i) => i.uid) }
         })

@@ -163,7 +163,7 @@ describe("Intake", () => {
     })
   })
 
-  it.effect("a second pass adds nothing", () => {
+  it.effect("a second pass adds nothing; after a pass of several batches the cursor's seen_uid is its last mail", () => {
     const mailbox = new MemoryMailbox()
     for (let i = 0; i < 30; i++) mailbox.append(mail())
     return withMailbox(mailbox, { IMAP_BATCH_SIZE: "7" }, Effect.gen(function*() {
@@ -173,6 +173,11 @@ describe("Intake", () => {
       expect((yield* events).length).toBe(before)
       const cursor = yield* Effect.flatMap(StateStore, (s) => s.cursor("INBOX"))
       expect(cursor._tag === "Some" && cursor.value.lastUid).toBe(30)
+      // Five more batches, past the first start's backfill: the last \Seen is written down after them, not by a commit.
+      for (let i = 0; i < 30; i++) mailbox.append(mail())
+      expect((yield* once).received).toBe(30)
+      const after = yield* Effect.flatMap(StateStore, (s) => s.cursor("INBOX"))
+      expect(after._tag === "Some" && after.value.seenUid).toBe(60)
     }))
   })
 
@@ -200,6 +205,26 @@ describe("Intake", () => {
       expect(retry.found).toBe(0)
       expect((yield* events).length).toBe(2)
       expect(uids.every((uid) => mailbox.isSeen(uid))).toBe(true)
+    }))
+  })
+
+  it.effect("over several batches, the cursor's seen_uid follows the \\Seen stored, never ahead of it, and a pass cut short is made good by the next", () => {
+    const mailbox = new MemoryMailbox()
+    const uids = Array.from({ length: 30 }, () => mailbox.append(mail()))
+    // The third batch's \Seen fails: the first two batches' mail is flagged, the rest is recorded only.
+    mailbox.failNext("markSeen", new ConnectionLost({ host: "test", reason: "cut" }), { after: 2 })
+    const seenUid = Effect.flatMap(StateStore, (s) => s.cursor("INBOX")).pipe(Effect.map((c) => Option.getOrThrow(c).seenUid))
+    return withMailbox(mailbox, { IMAP_BATCH_SIZE: "7" }, Effect.gen(function*() {
+      expect((yield* Effect.either(once))._tag).toBe("Left")
+      const cut = yield* seenUid
+      expect(cut).toBe(14)
+      expect(uids.filter((uid) => mailbox.isSeen(uid))).toEqual(uids.slice(0, 14))
+      // Recorded beyond what is flagged: the next pass stores the rest, and seen_uid reaches the end.
+      const recorded = (yield* events).length
+      expect(recorded).toBeGreaterThan(14)
+      expect((yield* once).found).toBe(30 - recorded)
+      expect(uids.every((uid) => mailbox.isSeen(uid))).toBe(true)
+      expect(yield* seenUid).toBe(30)
     }))
   })
 
