@@ -9,8 +9,9 @@
  *
  * Whatever is not plainly that shape, or is over 1 MB (other multiparts, deeper nesting, another
  * charset, format=flowed, a text part after the first, a forwarded mail, an oversized or odd header
- * block, base64 that a stream could split differently) returns undefined, and mailparser reads the mail as before. The unit test `simpleMail.test.ts`
- * holds both readers to the same result over generated, real-world and hostile mail.
+ * block, base64 that a stream could split differently) returns undefined, and mailparser reads the
+ * mail as before. The unit test `simpleMail.test.ts` holds both readers to the same result over
+ * generated, real-world and hostile mail.
  */
 import { createHash } from "node:crypto"
 import mailsplit from "@zone-eu/mailsplit"

@@ -237,7 +237,7 @@ const makeMemory = Effect.gen(function*() {
           if (batch.cursorTo !== undefined && !(yield* state.advance(batch.mailbox, batch.uidValidity, batch.cursorTo))) {
             return yield* new CursorMoved({ mailbox: batch.mailbox })
           }
-          if (batch.seenTo !== undefined) yield* state.markSeen(batch.mailbox, batch.uidValidity, batch.seenTo)
+          if (batch.cursorTo !== undefined && batch.seenTo !== undefined) yield* state.markSeen(batch.mailbox, batch.uidValidity, batch.seenTo)
           yield* append(intakeEvents(batch, decisions, new Date()))
           return { decisions, alreadyRecorded: batch.items.filter((i) => recorded.has(i.uid)).map((i) => i.uid) }
         })

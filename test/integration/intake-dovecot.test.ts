@@ -208,6 +208,10 @@ layer(DovecotAndPostgres, { excludeTestServices: true })("kill -9 in the middle 
         await exited
         const partial = await count(db.url)
         expect(partial).toBeLessThan(uids.length)
+        // The cursor's seen_uid (moved by the commits and after the last \Seen) is never ahead of the flags.
+        const [cursor] = await query<{ seen_uid: string }>(db.url, "SELECT seen_uid FROM cursors")
+        const flagged = await dovecot.flags()
+        expect(uids.filter((uid) => uid <= Number(cursor!.seen_uid)).every((uid) => flagged.get(uid)?.has("\\Seen"))).toBe(true)
 
         // The rest through parser workers, a batch to each in one message (PARSER_THREADS is 0 on 2 cores).
         const rerun = await runCli(["--once"], { ...env, PARSER_THREADS: "2" })
