@@ -253,10 +253,6 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         }
       })
 
-    /** \Seen once recorded; the cursor's seen_uid follows, so that repairSeen redoes what a crash cut off. */
-    const markSeen = (session: ImapSession, cursor: Cursor, uids: ReadonlyArray<number>, upTo: number) =>
-      session.markSeen(uids).pipe(Effect.zipRight(state.markSeen(mailbox, cursor.uidValidity, upTo)))
-
     const pass = Effect.fn("Intake.pass")(function*(session: ImapSession) {
       const status = yield* session.open(folder)
       yield* session.hold(folder)
@@ -280,10 +276,10 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
           Effect.flatMap((raws) => readAll(raws, span)),
           Effect.map((mails) => ({ batch, mails }))
         )
-      // Over several batches the cursor's seen_uid moves in the next commit, up to the \Seen stored
-      // by then, and once at the end: an UPDATE of its own after each \Seen waited for the next
-      // commit's lock on the cursor row (about 3% of a small pass). What a crash leaves behind it,
-      // repairSeen stores again.
+      // \Seen once recorded; the cursor's seen_uid follows, so that repairSeen redoes what a crash cut
+      // off. Over several batches it moves in the next commit, up to the \Seen stored by then, and
+      // once at the end: an UPDATE of its own after each \Seen waited for the next commit's lock on
+      // the cursor row (about 3% of a small pass).
       const seenSoFar = yield* Ref.make(0)
       const flushSeen = Effect.flatMap(Ref.get(seenSoFar), (upTo) => upTo > 0 ? state.markSeen(mailbox, cursor.uidValidity, upTo) : Effect.void)
       // A shutdown signal lets the commit in flight finish; a \Seen it cuts off, repairSeen redoes.
@@ -297,20 +293,19 @@ export class Intake extends Effect.Service<Intake>()("mailroom/Intake", {
         )
       // One batch (most passes on IDLE news: a mail or two) has nothing to overlap, and a stream's
       // machinery costs thousands of runtime steps a pass: a thousand mailboxes' passes feel it.
-      const summary = batches.length <= 1
-        ? yield* Effect.forEach(batches, (batch) =>
-          fetchAndRead(batch).pipe(
-            Effect.flatMap(record),
-            Effect.flatMap(({ seen, seenUpTo, summary }) => Effect.uninterruptible(markSeen(session, cursor, seen, seenUpTo)).pipe(Effect.as(summary)))
-          )).pipe(Effect.map((summaries) => summaries.reduce(addSummaries, emptySummary)))
-        : yield* Stream.fromIterable(batches).pipe(
+      const summary = yield* (batches.length <= 1
+        ? Effect.forEach(batches, (batch) => fetchAndRead(batch).pipe(Effect.flatMap(record), Effect.flatMap(flag))).pipe(
+          Effect.map((summaries) => summaries.reduce(addSummaries, emptySummary))
+        )
+        : Stream.fromIterable(batches).pipe(
           Stream.mapEffect(fetchAndRead),
           Stream.buffer({ capacity: 1 }),
           Stream.mapEffect(record),
           // UID STORE waits behind the next batch's FETCH on the one connection: the next commit need not.
           Stream.buffer({ capacity: 1 }),
           Stream.mapEffect(flag),
-          Stream.runFold(emptySummary, addSummaries),
+          Stream.runFold(emptySummary, addSummaries)
+        )).pipe(
           Effect.tap(() => flushSeen),
           // Cut short, the \Seen stored so far is still written down where it can be; else repairSeen stores it again.
           Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(flushSeen))
