@@ -157,7 +157,13 @@ const textOf = (node: MimeNode, body: Buffer, type: "text/plain" | "text/html"):
 }
 
 /**
- * The parts of a multipart body when it is plainly split: each delimiter line exactly `--boundary`
+ * Support mail carries a few attachments. A mail of thousands of tiny parts, still under 1 MB, took
+ * the fast path 130–250 ms in one synchronous call: it goes to mailparser, which yields between them.
+ */
+const maxParts = 32
+
+/**
+ * The parts of a multipart body when it is plainly split (and no more than maxParts): each delimiter line exactly `--boundary`
  * (or `--boundary--` to close), no other line starting with it (mailsplit also reads trailing blanks
  * and CR runs there, and delimiters in the epilogue), and the line break in front of a delimiter
  * belonging to the delimiter.
@@ -177,7 +183,7 @@ const partsOf = (body: Buffer, boundary: string): Array<Buffer> | undefined => {
       // The line break in front of the delimiter (CRLF or LF) is the delimiter's, not the part's.
       if (starts.length > 0) ends.push(line - (body[line - 2] === 0x0d ? 2 : 1))
       if (text === close) closed = true
-      else starts.push(next < 0 ? body.length : next + 1)
+      else if (starts.push(next < 0 ? body.length : next + 1) > maxParts) return undefined
     }
     line = stop + 1
   }

@@ -194,6 +194,11 @@ const declined: ReadonlyArray<readonly [string, Buffer]> = [
     "From: a@example.com", "Content-Type: multipart/mixed; boundary=m", "", "--m", "Content-Type: text/plain", "", "t",
     "--m", "Content-Type: multipart/mixed; boundary=n", "", "--n", "Content-Type: application/pdf", "", "%PDF", "--n--", "--m--"
   ])],
+  ["a multipart/mixed of more parts than support mail carries (read in one call, it would hold up every mailbox)", crlf([
+    "From: a@example.com", "Content-Type: multipart/mixed; boundary=m", "", "--m", "Content-Type: text/plain", "", "t",
+    ...Array.from({ length: 40 }, (_, i) => ["--m", "Content-Type: application/pdf", `Content-Disposition: attachment; filename=a${i}.pdf`, "", "%PDF"]).flat(),
+    "--m--"
+  ])],
   ["an attachment in base64 padded mid-body", crlf([
     "From: a@example.com", "Content-Type: multipart/mixed; boundary=m", "", "--m", "Content-Type: text/plain", "", "t",
     "--m", "Content-Type: application/pdf", "Content-Transfer-Encoding: base64", "", "QQ==", "QkM=", "--m--"
